@@ -1,0 +1,353 @@
+/*
+ * libagave: training, evaluating and sampling AGAVE models
+ * (Auxiliary Guided Autoregressive Variational autoEncoders, Lucas & Verbeek 2018).
+ *
+ * This header is the whole public, stable API. Conventions:
+ *  - Every exported name starts with agave_ / AGAVE_. Handles are opaque.
+ *  - Every fallible call returns agave_status; AGAVE_OK is 0. Status values are
+ *    pinned: new ones are only ever appended. The library never aborts, exits or
+ *    prints on bad input. After an error, agave_context_last_error() says what was
+ *    wrong in words (which shape, which file, which offset).
+ *  - Free functions accept NULL.
+ *  - Tensors are float32, up to 4-D, NCHW. Shapes of fewer dimensions are (N),
+ *    (N, C), (N, C, H); every op documents the shapes it takes as "x is (N,C,H,W)".
+ *  - Units: log-probabilities and losses are in nats unless a name says bpd
+ *    (bits per dimension = nats / (D ln 2)).
+ *
+ * Lifetimes:
+ *  - A tensor made by agave_tensor_create() is owned by the caller until
+ *    agave_tensor_free(), and must be freed before its context.
+ *  - A tensor returned by an op (agave_conv2d, agave_add, ...) lives in the
+ *    context's step arena: it is valid until the next agave_tape_reset() or
+ *    agave_context_free(); agave_tensor_free() on it does nothing.
+ *  - agave_tensor_data() and agave_tensor_grad() return pointers borrowed from the
+ *    tensor, valid as long as the tensor is.
+ *
+ * Threads: a context, and everything created on it, is used by one thread at a
+ * time. Different contexts may be used concurrently from different threads.
+ *
+ * Documentation: docs/api.md (reference, formulas and edge conventions).
+ */
+#ifndef AGAVE_H
+#define AGAVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agave_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(AGAVE_BUILDING_LIBRARY) && defined(__GNUC__)
+#define AGAVE_API __attribute__((visibility("default")))
+#else
+#define AGAVE_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status codes (pinned values; only ever appended)                          */
+/* ------------------------------------------------------------------------ */
+typedef enum agave_status {
+    AGAVE_OK = 0,
+    AGAVE_ERR_NULL = 1,          /* a required pointer or handle was NULL */
+    AGAVE_ERR_INVALID_ARG = 2,   /* an argument is out of its documented range */
+    AGAVE_ERR_SHAPE = 3,         /* tensor shapes do not fit the operation */
+    AGAVE_ERR_CONTEXT = 4,       /* handles belong to different contexts */
+    AGAVE_ERR_NOMEM = 5,         /* an allocation failed */
+    AGAVE_ERR_IO = 6,            /* a file could not be opened, read or written */
+    AGAVE_ERR_FORMAT = 7,        /* a file is malformed, truncated or foreign */
+    AGAVE_ERR_VERSION = 8,       /* a file has an unsupported format version */
+    AGAVE_ERR_CHECKSUM = 9,      /* a file's checksum does not match its contents */
+    AGAVE_ERR_CONFIG = 10,       /* a model configuration is invalid or mismatched */
+    AGAVE_ERR_STATE = 11,        /* the call is not valid in the object's state */
+    AGAVE_ERR_NUMERIC = 12,      /* a non-finite loss or gradient was produced */
+    AGAVE_ERR_LIMIT = 13,        /* a size exceeds a documented limit */
+    AGAVE_ERR_INTERRUPTED = 14   /* work was stopped on request */
+} agave_status;
+
+/* Fixed English text for a status ("invalid argument", ...); never NULL. */
+AGAVE_API const char *agave_status_string(agave_status status);
+
+/* "MAJOR.MINOR.PATCH" of the library actually linked; compare with
+ * AGAVE_VERSION_STRING from the header you compiled against. */
+AGAVE_API const char *agave_version_string(void);
+AGAVE_API unsigned agave_version_number(void);
+
+/* ------------------------------------------------------------------------ */
+/* Context: thread count, the seeded random generator, the step arena and     */
+/* the gradient tape. No library state lives outside a context.               */
+/* ------------------------------------------------------------------------ */
+typedef struct agave_context agave_context;
+
+/* Creates a context with 1 thread and the random generator seeded by seed. */
+AGAVE_API agave_status agave_context_create(agave_context **out, uint64_t seed);
+AGAVE_API void agave_context_free(agave_context *ctx);
+
+/* Threads used by this context's kernels (OpenMP loops and the BLAS calls
+ * they make); 1 <= n <= 1024. The same seed and thread count reproduce results
+ * bit for bit. Note: OpenBLAS keeps one process-wide thread count; the library
+ * sets it to n around its own GEMM calls. */
+AGAVE_API agave_status agave_context_set_threads(agave_context *ctx, int n);
+AGAVE_API int agave_context_threads(const agave_context *ctx);
+
+/* Re-seeds the random generator (xoshiro256**, seeded through splitmix64). */
+AGAVE_API agave_status agave_context_seed(agave_context *ctx, uint64_t seed);
+
+/* The message of the last failed call on this context ("" if none). The
+ * pointer is valid until the next call on the context. */
+AGAVE_API const char *agave_context_last_error(const agave_context *ctx);
+
+/* Bytes currently reserved by the step arena, and its peak since creation. */
+AGAVE_API size_t agave_context_arena_bytes(const agave_context *ctx);
+AGAVE_API size_t agave_context_arena_peak(const agave_context *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                   */
+/* ------------------------------------------------------------------------ */
+typedef struct agave_tensor agave_tensor;
+
+#define AGAVE_MAX_DIMS 4
+
+/* A zero-filled persistent tensor of ndim (1..4) dims, each >= 1. */
+AGAVE_API agave_status agave_tensor_create(agave_context *ctx, int ndim, const int *dims,
+                                           agave_tensor **out);
+/* Frees a tensor made by agave_tensor_create; NULL and op outputs are ignored. */
+AGAVE_API void agave_tensor_free(agave_tensor *t);
+
+AGAVE_API int agave_tensor_ndim(const agave_tensor *t);
+/* Size of axis 0..ndim-1; 0 for a NULL tensor or an axis out of range. */
+AGAVE_API int agave_tensor_dim(const agave_tensor *t, int axis);
+AGAVE_API size_t agave_tensor_numel(const agave_tensor *t);
+AGAVE_API agave_context *agave_tensor_context(const agave_tensor *t);
+
+/* Copy n floats in or out; n must equal agave_tensor_numel(t). */
+AGAVE_API agave_status agave_tensor_copy_in(agave_tensor *t, const float *src, size_t n);
+AGAVE_API agave_status agave_tensor_copy_out(const agave_tensor *t, float *dst, size_t n);
+AGAVE_API agave_status agave_tensor_fill(agave_tensor *t, float value);
+/* Fills with N(mean, std^2) draws from the context's generator. */
+AGAVE_API agave_status agave_tensor_fill_normal(agave_tensor *t, float mean, float std);
+
+/* Borrowed pointer to the numel floats of t (NCHW, row-major), or NULL. */
+AGAVE_API float *agave_tensor_data(agave_tensor *t);
+
+/* Gradients. A persistent tensor collects gradients once it requires them;
+ * gradients accumulate over agave_backward() calls until zeroed. */
+AGAVE_API agave_status agave_tensor_set_requires_grad(agave_tensor *t, int requires_grad);
+AGAVE_API int agave_tensor_requires_grad(const agave_tensor *t);
+/* Borrowed pointer to the gradient (numel floats), or NULL if none was made. */
+AGAVE_API float *agave_tensor_grad(agave_tensor *t);
+AGAVE_API agave_status agave_tensor_zero_grad(agave_tensor *t);
+
+/* ------------------------------------------------------------------------ */
+/* Gradient tape (reverse mode)                                              */
+/* ------------------------------------------------------------------------ */
+/* Ops record themselves while recording is on (the default) and one of their
+ * inputs requires a gradient. */
+AGAVE_API agave_status agave_tape_set_recording(agave_context *ctx, int on);
+AGAVE_API int agave_tape_recording(const agave_context *ctx);
+/* Number of ops recorded since the last reset. */
+AGAVE_API size_t agave_tape_size(const agave_context *ctx);
+/* Forgets the recorded ops and frees every op output (the arena is kept, so
+ * a training loop allocates nothing after its first step). */
+AGAVE_API agave_status agave_tape_reset(agave_context *ctx);
+/* Back-propagates from a tensor of one element: fills the gradient of every
+ * tensor it depends on that requires one. Run it once per tape. */
+AGAVE_API agave_status agave_backward(agave_context *ctx, agave_tensor *scalar);
+
+/* ------------------------------------------------------------------------ */
+/* Differentiable ops. Each writes a new arena tensor to *out.               */
+/* Inputs must come from the same context.                                   */
+/* ------------------------------------------------------------------------ */
+
+/* 2-D convolution (cross-correlation), dilation 1, zero padding.
+ * x is (N,Cin,H,W), w is (Cout,Cin,KH,KW), bias is (Cout) or NULL;
+ * out is (N,Cout,Ho,Wo) with Ho = (H + pad_top + pad_bottom - KH) / stride + 1,
+ * Wo likewise; stride >= 1, paddings >= 0, Ho and Wo >= 1. */
+AGAVE_API agave_status agave_conv2d(agave_context *ctx, agave_tensor *x, agave_tensor *w,
+                                    agave_tensor *bias, int stride, int pad_top,
+                                    int pad_bottom, int pad_left, int pad_right,
+                                    agave_tensor **out);
+
+/* Transposed 2-D convolution, cropped. x is (N,Cin,H,W), w is (Cin,Cout,KH,KW),
+ * bias (Cout) or NULL. The uncropped output F has F[n,o,i*stride+kh,j*stride+kw]
+ * += x[n,c,i,j] w[c,o,kh,kw] over an unbounded plane (zero elsewhere); out is
+ * (N,Cout,out_h,out_w) with out[n,o,r,c] = F[n,o,r+crop_top,c+crop_left] + bias[o].
+ * PixelCNN++'s stride-2 shifted deconvolutions are crop_top = 0 with
+ * crop_left = (KW-1)/2 (down-shifted) or 0 (down-right-shifted), out 2H x 2W. */
+AGAVE_API agave_status agave_conv2d_transpose(agave_context *ctx, agave_tensor *x,
+                                              agave_tensor *w, agave_tensor *bias, int stride,
+                                              int crop_top, int crop_left, int out_h, int out_w,
+                                              agave_tensor **out);
+
+/* Network-in-network (1x1 convolution): x is (N,Cin,H,W), w is (Cout,Cin),
+ * bias (Cout) or NULL; out is (N,Cout,H,W). */
+AGAVE_API agave_status agave_nin(agave_context *ctx, agave_tensor *x, agave_tensor *w,
+                                 agave_tensor *bias, agave_tensor **out);
+
+/* Dense layer: x is (N,K) (or any (N,...) with K = numel/N), w is (M,K),
+ * bias (M) or NULL; out is (N,M) = x w^T + bias. */
+AGAVE_API agave_status agave_dense(agave_context *ctx, agave_tensor *x, agave_tensor *w,
+                                   agave_tensor *bias, agave_tensor **out);
+
+/* Adds bias (C) along axis 1 of x (N,C,...). */
+AGAVE_API agave_status agave_bias_add(agave_context *ctx, agave_tensor *x, agave_tensor *bias,
+                                      agave_tensor **out);
+
+/* Element-wise on equal shapes. */
+AGAVE_API agave_status agave_add(agave_context *ctx, agave_tensor *a, agave_tensor *b,
+                                 agave_tensor **out);
+AGAVE_API agave_status agave_sub(agave_context *ctx, agave_tensor *a, agave_tensor *b,
+                                 agave_tensor **out);
+AGAVE_API agave_status agave_mul(agave_context *ctx, agave_tensor *a, agave_tensor *b,
+                                 agave_tensor **out);
+/* out = s * x for a constant s. */
+AGAVE_API agave_status agave_scale(agave_context *ctx, agave_tensor *x, float s,
+                                   agave_tensor **out);
+
+/* Channel concatenation of a (N,Ca,H,W) and b (N,Cb,H,W) into (N,Ca+Cb,H,W). */
+AGAVE_API agave_status agave_concat(agave_context *ctx, agave_tensor *a, agave_tensor *b,
+                                    agave_tensor **out);
+/* Channels [start, start+count) of x (N,C,H,W): out is (N,count,H,W). */
+AGAVE_API agave_status agave_split(agave_context *ctx, agave_tensor *x, int start, int count,
+                                   agave_tensor **out);
+
+/* Element-wise nonlinearities. elu(x) = x for x > 0, exp(x) - 1 otherwise.
+ * concat_elu(x) = concat(elu(x), elu(-x)) along channels: (N,C,H,W) -> (N,2C,H,W).
+ * log needs x > 0 (it returns -inf or NaN otherwise, like logf).
+ * softplus(x) = log(1 + exp(x)), computed without overflow. */
+AGAVE_API agave_status agave_elu(agave_context *ctx, agave_tensor *x, agave_tensor **out);
+AGAVE_API agave_status agave_concat_elu(agave_context *ctx, agave_tensor *x, agave_tensor **out);
+AGAVE_API agave_status agave_sigmoid(agave_context *ctx, agave_tensor *x, agave_tensor **out);
+AGAVE_API agave_status agave_tanh(agave_context *ctx, agave_tensor *x, agave_tensor **out);
+AGAVE_API agave_status agave_exp(agave_context *ctx, agave_tensor *x, agave_tensor **out);
+AGAVE_API agave_status agave_log(agave_context *ctx, agave_tensor *x, agave_tensor **out);
+AGAVE_API agave_status agave_softplus(agave_context *ctx, agave_tensor *x, agave_tensor **out);
+
+/* log(sum(exp(x))) over one axis (0..ndim-1); that axis has size 1 in out. */
+AGAVE_API agave_status agave_logsumexp(agave_context *ctx, agave_tensor *x, int axis,
+                                       agave_tensor **out);
+/* Sum and mean of all elements: out has one element, shape (1). */
+AGAVE_API agave_status agave_sum(agave_context *ctx, agave_tensor *x, agave_tensor **out);
+AGAVE_API agave_status agave_mean(agave_context *ctx, agave_tensor *x, agave_tensor **out);
+
+/* PixelCNN++ shifts on (N,C,H,W): down_shift drops the last row and puts a row
+ * of zeros on top; right_shift drops the last column and puts zeros on the left. */
+AGAVE_API agave_status agave_down_shift(agave_context *ctx, agave_tensor *x, agave_tensor **out);
+AGAVE_API agave_status agave_right_shift(agave_context *ctx, agave_tensor *x, agave_tensor **out);
+
+/* Nearest-neighbour x2 upsampling: (N,C,H,W) -> (N,C,2H,2W). */
+AGAVE_API agave_status agave_upsample2x(agave_context *ctx, agave_tensor *x, agave_tensor **out);
+/* s x s average pooling, s >= 1 dividing H and W: (N,C,H,W) -> (N,C,H/s,W/s). */
+AGAVE_API agave_status agave_avg_pool(agave_context *ctx, agave_tensor *x, int s,
+                                      agave_tensor **out);
+
+/* Inverted dropout: each element is zeroed with probability p (0 <= p < 1) and
+ * the others are scaled by 1/(1-p); the mask comes from the context's
+ * generator. p = 0 is the identity. */
+AGAVE_API agave_status agave_dropout(agave_context *ctx, agave_tensor *x, float p,
+                                     agave_tensor **out);
+
+/* Weight normalisation: v is (Cout, ...), g is (Cout);
+ * out[o,...] = g[o] * v[o,...] / ||v[o,...]||_2. */
+AGAVE_API agave_status agave_weight_norm(agave_context *ctx, agave_tensor *v, agave_tensor *g,
+                                         agave_tensor **out);
+
+/* Data-dependent initialisation (Salimans & Kingma 2016), not recorded on the tape.
+ * t is a layer's pre-activation (N,C,...) computed with g = 1 and bias = 0;
+ * per channel c with mean m_c and variance s2_c over every axis but 1:
+ *   g[c] = init_scale / sqrt(s2_c + 1e-10),  bias[c] = -m_c * g[c],
+ * and t is overwritten with g[c] * t + bias[c]. g and bias are (C), persistent. */
+AGAVE_API agave_status agave_weight_norm_init(agave_context *ctx, agave_tensor *t,
+                                              float init_scale, agave_tensor *g,
+                                              agave_tensor *bias);
+
+/* ------------------------------------------------------------------------ */
+/* Auxiliary image y = Q_b(P_s(x)) (MODEL.md, the paper's Eq. 8)              */
+/* ------------------------------------------------------------------------ */
+/* P_s: x is (n,c,h,w) uint8; y is (n,c,h/s,w/s) uint8, each value the mean of an
+ * s x s block rounded halves up, floor(mean + 0.5). s in {1,2,4} dividing h, w. */
+AGAVE_API agave_status agave_image_pool(const uint8_t *x, int n, int c, int h, int w, int s,
+                                        uint8_t *y);
+/* Q_b: level[i] = floor(x[i] / (256/levels)), levels a power of two in 2..256. */
+AGAVE_API agave_status agave_image_quantize(const uint8_t *x, size_t count, int levels,
+                                            uint8_t *level);
+
+/* ------------------------------------------------------------------------ */
+/* Losses on plain buffers                                                   */
+/* ------------------------------------------------------------------------ */
+/* Discretized logistic with `levels` bins (MODEL.md "Auxiliary image"):
+ * element-wise, y[i] in 0..255 is mapped to level k = floor(y*levels/256); level k
+ * covers [k*c - 0.5, (k+1)*c - 0.5) on the 0..255 scale (c = 256/levels), edges
+ * mapped by e/127.5 - 1, the lowest lower edge -inf and highest upper edge +inf;
+ * logp[i] = log(sigmoid((hi - mean)/s) - sigmoid((lo - mean)/s)), s = exp(log_scale[i]),
+ * in nats, computed stably. levels is a power of two in 2..256. */
+AGAVE_API agave_status agave_dlogistic_logprob(const uint8_t *y, const float *mean,
+                                               const float *log_scale, size_t n, int levels,
+                                               float *logp);
+
+/* Discretized mixture of logistics (PixelCNN++): x is (n,channels,height,width)
+ * uint8, params (n,P,height,width) with MODEL.md's layout (P = 3*n_mix for
+ * channels 1, 10*n_mix for channels 3); logp receives n*height*width per-pixel
+ * log-probabilities in nats (the sum over the pixel's channels). Invalid
+ * arguments return a non-OK status and write nothing. */
+AGAVE_API agave_status agave_dmol_logprob(const uint8_t *x, const float *params, int n,
+                                          int channels, int height, int width, int n_mix,
+                                          float *logp);
+
+/* Draws one value per sub-pixel from the mixture: for each pixel a component by
+ * Gumbel-max on the logits, then R, G, B in order, a logistic sample with the
+ * coupled mean (coupling on the already rounded R and G), clipped to [-1, 1] and
+ * rounded to the nearest of 256 levels. Layouts as agave_dmol_logprob; x receives
+ * (n,channels,height,width) uint8. Uses the context's generator. */
+AGAVE_API agave_status agave_dmol_sample(agave_context *ctx, const float *params, int n,
+                                         int channels, int height, int width, int n_mix,
+                                         uint8_t *x);
+
+/* ------------------------------------------------------------------------ */
+/* Losses on the tape: per-image negative log-likelihoods, out is (N)         */
+/* ------------------------------------------------------------------------ */
+/* Discretized logistic NLL: y is (N,C,H,W) uint8 values 0..255 (copied), mean is
+ * (N,C,H,W), log_scale is (C): out[n] = -sum over c,h,w of the log-probability. */
+AGAVE_API agave_status agave_dlogistic_nll(agave_context *ctx, const uint8_t *y,
+                                           agave_tensor *mean, agave_tensor *log_scale,
+                                           int levels, agave_tensor **out);
+
+/* Mixture of logistics NLL: x is (N,C,H,W) uint8 (copied, C = 1 or 3), params is
+ * (N,P,H,W) as agave_dmol_logprob: out[n] = -sum over pixels of the log-probability. */
+AGAVE_API agave_status agave_dmol_nll(agave_context *ctx, const uint8_t *x, int channels,
+                                      agave_tensor *params, int n_mix, agave_tensor **out);
+
+/* Diagonal Gaussians with mean and log_std of equal shape (N,...).
+ * gaussian_sample: z = mean + exp(log_std) * eps, eps ~ N(0,1) from the context.
+ * gaussian_logprob: out[n] = sum log N(z; mean, exp(log_std)^2).
+ * gaussian_kl: out[n] = KL(N(mean, exp(log_std)^2) || N(0, I)) summed per image
+ *            = sum 0.5 * (mean^2 + exp(2 log_std) - 1) - log_std. */
+AGAVE_API agave_status agave_gaussian_sample(agave_context *ctx, agave_tensor *mean,
+                                             agave_tensor *log_std, agave_tensor **z);
+AGAVE_API agave_status agave_gaussian_logprob(agave_context *ctx, agave_tensor *z,
+                                              agave_tensor *mean, agave_tensor *log_std,
+                                              agave_tensor **out);
+AGAVE_API agave_status agave_gaussian_kl(agave_context *ctx, agave_tensor *mean,
+                                         agave_tensor *log_std, agave_tensor **out);
+
+/* ------------------------------------------------------------------------ */
+/* Bounds                                                                    */
+/* ------------------------------------------------------------------------ */
+/* log_w is (n, k) row-major: k log-weights log p(x,z_j) - log q(z_j|x) per image.
+ * elbo[i] = mean_j log_w[i,j];
+ * iwae[i] = log((1/k) sum_j exp(log_w[i,j])), by log-sum-exp. */
+AGAVE_API agave_status agave_elbo_from_log_weights(const double *log_w, int n, int k,
+                                                   double *elbo);
+AGAVE_API agave_status agave_iwae_from_log_weights(const double *log_w, int n, int k,
+                                                   double *iwae);
+/* Bits per dimension of a negative log-likelihood in nats over `dims` dimensions:
+ * nll / (dims * ln 2). Returns NaN for dims <= 0. */
+AGAVE_API double agave_nats_to_bpd(double nll_nats, double dims);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AGAVE_H */

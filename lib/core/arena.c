@@ -1,0 +1,87 @@
+/* Step arena: a bump allocator for activations and gradients of one training
+ * step. arena_reset() keeps the memory, coalescing into one chunk as large as
+ * the step needed, so from the second step on a loop allocates nothing. */
+#include <stdlib.h>
+
+#include "core.h"
+
+#define ARENA_ALIGN 64
+#define ARENA_MIN_CHUNK (1u << 20)
+
+struct arena_chunk {
+    arena_chunk *prev;
+    size_t size;   /* usable bytes in data */
+    size_t used;
+    _Alignas(ARENA_ALIGN) unsigned char data[];
+};
+
+static arena_chunk *chunk_new(size_t size, arena_chunk *prev)
+{
+    arena_chunk *c = NULL;
+    if (size > SIZE_MAX - sizeof(*c) - ARENA_ALIGN)
+        return NULL;
+    size_t total = (sizeof(*c) + size + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    c = aligned_alloc(ARENA_ALIGN, total);
+    if (!c)
+        return NULL;
+    c->prev = prev;
+    c->size = size;
+    c->used = 0;
+    return c;
+}
+
+void *arena_alloc(agave_arena *a, size_t bytes)
+{
+    if (bytes > SIZE_MAX / 2)
+        return NULL;
+    size_t need = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    if (need == 0)
+        need = ARENA_ALIGN;
+    arena_chunk *c = a->head;
+    if (!c || c->size - c->used < need) {
+        size_t size = need > ARENA_MIN_CHUNK ? need : ARENA_MIN_CHUNK;
+        if (c && size < c->size)
+            size = c->size;   /* grow geometrically-ish: never smaller than the last */
+        c = chunk_new(size, a->head);
+        if (!c)
+            return NULL;
+        a->head = c;
+        a->reserved += size;
+    }
+    void *p = c->data + c->used;
+    c->used += need;
+    a->used += need;
+    if (a->used > a->peak)
+        a->peak = a->used;
+    return p;
+}
+
+static void free_chunks(arena_chunk *c)
+{
+    while (c) {
+        arena_chunk *prev = c->prev;
+        free(c);
+        c = prev;
+    }
+}
+
+void arena_reset(agave_arena *a)
+{
+    if (a->head && a->head->prev) {
+        /* More than one chunk: replace them with one that fits the whole step. */
+        size_t want = a->reserved;
+        free_chunks(a->head);
+        a->head = chunk_new(want, NULL);
+        a->reserved = a->head ? want : 0;
+    }
+    if (a->head)
+        a->head->used = 0;
+    a->used = 0;
+}
+
+void arena_release(agave_arena *a)
+{
+    free_chunks(a->head);
+    a->head = NULL;
+    a->used = a->reserved = 0;
+}

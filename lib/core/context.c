@@ -1,0 +1,57 @@
+/* The context: thread count, random generator, step arena and tape. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+agave_status agave_context_create(agave_context **out, uint64_t seed)
+{
+    if (!out)
+        return AGAVE_ERR_NULL;
+    *out = NULL;
+    agave_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return AGAVE_ERR_NOMEM;
+    ctx->threads = 1;
+    ctx->recording = 1;
+    rng_seed(&ctx->rng, seed);
+    *out = ctx;
+    return AGAVE_OK;
+}
+
+void agave_context_free(agave_context *ctx)
+{
+    if (!ctx)
+        return;
+    arena_release(&ctx->arena);
+    free(ctx->nodes);
+    free(ctx);
+}
+
+agave_status agave_context_set_threads(agave_context *ctx, int n)
+{
+    if (!ctx)
+        return AGAVE_ERR_NULL;
+    if (n < 1 || n > 1024)
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
+                         "thread count %d is out of range (1..1024)", n);
+    ctx->threads = n;
+    return AGAVE_OK;
+}
+
+int agave_context_threads(const agave_context *ctx) { return ctx ? ctx->threads : 0; }
+
+agave_status agave_context_seed(agave_context *ctx, uint64_t seed)
+{
+    if (!ctx)
+        return AGAVE_ERR_NULL;
+    rng_seed(&ctx->rng, seed);
+    return AGAVE_OK;
+}
+
+size_t agave_context_arena_bytes(const agave_context *ctx)
+{
+    return ctx ? ctx->arena.reserved : 0;
+}
+
+size_t agave_context_arena_peak(const agave_context *ctx) { return ctx ? ctx->arena.peak : 0; }

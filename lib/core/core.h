@@ -1,0 +1,130 @@
+/* Internal core: the context, step arena, tensors, gradient tape and RNG.
+ * Everything here is private to the library (hidden visibility). */
+#ifndef AGAVE_CORE_H
+#define AGAVE_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agave.h"
+
+#define AGAVE_ERRMSG_LEN 512
+
+/* ---- arena: bump allocator for one step's activations --------------------- */
+typedef struct arena_chunk arena_chunk;
+typedef struct agave_arena {
+    arena_chunk *head;   /* newest chunk; older ones chained through ->prev */
+    size_t used;         /* bytes handed out since the last reset */
+    size_t reserved;     /* bytes held in all chunks */
+    size_t peak;         /* largest `used` ever seen */
+} agave_arena;
+
+void *arena_alloc(agave_arena *a, size_t bytes);  /* 64-byte aligned, NULL on failure */
+void arena_reset(agave_arena *a);                 /* coalesces into one chunk */
+void arena_release(agave_arena *a);
+
+/* ---- random generator: xoshiro256** ---------------------------------------- */
+typedef struct agave_rng { uint64_t s[4]; } agave_rng;
+
+void rng_seed(agave_rng *r, uint64_t seed);
+uint64_t rng_next(agave_rng *r);
+float rng_uniform(agave_rng *r);            /* in (0, 1), never 0 or 1 */
+double rng_uniform_double(agave_rng *r);    /* in (0, 1) */
+float rng_normal(agave_rng *r);             /* N(0, 1) */
+
+/* ---- tape ------------------------------------------------------------------ */
+#define TAPE_MAX_INPUTS 4
+typedef struct tape_node tape_node;
+typedef agave_status (*op_backward_fn)(agave_context *ctx, const tape_node *node);
+
+struct tape_node {
+    int op;                               /* index into the op table */
+    op_backward_fn backward;
+    agave_tensor *out;
+    agave_tensor *in[TAPE_MAX_INPUTS];    /* NULL where unused */
+    void *saved;                          /* op-specific, in the arena */
+    int iarg[8];
+    float farg[4];
+};
+
+/* ---- context ---------------------------------------------------------------- */
+struct agave_context {
+    int threads;
+    agave_rng rng;
+    agave_arena arena;
+    tape_node *nodes;       /* growable array, kept across resets */
+    size_t n_nodes, cap_nodes;
+    int recording;
+    char last_error[AGAVE_ERRMSG_LEN];
+};
+
+/* Records a message on ctx (may be NULL) and returns status. */
+agave_status ctx_error(agave_context *ctx, agave_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ctx_clear_error(agave_context *ctx);
+
+/* ---- tensors ------------------------------------------------------------------ */
+enum {
+    TENSOR_REQUIRES_GRAD = 1u << 0,
+    TENSOR_IN_ARENA = 1u << 1,     /* struct and buffers live in the step arena */
+    TENSOR_OWNS_DATA = 1u << 2,    /* data/grad were malloc'ed by the tensor */
+    TENSOR_VIEW = 1u << 3          /* data/grad borrowed from a larger buffer */
+};
+
+struct agave_tensor {
+    agave_context *ctx;
+    int ndim;
+    int dims[AGAVE_MAX_DIMS];  /* unused trailing dims are 1 */
+    size_t numel;
+    float *data;
+    float *grad;               /* NULL until a gradient is needed */
+    unsigned flags;
+};
+
+/* Shape helpers: dims beyond ndim are 1, so every tensor reads as (N,C,H,W). */
+static inline int tN(const agave_tensor *t) { return t->dims[0]; }
+static inline int tC(const agave_tensor *t) { return t->dims[1]; }
+static inline int tH(const agave_tensor *t) { return t->dims[2]; }
+static inline int tW(const agave_tensor *t) { return t->dims[3]; }
+
+/* Formats "(2,3,4,4)" into buf for error messages. */
+const char *shape_str(const agave_tensor *t, char *buf, size_t len);
+#define SHAPE_BUF 64
+
+/* A new uninitialised arena tensor (op output). NULL on failure, with the error set. */
+agave_tensor *tensor_new_arena(agave_context *ctx, int ndim, const int *dims);
+/* Same shape as t. */
+agave_tensor *tensor_new_like(agave_context *ctx, const agave_tensor *t);
+/* A persistent tensor viewing borrowed data/grad buffers (not freed with it). */
+agave_status tensor_new_view(agave_context *ctx, int ndim, const int *dims, float *data,
+                             float *grad, agave_tensor **out);
+/* Returns t's gradient buffer, making a zeroed one (arena or heap) if missing. */
+float *tensor_grad_buffer(agave_tensor *t);
+static inline int tensor_needs_grad(const agave_tensor *t)
+{
+    return t && (t->flags & TENSOR_REQUIRES_GRAD);
+}
+
+/* ---- op entry checks ---------------------------------------------------------- */
+/* NULL/context checks shared by the ops: every tensor must be non-NULL (except
+ * those marked optional by passing them through check_same_ctx_opt) and belong
+ * to ctx. */
+agave_status check_tensor(agave_context *ctx, const agave_tensor *t, const char *op,
+                          const char *name);
+agave_status check_tensor_opt(agave_context *ctx, const agave_tensor *t, const char *op,
+                              const char *name);
+
+/* ---- recording -------------------------------------------------------------- */
+/* True when an op with these inputs must be recorded. */
+int tape_should_record(agave_context *ctx, agave_tensor *const *in, int n_in);
+/* Appends a node; out gets TENSOR_REQUIRES_GRAD. Returns NULL (error set) on failure. */
+tape_node *tape_record(agave_context *ctx, int op, op_backward_fn backward, agave_tensor *out,
+                       agave_tensor *const *in, int n_in);
+
+/* ---- BLAS ------------------------------------------------------------------- */
+/* C (M x N) = alpha * op(A) op(B) + beta * C, row-major, using ctx's thread count. */
+void gemm(agave_context *ctx, int trans_a, int trans_b, int M, int N, int K, float alpha,
+          const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+#endif
