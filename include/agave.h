@@ -346,6 +346,16 @@ AGAVE_API agave_status agave_iwae_from_log_weights(const double *log_w, int n, i
  * nll / (dims * ln 2). Returns NaN for dims <= 0. */
 AGAVE_API double agave_nats_to_bpd(double nll_nats, double dims);
 
+/* ------------------------------------------------------------------------ */
+/* Data sets and image grids (lib/data)                                      */
+/* ------------------------------------------------------------------------ */
+/* (declarations of lib/data go here) */
+
+/* ------------------------------------------------------------------------ */
+/* Layers and models (lib/nn, lib/model, lib/train)                          */
+/* ------------------------------------------------------------------------ */
+/* (declarations of lib/nn, lib/model and lib/train go here) */
+
 #ifdef __cplusplus
 }
 #endif
