@@ -243,6 +243,10 @@ AGAVE_API agave_status agave_upsample2x(agave_context *ctx, agave_tensor *x, aga
 AGAVE_API agave_status agave_avg_pool(agave_context *ctx, agave_tensor *x, int s,
                                       agave_tensor **out);
 
+/* Swaps the first two axes: x (A,B,...) -> (B,A,...), e.g. a (Cout,Cin,KH,KW)
+ * weight into the (Cin,Cout,KH,KW) layout of agave_conv2d_transpose. */
+AGAVE_API agave_status agave_transpose01(agave_context *ctx, agave_tensor *x, agave_tensor **out);
+
 /* Inverted dropout: each element is zeroed with probability p (0 <= p < 1) and
  * the others are scaled by 1/(1-p); the mask comes from the context's
  * generator. p = 0 is the identity. */
@@ -354,7 +358,209 @@ AGAVE_API double agave_nats_to_bpd(double nll_nats, double dims);
 /* ------------------------------------------------------------------------ */
 /* Layers and models (lib/nn, lib/model, lib/train)                          */
 /* ------------------------------------------------------------------------ */
-/* (declarations of lib/nn, lib/model and lib/train go here) */
+/* ---- Layers: parameterised building blocks (lib/nn) ----------------------
+ * Every convolution is weight-normalised (w = g * v / ||v|| per output channel,
+ * plus a bias) and initialised from data: the first forward of a new layer
+ * sets g and bias so that its outputs on that batch have mean 0 and standard
+ * deviation init_scale per channel (Salimans & Kingma 2016). v starts as
+ * N(0, 0.05^2) draws from the context's generator. */
+typedef struct agave_layer agave_layer;
+
+typedef enum agave_layer_kind {
+    AGAVE_LAYER_CONV = 0,         /* x (N,in,H,W) -> (N,out,Ho,Wo), kernel KH x KW, stride */
+    AGAVE_LAYER_DECONV = 1,       /* transposed conv: (N,in,H,W) -> (N,out,stride*H,stride*W) */
+    AGAVE_LAYER_NIN = 2,          /* 1x1 conv: (N,in,H,W) -> (N,out,H,W) */
+    AGAVE_LAYER_DENSE = 3,        /* (N,in) -> (N,out) */
+    AGAVE_LAYER_GATED_RESNET = 4, /* PixelCNN++ gated residual block, in = out channels */
+    AGAVE_LAYER_RESNET = 5,       /* VAE residual block: x + conv(elu(conv(elu(x)))) */
+    AGAVE_LAYER_COND_STREAM = 6   /* AGAVE conditioning stream: f -> elu(g1), elu(g2), elu(g3) */
+} agave_layer_kind;
+
+/* Where a convolution may look. NONE: centred ("same") padding.
+ * DOWN: pad KH-1 rows on top and (KW-1)/2 columns each side: an output sees
+ * only its own row and those above (PixelCNN++'s down_shifted_conv2d).
+ * DOWN_RIGHT: pad KH-1 rows on top, KW-1 columns on the left: it sees only
+ * rows above and columns to the left, inclusive (down_right_shifted_conv2d).
+ * Deconvolutions crop as documented at agave_conv2d_transpose. */
+typedef enum agave_shift {
+    AGAVE_SHIFT_NONE = 0,
+    AGAVE_SHIFT_DOWN = 1,
+    AGAVE_SHIFT_DOWN_RIGHT = 2
+} agave_shift;
+
+typedef struct agave_layer_options {
+    size_t struct_size;      /* sizeof(agave_layer_options), set by _init */
+    int in_channels;         /* required */
+    int out_channels;        /* required except GATED_RESNET/RESNET (= in_channels) */
+    int kernel_h, kernel_w;  /* default 3 x 3 */
+    int stride;              /* default 1; CONV 1 or more, DECONV 1 or 2 */
+    agave_shift shift;       /* default NONE */
+    float init_scale;        /* default 1.0 */
+    float dropout;           /* GATED_RESNET: dropout on the inner activation, default 0 */
+    int shortcut_channels;   /* GATED_RESNET: channels of the short-cut input a (0 = none) */
+    int cond_channels;       /* GATED_RESNET: channels of the conditioning h (0 = none) */
+    int masked;              /* CONV: 1 = autoregressive mask over channels (IAF), see docs */
+} agave_layer_options;
+
+AGAVE_API agave_status agave_layer_options_init(agave_layer_options *opt);
+AGAVE_API agave_status agave_layer_create(agave_context *ctx, agave_layer_kind kind,
+                                          const agave_layer_options *opt, agave_layer **out);
+AGAVE_API void agave_layer_free(agave_layer *layer);
+
+/* Forward of one-input layers (CONV, DECONV, NIN, DENSE, RESNET, and
+ * GATED_RESNET without short-cut or conditioning). The output is an arena tensor. */
+AGAVE_API agave_status agave_layer_forward(agave_layer *layer, agave_tensor *x,
+                                           agave_tensor **out);
+/* GATED_RESNET: c1 = conv(ce(x)) [+ nin(ce(a))]; c1 = dropout(ce(c1));
+ * c2 = conv(c1) [+ nin(h)]; out = x + c2[:F] * sigmoid(c2[F:]), ce = concat_elu.
+ * a (N,shortcut,H,W) and h (N,cond,H,W) may be NULL when their channel counts are 0. */
+AGAVE_API agave_status agave_layer_forward_gated(agave_layer *layer, agave_tensor *x,
+                                                 agave_tensor *a, agave_tensor *h,
+                                                 agave_tensor **out);
+/* COND_STREAM: f (N,in,H,W) -> out[0] (N,F,H,W), out[1] (N,F,H/2,W/2),
+ * out[2] (N,F,H/4,W/4), each elu(g_l). */
+AGAVE_API agave_status agave_layer_forward_cond(agave_layer *layer, agave_tensor *f,
+                                                agave_tensor *out[3]);
+
+/* Dropout is applied only in training mode (the default is on). */
+AGAVE_API agave_status agave_layer_set_training(agave_layer *layer, int training);
+/* 1 once the data-dependent initialisation has run (or was skipped). */
+AGAVE_API int agave_layer_initialized(const agave_layer *layer);
+/* Marks the layer initialised without a data pass (e.g. after loading weights). */
+AGAVE_API agave_status agave_layer_skip_init(agave_layer *layer);
+
+/* Parameters, depth-first with dotted names ("conv1.v", "conv1.g", "conv1.b").
+ * The tensors are owned by the layer and require gradients. */
+AGAVE_API int agave_layer_param_count(const agave_layer *layer);
+AGAVE_API agave_status agave_layer_param(agave_layer *layer, int index, const char **name,
+                                         agave_tensor **param);
+
+/* ---- Optimisers (lib/train) ------------------------------------------------ */
+typedef struct agave_optimizer agave_optimizer;
+
+typedef enum agave_optimizer_kind {
+    AGAVE_OPTIM_ADAMAX = 0,   /* Kingma & Ba 2015, the paper's choice */
+    AGAVE_OPTIM_ADAM = 1
+} agave_optimizer_kind;
+
+/* beta1 0.95, beta2 0.9995 as in PixelCNN++; lr > 0. */
+AGAVE_API agave_status agave_optimizer_create(agave_context *ctx, agave_optimizer_kind kind,
+                                              float lr, agave_optimizer **out);
+AGAVE_API void agave_optimizer_free(agave_optimizer *opt);
+/* Registers every parameter of a layer (call before the first step). */
+AGAVE_API agave_status agave_optimizer_add_layer(agave_optimizer *opt, agave_layer *layer);
+/* One update from the accumulated gradients, which are then zeroed. If
+ * max_grad_norm > 0 the gradient is first scaled to at most that L2 norm.
+ * A non-finite gradient leaves every parameter untouched and returns
+ * AGAVE_ERR_NUMERIC. */
+AGAVE_API agave_status agave_optimizer_step(agave_optimizer *opt, float max_grad_norm);
+
+/* ---- Model configuration (MODEL.md) ----------------------------------------- */
+typedef enum agave_mode {
+    AGAVE_MODE_AGAVE = 0,     /* PixelCNN + auxiliary term + lambda * KL */
+    AGAVE_MODE_VAE = 1,       /* auxiliary term + lambda * KL only */
+    AGAVE_MODE_PIXELCNN = 2,  /* unconditional PixelCNN++ only */
+    AGAVE_MODE_NAIVE = 3      /* PixelCNN conditioned on f(z), no auxiliary term */
+} agave_mode;
+
+typedef struct agave_config {
+    size_t struct_size;   /* sizeof(agave_config), set by agave_config_init */
+    int C, H, W;          /* image channels (1 or 3), height and width (multiples of 4) */
+    int F, R, M;          /* PixelCNN++ filters, gated blocks per stage, mixture components */
+    float dropout;        /* PixelCNN++ dropout */
+    int Fv, Rv, Z, T;     /* VAE filters, residual blocks per stage, latent channels, IAF steps */
+    int b, s;             /* auxiliary image: colour levels, pooling factor */
+    float lambda;         /* KL weight */
+    agave_mode mode;
+    /* Training */
+    agave_optimizer_kind optimizer;  /* default ADAMAX */
+    float lr;             /* default 0.002 */
+    float ema;            /* Polyak averaging decay, 0 = off; default 0.9995 */
+    float grad_clip;      /* max gradient L2 norm, 0 = off; default 0 */
+    int max_bad_steps;    /* consecutive non-finite steps tolerated; default 10 */
+} agave_config;
+
+/* Fills cfg with a named configuration: "tiny", "fashion", "cifar-small",
+ * "cifar-paper" (MODEL.md's table). */
+AGAVE_API agave_status agave_config_init(agave_config *cfg, const char *name);
+/* Sets one field from text, by its MODEL.md name: C, H, W, F, R, M, dropout, Fv,
+ * Rv, Z, T, b, s, lambda, mode (agave|vae|pixelcnn|naive), and lr, optimizer
+ * (adamax|adam), ema, grad_clip, max_bad_steps. */
+AGAVE_API agave_status agave_config_set(agave_config *cfg, const char *key, const char *value);
+/* Checks every field; on failure writes a sentence into msg (if not NULL). */
+AGAVE_API agave_status agave_config_validate(const agave_config *cfg, char *msg, size_t len);
+
+/* ---- The AGAVE model (lib/model) ----------------------------------------- */
+typedef struct agave_model agave_model;
+
+AGAVE_API agave_status agave_model_create(agave_context *ctx, const agave_config *cfg,
+                                          agave_model **out);
+AGAVE_API void agave_model_free(agave_model *model);
+AGAVE_API agave_status agave_model_get_config(const agave_model *model, agave_config *cfg);
+AGAVE_API size_t agave_model_param_count(const agave_model *model);
+/* Training steps taken so far. */
+AGAVE_API int64_t agave_model_step_count(const agave_model *model);
+
+/* Data-dependent initialisation from a first batch x (n,C,H,W) uint8. */
+AGAVE_API agave_status agave_model_init(agave_model *model, const uint8_t *x, int n);
+
+typedef struct agave_step_stats {
+    size_t struct_size;       /* set by the caller: sizeof(agave_step_stats) */
+    double loss_bpd;          /* the minimised objective -L / (D ln 2) */
+    double pixelcnn_nll;      /* -log p(x|z), nats per image (0 in mode vae) */
+    double aux_nll;           /* -log p(y|z), nats per image (0 in modes pixelcnn, naive) */
+    double kl;                /* KL(q(z|x) || p(z)), nats per image (0 in mode pixelcnn) */
+    double pixelcnn_bpd;      /* pixelcnn_nll / (D ln 2) */
+    double aux_bpd;           /* aux_nll / (D_y ln 2), D_y = C*H*W/s^2 */
+    double kl_bpd;            /* kl / (D ln 2) */
+    double grad_norm;         /* L2 norm of the gradient before clipping */
+    int rejected;             /* 1 if the step was not applied (non-finite) */
+} agave_step_stats;
+
+/* One training step on x (n,C,H,W) uint8: forward, the objective of MODEL.md
+ * Eq. 7, backward, optimiser update, parameter averaging. Runs the
+ * data-dependent initialisation first if it has not run. A non-finite loss or
+ * gradient leaves the model untouched, sets stats->rejected and returns
+ * AGAVE_ERR_NUMERIC; after max_bad_steps consecutive ones it returns
+ * AGAVE_ERR_NUMERIC with a message saying training should stop. */
+AGAVE_API agave_status agave_model_train_step(agave_model *model, const uint8_t *x, int n,
+                                              agave_step_stats *stats);
+
+typedef struct agave_eval_stats {
+    size_t struct_size;       /* set by the caller: sizeof(agave_eval_stats) */
+    int n_images;
+    double elbo_bpd;          /* -(E_q log p(x|z) - KL) / (D ln 2), lambda = 1, no aux term */
+    double recon_bpd;         /* -E_q log p(x|z) / (D ln 2) */
+    double kl_bpd;            /* KL / (D ln 2) */
+    double aux_bpd;           /* -(E_q log p(y|z) - KL) / (D_y ln 2): the VAE's bound on y */
+    double iwae_bpd;          /* -IWAE_K / (D ln 2); equals elbo_bpd when K = 0 */
+    int iwae_samples;         /* K */
+} agave_eval_stats;
+
+/* Bounds on x (n,C,H,W) uint8, averaged over the n images, with the averaged
+ * parameters when averaging is on. iwae_samples = K >= 1 importance samples
+ * (0 skips IWAE). In mode pixelcnn the bounds are the exact PixelCNN NLL. */
+AGAVE_API agave_status agave_model_evaluate(agave_model *model, const uint8_t *x, int n,
+                                            int iwae_samples, agave_eval_stats *stats);
+
+/* Sampling, seeded: n images with z ~ p(z). fz receives f(z) as an image
+ * (n,C,H/s,W/s) uint8 (the means mapped to 0..255), x the PixelCNN samples
+ * (n,C,H,W). Either may be NULL. In mode vae x receives f(z) upsampled; in mode
+ * pixelcnn fz is left untouched. */
+AGAVE_API agave_status agave_model_sample(agave_model *model, int n, uint64_t seed,
+                                          uint8_t *fz, uint8_t *x);
+/* Reconstructions: z ~ q(z|x_in), then as agave_model_sample. */
+AGAVE_API agave_status agave_model_reconstruct(agave_model *model, const uint8_t *x_in, int n,
+                                               uint64_t seed, uint8_t *fz, uint8_t *x);
+
+/* Checkpoints (docs/checkpoint.md): configuration, parameters, optimiser
+ * state, averaged parameters, step count and random state; written to a
+ * temporary file, flushed and renamed over path. */
+AGAVE_API agave_status agave_model_save(agave_model *model, const char *path);
+/* Loads a checkpoint into a new model on ctx. If expect is not NULL, the stored
+ * configuration's architecture must match it (AGAVE_ERR_CONFIG otherwise). */
+AGAVE_API agave_status agave_model_load(agave_context *ctx, const char *path,
+                                        const agave_config *expect, agave_model **out);
 
 #ifdef __cplusplus
 }

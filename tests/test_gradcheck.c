@@ -22,6 +22,7 @@ static const family families[] = {
     {gc_cases_conv, &gc_n_cases_conv},
     {gc_cases_elementwise, &gc_n_cases_elementwise},
     {gc_cases_loss, &gc_n_cases_loss},
+    {gc_cases_misc, &gc_n_cases_misc},
 };
 
 static void run_op_cases(int op, int *n_found)

@@ -38,6 +38,7 @@
     X(RIGHT_SHIFT, right_shift)                                                           \
     X(UPSAMPLE2X, upsample2x)                                                             \
     X(AVG_POOL, avg_pool)                                                                 \
+    X(TRANSPOSE01, transpose01)                                                           \
     /* regularisation and parameterisation: lib/ops/dropout.c, lib/ops/weight_norm.c */   \
     X(DROPOUT, dropout)                                                                   \
     X(WEIGHT_NORM, weight_norm)                                                           \

@@ -45,6 +45,8 @@ extern const gc_case gc_cases_elementwise[];
 extern const int gc_n_cases_elementwise;
 extern const gc_case gc_cases_loss[];
 extern const int gc_n_cases_loss;
+extern const gc_case gc_cases_misc[];
+extern const int gc_n_cases_misc;
 
 typedef struct gc_result {
     int checked;          /* gradient elements compared */
