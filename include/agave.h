@@ -353,7 +353,166 @@ AGAVE_API double agave_nats_to_bpd(double nll_nats, double dims);
 /* ------------------------------------------------------------------------ */
 /* Data sets and image grids (lib/data)                                      */
 /* ------------------------------------------------------------------------ */
-/* (declarations of lib/data go here) */
+/* Images are uint8 values 0..255 in NCHW order: image i of a data set is the
+ * C*H*W bytes at offset i*C*H*W, channel planes one after the other.
+ * C is 1 (IDX files: MNIST, Fashion-MNIST) or 3 (CIFAR-10). */
+typedef struct agave_dataset agave_dataset;
+
+typedef enum agave_data_split {
+    AGAVE_SPLIT_TRAIN = 0,   /* CIFAR-10 data_batch_N.bin; IDX train-images-idx3-ubyte */
+    AGAVE_SPLIT_TEST = 1     /* CIFAR-10 test_batch.bin;   IDX t10k-images-idx3-ubyte */
+} agave_data_split;
+
+/* Limits checked before anything is allocated: the decompressed pixels of
+ * one data set (all its files together), and each image's height and width. */
+#define AGAVE_DATASET_MAX_BYTES ((uint64_t)4 << 30)   /* 4 GiB */
+#define AGAVE_DATASET_MAX_SIDE 65535
+
+/* Opens a data set and loads all its images into memory.
+ * path is either
+ *  - a directory in one of two layouts, detected from the file names:
+ *      CIFAR-10 binary: data_batch_1.bin .. data_batch_N.bin (train, all N
+ *        present, in numeric order) and test_batch.bin (test);
+ *      IDX (MNIST, Fashion-MNIST): train-images-idx3-ubyte and
+ *        t10k-images-idx3-ubyte (also *-images.idx3-ubyte, test-images-...,
+ *        and names with a prefix such as emnist-digits-train-images-idx3-ubyte);
+ *    each name optionally with ".gz"; when both foo and foo.gz exist, foo is
+ *    read. split picks the training or the test files. A directory holding
+ *    both layouts, or several IDX files for one split, is refused as
+ *    ambiguous: pass the files to agave_dataset_open_files instead.
+ *  - or one file (split is then ignored), read as agave_dataset_open_files.
+ * Every file is checked: IDX magic 0x00000803 (unsigned bytes, 3 dims; label
+ * files, 0x00000801, are refused), non-zero dimensions, file size exactly as
+ * the header promises; CIFAR-10 records of exactly 1 label byte (0..9) + 3072
+ * pixels; gzip streams intact. Errors: AGAVE_ERR_IO (missing, unreadable, not
+ * a regular file or directory, no data set files in the directory),
+ * AGAVE_ERR_FORMAT (malformed, truncated, trailing bytes, mismatched files,
+ * corrupt gzip), AGAVE_ERR_LIMIT (above the limits above), AGAVE_ERR_NOMEM.
+ * The context's last error names the file and what was expected and found.
+ * The data set is owned by the caller; free it with agave_dataset_free before
+ * the context. */
+AGAVE_API agave_status agave_dataset_open(agave_context *ctx, const char *path,
+                                          agave_data_split split, agave_dataset **out);
+
+/* Opens n_paths >= 1 files as one data set, images in the order given. Each
+ * file's format is taken from its name ("idx" in it: IDX; ending in .bin or
+ * .bin.gz: CIFAR-10) or else from its first bytes (00 00 08: IDX, otherwise
+ * CIFAR-10); gzip is recognised by its magic bytes 1f 8b (and required for
+ * names ending in .gz). All files must hold images of the same C, H and W. */
+AGAVE_API agave_status agave_dataset_open_files(agave_context *ctx, const char *const *paths,
+                                                int n_paths, agave_dataset **out);
+AGAVE_API void agave_dataset_free(agave_dataset *ds);
+
+/* Number of images, and their channels, height and width (0 for NULL). */
+AGAVE_API size_t agave_dataset_count(const agave_dataset *ds);
+AGAVE_API int agave_dataset_channels(const agave_dataset *ds);
+AGAVE_API int agave_dataset_height(const agave_dataset *ds);
+AGAVE_API int agave_dataset_width(const agave_dataset *ds);
+
+/* Copies images [first, first+count) into dst, which receives (count,C,H,W)
+ * bytes. AGAVE_ERR_INVALID_ARG if the range leaves the data set. */
+AGAVE_API agave_status agave_dataset_copy_images(const agave_dataset *ds, size_t first,
+                                                 size_t count, uint8_t *dst);
+/* Borrowed pointer to all images, (count,C,H,W) bytes, valid until
+ * agave_dataset_free; NULL for NULL. */
+AGAVE_API const uint8_t *agave_dataset_pixels(const agave_dataset *ds);
+
+/* Shuffled minibatches. An epoch visits every image of the (sub)set once, in
+ * an order that is a function of (seed, epoch) only: Fisher-Yates with a
+ * private xoshiro256** generator, so neither the context's generator nor
+ * earlier epochs matter. Batches always hold batch_size images: a batch that
+ * reaches the end of an epoch continues with the next epoch's order. */
+typedef struct agave_batcher agave_batcher;
+
+typedef enum agave_subset_mode {
+    AGAVE_SUBSET_FIRST = 0,    /* the first subset_size images of the data set */
+    AGAVE_SUBSET_RANDOM = 1    /* subset_size images drawn without replacement from the seed */
+} agave_subset_mode;
+
+/* Creates a batcher at epoch 0, index 0. batch_size >= 1 (it may exceed the
+ * subset: a batch then spans several epochs). subset_size 0 means every image,
+ * otherwise 1..count. ds must outlive the batcher; free it before the context. */
+AGAVE_API agave_status agave_batcher_create(agave_context *ctx, const agave_dataset *ds,
+                                            int batch_size, uint64_t seed, size_t subset_size,
+                                            agave_subset_mode subset_mode, agave_batcher **out);
+AGAVE_API void agave_batcher_free(agave_batcher *b);
+
+/* Fills images with the next batch, (batch_size,C,H,W) bytes, and, if indices
+ * is not NULL, indices[k] with the data set index of image k. */
+AGAVE_API agave_status agave_batcher_next(agave_batcher *b, uint8_t *images, size_t *indices);
+
+/* Images per epoch (the subset size, or the data set size), 0 for NULL. */
+AGAVE_API size_t agave_batcher_epoch_size(const agave_batcher *b);
+
+/* The position as plain integers, to store in a checkpoint: the next image is
+ * number index (0 <= index < epoch_size) of epoch epoch's order for seed seed.
+ * Any pointer may be NULL. */
+AGAVE_API agave_status agave_batcher_position(const agave_batcher *b, uint64_t *epoch,
+                                              uint64_t *index, uint64_t *seed);
+/* Moves to a stored position; a batcher made on the same data set with the same
+ * batch_size, subset_size and subset_mode then continues exactly as the one
+ * the position was read from. A different seed redraws a random subset. */
+AGAVE_API agave_status agave_batcher_set_position(agave_batcher *b, uint64_t epoch,
+                                                  uint64_t index, uint64_t seed);
+
+/* Per-pixel marginal-histogram baseline. For every (channel,row,col) it counts
+ * the 256 values over train (n_train images), adds one to every count
+ * (Laplace smoothing: p(v) = (count(v) + 1) / (n_train + 256)) and returns in
+ * *bpd the mean negative log2-probability of the n_test images test: bits per
+ * dimension, the figure a model must beat. Both are (n,channels,height,width)
+ * uint8; n_train may be 0 (then 8 bits exactly); n_test >= 1.
+ * AGAVE_ERR_LIMIT if the 256 counts per dimension would exceed 1 GiB. */
+AGAVE_API agave_status agave_marginal_baseline_bpd(agave_context *ctx, const uint8_t *train,
+                                                   size_t n_train, const uint8_t *test,
+                                                   size_t n_test, int channels, int height,
+                                                   int width, double *bpd);
+
+/* PNG image grids. Options start with their size; call agave_grid_options_init
+ * first, then change fields. Passing NULL options means the defaults. */
+typedef struct agave_grid_options {
+    size_t size;            /* sizeof(agave_grid_options), set by _init */
+    int gap;                /* pixels between cells and around the border, 0..256; default 2 */
+    int group_gap;          /* extra pixels between groups of a multi-set grid, 0..256; default 4 */
+    int scale;              /* each image pixel becomes scale x scale, 1..64; default 1 */
+    uint8_t background[3];  /* RGB of gaps and empty cells; default 255,255,255 (white) */
+} agave_grid_options;
+
+AGAVE_API void agave_grid_options_init(agave_grid_options *opt);
+
+/* Writes n images (n,channels,height,width) uint8, channels 1 or 3, as a grid
+ * of min(cols,n) columns and ceil(n/cols) rows, row-major, to a PNG at path.
+ * The PNG is grey when channels is 1 and the background is grey, RGB otherwise.
+ * The file is written under a temporary name in the same directory, flushed
+ * to disk and renamed over path, so path is either the old file or the whole
+ * new one. AGAVE_ERR_IO if the directory does not exist or is not writable;
+ * AGAVE_ERR_LIMIT if the PNG would be larger than 32768 pixels on a side or
+ * 1 GiB of pixels. */
+AGAVE_API agave_status agave_image_grid_write(agave_context *ctx, const char *path,
+                                              const uint8_t *images, int n, int channels,
+                                              int height, int width, int cols,
+                                              const agave_grid_options *opt);
+
+typedef enum agave_grid_layout {
+    /* Set s is a row: for each block of cols images, row s of the block shows
+     * set s (e.g. test images / reconstructions / conditional samples, the
+     * paper's Figure 3). Blocks are separated by group_gap. */
+    AGAVE_GRID_SETS_AS_ROWS = 0,
+    /* Image i of every set side by side in one group (e.g. f(z) beside its
+     * PixelCNN sample, the paper's Figure 1c); cols groups per row, groups
+     * separated by group_gap. */
+    AGAVE_GRID_SETS_SIDE_BY_SIDE = 1
+} agave_grid_layout;
+
+/* Writes n_sets (1..16) arrays of n images each, arranged by layout, as
+ * agave_image_grid_write. sets[s] is (n,channels,heights[s],widths[s]) uint8;
+ * every image is scaled by nearest neighbour to the largest height and width
+ * among the sets (times opt->scale), so f(z) at H/s sits beside a sample at H. */
+AGAVE_API agave_status agave_image_grid_write_sets(agave_context *ctx, const char *path,
+                                                   const uint8_t *const *sets, int n_sets,
+                                                   int n, int channels, const int *heights,
+                                                   const int *widths, int cols,
+                                                   agave_grid_layout layout,
+                                                   const agave_grid_options *opt);
 
 /* ------------------------------------------------------------------------ */
 /* Layers and models (lib/nn, lib/model, lib/train)                          */
@@ -399,7 +558,10 @@ typedef struct agave_layer_options {
     float dropout;           /* GATED_RESNET: dropout on the inner activation, default 0 */
     int shortcut_channels;   /* GATED_RESNET: channels of the short-cut input a (0 = none) */
     int cond_channels;       /* GATED_RESNET: channels of the conditioning h (0 = none) */
-    int masked;              /* CONV: 1 = autoregressive mask over channels (IAF), see docs */
+    int mask_degrees;        /* CONV: 0 = no mask; D > 0: autoregressive over channels (IAF):
+                                channel c (input or output) has degree c mod D, and output o
+                                uses input i only if deg(i) < deg(o) ... */
+    int mask_inclusive;      /* ... or deg(i) <= deg(o) when this is 1 */
 } agave_layer_options;
 
 AGAVE_API agave_status agave_layer_options_init(agave_layer_options *opt);

@@ -1,0 +1,300 @@
+/* Layer handles: options, creation with validation, parameters, modes.
+ * The forward passes live in linear.c (weight-normalised maps) and blocks.c. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn.h"
+
+agave_status agave_layer_options_init(agave_layer_options *opt)
+{
+    if (!opt)
+        return AGAVE_ERR_NULL;
+    memset(opt, 0, sizeof *opt);
+    opt->struct_size = sizeof *opt;
+    opt->kernel_h = opt->kernel_w = 3;
+    opt->stride = 1;
+    opt->shift = AGAVE_SHIFT_NONE;
+    opt->init_scale = 1.0f;
+    return AGAVE_OK;
+}
+
+static const char *kind_name(agave_layer_kind k)
+{
+    static const char *names[] = {"conv", "deconv", "nin", "dense", "gated_resnet", "resnet",
+                                  "cond_stream"};
+    return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "unknown";
+}
+
+/* Every check a user's options can fail, with the field named. */
+static agave_status validate_options(agave_context *ctx, agave_layer_kind kind,
+                                     const agave_layer_options *o)
+{
+    const char *k = kind_name(kind);
+    if ((unsigned)kind > AGAVE_LAYER_COND_STREAM)
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "layer kind %d is unknown", (int)kind);
+    if (o->struct_size < sizeof *o)
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
+                         "%s: options.struct_size %zu is smaller than %zu: call "
+                         "agave_layer_options_init first", k, o->struct_size, sizeof *o);
+    int composite = kind == AGAVE_LAYER_GATED_RESNET || kind == AGAVE_LAYER_RESNET;
+    if (o->in_channels < 1 || o->in_channels > 65536)
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s: in_channels %d is out of 1..65536", k,
+                         o->in_channels);
+    if (!composite && (o->out_channels < 1 || o->out_channels > 65536))
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s: out_channels %d is out of 1..65536",
+                         k, o->out_channels);
+    if (o->kernel_h < 1 || o->kernel_w < 1 || o->kernel_h > 15 || o->kernel_w > 15)
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s: kernel %dx%d is out of 1..15", k,
+                         o->kernel_h, o->kernel_w);
+    if (o->stride < 1 || o->stride > 8 || (kind == AGAVE_LAYER_DECONV && o->stride > 2))
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s: stride %d is not supported", k,
+                         o->stride);
+    if ((unsigned)o->shift > AGAVE_SHIFT_DOWN_RIGHT)
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s: shift %d is unknown", k, (int)o->shift);
+    if (!(o->init_scale > 0) || !isfinite(o->init_scale))
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s: init_scale %g must be > 0", k,
+                         (double)o->init_scale);
+    if (!(o->dropout >= 0 && o->dropout < 1))
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s: dropout %g is out of [0, 1)", k,
+                         (double)o->dropout);
+    if (o->shortcut_channels < 0 || o->shortcut_channels > 65536 || o->cond_channels < 0 ||
+        o->cond_channels > 65536)
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
+                         "%s: shortcut_channels %d / cond_channels %d out of 0..65536", k,
+                         o->shortcut_channels, o->cond_channels);
+    if (o->mask_degrees < 0 || (o->mask_degrees > 0 && kind != AGAVE_LAYER_CONV))
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
+                         "%s: mask_degrees %d: only CONV layers can be masked", k,
+                         o->mask_degrees);
+    return AGAVE_OK;
+}
+
+agave_status agave_layer_create(agave_context *ctx, agave_layer_kind kind,
+                                const agave_layer_options *opt, agave_layer **out)
+{
+    if (!ctx)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(ctx);
+    if (!opt || !out)
+        return ctx_error(ctx, AGAVE_ERR_NULL, "agave_layer_create: NULL options or out");
+    *out = NULL;
+    NN_TRY(validate_options(ctx, kind, opt));
+    return layer_new(ctx, kind, opt, out);
+}
+
+static agave_status param_tensor(agave_context *ctx, int ndim, const int *dims,
+                                 agave_tensor **t)
+{
+    NN_TRY(agave_tensor_create(ctx, ndim, dims, t));
+    return agave_tensor_set_requires_grad(*t, 1);
+}
+
+/* v ~ N(0, 0.05^2), g = 1, b = 0 (PixelCNN++'s initial values before the data pass). */
+static agave_status linear_params(agave_layer *l)
+{
+    const agave_layer_options *o = &l->opt;
+    int spatial = l->kind == AGAVE_LAYER_CONV || l->kind == AGAVE_LAYER_DECONV;
+    int vd[4] = {o->out_channels, o->in_channels, o->kernel_h, o->kernel_w};
+    NN_TRY(param_tensor(l->ctx, spatial ? 4 : 2, vd, &l->v));
+    NN_TRY(param_tensor(l->ctx, 1, &o->out_channels, &l->g));
+    NN_TRY(param_tensor(l->ctx, 1, &o->out_channels, &l->b));
+    NN_TRY(agave_tensor_fill_normal(l->v, 0.0f, 0.05f));
+    NN_TRY(agave_tensor_fill(l->g, 1.0f));
+    if (o->mask_degrees > 0) {
+        NN_TRY(agave_tensor_create(l->ctx, 4, vd, &l->mask));
+        int D = o->mask_degrees;
+        size_t plane = (size_t)o->kernel_h * o->kernel_w;
+        for (int oc = 0; oc < o->out_channels; oc++)
+            for (int ic = 0; ic < o->in_channels; ic++) {
+                int allowed = o->mask_inclusive ? ic % D <= oc % D : ic % D < oc % D;
+                float *m = l->mask->data + ((size_t)oc * o->in_channels + ic) * plane;
+                for (size_t k = 0; k < plane; k++)
+                    m[k] = allowed ? 1.0f : 0.0f;
+            }
+    }
+    return AGAVE_OK;
+}
+
+agave_status layer_new(agave_context *ctx, agave_layer_kind kind, const agave_layer_options *o,
+                       agave_layer **out)
+{
+    agave_layer *l = calloc(1, sizeof *l);
+    if (!l)
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate a layer");
+    l->ctx = ctx;
+    l->kind = kind;
+    l->opt = *o;
+    l->opt.struct_size = sizeof l->opt;
+    l->training = 1;
+    agave_status st;
+    if (kind <= AGAVE_LAYER_DENSE)
+        st = linear_params(l);
+    else
+        st = blocks_create_children(l);
+    if (st == AGAVE_OK)
+        st = layer_collect_params(l);
+    if (st != AGAVE_OK) {
+        agave_layer_free(l);
+        return st;
+    }
+    *out = l;
+    return AGAVE_OK;
+}
+
+void agave_layer_free(agave_layer *l)
+{
+    if (!l)
+        return;
+    agave_tensor_free(l->v);
+    agave_tensor_free(l->g);
+    agave_tensor_free(l->b);
+    agave_tensor_free(l->mask);
+    for (int i = 0; i < l->n_child; i++)
+        agave_layer_free(l->child[i]);
+    free(l->params);
+    free(l->param_names);
+    free(l);
+}
+
+static agave_status push_param(agave_layer *l, const char *prefix, const char *name,
+                               agave_tensor *t)
+{
+    agave_tensor **p = realloc(l->params, (size_t)(l->n_params + 1) * sizeof *p);
+    if (!p)
+        return ctx_error(l->ctx, AGAVE_ERR_NOMEM, "cannot grow a parameter list");
+    l->params = p;
+    char(*n)[LAYER_NAME_LEN] = realloc(l->param_names, (size_t)(l->n_params + 1) * sizeof *n);
+    if (!n)
+        return ctx_error(l->ctx, AGAVE_ERR_NOMEM, "cannot grow a parameter list");
+    l->param_names = n;
+    snprintf(n[l->n_params], LAYER_NAME_LEN, "%s%s%s", prefix, *prefix ? "." : "", name);
+    p[l->n_params++] = t;
+    return AGAVE_OK;
+}
+
+agave_status layer_collect_params(agave_layer *l)
+{
+    if (l->v) {
+        NN_TRY(push_param(l, "", "v", l->v));
+        NN_TRY(push_param(l, "", "g", l->g));
+        NN_TRY(push_param(l, "", "b", l->b));
+    }
+    for (int c = 0; c < l->n_child; c++)
+        for (int i = 0; i < l->child[c]->n_params; i++)
+            NN_TRY(push_param(l, l->child_name[c], l->child[c]->param_names[i],
+                              l->child[c]->params[i]));
+    return AGAVE_OK;
+}
+
+int agave_layer_param_count(const agave_layer *l) { return l ? l->n_params : 0; }
+
+agave_status agave_layer_param(agave_layer *l, int index, const char **name,
+                               agave_tensor **param)
+{
+    if (!l)
+        return AGAVE_ERR_NULL;
+    if (index < 0 || index >= l->n_params)
+        return ctx_error(l->ctx, AGAVE_ERR_INVALID_ARG,
+                         "parameter index %d is out of range (the layer has %d)", index,
+                         l->n_params);
+    if (name)
+        *name = l->param_names[index];
+    if (param)
+        *param = l->params[index];
+    return AGAVE_OK;
+}
+
+agave_status agave_layer_set_training(agave_layer *l, int training)
+{
+    if (!l)
+        return AGAVE_ERR_NULL;
+    l->training = training != 0;
+    for (int i = 0; i < l->n_child; i++)
+        agave_layer_set_training(l->child[i], training);
+    return AGAVE_OK;
+}
+
+static int all_initialized(const agave_layer *l)
+{
+    if (l->v)
+        return l->initialized;
+    for (int i = 0; i < l->n_child; i++)
+        if (!all_initialized(l->child[i]))
+            return 0;
+    return 1;
+}
+
+int agave_layer_initialized(const agave_layer *l) { return l ? all_initialized(l) : 0; }
+
+agave_status agave_layer_skip_init(agave_layer *l)
+{
+    if (!l)
+        return AGAVE_ERR_NULL;
+    l->initialized = 1;
+    for (int i = 0; i < l->n_child; i++)
+        agave_layer_skip_init(l->child[i]);
+    return AGAVE_OK;
+}
+
+/* ---- public forwards: check the handle and inputs, then dispatch ---------------- */
+static agave_status forward_entry(agave_layer *l, agave_tensor **out, const char *fn)
+{
+    if (!l)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(l->ctx);
+    if (!out)
+        return ctx_error(l->ctx, AGAVE_ERR_NULL, "%s: out is NULL", fn);
+    return AGAVE_OK;
+}
+
+agave_status agave_layer_forward(agave_layer *l, agave_tensor *x, agave_tensor **out)
+{
+    NN_TRY(forward_entry(l, out, "agave_layer_forward"));
+    *out = NULL;
+    NN_TRY(check_tensor(l->ctx, x, "agave_layer_forward", "x"));
+    switch (l->kind) {
+    case AGAVE_LAYER_GATED_RESNET:
+        return gated_forward(l, x, NULL, NULL, out);
+    case AGAVE_LAYER_RESNET:
+        return resnet_forward(l, x, out);
+    case AGAVE_LAYER_COND_STREAM:
+        return ctx_error(l->ctx, AGAVE_ERR_INVALID_ARG,
+                         "agave_layer_forward: a cond_stream layer has three outputs: use "
+                         "agave_layer_forward_cond");
+    default:
+        return linear_forward(l, x, out);
+    }
+}
+
+agave_status agave_layer_forward_gated(agave_layer *l, agave_tensor *x, agave_tensor *a,
+                                       agave_tensor *h, agave_tensor **out)
+{
+    NN_TRY(forward_entry(l, out, "agave_layer_forward_gated"));
+    *out = NULL;
+    if (l->kind != AGAVE_LAYER_GATED_RESNET)
+        return ctx_error(l->ctx, AGAVE_ERR_INVALID_ARG,
+                         "agave_layer_forward_gated: the layer is a %s, not a gated_resnet",
+                         kind_name(l->kind));
+    NN_TRY(check_tensor(l->ctx, x, "agave_layer_forward_gated", "x"));
+    NN_TRY(check_tensor_opt(l->ctx, a, "agave_layer_forward_gated", "a"));
+    NN_TRY(check_tensor_opt(l->ctx, h, "agave_layer_forward_gated", "h"));
+    return gated_forward(l, x, a, h, out);
+}
+
+agave_status agave_layer_forward_cond(agave_layer *l, agave_tensor *f, agave_tensor *out[3])
+{
+    if (!l)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(l->ctx);
+    if (!out)
+        return ctx_error(l->ctx, AGAVE_ERR_NULL, "agave_layer_forward_cond: out is NULL");
+    out[0] = out[1] = out[2] = NULL;
+    if (l->kind != AGAVE_LAYER_COND_STREAM)
+        return ctx_error(l->ctx, AGAVE_ERR_INVALID_ARG,
+                         "agave_layer_forward_cond: the layer is a %s, not a cond_stream",
+                         kind_name(l->kind));
+    NN_TRY(check_tensor(l->ctx, f, "agave_layer_forward_cond", "f"));
+    return cond_forward(l, f, out);
+}

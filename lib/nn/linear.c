@@ -1,0 +1,108 @@
+/* Weight-normalised linear layers: conv, deconv, nin, dense.
+ * forward: w = g * v / ||v|| (v masked first for IAF convs), then the op.
+ * The first forward runs the data-dependent initialisation instead. */
+#include "nn.h"
+
+/* Paddings of a shifted convolution (agave_shift in agave.h). */
+static void conv_pads(const agave_layer_options *o, int pad[4] /* top,bottom,left,right */)
+{
+    int kh = o->kernel_h, kw = o->kernel_w;
+    switch (o->shift) {
+    case AGAVE_SHIFT_DOWN:
+        pad[0] = kh - 1, pad[1] = 0, pad[2] = (kw - 1) / 2, pad[3] = (kw - 1) / 2;
+        break;
+    case AGAVE_SHIFT_DOWN_RIGHT:
+        pad[0] = kh - 1, pad[1] = 0, pad[2] = kw - 1, pad[3] = 0;
+        break;
+    default:
+        pad[0] = (kh - 1) / 2, pad[1] = kh / 2, pad[2] = (kw - 1) / 2, pad[3] = kw / 2;
+        break;
+    }
+}
+
+/* The crop of a transposed conv that keeps the shift's causality. */
+static void deconv_crop(const agave_layer_options *o, int *top, int *left)
+{
+    *top = o->shift == AGAVE_SHIFT_NONE ? (o->kernel_h - 1) / 2 : 0;
+    *left = o->shift == AGAVE_SHIFT_DOWN_RIGHT ? 0 : (o->kernel_w - 1) / 2;
+}
+
+/* y = op(x; w, b) for the layer's kind. w is (out,in,...) per output channel. */
+static agave_status apply_linear(agave_layer *l, agave_tensor *x, agave_tensor *w,
+                                 agave_tensor **y)
+{
+    agave_context *ctx = l->ctx;
+    const agave_layer_options *o = &l->opt;
+    switch (l->kind) {
+    case AGAVE_LAYER_CONV: {
+        int p[4];
+        conv_pads(o, p);
+        return agave_conv2d(ctx, x, w, l->b, o->stride, p[0], p[1], p[2], p[3], y);
+    }
+    case AGAVE_LAYER_DECONV: {
+        agave_tensor *wt;   /* (in,out,KH,KW) as agave_conv2d_transpose wants */
+        NN_TRY(agave_transpose01(ctx, w, &wt));
+        int top, left;
+        deconv_crop(o, &top, &left);
+        return agave_conv2d_transpose(ctx, x, wt, l->b, o->stride, top, left,
+                                      tH(x) * o->stride, tW(x) * o->stride, y);
+    }
+    case AGAVE_LAYER_NIN:
+        return agave_nin(ctx, x, w, l->b, y);
+    default:
+        return agave_dense(ctx, x, w, l->b, y);
+    }
+}
+
+static agave_status normalised_weight(agave_layer *l, agave_tensor **w)
+{
+    agave_tensor *v = l->v;
+    if (l->mask)
+        NN_TRY(agave_mul(l->ctx, v, l->mask, &v));
+    return agave_weight_norm(l->ctx, v, l->g, w);
+}
+
+/* Data-dependent init: with g = 1, b = 0 run the layer on this batch, then
+ * choose g, b so that each output channel has mean 0 and std init_scale. */
+static agave_status init_forward(agave_layer *l, agave_tensor *x, agave_tensor **out)
+{
+    agave_context *ctx = l->ctx;
+    int was_recording = agave_tape_recording(ctx);
+    agave_tape_set_recording(ctx, 0);
+    agave_tensor_fill(l->g, 1.0f);
+    agave_tensor_fill(l->b, 0.0f);
+    agave_tensor *w = NULL, *y = NULL;
+    agave_status st = normalised_weight(l, &w);
+    if (st == AGAVE_OK)
+        st = apply_linear(l, x, w, &y);
+    if (st == AGAVE_OK)
+        st = agave_weight_norm_init(ctx, y, l->opt.init_scale, l->g, l->b);
+    agave_tape_set_recording(ctx, was_recording);
+    if (st != AGAVE_OK)
+        return st;
+    l->initialized = 1;
+    *out = y;
+    return AGAVE_OK;
+}
+
+static agave_status check_input(agave_layer *l, const agave_tensor *x)
+{
+    int in = l->kind == AGAVE_LAYER_DENSE ? (int)(x->numel / (size_t)tN(x)) : tC(x);
+    int spatial = l->kind != AGAVE_LAYER_DENSE;
+    if (in == l->opt.in_channels && (!spatial || x->ndim == 4))
+        return AGAVE_OK;
+    char s[SHAPE_BUF];
+    return ctx_error(l->ctx, AGAVE_ERR_SHAPE, "layer expects %s with %d input %s, x is %s",
+                     spatial ? "(N,C,H,W)" : "(N,K)", l->opt.in_channels,
+                     spatial ? "channels" : "features", shape_str(x, s, sizeof s));
+}
+
+agave_status linear_forward(agave_layer *l, agave_tensor *x, agave_tensor **out)
+{
+    NN_TRY(check_input(l, x));
+    if (!l->initialized)
+        return init_forward(l, x, out);
+    agave_tensor *w;
+    NN_TRY(normalised_weight(l, &w));
+    return apply_linear(l, x, w, out);
+}
