@@ -228,6 +228,8 @@ AGAVE_API agave_status agave_softplus(agave_context *ctx, agave_tensor *x, agave
 /* log(sum(exp(x))) over one axis (0..ndim-1); that axis has size 1 in out. */
 AGAVE_API agave_status agave_logsumexp(agave_context *ctx, agave_tensor *x, int axis,
                                        agave_tensor **out);
+/* Per-item sum: x (N,...) -> (N), summing everything but axis 0. */
+AGAVE_API agave_status agave_sum_items(agave_context *ctx, agave_tensor *x, agave_tensor **out);
 /* Sum and mean of all elements: out has one element, shape (1). */
 AGAVE_API agave_status agave_sum(agave_context *ctx, agave_tensor *x, agave_tensor **out);
 AGAVE_API agave_status agave_mean(agave_context *ctx, agave_tensor *x, agave_tensor **out);
@@ -562,6 +564,7 @@ typedef struct agave_layer_options {
                                 channel c (input or output) has degree c mod D, and output o
                                 uses input i only if deg(i) < deg(o) ... */
     int mask_inclusive;      /* ... or deg(i) <= deg(o) when this is 1 */
+    int mask_reverse;        /* 1: degrees run backwards, deg(c) = D - 1 - (c mod D) */
 } agave_layer_options;
 
 AGAVE_API agave_status agave_layer_options_init(agave_layer_options *opt);
@@ -575,7 +578,9 @@ AGAVE_API agave_status agave_layer_forward(agave_layer *layer, agave_tensor *x,
                                            agave_tensor **out);
 /* GATED_RESNET: c1 = conv(ce(x)) [+ nin(ce(a))]; c1 = dropout(ce(c1));
  * c2 = conv(c1) [+ nin(h)]; out = x + c2[:F] * sigmoid(c2[F:]), ce = concat_elu.
- * a (N,shortcut,H,W) and h (N,cond,H,W) may be NULL when their channel counts are 0. */
+ * a is (N,shortcut,H,W), required when shortcut_channels > 0 and refused otherwise;
+ * h is (N,cond,H,W) or NULL (no conditioning in this pass, e.g. an unconditional
+ * model), refused when cond_channels is 0. */
 AGAVE_API agave_status agave_layer_forward_gated(agave_layer *layer, agave_tensor *x,
                                                  agave_tensor *a, agave_tensor *h,
                                                  agave_tensor **out);

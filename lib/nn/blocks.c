@@ -99,10 +99,9 @@ static agave_status check_extra(agave_layer *l, const agave_tensor *t, int chann
         return ctx_error(l->ctx, AGAVE_ERR_INVALID_ARG,
                          "gated_resnet: got %s but the layer was created with 0 %s channels",
                          what, what);
-    if (channels && !t)
+    if (channels && !t && what[0] == 'a')
         return ctx_error(l->ctx, AGAVE_ERR_NULL,
-                         "gated_resnet: the layer expects %s with %d channels, got NULL", what,
-                         channels);
+                         "gated_resnet: the layer expects a with %d channels, got NULL", channels);
     if (t && (t->ndim != 4 || tC(t) != channels || tN(t) != tN(x) || tH(t) != tH(x) ||
               tW(t) != tW(x)))
         return ctx_error(l->ctx, AGAVE_ERR_SHAPE,

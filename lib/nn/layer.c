@@ -108,7 +108,9 @@ static agave_status linear_params(agave_layer *l)
         size_t plane = (size_t)o->kernel_h * o->kernel_w;
         for (int oc = 0; oc < o->out_channels; oc++)
             for (int ic = 0; ic < o->in_channels; ic++) {
-                int allowed = o->mask_inclusive ? ic % D <= oc % D : ic % D < oc % D;
+                int di = o->mask_reverse ? D - 1 - ic % D : ic % D;
+                int dout = o->mask_reverse ? D - 1 - oc % D : oc % D;
+                int allowed = o->mask_inclusive ? di <= dout : di < dout;
                 float *m = l->mask->data + ((size_t)oc * o->in_channels + ic) * plane;
                 for (size_t k = 0; k < plane; k++)
                     m[k] = allowed ? 1.0f : 0.0f;

@@ -30,6 +30,7 @@
     /* reductions: lib/ops/reduce.c */                                                    \
     X(LOGSUMEXP, logsumexp)                                                               \
     X(SUM, sum)                                                                           \
+    X(SUM_ITEMS, sum_items)                                                               \
     X(MEAN, mean)                                                                         \
     /* shape and resampling: lib/ops/shape.c */                                           \
     X(CONCAT, concat)                                                                     \

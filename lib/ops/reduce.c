@@ -130,3 +130,40 @@ agave_status mean_backward(agave_context *ctx, const tape_node *node)
     (void)ctx;
     return reduce_all_backward(node, OP_MEAN);
 }
+
+/* ---- sum_items: x (N,...) -> y (N), y[n] = sum of item n ------------------------------ */
+agave_status agave_sum_items(agave_context *ctx, agave_tensor *x, agave_tensor **out)
+{
+    TRY(check_op_entry(ctx, out, "sum_items"));
+    TRY(check_tensor(ctx, x, "sum_items", "x"));
+    int n = tN(x);
+    agave_tensor *y = tensor_new_arena(ctx, 1, &n);
+    if (!y)
+        return AGAVE_ERR_NOMEM;
+    size_t item = x->numel / (size_t)n;
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (size_t j = 0; j < item; j++)
+            s += x->data[(size_t)i * item + j];
+        y->data[i] = (float)s;
+    }
+    agave_status st;
+    op_record(ctx, OP_SUM_ITEMS, y, &x, 1, &st);
+    TRY(st);
+    *out = y;
+    return AGAVE_OK;
+}
+
+agave_status sum_items_backward(agave_context *ctx, const tape_node *node)
+{
+    (void)ctx;
+    agave_status st = AGAVE_OK;
+    float *gx = input_grad(node, 0, &st);
+    TRY(st);
+    const agave_tensor *y = node->out;
+    size_t item = node->in[0]->numel / (size_t)y->numel;
+    for (size_t i = 0; gx && i < y->numel; i++)
+        for (size_t j = 0; j < item; j++)
+            gx[i * item + j] += y->grad[i];
+    return AGAVE_OK;
+}
