@@ -1,0 +1,188 @@
+/* im2col / col2im and the batch-folding permutes of the convolution family.
+ * All loops split work so that no two threads ever write the same float:
+ * im2col over (column-matrix row, image), col2im over (image, channel), the
+ * permutes over (image, channel) planes. Results are therefore independent
+ * of the thread count. */
+#include <string.h>
+
+#include "conv.h"
+
+/* Below this many floats of work a loop runs on one thread: the fork/join of
+ * a parallel region (a few microseconds) would cost more than it saves. */
+#define PAR_MIN_WORK 32768
+
+/* The kernel positions ow in [lo, hi) whose tap kw reads a pixel inside a
+ * row of width in_w: 0 <= ow*stride + kw - pad_left < in_w. */
+static void valid_range(int out_w, int in_w, int stride, int offset, int *lo, int *hi)
+{
+    /* offset = kw - pad_left; solve 0 <= ow*s + offset <= in_w - 1. */
+    long first = offset >= 0 ? 0 : (-(long)offset + stride - 1) / stride;
+    long last_px = (long)in_w - 1 - offset;   /* ow*s <= last_px */
+    long end = last_px < 0 ? 0 : last_px / stride + 1;
+    if (end > out_w)
+        end = out_w;
+    if (first > end)
+        first = end;
+    *lo = (int)first;
+    *hi = (int)end;
+}
+
+/* One row of the column matrix for one image: tap (c, kh, kw) over the grid.
+ * plane is the image's channel c (in_h, in_w); dst holds out_h*out_w floats. */
+static void im2col_row(const conv_geom *g, const float *plane, int kh, int kw, float *dst)
+{
+    int lo, hi;
+    valid_range(g->out_w, g->in_w, g->stride, kw - g->pad_left, &lo, &hi);
+    for (int oh = 0; oh < g->out_h; oh++, dst += g->out_w) {
+        int ih = oh * g->stride + kh - g->pad_top;
+        if (ih < 0 || ih >= g->in_h || lo == hi) {
+            memset(dst, 0, (size_t)g->out_w * sizeof *dst);
+            continue;
+        }
+        /* pixel of column ow: row ih, x = ow*stride + kw - pad_left (>= 0 from lo on) */
+        const float *src = plane + (size_t)ih * g->in_w;
+        long x0 = (long)lo * g->stride + kw - g->pad_left;
+        memset(dst, 0, (size_t)lo * sizeof *dst);
+        if (g->stride == 1)
+            memcpy(dst + lo, src + x0, (size_t)(hi - lo) * sizeof *dst);
+        else
+            for (int ow = lo; ow < hi; ow++, x0 += g->stride)
+                dst[ow] = src[x0];
+        memset(dst + hi, 0, (size_t)(g->out_w - hi) * sizeof *dst);
+    }
+}
+
+void im2col(agave_context *ctx, const conv_geom *g, const float *img, int nb, float *col)
+{
+    // img is (nb,C,in_h,in_w), col is (C*KH*KW, nb*P) with P = out_h*out_w
+    const long rows = (long)geom_rows(g);
+    const size_t P = geom_cols(g), ld = (size_t)nb * P;
+    const size_t taps = (size_t)g->k_h * g->k_w;
+#pragma omp parallel for collapse(2) num_threads(ctx->threads) \
+    if ((size_t)rows * ld > PAR_MIN_WORK) schedule(static)
+    for (long r = 0; r < rows; r++)
+        for (int n = 0; n < nb; n++) {
+            size_t c = (size_t)r / taps;
+            int kh = (int)(((size_t)r % taps) / (size_t)g->k_w), kw = (int)((size_t)r % (size_t)g->k_w);
+            const float *plane = img + ((size_t)n * g->channels + c) * geom_plane(g);
+            im2col_row(g, plane, kh, kw, col + (size_t)r * ld + (size_t)n * P);
+        }
+}
+
+/* Adds one row of the column matrix back into channel plane (in_h, in_w). */
+static void col2im_row(const conv_geom *g, const float *src, int kh, int kw, float *plane)
+{
+    int lo, hi;
+    valid_range(g->out_w, g->in_w, g->stride, kw - g->pad_left, &lo, &hi);
+    for (int oh = 0; oh < g->out_h; oh++, src += g->out_w) {
+        int ih = oh * g->stride + kh - g->pad_top;
+        if (ih < 0 || ih >= g->in_h)
+            continue;
+        float *dst = plane + (size_t)ih * g->in_w;
+        long x = (long)lo * g->stride + kw - g->pad_left;
+        if (g->stride == 1) {   /* contiguous: lets the compiler vectorise */
+            float *d = dst + x;
+            const float *s = src + lo;
+            for (int i = 0; i < hi - lo; i++)
+                d[i] += s[i];
+        } else {
+            for (int ow = lo; ow < hi; ow++, x += g->stride)
+                dst[x] += src[ow];
+        }
+    }
+}
+
+void col2im_add(agave_context *ctx, const conv_geom *g, const float *col, int nb, float *img)
+{
+    // col is (C*KH*KW, nb*P), img is (nb,C,in_h,in_w); one thread owns one (n, c) plane
+    const long planes = (long)nb * g->channels;
+    const size_t P = geom_cols(g), ld = (size_t)nb * P;
+#pragma omp parallel for num_threads(ctx->threads) \
+    if (geom_rows(g) * ld > PAR_MIN_WORK) schedule(static)
+    for (long nc = 0; nc < planes; nc++) {
+        size_t n = (size_t)nc / (size_t)g->channels, c = (size_t)nc % (size_t)g->channels;
+        float *plane = img + (size_t)nc * geom_plane(g);
+        for (int kh = 0; kh < g->k_h; kh++)
+            for (int kw = 0; kw < g->k_w; kw++) {
+                size_t r = (c * (size_t)g->k_h + (size_t)kh) * (size_t)g->k_w + (size_t)kw;
+                col2im_row(g, col + r * ld + n * P, kh, kw, plane);
+            }
+    }
+}
+
+void nchw_to_cn(agave_context *ctx, const float *src, int nb, int C, size_t P, float *dst)
+{
+    // src is (nb,C,P), dst is (C,nb*P)
+    const long planes = (long)nb * C;
+#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > PAR_MIN_WORK) \
+    schedule(static)
+    for (long nc = 0; nc < planes; nc++) {
+        size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;
+        memcpy(dst + (c * (size_t)nb + n) * P, src + (size_t)nc * P, P * sizeof *dst);
+    }
+}
+
+void cn_to_nchw(agave_context *ctx, const float *src, int nb, int C, size_t P,
+                const float *bias, int accumulate, float *dst)
+{
+    // src is (C,nb*P), dst is (nb,C,P)
+    const long planes = (long)nb * C;
+#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > PAR_MIN_WORK) \
+    schedule(static)
+    for (long nc = 0; nc < planes; nc++) {
+        size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;
+        const float *s = src + (c * (size_t)nb + n) * P;
+        float *d = dst + (size_t)nc * P;
+        float b = bias ? bias[c] : 0.0f;
+        if (accumulate)
+            for (size_t p = 0; p < P; p++)
+                d[p] += s[p] + b;
+        else
+            for (size_t p = 0; p < P; p++)
+                d[p] = s[p] + b;
+    }
+}
+
+void fill_bias(agave_context *ctx, float *t, int nb, int C, size_t P, const float *bias)
+{
+    // t is (nb,C,P)
+    const long planes = (long)nb * C;
+#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > PAR_MIN_WORK) \
+    schedule(static)
+    for (long nc = 0; nc < planes; nc++) {
+        float b = bias ? bias[nc % C] : 0.0f;
+        float *d = t + (size_t)nc * P;
+        for (size_t p = 0; p < P; p++)
+            d[p] = b;
+    }
+}
+
+void add_bias(agave_context *ctx, float *t, int nb, int C, size_t P, const float *bias)
+{
+    // t is (nb,C,P)
+    const long planes = (long)nb * C;
+#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > PAR_MIN_WORK) \
+    schedule(static)
+    for (long nc = 0; nc < planes; nc++) {
+        float b = bias[nc % C];
+        float *d = t + (size_t)nc * P;
+        for (size_t p = 0; p < P; p++)
+            d[p] += b;
+    }
+}
+
+void bias_grad(agave_context *ctx, const float *g, int N, int C, size_t P, float *gb)
+{
+    // g is (N,C,P); one thread owns one channel, so the sum order is fixed
+#pragma omp parallel for num_threads(ctx->threads) if ((size_t)N * C * P > PAR_MIN_WORK) \
+    schedule(static)
+    for (int c = 0; c < C; c++) {
+        double acc = 0;
+        for (int n = 0; n < N; n++) {
+            const float *p = g + ((size_t)n * C + (size_t)c) * P;
+            for (size_t i = 0; i < P; i++)
+                acc += p[i];
+        }
+        gb[c] += (float)acc;
+    }
+}
