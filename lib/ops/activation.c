@@ -1,0 +1,396 @@
+/* Element-wise nonlinearities: elu, concat_elu, sigmoid, tanh, exp, log,
+ * softplus. Each op is a pair of kernels over a flat range (forward writes y,
+ * backward adds into gx) run block by block, in parallel for large tensors.
+ * Blocks are disjoint and every element is computed the same way whatever
+ * the thread count, so results are bit-identical for any number of threads. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ops.h"
+
+/* elu, concat_elu and sigmoid run on every activation of every training step.
+ * The library is built portable (no -march=native, it is installed and
+ * packaged), so these kernels are compiled three times, for AVX-512, AVX2 and
+ * baseline x86-64, and the dynamic loader picks the widest the CPU has (an
+ * ifunc). They use only +, -, *, / and comparisons (no libm call, which would
+ * stop vectorisation) and -std=c11 turns floating-point contraction off, so
+ * every clone rounds exactly like the scalar code: the same inputs give the
+ * same bits on any x86-64 machine. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__ELF__) && !defined(AGAVE_NO_CLONES)
+#define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SIMD_CLONES
+#endif
+
+#define EW_BLOCK 16384          /* floats per task: 64 KiB, stays in L2 */
+#define EW_PARALLEL_MIN 65536   /* below this a parallel region costs more than it saves */
+
+/* ---- a vectorisable exp on x <= 0 ----------------------------------------------- */
+static inline uint32_t float_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float bits_float(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* c ? a : b without a branch. A plain ?: whose arms compute something is not
+ * vectorised before AVX-512 (masked lanes): with -ftrapping-math, GCC will not
+ * evaluate a floating-point operation the source made conditional. */
+static inline float select_f(int c, float a, float b)
+{
+    uint32_t m = 0u - (uint32_t)(c != 0);
+    return bits_float((m & float_bits(a)) | (~m & float_bits(b)));
+}
+
+/* -|x|, by setting the sign bit. */
+static inline float neg_abs(float x) { return bits_float(float_bits(x) | 0x80000000u); }
+
+/* 2^k for -126 <= k <= 127, built from its exponent bits. */
+static inline float pow2i(int32_t k) { return bits_float(((uint32_t)k + 127u) << 23); }
+
+/* exp(x) for x <= 0 (NaN stays NaN). Cody-Waite reduction x = n ln2 + r with
+ * |r| <= ln2/2, Cephes' degree-6 polynomial for exp(r) (about 1 ulp), then
+ * 2^n applied in two halves so that n down to -150 (the subnormal range) needs
+ * no special case; below -104 the result rounds to 0 as expf's does.
+ * tests/test_ops.c compares it with double-precision exp. */
+static inline float exp_nonpos(float x)
+{
+    const float magic = 12582912.0f;   /* 1.5 * 2^23: adding it rounds to an integer */
+    x = select_f(x < -104.0f, -104.0f, x);   /* not ?:, which GCC turns into a branch */
+    float t = x * 1.44269504088896341f + magic;
+    float n = t - magic;
+    int32_t ni = (int32_t)(float_bits(t) - float_bits(magic));
+    float r = x - n * 0.693359375f;     /* ln2 split: the high part times n is exact */
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    int32_t half = ni >> 1;
+    return p * pow2i(half) * pow2i(ni - half);
+}
+
+/* ---- driving a kernel over a tensor in blocks --------------------------------------- */
+typedef void (*fwd_kernel)(const float *restrict x, float *restrict y, size_t n);
+typedef void (*bwd_kernel)(const float *restrict x, const float *restrict y,
+                           const float *restrict g, float *restrict gx, size_t n);
+
+static size_t block_len(size_t n, size_t i0) { return n - i0 < EW_BLOCK ? n - i0 : EW_BLOCK; }
+
+static void run_forward(agave_context *ctx, fwd_kernel k, const float *x, float *y, size_t n)
+{
+    long blocks = (long)((n + EW_BLOCK - 1) / EW_BLOCK);
+#pragma omp parallel for num_threads(ctx->threads) if (n > EW_PARALLEL_MIN) schedule(static)
+    for (long b = 0; b < blocks; b++) {
+        size_t i0 = (size_t)b * EW_BLOCK;
+        k(x + i0, y + i0, block_len(n, i0));
+    }
+}
+
+static void run_backward(agave_context *ctx, bwd_kernel k, const float *x, const float *y,
+                         const float *g, float *gx, size_t n)
+{
+    long blocks = (long)((n + EW_BLOCK - 1) / EW_BLOCK);
+#pragma omp parallel for num_threads(ctx->threads) if (n > EW_PARALLEL_MIN) schedule(static)
+    for (long b = 0; b < blocks; b++) {
+        size_t i0 = (size_t)b * EW_BLOCK;
+        k(x + i0, y + i0, g + i0, gx + i0, block_len(n, i0));
+    }
+}
+
+/* y = f(x) on an arena tensor shaped like x, recorded as `op`. */
+static agave_status unary_forward(agave_context *ctx, agave_tensor *x, agave_tensor **out,
+                                  int op, fwd_kernel k)
+{
+    const char *name = op_table[op].name;
+    TRY(check_op_entry(ctx, out, name));
+    TRY(check_tensor(ctx, x, name, "x"));
+    agave_tensor *y = tensor_new_like(ctx, x);
+    if (!y)
+        return AGAVE_ERR_NOMEM;
+    run_forward(ctx, k, x->data, y->data, x->numel);
+    agave_status st;
+    op_record(ctx, op, y, &x, 1, &st);
+    TRY(st);
+    *out = y;
+    return AGAVE_OK;
+}
+
+/* gx += g * f'(x), the kernel reading x, y = f(x) and g. */
+static agave_status unary_backward(agave_context *ctx, const tape_node *node, bwd_kernel k)
+{
+    agave_status st = AGAVE_OK;
+    float *gx = input_grad(node, 0, &st);
+    TRY(st);
+    if (gx)
+        run_backward(ctx, k, node->in[0]->data, node->out->data, node->out->grad, gx,
+                     node->out->numel);
+    return AGAVE_OK;
+}
+
+/* ---- elu: x > 0 ? x : exp(x) - 1 ------------------------------------------------------ */
+/* exp is taken of min(x, 0) only, so large positive x never overflows. */
+SIMD_CLONES static void elu_fwd(const float *restrict x, float *restrict y, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float e = exp_nonpos(select_f(x[i] > 0.0f, 0.0f, x[i]));
+        y[i] = select_f(x[i] > 0.0f, x[i], e - 1.0f);
+    }
+}
+
+/* elu'(x) = 1 for x > 0, exp(x) = y + 1 otherwise. */
+SIMD_CLONES static void elu_bwd(const float *restrict x, const float *restrict y,
+                                const float *restrict g, float *restrict gx, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+        gx[i] += select_f(x[i] > 0.0f, g[i], g[i] * (y[i] + 1.0f));
+}
+
+agave_status agave_elu(agave_context *ctx, agave_tensor *x, agave_tensor **out)
+{
+    return unary_forward(ctx, x, out, OP_ELU, elu_fwd);
+}
+
+agave_status elu_backward(agave_context *ctx, const tape_node *node)
+{
+    return unary_backward(ctx, node, elu_bwd);
+}
+
+/* ---- concat_elu: x (N,C,...) -> y (N,2C,...) = (elu(x), elu(-x)) ----------------------- */
+/* One exp per element: with e = exp(-|x|), elu(x) = e - 1 when x <= 0 and
+ * elu(-x) = e - 1 when x >= 0; the other half is just max(x, 0) or max(-x, 0). */
+SIMD_CLONES static void concat_elu_fwd(const float *restrict x, float *restrict pos,
+                                       float *restrict neg, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float xi = x[i];
+        float em1 = exp_nonpos(neg_abs(xi)) - 1.0f;
+        pos[i] = select_f(xi > 0.0f, xi, em1);
+        neg[i] = select_f(xi < 0.0f, -xi, em1);
+    }
+}
+
+/* d/dx elu(x) = 1 or exp(x); d/dx elu(-x) = -(1 or exp(-x)); both exps are
+ * e = exp(-|x|) = y + 1 of the half whose argument is <= 0. */
+SIMD_CLONES static void concat_elu_bwd(const float *restrict x, const float *restrict pos,
+                                       const float *restrict neg, const float *restrict gpos,
+                                       const float *restrict gneg, float *restrict gx, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float xi = x[i];
+        float dpos = select_f(xi > 0.0f, gpos[i], gpos[i] * (pos[i] + 1.0f));
+        float dneg = select_f(xi < 0.0f, gneg[i], gneg[i] * (neg[i] + 1.0f));
+        gx[i] += dpos - dneg;
+    }
+}
+
+/* Image n of x is `plane` floats; of y, two such halves. Blocks never cross
+ * images, and each image's blocks are a separate task. */
+static long concat_elu_tasks(size_t plane, size_t images)
+{
+    return (long)(images * ((plane + EW_BLOCK - 1) / EW_BLOCK));
+}
+
+agave_status agave_concat_elu(agave_context *ctx, agave_tensor *x, agave_tensor **out)
+{
+    TRY(check_op_entry(ctx, out, "concat_elu"));
+    TRY(check_tensor(ctx, x, "concat_elu", "x"));
+    char sx[SHAPE_BUF];
+    if (x->ndim < 2)
+        return ctx_error(ctx, AGAVE_ERR_SHAPE, "concat_elu: x %s has no channel axis (N,C,...)",
+                         shape_str(x, sx, sizeof sx));
+    if (tC(x) > INT32_MAX / 2)
+        return ctx_error(ctx, AGAVE_ERR_LIMIT, "concat_elu: x %s has too many channels to double",
+                         shape_str(x, sx, sizeof sx));
+    int dims[AGAVE_MAX_DIMS];
+    memcpy(dims, x->dims, sizeof dims);
+    dims[1] *= 2;
+    agave_tensor *y = tensor_new_arena(ctx, x->ndim, dims);
+    if (!y)
+        return AGAVE_ERR_NOMEM;
+    size_t plane = x->numel / (size_t)tN(x), per_image = (plane + EW_BLOCK - 1) / EW_BLOCK;
+    long tasks = concat_elu_tasks(plane, (size_t)tN(x));
+    const float *px = x->data;
+    float *py = y->data;
+#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(static)
+    for (long t = 0; t < tasks; t++) {
+        size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
+        float *pos = py + img * 2 * plane + i0;
+        concat_elu_fwd(px + img * plane + i0, pos, pos + plane, block_len(plane, i0));
+    }
+    agave_status st;
+    op_record(ctx, OP_CONCAT_ELU, y, &x, 1, &st);
+    TRY(st);
+    *out = y;
+    return AGAVE_OK;
+}
+
+agave_status concat_elu_backward(agave_context *ctx, const tape_node *node)
+{
+    agave_status st = AGAVE_OK;
+    float *gx = input_grad(node, 0, &st);
+    TRY(st);
+    if (!gx)
+        return AGAVE_OK;
+    const agave_tensor *x = node->in[0], *y = node->out;
+    size_t plane = x->numel / (size_t)tN(x), per_image = (plane + EW_BLOCK - 1) / EW_BLOCK;
+    long tasks = concat_elu_tasks(plane, (size_t)tN(x));
+#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(static)
+    for (long t = 0; t < tasks; t++) {
+        size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
+        size_t yo = img * 2 * plane + i0, xo = img * plane + i0;
+        concat_elu_bwd(x->data + xo, y->data + yo, y->data + yo + plane, y->grad + yo,
+                       y->grad + yo + plane, gx + xo, block_len(plane, i0));
+    }
+    return AGAVE_OK;
+}
+
+/* ---- sigmoid: 1 / (1 + exp(-x)) ------------------------------------------------------- */
+/* With e = exp(-|x|) <= 1 nothing overflows: sigmoid = 1/(1+e) for x >= 0 and
+ * e/(1+e) for x < 0, which keeps full relative precision far into the left tail. */
+SIMD_CLONES static void sigmoid_fwd(const float *restrict x, float *restrict y, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float e = exp_nonpos(neg_abs(x[i]));
+        float s = 1.0f / (1.0f + e);
+        y[i] = select_f(x[i] >= 0.0f, s, e * s);
+    }
+}
+
+SIMD_CLONES static void sigmoid_bwd(const float *restrict x, const float *restrict y,
+                                    const float *restrict g, float *restrict gx, size_t n)
+{
+    (void)x;
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+        gx[i] += g[i] * y[i] * (1.0f - y[i]);
+}
+
+agave_status agave_sigmoid(agave_context *ctx, agave_tensor *x, agave_tensor **out)
+{
+    return unary_forward(ctx, x, out, OP_SIGMOID, sigmoid_fwd);
+}
+
+agave_status sigmoid_backward(agave_context *ctx, const tape_node *node)
+{
+    return unary_backward(ctx, node, sigmoid_bwd);
+}
+
+/* ---- tanh, exp, log: libm, used outside the hot path ---------------------------------- */
+static void tanh_fwd(const float *restrict x, float *restrict y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = tanhf(x[i]);
+}
+
+static void tanh_bwd(const float *restrict x, const float *restrict y, const float *restrict g,
+                     float *restrict gx, size_t n)
+{
+    (void)x;
+    for (size_t i = 0; i < n; i++)
+        gx[i] += g[i] * (1.0f - y[i] * y[i]);
+}
+
+agave_status agave_tanh(agave_context *ctx, agave_tensor *x, agave_tensor **out)
+{
+    return unary_forward(ctx, x, out, OP_TANH, tanh_fwd);
+}
+
+agave_status tanh_backward(agave_context *ctx, const tape_node *node)
+{
+    return unary_backward(ctx, node, tanh_bwd);
+}
+
+static void exp_fwd(const float *restrict x, float *restrict y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = expf(x[i]);
+}
+
+static void exp_bwd(const float *restrict x, const float *restrict y, const float *restrict g,
+                    float *restrict gx, size_t n)
+{
+    (void)x;
+    for (size_t i = 0; i < n; i++)
+        gx[i] += g[i] * y[i];
+}
+
+agave_status agave_exp(agave_context *ctx, agave_tensor *x, agave_tensor **out)
+{
+    return unary_forward(ctx, x, out, OP_EXP, exp_fwd);
+}
+
+agave_status exp_backward(agave_context *ctx, const tape_node *node)
+{
+    return unary_backward(ctx, node, exp_bwd);
+}
+
+static void log_fwd(const float *restrict x, float *restrict y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = logf(x[i]);
+}
+
+static void log_bwd(const float *restrict x, const float *restrict y, const float *restrict g,
+                    float *restrict gx, size_t n)
+{
+    (void)y;
+    for (size_t i = 0; i < n; i++)
+        gx[i] += g[i] / x[i];
+}
+
+agave_status agave_log(agave_context *ctx, agave_tensor *x, agave_tensor **out)
+{
+    return unary_forward(ctx, x, out, OP_LOG, log_fwd);
+}
+
+agave_status log_backward(agave_context *ctx, const tape_node *node)
+{
+    return unary_backward(ctx, node, log_bwd);
+}
+
+/* ---- softplus: log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)) --------------------------- */
+/* The exp argument is never positive, so nothing overflows; for x << 0 the
+ * result is exp(x) to full relative precision, for x >> 0 it is x. */
+static void softplus_fwd(const float *restrict x, float *restrict y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = (x[i] > 0.0f ? x[i] : 0.0f) + log1pf(expf(-fabsf(x[i])));
+}
+
+/* softplus'(x) = sigmoid(x), in the same overflow-free form as sigmoid_fwd. */
+static void softplus_bwd(const float *restrict x, const float *restrict y,
+                         const float *restrict g, float *restrict gx, size_t n)
+{
+    (void)y;
+    for (size_t i = 0; i < n; i++) {
+        float e = expf(-fabsf(x[i]));
+        gx[i] += g[i] * (x[i] >= 0.0f ? 1.0f : e) / (1.0f + e);
+    }
+}
+
+agave_status agave_softplus(agave_context *ctx, agave_tensor *x, agave_tensor **out)
+{
+    return unary_forward(ctx, x, out, OP_SOFTPLUS, softplus_fwd);
+}
+
+agave_status softplus_backward(agave_context *ctx, const tape_node *node)
+{
+    return unary_backward(ctx, node, softplus_bwd);
+}
