@@ -398,8 +398,8 @@ AGAVE_API agave_status agave_dataset_open(agave_context *ctx, const char *path,
 
 /* Opens n_paths >= 1 files as one data set, images in the order given. Each
  * file's format is taken from its name ("idx" in it: IDX; ending in .bin or
- * .bin.gz: CIFAR-10) or else from its first bytes (00 00 08: IDX, otherwise
- * CIFAR-10); gzip is recognised by its magic bytes 1f 8b (and required for
+ * .bin.gz: CIFAR-10) or else from its first bytes (00 00 08 01..04: IDX,
+ * otherwise CIFAR-10); gzip is recognised by its magic bytes 1f 8b (and required for
  * names ending in .gz). All files must hold images of the same C, H and W. */
 AGAVE_API agave_status agave_dataset_open_files(agave_context *ctx, const char *const *paths,
                                                 int n_paths, agave_dataset **out);
@@ -665,8 +665,9 @@ AGAVE_API agave_status agave_model_create(agave_context *ctx, const agave_config
 AGAVE_API void agave_model_free(agave_model *model);
 AGAVE_API agave_status agave_model_get_config(const agave_model *model, agave_config *cfg);
 AGAVE_API size_t agave_model_param_count(const agave_model *model);
-/* Training steps taken so far. */
+/* Training steps applied so far, and steps rejected as non-finite since creation or load. */
 AGAVE_API int64_t agave_model_step_count(const agave_model *model);
+AGAVE_API int64_t agave_model_rejected_count(const agave_model *model);
 
 /* Data-dependent initialisation from a first batch x (n,C,H,W) uint8. */
 AGAVE_API agave_status agave_model_init(agave_model *model, const uint8_t *x, int n);
@@ -686,10 +687,11 @@ typedef struct agave_step_stats {
 
 /* One training step on x (n,C,H,W) uint8: forward, the objective of MODEL.md
  * Eq. 7, backward, optimiser update, parameter averaging. Runs the
- * data-dependent initialisation first if it has not run. A non-finite loss or
- * gradient leaves the model untouched, sets stats->rejected and returns
- * AGAVE_ERR_NUMERIC; after max_bad_steps consecutive ones it returns
- * AGAVE_ERR_NUMERIC with a message saying training should stop. */
+ * data-dependent initialisation first if it has not run. A step whose loss or
+ * gradient is not finite is rejected: parameters, optimiser state and the
+ * step count stay untouched, stats->rejected is set and AGAVE_OK is returned
+ * (the last-error message says why); after max_bad_steps consecutive rejected
+ * steps it returns AGAVE_ERR_NUMERIC with a message saying training should stop. */
 AGAVE_API agave_status agave_model_train_step(agave_model *model, const uint8_t *x, int n,
                                               agave_step_stats *stats);
 

@@ -151,16 +151,14 @@ agave_status agave_optimizer_step(agave_optimizer *o, float max_grad_norm)
 /* ---- parameter averaging ---------------------------------------------------------- */
 agave_status average_init(param_average *a, agave_tensor *const *params, int n)
 {
-    a->total = 0;
+    memset(a, 0, sizeof *a);
     for (int i = 0; i < n; i++)
         a->total += params[i]->numel;
-    a->avg = malloc((a->total ? a->total : 1) * sizeof(float));
-    if (!a->avg)
+    a->avg = calloc(a->total ? a->total : 1, sizeof(float));
+    a->backup = malloc((a->total ? a->total : 1) * sizeof(float));
+    if (!a->avg || !a->backup) {
+        average_free(a);
         return AGAVE_ERR_NOMEM;
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        memcpy(a->avg + off, params[i]->data, params[i]->numel * sizeof(float));
-        off += params[i]->numel;
     }
     return AGAVE_OK;
 }
@@ -170,29 +168,45 @@ void average_update(param_average *a, agave_tensor *const *params, int n, float 
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         const float *p = params[i]->data;
+        float *avg = a->avg + off;
         for (size_t j = 0; j < params[i]->numel; j++)
-            a->avg[off + j] = decay * a->avg[off + j] + (1 - decay) * p[j];
+            avg[j] = decay * avg[j] + (1 - decay) * p[j];
         off += params[i]->numel;
     }
+    a->t++;
 }
 
-void average_swap(param_average *a, agave_tensor *const *params, int n)
+void average_apply(param_average *a, agave_tensor *const *params, int n, float decay)
 {
+    if (!a->avg || a->applied || a->t == 0)
+        return;
+    float correction = (float)(1.0 / (1.0 - pow(decay, (double)a->t)));
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         float *p = params[i]->data;
-        for (size_t j = 0; j < params[i]->numel; j++) {
-            float tmp = p[j];
-            p[j] = a->avg[off + j];
-            a->avg[off + j] = tmp;
-        }
+        memcpy(a->backup + off, p, params[i]->numel * sizeof(float));
+        for (size_t j = 0; j < params[i]->numel; j++)
+            p[j] = a->avg[off + j] * correction;
         off += params[i]->numel;
     }
+    a->applied = 1;
+}
+
+void average_restore(param_average *a, agave_tensor *const *params, int n)
+{
+    if (!a->applied)
+        return;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(params[i]->data, a->backup + off, params[i]->numel * sizeof(float));
+        off += params[i]->numel;
+    }
+    a->applied = 0;
 }
 
 void average_free(param_average *a)
 {
     free(a->avg);
-    a->avg = NULL;
-    a->total = 0;
+    free(a->backup);
+    memset(a, 0, sizeof *a);
 }

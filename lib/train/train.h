@@ -22,16 +22,23 @@ void optim_zero_grads(agave_optimizer *opt);
 /* Registers one tensor (used by the model, which is not a single layer). */
 agave_status optim_add_tensor(agave_optimizer *opt, agave_tensor *t);
 
-/* Polyak averaging: avg = decay * avg + (1 - decay) * params, over a flat copy. */
+/* Polyak averaging with bias correction: avg starts at 0 and follows
+ * avg = decay * avg + (1 - decay) * params; the averaged parameters are
+ * avg / (1 - decay^t) after t updates, a weighted mean of the visited
+ * parameters that is usable from the first step (Adam's correction). */
 typedef struct param_average {
     size_t total;
-    float *avg;
+    int64_t t;          /* updates so far */
+    float *avg;         /* the running, uncorrected average */
+    float *backup;      /* live parameters while the average is applied */
+    int applied;
 } param_average;
 
 agave_status average_init(param_average *a, agave_tensor *const *params, int n);
 void average_update(param_average *a, agave_tensor *const *params, int n, float decay);
-/* Swaps the averaged values with the live parameters (call twice to undo). */
-void average_swap(param_average *a, agave_tensor *const *params, int n);
+/* Puts the corrected average into the parameters (saving the live values) and back. */
+void average_apply(param_average *a, agave_tensor *const *params, int n, float decay);
+void average_restore(param_average *a, agave_tensor *const *params, int n);
 void average_free(param_average *a);
 
 #endif

@@ -1,0 +1,366 @@
+/* The model handle: construction from a configuration, parameters, the
+ * forward pass of MODEL.md, data-dependent initialisation and training steps. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+agave_layer_options conv_options(int in, int out, int kh, int kw, int stride, agave_shift shift,
+                                 float init_scale)
+{
+    agave_layer_options o;
+    agave_layer_options_init(&o);
+    o.in_channels = in;
+    o.out_channels = out;
+    o.kernel_h = kh;
+    o.kernel_w = kw;
+    o.stride = stride;
+    o.shift = shift;
+    o.init_scale = init_scale;
+    return o;
+}
+
+agave_status model_add_layer(agave_model *m, agave_layer_kind kind,
+                             const agave_layer_options *o, agave_layer **out)
+{
+    if (m->n_layers == MODEL_MAX_LAYERS)
+        return ctx_error(m->ctx, AGAVE_ERR_LIMIT, "the model has more than %d layers",
+                         MODEL_MAX_LAYERS);
+    MTRY(layer_new(m->ctx, kind, o, out));
+    m->layers[m->n_layers++] = *out;
+    return AGAVE_OK;
+}
+
+forward_plan plan_for_mode(agave_mode mode)
+{
+    forward_plan p = {1, 1, 1, 1};
+    switch (mode) {
+    case AGAVE_MODE_VAE:
+        p.pixelcnn = p.condition = 0;
+        break;
+    case AGAVE_MODE_PIXELCNN:
+        p.vae = p.aux = p.condition = 0;
+        break;
+    case AGAVE_MODE_NAIVE:
+        p.aux = 0;
+        break;
+    default:
+        break;
+    }
+    return p;
+}
+
+/* ---- construction --------------------------------------------------------------- */
+static agave_status collect_params(agave_model *m)
+{
+    int total = 1;   /* the auxiliary log-scales */
+    for (int i = 0; i < m->n_layers; i++)
+        total += m->layers[i]->n_params;
+    m->params = calloc((size_t)total, sizeof *m->params);
+    m->param_names = calloc((size_t)total, sizeof *m->param_names);
+    if (!m->params || !m->param_names)
+        return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cannot allocate the parameter list");
+    for (int i = 0; i < m->n_layers; i++)
+        for (int j = 0; j < m->layers[i]->n_params; j++) {
+            snprintf(m->param_names[m->n_params], sizeof m->param_names[0], "layer%03d.%s", i,
+                     m->layers[i]->param_names[j]);
+            m->params[m->n_params++] = m->layers[i]->params[j];
+        }
+    snprintf(m->param_names[m->n_params], sizeof m->param_names[0], "aux_log_scale");
+    m->params[m->n_params++] = m->aux_log_scale;
+    MTRY(agave_optimizer_create(m->ctx, m->cfg.optimizer, m->cfg.lr, &m->opt));
+    for (int i = 0; i < m->n_params; i++)
+        MTRY(optim_add_tensor(m->opt, m->params[i]));
+    return AGAVE_OK;
+}
+
+agave_status agave_model_create(agave_context *ctx, const agave_config *cfg, agave_model **out)
+{
+    if (!ctx)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(ctx);
+    if (!cfg || !out)
+        return ctx_error(ctx, AGAVE_ERR_NULL, "agave_model_create: NULL configuration or out");
+    *out = NULL;
+    char msg[256];
+    if (agave_config_validate(cfg, msg, sizeof msg) != AGAVE_OK)
+        return ctx_error(ctx, AGAVE_ERR_CONFIG, "invalid configuration: %s", msg);
+    agave_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate a model");
+    m->ctx = ctx;
+    m->cfg = *cfg;
+    m->cfg.struct_size = sizeof m->cfg;
+    agave_status st = vae_build(m);
+    if (st == AGAVE_OK)
+        st = pixelcnn_build(m);
+    if (st == AGAVE_OK)
+        st = agave_tensor_create(ctx, 1, &m->cfg.C, &m->aux_log_scale);
+    if (st == AGAVE_OK)
+        st = agave_tensor_set_requires_grad(m->aux_log_scale, 1);
+    if (st == AGAVE_OK)
+        st = collect_params(m);
+    if (st != AGAVE_OK) {
+        agave_model_free(m);
+        return st;
+    }
+    *out = m;
+    return AGAVE_OK;
+}
+
+void agave_model_free(agave_model *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_layers; i++)
+        agave_layer_free(m->layers[i]);
+    agave_tensor_free(m->aux_log_scale);
+    agave_optimizer_free(m->opt);
+    average_free(&m->ema);
+    free(m->params);
+    free(m->param_names);
+    free(m);
+}
+
+agave_status agave_model_get_config(const agave_model *m, agave_config *cfg)
+{
+    if (!m || !cfg)
+        return AGAVE_ERR_NULL;
+    *cfg = m->cfg;
+    return AGAVE_OK;
+}
+
+size_t agave_model_param_count(const agave_model *m)
+{
+    size_t n = 0;
+    for (int i = 0; m && i < m->n_params; i++)
+        n += m->params[i]->numel;
+    return n;
+}
+
+int64_t agave_model_step_count(const agave_model *m) { return m ? m->step : 0; }
+int64_t agave_model_rejected_count(const agave_model *m) { return m ? m->rejected : 0; }
+
+void model_set_training(agave_model *m, int training)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        agave_layer_set_training(m->layers[i], training);
+}
+
+void model_apply_average(agave_model *m)
+{
+    average_apply(&m->ema, m->params, m->n_params, m->cfg.ema);
+}
+
+void model_restore_params(agave_model *m) { average_restore(&m->ema, m->params, m->n_params); }
+
+/* ---- the forward pass ------------------------------------------------------------ */
+agave_tensor *image_tensor(agave_context *ctx, const uint8_t *x, int n, int c, int h, int w)
+{
+    int dims[4] = {n, c, h, w};
+    agave_tensor *t = tensor_new_arena(ctx, 4, dims);
+    if (t)
+        for (size_t i = 0; i < t->numel; i++)
+            t->data[i] = (float)x[i] / 127.5f - 1.0f;
+    return t;
+}
+
+static agave_status aux_nll(agave_model *m, const uint8_t *x, int n, agave_tensor *f,
+                            agave_tensor **nll)
+{
+    const agave_config *c = &m->cfg;
+    size_t count = (size_t)n * c->C * (c->H / c->s) * (c->W / c->s);
+    uint8_t *y = arena_alloc(&m->ctx->arena, count);
+    if (!y)
+        return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cannot allocate the auxiliary image");
+    MTRY(agave_image_pool(x, n, c->C, c->H, c->W, c->s, y));
+    return agave_dlogistic_nll(m->ctx, y, f, m->aux_log_scale, c->b, nll);
+}
+
+agave_status model_forward(agave_model *m, const uint8_t *x, int n, forward_plan plan,
+                           model_terms *t)
+{
+    agave_context *ctx = m->ctx;
+    const agave_config *c = &m->cfg;
+    memset(t, 0, sizeof *t);
+    agave_tensor *xt = image_tensor(ctx, x, n, c->C, c->H, c->W);
+    if (!xt)
+        return AGAVE_ERR_NOMEM;
+    if (plan.vae) {
+        agave_tensor *mean, *log_std, *context, *z;
+        MTRY(vae_encode(m, xt, &mean, &log_std, &context));
+        MTRY(vae_posterior_sample(m, mean, log_std, context, &z, &t->log_q, &t->log_p_z));
+        if (c->T == 0)
+            MTRY(agave_gaussian_kl(ctx, mean, log_std, &t->kl));
+        else
+            MTRY(agave_sub(ctx, t->log_q, t->log_p_z, &t->kl));
+        MTRY(vae_decode(m, z, &t->f));
+    }
+    if (plan.aux)
+        MTRY(aux_nll(m, x, n, t->f, &t->nll_y));
+    if (plan.pixelcnn) {
+        agave_tensor *params;
+        MTRY(pixelcnn_forward(m, xt, plan.condition ? t->f : NULL, &params));
+        MTRY(agave_dmol_nll(ctx, x, c->C, params, c->M, &t->nll_x));
+    }
+    return AGAVE_OK;
+}
+
+/* ---- initialisation and training -------------------------------------------------- */
+static agave_status check_batch(agave_model *m, const uint8_t *x, int n, const char *fn)
+{
+    if (!x)
+        return ctx_error(m->ctx, AGAVE_ERR_NULL, "%s: the image buffer is NULL", fn);
+    if (n < 1 || n > 1 << 20)
+        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG, "%s: batch size %d is out of 1..2^20",
+                         fn, n);
+    return AGAVE_OK;
+}
+
+agave_status agave_model_init(agave_model *m, const uint8_t *x, int n)
+{
+    if (!m)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(m->ctx);
+    MTRY(check_batch(m, x, n, "agave_model_init"));
+    /* Every part runs once, whatever the mode, so that all layers get initialised. */
+    agave_context *ctx = m->ctx;
+    agave_tape_reset(ctx);
+    int was_recording = agave_tape_recording(ctx);
+    agave_tape_set_recording(ctx, 0);
+    model_set_training(m, 1);
+    model_terms t;
+    forward_plan all = {1, 1, 1, 1};
+    agave_status st = model_forward(m, x, n, all, &t);
+    agave_tape_set_recording(ctx, was_recording);
+    agave_tape_reset(ctx);
+    if (st != AGAVE_OK)
+        return st;
+    average_free(&m->ema);
+    if (m->cfg.ema > 0 && average_init(&m->ema, m->params, m->n_params) != AGAVE_OK)
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate the parameter average");
+    m->initialized = 1;
+    return AGAVE_OK;
+}
+
+static agave_status add_term(agave_context *ctx, agave_tensor **sum, agave_tensor *term)
+{
+    if (!*sum) {
+        *sum = term;
+        return AGAVE_OK;
+    }
+    return agave_add(ctx, *sum, term, sum);
+}
+
+/* loss = mean over images of nll_x + nll_y + lambda * kl, over the terms the mode has. */
+static agave_status objective(agave_model *m, const model_terms *t, agave_tensor **loss)
+{
+    agave_context *ctx = m->ctx;
+    agave_tensor *sum = NULL, *weighted_kl;
+    if (t->nll_x)
+        MTRY(add_term(ctx, &sum, t->nll_x));
+    if (t->nll_y)
+        MTRY(add_term(ctx, &sum, t->nll_y));
+    if (t->kl) {
+        MTRY(agave_scale(ctx, t->kl, m->cfg.lambda, &weighted_kl));
+        MTRY(add_term(ctx, &sum, weighted_kl));
+    }
+    return agave_mean(ctx, sum, loss);
+}
+
+static double mean_of(const agave_tensor *t)
+{
+    if (!t)
+        return 0;
+    double s = 0;
+    for (size_t i = 0; i < t->numel; i++)
+        s += t->data[i];
+    return s / (double)t->numel;
+}
+
+static void fill_step_stats(const agave_model *m, const model_terms *t, double loss,
+                            double grad_norm, agave_step_stats *s)
+{
+    const agave_config *c = &m->cfg;
+    double D = (double)c->C * c->H * c->W, Dy = D / (c->s * c->s);
+    s->pixelcnn_nll = mean_of(t->nll_x);
+    s->aux_nll = mean_of(t->nll_y);
+    s->kl = mean_of(t->kl);
+    s->loss_bpd = agave_nats_to_bpd(loss, D);
+    s->pixelcnn_bpd = agave_nats_to_bpd(s->pixelcnn_nll, D);
+    s->aux_bpd = agave_nats_to_bpd(s->aux_nll, Dy);
+    s->kl_bpd = agave_nats_to_bpd(s->kl, D);
+    s->grad_norm = grad_norm;
+}
+
+static agave_status reject_step(agave_model *m, agave_step_stats *stats, const char *why)
+{
+    optim_zero_grads(m->opt);
+    agave_tape_reset(m->ctx);
+    m->bad_steps++;
+    m->rejected++;
+    if (stats)
+        stats->rejected = 1;
+    if (m->bad_steps >= m->cfg.max_bad_steps)
+        return ctx_error(m->ctx, AGAVE_ERR_NUMERIC,
+                         "%d consecutive training steps had a non-finite %s: stop training and "
+                         "resume from the last good checkpoint with a lower learning rate or "
+                         "gradient clipping", m->bad_steps, why);
+    ctx_error(m->ctx, AGAVE_OK, "step rejected: non-finite %s (%d in a row)", why, m->bad_steps);
+    return AGAVE_OK;
+}
+
+agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
+                                    agave_step_stats *stats)
+{
+    if (!m)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(m->ctx);
+    MTRY(check_batch(m, x, n, "agave_model_train_step"));
+    if (stats && stats->struct_size < sizeof *stats)
+        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG,
+                         "agave_step_stats.struct_size must be set to sizeof(agave_step_stats)");
+    if (stats) {
+        size_t size = stats->struct_size;
+        memset(stats, 0, sizeof *stats);
+        stats->struct_size = size;
+    }
+    if (!m->initialized)
+        MTRY(agave_model_init(m, x, n));
+    agave_context *ctx = m->ctx;
+    agave_tape_reset(ctx);
+    agave_tape_set_recording(ctx, 1);
+    model_set_training(m, 1);
+    model_terms t;
+    agave_tensor *loss;
+    agave_status st = model_forward(m, x, n, plan_for_mode(m->cfg.mode), &t);
+    if (st == AGAVE_OK)
+        st = objective(m, &t, &loss);
+    if (st != AGAVE_OK) {
+        agave_tape_reset(ctx);
+        return st;
+    }
+    double loss_value = loss->data[0];
+    if (!isfinite(loss_value))
+        return reject_step(m, stats, "loss");
+    if ((st = agave_backward(ctx, loss)) != AGAVE_OK) {
+        agave_tape_reset(ctx);
+        return st;
+    }
+    double grad_norm = optim_grad_norm(m->opt);
+    if (stats)
+        fill_step_stats(m, &t, loss_value, grad_norm, stats);
+    if (!isfinite(grad_norm))
+        return reject_step(m, stats, "gradient");
+    st = agave_optimizer_step(m->opt, m->cfg.grad_clip);
+    agave_tape_reset(ctx);
+    if (st != AGAVE_OK)
+        return st;
+    if (m->ema.avg)
+        average_update(&m->ema, m->params, m->n_params, m->cfg.ema);
+    m->step++;
+    m->bad_steps = 0;
+    return AGAVE_OK;
+}

@@ -1,0 +1,118 @@
+/* Internal view of the AGAVE model: the VAE (encoder, optional IAF, decoder),
+ * the auxiliary log-scales, the conditioning stream and the PixelCNN++. */
+#ifndef AGAVE_MODEL_H
+#define AGAVE_MODEL_H
+
+#include "../core/core.h"
+#include "../nn/nn.h"
+#include "../train/train.h"
+
+#define MODEL_MAX_R 32
+#define MODEL_MAX_T 16
+#define MODEL_MAX_LAYERS 512
+
+typedef struct vae_net {
+    agave_layer *enc_in;                          /* conv3x3 C -> Fv */
+    agave_layer *enc_res[2][MODEL_MAX_R];         /* Rv residual blocks per stage */
+    agave_layer *enc_down[2];                     /* conv3x3 stride 2 */
+    agave_layer *enc_out;                         /* conv3x3 Fv -> 2Z (+Z context if T > 0) */
+    agave_layer *iaf_in[MODEL_MAX_T];             /* masked conv Z -> 2Z (strict) */
+    agave_layer *iaf_ctx[MODEL_MAX_T];            /* conv Z -> 2Z from the context h */
+    agave_layer *iaf_out[MODEL_MAX_T];            /* masked conv 2Z -> 2Z (inclusive): m, s */
+    agave_layer *dec_in;                          /* conv3x3 Z -> Fv */
+    agave_layer *dec_up[2];                       /* conv3x3 after each x2 upsampling */
+    agave_layer *dec_res[2][MODEL_MAX_R];
+    agave_layer *dec_out;                         /* conv3x3 Fv -> C: f(z) */
+    int n_up;                                     /* 2 for s = 1, 1 for s = 2, 0 for s = 4 */
+} vae_net;
+
+typedef struct pixelcnn_net {
+    agave_layer *cond;                            /* conditioning stream C -> F */
+    agave_layer *u_init, *ul_init_a, *ul_init_b;  /* first shifted convs on [x, 1] */
+    agave_layer *up_u[3][MODEL_MAX_R], *up_ul[3][MODEL_MAX_R];
+    agave_layer *down_u[2], *down_ul[2];          /* stride-2 shifted convs */
+    agave_layer *dn_u[3][MODEL_MAX_R + 1], *dn_ul[3][MODEL_MAX_R + 1];
+    agave_layer *upsample_u[2], *upsample_ul[2];  /* stride-2 shifted deconvs */
+    agave_layer *out;                             /* nin(elu(ul)) F -> P */
+} pixelcnn_net;
+
+struct agave_model {
+    agave_context *ctx;
+    agave_config cfg;
+    vae_net vae;
+    pixelcnn_net pcnn;
+    agave_tensor *aux_log_scale;                  /* (C), one per channel, starts at 0 */
+    agave_layer *layers[MODEL_MAX_LAYERS];        /* every layer, in creation order */
+    int n_layers;
+    agave_tensor **params;                        /* every parameter, checkpoint order */
+    char (*param_names)[96];
+    int n_params;
+    agave_optimizer *opt;
+    param_average ema;
+    int64_t step;
+    int bad_steps;            /* consecutive rejected steps */
+    int64_t rejected;         /* rejected steps in all */
+    int initialized;
+};
+
+/* The per-image terms of one forward pass, each (N) in nats (NULL if absent). */
+typedef struct model_terms {
+    agave_tensor *nll_x;      /* -log p(x|z) (or -log p(x) in mode pixelcnn) */
+    agave_tensor *nll_y;      /* -log p(y|z) */
+    agave_tensor *kl;         /* analytic KL (T = 0) or log q(z|x) - log p(z) (T > 0) */
+    agave_tensor *log_q;      /* log q(z|x) of the sample (for IWAE) */
+    agave_tensor *log_p_z;    /* log p(z) of the sample */
+    agave_tensor *f;          /* f(z), (N,C,H/s,W/s) */
+} model_terms;
+
+/* Which parts a forward pass runs. */
+typedef struct forward_plan {
+    int vae;        /* encoder, sample, decoder, KL */
+    int aux;        /* auxiliary likelihood of y */
+    int pixelcnn;   /* PixelCNN likelihood of x */
+    int condition;  /* PixelCNN conditioned on f(z) */
+} forward_plan;
+
+forward_plan plan_for_mode(agave_mode mode);
+
+/* x~ = x / 127.5 - 1 as an arena tensor (N,C,H,W). */
+agave_tensor *image_tensor(agave_context *ctx, const uint8_t *x, int n, int c, int h, int w);
+
+/* Network pieces (lib/model/vae.c, lib/model/pixelcnn.c). */
+agave_status vae_build(agave_model *m);
+agave_status vae_encode(agave_model *m, agave_tensor *x, agave_tensor **mean,
+                        agave_tensor **log_std, agave_tensor **context);
+/* z ~ q(z|x) through the IAF: returns z, log q(z|x) and log p(z) per image. */
+agave_status vae_posterior_sample(agave_model *m, agave_tensor *mean, agave_tensor *log_std,
+                                  agave_tensor *context, agave_tensor **z,
+                                  agave_tensor **log_q, agave_tensor **log_p_z);
+agave_status vae_decode(agave_model *m, agave_tensor *z, agave_tensor **f);
+agave_status pixelcnn_build(agave_model *m);
+/* x~ (N,C,H,W), f (N,C,H/s,W/s) or NULL: mixture parameters (N,P,H,W). */
+agave_status pixelcnn_forward(agave_model *m, agave_tensor *x, agave_tensor *f,
+                              agave_tensor **params);
+
+/* The whole forward of MODEL.md for a batch, with the given plan. */
+agave_status model_forward(agave_model *m, const uint8_t *x, int n, forward_plan plan,
+                           model_terms *terms);
+
+/* Registers a layer (owned by the model from then on). */
+agave_status model_add_layer(agave_model *m, agave_layer_kind kind,
+                             const agave_layer_options *o, agave_layer **out);
+agave_layer_options conv_options(int in, int out, int kh, int kw, int stride, agave_shift shift,
+                                 float init_scale);
+
+/* Puts the averaged parameters in place for evaluation or sampling (when
+ * averaging is on and has seen a step), and the live ones back. */
+void model_apply_average(agave_model *m);
+void model_restore_params(agave_model *m);
+void model_set_training(agave_model *m, int training);
+
+#define MTRY(expr)                                                                         \
+    do {                                                                                   \
+        agave_status m_st_ = (expr);                                                       \
+        if (m_st_ != AGAVE_OK)                                                             \
+            return m_st_;                                                                  \
+    } while (0)
+
+#endif

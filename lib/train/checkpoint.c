@@ -1,0 +1,439 @@
+/* Checkpoints: a versioned, checksummed little-endian file (docs/checkpoint.md)
+ * holding the configuration, parameters, optimiser state, averaged parameters,
+ * step counts and the random state. Written to a temporary file in the same
+ * directory, flushed, synced and renamed, so a crash leaves the old file. */
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "../model/model.h"
+
+#define CKPT_MAGIC "AGAVECKP"
+#define CKPT_VERSION 1u
+#define CKPT_HEADER 24          /* magic 8, version 4, flags 4, payload length 8 */
+#define CKPT_FLAG_OPTIM 1u
+#define CKPT_FLAG_AVERAGE 2u
+#define CKPT_MAX_BYTES ((uint64_t)16 << 30)
+
+/* ---- a growable little-endian byte buffer ------------------------------------------ */
+typedef struct bytes {
+    unsigned char *p;
+    size_t len, cap;
+    int failed;
+} bytes;
+
+static void put(bytes *b, const void *src, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1 << 16;
+        while (cap < b->len + n)
+            cap *= 2;
+        unsigned char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->p = p, b->cap = cap;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+/* The library targets little-endian machines (x86-64, aarch64): values are
+ * stored in memory order, which is little-endian there. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoints assume little-endian");
+
+static void put_u32(bytes *b, uint32_t v) { put(b, &v, 4); }
+static void put_i32(bytes *b, int32_t v) { put(b, &v, 4); }
+static void put_u64(bytes *b, uint64_t v) { put(b, &v, 8); }
+static void put_f32(bytes *b, float v) { put(b, &v, 4); }
+
+/* ---- the configuration block, in a fixed field order ------------------------------ */
+#define CFG_FIELDS 20
+static void put_config(bytes *b, const agave_config *c)
+{
+    put_u32(b, CFG_FIELDS);
+    int32_t ints1[] = {c->C, c->H, c->W, c->F, c->R, c->M};
+    for (int i = 0; i < 6; i++)
+        put_i32(b, ints1[i]);
+    put_f32(b, c->dropout);
+    int32_t ints2[] = {c->Fv, c->Rv, c->Z, c->T, c->b, c->s};
+    for (int i = 0; i < 6; i++)
+        put_i32(b, ints2[i]);
+    put_f32(b, c->lambda);
+    put_i32(b, (int32_t)c->mode);
+    put_i32(b, (int32_t)c->optimizer);
+    put_f32(b, c->lr);
+    put_f32(b, c->ema);
+    put_f32(b, c->grad_clip);
+    put_i32(b, c->max_bad_steps);
+}
+
+/* zlib's CRC32 over any length (crc32() takes at most 4 GiB per call). */
+static uint32_t crc_of(const unsigned char *p, size_t len)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (size_t off = 0; off < len; off += 1u << 30) {
+        size_t n = len - off < (1u << 30) ? len - off : (1u << 30);
+        crc = crc32(crc, p + off, (uInt)n);
+    }
+    return (uint32_t)crc;
+}
+
+static void put_floats(bytes *b, const float *p, size_t n) { put(b, p, n * sizeof(float)); }
+
+static void serialise(agave_model *m, bytes *b)
+{
+    uint32_t flags = (m->opt->m ? CKPT_FLAG_OPTIM : 0) | (m->ema.avg ? CKPT_FLAG_AVERAGE : 0);
+    put(b, CKPT_MAGIC, 8);
+    put_u32(b, CKPT_VERSION);
+    put_u32(b, flags);
+    put_u64(b, 0);   /* payload length, patched below */
+    put_config(b, &m->cfg);
+    put_u64(b, (uint64_t)m->step);
+    put_u64(b, (uint64_t)m->rejected);
+    put_i32(b, m->bad_steps);
+    put_i32(b, m->initialized);
+    for (int i = 0; i < 4; i++)
+        put_u64(b, m->ctx->rng.s[i]);
+    put_u32(b, (uint32_t)m->n_params);
+    for (int i = 0; i < m->n_params; i++) {
+        const agave_tensor *t = m->params[i];
+        uint16_t len = (uint16_t)strlen(m->param_names[i]);
+        put(b, &len, 2);
+        put(b, m->param_names[i], len);
+        put_u32(b, (uint32_t)t->ndim);
+        for (int d = 0; d < t->ndim; d++)
+            put_u32(b, (uint32_t)t->dims[d]);
+        put_floats(b, t->data, t->numel);
+    }
+    if (flags & CKPT_FLAG_OPTIM) {
+        put_u64(b, (uint64_t)m->opt->t);
+        put_floats(b, m->opt->m, m->opt->total);
+        put_floats(b, m->opt->u, m->opt->total);
+    }
+    if (flags & CKPT_FLAG_AVERAGE) {
+        put_u64(b, (uint64_t)m->ema.t);
+        put_floats(b, m->ema.avg, m->ema.total);
+    }
+    if (!b->failed) {
+        uint64_t payload = b->len - CKPT_HEADER;
+        memcpy(b->p + 16, &payload, 8);
+        put_u32(b, crc_of(b->p, b->len));
+    }
+}
+
+/* Writes all bytes to path atomically: temp file, fsync, rename, fsync dir. */
+static agave_status write_atomically(agave_context *ctx, const char *path, const bytes *b)
+{
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16), *dir = malloc(plen + 1);
+    if (!tmp || !dir) {
+        free(tmp), free(dir);
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "checkpoint: out of memory");
+    }
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    agave_status st = AGAVE_OK;
+    if (fd < 0) {
+        st = ctx_error(ctx, AGAVE_ERR_IO, "cannot create a temporary file next to %s", path);
+        goto out;
+    }
+    size_t done = 0;
+    while (done < b->len) {
+        ssize_t w = write(fd, b->p + done, b->len - done);
+        if (w <= 0)
+            break;
+        done += (size_t)w;
+    }
+    if (done != b->len || fsync(fd) != 0) {
+        close(fd);
+        unlink(tmp);
+        st = ctx_error(ctx, AGAVE_ERR_IO, "cannot write %s (disk full?): the previous file is "
+                       "intact", path);
+        goto out;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        st = ctx_error(ctx, AGAVE_ERR_IO, "cannot rename the new checkpoint over %s", path);
+        goto out;
+    }
+    memcpy(dir, path, plen + 1);
+    int dfd = open(dirname(dir), O_RDONLY);
+    if (dfd >= 0) {
+        fsync(dfd);   /* makes the rename itself durable */
+        close(dfd);
+    }
+out:
+    free(tmp);
+    free(dir);
+    return st;
+}
+
+agave_status agave_model_save(agave_model *m, const char *path)
+{
+    if (!m)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(m->ctx);
+    if (!path)
+        return ctx_error(m->ctx, AGAVE_ERR_NULL, "agave_model_save: path is NULL");
+    bytes b = {0};
+    serialise(m, &b);
+    agave_status st = b.failed ? ctx_error(m->ctx, AGAVE_ERR_NOMEM,
+                                           "checkpoint: cannot hold %zu bytes in memory", b.len)
+                               : write_atomically(m->ctx, path, &b);
+    free(b.p);
+    return st;
+}
+
+/* ---- loading --------------------------------------------------------------------- */
+typedef struct reader {
+    const unsigned char *p;
+    size_t len, off;
+    int short_read;
+} reader;
+
+static int get(reader *r, void *dst, size_t n)
+{
+    if (r->short_read || n > r->len - r->off) {
+        r->short_read = 1;
+        memset(dst, 0, n);
+        return 0;
+    }
+    memcpy(dst, r->p + r->off, n);
+    r->off += n;
+    return 1;
+}
+
+static uint32_t get_u32(reader *r)
+{
+    uint32_t v;
+    get(r, &v, 4);
+    return v;
+}
+static int32_t get_i32(reader *r)
+{
+    int32_t v;
+    get(r, &v, 4);
+    return v;
+}
+static uint64_t get_u64(reader *r)
+{
+    uint64_t v;
+    get(r, &v, 8);
+    return v;
+}
+static float get_f32(reader *r)
+{
+    float v;
+    get(r, &v, 4);
+    return v;
+}
+
+static void get_config(reader *r, agave_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->struct_size = sizeof *c;
+    if (get_u32(r) != CFG_FIELDS) {
+        r->short_read = 1;
+        return;
+    }
+    c->C = get_i32(r), c->H = get_i32(r), c->W = get_i32(r);
+    c->F = get_i32(r), c->R = get_i32(r), c->M = get_i32(r);
+    c->dropout = get_f32(r);
+    c->Fv = get_i32(r), c->Rv = get_i32(r), c->Z = get_i32(r), c->T = get_i32(r);
+    c->b = get_i32(r), c->s = get_i32(r);
+    c->lambda = get_f32(r);
+    c->mode = (agave_mode)get_i32(r);
+    c->optimizer = (agave_optimizer_kind)get_i32(r);
+    c->lr = get_f32(r), c->ema = get_f32(r), c->grad_clip = get_f32(r);
+    c->max_bad_steps = get_i32(r);
+}
+
+static agave_status read_file(agave_context *ctx, const char *path, unsigned char **data,
+                              size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ctx_error(ctx, AGAVE_ERR_IO, "cannot open checkpoint %s", path);
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        size = ftell(f);
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return ctx_error(ctx, AGAVE_ERR_IO, "cannot read checkpoint %s (not a regular file?)",
+                         path);
+    }
+    if ((uint64_t)size > CKPT_MAX_BYTES) {
+        fclose(f);
+        return ctx_error(ctx, AGAVE_ERR_LIMIT, "checkpoint %s is %ld bytes, over the 16 GiB "
+                         "limit", path, size);
+    }
+    *data = malloc(size ? (size_t)size : 1);
+    if (!*data) {
+        fclose(f);
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot hold checkpoint %s in memory", path);
+    }
+    *len = fread(*data, 1, (size_t)size, f);
+    fclose(f);
+    if (*len != (size_t)size) {
+        free(*data);
+        return ctx_error(ctx, AGAVE_ERR_IO, "short read on checkpoint %s", path);
+    }
+    return AGAVE_OK;
+}
+
+/* Magic, version, length and CRC, in the order that gives the clearest message. */
+static agave_status check_envelope(agave_context *ctx, const char *path,
+                                   const unsigned char *p, size_t len, uint32_t *flags)
+{
+    if (len < 8 || memcmp(p, CKPT_MAGIC, 8) != 0)
+        return ctx_error(ctx, AGAVE_ERR_FORMAT,
+                         "%s is not a libagave checkpoint (wrong magic number)", path);
+    if (len < CKPT_HEADER + 4)
+        return ctx_error(ctx, AGAVE_ERR_FORMAT, "checkpoint %s is truncated: %zu bytes", path,
+                         len);
+    uint32_t version;
+    uint64_t payload;
+    memcpy(&version, p + 8, 4);
+    memcpy(flags, p + 12, 4);
+    memcpy(&payload, p + 16, 8);
+    if (version > CKPT_VERSION || version == 0)
+        return ctx_error(ctx, AGAVE_ERR_VERSION,
+                         "checkpoint %s has format version %u; this library reads version %u "
+                         "(upgrade libagave)", path, version, CKPT_VERSION);
+    if (payload != len - CKPT_HEADER - 4)
+        return ctx_error(ctx, AGAVE_ERR_FORMAT,
+                         "checkpoint %s is truncated or has trailing bytes: the header promises "
+                         "%llu bytes of payload, the file has %zu", path,
+                         (unsigned long long)payload, len - CKPT_HEADER - 4);
+    uint32_t stored, crc = crc_of(p, len - 4);
+    memcpy(&stored, p + len - 4, 4);
+    if (crc != stored)
+        return ctx_error(ctx, AGAVE_ERR_CHECKSUM,
+                         "checkpoint %s is damaged: CRC32 %08x does not match the stored "
+                         "%08x", path, (unsigned)crc, (unsigned)stored);
+    return AGAVE_OK;
+}
+
+static int same_architecture(const agave_config *a, const agave_config *b)
+{
+    return a->C == b->C && a->H == b->H && a->W == b->W && a->F == b->F && a->R == b->R &&
+           a->M == b->M && a->Fv == b->Fv && a->Rv == b->Rv && a->Z == b->Z && a->T == b->T &&
+           a->b == b->b && a->s == b->s;
+}
+
+static agave_status read_params(agave_model *m, reader *r, const char *path)
+{
+    if (get_u32(r) != (uint32_t)m->n_params)
+        return ctx_error(m->ctx, AGAVE_ERR_FORMAT,
+                         "checkpoint %s holds a different number of parameter tensors", path);
+    for (int i = 0; i < m->n_params; i++) {
+        agave_tensor *t = m->params[i];
+        uint16_t len = 0;
+        char name[96] = {0};
+        get(r, &len, 2);
+        if (len >= sizeof name || !get(r, name, len) || strcmp(name, m->param_names[i]) != 0)
+            return ctx_error(m->ctx, AGAVE_ERR_FORMAT,
+                             "checkpoint %s: parameter %d is '%.*s', expected '%s'", path, i,
+                             (int)(len < 95 ? len : 95), name, m->param_names[i]);
+        uint32_t ndim = get_u32(r);
+        int shape_ok = ndim == (uint32_t)t->ndim;
+        for (uint32_t d = 0; shape_ok && d < ndim; d++)
+            shape_ok = get_u32(r) == (uint32_t)t->dims[d];
+        if (!shape_ok || !get(r, t->data, t->numel * sizeof(float)))
+            return ctx_error(m->ctx, AGAVE_ERR_FORMAT,
+                             "checkpoint %s: parameter '%s' has the wrong shape or is cut short",
+                             path, m->param_names[i]);
+    }
+    return AGAVE_OK;
+}
+
+static agave_status read_state(agave_model *m, reader *r, uint32_t flags, const char *path)
+{
+    if (flags & CKPT_FLAG_OPTIM) {
+        m->opt->m = calloc(m->opt->total ? m->opt->total : 1, sizeof(float));
+        m->opt->u = calloc(m->opt->total ? m->opt->total : 1, sizeof(float));
+        if (!m->opt->m || !m->opt->u)
+            return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cannot allocate optimizer state");
+        m->opt->t = (int64_t)get_u64(r);
+        get(r, m->opt->m, m->opt->total * sizeof(float));
+        get(r, m->opt->u, m->opt->total * sizeof(float));
+    }
+    if (flags & CKPT_FLAG_AVERAGE) {
+        if (average_init(&m->ema, m->params, m->n_params) != AGAVE_OK)
+            return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cannot allocate the parameter average");
+        m->ema.t = (int64_t)get_u64(r);
+        get(r, m->ema.avg, m->ema.total * sizeof(float));
+    }
+    if (r->short_read || r->off != r->len - 4)
+        return ctx_error(m->ctx, AGAVE_ERR_FORMAT,
+                         "checkpoint %s: the optimiser or averaging section does not fit", path);
+    return AGAVE_OK;
+}
+
+static agave_status parse(agave_context *ctx, const char *path, const unsigned char *p,
+                          size_t len, uint32_t flags, const agave_config *expect,
+                          agave_model **out)
+{
+    reader r = {p, len, CKPT_HEADER, 0};
+    agave_config cfg;
+    get_config(&r, &cfg);
+    char msg[256];
+    if (r.short_read || agave_config_validate(&cfg, msg, sizeof msg) != AGAVE_OK)
+        return ctx_error(ctx, AGAVE_ERR_FORMAT, "checkpoint %s: invalid configuration block%s%s",
+                         path, r.short_read ? "" : ": ", r.short_read ? "" : msg);
+    if (expect && !same_architecture(&cfg, expect))
+        return ctx_error(ctx, AGAVE_ERR_CONFIG,
+                         "checkpoint %s was made for another architecture (C,H,W %d,%d,%d F %d R "
+                         "%d M %d Fv %d Rv %d Z %d T %d b %d s %d)", path, cfg.C, cfg.H, cfg.W,
+                         cfg.F, cfg.R, cfg.M, cfg.Fv, cfg.Rv, cfg.Z, cfg.T, cfg.b, cfg.s);
+    agave_model *m;
+    MTRY(agave_model_create(ctx, &cfg, &m));
+    m->step = (int64_t)get_u64(&r);
+    m->rejected = (int64_t)get_u64(&r);
+    m->bad_steps = get_i32(&r);
+    m->initialized = get_i32(&r) != 0;
+    agave_rng rng;
+    for (int i = 0; i < 4; i++)
+        rng.s[i] = get_u64(&r);
+    agave_status st = read_params(m, &r, path);
+    if (st == AGAVE_OK)
+        st = read_state(m, &r, flags, path);
+    if (st != AGAVE_OK) {
+        agave_model_free(m);
+        return st;
+    }
+    for (int i = 0; i < m->n_layers; i++)
+        agave_layer_skip_init(m->layers[i]);
+    ctx->rng = rng;   /* the run continues with the random stream it had */
+    *out = m;
+    return AGAVE_OK;
+}
+
+agave_status agave_model_load(agave_context *ctx, const char *path, const agave_config *expect,
+                              agave_model **out)
+{
+    if (!ctx)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(ctx);
+    if (!path || !out)
+        return ctx_error(ctx, AGAVE_ERR_NULL, "agave_model_load: NULL path or out");
+    *out = NULL;
+    unsigned char *p = NULL;
+    size_t len = 0;
+    MTRY(read_file(ctx, path, &p, &len));
+    uint32_t flags = 0;
+    agave_status st = check_envelope(ctx, path, p, len, &flags);
+    if (st == AGAVE_OK)
+        st = parse(ctx, path, p, len, flags, expect, out);
+    free(p);
+    return st;
+}
