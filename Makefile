@@ -1,7 +1,19 @@
-# libagave build. `make` builds the library and programs into build/;
-# `make check` installs missing packages (scripts/deps.sh), builds and runs every test.
-# See README.md for the other targets.
+# libagave build (GNU make).
+#
+#   make                  the library (shared and static) and the programs, into $(BUILD)/
+#   make check            install missing Debian packages (scripts/deps.sh), build, run every test
+#   make sanitize         the same test suite built with ASan + UBSan, in build-san/
+#   make install          headers, libraries, agave.pc and programs under $(DESTDIR)$(PREFIX)
+#   make uninstall        removes what `make install` put there
+#   make abi-check        compares the built library's ABI with the baseline abi/libagave.abi
+#   make abi-dump         rewrites that baseline (a deliberate ABI change; see docs/build.md)
+#   make bench            benchmark programs (bench/*.c) into $(BUILD)/bench/
+#   make clean
+#
+# docs/build.md describes the targets, the variables and the ABI policy.
+# Add V=1 to see the full compiler command lines.
 
+# ---- where things are installed ---------------------------------------------
 PREFIX ?= /usr/local
 DESTDIR ?=
 LIBDIR ?= $(PREFIX)/lib
@@ -9,23 +21,56 @@ INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 
-CC ?= cc
+# ---- how things are built -----------------------------------------------------
+# CC defaults to make's built-in `cc`. BUILD is the output directory, so that
+# differently configured builds (build-san/ for the sanitizers) never mix objects.
 BUILD ?= build
+# Optimisation and debug flags. Keep -g: abi-dump and abi-check read the DWARF
+# types of the shared library. No -march=native: the installed library must run
+# on any x86-64 (hot kernels dispatch at run time instead).
+OPT ?= -O2 -g
+# Sanitizer flags, set by `make sanitize`; added to every compile and link.
+SAN ?=
+# The user's own flags (e.g. a distribution's hardening flags) come last, so they win.
+CPPFLAGS ?=
+CFLAGS ?=
+LDFLAGS ?=
+# Development only: extra object files linked into both libraries (e.g. stubs
+# for functions another change has not landed yet). Never used by a release.
+EXTRA_OBJ ?=
 
-# The soname major and full version come from the header, the single source.
+# The soname major and the full version come from the header, the single source.
 VERSION_H := include/agave_version.h
 MAJOR := $(shell sed -n 's/^\#define AGAVE_VERSION_MAJOR \([0-9]*\)/\1/p' $(VERSION_H))
 MINOR := $(shell sed -n 's/^\#define AGAVE_VERSION_MINOR \([0-9]*\)/\1/p' $(VERSION_H))
 PATCH := $(shell sed -n 's/^\#define AGAVE_VERSION_PATCH \([0-9]*\)/\1/p' $(VERSION_H))
 VERSION := $(MAJOR).$(MINOR).$(PATCH)
+ifeq ($(strip $(MAJOR)),)
+$(error cannot read AGAVE_VERSION_MAJOR from $(VERSION_H))
+endif
 
+# -Wno-unknown-pragmas: `#pragma omp` stays silent if someone builds without OpenMP.
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unknown-pragmas
-OPT ?= -O2 -g
-SAN ?=
+# -D_DEFAULT_SOURCE: POSIX/BSD declarations (e.g. rename, fsync) next to strict C11.
 BASE_CFLAGS := -std=c11 -D_DEFAULT_SOURCE $(WARN) $(OPT) $(SAN) -fopenmp
-LIB_CFLAGS := $(BASE_CFLAGS) -fPIC -fvisibility=hidden -DAGAVE_BUILDING_LIBRARY -Iinclude
+# -fvisibility=hidden: only functions marked AGAVE_API are exported; the version
+# script lib/agave.map then puts exactly the agave_* names under the version node.
+# -MMD -MP: each object records the headers it includes ($(BUILD)/obj/**/*.d),
+# so a header change rebuilds exactly what uses it (programs and tests are
+# relinked through the static library).
+LIB_CFLAGS := $(BASE_CFLAGS) -fPIC -fvisibility=hidden -DAGAVE_BUILDING_LIBRARY -Iinclude \
+    -MMD -MP $(CPPFLAGS) $(CFLAGS)
+PROG_CFLAGS := $(BASE_CFLAGS) -Iinclude $(CPPFLAGS) $(CFLAGS)
+# What the library itself links against. The OpenMP runtime comes with -fopenmp.
 LIBS := -lopenblas -lz -lm
-LDLIBS := $(LIBS) -fopenmp $(SAN)
+LDLIBS := $(LIBS) -fopenmp $(SAN) $(LDFLAGS)
+
+# The shared library: the soname carries the major version; the version script
+# exports the agave_* names under the version node and hides everything else.
+# --no-undefined: a missing function fails here, not in a user's program.
+# --as-needed: DT_NEEDED only for libraries the code really calls.
+SO_LDFLAGS = -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(MAPFILE) \
+    -Wl,--no-undefined -Wl,--as-needed
 
 LIB_SRC := $(sort $(wildcard lib/*/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -40,61 +85,180 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/bin/%,$(filter-out examples/agave-%
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(sort $(wildcard tests/support/*.c))
+# Shell tests (tests/*.sh): the export check, the out-of-tree consumer build, ...
+SHELL_TESTS := $(sort $(wildcard tests/*.sh))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all lib programs tests check run-tests bench clean deps install uninstall
+# Short build lines ("  CC     lib/core/arena.c") unless V=1 (full commands)
+# or make -s (nothing).
+ifeq ($(V),1)
+Q :=
+msg = @:
+else ifneq ($(findstring s,$(firstword -$(MAKEFLAGS))),)
+Q := @
+msg = @:
+else
+Q := @
+msg = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
+.PHONY: all lib programs tests check run-tests sanitize bench clean deps install uninstall \
+    abi-dump abi-check FORCE
 all: lib programs
 
-lib: $(SHARED) $(STATIC) $(BUILD)/lib/libagave.so
+lib: $(SHARED) $(STATIC) $(BUILD)/lib/$(SONAME) $(BUILD)/lib/libagave.so
 
-$(BUILD)/obj/%.o: %.c $(wildcard include/*.h) $(wildcard lib/*/*.h)
-	@mkdir -p $(dir $@)
-	$(CC) $(LIB_CFLAGS) -c $< -o $@
+# Every compile and link depends on this file, which changes only when the
+# flags do: `make OPT=-O0` after `make` rebuilds instead of mixing objects.
+FLAGS_FILE := $(BUILD)/flags.txt
+# (Passed through the environment to avoid any quoting of the flags.)
+$(FLAGS_FILE): export AGAVE_FLAGS = $(CC) $(LIB_CFLAGS) | $(PROG_CFLAGS) | $(SO_LDFLAGS) $(LDLIBS) | $(EXTRA_OBJ)
+$(FLAGS_FILE): FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' "$$AGAVE_FLAGS" >$@.new
+	@if cmp -s $@.new $@; then rm -f $@.new; else mv -f $@.new $@; fi
 
-$(SHARED): $(LIB_OBJ) $(MAPFILE)
-	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(MAPFILE) -Wl,--no-undefined \
-	    -o $@ $(LIB_OBJ) $(LDLIBS)
+$(BUILD)/obj/%.o: %.c $(FLAGS_FILE)
+	$(call msg,CC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(LIB_CFLAGS) -c $< -o $@
 
-$(BUILD)/lib/libagave.so: $(SHARED)
-	ln -sf libagave.so.$(VERSION) $(BUILD)/lib/$(SONAME)
-	ln -sf $(SONAME) $@
+-include $(LIB_OBJ:.o=.d)
 
-$(STATIC): $(LIB_OBJ)
-	@mkdir -p $(dir $@)
-	rm -f $@
-	ar rcs $@ $(LIB_OBJ)
+$(SHARED): $(LIB_OBJ) $(EXTRA_OBJ) $(MAPFILE) $(FLAGS_FILE)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(SO_LDFLAGS) -o $@ $(LIB_OBJ) $(EXTRA_OBJ) $(LDLIBS)
+
+# The usual symlinks: libagave.so.MAJOR (the soname, found at run time) and
+# libagave.so (found by -lagave at link time).
+$(BUILD)/lib/$(SONAME): $(SHARED)
+	$(Q)ln -sf libagave.so.$(VERSION) $@
+$(BUILD)/lib/libagave.so: $(BUILD)/lib/$(SONAME)
+	$(Q)ln -sf $(SONAME) $@
+
+$(STATIC): $(LIB_OBJ) $(EXTRA_OBJ)
+	$(call msg,AR,$@)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $(LIB_OBJ) $(EXTRA_OBJ)
 
 # Programs link the static library so build/bin works without installing.
-$(BUILD)/bin/%: examples/%.c $(wildcard examples/*.h) $(STATIC)
-	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -Iinclude -Iexamples $< $(wildcard examples/common/*.c) $(STATIC) $(LDLIBS) -o $@
+$(BUILD)/bin/%: examples/%.c $(wildcard examples/*.h) $(wildcard examples/common/*.c) \
+    $(STATIC) $(FLAGS_FILE)
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PROG_CFLAGS) -Iexamples $< $(wildcard examples/common/*.c) $(STATIC) \
+	    $(LDLIBS) -o $@
 
 programs: $(PROGRAMS) $(EXAMPLES)
 
 # Tests link the static library and may use internal headers (lib/).
-$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(wildcard tests/support/*.h) $(STATIC)
-	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -Wno-shadow -Iinclude -Ilib -Itests $< $(TEST_SUPPORT) $(STATIC) -lcmocka $(LDLIBS) -o $@
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(wildcard tests/support/*.h) $(STATIC) \
+    $(FLAGS_FILE)
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PROG_CFLAGS) -Wno-shadow -Ilib -Itests $< $(TEST_SUPPORT) $(STATIC) -lcmocka \
+	    $(LDLIBS) -o $@
 
 tests: $(TEST_BIN)
 
-$(BUILD)/bench/%: bench/%.c $(STATIC)
-	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -O3 -Iinclude -Ilib $< $(STATIC) $(LDLIBS) -o $@
+$(BUILD)/bench/%: bench/%.c $(STATIC) $(FLAGS_FILE)
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PROG_CFLAGS) -O3 -Ilib $< $(STATIC) $(LDLIBS) -o $@
 
 bench: $(BENCH_BIN)
 
+# ---- tests ----------------------------------------------------------------------
 deps:
 	@sh scripts/deps.sh check
 
-# Runs every test binary; fails if any fails, after running all of them.
-run-tests: tests programs
-	@fail=0; for t in $(TEST_BIN); do \
-	    echo "== $$t"; AGAVE_BUILD=$(BUILD) ./$$t || fail=1; done; exit $$fail
+# Runs every test program and shell test (scripts/run-tests.sh), all of them
+# even after a failure, and ends with the line "N passed, N failed".
+# The shell tests read the build through these variables.
+TEST_TIMEOUT ?= 900
+run-tests: lib tests programs
+	@AGAVE_BUILD='$(BUILD)' AGAVE_SAN='$(SAN)' AGAVE_CC='$(CC)' MAKE='$(MAKE)' \
+	    TEST_TIMEOUT='$(TEST_TIMEOUT)' VERBOSE='$(V)' \
+	    sh scripts/run-tests.sh $(TEST_BIN) $(SHELL_TESTS)
 
+# The dependencies first (a package installed now must be visible to the build).
 check: deps
 	@$(MAKE) --no-print-directory run-tests
 
+# The whole suite (test programs, export check, consumer) with AddressSanitizer
+# (LeakSanitizer included) and UndefinedBehaviorSanitizer, in its own build
+# directory. -fno-sanitize-recover=all makes any UB report fatal: a test that
+# triggers UB fails instead of printing and carrying on.
+#  detect_leaks=1               a leak makes the test program exit non-zero (the
+#                               default on x86-64, stated for clarity).
+#  allocator_may_return_null=1  a huge malloc returns NULL, as in a normal build,
+#                               so tests of AGAVE_ERR_NOMEM/LIMIT paths still work.
+#  print_stacktrace=1           UBSan reports say where.
+# No LeakSanitizer suppression is needed for OpenMP: libgomp's thread pool and
+# OpenBLAS's buffers stay reachable from their globals at exit, so LSan does
+# not report them (checked with 2 threads). If a report inside libgomp.so or
+# libopenblas.so ever appears, add a suppression file and LSAN_OPTIONS=
+# suppressions=... here, never a blanket detect_leaks=0.
+# Options already in the environment come last, so they override these.
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_OPT ?= -O1 -g
+sanitize: deps
+	@ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:$${ASAN_OPTIONS:-}" \
+	UBSAN_OPTIONS="print_stacktrace=1:$${UBSAN_OPTIONS:-}" \
+	    $(MAKE) --no-print-directory BUILD=build-san OPT='$(SAN_OPT)' SAN='$(SAN_FLAGS)' run-tests
+
+# ---- ABI baseline ---------------------------------------------------------------
+# abidw describes the exported functions and every type reachable from them,
+# restricted to the public headers (--headers-dir include). The options keep
+# the file independent of where the tree was built (no corpus or compilation
+# directory paths, no source line numbers) and give types content-hashed ids,
+# so that a real ABI change is a small, readable diff of the baseline.
+ABI_BASELINE := abi/libagave.abi
+ABIDW_FLAGS := --headers-dir include --drop-private-types --no-corpus-path --no-comp-dir-path \
+    --no-show-locs --no-elf-needed --type-id-style hash
+# abidiff exits non-zero on any difference, compatible or not (bit 4: changed,
+# bit 8: incompatible); both fail abi-check on purpose.
+ABIDIFF_FLAGS := --no-show-locs
+
+abi-dump: lib
+	@sh scripts/abi.sh dump $(SHARED) $(ABI_BASELINE) $(ABIDW_FLAGS)
+
+abi-check: lib
+	@sh scripts/abi.sh check $(SHARED) $(ABI_BASELINE) $(ABIDW_FLAGS) -- $(ABIDIFF_FLAGS)
+
+# ---- install -------------------------------------------------------------------------
+# agave.pc: prefix, libdir, includedir and version filled in. libdir and
+# includedir stay relative to ${prefix} when they are under it.
+pc_path = $(if $(filter $(PREFIX)/%,$(1)),$${prefix}/$(patsubst $(PREFIX)/%,%,$(1)),$(1))
+
+$(BUILD)/agave.pc: pkgconfig/agave.pc.in $(VERSION_H) FORCE
+	@mkdir -p $(@D)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(call pc_path,$(LIBDIR))|g' \
+	    -e 's|@INCLUDEDIR@|$(call pc_path,$(INCLUDEDIR))|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    $< > $@
+
+# Only the two public headers are installed: nothing internal.
+install: lib programs $(BUILD)/agave.pc
+	install -d '$(DESTDIR)$(INCLUDEDIR)' '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(PKGCONFIGDIR)'
+	install -m 644 include/agave.h include/agave_version.h '$(DESTDIR)$(INCLUDEDIR)/'
+	install -m 755 $(SHARED) '$(DESTDIR)$(LIBDIR)/'
+	ln -sf libagave.so.$(VERSION) '$(DESTDIR)$(LIBDIR)/$(SONAME)'
+	ln -sf $(SONAME) '$(DESTDIR)$(LIBDIR)/libagave.so'
+	install -m 644 $(STATIC) '$(DESTDIR)$(LIBDIR)/'
+	install -m 644 $(BUILD)/agave.pc '$(DESTDIR)$(PKGCONFIGDIR)/agave.pc'
+ifneq ($(PROGRAMS),)
+	install -d '$(DESTDIR)$(BINDIR)'
+	install -m 755 $(PROGRAMS) '$(DESTDIR)$(BINDIR)/'
+endif
+
+uninstall:
+	rm -f '$(DESTDIR)$(INCLUDEDIR)/agave.h' '$(DESTDIR)$(INCLUDEDIR)/agave_version.h'
+	rm -f '$(DESTDIR)$(LIBDIR)/libagave.so.$(VERSION)' '$(DESTDIR)$(LIBDIR)/$(SONAME)' \
+	    '$(DESTDIR)$(LIBDIR)/libagave.so' '$(DESTDIR)$(LIBDIR)/libagave.a'
+	rm -f '$(DESTDIR)$(PKGCONFIGDIR)/agave.pc'
+	rm -f $(foreach p,$(notdir $(PROGRAMS)),'$(DESTDIR)$(BINDIR)/$(p)')
+
 clean:
-	rm -rf build build-*
+	rm -rf build build-san $(BUILD)
