@@ -1,0 +1,321 @@
+/* The two image formats. Each reader trusts nothing in a file: sizes are
+ * checked against the limits before any allocation, against the file size
+ * before reading (plain files), and against the decoded stream while reading
+ * (gzip, where a lying header can only cost the memory of the data actually
+ * present, never more than the stated limit).
+ *
+ * IDX (LeCun's MNIST format, big-endian):
+ *   magic 00 00 08 03 (unsigned bytes, 3 dims), count, rows, cols (u32 each),
+ *   then count*rows*cols pixels, row-major.
+ * CIFAR-10 binary: records of 1 label byte (0..9) + 1024 R + 1024 G + 1024 B,
+ *   each plane 32x32 row-major; no header, so the file size must be a
+ *   multiple of 3073. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "data.h"
+
+#define IDX_HEADER 16
+#define IDX_IMAGE_MAGIC 0x00000803u
+#define IDX_LABEL_MAGIC 0x00000801u
+#define CIFAR_SIDE 32
+#define CIFAR_PIXELS (3 * CIFAR_SIDE * CIFAR_SIDE)   /* 3072 */
+#define CIFAR_RECORD (1 + CIFAR_PIXELS)               /* 3073 */
+#define CIFAR_CLASSES 10
+#define CIFAR_RECORDS_PER_READ 256
+#define READ_CHUNK ((size_t)4 << 20)
+
+typedef unsigned long long ull;
+
+agave_status pixels_reserve(pixel_buffer *pb, agave_context *ctx, const char *name,
+                            uint64_t more)
+{
+    uint64_t need = (uint64_t)pb->len + more;
+    if (more > pb->limit || need > pb->limit || need > SIZE_MAX)
+        return ctx_error(ctx, AGAVE_ERR_LIMIT,
+                         "%s: the images would need more than %llu bytes in memory "
+                         "(the data set limit)",
+                         name, (ull)pb->limit);
+    if (need <= pb->cap)
+        return AGAVE_OK;
+    /* Geometric growth so a stream read in chunks costs O(n) copies. */
+    uint64_t cap = (uint64_t)pb->cap + pb->cap / 2;
+    if (cap < need)
+        cap = need;
+    if (cap > pb->limit)
+        cap = pb->limit;
+    uint8_t *bytes = realloc(pb->bytes, (size_t)cap);
+    if (!bytes)
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory for %llu bytes of images",
+                         name, (ull)cap);
+    pb->bytes = bytes;
+    pb->cap = (size_t)cap;
+    return AGAVE_OK;
+}
+
+static uint32_t read_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+data_format format_from_name(const char *path)
+{
+    char base[256];
+    snprintf(base, sizeof base, "%s", base_name(path));
+    size_t n = strlen(base);
+    if (n > 3 && strcmp(base + n - 3, ".gz") == 0)
+        base[n -= 3] = '\0';
+    if (strstr(base, "idx"))
+        return FORMAT_IDX;
+    if (n > 4 && strcmp(base + n - 4, ".bin") == 0)
+        return FORMAT_CIFAR;
+    return FORMAT_UNKNOWN;
+}
+
+/* Reads exactly n decoded bytes into pb (growing it chunk by chunk, so a
+ * gzip stream that ends early never made us allocate what its header
+ * promised). *got < n means the stream ended first. */
+static agave_status read_pixels(byte_source *s, pixel_buffer *pb, uint64_t n, uint64_t *got)
+{
+    *got = 0;
+    while (*got < n) {
+        uint64_t left = n - *got;
+        size_t chunk = left < READ_CHUNK ? (size_t)left : READ_CHUNK;
+        agave_status st = pixels_reserve(pb, s->ctx, s->name, chunk);
+        if (st != AGAVE_OK)
+            return st;
+        size_t k;
+        if ((st = src_read(s, pb->bytes + pb->len, chunk, &k)) != AGAVE_OK)
+            return st;
+        pb->len += k;
+        *got += k;
+        if (k < chunk)
+            break;
+    }
+    return AGAVE_OK;
+}
+
+/* ---- IDX ----------------------------------------------------------------- */
+
+static agave_status idx_check_magic(byte_source *s, const uint8_t *head)
+{
+    uint32_t magic = read_be32(head);
+    if (magic == IDX_IMAGE_MAGIC)
+        return AGAVE_OK;
+    if (magic == IDX_LABEL_MAGIC)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                         "%s: an IDX label file (magic 0x%08x), not images: expected magic "
+                         "0x%08x; use the matching *-images-idx3-ubyte file",
+                         s->name, magic, IDX_IMAGE_MAGIC);
+    if (head[0] == 0 && head[1] == 0)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                         "%s: unsupported IDX file (magic 0x%08x: element type 0x%02x, %u "
+                         "dimensions): expected magic 0x%08x (unsigned bytes, 3 dimensions)",
+                         s->name, magic, head[2], head[3], IDX_IMAGE_MAGIC);
+    return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                     "%s: not an IDX image file: magic number 0x%08x, expected 0x%08x",
+                     s->name, magic, IDX_IMAGE_MAGIC);
+}
+
+/* Validates count, rows and cols; *payload gets the pixel bytes they promise. */
+static agave_status idx_check_dims(byte_source *s, const pixel_buffer *pb, uint32_t count,
+                                   uint32_t rows, uint32_t cols, uint64_t *payload)
+{
+    if (count == 0)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT, "%s: holds zero images (header count 0)",
+                         s->name);
+    if (rows == 0 || cols == 0 || rows > AGAVE_DATASET_MAX_SIDE || cols > AGAVE_DATASET_MAX_SIDE)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                         "%s: image size %ux%u in the header is out of range "
+                         "(1..%d on each side)",
+                         s->name, rows, cols, AGAVE_DATASET_MAX_SIDE);
+    /* count < 2^32 and rows*cols < 2^32: the product fits in 64 bits. */
+    *payload = (uint64_t)count * ((uint64_t)rows * cols);
+    if (*payload > pb->limit - pb->len)
+        return ctx_error(s->ctx, AGAVE_ERR_LIMIT,
+                         "%s: header promises %u images of %ux%u (%llu bytes), more than the "
+                         "data set limit of %llu bytes",
+                         s->name, count, rows, cols, (ull)*payload, (ull)pb->limit);
+    if (src_size_known(s) && s->raw_size != IDX_HEADER + *payload)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                         "%s: %s: header promises %u images of %ux%u, %llu bytes with the "
+                         "header, but the file has %llu bytes",
+                         s->name, s->raw_size < IDX_HEADER + *payload ? "truncated"
+                                                                       : "trailing bytes",
+                         count, rows, cols, (ull)(IDX_HEADER + *payload), (ull)s->raw_size);
+    return AGAVE_OK;
+}
+
+/* One more byte after the promised data means the file is not what it says. */
+static agave_status check_at_end(byte_source *s, const char *what)
+{
+    uint8_t extra;
+    size_t k;
+    agave_status st = src_read(s, &extra, 1, &k);
+    if (st != AGAVE_OK)
+        return st;
+    if (k != 0)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                         "%s: trailing bytes: more data after the %llu bytes %s",
+                         s->name, (ull)(s->decoded - 1), what);
+    return AGAVE_OK;
+}
+
+agave_status idx_read(byte_source *s, pixel_buffer *pb, image_geometry *geo)
+{
+    uint8_t head[IDX_HEADER];
+    size_t got;
+    agave_status st = src_read(s, head, 4, &got);
+    if (st != AGAVE_OK)
+        return st;
+    if (got < 4)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                         "%s: truncated IDX header: %zu bytes, expected at least 4", s->name, got);
+    if ((st = idx_check_magic(s, head)) != AGAVE_OK)
+        return st;
+    if ((st = src_read(s, head + 4, IDX_HEADER - 4, &got)) != AGAVE_OK)
+        return st;
+    if (got < IDX_HEADER - 4)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                         "%s: truncated IDX header: %zu bytes, expected %d", s->name, got + 4,
+                         IDX_HEADER);
+    uint32_t count = read_be32(head + 4), rows = read_be32(head + 8), cols = read_be32(head + 12);
+    uint64_t payload = 0, read = 0;
+    if ((st = idx_check_dims(s, pb, count, rows, cols, &payload)) != AGAVE_OK)
+        return st;
+    if ((st = read_pixels(s, pb, payload, &read)) != AGAVE_OK)
+        return st;
+    if (read < payload)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                         "%s: truncated: header promises %u images of %ux%u (%llu pixel bytes) "
+                         "but the data ends after %llu",
+                         s->name, count, rows, cols, (ull)payload, (ull)read);
+    if ((st = check_at_end(s, "the header promises")) != AGAVE_OK)
+        return st;
+    geo->channels = 1;
+    geo->height = (int)rows;
+    geo->width = (int)cols;
+    geo->count = count;
+    return AGAVE_OK;
+}
+
+/* ---- CIFAR-10 ------------------------------------------------------------- */
+
+/* Plain files: the size alone says whether the records fit, before reading. */
+static agave_status cifar_check_size(byte_source *s, const pixel_buffer *pb)
+{
+    if (!src_size_known(s))
+        return AGAVE_OK;
+    if (s->raw_size == 0)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT, "%s: empty file: no CIFAR-10 records",
+                         s->name);
+    if (s->raw_size % CIFAR_RECORD != 0)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                         "%s: %llu bytes is not a whole number of CIFAR-10 records of %d bytes "
+                         "(1 label + %d pixels): %llu records and %llu bytes over",
+                         s->name, (ull)s->raw_size, CIFAR_RECORD, CIFAR_PIXELS,
+                         (ull)(s->raw_size / CIFAR_RECORD), (ull)(s->raw_size % CIFAR_RECORD));
+    uint64_t pixels = s->raw_size / CIFAR_RECORD * CIFAR_PIXELS;
+    if (pixels > pb->limit - pb->len)
+        return ctx_error(s->ctx, AGAVE_ERR_LIMIT,
+                         "%s: %llu records need %llu bytes, more than the data set limit of "
+                         "%llu bytes",
+                         s->name, (ull)(s->raw_size / CIFAR_RECORD), (ull)pixels, (ull)pb->limit);
+    return AGAVE_OK;
+}
+
+/* Checks the labels of n records in rec and appends their pixels to pb. */
+static agave_status cifar_take_records(byte_source *s, pixel_buffer *pb, const uint8_t *rec,
+                                       size_t n, uint64_t first_record)
+{
+    for (size_t r = 0; r < n; r++) {
+        uint8_t label = rec[r * CIFAR_RECORD];
+        if (label >= CIFAR_CLASSES)
+            return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                             "%s: record %llu (byte offset %llu) has label %u, expected 0..%d",
+                             s->name, (ull)(first_record + r),
+                             (ull)((first_record + r) * CIFAR_RECORD), label, CIFAR_CLASSES - 1);
+    }
+    agave_status st = pixels_reserve(pb, s->ctx, s->name, (uint64_t)n * CIFAR_PIXELS);
+    if (st != AGAVE_OK)
+        return st;
+    for (size_t r = 0; r < n; r++)
+        memcpy(pb->bytes + pb->len + r * CIFAR_PIXELS, rec + r * CIFAR_RECORD + 1, CIFAR_PIXELS);
+    pb->len += n * CIFAR_PIXELS;
+    return AGAVE_OK;
+}
+
+/* Reads records in groups until the stream ends; *records counts them. */
+static agave_status cifar_read_records(byte_source *s, pixel_buffer *pb, uint8_t *rec,
+                                       uint64_t *records)
+{
+    const size_t group = (size_t)CIFAR_RECORDS_PER_READ * CIFAR_RECORD;
+    for (;;) {
+        size_t got;
+        agave_status st = src_read(s, rec, group, &got);
+        if (st != AGAVE_OK)
+            return st;
+        if (got % CIFAR_RECORD != 0)
+            return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                             "%s: %llu decoded bytes is not a whole number of CIFAR-10 records "
+                             "of %d bytes (1 label + %d pixels): the last record has %zu",
+                             s->name, (ull)s->decoded, CIFAR_RECORD, CIFAR_PIXELS,
+                             got % CIFAR_RECORD);
+        size_t n = got / CIFAR_RECORD;
+        if ((st = cifar_take_records(s, pb, rec, n, *records)) != AGAVE_OK)
+            return st;
+        *records += n;
+        if (got < group)
+            return AGAVE_OK;
+    }
+}
+
+agave_status cifar_read(byte_source *s, pixel_buffer *pb, image_geometry *geo)
+{
+    agave_status st = cifar_check_size(s, pb);
+    if (st != AGAVE_OK)
+        return st;
+    uint8_t *rec = malloc((size_t)CIFAR_RECORDS_PER_READ * CIFAR_RECORD);
+    if (!rec)
+        return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "%s: out of memory for a read buffer",
+                         s->name);
+    uint64_t records = 0;
+    st = cifar_read_records(s, pb, rec, &records);
+    free(rec);
+    if (st != AGAVE_OK)
+        return st;
+    if (records == 0)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT, "%s: no CIFAR-10 records (empty stream)",
+                         s->name);
+    geo->channels = 3;
+    geo->height = CIFAR_SIDE;
+    geo->width = CIFAR_SIDE;
+    geo->count = (size_t)records;
+    return AGAVE_OK;
+}
+
+/* ---- either ----------------------------------------------------------------- */
+
+agave_status read_any(byte_source *s, pixel_buffer *pb, image_geometry *geo)
+{
+    data_format format = format_from_name(s->name);
+    if (format == FORMAT_UNKNOWN) {
+        /* No telling name: an IDX file of bytes starts 00 00 08 <1..4 dims>; CIFAR-10
+         * has no magic (a record would need label 0 and red pixels 0, 8, 1..4). */
+        uint8_t head[4];
+        size_t got;
+        agave_status st = src_peek(s, head, sizeof head, &got);
+        if (st != AGAVE_OK)
+            return st;
+        int idx_like = got == 4 && head[0] == 0 && head[1] == 0 && head[2] == 0x08 &&
+                       head[3] >= 1 && head[3] <= 4;
+        format = idx_like ? FORMAT_IDX : FORMAT_CIFAR;
+    }
+    return format == FORMAT_IDX ? idx_read(s, pb, geo) : cifar_read(s, pb, geo);
+}
