@@ -1,0 +1,380 @@
+/* Image grids written as PNG. The pixels are laid out on a canvas here, the
+ * PNG is encoded in memory by stb_image_write (compiled into this file only,
+ * all of it static, so no stb symbol leaves the library) and the bytes are
+ * written to a temporary file that is flushed and renamed over the target:
+ * an interrupted run leaves the old picture or the new one, never half. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "data.h"
+
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#include <stb/stb_image_write.h>
+#pragma GCC diagnostic pop
+
+#define GRID_MAX_SIDE 32768                      /* canvas pixels per side */
+#define GRID_MAX_BYTES ((uint64_t)1 << 30)       /* canvas bytes */
+#define GRID_MAX_SETS 16
+#define TEMP_NAME_TRIES 1000
+
+typedef unsigned long long ull;
+
+void agave_grid_options_init(agave_grid_options *opt)
+{
+    if (!opt)
+        return;
+    memset(opt, 0, sizeof *opt);
+    opt->size = sizeof *opt;
+    opt->gap = 2;
+    opt->group_gap = 4;
+    opt->scale = 1;
+    opt->background[0] = opt->background[1] = opt->background[2] = 255;
+}
+
+/* Copies the caller's options over the defaults; a caller built against an
+ * older, shorter struct keeps the defaults for the fields it does not know. */
+static agave_status grid_options(agave_context *ctx, const agave_grid_options *opt,
+                                 agave_grid_options *o)
+{
+    agave_grid_options_init(o);
+    if (!opt)
+        return AGAVE_OK;
+    if (opt->size < sizeof *o)   /* the first version is the smallest there will be */
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
+                         "grid options: size field is %llu, expected %llu: call "
+                         "agave_grid_options_init first",
+                         (ull)opt->size, (ull)sizeof *o);
+    memcpy(o, opt, sizeof *o);
+    o->size = sizeof *o;
+    if (o->gap < 0 || o->gap > 256 || o->group_gap < 0 || o->group_gap > 256 || o->scale < 1 ||
+        o->scale > 64)
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
+                         "grid options: gap %d, group_gap %d, scale %d; expected gaps in 0..256 "
+                         "and scale in 1..64",
+                         o->gap, o->group_gap, o->scale);
+    return AGAVE_OK;
+}
+
+/* ---- layout ------------------------------------------------------------------ */
+
+typedef struct grid_layout {
+    int n_sets, n, cols, group_rows;
+    agave_grid_layout kind;
+    int gap, group_gap;
+    uint64_t cell_h, cell_w;       /* every image is drawn at this size */
+    uint64_t canvas_h, canvas_w;
+    int out_channels;              /* 1 (grey) or 3 (RGB) */
+} grid_layout;
+
+static void layout_size(grid_layout *g)
+{
+    uint64_t step_h = g->cell_h + (uint64_t)g->gap, step_w = g->cell_w + (uint64_t)g->gap;
+    uint64_t groups_between_rows = (uint64_t)g->group_rows - 1;
+    uint64_t groups_between_cols = (uint64_t)g->cols - 1;
+    if (g->kind == AGAVE_GRID_SETS_AS_ROWS) {
+        g->canvas_w = g->gap + (uint64_t)g->cols * step_w;
+        g->canvas_h = g->gap + (uint64_t)g->group_rows * g->n_sets * step_h +
+                      groups_between_rows * g->group_gap;
+    } else {
+        g->canvas_w = g->gap + (uint64_t)g->cols * g->n_sets * step_w +
+                      groups_between_cols * g->group_gap;
+        g->canvas_h = g->gap + (uint64_t)g->group_rows * step_h;
+    }
+}
+
+/* Top-left corner of image i of set s. */
+static void cell_origin(const grid_layout *g, int s, int i, uint64_t *y0, uint64_t *x0)
+{
+    uint64_t row = (uint64_t)(i / g->cols), col = (uint64_t)(i % g->cols);
+    uint64_t step_h = g->cell_h + (uint64_t)g->gap, step_w = g->cell_w + (uint64_t)g->gap;
+    if (g->kind == AGAVE_GRID_SETS_AS_ROWS) {
+        *x0 = g->gap + col * step_w;
+        *y0 = g->gap + (row * g->n_sets + (uint64_t)s) * step_h + row * g->group_gap;
+    } else {
+        *x0 = g->gap + (col * g->n_sets + (uint64_t)s) * step_w + col * g->group_gap;
+        *y0 = g->gap + row * step_h;
+    }
+}
+
+static agave_status check_sets(agave_context *ctx, const uint8_t *const *sets, int n_sets, int n,
+                               int channels, const int *heights, const int *widths, int cols,
+                               agave_grid_layout kind)
+{
+    if (!sets || !heights || !widths)
+        return ctx_error(ctx, AGAVE_ERR_NULL, "image grid: NULL argument");
+    if (n_sets < 1 || n_sets > GRID_MAX_SETS || n < 1 || cols < 1 ||
+        (channels != 1 && channels != 3))
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
+                         "image grid: %d sets of %d images with %d channels in %d columns; "
+                         "expected 1..%d sets, n >= 1, channels 1 or 3, cols >= 1",
+                         n_sets, n, channels, cols, GRID_MAX_SETS);
+    if (kind != AGAVE_GRID_SETS_AS_ROWS && kind != AGAVE_GRID_SETS_SIDE_BY_SIDE)
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "image grid: unknown layout %d", (int)kind);
+    for (int s = 0; s < n_sets; s++) {
+        if (!sets[s])
+            return ctx_error(ctx, AGAVE_ERR_NULL, "image grid: set %d is NULL", s);
+        if (heights[s] < 1 || widths[s] < 1 || heights[s] > AGAVE_DATASET_MAX_SIDE ||
+            widths[s] > AGAVE_DATASET_MAX_SIDE)
+            return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
+                             "image grid: set %d has images of %dx%d, expected 1..%d per side",
+                             s, heights[s], widths[s], AGAVE_DATASET_MAX_SIDE);
+    }
+    return AGAVE_OK;
+}
+
+static agave_status plan_grid(agave_context *ctx, int n_sets, int n, int channels,
+                              const int *heights, const int *widths, int cols,
+                              agave_grid_layout kind, const agave_grid_options *o, grid_layout *g)
+{
+    memset(g, 0, sizeof *g);
+    g->n_sets = n_sets;
+    g->n = n;
+    g->cols = cols < n ? cols : n;
+    g->group_rows = (n + g->cols - 1) / g->cols;
+    g->kind = kind;
+    g->gap = o->gap;
+    g->group_gap = n_sets > 1 ? o->group_gap : 0;   /* one set: a plain grid */
+    for (int s = 0; s < n_sets; s++) {
+        if ((uint64_t)heights[s] > g->cell_h)
+            g->cell_h = (uint64_t)heights[s];
+        if ((uint64_t)widths[s] > g->cell_w)
+            g->cell_w = (uint64_t)widths[s];
+    }
+    g->cell_h *= (uint64_t)o->scale;
+    g->cell_w *= (uint64_t)o->scale;
+    int grey = o->background[0] == o->background[1] && o->background[1] == o->background[2];
+    g->out_channels = channels == 1 && grey ? 1 : 3;
+    layout_size(g);
+    if (g->canvas_h > GRID_MAX_SIDE || g->canvas_w > GRID_MAX_SIDE ||
+        g->canvas_h * g->canvas_w * (uint64_t)g->out_channels > GRID_MAX_BYTES)
+        return ctx_error(ctx, AGAVE_ERR_LIMIT,
+                         "image grid: the picture would be %llux%llu pixels, above the limit of "
+                         "%d per side and %llu bytes",
+                         (ull)g->canvas_w, (ull)g->canvas_h, GRID_MAX_SIDE, (ull)GRID_MAX_BYTES);
+    return AGAVE_OK;
+}
+
+/* ---- drawing ------------------------------------------------------------------ */
+
+static void fill_background(uint8_t *canvas, const grid_layout *g, const uint8_t *rgb)
+{
+    size_t pixels = (size_t)(g->canvas_h * g->canvas_w);
+    for (size_t p = 0; p < pixels; p++)
+        for (int c = 0; c < g->out_channels; c++)
+            canvas[p * (size_t)g->out_channels + c] = rgb[c];
+}
+
+/* Draws one (channels,h,w) image into its cell, nearest-neighbour scaled to
+ * cell_h x cell_w; a grey image fills all three channels of an RGB canvas. */
+static void draw_image(uint8_t *canvas, const grid_layout *g, uint64_t y0, uint64_t x0,
+                       const uint8_t *image, int channels, int h, int w)
+{
+    size_t plane = (size_t)h * (size_t)w;
+    size_t oc = (size_t)g->out_channels;
+    for (uint64_t y = 0; y < g->cell_h; y++) {
+        size_t sy = (size_t)(y * (uint64_t)h / g->cell_h);
+        uint8_t *row = canvas + ((y0 + y) * g->canvas_w + x0) * oc;
+        for (uint64_t x = 0; x < g->cell_w; x++) {
+            size_t sx = (size_t)(x * (uint64_t)w / g->cell_w);
+            for (size_t c = 0; c < oc; c++) {
+                size_t src_c = channels == 1 ? 0 : c;
+                row[x * oc + c] = image[src_c * plane + sy * (size_t)w + sx];
+            }
+        }
+    }
+}
+
+static void draw_grid(uint8_t *canvas, const grid_layout *g, const uint8_t *const *sets,
+                      int channels, const int *heights, const int *widths, const uint8_t *rgb)
+{
+    fill_background(canvas, g, rgb);
+    for (int s = 0; s < g->n_sets; s++) {
+        size_t image_bytes = (size_t)channels * (size_t)heights[s] * (size_t)widths[s];
+        for (int i = 0; i < g->n; i++) {
+            uint64_t y0, x0;
+            cell_origin(g, s, i, &y0, &x0);
+            draw_image(canvas, g, y0, x0, sets[s] + (size_t)i * image_bytes, channels,
+                       heights[s], widths[s]);
+        }
+    }
+}
+
+/* ---- atomic file replacement ------------------------------------------------------ */
+
+/* dir is the directory part of path ("." when there is none). */
+static char *directory_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t len = slash ? (size_t)(slash - path) : 1;
+    if (slash && len == 0)
+        len = 1;   /* "/name": the root */
+    char *dir = malloc(len + 1);
+    if (!dir)
+        return NULL;
+    memcpy(dir, slash ? path : ".", len);
+    dir[len] = '\0';
+    return dir;
+}
+
+/* Creates "<dir>/.<name>.tmp<pid>.<k>" exclusively; *tmp receives the name. */
+static agave_status create_temp(agave_context *ctx, const char *path, const char *dir, char **tmp,
+                                int *fd)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t len = strlen(dir) + strlen(base) + 48;
+    char why[128];
+    *tmp = malloc(len);
+    if (!*tmp)
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory", path);
+    for (int k = 0; k < TEMP_NAME_TRIES; k++) {
+        snprintf(*tmp, len, "%s/.%s.tmp%ld.%d", dir, base, (long)getpid(), k);
+        /* 0666: the process umask applies, as for any file a program creates. */
+        *fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (*fd >= 0)
+            return AGAVE_OK;
+        if (errno != EEXIST)
+            return ctx_error(ctx, AGAVE_ERR_IO, "%s: cannot create a temporary file in %s: %s",
+                             path, dir, errno_text(errno, why, sizeof why));
+    }
+    return ctx_error(ctx, AGAVE_ERR_IO, "%s: cannot create a temporary file in %s: %d names taken",
+                     path, dir, TEMP_NAME_TRIES);
+}
+
+static int write_all(int fd, const uint8_t *bytes, size_t len)
+{
+    while (len > 0) {
+        ssize_t k = write(fd, bytes, len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        bytes += k;
+        len -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Writes, flushes and closes the temporary file, then renames it over path. */
+static agave_status commit_temp(agave_context *ctx, const char *path, const char *tmp, int fd,
+                                const uint8_t *bytes, size_t len)
+{
+    char why[128];
+    const char *step = NULL;
+    if (write_all(fd, bytes, len) != 0)
+        step = "write";
+    else if (fsync(fd) != 0)
+        step = "flush";
+    int err = errno;
+    if (close(fd) != 0 && !step) {
+        step = "close";
+        err = errno;
+    }
+    if (!step && rename(tmp, path) != 0) {
+        step = "rename the temporary file over";
+        err = errno;
+    }
+    if (!step)
+        return AGAVE_OK;
+    unlink(tmp);
+    return ctx_error(ctx, AGAVE_ERR_IO, "%s: cannot %s it: %s", path, step,
+                     errno_text(err, why, sizeof why));
+}
+
+/* The rename is only durable once the directory entry is on disk too; some
+ * file systems cannot sync a directory, which is not worth failing for. */
+static void sync_directory(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    (void)fsync(fd);
+    close(fd);
+}
+
+static agave_status write_file_atomic(agave_context *ctx, const char *path, const uint8_t *bytes,
+                                      size_t len)
+{
+    char *dir = directory_of(path);
+    if (!dir)
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory", path);
+    char *tmp = NULL;
+    int fd = -1;
+    agave_status st = create_temp(ctx, path, dir, &tmp, &fd);
+    if (st == AGAVE_OK)
+        st = commit_temp(ctx, path, tmp, fd, bytes, len);
+    if (st == AGAVE_OK)
+        sync_directory(dir);
+    free(tmp);
+    free(dir);
+    return st;
+}
+
+/* ---- public ------------------------------------------------------------------------ */
+
+static agave_status encode_and_write(agave_context *ctx, const char *path, const uint8_t *canvas,
+                                     const grid_layout *g)
+{
+    int w = (int)g->canvas_w, h = (int)g->canvas_h, c = g->out_channels;
+    int png_len = 0;
+    unsigned char *png = stbi_write_png_to_mem(canvas, w * c, w, h, c, &png_len);
+    if (!png || png_len <= 0) {
+        free(png);
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory encoding a %dx%d PNG", path,
+                         w, h);
+    }
+    agave_status st = write_file_atomic(ctx, path, png, (size_t)png_len);
+    free(png);
+    return st;
+}
+
+agave_status agave_image_grid_write_sets(agave_context *ctx, const char *path,
+                                         const uint8_t *const *sets, int n_sets, int n,
+                                         int channels, const int *heights, const int *widths,
+                                         int cols, agave_grid_layout layout,
+                                         const agave_grid_options *opt)
+{
+    if (!path)
+        return ctx_error(ctx, AGAVE_ERR_NULL, "image grid: NULL path");
+    size_t path_len = strlen(path);
+    if (path_len == 0 || path[path_len - 1] == '/')
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "image grid: '%s' is not a file name", path);
+    agave_grid_options o;
+    agave_status st = grid_options(ctx, opt, &o);
+    if (st == AGAVE_OK)
+        st = check_sets(ctx, sets, n_sets, n, channels, heights, widths, cols, layout);
+    grid_layout g;
+    if (st == AGAVE_OK)
+        st = plan_grid(ctx, n_sets, n, channels, heights, widths, cols, layout, &o, &g);
+    if (st != AGAVE_OK)
+        return st;
+    uint8_t *canvas = malloc((size_t)(g.canvas_h * g.canvas_w * (uint64_t)g.out_channels));
+    if (!canvas)
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory for a %llux%llu canvas", path,
+                         (ull)g.canvas_w, (ull)g.canvas_h);
+    draw_grid(canvas, &g, sets, channels, heights, widths, o.background);
+    st = encode_and_write(ctx, path, canvas, &g);
+    free(canvas);
+    return st;
+}
+
+agave_status agave_image_grid_write(agave_context *ctx, const char *path, const uint8_t *images,
+                                    int n, int channels, int height, int width, int cols,
+                                    const agave_grid_options *opt)
+{
+    const uint8_t *sets[1] = {images};
+    return agave_image_grid_write_sets(ctx, path, sets, 1, n, channels, &height, &width, cols,
+                                       AGAVE_GRID_SETS_AS_ROWS, opt);
+}
