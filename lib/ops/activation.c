@@ -23,8 +23,8 @@
 #define SIMD_CLONES
 #endif
 
-#define EW_BLOCK 16384          /* floats per task: 64 KiB, stays in L2 */
-#define EW_PARALLEL_MIN 65536   /* below this a parallel region costs more than it saves */
+#define EW_BLOCK        16384 /* floats per task: 64 KiB, stays in L2 */
+#define EW_PARALLEL_MIN 65536 /* below this a parallel region costs more than it saves */
 
 /* ---- a vectorisable exp on x <= 0 ----------------------------------------------- */
 static inline uint32_t float_bits(float f)
@@ -63,12 +63,12 @@ static inline float pow2i(int32_t k) { return bits_float(((uint32_t)k + 127u) <<
  * tests/test_ops.c compares it with double-precision exp. */
 static inline float exp_nonpos(float x)
 {
-    const float magic = 12582912.0f;   /* 1.5 * 2^23: adding it rounds to an integer */
-    x = select_f(x < -104.0f, -104.0f, x);   /* not ?:, which GCC turns into a branch */
+    const float magic = 12582912.0f;       /* 1.5 * 2^23: adding it rounds to an integer */
+    x = select_f(x < -104.0f, -104.0f, x); /* not ?:, which GCC turns into a branch */
     float t = x * 1.44269504088896341f + magic;
     float n = t - magic;
     int32_t ni = (int32_t)(float_bits(t) - float_bits(magic));
-    float r = x - n * 0.693359375f;     /* ln2 split: the high part times n is exact */
+    float r = x - n * 0.693359375f; /* ln2 split: the high part times n is exact */
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -110,8 +110,8 @@ static void run_backward(agave_context *ctx, bwd_kernel k, const float *x, const
 }
 
 /* y = f(x) on an arena tensor shaped like x, recorded as `op`. */
-static agave_status unary_forward(agave_context *ctx, agave_tensor *x, agave_tensor **out,
-                                  int op, fwd_kernel k)
+static agave_status unary_forward(agave_context *ctx, agave_tensor *x, agave_tensor **out, int op,
+                                  fwd_kernel k)
 {
     const char *name = op_table[op].name;
     TRY(check_op_entry(ctx, out, name));
@@ -375,8 +375,8 @@ static void softplus_fwd(const float *restrict x, float *restrict y, size_t n)
 }
 
 /* softplus'(x) = sigmoid(x), in the same overflow-free form as sigmoid_fwd. */
-static void softplus_bwd(const float *restrict x, const float *restrict y,
-                         const float *restrict g, float *restrict gx, size_t n)
+static void softplus_bwd(const float *restrict x, const float *restrict y, const float *restrict g,
+                         float *restrict gx, size_t n)
 {
     (void)y;
     for (size_t i = 0; i < n; i++) {

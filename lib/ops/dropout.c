@@ -23,7 +23,7 @@ agave_status agave_dropout(agave_context *ctx, agave_tensor *x, float p, agave_t
     if (!y)
         return AGAVE_ERR_NOMEM;
     size_t n = x->numel;
-    unsigned char *keep = NULL;   /* 1 where x passes; only made when recording */
+    unsigned char *keep = NULL; /* 1 where x passes; only made when recording */
     if (p > 0.0f && tape_should_record(ctx, &x, 1)) {
         keep = arena_alloc(&ctx->arena, n);
         if (!keep)
@@ -35,7 +35,7 @@ agave_status agave_dropout(agave_context *ctx, agave_tensor *x, float p, agave_t
         memcpy(y->data, x->data, n * sizeof *y->data);
     } else {
         for (size_t i = 0; i < n; i++) {
-            int k = rng_uniform(&ctx->rng) >= p;   /* P(u >= p) = 1 - p */
+            int k = rng_uniform(&ctx->rng) >= p; /* P(u >= p) = 1 - p */
             y->data[i] = k ? x->data[i] * scale : 0.0f;
             if (keep)
                 keep[i] = (unsigned char)k;
@@ -45,7 +45,7 @@ agave_status agave_dropout(agave_context *ctx, agave_tensor *x, float p, agave_t
     tape_node *node = op_record(ctx, OP_DROPOUT, y, &x, 1, &st);
     TRY(st);
     if (node) {
-        node->saved = keep;   /* NULL for p = 0: the identity */
+        node->saved = keep; /* NULL for p = 0: the identity */
         node->farg[0] = scale;
     }
     *out = y;

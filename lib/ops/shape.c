@@ -9,7 +9,7 @@
 
 #include "ops.h"
 
-#define SHAPE_PARALLEL_MIN 65536   /* elements below which one thread is faster */
+#define SHAPE_PARALLEL_MIN 65536 /* elements below which one thread is faster */
 
 /* Floats of one image (all axes after 0) and of one channel plane (after 1). */
 static size_t image_size(const agave_tensor *t) { return t->numel / (size_t)tN(t); }
@@ -27,14 +27,14 @@ static agave_status need_4d(agave_context *ctx, const agave_tensor *x, const cha
 /* Copies `count` channels of every image: dst image n, channel dst_c0 +
  * k  <-  src image n, channel src_c0 + k. `add` accumulates instead (the
  * backward of a copy). Both tensors share N and the plane size. */
-static void copy_channels(agave_context *ctx, const agave_tensor *src, int src_c0,
-                          float *dst, int dst_channels, int dst_c0, int count,
-                          const float *src_data, int add)
+static void copy_channels(agave_context *ctx, const agave_tensor *src, int src_c0, float *dst,
+                          int dst_channels, int dst_c0, int count, const float *src_data, int add)
 {
     size_t plane = plane_size(src), n_img = (size_t)tN(src);
     size_t src_img = (size_t)tC(src) * plane, dst_img = (size_t)dst_channels * plane;
     size_t len = (size_t)count * plane;
-#pragma omp parallel for num_threads(ctx->threads) if (n_img * len > SHAPE_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (n_img * len > SHAPE_PARALLEL_MIN)           \
+    schedule(static)
     for (long n = 0; n < (long)n_img; n++) {
         const float *s = src_data + (size_t)n * src_img + (size_t)src_c0 * plane;
         float *d = dst + (size_t)n * dst_img + (size_t)dst_c0 * plane;
@@ -47,8 +47,7 @@ static void copy_channels(agave_context *ctx, const agave_tensor *src, int src_c
 }
 
 /* ---- concat: a (N,Ca,...) and b (N,Cb,...) -> (N,Ca+Cb,...) ------------------------------ */
-agave_status agave_concat(agave_context *ctx, agave_tensor *a, agave_tensor *b,
-                          agave_tensor **out)
+agave_status agave_concat(agave_context *ctx, agave_tensor *a, agave_tensor *b, agave_tensor **out)
 {
     TRY(check_op_entry(ctx, out, "concat"));
     TRY(check_tensor(ctx, a, "concat", "a"));
@@ -177,7 +176,8 @@ static agave_status shift_op(agave_context *ctx, agave_tensor *x, agave_tensor *
         return AGAVE_ERR_NOMEM;
     long planes = (long)tN(x) * tC(x);
     size_t P = plane_size(x);
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > SHAPE_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (x->numel > SHAPE_PARALLEL_MIN)              \
+    schedule(static)
     for (long p = 0; p < planes; p++)
         shift_plane(x->data + (size_t)p * P, y->data + (size_t)p * P, tH(x), tW(x), dh, dw);
     agave_status st;
@@ -201,7 +201,8 @@ static agave_status shift_backward(agave_context *ctx, const tape_node *node)
     const agave_tensor *y = node->out;
     long planes = (long)tN(y) * tC(y);
     size_t P = plane_size(y);
-#pragma omp parallel for num_threads(ctx->threads) if (y->numel > SHAPE_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (y->numel > SHAPE_PARALLEL_MIN)              \
+    schedule(static)
     for (long p = 0; p < planes; p++)
         shift_plane_backward(y->grad + (size_t)p * P, gx + (size_t)p * P, tH(y), tW(y),
                              node->iarg[0], node->iarg[1]);
@@ -247,12 +248,13 @@ agave_status agave_upsample2x(agave_context *ctx, agave_tensor *x, agave_tensor 
     if (!y)
         return AGAVE_ERR_NOMEM;
     long planes = (long)tN(x) * tC(x);
-#pragma omp parallel for num_threads(ctx->threads) if (y->numel > SHAPE_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (y->numel > SHAPE_PARALLEL_MIN)              \
+    schedule(static)
     for (long p = 0; p < planes; p++) {
         const float *src = x->data + (size_t)p * H * W;
         float *dst = y->data + (size_t)p * 4 * H * W;
         for (int i = 0; i < H; i++) {
-            float *even = dst + (size_t)(2 * i) * 2 * W;   /* row 2i; row 2i+1 is its copy */
+            float *even = dst + (size_t)(2 * i) * 2 * W; /* row 2i; row 2i+1 is its copy */
             for (int j = 0; j < W; j++)
                 even[2 * j] = even[2 * j + 1] = src[(size_t)i * W + j];
             memcpy(even + 2 * W, even, (size_t)2 * W * sizeof *even);
@@ -276,7 +278,8 @@ agave_status upsample2x_backward(agave_context *ctx, const tape_node *node)
     const agave_tensor *x = node->in[0], *y = node->out;
     int H = tH(x), W = tW(x);
     long planes = (long)tN(x) * tC(x);
-#pragma omp parallel for num_threads(ctx->threads) if (y->numel > SHAPE_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (y->numel > SHAPE_PARALLEL_MIN)              \
+    schedule(static)
     for (long p = 0; p < planes; p++) {
         const float *g = y->grad + (size_t)p * 4 * H * W;
         float *dst = gx + (size_t)p * H * W;
@@ -310,7 +313,8 @@ agave_status agave_avg_pool(agave_context *ctx, agave_tensor *x, int s, agave_te
         return AGAVE_ERR_NOMEM;
     float area = (float)s * (float)s;
     long planes = (long)tN(x) * tC(x);
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > SHAPE_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (x->numel > SHAPE_PARALLEL_MIN)              \
+    schedule(static)
     for (long p = 0; p < planes; p++) {
         const float *src = x->data + (size_t)p * tH(x) * W;
         float *dst = y->data + (size_t)p * Ho * Wo;
@@ -344,7 +348,8 @@ agave_status avg_pool_backward(agave_context *ctx, const tape_node *node)
     int s = node->iarg[0], W = tW(x), Ho = tH(y), Wo = tW(y);
     float area = (float)s * (float)s;
     long planes = (long)tN(x) * tC(x);
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > SHAPE_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (x->numel > SHAPE_PARALLEL_MIN)              \
+    schedule(static)
     for (long p = 0; p < planes; p++) {
         const float *g = y->grad + (size_t)p * Ho * Wo;
         float *dst = gx + (size_t)p * tH(x) * W;

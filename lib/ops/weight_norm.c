@@ -19,7 +19,10 @@ static double row_sumsq(const float *v, size_t len)
     return s;
 }
 
-static double clamped_norm(double sumsq) { return sqrt(sumsq > WN_MIN_SUMSQ ? sumsq : WN_MIN_SUMSQ); }
+static double clamped_norm(double sumsq)
+{
+    return sqrt(sumsq > WN_MIN_SUMSQ ? sumsq : WN_MIN_SUMSQ);
+}
 
 /* ---- weight_norm: v (Cout, ...), g (Cout) -> w like v ------------------------------------- */
 agave_status agave_weight_norm(agave_context *ctx, agave_tensor *v, agave_tensor *g,
