@@ -82,11 +82,16 @@ static const conv_case conv_cases[] = {
     {"down-right-shifted 2x2 stride 1 (top 1, left 1)", 2, 5, 8, 8, 6, 2, 2, 1, 1, 0, 1, 0, 1},
     {"down-right-shifted 2x2 stride 2", 3, 4, 8, 8, 5, 2, 2, 2, 1, 0, 1, 0, 0},
     {"kernel larger than the image, padded", 2, 2, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1},
-    {"5x5 pad 2, 13 images: blocks of 3 and a last single image", 13, 3, 10, 10, 4, 5, 5, 1, 2,
+    {"5x5 pad 2, 13 images of 10x10, folded into one GEMM", 13, 3, 10, 10, 4, 5, 5, 1, 2,
      2, 2, 2, 1},
     {"32x32 planes: one image per GEMM, written in place", 2, 3, 32, 32, 4, 3, 3, 1, 1, 1, 1, 1,
      1},
     {"1x1 kernel stride 2", 2, 3, 5, 7, 2, 1, 1, 2, 0, 0, 0, 0, 1},
+    /* lib/ops/conv.c puts up to 4M floats of column matrix in one block (K*P per image) */
+    {"64 channels at 32x32, 9 images: per-image GEMMs, blocks of 7 and 2", 9, 64, 32, 32, 2, 3,
+     3, 1, 1, 1, 1, 1, 1},
+    {"64 channels at 16x16, 30 images: folded blocks of 28 and 2", 30, 64, 16, 16, 2, 3, 3, 1, 1,
+     1, 1, 1, 1},
 };
 
 /* out[n,o,i,j] = b[o] + sum over c,kh,kw of x[n,c,i*s+kh-pt,j*s+kw-pl] w[o,c,kh,kw]. */
@@ -178,6 +183,10 @@ static const deconv_case deconv_cases[] = {
     {"stride 3, crop (2,1), output reaching past F", 2, 2, 3, 3, 3, 2, 3, 3, 2, 1, 10, 11, 1},
     {"13 images of 8x8, PixelCNN++ down-shifted", 13, 3, 8, 8, 2, 2, 3, 2, 0, 1, 16, 16, 1},
     {"32x32 input: one image per GEMM", 2, 2, 32, 32, 3, 2, 2, 2, 0, 0, 64, 64, 1},
+    {"32x32 input, 64 outputs, 11 images: blocks of 10 and 1", 11, 2, 32, 32, 64, 2, 3, 2, 0, 1,
+     64, 64, 1},
+    {"16x16 input, 64 outputs, 43 images: folded blocks of 42 and 1", 43, 2, 16, 16, 64, 2, 3, 2,
+     0, 1, 32, 32, 0},
 };
 
 /* Straight from the header: F[n,o,i*s+kh,j*s+kw] += x[n,c,i,j] w[c,o,kh,kw] on a plane
@@ -348,7 +357,8 @@ static void test_nin_forward(void **state)
     for (int threads = 1; threads <= 2; threads++) {
         check_nin(3, 5, 3, 5, 7, 1, threads);     // 15-pixel planes: batch folded
         check_nin(2, 3, 33, 32, 4, 0, threads);   // large planes: GEMM per image
-        check_nin(23, 4, 8, 8, 3, 1, threads);    // 8x8: blocks of 16 and 7 images
+        check_nin(23, 4, 8, 8, 3, 1, threads);    // 8x8, folded
+        check_nin(33, 512, 16, 16, 3, 1, threads);   // folded blocks of 32 and 1 images
     }
 }
 
@@ -395,6 +405,209 @@ static void test_dense_forward(void **state)
     check_dense(2, 4, 9, 1, 1, 5, 0);   // x (4,9)
     check_dense(4, 5, 3, 2, 2, 7, 1);   // x (5,3,2,2) read as (5,12)
     check_dense(3, 3, 4, 5, 1, 2, 1);   // x (3,4,5) read as (3,20)
+}
+
+/* ---- backward against naive loops, at sizes that split the batch into blocks ---------- */
+
+/* L = sum(y * R) for a fixed random R (N,C,H,W): dL/dy = R. Returns R's data. */
+static const float *loss_against_random(agave_context *ctx, agave_tensor *y, agave_tensor **R)
+{
+    *R = make_tensor(ctx, 4, agave_tensor_dim(y, 0), agave_tensor_dim(y, 1),
+                     agave_tensor_dim(y, 2), agave_tensor_dim(y, 3));
+    agave_tensor *prod = NULL, *L = NULL;
+    assert_int_equal(agave_mul(ctx, y, *R, &prod), AGAVE_OK);
+    assert_int_equal(agave_sum(ctx, prod, &L), AGAVE_OK);
+    assert_int_equal(agave_backward(ctx, L), AGAVE_OK);
+    return agave_tensor_data(*R);
+}
+
+/* One product term t = a*b flows into a gradient: accumulate value and magnitude. */
+static void add_term(double *g, double *mag, size_t i, double a, double b)
+{
+    g[i] += a * b;
+    mag[i] += fabs(a * b);
+}
+
+static void expect_grad(const char *label, agave_tensor *t, const double *ref,
+                        const double *mag)
+{
+    assert_non_null(agave_tensor_grad(t));
+    size_t n = agave_tensor_numel(t);
+    const float *got = agave_tensor_grad(t);
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs(got[i] - ref[i]) <= REL_TOL * mag[i]))
+            fail_msg("%s: gradient element %zu: got %.9g, reference %.9g", label, i,
+                     (double)got[i], ref[i]);
+}
+
+static void test_conv2d_backward_blocks(void **state)
+{
+    (void)state;
+    // the two block-splitting cases at the end of conv_cases, and stride 2 asymmetric padding
+    const conv_case *cases_[] = {&conv_cases[11], &conv_cases[12], &conv_cases[1]};
+    for (size_t ci = 0; ci < sizeof cases_ / sizeof cases_[0]; ci++) {
+        const conv_case *k = cases_[ci];
+        agave_context *ctx = NULL;
+        assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
+        assert_int_equal(agave_context_set_threads(ctx, 2), AGAVE_OK);
+        test_rng_seed(17);
+        agave_tensor *x = make_tensor(ctx, 4, k->N, k->Cin, k->H, k->W);
+        agave_tensor *w = make_tensor(ctx, 4, k->Cout, k->Cin, k->KH, k->KW);
+        agave_tensor *b = make_tensor(ctx, 1, k->Cout, 1, 1, 1);
+        agave_tensor *y = NULL, *R = NULL;
+        assert_int_equal(agave_tensor_set_requires_grad(x, 1), AGAVE_OK);
+        assert_int_equal(agave_tensor_set_requires_grad(w, 1), AGAVE_OK);
+        assert_int_equal(agave_tensor_set_requires_grad(b, 1), AGAVE_OK);
+        assert_int_equal(agave_conv2d(ctx, x, w, b, k->stride, k->pad_top, k->pad_bottom,
+                                      k->pad_left, k->pad_right, &y),
+                         AGAVE_OK);
+        int Ho = agave_tensor_dim(y, 2), Wo = agave_tensor_dim(y, 3);
+        const float *r = loss_against_random(ctx, y, &R);
+        const float *px = agave_tensor_data(x), *pw = agave_tensor_data(w);
+        size_t nx = agave_tensor_numel(x), nw = agave_tensor_numel(w);
+        double *gx = xcalloc(nx, sizeof *gx), *mx = xcalloc(nx, sizeof *mx);
+        double *gw = xcalloc(nw, sizeof *gw), *mw = xcalloc(nw, sizeof *mw);
+        double *gb = xcalloc((size_t)k->Cout, sizeof *gb), *mb = xcalloc((size_t)k->Cout, sizeof *mb);
+        // every product x*w of the forward sends R to both of its factors
+        for (int n = 0; n < k->N; n++)
+            for (int o = 0; o < k->Cout; o++)
+                for (int i = 0; i < Ho; i++)
+                    for (int j = 0; j < Wo; j++) {
+                        double g = r[(((size_t)n * k->Cout + o) * Ho + i) * Wo + j];
+                        add_term(gb, mb, (size_t)o, g, 1.0);
+                        for (int c = 0; c < k->Cin; c++)
+                            for (int kh = 0; kh < k->KH; kh++)
+                                for (int kw = 0; kw < k->KW; kw++) {
+                                    int ih = i * k->stride + kh - k->pad_top;
+                                    int iw = j * k->stride + kw - k->pad_left;
+                                    if (ih < 0 || ih >= k->H || iw < 0 || iw >= k->W)
+                                        continue;
+                                    size_t xi = (((size_t)n * k->Cin + c) * k->H + ih) * k->W + iw;
+                                    size_t wi = (((size_t)o * k->Cin + c) * k->KH + kh) * k->KW + kw;
+                                    add_term(gx, mx, xi, g, pw[wi]);
+                                    add_term(gw, mw, wi, g, px[xi]);
+                                }
+                    }
+        expect_grad(k->label, x, gx, mx);
+        expect_grad(k->label, w, gw, mw);
+        expect_grad(k->label, b, gb, mb);
+        free(gx), free(mx), free(gw), free(mw), free(gb), free(mb);
+        agave_tensor *all[] = {x, w, b, R};
+        for (size_t i = 0; i < 4; i++)
+            agave_tensor_free(all[i]);
+        agave_context_free(ctx);
+    }
+}
+
+static void test_conv2d_transpose_backward_blocks(void **state)
+{
+    (void)state;
+    // the two block-splitting cases at the end of deconv_cases, and the down-shifted crop
+    const deconv_case *cases_[] = {&deconv_cases[9], &deconv_cases[10], &deconv_cases[3]};
+    for (size_t ci = 0; ci < sizeof cases_ / sizeof cases_[0]; ci++) {
+        const deconv_case *k = cases_[ci];
+        agave_context *ctx = NULL;
+        assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
+        assert_int_equal(agave_context_set_threads(ctx, 2), AGAVE_OK);
+        test_rng_seed(18);
+        agave_tensor *x = make_tensor(ctx, 4, k->N, k->Cin, k->H, k->W);
+        agave_tensor *w = make_tensor(ctx, 4, k->Cin, k->Cout, k->KH, k->KW);
+        agave_tensor *b = make_tensor(ctx, 1, k->Cout, 1, 1, 1);
+        agave_tensor *y = NULL, *R = NULL;
+        assert_int_equal(agave_tensor_set_requires_grad(x, 1), AGAVE_OK);
+        assert_int_equal(agave_tensor_set_requires_grad(w, 1), AGAVE_OK);
+        assert_int_equal(agave_tensor_set_requires_grad(b, 1), AGAVE_OK);
+        assert_int_equal(agave_conv2d_transpose(ctx, x, w, b, k->stride, k->crop_top,
+                                                k->crop_left, k->out_h, k->out_w, &y),
+                         AGAVE_OK);
+        const float *r = loss_against_random(ctx, y, &R);
+        const float *px = agave_tensor_data(x), *pw = agave_tensor_data(w);
+        size_t nx = agave_tensor_numel(x), nw = agave_tensor_numel(w);
+        double *gx = xcalloc(nx, sizeof *gx), *mx = xcalloc(nx, sizeof *mx);
+        double *gw = xcalloc(nw, sizeof *gw), *mw = xcalloc(nw, sizeof *mw);
+        double *gb = xcalloc((size_t)k->Cout, sizeof *gb), *mb = xcalloc((size_t)k->Cout, sizeof *mb);
+        for (int n = 0; n < k->N; n++)
+            for (int o = 0; o < k->Cout; o++)
+                for (int rr = 0; rr < k->out_h; rr++)
+                    for (int q = 0; q < k->out_w; q++)
+                        add_term(gb, mb, (size_t)o,
+                                 r[(((size_t)n * k->Cout + o) * k->out_h + rr) * k->out_w + q],
+                                 1.0);
+        // x[n,c,i,j] w[c,o,kh,kw] lands on F (i*s+kh, j*s+kw), i.e. on out at minus the crops
+        for (int n = 0; n < k->N; n++)
+            for (int c = 0; c < k->Cin; c++)
+                for (int i = 0; i < k->H; i++)
+                    for (int j = 0; j < k->W; j++)
+                        for (int o = 0; o < k->Cout; o++)
+                            for (int kh = 0; kh < k->KH; kh++)
+                                for (int kw = 0; kw < k->KW; kw++) {
+                                    int rr = i * k->stride + kh - k->crop_top;
+                                    int q = j * k->stride + kw - k->crop_left;
+                                    if (rr < 0 || rr >= k->out_h || q < 0 || q >= k->out_w)
+                                        continue;
+                                    double g = r[(((size_t)n * k->Cout + o) * k->out_h + rr) *
+                                                     k->out_w + q];
+                                    size_t xi = (((size_t)n * k->Cin + c) * k->H + i) * k->W + j;
+                                    size_t wi = (((size_t)c * k->Cout + o) * k->KH + kh) * k->KW + kw;
+                                    add_term(gx, mx, xi, g, pw[wi]);
+                                    add_term(gw, mw, wi, g, px[xi]);
+                                }
+        expect_grad(k->label, x, gx, mx);
+        expect_grad(k->label, w, gw, mw);
+        expect_grad(k->label, b, gb, mb);
+        free(gx), free(mx), free(gw), free(mw), free(gb), free(mb);
+        agave_tensor *all[] = {x, w, b, R};
+        for (size_t i = 0; i < 4; i++)
+            agave_tensor_free(all[i]);
+        agave_context_free(ctx);
+    }
+}
+
+static void test_nin_backward_blocks(void **state)
+{
+    (void)state;
+    const int shapes[][5] = {{33, 512, 16, 16, 3}, {3, 4, 32, 33, 5}};   // N,Cin,H,W,Cout
+    for (size_t si = 0; si < 2; si++) {
+        const int N = shapes[si][0], Cin = shapes[si][1], Cout = shapes[si][4];
+        const size_t P = (size_t)shapes[si][2] * shapes[si][3];
+        agave_context *ctx = NULL;
+        assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
+        assert_int_equal(agave_context_set_threads(ctx, 2), AGAVE_OK);
+        test_rng_seed(19);
+        agave_tensor *x = make_tensor(ctx, 4, N, Cin, shapes[si][2], shapes[si][3]);
+        agave_tensor *w = make_tensor(ctx, 2, Cout, Cin, 1, 1);
+        agave_tensor *b = make_tensor(ctx, 1, Cout, 1, 1, 1);
+        agave_tensor *y = NULL, *R = NULL;
+        assert_int_equal(agave_tensor_set_requires_grad(x, 1), AGAVE_OK);
+        assert_int_equal(agave_tensor_set_requires_grad(w, 1), AGAVE_OK);
+        assert_int_equal(agave_tensor_set_requires_grad(b, 1), AGAVE_OK);
+        assert_int_equal(agave_nin(ctx, x, w, b, &y), AGAVE_OK);
+        const float *r = loss_against_random(ctx, y, &R);
+        const float *px = agave_tensor_data(x), *pw = agave_tensor_data(w);
+        size_t nx = agave_tensor_numel(x), nw = agave_tensor_numel(w);
+        double *gx = xcalloc(nx, sizeof *gx), *mx = xcalloc(nx, sizeof *mx);
+        double *gw = xcalloc(nw, sizeof *gw), *mw = xcalloc(nw, sizeof *mw);
+        double *gb = xcalloc((size_t)Cout, sizeof *gb), *mb = xcalloc((size_t)Cout, sizeof *mb);
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < Cout; o++)
+                for (size_t p = 0; p < P; p++) {
+                    double g = r[((size_t)n * Cout + o) * P + p];
+                    add_term(gb, mb, (size_t)o, g, 1.0);
+                    for (int c = 0; c < Cin; c++) {
+                        size_t xi = ((size_t)n * Cin + c) * P + p, wi = (size_t)o * Cin + c;
+                        add_term(gx, mx, xi, g, pw[wi]);
+                        add_term(gw, mw, wi, g, px[xi]);
+                    }
+                }
+        expect_grad("nin", x, gx, mx);
+        expect_grad("nin", w, gw, mw);
+        expect_grad("nin", b, gb, mb);
+        free(gx), free(mx), free(gw), free(mw), free(gb), free(mb);
+        agave_tensor *all[] = {x, w, b, R};
+        for (size_t i = 0; i < 4; i++)
+            agave_tensor_free(all[i]);
+        agave_context_free(ctx);
+    }
 }
 
 /* ---- gradients accumulate and only where asked ---------------------------------------- */
@@ -652,6 +865,9 @@ int main(void)
         cmocka_unit_test(test_nin_forward),
         cmocka_unit_test(test_dense_forward),
         cmocka_unit_test(test_conv2d_backward_accumulates),
+        cmocka_unit_test(test_conv2d_backward_blocks),
+        cmocka_unit_test(test_conv2d_transpose_backward_blocks),
+        cmocka_unit_test(test_nin_backward_blocks),
         cmocka_unit_test_setup_teardown(test_conv2d_errors, err_setup, err_teardown),
         cmocka_unit_test_setup_teardown(test_conv2d_transpose_errors, err_setup, err_teardown),
         cmocka_unit_test_setup_teardown(test_nin_errors, err_setup, err_teardown),

@@ -1,25 +1,30 @@
 /* Convolution family: conv2d, conv2d_transpose, nin (1x1 conv) and dense.
  *
- * Every op is one or more cblas_sgemm calls (through gemm() in core/blas.c)
- * around cheap OpenMP data movement:
- *   conv2d           y = W * im2col(x)             (Cout,K) x (K,cols)
+ * Every op is cblas_sgemm (through gemm() in core/blas.c) around cheap OpenMP
+ * data movement; with K = Cin*KH*KW and one column per output pixel:
+ *   conv2d           y = W * im2col(x)                 (Cout,K) x (K,cols)
  *   conv2d backward  dW += dY * im2col(x)^T,  dx += col2im(W^T * dY)
- *   conv2d_transpose y = col2im(W^T * x): exactly conv2d's dx path, so its
- *                    backward is a conv2d: dx = W * im2col(dY),
- *                    dW += x * im2col(dY)^T
+ *   conv2d_transpose y = col2im(W^T * x): conv2d's dx path, so its backward
+ *                    is a conv2d: dx += W * im2col(dY), dW += x * im2col(dY)^T
  *   nin              y = W * x per image, no im2col (x already is (Cin,H*W))
- * with K = Cin*KH*KW and cols = images * Ho*Wo.
  *
- * Batch folding: at 8x8 or 16x16 one image gives the GEMM only 64..256
- * columns, too few for OpenBLAS to run near peak. So images are grouped into
- * blocks of nb images whose columns sit side by side ((C, nb*P) layout), and
- * one GEMM serves the block; the result is permuted back to NCHW. At 32x32
- * and above a block is one image and the GEMM reads and writes NCHW directly.
+ * Blocks of images. The images of a block share one column matrix, their
+ * columns side by side ("wide", (rows, nb*P)), filled by one OpenMP region.
+ * Then:
+ *  - planes of >= PANEL_COLS pixels (32x32 and up): one GEMM per image reads
+ *    its slice of the column matrix and reads or writes NCHW tensors in place;
+ *  - smaller planes (8x8, 16x16: 64..256 columns, too narrow for OpenBLAS to
+ *    reach its peak): the NCHW operands are permuted to the wide layout too,
+ *    and one GEMM covers the whole block.
+ * Either way a block costs a couple of OpenMP regions and a run of GEMMs back
+ * to back. That matters: OpenMP's and OpenBLAS's thread pools take turns on
+ * the same cores, and every switch between them costs the spin-wait of the
+ * pool that just finished.
  *
- * Memory: the column matrix is scratch from the step arena, capped per block
- * (SCRATCH_FLOATS), and it is not saved for backward: backward recomputes
- * im2col, which costs one pass over memory against the GEMM's K flops per
- * element, and keeps the step's memory close to the activations' size.
+ * Memory: the column matrix is scratch from the step arena, at most
+ * SCRATCH_FLOATS per block, and is not saved for backward: backward recomputes
+ * im2col (one pass over memory, against K flops per element in the GEMM), so a
+ * step's memory stays close to the size of its activations.
  */
 #include <limits.h>
 
@@ -27,27 +32,82 @@
 #include "ops.h"
 
 /* A GEMM with this many columns runs near peak in OpenBLAS (its panels are a
- * few hundred wide); folding more images in buys nothing. */
+ * few hundred wide), so wider planes need no folding. */
 #define PANEL_COLS 1024
-/* Cap on one block's column matrix (16 MB): more images per block would only
- * grow the arena, since the GEMM is already wide enough. */
+/* Cap on one block's column matrix (16 MB): it bounds the arena growth of one
+ * call; a block of that size already amortises its OpenMP regions. */
 #define SCRATCH_FLOATS ((size_t)4 << 20)
 /* Tensors hold at most 2^40 elements (core/tensor.c). */
 #define MAX_NUMEL ((long long)1 << 40)
 
 /* ---- shared helpers ------------------------------------------------------------ */
 
-/* Images per GEMM: enough for PANEL_COLS columns, within the scratch cap. */
-static int images_per_gemm(int N, size_t cols_per_image, size_t rows)
+/* Images per block: as many as fit a column matrix of SCRATCH_FLOATS. */
+static int images_per_block(int N, size_t cols_per_image, size_t rows)
 {
-    size_t nb = cols_per_image >= PANEL_COLS ? 1
-                                             : (PANEL_COLS + cols_per_image - 1) / cols_per_image;
-    size_t fit = SCRATCH_FLOATS / (rows * cols_per_image);
-    if (nb > fit)
-        nb = fit;
+    size_t nb = SCRATCH_FLOATS / (rows * cols_per_image);
     if (nb > (size_t)N)
         nb = (size_t)N;
     return nb < 1 ? 1 : (int)nb;
+}
+
+/* m images of a (rows, P) matrix each, either side by side in one (rows, m*P)
+ * matrix (wide) or one after another as in an NCHW tensor. */
+typedef struct image_cols {
+    float *data;
+    size_t rows;
+    int wide;
+} image_cols;
+
+static image_cols wide_cols(float *data, size_t rows) { return (image_cols){data, rows, 1}; }
+static image_cols nchw_cols(const float *data, size_t rows)
+{
+    return (image_cols){(float *)data, rows, 0};   // read-only where the caller says so
+}
+static float *image_at(image_cols c, int n, size_t P)
+{
+    return c.wide ? c.data + (size_t)n * P : c.data + (size_t)n * c.rows * P;
+}
+static int image_ld(image_cols c, int m, size_t P) { return (int)(c.wide ? (size_t)m * P : P); }
+
+/* C (M, cols) = op(A) (M,K) x B (K, cols) + beta C over the m images' columns:
+ * one GEMM when B and C are both wide, else one per image. */
+static void gemm_images(agave_context *ctx, int trans_a, int M, int K, const float *A, int lda,
+                        image_cols B, float beta, image_cols C, int m, size_t P)
+{
+    if (B.wide && C.wide) {
+        int cols = m * (int)P;
+        gemm(ctx, trans_a, 0, M, cols, K, 1.0f, A, lda, B.data, cols, beta, C.data, cols);
+        return;
+    }
+    for (int n = 0; n < m; n++)
+        gemm(ctx, trans_a, 0, M, (int)P, K, 1.0f, A, lda, image_at(B, n, P), image_ld(B, m, P),
+             beta, image_at(C, n, P), image_ld(C, m, P));
+}
+
+/* D (M,N) += A (M, cols) x B (N, cols)^T, summed over the m images' columns. */
+static void gemm_sum_images(agave_context *ctx, int M, int N, image_cols A, image_cols B,
+                            float *D, int ldd, int m, size_t P)
+{
+    if (A.wide && B.wide) {
+        int cols = m * (int)P;
+        gemm(ctx, 0, 1, M, N, cols, 1.0f, A.data, cols, B.data, cols, 1.0f, D, ldd);
+        return;
+    }
+    for (int n = 0; n < m; n++)
+        gemm(ctx, 0, 1, M, N, (int)P, 1.0f, image_at(A, n, P), image_ld(A, m, P),
+             image_at(B, n, P), image_ld(B, m, P), 1.0f, D, ldd);
+}
+
+/* The NCHW block src (m,C,P) as GEMM operand: in place for wide planes, else
+ * permuted into the wide scratch buf (C, m*P). */
+static image_cols as_operand(agave_context *ctx, const float *src, int m, int C, size_t P,
+                             int fold, float *buf)
+{
+    if (!fold)
+        return nchw_cols(src, (size_t)C);
+    nchw_to_cn(ctx, src, m, C, P, buf);
+    return wide_cols(buf, (size_t)C);
 }
 
 static float *scratch(agave_context *ctx, size_t floats, const char *op)
@@ -131,25 +191,23 @@ static agave_status conv2d_forward(agave_context *ctx, const conv_geom *g,
 {
     const int N = tN(x), Cout = tN(w);
     const size_t K = geom_rows(g), P = geom_cols(g), x_img = (size_t)tC(x) * geom_plane(g);
-    const int nb = images_per_gemm(N, P, K);
+    const int nb = images_per_block(N, P, K), fold = P < PANEL_COLS;
     float *col = scratch(ctx, K * (size_t)nb * P, "conv2d");
-    float *ycn = nb > 1 ? scratch(ctx, (size_t)Cout * nb * P, "conv2d") : NULL;
-    if (!col || (nb > 1 && !ycn))
+    float *ycn = fold ? scratch(ctx, (size_t)Cout * nb * P, "conv2d") : NULL;
+    if (!col || (fold && !ycn))
         return AGAVE_ERR_NOMEM;
     const float *b = bias ? bias->data : NULL;
     for (int n0 = 0; n0 < N; n0 += nb) {
         const int m = nb < N - n0 ? nb : N - n0;
-        const int cols = m * (int)P;
         float *yb = y->data + (size_t)n0 * Cout * P;   // (m,Cout,P)
         im2col(ctx, g, x->data + (size_t)n0 * x_img, m, col);
-        if (m == 1) {   // (Cout,K) x (K,P) lands in NCHW as is
-            gemm(ctx, 0, 0, Cout, cols, (int)K, 1.0f, w->data, (int)K, col, cols, 0.0f, yb, cols);
-            if (b)
-                add_bias(ctx, yb, 1, Cout, P, b);
-        } else {        // (Cout,K) x (K,m*P), then (Cout,m,P) -> (m,Cout,P)
-            gemm(ctx, 0, 0, Cout, cols, (int)K, 1.0f, w->data, (int)K, col, cols, 0.0f, ycn, cols);
+        // (Cout,K) x (K, m*P), into y directly or into (Cout, m*P) then permuted
+        image_cols out = fold ? wide_cols(ycn, (size_t)Cout) : nchw_cols(yb, (size_t)Cout);
+        gemm_images(ctx, 0, Cout, (int)K, w->data, (int)K, wide_cols(col, K), 0.0f, out, m, P);
+        if (fold)
             cn_to_nchw(ctx, ycn, m, Cout, P, b, 0, yb);
-        }
+        else if (b)
+            add_bias(ctx, yb, m, Cout, P, b);
     }
     return AGAVE_OK;
 }
@@ -219,25 +277,21 @@ agave_status conv2d_backward(agave_context *ctx, const tape_node *node)
         bias_grad(ctx, y->grad, N, Cout, P, gb);
     if (!gx && !gw)
         return AGAVE_OK;
-    const int nb = images_per_gemm(N, P, K);
+    const int nb = images_per_block(N, P, K), fold = P < PANEL_COLS;
     float *col = scratch(ctx, K * (size_t)nb * P, "conv2d backward");   // im2col, then dcol
-    float *dycn = nb > 1 ? scratch(ctx, (size_t)Cout * nb * P, "conv2d backward") : NULL;
-    if (!col || (nb > 1 && !dycn))
+    float *dycn = fold ? scratch(ctx, (size_t)Cout * nb * P, "conv2d backward") : NULL;
+    if (!col || (fold && !dycn))
         return AGAVE_ERR_NOMEM;
     for (int n0 = 0; n0 < N; n0 += nb) {
         const int m = nb < N - n0 ? nb : N - n0;
-        const int cols = m * (int)P;
-        const float *dy = y->grad + (size_t)n0 * Cout * P;   // (m,Cout,P)
-        if (m > 1) {
-            nchw_to_cn(ctx, dy, m, Cout, P, dycn);             // (Cout,m*P)
-            dy = dycn;
-        }
-        if (gw) {   // (Cout,m*P) x (m*P,K) accumulated into dW (Cout,K)
+        image_cols dy = as_operand(ctx, y->grad + (size_t)n0 * Cout * P, m, Cout, P, fold, dycn);
+        if (gw) {   // dW (Cout,K) += dY (Cout, m*P) x im2col(x)^T
             im2col(ctx, &g, x->data + (size_t)n0 * x_img, m, col);
-            gemm(ctx, 0, 1, Cout, (int)K, cols, 1.0f, dy, cols, col, cols, 1.0f, gw, (int)K);
+            gemm_sum_images(ctx, Cout, (int)K, dy, wide_cols(col, K), gw, (int)K, m, P);
         }
-        if (gx) {   // (K,Cout) x (Cout,m*P) = dcol, scattered back into dx
-            gemm(ctx, 1, 0, (int)K, cols, Cout, 1.0f, w->data, (int)K, dy, cols, 0.0f, col, cols);
+        if (gx) {   // dcol (K, m*P) = W^T dY, scattered back into dx
+            gemm_images(ctx, 1, (int)K, Cout, w->data, (int)K, dy, 0.0f, wide_cols(col, K), m,
+                        P);
             col2im_add(ctx, &g, col, m, gx + (size_t)n0 * x_img);
         }
     }
@@ -264,23 +318,18 @@ static agave_status conv2d_transpose_forward(agave_context *ctx, const conv_geom
 {
     const int N = tN(x), Cin = tC(x), Cout = g->channels;
     const size_t R = geom_rows(g), P = geom_cols(g), y_img = (size_t)Cout * geom_plane(g);
-    const int nb = images_per_gemm(N, P, R);
+    const int nb = images_per_block(N, P, R), fold = P < PANEL_COLS;
     float *col = scratch(ctx, R * (size_t)nb * P, "conv2d_transpose");
-    float *xcn = nb > 1 ? scratch(ctx, (size_t)Cin * nb * P, "conv2d_transpose") : NULL;
-    if (!col || (nb > 1 && !xcn))
+    float *xcn = fold ? scratch(ctx, (size_t)Cin * nb * P, "conv2d_transpose") : NULL;
+    if (!col || (fold && !xcn))
         return AGAVE_ERR_NOMEM;
     // col2im adds into y, so y starts as the bias
     fill_bias(ctx, y->data, N, Cout, geom_plane(g), bias ? bias->data : NULL);
     for (int n0 = 0; n0 < N; n0 += nb) {
         const int m = nb < N - n0 ? nb : N - n0;
-        const int cols = m * (int)P;
-        const float *xb = x->data + (size_t)n0 * Cin * P;    // (m,Cin,P)
-        if (m > 1) {
-            nchw_to_cn(ctx, xb, m, Cin, P, xcn);             // (Cin,m*P)
-            xb = xcn;
-        }
-        // (Cout*KH*KW,Cin) x (Cin,m*P): every tap's contribution, then scattered
-        gemm(ctx, 1, 0, (int)R, cols, Cin, 1.0f, w->data, (int)R, xb, cols, 0.0f, col, cols);
+        image_cols xb = as_operand(ctx, x->data + (size_t)n0 * Cin * P, m, Cin, P, fold, xcn);
+        // every tap's contribution, (Cout*KH*KW, Cin) x (Cin, m*P), then scattered
+        gemm_images(ctx, 1, (int)R, Cin, w->data, (int)R, xb, 0.0f, wide_cols(col, R), m, P);
         col2im_add(ctx, g, col, m, y->data + (size_t)n0 * y_img);
     }
     return AGAVE_OK;
@@ -350,29 +399,25 @@ agave_status conv2d_transpose_backward(agave_context *ctx, const tape_node *node
         bias_grad(ctx, y->grad, N, Cout, geom_plane(&g), gb);
     if (!gx && !gw)
         return AGAVE_OK;
-    const int nb = images_per_gemm(N, P, R);
+    const int nb = images_per_block(N, P, R), fold = P < PANEL_COLS;
     float *col = scratch(ctx, R * (size_t)nb * P, "conv2d_transpose backward");
-    float *xcn = nb > 1 ? scratch(ctx, (size_t)Cin * nb * P, "conv2d_transpose backward") : NULL;
-    if (!col || (nb > 1 && !xcn))
+    float *xcn = fold ? scratch(ctx, (size_t)Cin * nb * P, "conv2d_transpose backward") : NULL;
+    if (!col || (fold && !xcn))
         return AGAVE_ERR_NOMEM;
     for (int n0 = 0; n0 < N; n0 += nb) {
         const int m = nb < N - n0 ? nb : N - n0;
-        const int cols = m * (int)P;
-        float *gxb = gx ? gx + (size_t)n0 * Cin * P : NULL;   // (m,Cin,P)
-        im2col(ctx, &g, y->grad + (size_t)n0 * y_img, m, col);  // (Cout*KH*KW,m*P)
-        if (gx && m == 1) {   // (Cin,R) x (R,P) straight into dx
-            gemm(ctx, 0, 0, Cin, cols, (int)R, 1.0f, w->data, (int)R, col, cols, 1.0f, gxb, cols);
-        } else if (gx) {      // into (Cin,m*P) scratch, then added as (m,Cin,P)
-            gemm(ctx, 0, 0, Cin, cols, (int)R, 1.0f, w->data, (int)R, col, cols, 0.0f, xcn, cols);
-            cn_to_nchw(ctx, xcn, m, Cin, P, NULL, 1, gxb);
+        im2col(ctx, &g, y->grad + (size_t)n0 * y_img, m, col);   // (Cout*KH*KW, m*P)
+        if (gx) {   // dx (Cin, m*P) += W (Cin, R) x col, through xcn when folded
+            float *gxb = gx + (size_t)n0 * Cin * P;
+            image_cols dx = fold ? wide_cols(xcn, (size_t)Cin) : nchw_cols(gxb, (size_t)Cin);
+            gemm_images(ctx, 0, Cin, (int)R, w->data, (int)R, wide_cols(col, R),
+                        fold ? 0.0f : 1.0f, dx, m, P);
+            if (fold)
+                cn_to_nchw(ctx, xcn, m, Cin, P, NULL, 1, gxb);
         }
-        if (gw) {   // (Cin,m*P) x (m*P,R) accumulated into dW (Cin,R)
-            const float *xb = x->data + (size_t)n0 * Cin * P;
-            if (m > 1) {
-                nchw_to_cn(ctx, xb, m, Cin, P, xcn);
-                xb = xcn;
-            }
-            gemm(ctx, 0, 1, Cin, (int)R, cols, 1.0f, xb, cols, col, cols, 1.0f, gw, (int)R);
+        if (gw) {   // dW (Cin, R) += x (Cin, m*P) x col^T
+            image_cols xb = as_operand(ctx, x->data + (size_t)n0 * Cin * P, m, Cin, P, fold, xcn);
+            gemm_sum_images(ctx, Cin, (int)R, xb, wide_cols(col, R), gw, (int)R, m, P);
         }
     }
     return AGAVE_OK;
@@ -386,26 +431,24 @@ static agave_status nin_forward(agave_context *ctx, const agave_tensor *x,
 {
     const int N = tN(x), Cin = tC(x), Cout = tN(w);
     const size_t P = (size_t)tH(x) * tW(x);
-    const int nb = images_per_gemm(N, P, (size_t)(Cin > Cout ? Cin : Cout));
-    float *xcn = nb > 1 ? scratch(ctx, (size_t)Cin * nb * P, "nin") : NULL;
-    float *ycn = nb > 1 ? scratch(ctx, (size_t)Cout * nb * P, "nin") : NULL;
-    if (nb > 1 && (!xcn || !ycn))
+    const int fold = P < PANEL_COLS;
+    // unfolded, x and y are used in place: the whole batch is one block
+    const int nb = fold ? images_per_block(N, P, (size_t)(Cin > Cout ? Cin : Cout)) : N;
+    float *xcn = fold ? scratch(ctx, (size_t)Cin * nb * P, "nin") : NULL;
+    float *ycn = fold ? scratch(ctx, (size_t)Cout * nb * P, "nin") : NULL;
+    if (fold && (!xcn || !ycn))
         return AGAVE_ERR_NOMEM;
     const float *b = bias ? bias->data : NULL;
     for (int n0 = 0; n0 < N; n0 += nb) {
         const int m = nb < N - n0 ? nb : N - n0;
-        const int cols = m * (int)P;
-        const float *xb = x->data + (size_t)n0 * Cin * P;   // (m,Cin,P)
-        float *yb = y->data + (size_t)n0 * Cout * P;        // (m,Cout,P)
-        if (m == 1) {   // (Cout,Cin) x (Cin,P), NCHW in and out
-            gemm(ctx, 0, 0, Cout, cols, Cin, 1.0f, w->data, Cin, xb, cols, 0.0f, yb, cols);
-            if (b)
-                add_bias(ctx, yb, 1, Cout, P, b);
-        } else {
-            nchw_to_cn(ctx, xb, m, Cin, P, xcn);
-            gemm(ctx, 0, 0, Cout, cols, Cin, 1.0f, w->data, Cin, xcn, cols, 0.0f, ycn, cols);
+        float *yb = y->data + (size_t)n0 * Cout * P;   // (m,Cout,P)
+        image_cols xb = as_operand(ctx, x->data + (size_t)n0 * Cin * P, m, Cin, P, fold, xcn);
+        image_cols out = fold ? wide_cols(ycn, (size_t)Cout) : nchw_cols(yb, (size_t)Cout);
+        gemm_images(ctx, 0, Cout, Cin, w->data, Cin, xb, 0.0f, out, m, P);   // (Cout,Cin) x (Cin,m*P)
+        if (fold)
             cn_to_nchw(ctx, ycn, m, Cout, P, b, 0, yb);
-        }
+        else if (b)
+            add_bias(ctx, yb, m, Cout, P, b);
     }
     return AGAVE_OK;
 }
@@ -455,33 +498,25 @@ agave_status nin_backward(agave_context *ctx, const tape_node *node)
         bias_grad(ctx, y->grad, N, Cout, P, gb);
     if (!gx && !gw)
         return AGAVE_OK;
-    const int nb = images_per_gemm(N, P, (size_t)(Cin > Cout ? Cin : Cout));
-    float *xcn = nb > 1 ? scratch(ctx, (size_t)Cin * nb * P, "nin backward") : NULL;
-    float *dycn = nb > 1 ? scratch(ctx, (size_t)Cout * nb * P, "nin backward") : NULL;
-    if (nb > 1 && (!xcn || !dycn))
+    const int fold = P < PANEL_COLS;
+    const int nb = fold ? images_per_block(N, P, (size_t)(Cin > Cout ? Cin : Cout)) : N;
+    float *xcn = fold ? scratch(ctx, (size_t)Cin * nb * P, "nin backward") : NULL;
+    float *dycn = fold ? scratch(ctx, (size_t)Cout * nb * P, "nin backward") : NULL;
+    if (fold && (!xcn || !dycn))
         return AGAVE_ERR_NOMEM;
     for (int n0 = 0; n0 < N; n0 += nb) {
         const int m = nb < N - n0 ? nb : N - n0;
-        const int cols = m * (int)P;
-        const float *dy = y->grad + (size_t)n0 * Cout * P;   // (m,Cout,P)
-        const float *xb = x->data + (size_t)n0 * Cin * P;    // (m,Cin,P)
-        float *gxb = gx ? gx + (size_t)n0 * Cin * P : NULL;
-        if (m > 1) {
-            nchw_to_cn(ctx, dy, m, Cout, P, dycn);
-            dy = dycn;
+        image_cols dy = as_operand(ctx, y->grad + (size_t)n0 * Cout * P, m, Cout, P, fold, dycn);
+        if (gw) {   // dW (Cout,Cin) += dY (Cout, m*P) x x^T
+            image_cols xb = as_operand(ctx, x->data + (size_t)n0 * Cin * P, m, Cin, P, fold, xcn);
+            gemm_sum_images(ctx, Cout, Cin, dy, xb, gw, Cin, m, P);
         }
-        if (gw) {   // (Cout,m*P) x (m*P,Cin) accumulated into dW (Cout,Cin)
-            if (m > 1) {
-                nchw_to_cn(ctx, xb, m, Cin, P, xcn);
-                xb = xcn;
-            }
-            gemm(ctx, 0, 1, Cout, Cin, cols, 1.0f, dy, cols, xb, cols, 1.0f, gw, Cin);
-        }
-        if (gx && m == 1) {   // (Cin,Cout) x (Cout,P) straight into dx
-            gemm(ctx, 1, 0, Cin, cols, Cout, 1.0f, w->data, Cin, dy, cols, 1.0f, gxb, cols);
-        } else if (gx) {      // into (Cin,m*P) scratch (x's copy is no longer needed)
-            gemm(ctx, 1, 0, Cin, cols, Cout, 1.0f, w->data, Cin, dy, cols, 0.0f, xcn, cols);
-            cn_to_nchw(ctx, xcn, m, Cin, P, NULL, 1, gxb);
+        if (gx) {   // dx (Cin, m*P) += W^T dY, through xcn (free again) when folded
+            float *gxb = gx + (size_t)n0 * Cin * P;
+            image_cols dx = fold ? wide_cols(xcn, (size_t)Cin) : nchw_cols(gxb, (size_t)Cin);
+            gemm_images(ctx, 1, Cin, Cout, w->data, Cin, dy, fold ? 0.0f : 1.0f, dx, m, P);
+            if (fold)
+                cn_to_nchw(ctx, xcn, m, Cin, P, NULL, 1, gxb);
         }
     }
     return AGAVE_OK;

@@ -2,7 +2,9 @@
  * All loops split work so that no two threads ever write the same float:
  * im2col over (column-matrix row, image), col2im over (image, channel), the
  * permutes over (image, channel) planes. Results are therefore independent
- * of the thread count. */
+ * of the thread count and of the schedule. The schedule is guided rather than
+ * static: on a machine shared with other work, a thread that gets descheduled
+ * would otherwise hold every other thread at the region's closing barrier. */
 #include <string.h>
 
 #include "conv.h"
@@ -59,7 +61,7 @@ void im2col(agave_context *ctx, const conv_geom *g, const float *img, int nb, fl
     const size_t P = geom_cols(g), ld = (size_t)nb * P;
     const size_t taps = (size_t)g->k_h * g->k_w;
 #pragma omp parallel for collapse(2) num_threads(ctx->threads) \
-    if ((size_t)rows * ld > PAR_MIN_WORK) schedule(static)
+    if ((size_t)rows * ld > PAR_MIN_WORK) schedule(guided)
     for (long r = 0; r < rows; r++)
         for (int n = 0; n < nb; n++) {
             size_t c = (size_t)r / taps;
@@ -98,7 +100,7 @@ void col2im_add(agave_context *ctx, const conv_geom *g, const float *col, int nb
     const long planes = (long)nb * g->channels;
     const size_t P = geom_cols(g), ld = (size_t)nb * P;
 #pragma omp parallel for num_threads(ctx->threads) \
-    if (geom_rows(g) * ld > PAR_MIN_WORK) schedule(static)
+    if (geom_rows(g) * ld > PAR_MIN_WORK) schedule(guided)
     for (long nc = 0; nc < planes; nc++) {
         size_t n = (size_t)nc / (size_t)g->channels, c = (size_t)nc % (size_t)g->channels;
         float *plane = img + (size_t)nc * geom_plane(g);
@@ -115,7 +117,7 @@ void nchw_to_cn(agave_context *ctx, const float *src, int nb, int C, size_t P, f
     // src is (nb,C,P), dst is (C,nb*P)
     const long planes = (long)nb * C;
 #pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > PAR_MIN_WORK) \
-    schedule(static)
+    schedule(guided)
     for (long nc = 0; nc < planes; nc++) {
         size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;
         memcpy(dst + (c * (size_t)nb + n) * P, src + (size_t)nc * P, P * sizeof *dst);
@@ -128,7 +130,7 @@ void cn_to_nchw(agave_context *ctx, const float *src, int nb, int C, size_t P,
     // src is (C,nb*P), dst is (nb,C,P)
     const long planes = (long)nb * C;
 #pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > PAR_MIN_WORK) \
-    schedule(static)
+    schedule(guided)
     for (long nc = 0; nc < planes; nc++) {
         size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;
         const float *s = src + (c * (size_t)nb + n) * P;
@@ -148,7 +150,7 @@ void fill_bias(agave_context *ctx, float *t, int nb, int C, size_t P, const floa
     // t is (nb,C,P)
     const long planes = (long)nb * C;
 #pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > PAR_MIN_WORK) \
-    schedule(static)
+    schedule(guided)
     for (long nc = 0; nc < planes; nc++) {
         float b = bias ? bias[nc % C] : 0.0f;
         float *d = t + (size_t)nc * P;
@@ -162,7 +164,7 @@ void add_bias(agave_context *ctx, float *t, int nb, int C, size_t P, const float
     // t is (nb,C,P)
     const long planes = (long)nb * C;
 #pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > PAR_MIN_WORK) \
-    schedule(static)
+    schedule(guided)
     for (long nc = 0; nc < planes; nc++) {
         float b = bias[nc % C];
         float *d = t + (size_t)nc * P;
@@ -175,7 +177,7 @@ void bias_grad(agave_context *ctx, const float *g, int N, int C, size_t P, float
 {
     // g is (N,C,P); one thread owns one channel, so the sum order is fixed
 #pragma omp parallel for num_threads(ctx->threads) if ((size_t)N * C * P > PAR_MIN_WORK) \
-    schedule(static)
+    schedule(guided)
     for (int c = 0; c < C; c++) {
         double acc = 0;
         for (int n = 0; n < N; n++) {
