@@ -14,9 +14,10 @@
  * packaged), so these kernels are compiled three times, for AVX-512, AVX2 and
  * baseline x86-64, and the dynamic loader picks the widest the CPU has (an
  * ifunc). They use only +, -, *, / and comparisons (no libm call, which would
- * stop vectorisation) and -std=c11 turns floating-point contraction off, so
- * every clone rounds exactly like the scalar code: the same inputs give the
- * same bits on any x86-64 machine. */
+ * stop vectorisation), and the Makefile's -std=c11 implies -ffp-contract=off
+ * (a GNU dialect would let the AVX-512 clone fuse multiply-adds), so every
+ * clone rounds exactly like the scalar code: the same inputs give the same
+ * bits on any x86-64 machine. */
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__ELF__) && !defined(AGAVE_NO_CLONES)
 #define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
