@@ -264,7 +264,9 @@ AGAVE_API agave_status agave_weight_norm(agave_context *ctx, agave_tensor *v, ag
  * t is a layer's pre-activation (N,C,...) computed with g = 1 and bias = 0;
  * per channel c with mean m_c and variance s2_c over every axis but 1:
  *   g[c] = init_scale / sqrt(s2_c + 1e-10),  bias[c] = -m_c * g[c],
- * and t is overwritten with g[c] * t + bias[c]. g and bias are (C), persistent. */
+ * and t is overwritten with g[c] * t + bias[c]. g and bias are (C), persistent.
+ * A channel that is constant on the batch (s2_c <= 1e-12, e.g. a fully masked
+ * row) gets g[c] = 1 instead of an enormous gain. */
 AGAVE_API agave_status agave_weight_norm_init(agave_context *ctx, agave_tensor *t,
                                               float init_scale, agave_tensor *g,
                                               agave_tensor *bias);

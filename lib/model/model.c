@@ -255,7 +255,7 @@ static agave_status add_term(agave_context *ctx, agave_tensor **sum, agave_tenso
 }
 
 /* loss = mean over images of nll_x + nll_y + lambda * kl, over the terms the mode has. */
-static agave_status objective(agave_model *m, const model_terms *t, agave_tensor **loss)
+agave_status model_objective(agave_model *m, const model_terms *t, agave_tensor **loss)
 {
     agave_context *ctx = m->ctx;
     agave_tensor *sum = NULL, *weighted_kl;
@@ -337,7 +337,7 @@ agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
     agave_tensor *loss;
     agave_status st = model_forward(m, x, n, plan_for_mode(m->cfg.mode), &t);
     if (st == AGAVE_OK)
-        st = objective(m, &t, &loss);
+        st = model_objective(m, &t, &loss);
     if (st != AGAVE_OK) {
         agave_tape_reset(ctx);
         return st;

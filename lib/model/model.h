@@ -96,6 +96,10 @@ agave_status pixelcnn_forward(agave_model *m, agave_tensor *x, agave_tensor *f,
 agave_status model_forward(agave_model *m, const uint8_t *x, int n, forward_plan plan,
                            model_terms *terms);
 
+/* The scalar the training step minimises: the batch mean of
+ * nll_x + nll_y + lambda * kl over the terms present. */
+agave_status model_objective(agave_model *m, const model_terms *t, agave_tensor **loss);
+
 /* Registers a layer (owned by the model from then on). */
 agave_status model_add_layer(agave_model *m, agave_layer_kind kind,
                              const agave_layer_options *o, agave_layer **out);

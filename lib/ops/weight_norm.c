@@ -118,7 +118,8 @@ static agave_status check_init_args(agave_context *ctx, agave_tensor *t, float i
 
 /* Per channel c over every axis but 1: m = mean, s2 = variance (1/count, two
  * passes in double); g = init_scale / sqrt(s2 + 1e-10), bias = -m g, and
- * t <- g t + bias, which then has mean 0 and standard deviation init_scale. */
+ * t <- g t + bias, which then has mean 0 and standard deviation init_scale.
+ * A channel with s2 <= 1e-12 (constant on the batch) gets g = 1. */
 agave_status agave_weight_norm_init(agave_context *ctx, agave_tensor *t, float init_scale,
                                     agave_tensor *g, agave_tensor *bias)
 {
@@ -143,7 +144,11 @@ agave_status agave_weight_norm_init(agave_context *ctx, agave_tensor *t, float i
             for (size_t i = 0; i < plane; i++)
                 sq += ((double)p[i] - m) * ((double)p[i] - m);
         }
-        double scale = init_scale / sqrt(sq / count + 1e-10), shift = -m * scale;
+        /* A channel that is constant on the batch (a fully masked row of an IAF
+         * conv, a dead unit) keeps g = 1: dividing by its zero spread would set
+         * g ~ 1e5 * init_scale and make the layer hypersensitive later. */
+        double s2 = sq / count;
+        double scale = s2 > 1e-12 ? init_scale / sqrt(s2 + 1e-10) : 1.0, shift = -m * scale;
         g->data[c] = (float)scale;
         bias->data[c] = (float)shift;
         for (size_t n = 0; n < N; n++) {
