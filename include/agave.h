@@ -667,6 +667,11 @@ AGAVE_API agave_status agave_model_create(agave_context *ctx, const agave_config
 AGAVE_API void agave_model_free(agave_model *model);
 AGAVE_API agave_status agave_model_get_config(const agave_model *model, agave_config *cfg);
 AGAVE_API size_t agave_model_param_count(const agave_model *model);
+/* Parameter tensors, in checkpoint order with names such as "layer012.conv1.v"
+ * and "aux_log_scale"; borrowed from the model (they require gradients). */
+AGAVE_API int agave_model_param_tensors(const agave_model *model);
+AGAVE_API agave_status agave_model_param(agave_model *model, int index, const char **name,
+                                         agave_tensor **param);
 /* Training steps applied so far, and steps rejected as non-finite since creation or load. */
 AGAVE_API int64_t agave_model_step_count(const agave_model *model);
 AGAVE_API int64_t agave_model_rejected_count(const agave_model *model);

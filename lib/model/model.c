@@ -140,6 +140,24 @@ size_t agave_model_param_count(const agave_model *m)
     return n;
 }
 
+int agave_model_param_tensors(const agave_model *m) { return m ? m->n_params : 0; }
+
+agave_status agave_model_param(agave_model *m, int index, const char **name,
+                               agave_tensor **param)
+{
+    if (!m)
+        return AGAVE_ERR_NULL;
+    if (index < 0 || index >= m->n_params)
+        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG,
+                         "parameter index %d is out of range (the model has %d tensors)", index,
+                         m->n_params);
+    if (name)
+        *name = m->param_names[index];
+    if (param)
+        *param = m->params[index];
+    return AGAVE_OK;
+}
+
 int64_t agave_model_step_count(const agave_model *m) { return m ? m->step : 0; }
 int64_t agave_model_rejected_count(const agave_model *m) { return m ? m->rejected : 0; }
 

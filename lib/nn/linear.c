@@ -81,8 +81,14 @@ static agave_status init_forward(agave_layer *l, agave_tensor *x, agave_tensor *
     if (st != AGAVE_OK)
         return st;
     l->initialized = 1;
-    *out = y;
-    return AGAVE_OK;
+    if (!was_recording) {
+        *out = y;
+        return AGAVE_OK;
+    }
+    /* Recording: run the initialised layer again so the first step's loss is
+     * differentiable too (the output equals y up to rounding). */
+    NN_TRY(normalised_weight(l, &w));
+    return apply_linear(l, x, w, out);
 }
 
 static agave_status check_input(agave_layer *l, const agave_tensor *x)
