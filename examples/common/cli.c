@@ -1,0 +1,240 @@
+/* Long-option parsing and --help from one table, so that the help can never
+ * forget an option. No getopt_long: it prints its own messages (a second
+ * line on stderr) and accepts abbreviations, which would make every prefix of
+ * an option part of the contract. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int fail(const char *program, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", program);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return EXIT_ERROR;
+}
+
+void note(const char *program, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: note: ", program);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int parse_ll(const char *text, long long min, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+int parse_double(const char *text, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !isfinite(v) || v < min || v > max)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+int cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+}
+
+const cli_option *cli_find(const cli_program *prog, const char *name)
+{
+    for (int i = 0; i < prog->n_options; i++)
+        if (strcmp(prog->options[i].name, name) == 0)
+            return &prog->options[i];
+    return NULL;
+}
+
+/* Prints text wrapped at 79 columns, continuation lines indented by indent;
+ * the first line starts at column `at`. */
+static void print_wrapped(const char *text, int at, int indent)
+{
+    const char *p = text;
+    while (*p) {
+        int word = (int)strcspn(p, " ");
+        if (at > indent && at + 1 + word > 79) {
+            printf("\n%*s", indent, "");
+            at = indent;
+        } else if (at > indent) {
+            putchar(' ');
+            at++;
+        }
+        printf("%.*s", word, p);
+        at += word;
+        p += word;
+        while (*p == ' ')
+            p++;
+    }
+    putchar('\n');
+}
+
+static void print_help(const cli_program *prog)
+{
+    printf("usage: %s\n\n%s\n\noptions:\n", prog->usage, prog->summary);
+    for (int i = 0; i < prog->n_options; i++) {
+        const cli_option *o = &prog->options[i];
+        char left[64], text[640];
+        snprintf(left, sizeof left, "--%s%s%s", o->name, o->metavar ? " " : "",
+                 o->metavar ? o->metavar : "");
+        snprintf(text, sizeof text, "%s%s%s%s", o->help, o->fallback ? " (default: " : "",
+                 o->fallback ? o->fallback : "", o->fallback ? ")" : "");
+        printf("  %-22s ", left);
+        /* A long option name pushes its text to the next line. */
+        if (strlen(left) > 22)
+            printf("\n%*s", 25, "");
+        print_wrapped(text, 25, 25);
+    }
+    printf("  %-22s %s\n", "--help", "print this help and exit");
+    if (prog->epilog)
+        printf("\n%s\n", prog->epilog);
+}
+
+/* Describes the accepted range of a numeric option for an error message. */
+static void range_text(const cli_option *o, char *buf, size_t len)
+{
+    if (o->kind == CLI_INT && o->max >= 9.2e18)
+        snprintf(buf, len, "a whole number >= %.0f", o->min);
+    else if (o->kind == CLI_INT)
+        snprintf(buf, len, "a whole number in %.0f..%.0f", o->min, o->max);
+    else if (o->max >= 1e300)
+        snprintf(buf, len, "a number >= %g", o->min);
+    else
+        snprintf(buf, len, "a number in %g..%g", o->min, o->max);
+}
+
+static int store(const cli_program *prog, cli_option *o, const char *value)
+{
+    char range[96];
+    switch (o->kind) {
+    case CLI_FLAG:
+        *(int *)o->target = 1;
+        return 1;
+    case CLI_INT: {
+        long long v;
+        long long lo = (long long)o->min, hi = o->max >= 9.2e18 ? 9223372036854775807LL
+                                                               : (long long)o->max;
+        if (parse_ll(value, lo, hi, &v)) {
+            *(long long *)o->target = v;
+            return 1;
+        }
+        break;
+    }
+    case CLI_DOUBLE:
+        if (parse_double(value, o->min, o->max, (double *)o->target))
+            return 1;
+        break;
+    case CLI_STRING:
+        if (*value) {
+            *(const char **)o->target = value;
+            return 1;
+        }
+        fail(prog->name, "--%s needs a non-empty value", o->name);
+        return 0;
+    case CLI_LIST: {
+        cli_list *l = o->target;
+        l->items[l->n++] = value;
+        return 1;
+    }
+    }
+    range_text(o, range, sizeof range);
+    fail(prog->name, "--%s: '%s' is not %s", o->name, value, range);
+    return 0;
+}
+
+static cli_option *lookup(cli_program *prog, const char *name, size_t len)
+{
+    for (int i = 0; i < prog->n_options; i++)
+        if (strlen(prog->options[i].name) == len && strncmp(prog->options[i].name, name, len) == 0)
+            return &prog->options[i];
+    return NULL;
+}
+
+/* List options get room for every argument, so that storing never fails. */
+static int allocate_lists(cli_program *prog, int argc)
+{
+    for (int i = 0; i < prog->n_options; i++) {
+        cli_option *o = &prog->options[i];
+        if (o->kind != CLI_LIST)
+            continue;
+        cli_list *l = o->target;
+        l->n = 0;
+        l->items = calloc((size_t)argc + 1, sizeof *l->items);
+        if (!l->items)
+            return 0;
+    }
+    return 1;
+}
+
+int cli_parse(cli_program *prog, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            print_help(prog);
+            return EXIT_OK;
+        }
+    if (!allocate_lists(prog, argc))
+        return fail(prog->name, "out of memory");
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+            return fail(prog->name, "unexpected argument '%s' (options start with --; see %s "
+                        "--help)", arg, prog->name);
+        const char *eq = strchr(arg + 2, '=');
+        size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        cli_option *o = lookup(prog, arg + 2, len);
+        if (!o)
+            return fail(prog->name, "unknown option '%.*s' (see %s --help)", (int)len + 2, arg,
+                        prog->name);
+        const char *value = NULL;
+        if (o->kind == CLI_FLAG) {
+            if (eq)
+                return fail(prog->name, "--%s takes no value", o->name);
+        } else if (eq) {
+            value = eq + 1;
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            return fail(prog->name, "--%s needs a value (%s)", o->name, o->metavar);
+        }
+        if (o->given && o->kind != CLI_LIST)
+            return fail(prog->name, "--%s is given twice", o->name);
+        if (!store(prog, o, value))
+            return EXIT_ERROR;
+        o->given++;
+    }
+    return -1;
+}
+
+void cli_free(cli_program *prog)
+{
+    for (int i = 0; i < prog->n_options; i++)
+        if (prog->options[i].kind == CLI_LIST) {
+            cli_list *l = prog->options[i].target;
+            free(l->items);
+            l->items = NULL;
+        }
+}

@@ -1,0 +1,38 @@
+/* Helpers around library calls that more than one program makes: a context
+ * with a thread count, data sets, checkpoints, configuration text. Each
+ * returns EXIT_OK or prints one line (the library's own message) and returns
+ * EXIT_ERROR. */
+#ifndef AGAVE_EXAMPLES_COMMON_H
+#define AGAVE_EXAMPLES_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agave.h"
+#include "cli.h"
+#include "files.h"
+#include "progress.h"
+#include "signals.h"
+
+/* A context seeded with seed, using threads threads. */
+int open_context(const char *prog, uint64_t seed, int threads, agave_context **ctx);
+
+/* agave_dataset_open with the library's message on failure. */
+int open_dataset(const char *prog, agave_context *ctx, const char *path, agave_data_split split,
+                 agave_dataset **ds);
+
+/* agave_model_load; refuses a checkpoint that is not initialised (nothing to
+ * evaluate or sample). */
+int load_checkpoint(const char *prog, agave_context *ctx, const char *path,
+                    agave_model **model);
+
+/* Checks that the data set's images have the model's shape. */
+int check_image_shape(const char *prog, const agave_config *cfg, const agave_dataset *ds,
+                      const char *data_path);
+
+/* "agave", "vae", "pixelcnn", "naive". */
+const char *mode_name(agave_mode mode);
+/* One line describing a configuration's fields. */
+void describe_config(const agave_config *c, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,155 @@
+#include "files.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+char *path_join(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, dir, a);
+    size_t at = a;
+    if (a && dir[a - 1] != '/')
+        p[at++] = '/';
+    memcpy(p + at, name, b + 1);
+    return p;
+}
+
+int path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int is_directory(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int make_dirs(const char *dir, char *err, size_t len)
+{
+    char *p = strdup(dir);
+    if (!p) {
+        snprintf(err, len, "out of memory");
+        return 0;
+    }
+    /* Create each prefix ending before a '/', then the whole path. */
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char saved = *s;
+        *s = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            snprintf(err, len, "cannot create directory %s: %s", p, strerror(errno));
+            free(p);
+            return 0;
+        }
+        *s = saved;
+        if (saved == '\0')
+            break;
+    }
+    free(p);
+    if (!is_directory(dir)) {
+        snprintf(err, len, "%s exists and is not a directory", dir);
+        return 0;
+    }
+    return 1;
+}
+
+/* Syncs the directory holding path so that a rename into it is durable. */
+static void sync_parent(const char *path)
+{
+    char *d = strdup(path);
+    if (!d)
+        return;
+    char *slash = strrchr(d, '/');
+    const char *dir = slash ? (slash == d ? "/" : (*slash = '\0', d)) : ".";
+    int fd = open(dir, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(d);
+}
+
+int write_file_atomic(const char *path, const char *data, size_t n, char *err, size_t len)
+{
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp) {
+        snprintf(err, len, "out of memory");
+        return 0;
+    }
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        snprintf(err, len, "cannot create a temporary file next to %s: %s", path,
+                 strerror(errno));
+        free(tmp);
+        return 0;
+    }
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, data + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        done += (size_t)w;
+    }
+    /* mkstemp makes the file 0600; give it the usual permissions. */
+    mode_t mask = umask(0);
+    umask(mask);
+    int ok = done == n && fchmod(fd, 0666 & ~mask) == 0 && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        snprintf(err, len, "cannot write %s: %s", path, strerror(errno ? errno : EIO));
+        unlink(tmp);
+        free(tmp);
+        return 0;
+    }
+    free(tmp);
+    sync_parent(path);
+    return 1;
+}
+
+char *read_text_file(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (len + 1 < cap)
+            break;
+        char *bigger = realloc(buf, cap * 2);
+        if (!bigger) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    if (n)
+        *n = len;
+    return buf;
+}

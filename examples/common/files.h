@@ -1,0 +1,27 @@
+/* Small file helpers. Every file the programs write themselves (not the
+ * library's checkpoints and PNGs) is either appended line by line (train.csv)
+ * or written whole under a temporary name and renamed, so that an interrupted
+ * program leaves the old file or the new one, never half of one. */
+#ifndef AGAVE_EXAMPLES_FILES_H
+#define AGAVE_EXAMPLES_FILES_H
+
+#include <stddef.h>
+
+/* dir + "/" + name, malloc'ed (NULL when out of memory). */
+char *path_join(const char *dir, const char *name);
+/* 1 if path exists (any kind of file). */
+int path_exists(const char *path);
+/* 1 if path is a directory. */
+int is_directory(const char *path);
+/* Creates dir and its missing parents (mode 0777 minus the umask). On failure
+ * writes a sentence into err and returns 0. */
+int make_dirs(const char *dir, char *err, size_t len);
+/* Writes n bytes to path atomically: a temporary file in the same directory,
+ * fsync, rename over path. On failure the temporary file is removed, path is
+ * untouched, err gets a sentence and 0 is returned. */
+int write_file_atomic(const char *path, const char *data, size_t n, char *err, size_t len);
+/* Reads a whole (small) file into a NUL-terminated malloc'ed buffer; NULL if it
+ * cannot be read. *n receives the length when n is not NULL. */
+char *read_text_file(const char *path, size_t *n);
+
+#endif

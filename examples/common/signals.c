@@ -1,0 +1,41 @@
+#include "signals.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The only mutable globals of the programs: what a signal handler may touch. */
+static volatile sig_atomic_t received;
+static const char *stop_message;
+
+static void on_stop(int sig)
+{
+    if (received) {
+        /* Second signal: the user insists. The library writes checkpoints
+         * atomically, so dying now leaves the previous checkpoint intact. */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    received = sig;
+    if (stop_message) {
+        ssize_t ignored = write(STDERR_FILENO, stop_message, strlen(stop_message));
+        (void)ignored;
+    }
+}
+
+void stop_signals_install(const char *message)
+{
+    stop_message = message;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    /* SA_RESTART: a signal during a write or read must not make it fail. */
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+int stop_signal_received(void) { return received; }

@@ -1,0 +1,14 @@
+/* SIGINT, SIGTERM and SIGHUP as a request to stop: the first one only sets a
+ * flag that the program checks between steps (it then saves and exits); a
+ * second one ends the program at once with the default action. */
+#ifndef AGAVE_EXAMPLES_SIGNALS_H
+#define AGAVE_EXAMPLES_SIGNALS_H
+
+/* Installs the handlers. message (a static string, may be NULL) is written
+ * to stderr when the first signal arrives, so that the user knows the
+ * program heard it even if the current step takes a while. */
+void stop_signals_install(const char *message);
+/* The first stop signal received (SIGINT, ...), or 0. */
+int stop_signal_received(void);
+
+#endif
