@@ -1,0 +1,778 @@
+/* agave-train: trains an AGAVE model on a data set's training split.
+ *
+ *   agave-train --config NAME [--set key=value]... --data PATH [--steps N | --minutes M]
+ *               [--batch B] [--seed S] --out DIR [--resume]
+ *
+ * Writes DIR/model.ckpt (every --checkpoint-every steps, at the end, and on
+ * SIGINT/SIGTERM/SIGHUP), DIR/train.csv (one row every --log-every steps) and
+ * DIR/train.state (the data order's position at each checkpoint, so that
+ * --resume sees exactly the batches an uninterrupted run would). The program
+ * is argument handling and progress output around agave_model_train_step;
+ * docs/programs.md describes the options, the files and the exit statuses. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/common.h"
+
+#define PROG "agave-train"
+#define CSV_HEADER "step,images_per_s,train_bpd,pixelcnn_bpd,aux_bpd,kl_bpd"
+#define STATE_MAGIC "agave-train state 1"
+#define DEFAULT_STEPS 1000
+
+typedef struct train_opts {
+    const char *config, *data, *out;
+    cli_list sets;
+    long long steps, batch, seed, threads, checkpoint_every, log_every;
+    double minutes;
+    int resume, force;
+} train_opts;
+
+/* Where the data order stood when a checkpoint was written. */
+typedef struct position {
+    long long step, rejected;   /* the model's counts at that checkpoint */
+    uint64_t epoch, index;      /* agave_batcher_position */
+} position;
+
+/* DIR/train.state: the run's data settings and the positions of the last two
+ * checkpoints. Two, because the state is written before the checkpoint: if
+ * the program dies in between, the older checkpoint's position is still there. */
+typedef struct run_state {
+    uint64_t seed;
+    long long batch, threads, images;
+    int n_positions;
+    position positions[2];
+} run_state;
+
+/* Running sums over the current logging interval. */
+typedef struct interval {
+    int good;                  /* applied steps */
+    long long images;          /* images of every step, rejected ones too */
+    double seconds;            /* time in batches and steps */
+    double loss, pixelcnn, aux, kl;
+} interval;
+
+typedef struct trainer {
+    train_opts *o;
+    agave_context *ctx;
+    agave_dataset *ds;
+    agave_batcher *batcher;
+    agave_model *model;
+    agave_config cfg;
+    char *ckpt_path, *csv_path, *state_path;
+    FILE *csv;
+    run_state state;
+    uint8_t *x;
+    int batch;
+    long long target_steps;      /* 0: no step budget */
+    double started, deadline;    /* deadline 0: no time budget */
+    long long steps_this_run, rejected_this_run;
+    double train_seconds;
+    interval iv;
+    double shown[5];             /* the last logged averages: img/s, loss, pcnn, aux, kl */
+    position saved;              /* the last checkpoint written or loaded */
+    int have_saved;
+    progress line;
+} trainer;
+
+/* ---- options -------------------------------------------------------------------- */
+static cli_option *train_options(train_opts *o, char *threads_text, size_t len, int *n)
+{
+    snprintf(threads_text, len, "the number of online CPUs, %d here; on --resume, the run's",
+             cpu_count());
+    static const double BIG = 9.3e18;
+    cli_option opts[] = {
+        {"config", CLI_STRING, &o->config, "NAME",
+         "named configuration: tiny, fashion, cifar-small, cifar-paper (MODEL.md); optional "
+         "with --resume", NULL, 0, 0, 0},
+        {"set", CLI_LIST, &o->sets, "KEY=VALUE",
+         "override one configuration field (F, R, M, dropout, Fv, Rv, Z, T, b, s, lambda, mode, "
+         "lr, optimizer, ema, grad_clip, max_bad_steps, C, H, W); repeatable", NULL, 0, 0, 0},
+        {"data", CLI_STRING, &o->data, "PATH",
+         "data set directory (CIFAR-10 batches or IDX files) or one file; its training split "
+         "is used", NULL, 0, 0, 0},
+        {"out", CLI_STRING, &o->out, "DIR",
+         "output directory, created if missing: model.ckpt, train.csv, train.state", NULL, 0, 0,
+         0},
+        {"steps", CLI_INT, &o->steps, "N",
+         "train until the model has made N steps in total (a resumed run continues to N)",
+         "1000 unless --minutes is given", 1, BIG, 0},
+        {"minutes", CLI_DOUBLE, &o->minutes, "M",
+         "stop after M minutes of training in this run (with --steps: whichever comes first)",
+         "no time limit", 1e-3, 1e7, 0},
+        {"batch", CLI_INT, &o->batch, "B", "images per training step",
+         "16; on --resume, the run's", 1, 4096, 0},
+        {"seed", CLI_INT, &o->seed, "S",
+         "seed of the data order, the initial weights, dropout and z samples",
+         "1; on --resume, the run's", 0, BIG, 0},
+        {"threads", CLI_INT, &o->threads, "T",
+         "threads for the library's kernels; results are reproducible for a given seed and "
+         "thread count", threads_text, 1, 1024, 0},
+        {"checkpoint-every", CLI_INT, &o->checkpoint_every, "N",
+         "also write the checkpoint every N steps (0: only at the end and when stopped)", "500",
+         0, BIG, 0},
+        {"log-every", CLI_INT, &o->log_every, "N",
+         "one train.csv row (and, when stderr is not a terminal, one progress line) every N "
+         "steps", "10", 1, BIG, 0},
+        {"resume", CLI_FLAG, &o->resume, NULL,
+         "continue the run in DIR: its checkpoint, configuration, data order and log", NULL, 0, 0,
+         0},
+        {"force", CLI_FLAG, &o->force, NULL,
+         "start a new run even if DIR already holds a checkpoint (it is overwritten)", NULL, 0, 0,
+         0},
+    };
+    cli_option *copy = malloc(sizeof opts);
+    if (copy)
+        memcpy(copy, opts, sizeof opts);
+    *n = copy ? (int)(sizeof opts / sizeof opts[0]) : 0;
+    return copy;
+}
+
+static int parse_options(int argc, char **argv, train_opts *o, cli_program *prog,
+                         char *threads_text, size_t len)
+{
+    memset(o, 0, sizeof *o);
+    o->steps = DEFAULT_STEPS, o->batch = 16, o->seed = 1, o->threads = cpu_count();
+    o->checkpoint_every = 500, o->log_every = 10;
+    prog->name = PROG;
+    prog->usage = PROG " --config NAME [--set key=value]... --data PATH [--steps N | --minutes M]\n"
+                       "                   [--batch B] [--seed S] --out DIR [--resume] [options]";
+    prog->summary =
+        "Trains an AGAVE model (VAE + conditional PixelCNN++, Lucas & Verbeek 2018) on the\n"
+        "training split of a data set. Progress goes to stderr: step, images/s, ETA and the\n"
+        "running train bits per dimension with its PixelCNN, auxiliary and KL terms.";
+    prog->epilog =
+        "files: DIR/model.ckpt (checkpoint), DIR/train.csv (header " CSV_HEADER "),\n"
+        "       DIR/train.state (data order, for --resume).\n"
+        "SIGINT, SIGTERM and SIGHUP stop training after the current step: the checkpoint is\n"
+        "written and the program exits with 128 + the signal number (130 for Ctrl-C);\n"
+        "a second signal quits at once, leaving the previous checkpoint.\n"
+        "exit status: 0 budget reached, 2 error (one line on stderr), 3 training diverged\n"
+        "(too many non-finite steps in a row; the last checkpoint is kept), 130/143/129 stopped.";
+    prog->options = train_options(o, threads_text, len, &prog->n_options);
+    if (!prog->options)
+        return fail(PROG, "out of memory");
+    int rc = cli_parse(prog, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (!o->data)
+        return fail(PROG, "--data PATH is required (see " PROG " --help)");
+    if (!o->out)
+        return fail(PROG, "--out DIR is required (see " PROG " --help)");
+    if (!o->config && !o->resume)
+        return fail(PROG, "--config NAME is required (tiny, fashion, cifar-small, cifar-paper)");
+    if (o->resume && o->force)
+        return fail(PROG, "--resume and --force contradict each other");
+    if (cli_find(prog, "minutes")->given && !cli_find(prog, "steps")->given)
+        o->steps = 0;   /* a time budget alone: no step limit */
+    return -1;
+}
+
+static int given(const cli_program *prog, const char *name)
+{
+    const cli_option *opt = cli_find(prog, name);
+    return opt && opt->given;
+}
+
+/* ---- the state file --------------------------------------------------------------- */
+static int write_state(trainer *t, char *err, size_t len)
+{
+    char buf[1024];
+    const run_state *s = &t->state;
+    int n = snprintf(buf, sizeof buf,
+                     STATE_MAGIC "\nseed %" PRIu64 "\nbatch %lld\nthreads %lld\nimages %lld\n",
+                     s->seed, s->batch, s->threads, s->images);
+    for (int i = 0; i < s->n_positions; i++) {
+        const position *p = &s->positions[i];
+        n += snprintf(buf + n, sizeof buf - (size_t)n,
+                      "checkpoint step %lld rejected %lld epoch %" PRIu64 " index %" PRIu64 "\n",
+                      p->step, p->rejected, p->epoch, p->index);
+    }
+    return write_file_atomic(t->state_path, buf, (size_t)n, err, len);
+}
+
+/* Parses DIR/train.state; 0 with a sentence in err if it is damaged. */
+static int parse_state(char *text, run_state *s, char *err, size_t len)
+{
+    memset(s, 0, sizeof *s);
+    int line_no = 0, have[4] = {0};
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        line_no++;
+        position p;
+        if (line_no == 1 && strcmp(line, STATE_MAGIC) == 0)
+            continue;
+        if (line_no == 1)
+            break;
+        if (sscanf(line, "seed %" SCNu64, &s->seed) == 1)
+            have[0] = 1;
+        else if (sscanf(line, "batch %lld", &s->batch) == 1)
+            have[1] = 1;
+        else if (sscanf(line, "threads %lld", &s->threads) == 1)
+            have[2] = 1;
+        else if (sscanf(line, "images %lld", &s->images) == 1)
+            have[3] = 1;
+        else if (sscanf(line, "checkpoint step %lld rejected %lld epoch %" SCNu64 " index %" SCNu64,
+                        &p.step, &p.rejected, &p.epoch, &p.index) == 4 &&
+                 s->n_positions < 2)
+            s->positions[s->n_positions++] = p;
+        else {
+            snprintf(err, len, "line %d is not understood", line_no);
+            return 0;
+        }
+    }
+    if (line_no == 0 || !have[0] || !have[1] || !have[2] || !have[3] || s->batch < 1 ||
+        s->threads < 1 || s->images < 1) {
+        snprintf(err, len, "it is not an agave-train state file or it is incomplete");
+        return 0;
+    }
+    return 1;
+}
+
+static int read_state(trainer *t, int *found)
+{
+    char *text = read_text_file(t->state_path, NULL);
+    *found = text != NULL;
+    if (!text)
+        return path_exists(t->state_path) ? fail(PROG, "cannot read %s", t->state_path)
+                                          : EXIT_OK;
+    char err[160];
+    int ok = parse_state(text, &t->state, err, sizeof err);
+    free(text);
+    if (!ok)
+        return fail(PROG, "%s is damaged (%s); delete it to derive the data position from the "
+                    "step count", t->state_path, err);
+    return EXIT_OK;
+}
+
+/* ---- configuration ---------------------------------------------------------------- */
+static int is_known_key(const char *key)
+{
+    static const char *keys[] = {"C",  "H",  "W", "F", "R", "M", "dropout", "Fv", "Rv", "Z",
+                                 "T",  "b",  "s", "lambda", "mode", "lr", "optimizer", "ema",
+                                 "grad_clip", "max_bad_steps"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(key, keys[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Applies one "key=value" to cfg; *key_out gets a copy of the key. */
+static int apply_set(agave_config *cfg, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return fail(PROG, "--set '%s': expected KEY=VALUE, e.g. --set lr=0.001", kv);
+    char key[64];
+    size_t n = (size_t)(eq - kv);
+    if (n >= sizeof key)
+        return fail(PROG, "--set '%s': unknown key", kv);
+    memcpy(key, kv, n);
+    key[n] = '\0';
+    if (agave_config_set(cfg, key, eq + 1) == AGAVE_OK)
+        return EXIT_OK;
+    if (!is_known_key(key))
+        return fail(PROG, "--set %s: unknown key '%s' (keys: F, R, M, dropout, Fv, Rv, Z, T, b, "
+                    "s, lambda, mode, lr, optimizer, ema, grad_clip, max_bad_steps, C, H, W)",
+                    kv, key);
+    return fail(PROG, "--set %s: '%s' is not a valid value for %s", kv, eq + 1, key);
+}
+
+/* The named configuration, the image shape of the data (unless --set C/H/W
+ * says otherwise), then the overrides in order. */
+static int requested_config(const train_opts *o, const agave_dataset *ds, agave_config *cfg)
+{
+    if (agave_config_init(cfg, o->config) != AGAVE_OK)
+        return fail(PROG, "--config %s: unknown configuration (tiny, fashion, cifar-small, "
+                    "cifar-paper)", o->config);
+    cfg->C = agave_dataset_channels(ds);
+    cfg->H = agave_dataset_height(ds);
+    cfg->W = agave_dataset_width(ds);
+    for (int i = 0; i < o->sets.n; i++)
+        if (apply_set(cfg, o->sets.items[i]) != EXIT_OK)
+            return EXIT_ERROR;
+    char msg[256];
+    if (agave_config_validate(cfg, msg, sizeof msg) != AGAVE_OK)
+        return fail(PROG, "invalid configuration: %s", msg);
+    return check_image_shape(PROG, cfg, ds, o->data);
+}
+
+static int same_architecture(const agave_config *a, const agave_config *b)
+{
+    return a->C == b->C && a->H == b->H && a->W == b->W && a->F == b->F && a->R == b->R &&
+           a->M == b->M && a->Fv == b->Fv && a->Rv == b->Rv && a->Z == b->Z && a->T == b->T &&
+           a->b == b->b && a->s == b->s;
+}
+
+static void arch_text(const agave_config *c, char *buf, size_t len)
+{
+    snprintf(buf, len, "%dx%dx%d F=%d R=%d M=%d Fv=%d Rv=%d Z=%d T=%d b=%d s=%d", c->C, c->H,
+             c->W, c->F, c->R, c->M, c->Fv, c->Rv, c->Z, c->T, c->b, c->s);
+}
+
+/* On --resume the checkpoint's configuration wins. What the command line asks
+ * for must agree with it: --config NAME (with --set) must describe the same
+ * architecture, and each --set must leave the stored value unchanged, since a
+ * loaded model's settings cannot be changed. */
+static int check_resume_config(const train_opts *o, const agave_dataset *ds,
+                               const agave_config *stored)
+{
+    char want[160], have[160];
+    for (int i = 0; i < o->sets.n; i++) {
+        agave_config c = *stored;
+        if (apply_set(&c, o->sets.items[i]) != EXIT_OK)
+            return EXIT_ERROR;
+        if (memcmp(&c, stored, sizeof c) == 0)
+            continue;
+        if (!same_architecture(&c, stored))
+            return fail(PROG, "--set %s would change the architecture of the checkpoint being "
+                        "resumed; start a new run in another --out directory",
+                        o->sets.items[i]);
+        return fail(PROG, "--set %s differs from the resumed checkpoint's value and a "
+                    "loaded model's settings cannot be changed; drop it to continue",
+                    o->sets.items[i]);
+    }
+    if (!o->config)
+        return EXIT_OK;
+    agave_config req;
+    if (requested_config(o, ds, &req) != EXIT_OK)
+        return EXIT_ERROR;
+    if (same_architecture(&req, stored))
+        return EXIT_OK;
+    arch_text(&req, want, sizeof want);
+    arch_text(stored, have, sizeof have);
+    return fail(PROG, "--config %s asks for %s but the checkpoint in %s has %s; drop --config to "
+                "resume it", o->config, want, o->out, have);
+}
+
+/* ---- setting up ------------------------------------------------------------------- */
+static int prepare_paths(trainer *t)
+{
+    const train_opts *o = t->o;
+    char err[512];
+    if (!o->resume && !make_dirs(o->out, err, sizeof err))
+        return fail(PROG, "--out %s: %s", o->out, err);
+    t->ckpt_path = path_join(o->out, "model.ckpt");
+    t->csv_path = path_join(o->out, "train.csv");
+    t->state_path = path_join(o->out, "train.state");
+    if (!t->ckpt_path || !t->csv_path || !t->state_path)
+        return fail(PROG, "out of memory");
+    if (o->resume && !path_exists(t->ckpt_path))
+        return fail(PROG, "--resume: %s does not exist (nothing to resume)", t->ckpt_path);
+    if (!o->resume && !o->force && path_exists(t->ckpt_path))
+        return fail(PROG, "%s already exists: add --resume to continue that run or --force to "
+                    "start again and overwrite it", t->ckpt_path);
+    return EXIT_OK;
+}
+
+/* Settings of a resumed run default to the stored ones; explicit options win. */
+static void resume_defaults(trainer *t, const cli_program *prog, int have_state)
+{
+    train_opts *o = t->o;
+    if (!have_state)
+        return;
+    if (!given(prog, "batch"))
+        o->batch = t->state.batch;
+    if (!given(prog, "threads"))
+        o->threads = t->state.threads;
+    if (given(prog, "seed") && (uint64_t)o->seed != t->state.seed)
+        note(PROG, "--seed %lld ignored: the resumed run's data order uses seed %" PRIu64
+             " and the checkpoint holds its random state", o->seed, t->state.seed);
+    o->seed = (long long)t->state.seed;
+}
+
+static int create_model(trainer *t)
+{
+    agave_config cfg;
+    if (requested_config(t->o, t->ds, &cfg) != EXIT_OK)
+        return EXIT_ERROR;
+    if (agave_model_create(t->ctx, &cfg, &t->model) != AGAVE_OK)
+        return fail(PROG, "%s", agave_context_last_error(t->ctx));
+    t->cfg = cfg;
+    return EXIT_OK;
+}
+
+static int load_model(trainer *t)
+{
+    if (agave_model_load(t->ctx, t->ckpt_path, NULL, &t->model) != AGAVE_OK)
+        return fail(PROG, "%s", agave_context_last_error(t->ctx));
+    agave_model_get_config(t->model, &t->cfg);
+    if (check_image_shape(PROG, &t->cfg, t->ds, t->o->data) != EXIT_OK)
+        return EXIT_ERROR;
+    return check_resume_config(t->o, t->ds, &t->cfg);
+}
+
+/* The batcher position for the loaded checkpoint: the stored one if the state
+ * file has it, else derived from the step counts (exact when the whole run
+ * used this batch size and seed). */
+static int restore_position(trainer *t, int have_state)
+{
+    long long step = agave_model_step_count(t->model);
+    long long rejected = agave_model_rejected_count(t->model);
+    const run_state *s = &t->state;
+    if (have_state && s->images != (long long)agave_dataset_count(t->ds))
+        return fail(PROG, "%s holds %zu training images but the run in %s was trained on %lld; "
+                    "resume with the same data", t->o->data, agave_dataset_count(t->ds),
+                    t->o->out, s->images);
+    const position *match = NULL;
+    for (int i = 0; i < s->n_positions; i++)
+        if (s->positions[i].step == step &&
+            (!match || s->positions[i].rejected == rejected))
+            match = &s->positions[i];
+    position p = {step, rejected, 0, 0};
+    if (match) {
+        p = *match;
+    } else {
+        uint64_t seen = (uint64_t)(step + rejected) * (uint64_t)t->batch;
+        p.epoch = seen / agave_dataset_count(t->ds);
+        p.index = seen % agave_dataset_count(t->ds);
+        note(PROG, "%s has no data position for step %lld: assuming the whole run used --batch "
+             "%d and --seed %lld (epoch %" PRIu64 ", image %" PRIu64 ")",
+             have_state ? t->state_path : "no train.state", step, t->batch, t->o->seed,
+             p.epoch, p.index);
+    }
+    if (agave_batcher_set_position(t->batcher, p.epoch, p.index, (uint64_t)t->o->seed) !=
+        AGAVE_OK)
+        return fail(PROG, "%s", agave_context_last_error(t->ctx));
+    t->saved = p;
+    t->have_saved = 1;
+    t->state.n_positions = 1;
+    t->state.positions[0] = p;
+    return EXIT_OK;
+}
+
+/* ---- train.csv ------------------------------------------------------------------- */
+/* On resume, rows written after the checkpoint (by a run that died without
+ * saving) are dropped, so that the resumed rows continue the log exactly.
+ * *missing is set when there is no log yet. */
+static int trim_csv(trainer *t, long long step, int *missing)
+{
+    size_t n;
+    char *text = read_text_file(t->csv_path, &n);
+    *missing = text == NULL && !path_exists(t->csv_path);
+    if (!text)
+        return *missing ? EXIT_OK : fail(PROG, "cannot read %s", t->csv_path);
+    size_t hl = strlen(CSV_HEADER);
+    if (n < hl + 1 || strncmp(text, CSV_HEADER "\n", hl + 1) != 0) {
+        free(text);
+        return fail(PROG, "%s does not start with the header " CSV_HEADER
+                    "; move it away to resume", t->csv_path);
+    }
+    size_t keep = hl + 1, at = keep;
+    while (at < n) {
+        char *nl = memchr(text + at, '\n', n - at);
+        if (!nl || strtoll(text + at, NULL, 10) > step)
+            break;   /* a later row, or a last line cut short */
+        at = keep = (size_t)(nl - text) + 1;
+    }
+    char err[512];
+    int rc = EXIT_OK;
+    if (keep != n && !write_file_atomic(t->csv_path, text, keep, err, sizeof err))
+        rc = fail(PROG, "%s", err);
+    free(text);
+    return rc;
+}
+
+static int open_csv(trainer *t)
+{
+    char err[512];
+    int fresh = 1;
+    if (t->o->resume && trim_csv(t, t->saved.step, &fresh) != EXIT_OK)
+        return EXIT_ERROR;
+    if (fresh && !write_file_atomic(t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1, err,
+                                    sizeof err))
+        return fail(PROG, "%s", err);
+    t->csv = fopen(t->csv_path, "a");
+    if (!t->csv)
+        return fail(PROG, "cannot open %s for appending", t->csv_path);
+    return EXIT_OK;
+}
+
+static int setup(trainer *t, const cli_program *prog)
+{
+    train_opts *o = t->o;
+    int have_state = 0;
+    if (prepare_paths(t) != EXIT_OK)
+        return EXIT_ERROR;
+    if (o->resume && read_state(t, &have_state) != EXIT_OK)
+        return EXIT_ERROR;
+    if (o->resume)
+        resume_defaults(t, prog, have_state);
+    t->batch = (int)o->batch;
+    if (open_context(PROG, (uint64_t)o->seed, (int)o->threads, &t->ctx) != EXIT_OK ||
+        open_dataset(PROG, t->ctx, o->data, AGAVE_SPLIT_TRAIN, &t->ds) != EXIT_OK)
+        return EXIT_ERROR;
+    if ((o->resume ? load_model(t) : create_model(t)) != EXIT_OK)
+        return EXIT_ERROR;
+    if (agave_batcher_create(t->ctx, t->ds, t->batch, (uint64_t)o->seed, 0, AGAVE_SUBSET_FIRST,
+                             &t->batcher) != AGAVE_OK)
+        return fail(PROG, "%s", agave_context_last_error(t->ctx));
+    if (o->resume && restore_position(t, have_state) != EXIT_OK)
+        return EXIT_ERROR;
+    t->state.seed = (uint64_t)o->seed;
+    t->state.batch = o->batch;
+    t->state.threads = o->threads;
+    t->state.images = (long long)agave_dataset_count(t->ds);
+    size_t D = (size_t)t->cfg.C * t->cfg.H * t->cfg.W;
+    t->x = malloc((size_t)t->batch * D);
+    if (!t->x)
+        return fail(PROG, "cannot allocate a batch of %d images", t->batch);
+    return open_csv(t);
+}
+
+static void teardown(trainer *t)
+{
+    if (t->csv)
+        fclose(t->csv);
+    free(t->x);
+    agave_batcher_free(t->batcher);
+    agave_model_free(t->model);
+    agave_dataset_free(t->ds);
+    agave_context_free(t->ctx);
+    free(t->ckpt_path);
+    free(t->csv_path);
+    free(t->state_path);
+}
+
+/* ---- checkpoints ------------------------------------------------------------------ */
+/* The state file first, then the checkpoint: whichever checkpoint survives a
+ * crash, its data position is in the state file. */
+static int save_checkpoint(trainer *t)
+{
+    position p = {agave_model_step_count(t->model), agave_model_rejected_count(t->model), 0, 0};
+    if (t->have_saved && p.step == t->saved.step && p.rejected == t->saved.rejected)
+        return EXIT_OK;   /* nothing changed since the last save */
+    agave_batcher_position(t->batcher, &p.epoch, &p.index, NULL);
+    run_state *s = &t->state;
+    if (s->n_positions == 2)
+        s->positions[0] = s->positions[1];
+    s->positions[s->n_positions == 2 ? 1 : s->n_positions++] = p;
+    char err[512];
+    if (!write_state(t, err, sizeof err))
+        return fail(PROG, "%s", err);
+    if (agave_model_save(t->model, t->ckpt_path) != AGAVE_OK)
+        return fail(PROG, "%s", agave_context_last_error(t->ctx));
+    t->saved = p;
+    t->have_saved = 1;
+    return EXIT_OK;
+}
+
+/* ---- progress and the log --------------------------------------------------------- */
+static void averages(const trainer *t, double v[5])
+{
+    const interval *iv = &t->iv;
+    if (iv->good == 0) {
+        memcpy(v, t->shown, sizeof t->shown);
+        return;
+    }
+    v[0] = iv->seconds > 0 ? (double)iv->images / iv->seconds : 0;
+    v[1] = iv->loss / iv->good;
+    v[2] = iv->pixelcnn / iv->good;
+    v[3] = iv->aux / iv->good;
+    v[4] = iv->kl / iv->good;
+}
+
+static double eta_seconds(const trainer *t, long long step)
+{
+    double left = -1;
+    if (t->target_steps && t->steps_this_run > 0)
+        left = (double)(t->target_steps - step) * t->train_seconds / (double)t->steps_this_run;
+    if (t->deadline > 0) {
+        double by_time = t->deadline - clock_seconds();
+        left = left < 0 || by_time < left ? by_time : left;
+    }
+    return left < 0 ? 0 : left;
+}
+
+static void show_progress(trainer *t, int milestone)
+{
+    long long step = agave_model_step_count(t->model);
+    double v[5];
+    char eta[32], target[32] = "", rejected[48] = "";
+    averages(t, v);
+    format_duration(eta_seconds(t, step), eta, sizeof eta);
+    if (t->target_steps)
+        snprintf(target, sizeof target, "/%lld", t->target_steps);
+    long long total_rejected = agave_model_rejected_count(t->model);
+    if (total_rejected)
+        snprintf(rejected, sizeof rejected, "  rejected %lld", total_rejected);
+    progress_update(&t->line, milestone,
+                    "step %lld%s  %.1f img/s  ETA %s  bpd %.4f (pixelcnn %.4f aux %.4f kl %.4f)%s",
+                    step, target, v[0], eta, v[1], v[2], v[3], v[4], rejected);
+}
+
+/* One CSV row with the interval's averages; the interval starts again. */
+static int log_row(trainer *t)
+{
+    double v[5];
+    if (t->iv.good == 0)
+        return EXIT_OK;
+    averages(t, v);
+    memcpy(t->shown, v, sizeof v);
+    fprintf(t->csv, "%lld,%.2f,%.6f,%.6f,%.6f,%.6f\n", (long long)agave_model_step_count(t->model),
+            v[0], v[1], v[2], v[3], v[4]);
+    if (fflush(t->csv) != 0 || ferror(t->csv))
+        return fail(PROG, "cannot write %s (disk full?)", t->csv_path);
+    show_progress(t, 1);
+    memset(&t->iv, 0, sizeof t->iv);
+    return EXIT_OK;
+}
+
+/* ---- the loop --------------------------------------------------------------------- */
+static int budget_left(const trainer *t)
+{
+    if (t->target_steps && agave_model_step_count(t->model) >= t->target_steps)
+        return 0;
+    return !(t->deadline > 0 && clock_seconds() >= t->deadline);
+}
+
+static void account(trainer *t, const agave_step_stats *s, double seconds)
+{
+    t->iv.images += t->batch;
+    t->iv.seconds += seconds;
+    t->train_seconds += seconds;
+    if (s->rejected) {
+        t->rejected_this_run++;
+        progress_end(&t->line);
+        note(PROG, "step %lld rejected: %s", (long long)agave_model_step_count(t->model) + 1,
+             agave_context_last_error(t->ctx));
+        return;
+    }
+    t->steps_this_run++;
+    t->iv.good++;
+    t->iv.loss += s->loss_bpd;
+    t->iv.pixelcnn += s->pixelcnn_bpd;
+    t->iv.aux += s->aux_bpd;
+    t->iv.kl += s->kl_bpd;
+}
+
+/* One step; after an applied step, a log row and a checkpoint when due. */
+static int train_one(trainer *t)
+{
+    agave_step_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    double t0 = clock_seconds();
+    if (agave_batcher_next(t->batcher, t->x, NULL) != AGAVE_OK)
+        return fail(PROG, "%s", agave_context_last_error(t->ctx));
+    agave_status st = agave_model_train_step(t->model, t->x, t->batch, &s);
+    if (st == AGAVE_ERR_NUMERIC) {
+        progress_end(&t->line);
+        if (t->have_saved)
+            fail(PROG, "%s; the last checkpoint (step %lld) is kept in %s",
+                 agave_context_last_error(t->ctx), t->saved.step, t->ckpt_path);
+        else
+            fail(PROG, "%s; no checkpoint was written", agave_context_last_error(t->ctx));
+        return EXIT_DIVERGED;
+    }
+    if (st != AGAVE_OK) {
+        progress_end(&t->line);
+        return fail(PROG, "%s", agave_context_last_error(t->ctx));
+    }
+    account(t, &s, clock_seconds() - t0);
+    if (s.rejected)
+        return EXIT_OK;
+    long long step = agave_model_step_count(t->model);
+    if (step % t->o->log_every == 0 && log_row(t) != EXIT_OK)
+        return EXIT_ERROR;
+    show_progress(t, 0);
+    if (t->o->checkpoint_every && step % t->o->checkpoint_every == 0)
+        return save_checkpoint(t);
+    return EXIT_OK;
+}
+
+static void print_header(trainer *t)
+{
+    char cfg[512], budget[96] = "", every[64] = "";
+    describe_config(&t->cfg, cfg, sizeof cfg);
+    fprintf(stderr, PROG ": configuration %s: %s\n",
+            t->o->resume ? "(from the checkpoint)" : t->o->config, cfg);
+    fprintf(stderr, PROG ": %zu parameters; %zu training images (%dx%dx%d) from %s\n",
+            agave_model_param_count(t->model), agave_dataset_count(t->ds),
+            agave_dataset_channels(t->ds), agave_dataset_height(t->ds),
+            agave_dataset_width(t->ds), t->o->data);
+    if (t->target_steps)
+        snprintf(budget, sizeof budget, "until step %lld", t->target_steps);
+    if (t->deadline > 0)
+        snprintf(budget + strlen(budget), sizeof budget - strlen(budget), "%sfor %g minutes",
+                 t->target_steps ? " or " : "", t->o->minutes);
+    if (t->o->checkpoint_every)
+        snprintf(every, sizeof every, "every %lld steps, ", t->o->checkpoint_every);
+    fprintf(stderr,
+            PROG ": batch %d, seed %lld, %lld thread%s; training %s; checkpoint %sat the end "
+                 "and on Ctrl-C to %s\n",
+            t->batch, t->o->seed, t->o->threads, t->o->threads == 1 ? "" : "s", budget, every,
+            t->ckpt_path);
+    if (t->o->resume)
+        fprintf(stderr, PROG ": resuming at step %lld (epoch %" PRIu64 ", image %" PRIu64
+                        " of the data order)\n",
+                t->saved.step, t->saved.epoch, t->saved.index);
+}
+
+static void print_summary(trainer *t, int stopped_by)
+{
+    double v[5];
+    averages(t, v);
+    progress_end(&t->line);
+    long long step = agave_model_step_count(t->model);
+    if (stopped_by)
+        fprintf(stderr, PROG ": stopped by signal %d at step %lld; the checkpoint is saved: run "
+                        "the same command with --resume to continue\n", stopped_by, step);
+    printf("step %lld: train %.4f bpd (pixelcnn %.4f, aux %.4f, kl %.4f), %.1f images/s, %lld "
+           "rejected steps; checkpoint %s\n",
+           step, v[1], v[2], v[3], v[4], v[0], (long long)agave_model_rejected_count(t->model),
+           t->ckpt_path);
+    fflush(stdout);
+}
+
+static int run(trainer *t)
+{
+    long long step = agave_model_step_count(t->model);
+    if (t->target_steps && step >= t->target_steps) {
+        printf("step %lld: the model in %s has already reached --steps %lld; nothing to do\n",
+               step, t->o->out, t->target_steps);
+        return EXIT_OK;
+    }
+    print_header(t);
+    stop_signals_install("\n" PROG ": stopping after this step and saving the checkpoint "
+                         "(signal again to quit at once without saving)\n");
+    progress_init(&t->line, stderr);
+    t->started = clock_seconds();
+    if (t->o->minutes > 0)
+        t->deadline = t->started + t->o->minutes * 60.0;
+    int rc = EXIT_OK;
+    while (rc == EXIT_OK && budget_left(t) && !stop_signal_received())
+        rc = train_one(t);
+    if (rc != EXIT_OK)
+        return rc;
+    if ((rc = log_row(t)) != EXIT_OK || (rc = save_checkpoint(t)) != EXIT_OK)
+        return rc;
+    int sig = stop_signal_received();
+    print_summary(t, sig);
+    return sig ? 128 + sig : EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    train_opts o;
+    cli_program prog;
+    char threads_text[96];
+    int rc = parse_options(argc, argv, &o, &prog, threads_text, sizeof threads_text);
+    if (rc >= 0) {
+        cli_free(&prog);
+        free(prog.options);
+        return rc;
+    }
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.o = &o;
+    rc = setup(&t, &prog);
+    if (rc == EXIT_OK) {
+        t.target_steps = o.steps;
+        rc = run(&t);
+    }
+    teardown(&t);
+    cli_free(&prog);
+    free(prog.options);
+    return rc;
+}
