@@ -143,8 +143,10 @@ $(STATIC): $(LIB_OBJ) $(EXTRA_OBJ)
 	$(Q)rm -f $@
 	$(Q)ar rcs $@ $(LIB_OBJ) $(EXTRA_OBJ)
 
-# Programs link the static library so build/bin works without installing.
-$(BUILD)/bin/%: examples/%.c $(wildcard examples/*.h) $(wildcard examples/common/*.c) \
+# Programs link the static library so build/bin works without installing. They
+# see only the public header (no -Ilib), like any user's program, plus the
+# shared command-line helpers in examples/common/.
+$(BUILD)/bin/%: examples/%.c $(wildcard examples/*.h examples/common/*.h examples/common/*.c) \
     $(STATIC) $(FLAGS_FILE)
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
