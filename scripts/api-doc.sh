@@ -1,0 +1,55 @@
+#!/bin/sh
+# Writes the API reference (markdown) from include/agave.h to stdout: the
+# overview, every section banner as a heading, and every comment with the
+# declarations it documents, in header order. docs/api.md is this script's
+# output, and `make check` fails when the two differ, so the reference cannot
+# fall behind the header. POSIX awk only (Debian's default is mawk).
+# usage: scripts/api-doc.sh [include/agave.h] > docs/api.md
+set -eu
+header=${1:-include/agave.h}
+awk '
+function flush_block() {
+    if (decl != "") { print "```c"; printf "%s%s", comment, decl; print "```"; print "" }
+    else if (comment != "") { t = comment
+        gsub(/^\/\*+ ?/, "", t); gsub(/\n \* ?/, "\n", t); gsub(/ *\*\/\n$/, "", t)
+        print t; print "" }
+    comment = ""; decl = ""
+}
+function depth(s,   o, c) { o = gsub(/\{/, "{", s); c = gsub(/\}/, "}", s); return o - c }
+BEGIN {
+    print "# libagave API reference"
+    print ""
+    print "Generated from `include/agave.h` by `scripts/api-doc.sh`; do not edit by hand."
+    print "Each entry is the header comment and the declarations it documents."
+    print ""
+    state = "out"
+}
+# Build machinery that is not API: the include guard, includes, extern "C", the export macro.
+/^#if defined\(AGAVE_BUILDING_LIBRARY\)/ { skip = 1; next }
+skip { if ($0 ~ /^#endif/) skip = 0; next }
+/^#(ifndef|define|endif) AGAVE_H/ || /^#include/ || /^#ifdef __cplusplus/ || /^extern "C"/ || /^}$/ || /^#endif/ { next }
+# The opening comment is the overview, as text.
+NR == 1 && /^\/\*$/ { state = "overview"; next }
+state == "overview" { if ($0 ~ /^ \*\/$/) { print ""; state = "out"; next }
+    t = $0; sub(/^ \* ?/, "", t); print t; next }
+# Banners: a title between two rules, or one line /* ---- Title ---- */.
+/^\/\* ------------------------------* \*\/$/ {
+    if (state == "banner") { print "## " title; print ""; state = "out" }
+    else { flush_block(); state = "banner"; title = "" }
+    next
+}
+state == "banner" { t = $0; sub(/^\/\* */, "", t); sub(/ *\*\/$/, "", t)
+    title = title (title == "" ? "" : " ") t; next }
+/^\/\* ---- .* ------* ?\*\/$/ { flush_block(); t = $0; sub(/^\/\* ---- /, "", t)
+    sub(/ ------* ?\*\/$/, "", t); print "## " t; print ""; state = "out"; next }
+# Comments, declarations, blank lines.
+state == "comment" { comment = comment $0 "\n"; if ($0 ~ /\*\//) state = "after_comment"; next }
+state == "decl" { decl = decl $0 "\n"
+    if (($0 ~ /;/ && depth(decl) == 0) || $0 ~ /^#define/) state = "after_decl"; next }
+/^\/\*/ { if (state == "after_decl" || state == "after_comment") flush_block()
+    comment = $0 "\n"; state = ($0 ~ /\*\//) ? "after_comment" : "comment"; next }
+/^(AGAVE_API|typedef|#define AGAVE_)/ { decl = decl $0 "\n"
+    state = (($0 ~ /;/ && depth(decl) == 0) || $0 ~ /^#define/) ? "after_decl" : "decl"; next }
+/^[ \t]*$/ { if (state == "after_comment" || state == "after_decl") flush_block(); state = "out"; next }
+END { flush_block() }
+' "$header"
