@@ -1,0 +1,265 @@
+#!/bin/sh
+# Tests of the programs agave-train, agave-eval and agave-sample on a tiny
+# generated IDX data set (64 training and 16 test images of 1x8x8):
+#  - --help of each program: exit 0, every option of the documented interface;
+#  - error exits: bad arguments, missing and broken files give exit status 2,
+#    exactly one line on stderr, nothing on stdout and no output files;
+#  - a tiny end-to-end run: train 6 steps, evaluate (--json parsed), sample and
+#    reconstruct (PNG signature), resume (3 + 3 steps give the same train.csv
+#    loss columns as 6 straight, with dropout and IAF so that the random state
+#    matters), and a resumed run that has nothing left to do;
+#  - SIGINT and SIGTERM during training: exit 130 / 143, a checkpoint that
+#    agave-eval loads, a train.csv that ends at the checkpoint, no stray files.
+#
+# usage: tests/programs.sh   (run by make check from the top of the tree)
+# Environment: AGAVE_BUILD (build directory, default build).
+set -eu
+
+build=${AGAVE_BUILD:-build}
+bin=$build/bin
+tmp=$(mktemp -d)
+bg_pid=""
+cleanup() {
+    if [ -n "$bg_pid" ]; then kill -KILL "$bg_pid" 2>/dev/null || true; fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "programs: FAIL: $*" >&2
+    exit 1
+}
+for p in agave-train agave-eval agave-sample; do
+    [ -x "$bin/$p" ] || fail "$bin/$p is not built"
+done
+train=$bin/agave-train
+evaluate=$bin/agave-eval
+sample=$bin/agave-sample
+# One thread: the figures compared below must not depend on the machine.
+t1="--threads 1"
+
+# ---- a tiny IDX data set ----------------------------------------------------------
+# IDX: magic 00 00 08 03, then count, rows, cols as big-endian 32-bit numbers,
+# then the pixels. The pixels are a gradient plus a pseudo-random term (the ZX81's LCG,
+# small enough for exact arithmetic in any awk),
+# written as octal escapes for printf.
+idx_file() { # path count seed
+    n=$2
+    count=$(printf '\\%03o' "$n")
+    printf "\\000\\000\\010\\003\\000\\000\\000$count\\000\\000\\000\\010\\000\\000\\000\\010" >"$1"
+    printf "$(awk -v n="$n" -v s="$3" 'BEGIN {
+        for (i = 0; i < n * 64; i++) {
+            s = (s * 75 + 74) % 65537
+            v = (int(i % 64 / 8) * 24 + (i % 8) * 6 + s % 64) % 256
+            printf "\\%03o", v
+        } }')" >>"$1"
+}
+data=$tmp/data
+mkdir "$data"
+idx_file "$data/train-images-idx3-ubyte" 64 1
+idx_file "$data/t10k-images-idx3-ubyte" 16 2
+[ "$(wc -c <"$data/train-images-idx3-ubyte")" -eq $((16 + 64 * 64)) ] ||
+    fail "the generated training file has the wrong size"
+[ "$(wc -c <"$data/t10k-images-idx3-ubyte")" -eq $((16 + 16 * 64)) ] ||
+    fail "the generated test file has the wrong size"
+
+# ---- --help --------------------------------------------------------------------------
+check_help() { # program option...
+    prog=$1
+    shift
+    "$prog" --help >"$tmp/help" 2>"$tmp/help.err" || fail "$prog --help exits with $?"
+    [ -s "$tmp/help.err" ] && fail "$prog --help writes to stderr: $(cat "$tmp/help.err")"
+    grep -q '^usage: ' "$tmp/help" || fail "$prog --help has no usage line"
+    for opt in "$@"; do
+        grep -q -- "$opt" "$tmp/help" || fail "$prog --help does not mention $opt"
+    done
+}
+check_help "$train" --config --set --data --steps --minutes --batch --seed --out --resume \
+    --threads --checkpoint-every --log-every 'default: 16' 'default: 1000'
+check_help "$evaluate" --checkpoint --data --samples --limit --json 'default: 150'
+check_help "$sample" --checkpoint --count --seed --reconstruct --data --out 'default: 16'
+echo "programs: --help of the three programs lists the interface and its defaults"
+
+# ---- error exits -----------------------------------------------------------------------
+# Runs a command that must fail with status 2, one line on stderr that
+# contains $1, and nothing on stdout.
+errors=0
+expect_error() { # words-expected-in-message command...
+    want=$1
+    shift
+    rc=0
+    "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+    [ "$rc" -eq 2 ] || fail "exit status $rc, expected 2: $* (stderr: $(cat "$tmp/err"))"
+    [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "not exactly one line on stderr: $*: $(cat "$tmp/err")"
+    grep -q -- "$want" "$tmp/err" || fail "stderr of '$*' does not mention '$want': $(cat "$tmp/err")"
+    [ -s "$tmp/out" ] && fail "output on stdout from a failing command: $*"
+    errors=$((errors + 1))
+}
+out=$tmp/never
+expect_error "--data" "$train" --config tiny --out "$out" --steps 1
+expect_error "--out" "$train" --config tiny --data "$data" --steps 1
+expect_error "--config" "$train" --data "$data" --out "$out" --steps 1
+expect_error "unknown key 'foo'" "$train" --config tiny --data "$data" --out "$out" --set foo=1
+expect_error "not a valid value for F" "$train" --config tiny --data "$data" --out "$out" --set F=x
+expect_error "filters must be" "$train" --config tiny --data "$data" --out "$out" --set F=0
+expect_error "KEY=VALUE" "$train" --config tiny --data "$data" --out "$out" --set F
+expect_error "unknown configuration" "$train" --config huge --data "$data" --out "$out"
+expect_error "unknown option '--stpes'" "$train" --config tiny --data "$data" --out "$out" --stpes 3
+expect_error "'abc' is not" "$train" --config tiny --data "$data" --out "$out" --steps abc
+expect_error "unexpected argument" "$train" --config tiny --data "$data" --out "$out" extra
+expect_error "$tmp/nothing" "$train" --config tiny --data "$tmp/nothing" --out "$out"
+expect_error "does not exist" "$train" --config tiny --data "$data" --out "$out" --resume
+expect_error "--count" "$sample" --checkpoint x.ckpt --out "$out.png" --count 0
+expect_error "--data PATH is required" "$evaluate" --checkpoint x.ckpt
+expect_error "unknown option" "$evaluate" --checkpoint x.ckpt --data "$data" --iwae 3
+# A truncated data file is refused by the reader, with the file named.
+mkdir "$tmp/broken"
+head -c 1000 "$data/train-images-idx3-ubyte" >"$tmp/broken/train-images-idx3-ubyte"
+expect_error "truncated" "$train" --config tiny --data "$tmp/broken" --out "$out"
+[ -e "$out" ] && fail "a refused agave-train command created $out"
+echo "programs: $errors bad commands exit with status 2 and one line on stderr"
+
+# ---- a tiny end-to-end run ----------------------------------------------------------------
+# Dropout and one IAF step make the losses depend on the random state, which a
+# resumed run must restore along with the weights and the data order.
+cfg="--config tiny --set dropout=0.5 --set T=1"
+run=$tmp/run
+# shellcheck disable=SC2086 # option lists
+"$train" $cfg --data "$data" --steps 6 --log-every 1 --out "$run" $t1 >"$tmp/train.out" \
+    2>"$tmp/train.err" || fail "agave-train exits with $?: $(cat "$tmp/train.err")"
+for f in model.ckpt train.csv train.state; do
+    [ -s "$run/$f" ] || fail "agave-train did not write $f"
+done
+[ "$(head -n 1 "$run/train.csv")" = "step,images_per_s,train_bpd,pixelcnn_bpd,aux_bpd,kl_bpd" ] ||
+    fail "train.csv header: $(head -n 1 "$run/train.csv")"
+[ "$(cut -d, -f1 "$run/train.csv" | tail -n +2 | paste -sd' ')" = "1 2 3 4 5 6" ] ||
+    fail "train.csv does not have one row per step 1..6: $(cat "$run/train.csv")"
+awk -F, 'NR > 1 && (NF != 6 || $3 + 0 <= 0 || $4 + 0 <= 0 || $5 + 0 <= 0 || $6 + 0 < 0) { bad = 1 }
+    END { exit bad }' "$run/train.csv" || fail "train.csv has bad figures: $(cat "$run/train.csv")"
+grep -q '^step 6: train' "$tmp/train.out" || fail "agave-train summary: $(cat "$tmp/train.out")"
+grep -q ' parameters; ' "$tmp/train.err" || fail "agave-train does not print the parameter count"
+grep -q "64 training images" "$tmp/train.err" || fail "agave-train does not print the data set size"
+echo "programs: agave-train wrote model.ckpt, train.state and train.csv with one row per step"
+
+# Evaluation: one JSON object with the documented keys, all numbers.
+# shellcheck disable=SC2086
+"$evaluate" --checkpoint "$run/model.ckpt" --data "$data" --samples 3 --json $t1 \
+    >"$tmp/eval.json" 2>"$tmp/eval.err" || fail "agave-eval exits with $?: $(cat "$tmp/eval.err")"
+[ "$(wc -l <"$tmp/eval.json")" -eq 1 ] || fail "agave-eval --json prints more than one line"
+keys="n_images elbo_bpd recon_bpd kl_bpd aux_bpd iwae_bpd iwae_samples baseline_bpd"
+if command -v python3 >/dev/null 2>&1; then
+    python3 - "$tmp/eval.json" $keys <<'EOF' || fail "agave-eval --json: $(cat "$tmp/eval.json")"
+import json, math, sys
+d = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]:
+    assert k in d, "missing key " + k
+    assert isinstance(d[k], (int, float)) and math.isfinite(d[k]), k + " is not a number"
+assert d["n_images"] == 16 and d["iwae_samples"] == 3, "wrong n_images or iwae_samples"
+assert 0 < d["baseline_bpd"] <= 8, "baseline out of range"
+assert abs(d["elbo_bpd"] - d["recon_bpd"] - d["kl_bpd"]) < 1e-4, "elbo != recon + kl"
+EOF
+    echo "programs: agave-eval --json parses (python3) and has every key as a number"
+else
+    for k in $keys; do
+        grep -q "\"$k\": [0-9.-]" "$tmp/eval.json" || fail "agave-eval --json lacks $k"
+    done
+    echo "programs: agave-eval --json has every key (checked with grep: no python3)"
+fi
+# shellcheck disable=SC2086
+"$evaluate" --checkpoint "$run/model.ckpt" --data "$data" --samples 0 --limit 5 $t1 \
+    >"$tmp/eval.txt" 2>/dev/null || fail "agave-eval --limit 5 exits with $?"
+[ "$(wc -l <"$tmp/eval.txt")" -eq 1 ] && grep -q '^5 test images: ELBO' "$tmp/eval.txt" &&
+    grep -q 'baseline' "$tmp/eval.txt" || fail "agave-eval summary line: $(cat "$tmp/eval.txt")"
+echo "programs: agave-eval --limit 5 --samples 0 prints one summary line with the baseline"
+
+# Sampling and reconstructions: PNG files (signature 89 50 4e 47 0d 0a 1a 0a).
+is_png() {
+    [ "$(od -An -tx1 -N8 "$1" | tr -d ' \n')" = "89504e470d0a1a0a" ]
+}
+# shellcheck disable=SC2086
+"$sample" --checkpoint "$run/model.ckpt" --count 3 --seed 5 --out "$tmp/samples.png" $t1 \
+    >/dev/null 2>"$tmp/sample.err" || fail "agave-sample exits with $?: $(cat "$tmp/sample.err")"
+is_png "$tmp/samples.png" || fail "agave-sample did not write a PNG"
+# shellcheck disable=SC2086
+"$sample" --checkpoint "$run/model.ckpt" --count 3 --reconstruct --data "$data" \
+    --out "$tmp/recon.png" $t1 >/dev/null 2>"$tmp/sample.err" ||
+    fail "agave-sample --reconstruct exits with $?: $(cat "$tmp/sample.err")"
+is_png "$tmp/recon.png" || fail "agave-sample --reconstruct did not write a PNG"
+ls -a "$tmp" | grep -q '\.tmp' && fail "a temporary file was left next to the PNGs"
+echo "programs: agave-sample wrote sample and reconstruction PNGs"
+
+# Broken checkpoints: truncated, damaged (one byte changed: CRC), not a checkpoint.
+head -c 2000 "$run/model.ckpt" >"$tmp/truncated.ckpt"
+cp "$run/model.ckpt" "$tmp/damaged.ckpt"
+printf 'X' | dd of="$tmp/damaged.ckpt" bs=1 seek=3000 conv=notrunc 2>/dev/null
+expect_error "truncated" "$evaluate" --checkpoint "$tmp/truncated.ckpt" --data "$data"
+expect_error "damaged" "$evaluate" --checkpoint "$tmp/damaged.ckpt" --data "$data"
+expect_error "not a libagave checkpoint" "$evaluate" --checkpoint "$data/t10k-images-idx3-ubyte" \
+    --data "$data"
+expect_error "missing.ckpt" "$evaluate" --checkpoint "$tmp/missing.ckpt" --data "$data"
+expect_error "truncated" "$sample" --checkpoint "$tmp/truncated.ckpt" --out "$tmp/x.png"
+expect_error "architecture" "$train" --data "$data" --out "$run" --resume --set F=16
+expect_error "already exists" "$train" --config tiny --data "$data" --out "$run"
+[ -e "$tmp/x.png" ] && fail "a failed agave-sample wrote its PNG"
+echo "programs: broken checkpoints and conflicting resumes are refused (exit 2, one line)"
+
+# Resume: 3 steps, then --resume to 6, must log exactly what 6 straight steps logged.
+half=$tmp/half
+# shellcheck disable=SC2086
+"$train" $cfg --data "$data" --steps 3 --log-every 1 --out "$half" $t1 >/dev/null 2>&1 ||
+    fail "agave-train --steps 3 exits with $?"
+# shellcheck disable=SC2086
+"$train" $cfg --data "$data" --steps 6 --log-every 1 --out "$half" --resume $t1 >/dev/null \
+    2>"$tmp/resume.err" || fail "agave-train --resume exits with $?: $(cat "$tmp/resume.err")"
+cut -d, -f1,3- "$run/train.csv" >"$tmp/straight.csv"
+cut -d, -f1,3- "$half/train.csv" >"$tmp/resumed.csv"
+cmp -s "$tmp/straight.csv" "$tmp/resumed.csv" ||
+    fail "3 + 3 resumed steps differ from 6 straight steps:
+$(diff "$tmp/straight.csv" "$tmp/resumed.csv")"
+# A run that has reached its budget does nothing and leaves the log alone.
+cp "$half/train.csv" "$tmp/before.csv"
+# shellcheck disable=SC2086
+"$train" --data "$data" --steps 6 --out "$half" --resume $t1 >"$tmp/again.out" 2>&1 ||
+    fail "a resumed run with nothing to do exits with $?"
+grep -q 'nothing to do' "$tmp/again.out" || fail "no 'nothing to do': $(cat "$tmp/again.out")"
+cmp -s "$tmp/before.csv" "$half/train.csv" || fail "a run with nothing to do changed train.csv"
+echo "programs: 3 steps + --resume to 6 give the same losses as 6 straight steps"
+
+# ---- stop signals ---------------------------------------------------------------------
+# A long run is stopped by a signal once its first periodic checkpoint exists:
+# it must save, exit with 128 + the signal, and leave a loadable checkpoint and
+# a log that ends at the checkpoint's step.
+stop_run() { # signal expected-status
+    dir=$tmp/stop-$1
+    # shellcheck disable=SC2086
+    "$train" --config tiny --data "$data" --steps 1000000 --checkpoint-every 5 --log-every 3 \
+        --out "$dir" $t1 >"$tmp/stop.out" 2>"$tmp/stop.err" &
+    bg_pid=$!
+    i=0
+    while [ ! -s "$dir/model.ckpt" ]; do
+        i=$((i + 1))
+        [ "$i" -le 600 ] || fail "no checkpoint after 60 s of training"
+        kill -0 "$bg_pid" 2>/dev/null || fail "agave-train ended early: $(cat "$tmp/stop.err")"
+        sleep 0.1
+    done
+    kill "-$1" "$bg_pid"
+    rc=0
+    wait "$bg_pid" || rc=$?
+    bg_pid=""
+    [ "$rc" -eq "$2" ] || fail "SIG$1: exit status $rc, expected $2: $(cat "$tmp/stop.err")"
+    grep -q 'stopped by SIG'"$1" "$tmp/stop.err" || fail "SIG$1: no message: $(cat "$tmp/stop.err")"
+    step=$(sed -n 's/^checkpoint step \([0-9]*\) .*/\1/p' "$dir/train.state" | tail -n 1)
+    last=$(tail -n 1 "$dir/train.csv" | cut -d, -f1)
+    [ -n "$step" ] && [ "$step" = "$last" ] ||
+        fail "SIG$1: train.csv ends at step $last but the checkpoint is at step $step"
+    ls -a "$dir" | grep -q 'tmp' && fail "SIG$1: temporary files left in $dir: $(ls -a "$dir")"
+    # shellcheck disable=SC2086
+    "$evaluate" --checkpoint "$dir/model.ckpt" --data "$data" --samples 0 --json $t1 \
+        >/dev/null 2>"$tmp/stop-eval.err" ||
+        fail "SIG$1: agave-eval cannot use the checkpoint: $(cat "$tmp/stop-eval.err")"
+    echo "programs: SIG$1 at step $step: exit $rc, checkpoint saved and loadable"
+}
+stop_run INT 130
+stop_run TERM 143
+
+echo "programs: all checks passed"
