@@ -77,6 +77,9 @@ static int parse_options(int argc, char **argv, eval_opts *o, cli_program *prog,
         return fail(PROG, "--checkpoint FILE is required (see " PROG " --help)");
     if (!o->data)
         return fail(PROG, "--data PATH is required (see " PROG " --help)");
+    char err[512];
+    if (o->output && !output_dir_ok(o->output, err, sizeof err))
+        return fail(PROG, "--output %s", err);
     return -1;
 }
 
@@ -251,6 +254,10 @@ static int run(const eval_opts *o, agave_context *ctx)
         fprintf(stderr, PROG ": histogram baseline %.4f bpd, fitted on %s\n", base, source);
         rc = evaluate(m, ctx, test, n, o, &t);
     }
+    /* Without importance samples there is no IWAE figure: report the ELBO,
+     * which is IWAE with one sample (docs/programs.md). */
+    if (rc == EXIT_OK && o->samples == 0)
+        t.iwae = t.elbo;
     if (rc == EXIT_OK)
         rc = report(o, &t, base, cfg.mode);
     agave_dataset_free(test);

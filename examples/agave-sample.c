@@ -85,6 +85,9 @@ static int parse_options(int argc, char **argv, sample_opts *o, cli_program *pro
         return fail(PROG, "--reconstruct needs --data PATH (the test images to reconstruct)");
     if (!o->reconstruct && o->data)
         return fail(PROG, "--data is only used with --reconstruct");
+    char err[512];
+    if (!output_dir_ok(o->out, err, sizeof err))
+        return fail(PROG, "--out %s", err);
     return -1;
 }
 

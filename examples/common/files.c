@@ -121,6 +121,23 @@ int write_file_atomic(const char *path, const char *data, size_t n, char *err, s
     return 1;
 }
 
+int output_dir_ok(const char *path, char *err, size_t len)
+{
+    char *d = strdup(path);
+    if (!d) {
+        snprintf(err, len, "out of memory");
+        return 0;
+    }
+    char *slash = strrchr(d, '/');
+    const char *dir = slash ? (slash == d ? "/" : (*slash = '\0', d)) : ".";
+    int ok = is_directory(dir) && access(dir, W_OK) == 0;
+    if (!ok)
+        snprintf(err, len, "%s: directory %s %s", path, dir,
+                 is_directory(dir) ? "is not writable" : "does not exist");
+    free(d);
+    return ok;
+}
+
 char *read_text_file(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");

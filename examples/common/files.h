@@ -20,6 +20,10 @@ int make_dirs(const char *dir, char *err, size_t len);
  * fsync, rename over path. On failure the temporary file is removed, path is
  * untouched, err gets a sentence and 0 is returned. */
 int write_file_atomic(const char *path, const char *data, size_t n, char *err, size_t len);
+/* 1 if the directory that would hold path exists and is writable; otherwise
+ * a sentence in err. Lets a program refuse a bad output path before it
+ * spends minutes computing what it would write there. */
+int output_dir_ok(const char *path, char *err, size_t len);
 /* Reads a whole (small) file into a NUL-terminated malloc'ed buffer; NULL if it
  * cannot be read. *n receives the length when n is not NULL. */
 char *read_text_file(const char *path, size_t *n);
