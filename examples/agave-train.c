@@ -10,6 +10,7 @@
  * is argument handling and progress output around agave_model_train_step;
  * docs/programs.md describes the options, the files and the exit statuses. */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,9 +350,6 @@ static int check_resume_config(const train_opts *o, const agave_dataset *ds,
 static int prepare_paths(trainer *t)
 {
     const train_opts *o = t->o;
-    char err[512];
-    if (!o->resume && !make_dirs(o->out, err, sizeof err))
-        return fail(PROG, "--out %s: %s", o->out, err);
     t->ckpt_path = path_join(o->out, "model.ckpt");
     t->csv_path = path_join(o->out, "train.csv");
     t->state_path = path_join(o->out, "train.state");
@@ -473,10 +471,14 @@ static int trim_csv(trainer *t, long long step, int *missing)
     return rc;
 }
 
+/* The output directory is made only now, after every input has been checked,
+ * so that a refused command leaves nothing behind. */
 static int open_csv(trainer *t)
 {
     char err[512];
     int fresh = 1;
+    if (!t->o->resume && !make_dirs(t->o->out, err, sizeof err))
+        return fail(PROG, "--out %s: %s", t->o->out, err);
     if (t->o->resume && trim_csv(t, t->saved.step, &fresh) != EXIT_OK)
         return EXIT_ERROR;
     if (fresh && !write_file_atomic(t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1, err,
@@ -709,6 +711,11 @@ static void print_header(trainer *t)
                 t->saved.step, t->saved.epoch, t->saved.index);
 }
 
+static const char *signal_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
+}
+
 static void print_summary(trainer *t, int stopped_by)
 {
     double v[5];
@@ -716,8 +723,8 @@ static void print_summary(trainer *t, int stopped_by)
     progress_end(&t->line);
     long long step = agave_model_step_count(t->model);
     if (stopped_by)
-        fprintf(stderr, PROG ": stopped by signal %d at step %lld; the checkpoint is saved: run "
-                        "the same command with --resume to continue\n", stopped_by, step);
+        fprintf(stderr, PROG ": stopped by %s at step %lld; the checkpoint is saved: run the "
+                        "same command with --resume to continue\n", signal_name(stopped_by), step);
     printf("step %lld: train %.4f bpd (pixelcnn %.4f, aux %.4f, kl %.4f), %.1f images/s, %lld "
            "rejected steps; checkpoint %s\n",
            step, v[1], v[2], v[3], v[4], v[0], (long long)agave_model_rejected_count(t->model),
