@@ -56,6 +56,7 @@ struct agave_context {
     tape_node *nodes;       /* growable array, kept across resets */
     size_t n_nodes, cap_nodes;
     int recording;
+    uint64_t gemm_flops;    /* 2*M*N*K summed over every GEMM (benchmarks read it) */
     char last_error[AGAVE_ERRMSG_LEN];
 };
 
