@@ -384,6 +384,7 @@ static void test_optimizer_rejects_nan(void **state)
     assert_int_equal(agave_optimizer_step(opt, 0), AGAVE_ERR_NUMERIC);
     assert_memory_equal(keep, agave_tensor_data(v), sizeof keep);
     assert_true(agave_tensor_grad(v)[3] == 0.0f);
+    agave_optimizer_free(opt);
     assert_int_equal(agave_optimizer_create(ctx, AGAVE_OPTIM_ADAM, 0.0f, &opt), AGAVE_ERR_INVALID_ARG);
     assert_int_equal(agave_optimizer_create(ctx, (agave_optimizer_kind)5, 0.1f, &opt),
                      AGAVE_ERR_INVALID_ARG);
