@@ -1,17 +1,77 @@
-/* The one door to BLAS. OpenBLAS keeps a process-wide thread count; it is set
- * to the context's count here, right before use, and never while one of our
- * OpenMP regions runs, so the two pools never oversubscribe the cores. */
+/* The one door to BLAS. Threads come from OpenMP only: OpenBLAS runs
+ * single-threaded and a large product is split into column (or row) panels,
+ * one per thread, each a cblas_sgemm call. Two thread pools spinning against
+ * each other on a 2-core machine made a step 4x slower than one thread; with
+ * one pool the library's thread count is the only one that matters.
+ * (OpenBLAS's thread count is process-wide: the library sets it to 1.) */
 #include <cblas.h>
 
 #include "core.h"
+
+/* Below this many multiply-adds a split costs more than it gains. */
+#define GEMM_SPLIT_MIN (1u << 21)
+#define GEMM_PANEL_ALIGN 16   /* panel widths in multiples of 16 floats (64 bytes) */
+
+static void sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                ldc);
+}
+
+/* Columns [n0, n0 + n) of C = op(A) op(B): B's columns start at n0
+ * (row-major B is K x N untransposed, N x K transposed). */
+static void column_panel(int trans_a, int trans_b, int M, int n0, int n, int K, float alpha,
+                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                         int ldc)
+{
+    const float *Bp = trans_b ? B + (size_t)n0 * ldb : B + n0;
+    sgemm(trans_a, trans_b, M, n, K, alpha, A, lda, Bp, ldb, beta, C + n0, ldc);
+}
+
+/* Rows [m0, m0 + m) of C: A's rows start at m0 (row-major A is M x K
+ * untransposed, K x M transposed). */
+static void row_panel(int trans_a, int trans_b, int m0, int m, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc)
+{
+    const float *Ap = trans_a ? A + m0 : A + (size_t)m0 * lda;
+    sgemm(trans_a, trans_b, m, N, K, alpha, Ap, lda, B, ldb, beta, C + (size_t)m0 * ldc, ldc);
+}
+
+/* Splits [0, total) into `parts` aligned pieces; returns piece p's start and length. */
+static void split_range(int total, int parts, int p, int *start, int *len)
+{
+    int step = (total + parts - 1) / parts;
+    step = (step + GEMM_PANEL_ALIGN - 1) / GEMM_PANEL_ALIGN * GEMM_PANEL_ALIGN;
+    int s = p * step;
+    *start = s < total ? s : total;
+    *len = s + step < total ? step : total - *start;
+}
 
 void gemm(agave_context *ctx, int trans_a, int trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
     ctx->gemm_flops += 2ull * (uint64_t)M * (uint64_t)N * (uint64_t)K;
-    if (openblas_get_num_threads() != ctx->threads)
-        openblas_set_num_threads(ctx->threads);
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
-                ldc);
+    if (openblas_get_num_threads() != 1)
+        openblas_set_num_threads(1);
+    int threads = ctx->threads;
+    if (threads < 2 || (uint64_t)M * N * K < GEMM_SPLIT_MIN ||
+        (N < 2 * GEMM_PANEL_ALIGN && M < 2 * GEMM_PANEL_ALIGN)) {
+        sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int by_columns = N >= M;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int p = 0; p < threads; p++) {
+        int start, len;
+        split_range(by_columns ? N : M, threads, p, &start, &len);
+        if (len <= 0)
+            continue;
+        if (by_columns)
+            column_panel(trans_a, trans_b, M, start, len, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        else
+            row_panel(trans_a, trans_b, start, len, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
 }
