@@ -24,6 +24,8 @@ void agave_context_free(agave_context *ctx)
     if (!ctx)
         return;
     arena_release(&ctx->arena);
+    for (int i = 0; i < SCRATCH_SLOTS; i++)
+        free(ctx->scratch[i].p);
     free(ctx->nodes);
     free(ctx);
 }
@@ -55,3 +57,21 @@ size_t agave_context_arena_bytes(const agave_context *ctx)
 }
 
 size_t agave_context_arena_peak(const agave_context *ctx) { return ctx ? ctx->arena.peak : 0; }
+
+void *ctx_scratch(agave_context *ctx, int slot, size_t bytes)
+{
+    scratch_slot *s = &ctx->scratch[slot];
+    if (bytes <= s->bytes)
+        return s->p;
+    size_t want = bytes + bytes / 4;   /* some headroom: sizes vary between layers */
+    want = (want + 63) / 64 * 64;
+    void *p = aligned_alloc(64, want);
+    if (!p) {
+        ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate %zu bytes of scratch", want);
+        return NULL;
+    }
+    free(s->p);
+    s->p = p;
+    s->bytes = want;
+    return p;
+}

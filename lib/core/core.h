@@ -48,6 +48,13 @@ struct tape_node {
     float farg[4];
 };
 
+/* ---- scratch: per-op temporary buffers reused by every op ------------------- */
+#define SCRATCH_SLOTS 3
+typedef struct scratch_slot {
+    void *p;
+    size_t bytes;
+} scratch_slot;
+
 /* ---- context ---------------------------------------------------------------- */
 struct agave_context {
     int threads;
@@ -57,6 +64,7 @@ struct agave_context {
     size_t n_nodes, cap_nodes;
     int recording;
     uint64_t gemm_flops;    /* 2*M*N*K summed over every GEMM (benchmarks read it) */
+    scratch_slot scratch[SCRATCH_SLOTS];
     char last_error[AGAVE_ERRMSG_LEN];
 };
 
@@ -122,6 +130,14 @@ int tape_should_record(agave_context *ctx, agave_tensor *const *in, int n_in);
 /* Appends a node; out gets TENSOR_REQUIRES_GRAD. Returns NULL (error set) on failure. */
 tape_node *tape_record(agave_context *ctx, int op, op_backward_fn backward, agave_tensor *out,
                        agave_tensor *const *in, int n_in);
+
+/* A buffer of at least `bytes` (64-byte aligned) for slot 0..SCRATCH_SLOTS-1,
+ * valid until the next ctx_scratch call on the same slot. Ops use it for data
+ * that lives only during one forward or backward call (im2col matrices,
+ * permuted operands): unlike the step arena it does not grow with the number
+ * of ops, so a step's memory stays close to its activations. NULL (with the
+ * error set) on allocation failure. */
+void *ctx_scratch(agave_context *ctx, int slot, size_t bytes);
 
 /* ---- BLAS ------------------------------------------------------------------- */
 /* C (M x N) = alpha * op(A) op(B) + beta * C, row-major, using ctx's thread count. */
