@@ -106,6 +106,16 @@ agave_status model_add_layer(agave_model *m, agave_layer_kind kind,
 agave_layer_options conv_options(int in, int out, int kh, int kw, int stride, agave_shift shift,
                                  float init_scale);
 
+/* Which sampler draws the pixels: the cached one (lib/model/sample_cached.c,
+ * the default) or the naive one (a full PixelCNN forward per pixel, the
+ * reference). Both draw the same random numbers in the same order. */
+typedef enum model_sampler { MODEL_SAMPLER_CACHED = 0, MODEL_SAMPLER_NAIVE = 1 } model_sampler;
+
+/* agave_model_sample (x_in NULL) or agave_model_reconstruct (x_in given)
+ * with the chosen sampler (lib/model/sample.c). */
+agave_status model_sample_with(agave_model *m, model_sampler sampler, const uint8_t *x_in, int n,
+                               uint64_t seed, uint8_t *fz, uint8_t *x);
+
 /* Puts the averaged parameters in place for evaluation or sampling (when
  * averaging is on and has seen a step), and the live ones back. */
 void model_apply_average(agave_model *m);

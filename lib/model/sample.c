@@ -1,12 +1,14 @@
 /* Sampling: z ~ p(z) (or q(z|x) for reconstructions), f(z), then x pixel by
- * pixel from the conditional PixelCNN. This is the naive sampler: one full
- * network forward per pixel, the reference that a cached sampler must match. */
+ * pixel from the conditional PixelCNN, by the cached sampler
+ * (lib/model/sample_cached.c) by default or by the naive one here: one full
+ * network forward per pixel, the reference that the cached sampler must match. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../loss/loss.h"
 #include "model.h"
+#include "sample_cached.h"
 
 #define SAMPLE_CHUNK 16
 
@@ -61,7 +63,8 @@ static agave_status sample_pixels(agave_model *m, int n, const float *f_saved, u
 }
 
 /* Samples one chunk of n images from z (arena tensor) or from the prior. */
-static agave_status sample_chunk(agave_model *m, int n, agave_tensor *z, uint8_t *fz, uint8_t *x)
+static agave_status sample_chunk(agave_model *m, model_sampler sampler, int n, agave_tensor *z,
+                                 uint8_t *fz, uint8_t *x)
 {
     agave_context *ctx = m->ctx;
     const agave_config *c = &m->cfg;
@@ -91,7 +94,9 @@ static agave_status sample_chunk(agave_model *m, int n, agave_tensor *z, uint8_t
             free(small);
         }
     } else if (x) {
-        st = sample_pixels(m, n, m->cfg.mode == AGAVE_MODE_PIXELCNN ? NULL : f_saved, x);
+        const float *f = m->cfg.mode == AGAVE_MODE_PIXELCNN ? NULL : f_saved;
+        st = sampler == MODEL_SAMPLER_NAIVE ? sample_pixels(m, n, f, x)
+                                            : sample_pixels_cached(m, n, f, x);
     }
     free(f_saved);
     return st;
@@ -100,8 +105,8 @@ static agave_status sample_chunk(agave_model *m, int n, agave_tensor *z, uint8_t
 /* The common frame: checks, a private random stream from the seed (the
  * context's own stream is restored afterwards, so sampling in the middle of
  * training does not change the run), averaged parameters, evaluation mode. */
-static agave_status sample_frame(agave_model *m, const uint8_t *x_in, int n, uint64_t seed,
-                                 uint8_t *fz, uint8_t *x, const char *fn)
+static agave_status sample_frame(agave_model *m, model_sampler sampler, const uint8_t *x_in,
+                                 int n, uint64_t seed, uint8_t *fz, uint8_t *x, const char *fn)
 {
     if (!m)
         return AGAVE_ERR_NULL;
@@ -137,7 +142,8 @@ static agave_status sample_frame(agave_model *m, const uint8_t *x_in, int n, uin
             st = z ? agave_tensor_fill_normal(z, 0.0f, 1.0f) : AGAVE_ERR_NOMEM;
         }
         if (st == AGAVE_OK)
-            st = sample_chunk(m, k, z, fz ? fz + start * Dy : NULL, x ? x + start * D : NULL);
+            st = sample_chunk(m, sampler, k, z, fz ? fz + start * Dy : NULL,
+                              x ? x + start * D : NULL);
     }
     model_restore_params(m);
     model_set_training(m, 1);
@@ -147,9 +153,21 @@ static agave_status sample_frame(agave_model *m, const uint8_t *x_in, int n, uin
     return st;
 }
 
+agave_status model_sample_with(agave_model *m, model_sampler sampler, const uint8_t *x_in, int n,
+                               uint64_t seed, uint8_t *fz, uint8_t *x)
+{
+    if (!x_in)
+        return sample_frame(m, sampler, NULL, n, seed, fz, x, "agave_model_sample");
+    if (m && m->cfg.mode == AGAVE_MODE_PIXELCNN)
+        return ctx_error(m->ctx, AGAVE_ERR_STATE,
+                         "agave_model_reconstruct: a mode pixelcnn model has no latent code");
+    return sample_frame(m, sampler, x_in, n, seed, fz, x, "agave_model_reconstruct");
+}
+
+/* The cached sampler is the default; the naive one stays as the reference. */
 agave_status agave_model_sample(agave_model *m, int n, uint64_t seed, uint8_t *fz, uint8_t *x)
 {
-    return sample_frame(m, NULL, n, seed, fz, x, "agave_model_sample");
+    return model_sample_with(m, MODEL_SAMPLER_CACHED, NULL, n, seed, fz, x);
 }
 
 agave_status agave_model_reconstruct(agave_model *m, const uint8_t *x_in, int n, uint64_t seed,
@@ -157,8 +175,5 @@ agave_status agave_model_reconstruct(agave_model *m, const uint8_t *x_in, int n,
 {
     if (m && !x_in)
         return ctx_error(m->ctx, AGAVE_ERR_NULL, "agave_model_reconstruct: x_in is NULL");
-    if (m && m->cfg.mode == AGAVE_MODE_PIXELCNN)
-        return ctx_error(m->ctx, AGAVE_ERR_STATE,
-                         "agave_model_reconstruct: a mode pixelcnn model has no latent code");
-    return sample_frame(m, x_in, n, seed, fz, x, "agave_model_reconstruct");
+    return model_sample_with(m, MODEL_SAMPLER_CACHED, x_in, n, seed, fz, x);
 }

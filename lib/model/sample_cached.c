@@ -1,0 +1,768 @@
+/* Cached sampling of the conditional PixelCNN++ (Ramachandran et al. 2017).
+ *
+ * Why it is exact: every activation of the network depends only on pixels
+ * before it in raster order, and on which ones is fixed by its stream and
+ * level (l = 0, 1, 2 at H, H/2, H/4; a position (I, J) at level l covers
+ * pixels from (2^l I, 2^l J) on):
+ *  - the u stream at level l, row I, depends only on image rows < 2^l I (its
+ *    convolutions are down-shifted; the stride-2 convs read rows 2I-1 and 2I
+ *    of the finer level, the deconvs row I/2 of the coarser one);
+ *  - the ul stream at level l, position (I, J), depends only on pixels
+ *    before (2^l I, 2^l J) (down-right-shifted, plus u at the same position).
+ * So each activation is computed once, at the first step where it is final:
+ * u rows of level l when image row 2^l I begins, ul positions of level l when
+ * pixel (2^l I, 2^l J) is next. One image then costs one forward pass in all,
+ * spread over H*W steps, instead of H*W forward passes.
+ *
+ * What is kept: every convolution has two kernel rows and reads the row it
+ * computes and the one above (stride-2 convs: rows 2I-1, 2I of the finer
+ * level, which are its two newest; deconvs: the coarser level's current
+ * row), so each activation keeps a ring of two rows. The image [x~, 1] and
+ * the conditioning elu(g_l) (fixed per image) are kept whole.
+ *
+ * Layout: (row, column, image, channel), so the values of one position for
+ * the whole batch are contiguous; a layer over positions (I, j0..j1) is one
+ * GEMM: (positions * images, K) x (K, out) with K = taps * in (tap-major),
+ * and a gated block's 1x1 short-cut and conditioning projections are extra
+ * columns of the same GEMM (x W^T with W = [conv | nin]).
+ *
+ * Untouched positions hold NaN from the start of each batch, so a read of
+ * anything not yet computed would show up in the parameters. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../loss/loss.h"
+#include "sample_cached.h"
+
+#define LEVELS 3
+
+/* ---- pieces --------------------------------------------------------------------- */
+
+/* One activation at one level: rows x w positions of n images x ch channels. */
+typedef struct act {
+    float *d;        /* [rows][w][n][ch]: row i lives in slot i % rows */
+    int h, w, ch;    /* logical height and width at its level, channels */
+    int rows;        /* 2 (a ring of the two newest rows) or h (whole) */
+} act;
+
+/* A weight-normalised linear map, ready for y = x W^T + b. */
+typedef struct lin {
+    float *w;        /* (cout, k): conv taps first, tap-major ((a*KW + b)*in + c), then 1x1 */
+    float *b;        /* (cout): the sum of the fused layers' biases */
+    int cout, k;
+} lin;
+
+/* Where the taps of a (transposed) convolution read, as in lib/nn/linear.c. */
+typedef struct geo {
+    int kh, kw, stride;
+    int top, left;   /* conv: padding above and on the left; deconv: crop */
+    int deconv;
+} geo;
+
+/* A gated residual block: c1 = conv1(ce(x)) [+ nin_a(ce(a))];
+ * c2 = conv2(ce(c1)) [+ nin_h(g)]; out = x + c2[:F] * sigmoid(c2[F:]). */
+typedef struct gated {
+    lin c1, c2;      /* conv1 with nin_a, conv2 with nin_h, fused */
+    geo g;
+    int shortcut;    /* channels of a (0, F or 2F) */
+    act ce_x, ce_c1; /* concat_elu of the input and of conv1's output (2F) */
+} gated;
+
+struct cached_sampler {
+    agave_model *m;
+    agave_context *ctx;
+    int n, C, H, W, F, R, P, cond;
+    /* the first layers on [x~, 1] and the output head */
+    lin u_init, ul_a, ul_b, out;
+    geo u_init_g, ul_a_g, ul_b_g;
+    /* down_*[l]: level l -> l+1 (stride-2 conv); up_*[l]: level l+1 -> l (deconv) */
+    lin down_u[2], down_ul[2], up_u[2], up_ul[2];
+    geo down_u_g, down_ul_g, up_u_g, up_ul_g;
+    gated gu[LEVELS][MODEL_MAX_R], gul[LEVELS][MODEL_MAX_R];          /* up pass */
+    gated du[LEVELS][MODEL_MAX_R + 1], dul[LEVELS][MODEL_MAX_R + 1];  /* down pass */
+    /* activations */
+    act x;                                   /* [x~, 1], whole */
+    act g[LEVELS];                           /* elu(g_l), whole (conditional only) */
+    act su[LEVELS * (MODEL_MAX_R + 1)], sul[LEVELS * (MODEL_MAX_R + 1)];  /* up-pass stack */
+    act du_out[LEVELS][MODEL_MAX_R + 1], dul_out[LEVELS][MODEL_MAX_R + 1];
+    act upu[2], upul[2];                     /* deconv outputs at levels 0 and 1 */
+    /* scratch */
+    float *cols;     /* (positions * n, k) for the largest k */
+    float *tmp;      /* (positions * n, 2F) */
+    float *params;   /* (n, P) */
+    size_t cols_cap;
+    const uint8_t *img;
+    int next;        /* raster index of the next pixel to step, -1 before begin */
+};
+
+/* ---- activations ------------------------------------------------------------------ */
+static agave_status act_init(cached_sampler *s, act *a, int h, int w, int ch, int whole)
+{
+    a->h = h, a->w = w, a->ch = ch, a->rows = whole ? h : 2;
+    a->d = malloc((size_t)a->rows * w * s->n * ch * sizeof(float));
+    if (!a->d)
+        return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory (activations)");
+    return AGAVE_OK;
+}
+
+static void act_poison(cached_sampler *s, act *a)
+{
+    size_t count = (size_t)a->rows * a->w * s->n * a->ch;
+    for (size_t i = 0; a->d && i < count; i++)
+        a->d[i] = NAN;
+}
+
+/* Position (i, j) of image 0; image k follows at + k * ch. */
+static inline float *act_at(const cached_sampler *s, const act *a, int i, int j)
+{
+    return a->d + ((size_t)(i % a->rows) * a->w + j) * s->n * a->ch;
+}
+
+/* ---- element-wise ---------------------------------------------------------------- */
+/* The same formulas as lib/ops/activation.c (up to the exp's last bit). */
+static inline float elu1(float v) { return v > 0.0f ? v : expf(v) - 1.0f; }
+
+static inline float sigmoid1(float v)
+{
+    float e = expf(-fabsf(v)), t = 1.0f / (1.0f + e);
+    return v >= 0.0f ? t : e * t;
+}
+
+/* pos[c] = elu(src[c]), neg[c] = elu(-src[c]): concat_elu's two halves. */
+static void concat_elu_halves(const float *src, int ch, float *pos, float *neg)
+{
+    for (int c = 0; c < ch; c++) {
+        float v = src[c], em1 = expf(-fabsf(v)) - 1.0f;
+        pos[c] = v > 0.0f ? v : em1;
+        neg[c] = v < 0.0f ? -v : em1;
+    }
+}
+
+/* dst[0..2ch) = (elu(src), elu(-src)) for one position of one image. */
+static void concat_elu1(const float *src, int ch, float *dst)
+{
+    concat_elu_halves(src, ch, dst, dst + ch);
+}
+
+/* ---- gathering the GEMM's rows --------------------------------------------------- */
+/* The input position that tap (a, b) of output (I, j) reads; 0 where it reads
+ * padding (or, for a deconv, where no input lands on that tap). */
+static int tap_source(const geo *g, const act *in, int I, int j, int a, int b, int *ii, int *jj)
+{
+    int r, c;
+    if (g->deconv) {
+        /* out[I, j] = F[I + top, j + left], F[i*st + a, j*st + b] += x[i, j] w[a, b] */
+        int fr = I + g->top - a, fc = j + g->left - b;
+        if (fr < 0 || fc < 0 || fr % g->stride || fc % g->stride)
+            return 0;
+        r = fr / g->stride, c = fc / g->stride;
+    } else {
+        r = I * g->stride - g->top + a, c = j * g->stride - g->left + b;
+    }
+    if (r < 0 || r >= in->h || c < 0 || c >= in->w)
+        return 0;
+    *ii = r, *jj = c;
+    return 1;
+}
+
+/* cols[((j - j0) * n + k) * ld + tap * ch + c] = in at tap (a, b) of output
+ * (I, j), image k, channel c (0 on padding). */
+static void gather_taps(const cached_sampler *s, float *cols, int ld, const act *in, const geo *g,
+                        int I, int j0, int j1)
+{
+    size_t bytes = (size_t)in->ch * sizeof(float);
+    for (int j = j0; j < j1; j++) {
+        float *row = cols + (size_t)(j - j0) * s->n * ld;
+        for (int a = 0; a < g->kh; a++)
+            for (int b = 0; b < g->kw; b++) {
+                float *dst = row + (size_t)(a * g->kw + b) * in->ch;
+                int ii, jj;
+                if (!tap_source(g, in, I, j, a, b, &ii, &jj)) {
+                    for (int k = 0; k < s->n; k++)
+                        memset(dst + (size_t)k * ld, 0, bytes);
+                    continue;
+                }
+                const float *src = act_at(s, in, ii, jj);
+                for (int k = 0; k < s->n; k++)
+                    memcpy(dst + (size_t)k * ld, src + (size_t)k * in->ch, bytes);
+            }
+    }
+}
+
+/* cols[row * ld + off + c] = a at (I, j), as it is (the conditioning). */
+static void gather_point(const cached_sampler *s, float *cols, int ld, int off, const act *a,
+                         int I, int j0, int j1)
+{
+    size_t rows = (size_t)(j1 - j0) * s->n;
+    const float *src = act_at(s, a, I, j0);
+    for (size_t r = 0; r < rows; r++)
+        memcpy(cols + r * ld + off, src + r * a->ch, (size_t)a->ch * sizeof(float));
+}
+
+/* cols[row * ld + off ..] = concat_elu(concat(a0, a1)) at (I, j): the
+ * short-cut input of a gated block (a1 NULL: just a0). The halves of
+ * ce(cat(u, ul)) are (elu(u), elu(ul)) and (elu(-u), elu(-ul)). */
+static void gather_shortcut(const cached_sampler *s, float *cols, int ld, int off, const act *a0,
+                            const act *a1, int I, int j0, int j1)
+{
+    size_t rows = (size_t)(j1 - j0) * s->n;
+    int c0 = a0->ch, c1 = a1 ? a1->ch : 0;
+    const float *p0 = act_at(s, a0, I, j0), *p1 = a1 ? act_at(s, a1, I, j0) : NULL;
+    for (size_t r = 0; r < rows; r++) {
+        float *pos = cols + r * ld + off, *neg = pos + c0 + c1;
+        concat_elu_halves(p0 + r * c0, c0, pos, neg);
+        if (a1)
+            concat_elu_halves(p1 + r * c1, c1, pos + c0, neg + c0);
+    }
+}
+
+/* out (rows, cout) = cols (rows, k) W^T + b. */
+static void linear(cached_sampler *s, const lin *l, size_t rows, float *out)
+{
+    gemm(s->ctx, 0, 1, (int)rows, l->cout, l->k, 1.0f, s->cols, l->k, l->w, l->k, 0.0f, out,
+         l->cout);
+    for (size_t r = 0; r < rows; r++)
+        for (int o = 0; o < l->cout; o++)
+            out[r * l->cout + o] += l->b[o];
+}
+
+/* out at (I, j0..j1) = the (transposed) convolution l of in. */
+static void conv_rows(cached_sampler *s, const lin *l, const geo *g, const act *in, int I,
+                      int j0, int j1, float *out)
+{
+    gather_taps(s, s->cols, l->k, in, g, I, j0, j1);
+    linear(s, l, (size_t)(j1 - j0) * s->n, out);
+}
+
+/* ---- the gated block ---------------------------------------------------------------- */
+/* out at (I, j0..j1) from x, the short-cut (a0, a1) (or none) and the
+ * conditioning h (or NULL), all at the same level. */
+static void gated_rows(cached_sampler *s, gated *b, const act *x, const act *a0, const act *a1,
+                       const act *h, int I, int j0, int j1, act *out)
+{
+    const int F = s->F, taps = b->g.kh * b->g.kw;
+    const size_t rows = (size_t)(j1 - j0) * s->n;
+    const float *xv = act_at(s, x, I, j0);
+    float *ce_x = act_at(s, &b->ce_x, I, j0), *ce_c1 = act_at(s, &b->ce_c1, I, j0);
+    for (size_t r = 0; r < rows; r++)
+        concat_elu1(xv + r * F, F, ce_x + r * 2 * F);
+    /* c1 = conv1(ce(x)) + nin_a(ce(a)): one GEMM over [taps | short-cut] */
+    gather_taps(s, s->cols, b->c1.k, &b->ce_x, &b->g, I, j0, j1);
+    if (b->shortcut)
+        gather_shortcut(s, s->cols, b->c1.k, taps * 2 * F, a0, a1, I, j0, j1);
+    linear(s, &b->c1, rows, s->tmp);
+    for (size_t r = 0; r < rows; r++)
+        concat_elu1(s->tmp + r * F, F, ce_c1 + r * 2 * F);
+    /* c2 = conv2(ce(c1)) + nin_h(h) */
+    gather_taps(s, s->cols, b->c2.k, &b->ce_c1, &b->g, I, j0, j1);
+    if (h)
+        gather_point(s, s->cols, b->c2.k, taps * 2 * F, h, I, j0, j1);
+    linear(s, &b->c2, rows, s->tmp);
+    float *o = act_at(s, out, I, j0);
+    for (size_t r = 0; r < rows; r++) {
+        const float *c2 = s->tmp + r * 2 * F, *xr = xv + r * F;
+        for (int c = 0; c < F; c++)
+            o[r * F + c] = xr[c] + c2[c] * sigmoid1(c2[F + c]);
+    }
+}
+
+/* ---- the network, a level at a time ---------------------------------------------------- */
+/* The up pass pushes R + 1 activations per level: the level's first one (the
+ * first layers, or the stride-2 conv), then one per block. */
+static inline int stack_index(const cached_sampler *s, int lv, int t) { return lv * (s->R + 1) + t; }
+
+/* Which up-pass entry down block r of level lv reads as its short-cut: the
+ * down pass pops the stack, top first (the top itself starts level 2). */
+static inline int popped(const cached_sampler *s, int lv, int r)
+{
+    return stack_index(s, lv, s->R - r - (lv == 2 ? 1 : 0));
+}
+
+static inline int down_blocks(const cached_sampler *s, int lv) { return lv == 2 ? s->R : s->R + 1; }
+
+static const act *cond_at(const cached_sampler *s, int lv) { return s->cond ? &s->g[lv] : NULL; }
+
+/* u row i at level 0: down_shift(conv_2x3(xp)), i.e. the conv's row i - 1. */
+static void first_u(cached_sampler *s, int i)
+{
+    act *u = &s->su[0];
+    float *o = act_at(s, u, i, 0);
+    if (i == 0)
+        memset(o, 0, (size_t)s->W * s->n * s->F * sizeof(float));
+    else
+        conv_rows(s, &s->u_init, &s->u_init_g, &s->x, i - 1, 0, s->W, o);
+}
+
+/* ul at (i, j), level 0: down_shift(conv_1x3(xp)) + right_shift(conv_2x1(xp)). */
+static void first_ul(cached_sampler *s, int i, int j)
+{
+    const size_t count = (size_t)s->n * s->F;
+    float *o = act_at(s, &s->sul[0], i, j);
+    memset(o, 0, count * sizeof(float));
+    if (i > 0) {
+        conv_rows(s, &s->ul_a, &s->ul_a_g, &s->x, i - 1, j, j + 1, s->tmp);
+        for (size_t k = 0; k < count; k++)
+            o[k] += s->tmp[k];
+    }
+    if (j > 0) {
+        conv_rows(s, &s->ul_b, &s->ul_b_g, &s->x, i, j - 1, j, s->tmp);
+        for (size_t k = 0; k < count; k++)
+            o[k] += s->tmp[k];
+    }
+}
+
+/* Up pass of the u stream at level lv, positions (I, j0..j1). */
+static void up_u(cached_sampler *s, int lv, int I, int j0, int j1)
+{
+    act *first = &s->su[stack_index(s, lv, 0)];
+    if (lv == 0)
+        first_u(s, I);
+    else
+        conv_rows(s, &s->down_u[lv - 1], &s->down_u_g, &s->su[stack_index(s, lv - 1, s->R)], I,
+                  j0, j1, act_at(s, first, I, j0));
+    for (int r = 0; r < s->R; r++)
+        gated_rows(s, &s->gu[lv][r], &s->su[stack_index(s, lv, r)], NULL, NULL, cond_at(s, lv), I,
+                   j0, j1, &s->su[stack_index(s, lv, r + 1)]);
+}
+
+/* Up pass of the ul stream at level lv, position (I, J): short-cut u. */
+static void up_ul(cached_sampler *s, int lv, int I, int J)
+{
+    act *first = &s->sul[stack_index(s, lv, 0)];
+    if (lv == 0)
+        first_ul(s, I, J);
+    else
+        conv_rows(s, &s->down_ul[lv - 1], &s->down_ul_g, &s->sul[stack_index(s, lv - 1, s->R)], I,
+                  J, J + 1, act_at(s, first, I, J));
+    for (int r = 0; r < s->R; r++)
+        gated_rows(s, &s->gul[lv][r], &s->sul[stack_index(s, lv, r)],
+                   &s->su[stack_index(s, lv, r + 1)], NULL, cond_at(s, lv), I, J, J + 1,
+                   &s->sul[stack_index(s, lv, r + 1)]);
+}
+
+/* Down pass of the u stream at level lv: from the top of the stack (level 2)
+ * or the deconv of level lv + 1's last block. */
+static void down_u(cached_sampler *s, int lv, int I, int j0, int j1)
+{
+    const act *x = &s->su[stack_index(s, 2, s->R)];
+    if (lv < 2) {
+        conv_rows(s, &s->up_u[lv], &s->up_u_g, &s->du_out[lv + 1][down_blocks(s, lv + 1) - 1], I,
+                  j0, j1, act_at(s, &s->upu[lv], I, j0));
+        x = &s->upu[lv];
+    }
+    for (int r = 0; r < down_blocks(s, lv); r++) {
+        gated_rows(s, &s->du[lv][r], x, &s->su[popped(s, lv, r)], NULL, cond_at(s, lv), I, j0, j1,
+                   &s->du_out[lv][r]);
+        x = &s->du_out[lv][r];
+    }
+}
+
+/* Down pass of the ul stream: short-cut concat(u of this block, popped ul). */
+static void down_ul(cached_sampler *s, int lv, int I, int J)
+{
+    const act *x = &s->sul[stack_index(s, 2, s->R)];
+    if (lv < 2) {
+        conv_rows(s, &s->up_ul[lv], &s->up_ul_g, &s->dul_out[lv + 1][down_blocks(s, lv + 1) - 1],
+                  I, J, J + 1, act_at(s, &s->upul[lv], I, J));
+        x = &s->upul[lv];
+    }
+    for (int r = 0; r < down_blocks(s, lv); r++) {
+        gated_rows(s, &s->dul[lv][r], x, &s->du_out[lv][r], &s->sul[popped(s, lv, r)],
+                   cond_at(s, lv), I, J, J + 1, &s->dul_out[lv][r]);
+        x = &s->dul_out[lv][r];
+    }
+}
+
+/* The coarsest level whose grid has a point at image position p (0..2). */
+static int top_level(int p) { return p % 4 == 0 ? 2 : p % 2 == 0 ? 1 : 0; }
+
+/* Image row i begins: the u rows of every level that starts a row here. */
+static void u_rows(cached_sampler *s, int i)
+{
+    int top = top_level(i);
+    for (int lv = 0; lv <= top; lv++)
+        up_u(s, lv, i >> lv, 0, s->W >> lv);
+    for (int lv = top; lv >= 0; lv--)
+        down_u(s, lv, i >> lv, 0, s->W >> lv);
+}
+
+/* Pixel (i, j) is next: the ul positions of every level that has one here. */
+static void ul_positions(cached_sampler *s, int i, int j)
+{
+    int top = top_level(i) < top_level(j) ? top_level(i) : top_level(j);
+    for (int lv = 0; lv <= top; lv++)
+        up_ul(s, lv, i >> lv, j >> lv);
+    for (int lv = top; lv >= 0; lv--)
+        down_ul(s, lv, i >> lv, j >> lv);
+}
+
+/* params (n, P) = nin(elu(ul)) at (i, j). */
+static void output_head(cached_sampler *s, int i, int j)
+{
+    const float *ul = act_at(s, &s->dul_out[0][s->R], i, j);
+    for (int k = 0; k < s->n; k++)
+        for (int c = 0; c < s->F; c++)
+            s->cols[(size_t)k * s->F + c] = elu1(ul[(size_t)k * s->F + c]);
+    linear(s, &s->out, (size_t)s->n, s->params);
+}
+
+/* x~ and the channel of ones of pixel p (raster index) of every image. */
+static void take_pixel(cached_sampler *s, int p)
+{
+    const size_t plane = (size_t)s->H * s->W;
+    float *dst = act_at(s, &s->x, p / s->W, p % s->W);
+    for (int k = 0; k < s->n; k++)
+        for (int c = 0; c <= s->C; c++)
+            dst[k * (s->C + 1) + c] =
+                c < s->C ? (float)s->img[((size_t)k * s->C + c) * plane + p] / 127.5f - 1.0f
+                         : 1.0f;
+}
+
+agave_status cached_sampler_step(cached_sampler *s, int r, int c, const float **params)
+{
+    if (!s || !params)
+        return AGAVE_ERR_NULL;
+    int p = r * s->W + c;
+    if (s->next < 0 || r < 0 || r >= s->H || c < 0 || c >= s->W || p != s->next)
+        return ctx_error(s->ctx, AGAVE_ERR_STATE,
+                         "cached sampler: pixel (%d, %d) out of turn (next is raster index %d)",
+                         r, c, s->next);
+    if (p > 0)
+        take_pixel(s, p - 1);
+    if (c == 0)
+        u_rows(s, r);
+    ul_positions(s, r, c);
+    output_head(s, r, c);
+    s->next = p + 1 < s->H * s->W ? p + 1 : -1;
+    *params = s->params;
+    return AGAVE_OK;
+}
+
+/* ---- weights ------------------------------------------------------------------------- */
+/* w = g v / ||v|| (v masked first), by the library's own op, as
+ * lib/nn/linear.c computes it for a forward. An arena tensor. */
+static agave_status normalised(cached_sampler *s, agave_layer *l, const float **w)
+{
+    agave_tensor *v = l->v, *t;
+    if (l->mask)
+        MTRY(agave_mul(s->ctx, v, l->mask, &v));
+    MTRY(agave_weight_norm(s->ctx, v, l->g, &t));
+    *w = t->data;
+    return AGAVE_OK;
+}
+
+static agave_status lin_init(cached_sampler *s, lin *l, int cout, int k)
+{
+    l->cout = cout, l->k = k;
+    l->w = calloc((size_t)cout * k, sizeof(float));
+    l->b = calloc((size_t)cout, sizeof(float));
+    if (!l->w || !l->b)
+        return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory (weights)");
+    if ((size_t)k > s->cols_cap)
+        s->cols_cap = (size_t)k;
+    return AGAVE_OK;
+}
+
+/* Writes layer's normalised weight into columns off.. of l, tap-major, and
+ * adds its bias. v is (out, in, KH, KW) for convs and deconvs, (out, in) for nin. */
+static agave_status lin_put(cached_sampler *s, lin *l, agave_layer *layer, int off)
+{
+    const agave_layer_options *o = &layer->opt;
+    int cin = o->in_channels, kh = o->kernel_h, kw = o->kernel_w;
+    if (o->out_channels != l->cout || off + kh * kw * cin > l->k)
+        return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: layer shape %dx%dx%dx%d "
+                         "does not fit its place", o->out_channels, cin, kh, kw);
+    const float *w;
+    MTRY(normalised(s, layer, &w));
+    for (int q = 0; q < l->cout; q++) {
+        for (int c = 0; c < cin; c++)
+            for (int t = 0; t < kh * kw; t++)
+                l->w[(size_t)q * l->k + off + (size_t)t * cin + c] =
+                    w[((size_t)q * cin + c) * kh * kw + t];
+        l->b[q] += layer->b->data[q];
+    }
+    return AGAVE_OK;
+}
+
+static agave_status lin_of(cached_sampler *s, lin *l, agave_layer *layer)
+{
+    const agave_layer_options *o = &layer->opt;
+    MTRY(lin_init(s, l, o->out_channels, o->in_channels * o->kernel_h * o->kernel_w));
+    return lin_put(s, l, layer, 0);
+}
+
+/* Paddings and crops exactly as lib/nn/linear.c derives them (conv_pads,
+ * deconv_crop). The rings hold two rows: every kernel must read at most the
+ * row it computes (at its stride) and the one above. */
+static agave_status geometry(cached_sampler *s, const agave_layer *l, geo *g)
+{
+    const agave_layer_options *o = &l->opt;
+    g->kh = o->kernel_h, g->kw = o->kernel_w, g->stride = o->stride;
+    g->deconv = l->kind == AGAVE_LAYER_DECONV;
+    if (g->deconv) {
+        g->top = o->shift == AGAVE_SHIFT_NONE ? (g->kh - 1) / 2 : 0;
+        g->left = o->shift == AGAVE_SHIFT_DOWN_RIGHT ? 0 : (g->kw - 1) / 2;
+    } else if (o->shift == AGAVE_SHIFT_DOWN) {
+        g->top = g->kh - 1, g->left = (g->kw - 1) / 2;
+    } else if (o->shift == AGAVE_SHIFT_DOWN_RIGHT) {
+        g->top = g->kh - 1, g->left = g->kw - 1;
+    } else {
+        g->top = (g->kh - 1) / 2, g->left = (g->kw - 1) / 2;
+    }
+    int ok = g->deconv ? g->stride == 2 && g->kh <= 2 && g->top == 0
+                       : g->kh <= 2 && g->top == g->kh - 1 && g->stride <= 2;
+    if (!ok)
+        return ctx_error(s->ctx, AGAVE_ERR_STATE,
+                         "cached sampler: a %dx%d stride-%d layer does not fit two-row caches",
+                         g->kh, g->kw, g->stride);
+    return AGAVE_OK;
+}
+
+static agave_layer *child(agave_layer *l, const char *name)
+{
+    for (int i = 0; i < l->n_child; i++)
+        if (strcmp(l->child_name[i], name) == 0)
+            return l->child[i];
+    return NULL;
+}
+
+/* A gated block of level lv: fused weights and its two caches. */
+static agave_status gated_init(cached_sampler *s, gated *b, agave_layer *l, int lv)
+{
+    const int F = s->F;
+    agave_layer *conv1 = child(l, "conv1"), *conv2 = child(l, "conv2");
+    agave_layer *nin_a = child(l, "nin_a"), *nin_h = child(l, "nin_h");
+    if (!conv1 || !conv2 || (l->opt.shortcut_channels && !nin_a) || (s->cond && !nin_h))
+        return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: a gated block lacks a child");
+    MTRY(geometry(s, conv1, &b->g));
+    int taps = b->g.kh * b->g.kw;
+    b->shortcut = l->opt.shortcut_channels;
+    MTRY(lin_init(s, &b->c1, F, taps * 2 * F + 2 * b->shortcut));
+    MTRY(lin_put(s, &b->c1, conv1, 0));
+    if (b->shortcut)
+        MTRY(lin_put(s, &b->c1, nin_a, taps * 2 * F));
+    MTRY(lin_init(s, &b->c2, 2 * F, taps * 2 * F + (s->cond ? F : 0)));
+    MTRY(lin_put(s, &b->c2, conv2, 0));
+    if (s->cond)
+        MTRY(lin_put(s, &b->c2, nin_h, taps * 2 * F));
+    MTRY(act_init(s, &b->ce_x, s->H >> lv, s->W >> lv, 2 * F, 0));
+    return act_init(s, &b->ce_c1, s->H >> lv, s->W >> lv, 2 * F, 0);
+}
+
+static void gated_free(gated *b)
+{
+    free(b->c1.w), free(b->c1.b), free(b->c2.w), free(b->c2.b);
+    free(b->ce_x.d), free(b->ce_c1.d);
+}
+
+static agave_status first_layers_init(cached_sampler *s)
+{
+    pixelcnn_net *p = &s->m->pcnn;
+    MTRY(lin_of(s, &s->u_init, p->u_init));
+    MTRY(lin_of(s, &s->ul_a, p->ul_init_a));
+    MTRY(lin_of(s, &s->ul_b, p->ul_init_b));
+    MTRY(lin_of(s, &s->out, p->out));
+    MTRY(geometry(s, p->u_init, &s->u_init_g));
+    MTRY(geometry(s, p->ul_init_a, &s->ul_a_g));
+    MTRY(geometry(s, p->ul_init_b, &s->ul_b_g));
+    for (int l = 0; l < 2; l++) {
+        MTRY(lin_of(s, &s->down_u[l], p->down_u[l]));
+        MTRY(lin_of(s, &s->down_ul[l], p->down_ul[l]));
+        MTRY(lin_of(s, &s->up_u[l], p->upsample_u[l]));
+        MTRY(lin_of(s, &s->up_ul[l], p->upsample_ul[l]));
+    }
+    MTRY(geometry(s, p->down_u[0], &s->down_u_g));
+    MTRY(geometry(s, p->down_ul[0], &s->down_ul_g));
+    MTRY(geometry(s, p->upsample_u[0], &s->up_u_g));
+    return geometry(s, p->upsample_ul[0], &s->up_ul_g);
+}
+
+static agave_status network_init(cached_sampler *s)
+{
+    pixelcnn_net *p = &s->m->pcnn;
+    const int F = s->F;
+    MTRY(first_layers_init(s));
+    for (int lv = 0; lv < LEVELS; lv++) {
+        int h = s->H >> lv, w = s->W >> lv;
+        for (int r = 0; r < s->R; r++) {
+            MTRY(gated_init(s, &s->gu[lv][r], p->up_u[lv][r], lv));
+            MTRY(gated_init(s, &s->gul[lv][r], p->up_ul[lv][r], lv));
+        }
+        for (int r = 0; r < down_blocks(s, lv); r++) {
+            MTRY(gated_init(s, &s->du[lv][r], p->dn_u[lv][r], lv));
+            MTRY(gated_init(s, &s->dul[lv][r], p->dn_ul[lv][r], lv));
+            MTRY(act_init(s, &s->du_out[lv][r], h, w, F, 0));
+            MTRY(act_init(s, &s->dul_out[lv][r], h, w, F, 0));
+        }
+        for (int t = 0; t <= s->R; t++) {
+            MTRY(act_init(s, &s->su[stack_index(s, lv, t)], h, w, F, 0));
+            MTRY(act_init(s, &s->sul[stack_index(s, lv, t)], h, w, F, 0));
+        }
+        if (lv < 2) {
+            MTRY(act_init(s, &s->upu[lv], h, w, F, 0));
+            MTRY(act_init(s, &s->upul[lv], h, w, F, 0));
+        }
+        if (s->cond)
+            MTRY(act_init(s, &s->g[lv], h, w, F, 1));
+    }
+    return act_init(s, &s->x, s->H, s->W, s->C + 1, 1);
+}
+
+static agave_status scratch_init(cached_sampler *s)
+{
+    size_t rows = (size_t)s->W * s->n;
+    s->cols = malloc(rows * s->cols_cap * sizeof(float));
+    s->tmp = malloc(rows * 2 * (size_t)s->F * sizeof(float));
+    s->params = malloc((size_t)s->n * s->P * sizeof(float));
+    if (!s->cols || !s->tmp || !s->params)
+        return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory (scratch)");
+    return AGAVE_OK;
+}
+
+agave_status cached_sampler_create(agave_model *m, int n, int conditional, cached_sampler **out)
+{
+    if (!m || !out)
+        return AGAVE_ERR_NULL;
+    *out = NULL;
+    const agave_config *c = &m->cfg;
+    if (n < 1 || c->R > MODEL_MAX_R)
+        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG, "cached sampler: n = %d, R = %d", n,
+                         c->R);
+    cached_sampler *s = calloc(1, sizeof *s);
+    if (!s)
+        return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory");
+    s->m = m, s->ctx = m->ctx, s->n = n, s->C = c->C, s->H = c->H, s->W = c->W, s->F = c->F;
+    s->R = c->R, s->P = dmol_param_count(c->C, c->M), s->cond = conditional != 0, s->next = -1;
+    s->cols_cap = (size_t)s->F;   /* the output head's input */
+    int was_recording = agave_tape_recording(s->ctx);
+    agave_tape_set_recording(s->ctx, 0);
+    agave_status st = network_init(s);
+    agave_tape_set_recording(s->ctx, was_recording);
+    if (st == AGAVE_OK)
+        st = scratch_init(s);
+    if (st != AGAVE_OK) {
+        cached_sampler_free(s);
+        return st;
+    }
+    *out = s;
+    return AGAVE_OK;
+}
+
+static void lin_free(lin *l) { free(l->w), free(l->b); }
+
+void cached_sampler_free(cached_sampler *s)
+{
+    if (!s)
+        return;
+    lin *lins[] = {&s->u_init, &s->ul_a, &s->ul_b, &s->out, &s->down_u[0], &s->down_u[1],
+                   &s->down_ul[0], &s->down_ul[1], &s->up_u[0], &s->up_u[1], &s->up_ul[0],
+                   &s->up_ul[1]};
+    for (size_t i = 0; i < sizeof lins / sizeof *lins; i++)
+        lin_free(lins[i]);
+    for (int lv = 0; lv < LEVELS; lv++) {
+        for (int r = 0; r < MODEL_MAX_R; r++)
+            gated_free(&s->gu[lv][r]), gated_free(&s->gul[lv][r]);
+        for (int r = 0; r <= MODEL_MAX_R; r++) {
+            gated_free(&s->du[lv][r]), gated_free(&s->dul[lv][r]);
+            free(s->du_out[lv][r].d), free(s->dul_out[lv][r].d);
+        }
+        free(s->g[lv].d);
+    }
+    for (int i = 0; i < LEVELS * (MODEL_MAX_R + 1); i++)
+        free(s->su[i].d), free(s->sul[i].d);
+    for (int lv = 0; lv < 2; lv++)
+        free(s->upu[lv].d), free(s->upul[lv].d);
+    free(s->x.d), free(s->cols), free(s->tmp), free(s->params);
+    free(s);
+}
+
+/* ---- a batch ----------------------------------------------------------------------------- */
+/* elu(g_l) of f, by the library's conditioning stream as pixelcnn.c's
+ * condition() runs it (f nearest-upsampled to H x W first), then into the
+ * cache layout. */
+static agave_status condition(cached_sampler *s, const float *f)
+{
+    agave_context *ctx = s->ctx;
+    const agave_config *c = &s->m->cfg;
+    int dims[4] = {s->n, c->C, c->H / c->s, c->W / c->s};
+    agave_tensor *t = tensor_new_arena(ctx, 4, dims), *g[LEVELS];
+    if (!t)
+        return AGAVE_ERR_NOMEM;
+    memcpy(t->data, f, t->numel * sizeof(float));
+    for (int up = c->s; up > 1; up /= 2)
+        MTRY(agave_upsample2x(ctx, t, &t));
+    MTRY(agave_layer_forward_cond(s->m->pcnn.cond, t, g));
+    for (int lv = 0; lv < LEVELS; lv++) {
+        act *a = &s->g[lv];
+        for (int k = 0; k < s->n; k++)
+            for (int ch = 0; ch < s->F; ch++)
+                for (int i = 0; i < a->h; i++)
+                    for (int j = 0; j < a->w; j++)
+                        act_at(s, a, i, j)[k * s->F + ch] =
+                            g[lv]->data[(((size_t)k * s->F + ch) * a->h + i) * a->w + j];
+    }
+    return AGAVE_OK;
+}
+
+/* Every activation, for NaN to expose a read of anything not computed. */
+static void poison_all(cached_sampler *s)
+{
+    act_poison(s, &s->x);
+    for (int lv = 0; lv < LEVELS; lv++) {
+        for (int r = 0; r < s->R; r++) {
+            act_poison(s, &s->gu[lv][r].ce_x), act_poison(s, &s->gu[lv][r].ce_c1);
+            act_poison(s, &s->gul[lv][r].ce_x), act_poison(s, &s->gul[lv][r].ce_c1);
+        }
+        for (int r = 0; r < down_blocks(s, lv); r++) {
+            act_poison(s, &s->du[lv][r].ce_x), act_poison(s, &s->du[lv][r].ce_c1);
+            act_poison(s, &s->dul[lv][r].ce_x), act_poison(s, &s->dul[lv][r].ce_c1);
+            act_poison(s, &s->du_out[lv][r]), act_poison(s, &s->dul_out[lv][r]);
+        }
+        for (int t = 0; t <= s->R; t++) {
+            act_poison(s, &s->su[stack_index(s, lv, t)]);
+            act_poison(s, &s->sul[stack_index(s, lv, t)]);
+        }
+        if (lv < 2)
+            act_poison(s, &s->upu[lv]), act_poison(s, &s->upul[lv]);
+    }
+}
+
+agave_status cached_sampler_begin(cached_sampler *s, const float *f, const uint8_t *x)
+{
+    if (!s || !x || (s->cond && !f))
+        return s ? ctx_error(s->ctx, AGAVE_ERR_NULL, "cached sampler: x or f is NULL")
+                 : AGAVE_ERR_NULL;
+    poison_all(s);
+    s->img = x;
+    s->next = 0;
+    if (s->cond) {
+        int was_recording = agave_tape_recording(s->ctx);
+        agave_tape_set_recording(s->ctx, 0);
+        agave_status st = condition(s, f);
+        agave_tape_set_recording(s->ctx, was_recording);
+        MTRY(st);
+    }
+    return AGAVE_OK;
+}
+
+agave_status sample_pixels_cached(agave_model *m, int n, const float *f, uint8_t *x)
+{
+    const agave_config *c = &m->cfg;
+    const size_t plane = (size_t)c->H * c->W;
+    cached_sampler *s;
+    memset(x, 0, (size_t)n * c->C * plane);
+    MTRY(cached_sampler_create(m, n, f != NULL, &s));
+    agave_status st = cached_sampler_begin(s, f, x);
+    for (int r = 0; r < c->H && st == AGAVE_OK; r++)
+        for (int col = 0; col < c->W && st == AGAVE_OK; col++) {
+            const float *params;
+            st = cached_sampler_step(s, r, col, &params);
+            size_t at = (size_t)r * c->W + col;
+            for (int i = 0; i < n && st == AGAVE_OK; i++)
+                dmol_pixel_sample(params + (size_t)i * s->P, 1, c->C, c->M, &m->ctx->rng,
+                                  x + (size_t)i * c->C * plane + at, plane);
+        }
+    cached_sampler_free(s);
+    return st;
+}

@@ -1,0 +1,41 @@
+/* Fast sampling of the conditional PixelCNN++ with caches (Ramachandran et
+ * al. 2017, "Fast Generation for Convolutional Autoregressive Models"): each
+ * activation of the network is computed once per image, at the step where
+ * every pixel it depends on has been drawn, instead of once per pixel.
+ * Internal to the library; lib/model/sample.c routes agave_model_sample and
+ * agave_model_reconstruct through it (model_sample_with in model.h). */
+#ifndef AGAVE_SAMPLE_CACHED_H
+#define AGAVE_SAMPLE_CACHED_H
+
+#include "model.h"
+
+typedef struct cached_sampler cached_sampler;
+
+/* Caches for n images of m's PixelCNN, with its weight-normalised weights
+ * computed now (so: after model_apply_average, in evaluation mode - dropout
+ * is not applied). conditional: the gated blocks add the projections of the
+ * conditioning stream (f is given to cached_sampler_begin), as
+ * pixelcnn_forward does when f is not NULL. Uses the context's arena. */
+agave_status cached_sampler_create(agave_model *m, int n, int conditional,
+                                   cached_sampler **out);
+void cached_sampler_free(cached_sampler *s);
+
+/* Starts a batch of n images. f is f(z) (n,C,H/s,W/s) when conditional
+ * (else NULL); it is read now. x (n,C,H,W) is where the pixels are: it is
+ * read pixel by pixel, pixel (r,c) at the step after (r,c), so it may be
+ * filled as the samples are drawn (or hold a whole image to replay). */
+agave_status cached_sampler_begin(cached_sampler *s, const float *f, const uint8_t *x);
+
+/* The mixture parameters of pixel (r,c) of every image: *params is (n,P),
+ * image i's P numbers at *params + i*P, valid until the next call. Pixels
+ * are stepped in raster order from (0,0); pixels before (r,c) in x must hold
+ * their final values. Equals pixelcnn_forward's output at (r,c) up to
+ * float rounding. */
+agave_status cached_sampler_step(cached_sampler *s, int r, int c, const float **params);
+
+/* The naive sampler's loop with the caches: x (n,C,H,W) drawn pixel by pixel
+ * with dmol_pixel_sample per image per pixel, in the same order, from the
+ * context's generator. f is f(z) (n,C,H/s,W/s), or NULL (unconditional). */
+agave_status sample_pixels_cached(agave_model *m, int n, const float *f, uint8_t *x);
+
+#endif
