@@ -175,6 +175,17 @@ $(BUILD)/bench/%: bench/%.c $(STATIC) $(FLAGS_FILE)
 
 bench: $(BENCH_BIN)
 
+# ---- the demo -------------------------------------------------------------------
+# Installs what is missing (Fashion-MNIST included), builds the programs, then
+# trains the fashion configuration for DEMO_MINUTES minutes, evaluates it and
+# draws samples into demo/ (scripts/demo.sh and docs/programs.md say more).
+DEMO_MINUTES ?= 10
+.PHONY: demo
+demo:
+	@sh scripts/deps.sh demo
+	@$(MAKE) --no-print-directory programs
+	@DEMO_MINUTES='$(DEMO_MINUTES)' AGAVE_BUILD='$(BUILD)' sh scripts/demo.sh
+
 # ---- tests ----------------------------------------------------------------------
 deps:
 	@sh scripts/deps.sh check
