@@ -11,6 +11,7 @@
 #include <zlib.h>
 
 #include "../model/model.h"
+#include "checkpoint.h"
 
 #define CKPT_MAGIC "AGAVECKP"
 #define CKPT_VERSION 1u
@@ -418,6 +419,30 @@ static agave_status parse(agave_context *ctx, const char *path, const unsigned c
     return AGAVE_OK;
 }
 
+/* Everything after reading the bytes; ctx, name and out are not NULL. */
+static agave_status load_bytes(agave_context *ctx, const char *name, const unsigned char *p,
+                               size_t len, const agave_config *expect, agave_model **out)
+{
+    uint32_t flags = 0;
+    agave_status st = check_envelope(ctx, name, p, len, &flags);
+    if (st == AGAVE_OK)
+        st = parse(ctx, name, p, len, flags, expect, out);
+    return st;
+}
+
+agave_status checkpoint_load_memory(agave_context *ctx, const char *name, const void *data,
+                                    size_t len, const agave_config *expect, agave_model **out)
+{
+    if (!ctx)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(ctx);
+    if (!name || !out || (!data && len > 0))
+        return ctx_error(ctx, AGAVE_ERR_NULL, "checkpoint_load_memory: NULL argument");
+    *out = NULL;
+    static const unsigned char empty[1];
+    return load_bytes(ctx, name, data ? data : empty, len, expect, out);
+}
+
 agave_status agave_model_load(agave_context *ctx, const char *path, const agave_config *expect,
                               agave_model **out)
 {
@@ -430,10 +455,7 @@ agave_status agave_model_load(agave_context *ctx, const char *path, const agave_
     unsigned char *p = NULL;
     size_t len = 0;
     MTRY(read_file(ctx, path, &p, &len));
-    uint32_t flags = 0;
-    agave_status st = check_envelope(ctx, path, p, len, &flags);
-    if (st == AGAVE_OK)
-        st = parse(ctx, path, p, len, flags, expect, out);
+    agave_status st = load_bytes(ctx, path, p, len, expect, out);
     free(p);
     return st;
 }

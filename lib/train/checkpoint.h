@@ -1,0 +1,18 @@
+/* Internal: the checkpoint loader on a memory buffer. agave_model_load reads
+ * the file and calls this; the fuzzer (fuzz/fuzz_checkpoint.c) and the
+ * regression tests call it directly. Private to the library. */
+#ifndef AGAVE_CHECKPOINT_H
+#define AGAVE_CHECKPOINT_H
+
+#include <stddef.h>
+
+#include "agave.h"
+
+/* Parses the len bytes at data as a checkpoint file and creates the model on
+ * ctx, exactly as agave_model_load does with a file of those bytes; name is
+ * used in messages where the path would be. Clears the context's error first;
+ * *out is NULL on failure. data may be NULL when len is 0. */
+agave_status checkpoint_load_memory(agave_context *ctx, const char *name, const void *data,
+                                    size_t len, const agave_config *expect, agave_model **out);
+
+#endif
