@@ -19,6 +19,8 @@
 #define CKPT_FLAG_OPTIM 1u
 #define CKPT_FLAG_AVERAGE 2u
 #define CKPT_MAX_BYTES ((uint64_t)16 << 30)
+/* Step counters a run can reach, far from overflowing when incremented. */
+#define CKPT_MAX_COUNT ((uint64_t)1 << 62)
 
 /* ---- a growable little-endian byte buffer ------------------------------------------ */
 typedef struct bytes {
@@ -377,7 +379,35 @@ static agave_status read_state(agave_model *m, reader *r, uint32_t flags, const 
     if (r->short_read || r->off != r->len - 4)
         return ctx_error(m->ctx, AGAVE_ERR_FORMAT,
                          "checkpoint %s: the optimiser or averaging section does not fit", path);
+    if ((uint64_t)m->opt->t >= CKPT_MAX_COUNT || (uint64_t)m->ema.t >= CKPT_MAX_COUNT)
+        return ctx_error(m->ctx, AGAVE_ERR_FORMAT,
+                         "checkpoint %s: impossible optimiser or averaging step count", path);
     return AGAVE_OK;
+}
+
+/* A lower bound on the parameter values the configuration's model holds:
+ * the convolution weights v of vae_build and pixelcnn_build alone (no g, no
+ * bias, no 1x1 layers but the output). The loader compares it with the
+ * file's size before agave_model_create, so that a small file with a large
+ * configuration cannot make it build a model of gigabytes and only then
+ * find the parameters missing (found by fuzz/fuzz_checkpoint.c: F = 255 in a
+ * 478-byte file took 11 s). tests/test_limits.c checks that the bound never
+ * exceeds agave_model_param_count over a sweep of configurations. */
+uint64_t checkpoint_min_param_floats(const agave_config *c)
+{
+    uint64_t F = (uint64_t)c->F, R = (uint64_t)c->R, Fv = (uint64_t)c->Fv,
+             Rv = (uint64_t)c->Rv, Z = (uint64_t)c->Z, C = (uint64_t)c->C;
+    /* PixelCNN++: 6R + 2 gated blocks per stream, each conv1 2F->F and conv2
+     * 2F->2F with 2x3 kernels (u stream) or 2x2 (ul stream); four stride-2
+     * (de)convolutions F->F of at least 2x2; the output nin F->P. */
+    uint64_t P = C == 1 ? 3 * (uint64_t)c->M : 10 * (uint64_t)c->M;
+    uint64_t pcnn = (6 * R + 2) * (6 * F * F * 6 + 6 * F * F * 4) + 4 * F * F * 4 + F * P;
+    /* VAE, 3x3 convolutions: enc_in, 2 Rv residual blocks of two convs, two
+     * stride-2 convs, enc_out Fv -> 2Z, the IAF steps (Z->2Z, Z->2Z,
+     * 2Z->2Z), dec_in, and dec_out Fv -> C. */
+    uint64_t vae = 9 * (C * Fv + 2 * Rv * 2 * Fv * Fv + 2 * Fv * Fv + Fv * 2 * Z +
+                        (uint64_t)c->T * (2 * Z * Z + 2 * Z * Z + 4 * Z * Z) + Z * Fv + Fv * C);
+    return pcnn + vae;
 }
 
 static agave_status parse(agave_context *ctx, const char *path, const unsigned char *p,
@@ -396,15 +426,35 @@ static agave_status parse(agave_context *ctx, const char *path, const unsigned c
                          "checkpoint %s was made for another architecture (C,H,W %d,%d,%d F %d R "
                          "%d M %d Fv %d Rv %d Z %d T %d b %d s %d)", path, cfg.C, cfg.H, cfg.W,
                          cfg.F, cfg.R, cfg.M, cfg.Fv, cfg.Rv, cfg.Z, cfg.T, cfg.b, cfg.s);
-    agave_model *m;
-    MTRY(agave_model_create(ctx, &cfg, &m));
-    m->step = (int64_t)get_u64(&r);
-    m->rejected = (int64_t)get_u64(&r);
-    m->bad_steps = get_i32(&r);
-    m->initialized = get_i32(&r) != 0;
+    uint64_t min_bytes = 4 * checkpoint_min_param_floats(&cfg);
+    if (min_bytes > len - CKPT_HEADER - 4)
+        return ctx_error(ctx, AGAVE_ERR_FORMAT,
+                         "checkpoint %s is too small for its configuration: F %d R %d M %d Fv %d "
+                         "Rv %d Z %d T %d need at least %llu bytes of parameters, the file has "
+                         "%zu", path, cfg.F, cfg.R, cfg.M, cfg.Fv, cfg.Rv, cfg.Z, cfg.T,
+                         (unsigned long long)min_bytes, len);
+    uint64_t step = get_u64(&r), rejected = get_u64(&r);
+    int32_t bad_steps = get_i32(&r);
+    int initialized = get_i32(&r) != 0;
     agave_rng rng;
     for (int i = 0; i < 4; i++)
         rng.s[i] = get_u64(&r);
+    /* Counts a run can reach (the next step must not overflow them), and a
+     * random state xoshiro256** can be in (never all zero). */
+    if (step >= CKPT_MAX_COUNT || rejected >= CKPT_MAX_COUNT || bad_steps < 0 ||
+        bad_steps > cfg.max_bad_steps || (rng.s[0] | rng.s[1] | rng.s[2] | rng.s[3]) == 0)
+        return ctx_error(ctx, AGAVE_ERR_FORMAT,
+                         "checkpoint %s: impossible training state (step %llu, rejected %llu, "
+                         "%d bad steps in a row of at most %d, random state %s)", path,
+                         (unsigned long long)step, (unsigned long long)rejected, (int)bad_steps,
+                         cfg.max_bad_steps,
+                         (rng.s[0] | rng.s[1] | rng.s[2] | rng.s[3]) ? "set" : "all zero");
+    agave_model *m;
+    MTRY(agave_model_create(ctx, &cfg, &m));
+    m->step = (int64_t)step;
+    m->rejected = (int64_t)rejected;
+    m->bad_steps = bad_steps;
+    m->initialized = initialized;
     agave_status st = read_params(m, &r, path);
     if (st == AGAVE_OK)
         st = read_state(m, &r, flags, path);

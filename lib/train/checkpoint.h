@@ -5,6 +5,7 @@
 #define AGAVE_CHECKPOINT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "agave.h"
 
@@ -14,5 +15,10 @@
  * *out is NULL on failure. data may be NULL when len is 0. */
 agave_status checkpoint_load_memory(agave_context *ctx, const char *name, const void *data,
                                     size_t len, const agave_config *expect, agave_model **out);
+
+/* A lower bound on the parameter values (floats) of the model cfg describes,
+ * without building it: the loader refuses a file too small to hold them
+ * before allocating anything. */
+uint64_t checkpoint_min_param_floats(const agave_config *cfg);
 
 #endif
