@@ -245,6 +245,11 @@ AGAVE_API agave_status agave_upsample2x(agave_context *ctx, agave_tensor *x, aga
 AGAVE_API agave_status agave_avg_pool(agave_context *ctx, agave_tensor *x, int s,
                                       agave_tensor **out);
 
+/* PixelCNN++'s gated residual output, fused: x is (N,F,H,W), c is (N,2F,H,W);
+ * out = x + c[:, :F] * sigmoid(c[:, F:]). */
+AGAVE_API agave_status agave_gate(agave_context *ctx, agave_tensor *x, agave_tensor *c,
+                                  agave_tensor **out);
+
 /* Swaps the first two axes: x (A,B,...) -> (B,A,...), e.g. a (Cout,Cin,KH,KW)
  * weight into the (Cin,Cout,KH,KW) layout of agave_conv2d_transpose. */
 AGAVE_API agave_status agave_transpose01(agave_context *ctx, agave_tensor *x, agave_tensor **out);

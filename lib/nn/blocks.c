@@ -115,7 +115,7 @@ agave_status gated_forward(agave_layer *l, agave_tensor *x, agave_tensor *a, aga
                            agave_tensor **out)
 {
     agave_context *ctx = l->ctx;
-    int F = l->opt.in_channels;
+    const int F = l->opt.in_channels;
     if (x->ndim != 4 || tC(x) != F) {
         char s[SHAPE_BUF];
         return ctx_error(ctx, AGAVE_ERR_SHAPE, "gated_resnet: x %s must be (N,%d,H,W)",
@@ -123,7 +123,7 @@ agave_status gated_forward(agave_layer *l, agave_tensor *x, agave_tensor *a, aga
     }
     NN_TRY(check_extra(l, a, l->opt.shortcut_channels, x, "a"));
     NN_TRY(check_extra(l, h, l->opt.cond_channels, x, "h"));
-    agave_tensor *t, *c1, *c2, *gate, *value;
+    agave_tensor *t, *c1, *c2;
     NN_TRY(agave_concat_elu(ctx, x, &t));
     NN_TRY(linear_forward(child_named(l, "conv1"), t, &c1));
     if (a) {
@@ -139,11 +139,7 @@ agave_status gated_forward(agave_layer *l, agave_tensor *x, agave_tensor *a, aga
         NN_TRY(linear_forward(child_named(l, "nin_h"), h, &t));
         NN_TRY(agave_add(ctx, c2, t, &c2));
     }
-    NN_TRY(agave_split(ctx, c2, 0, F, &value));
-    NN_TRY(agave_split(ctx, c2, F, F, &gate));
-    NN_TRY(agave_sigmoid(ctx, gate, &gate));
-    NN_TRY(agave_mul(ctx, value, gate, &t));
-    return agave_add(ctx, x, t, out);
+    return agave_gate(ctx, x, c2, out);
 }
 
 /* out = x + conv2(elu(conv1(elu(x)))); x is (N,F,H,W). */

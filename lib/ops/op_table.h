@@ -40,6 +40,7 @@
     X(UPSAMPLE2X, upsample2x)                                                             \
     X(AVG_POOL, avg_pool)                                                                 \
     X(TRANSPOSE01, transpose01)                                                           \
+    X(GATE, gate)                                                                         \
     /* regularisation and parameterisation: lib/ops/dropout.c, lib/ops/weight_norm.c */   \
     X(DROPOUT, dropout)                                                                   \
     X(WEIGHT_NORM, weight_norm)                                                           \
