@@ -1,0 +1,500 @@
+/* Resource limits (docs/reliability.md): absurd sizes are refused before
+ * anything is allocated, with a status and a message that say so, and an
+ * allocation that fails anyway comes back as AGAVE_ERR_NOMEM, leaving the
+ * objects involved usable, never as a crash.
+ *  - configuration bounds (H = 10^6, F = 10^6, ...), evaluation K = 10^9,
+ *    batch and sample counts, tensor sizes;
+ *  - data set headers that promise more than the 4 GiB data set limit;
+ *  - checkpoints whose configuration needs more parameters than the file
+ *    holds, or whose counters no run can reach (lib/train/checkpoint.c), and
+ *    the lower bound behind the first check, against real models;
+ *  - allocation failure: a child process lowers its address-space limit
+ *    (RLIMIT_AS, what `ulimit -v` sets) to what it has mapped plus 192 MiB,
+ *    relative so that OpenBLAS's own reservations at load time do not
+ *    matter, and asks for a 512 MiB tensor, a model of 2 GB, a training
+ *    step whose activations do not fit and a gzip data set that inflates to
+ *    512 MiB: each must return AGAVE_ERR_NOMEM, and the model must still
+ *    train a normal batch afterwards. Skipped under valgrind (its own memory
+ *    lives in the same address space; AGAVE_UNDER_VALGRIND=1). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cmocka.h>
+
+#include "agave.h"
+#include "data/data.h"
+#include "train/checkpoint.h"
+
+static agave_context *g_ctx;
+
+static int setup(void **state)
+{
+    (void)state;
+    return agave_context_create(&g_ctx, 3) == AGAVE_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    agave_context_free(g_ctx);
+    return 0;
+}
+
+static void expect_message(const char *part)
+{
+    const char *msg = agave_context_last_error(g_ctx);
+    if (!strstr(msg, part))
+        fail_msg("message '%s' does not mention '%s'", msg, part);
+}
+
+/* tiny with the smallest sizes, then "key=value" overrides. */
+static agave_config micro_config(const char *const *sets, int n)
+{
+    agave_config cfg;
+    assert_int_equal(agave_config_init(&cfg, "tiny"), AGAVE_OK);
+    static const char *const micro[][2] = {{"H", "4"}, {"W", "4"}, {"F", "2"}, {"R", "0"},
+                                           {"M", "1"}, {"Fv", "2"}, {"Rv", "0"}, {"Z", "1"},
+                                           {"ema", "0"}};
+    for (size_t i = 0; i < sizeof micro / sizeof *micro; i++)
+        assert_int_equal(agave_config_set(&cfg, micro[i][0], micro[i][1]), AGAVE_OK);
+    for (int i = 0; i < n; i++) {
+        char kv[64];
+        snprintf(kv, sizeof kv, "%s", sets[i]);
+        char *eq = strchr(kv, '=');
+        assert_non_null(eq);
+        *eq = '\0';
+        assert_int_equal(agave_config_set(&cfg, kv, eq + 1), AGAVE_OK);
+    }
+    return cfg;
+}
+
+/* ---- configuration, evaluation, sampling, tensors ---------------------------- */
+
+static void test_absurd_configurations(void **state)
+{
+    (void)state;
+    static const struct { const char *key, *value, *says; } absurd[] = {
+        {"H", "1000000", "H x W"},  {"W", "1000000", "H x W"},   {"F", "1000000", "filters"},
+        {"Fv", "1000000", "filters"}, {"R", "1000", "residual"}, {"M", "1000000", "mixture"},
+        {"Z", "1000000000", "latent"}, {"T", "1000", "IAF"},     {"b", "1024", "colour"},
+        {"s", "8", "pooling"},
+    };
+    for (size_t i = 0; i < sizeof absurd / sizeof *absurd; i++) {
+        agave_config cfg;
+        assert_int_equal(agave_config_init(&cfg, "tiny"), AGAVE_OK);
+        assert_int_equal(agave_config_set(&cfg, absurd[i].key, absurd[i].value), AGAVE_OK);
+        char msg[256];
+        assert_int_equal(agave_config_validate(&cfg, msg, sizeof msg), AGAVE_ERR_CONFIG);
+        if (!strstr(msg, absurd[i].says))
+            fail_msg("%s=%s: '%s' does not mention '%s'", absurd[i].key, absurd[i].value, msg,
+                     absurd[i].says);
+        agave_model *m = (agave_model *)&cfg;   /* must be reset to NULL */
+        assert_int_equal(agave_model_create(g_ctx, &cfg, &m), AGAVE_ERR_CONFIG);
+        assert_null(m);
+        expect_message(absurd[i].says);
+    }
+}
+
+static void test_absurd_counts(void **state)
+{
+    (void)state;
+    agave_config cfg = micro_config(NULL, 0);
+    agave_model *m;
+    assert_int_equal(agave_model_create(g_ctx, &cfg, &m), AGAVE_OK);
+    uint8_t x[2 * 16];
+    for (size_t i = 0; i < sizeof x; i++)
+        x[i] = (uint8_t)(i * 41);
+    assert_int_equal(agave_model_init(m, x, 2), AGAVE_OK);
+    agave_eval_stats es;
+    memset(&es, 0, sizeof es);
+    es.struct_size = sizeof es;
+    /* K = 10^9 importance samples, and more images than the buffer could
+     * hold: refused before x is read (x holds 2 images). */
+    assert_int_equal(agave_model_evaluate(m, x, 2, 1000000000, &es), AGAVE_ERR_LIMIT);
+    expect_message("K = 1000000000");
+    assert_int_equal(agave_model_evaluate(m, x, (1 << 24) + 1, 1, &es), AGAVE_ERR_LIMIT);
+    agave_step_stats ss;
+    memset(&ss, 0, sizeof ss);
+    ss.struct_size = sizeof ss;
+    assert_int_equal(agave_model_train_step(m, x, (1 << 20) + 1, &ss), AGAVE_ERR_INVALID_ARG);
+    expect_message("batch size");
+    assert_int_equal(agave_model_step_count(m), 0);
+    uint8_t out[16];
+    assert_int_equal(agave_model_sample(m, 1000000, 1, NULL, out), AGAVE_ERR_LIMIT);
+    /* The model is untouched by the refusals. */
+    assert_int_equal(agave_model_train_step(m, x, 2, &ss), AGAVE_OK);
+    assert_int_equal(agave_model_step_count(m), 1);
+    agave_model_free(m);
+}
+
+static void test_absurd_tensors(void **state)
+{
+    (void)state;
+    agave_tensor *t = (agave_tensor *)g_ctx;
+    int cube[3] = {1 << 20, 1 << 20, 1 << 20};   /* 2^60 elements */
+    assert_int_equal(agave_tensor_create(g_ctx, 3, cube, &t), AGAVE_ERR_SHAPE);
+    assert_null(t);
+    expect_message("2^40");
+    /* 2^40 floats (4 TiB) pass the shape check; the allocation fails. */
+    int big[2] = {1 << 30, 1 << 10};
+    assert_int_equal(agave_tensor_create(g_ctx, 2, big, &t), AGAVE_ERR_NOMEM);
+    assert_null(t);
+}
+
+/* ---- data set headers -------------------------------------------------------- */
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint8_t *gzip_bytes(const uint8_t *src, size_t n, size_t *len)
+{
+    uLongf cap = compressBound((uLong)n) + 64;
+    uint8_t *out = malloc(cap);
+    assert_non_null(out);
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_DEFAULT_STRATEGY),
+                     Z_OK);
+    z.next_in = (Bytef *)(uintptr_t)src;
+    z.avail_in = (uInt)n;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+    *len = cap - z.avail_out;
+    deflateEnd(&z);
+    return out;
+}
+
+/* A 16-byte header claiming 2^32 - 1 images of 28x28 (3.4 * 10^12 bytes),
+ * or 1 image of 65536 x 1: refused from the header alone, plain or gzip. */
+static void test_absurd_dataset_headers(void **state)
+{
+    (void)state;
+    uint8_t head[16 + 64];
+    memset(head, 0, sizeof head);
+    put_be32(head, 0x00000803u);
+    put_be32(head + 4, 0xffffffffu);
+    put_be32(head + 8, 28);
+    put_be32(head + 12, 28);
+    agave_dataset *ds = (agave_dataset *)g_ctx;
+    assert_int_equal(dataset_open_memory(g_ctx, "x-idx3-ubyte", head, sizeof head, &ds),
+                     AGAVE_ERR_LIMIT);
+    assert_null(ds);
+    expect_message("4294967295 images");
+    size_t gz_len;
+    uint8_t *gz = gzip_bytes(head, sizeof head, &gz_len);
+    assert_int_equal(dataset_open_memory(g_ctx, "x-idx3-ubyte.gz", gz, gz_len, &ds),
+                     AGAVE_ERR_LIMIT);
+    expect_message("data set limit");
+    free(gz);
+    put_be32(head + 4, 1);
+    put_be32(head + 8, 65536);
+    put_be32(head + 12, 1);
+    assert_int_equal(dataset_open_memory(g_ctx, "x-idx3-ubyte", head, sizeof head, &ds),
+                     AGAVE_ERR_FORMAT);
+    expect_message("out of range");
+}
+
+/* ---- checkpoints --------------------------------------------------------------- */
+
+/* A saved micro model's bytes. */
+static uint8_t *micro_checkpoint(size_t *len)
+{
+    agave_config cfg = micro_config(NULL, 0);
+    agave_model *m;
+    assert_int_equal(agave_model_create(g_ctx, &cfg, &m), AGAVE_OK);
+    char path[] = "/tmp/agave-test-limits-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(agave_model_save(m, path), AGAVE_OK);
+    agave_model_free(m);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *p = malloc(*len);
+    assert_non_null(p);
+    assert_int_equal(fread(p, 1, *len, f), *len);
+    fclose(f);
+    unlink(path);
+    return p;
+}
+
+/* Writes the CRC-32 and payload length that make the bytes a well-formed
+ * checkpoint again (docs/checkpoint.md), then loads it from memory. */
+static agave_status load_patched(uint8_t *p, size_t len)
+{
+    uint64_t payload = len - 28;
+    memcpy(p + 16, &payload, 8);
+    uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), p, (uInt)(len - 4));
+    memcpy(p + len - 4, &crc, 4);
+    agave_model *m = (agave_model *)g_ctx;
+    agave_status st = checkpoint_load_memory(g_ctx, "patched.ckpt", p, len, NULL, &m);
+    if (st == AGAVE_OK)
+        agave_model_free(m);
+    else
+        assert_null(m);
+    return st;
+}
+
+/* Offsets in a version 1 checkpoint (docs/checkpoint.md). */
+#define OFF_CFG 28               /* after the u32 field count */
+#define OFF_F (OFF_CFG + 12)
+#define OFF_R (OFF_CFG + 16)
+#define OFF_STEP (24 + 4 + 20 * 4)
+#define OFF_REJECTED (OFF_STEP + 8)
+#define OFF_BAD (OFF_STEP + 16)
+#define OFF_RNG (OFF_STEP + 24)
+
+static void test_checkpoint_config_larger_than_file(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *p = micro_checkpoint(&len);
+    uint8_t *q = malloc(len);
+    memcpy(q, p, len);
+    assert_int_equal(load_patched(q, len), AGAVE_OK);   /* the patching itself is right */
+    int32_t F = 1024, R = 32;
+    memcpy(q + OFF_F, &F, 4);
+    memcpy(q + OFF_R, &R, 4);
+    assert_int_equal(load_patched(q, len), AGAVE_ERR_FORMAT);
+    expect_message("too small for its configuration");
+    free(q);
+    free(p);
+}
+
+static void test_checkpoint_impossible_counters(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *p = micro_checkpoint(&len);
+    uint8_t *q = malloc(len);
+    static const struct { size_t off; int size; uint64_t value; } bad[] = {
+        {OFF_STEP, 8, (uint64_t)1 << 63},      /* negative as int64 */
+        {OFF_STEP, 8, (uint64_t)INT64_MAX},     /* the next step would overflow */
+        {OFF_REJECTED, 8, UINT64_MAX},
+        {OFF_BAD, 4, 0xffffffffu},              /* -1 */
+        {OFF_BAD, 4, 11},                       /* more than max_bad_steps (10) */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        memcpy(q, p, len);
+        memcpy(q + bad[i].off, &bad[i].value, (size_t)bad[i].size);
+        assert_int_equal(load_patched(q, len), AGAVE_ERR_FORMAT);
+        expect_message("impossible");
+    }
+    memcpy(q, p, len);
+    memset(q + OFF_RNG, 0, 32);   /* xoshiro256** can never be all zero */
+    assert_int_equal(load_patched(q, len), AGAVE_ERR_FORMAT);
+    expect_message("all zero");
+    memcpy(q, p, len);
+    int32_t ten = 10;             /* max_bad_steps itself is a state a run can save */
+    memcpy(q + OFF_BAD, &ten, 4);
+    assert_int_equal(load_patched(q, len), AGAVE_OK);
+    free(q);
+    free(p);
+}
+
+/* The bound must never exceed the real parameter count (else a valid
+ * checkpoint would be refused), and stay close enough to be useful. */
+static void test_param_bound_below_count(void **state)
+{
+    (void)state;
+    static const char *const values[][5] = {
+        {"F=1", "F=3", "F=8", "F=16", "F=5"}, {"R=0", "R=1", "R=2", "R=0", "R=1"},
+        {"M=1", "M=5", "M=2", "M=10", "M=3"}, {"Fv=1", "Fv=4", "Fv=8", "Fv=2", "Fv=16"},
+        {"Rv=0", "Rv=1", "Rv=2", "Rv=1", "Rv=0"}, {"Z=1", "Z=2", "Z=4", "Z=3", "Z=8"},
+        {"T=0", "T=1", "T=2", "T=0", "T=1"},   {"s=1", "s=2", "s=4", "s=1", "s=2"},
+        {"C=1", "C=3", "C=1", "C=3", "C=1"},
+    };
+    const int keys = (int)(sizeof values / sizeof *values);
+    int checked = 0;
+    uint32_t lcg = 12345;
+    for (int trial = 0; trial < 40; trial++) {
+        const char *sets[16];
+        for (int k = 0; k < keys; k++) {
+            lcg = lcg * 1103515245u + 12345u;
+            sets[k] = values[k][(lcg >> 16) % 5];
+        }
+        agave_config cfg = micro_config(sets, keys);
+        agave_model *m;
+        assert_int_equal(agave_model_create(g_ctx, &cfg, &m), AGAVE_OK);
+        uint64_t bound = checkpoint_min_param_floats(&cfg);
+        uint64_t count = agave_model_param_count(m);
+        if (bound > count)
+            fail_msg("trial %d: bound %llu > %llu parameters (F %d R %d Fv %d Rv %d Z %d T %d "
+                     "s %d C %d)", trial, (unsigned long long)bound, (unsigned long long)count,
+                     cfg.F, cfg.R, cfg.Fv, cfg.Rv, cfg.Z, cfg.T, cfg.s, cfg.C);
+        if (cfg.F >= 8 && cfg.Fv >= 8)
+            assert_true(2 * bound >= count);   /* within a factor 2 where sizes matter */
+        agave_model_free(m);
+        checked++;
+    }
+    static const char *const named[] = {"tiny", "fashion", "cifar-small"};
+    for (size_t i = 0; i < sizeof named / sizeof *named; i++) {
+        agave_config cfg;
+        assert_int_equal(agave_config_init(&cfg, named[i]), AGAVE_OK);
+        agave_model *m;
+        assert_int_equal(agave_model_create(g_ctx, &cfg, &m), AGAVE_OK);
+        uint64_t bound = checkpoint_min_param_floats(&cfg), count = agave_model_param_count(m);
+        assert_true(bound <= count);
+        assert_true(2 * bound >= count);
+        agave_model_free(m);
+    }
+    assert_int_equal(checked, 40);
+}
+
+/* ---- allocation failure ---------------------------------------------------------- */
+
+static long vm_size_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* In the child: each failed expectation exits with its own code. */
+#define CHILD_EXPECT(code, cond)                                                           \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "child check %d failed: %s (%s)\n", code, #cond,               \
+                    agave_context_last_error(ctx));                                        \
+            _exit(code);                                                                   \
+        }                                                                                  \
+    } while (0)
+
+/* Runs under the lowered limit; every big request must fail cleanly. */
+static void nomem_child(const uint8_t *gz, size_t gz_len)
+{
+    agave_context *ctx;
+    if (agave_context_create(&ctx, 1) != AGAVE_OK)
+        _exit(10);
+    agave_config small = micro_config(NULL, 0);
+    agave_model *m;
+    CHILD_EXPECT(11, agave_model_create(ctx, &small, &m) == AGAVE_OK);
+    uint8_t x[2 * 16];
+    memset(x, 100, sizeof x);
+    agave_step_stats ss;
+    memset(&ss, 0, sizeof ss);
+    ss.struct_size = sizeof ss;
+    CHILD_EXPECT(12, agave_model_train_step(m, x, 2, &ss) == AGAVE_OK);
+
+    struct rlimit rl;
+    getrlimit(RLIMIT_AS, &rl);
+    struct rlimit low = rl;
+    low.rlim_cur = (rlim_t)(vm_size_kib() + 192 * 1024) * 1024;
+    CHILD_EXPECT(13, setrlimit(RLIMIT_AS, &low) == 0);
+
+    agave_tensor *t = NULL;
+    int dims[2] = {1 << 17, 1 << 10};   /* 512 MiB */
+    CHILD_EXPECT(20, agave_tensor_create(ctx, 2, dims, &t) == AGAVE_ERR_NOMEM && !t);
+
+    agave_config big;
+    agave_config_init(&big, "fashion");
+    agave_config_set(&big, "F", "1024");
+    agave_config_set(&big, "R", "1");   /* about 2 GB of parameters, 150 MB per block */
+    agave_model *huge = NULL;
+    CHILD_EXPECT(21, agave_model_create(ctx, &big, &huge) == AGAVE_ERR_NOMEM && !huge);
+
+    /* A batch whose activations do not fit: the step fails, the model is
+     * unchanged, and the next normal step works. */
+    int n = 1 << 20;   /* the largest batch allowed; 64 MiB as floats */
+    uint8_t *many = calloc((size_t)n, 16);
+    CHILD_EXPECT(22, many != NULL);
+    int64_t before = agave_model_step_count(m);
+    CHILD_EXPECT(23, agave_model_train_step(m, many, n, &ss) == AGAVE_ERR_NOMEM);
+    CHILD_EXPECT(24, agave_model_step_count(m) == before);
+    free(many);
+    agave_tape_reset(ctx);
+    CHILD_EXPECT(25, agave_model_train_step(m, x, 2, &ss) == AGAVE_OK);
+    CHILD_EXPECT(26, agave_model_step_count(m) == before + 1);
+
+    agave_dataset *ds = NULL;
+    CHILD_EXPECT(27, dataset_open_memory(ctx, "big-idx3-ubyte.gz", gz, gz_len, &ds) ==
+                         AGAVE_ERR_NOMEM && !ds);
+
+    /* Back to the old limit, so that LeakSanitizer (make sanitize) can check
+     * at exit that the failed calls freed what they had allocated. */
+    setrlimit(RLIMIT_AS, &rl);
+    agave_model_free(m);
+    agave_context_free(ctx);
+    exit(0);
+}
+
+static void test_allocation_failure_is_nomem(void **state)
+{
+    (void)state;
+    const char *vg = getenv("AGAVE_UNDER_VALGRIND");
+    if (vg && *vg == '1')
+        skip();
+    /* An IDX file of one 16384 x 32768 image (512 MiB) of zeros, as gzip
+     * members (the reader takes concatenated members): the header, then 128
+     * copies of one compressed 4 MiB of zeros, about 0.5 MiB in all, so
+     * that only inflating it needs the memory. */
+    uint8_t head[16];
+    put_be32(head, 0x00000803u);
+    put_be32(head + 4, 1);
+    put_be32(head + 8, 16384);
+    put_be32(head + 12, 32768);
+    size_t head_len, zeros_len;
+    uint8_t *gz_head = gzip_bytes(head, sizeof head, &head_len);
+    uint8_t *zeros = calloc((size_t)4 << 20, 1);
+    assert_non_null(zeros);
+    uint8_t *gz_zeros = gzip_bytes(zeros, (size_t)4 << 20, &zeros_len);
+    free(zeros);
+    size_t gz_len = head_len + 128 * zeros_len;
+    uint8_t *gz = malloc(gz_len);
+    assert_non_null(gz);
+    memcpy(gz, gz_head, head_len);
+    for (int i = 0; i < 128; i++)
+        memcpy(gz + head_len + (size_t)i * zeros_len, gz_zeros, zeros_len);
+    free(gz_head);
+    free(gz_zeros);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        nomem_child(gz, gz_len);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    free(gz);
+    if (WIFSIGNALED(status))
+        fail_msg("the child died of signal %d under the memory limit", WTERMSIG(status));
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("child check %d failed (its stderr says which)", WEXITSTATUS(status));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_absurd_configurations),
+        cmocka_unit_test(test_absurd_counts),
+        cmocka_unit_test(test_absurd_tensors),
+        cmocka_unit_test(test_absurd_dataset_headers),
+        cmocka_unit_test(test_checkpoint_config_larger_than_file),
+        cmocka_unit_test(test_checkpoint_impossible_counters),
+        cmocka_unit_test(test_param_bound_below_count),
+        cmocka_unit_test(test_allocation_failure_is_nomem),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
