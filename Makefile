@@ -225,6 +225,57 @@ sanitize: deps
 	UBSAN_OPTIONS="print_stacktrace=1:$${UBSAN_OPTIONS:-}" \
 	    $(MAKE) --no-print-directory BUILD=build-san OPT='$(SAN_OPT)' SAN='$(SAN_FLAGS)' run-tests
 
+# ---- fuzzing (docs/reliability.md) ----------------------------------------------
+# libFuzzer harnesses fuzz/fuzz_*.c (IDX reader, CIFAR-10 reader, checkpoint
+# loader) built with clang against the static library compiled with
+# -fsanitize=fuzzer-no-link,address,undefined in build-fuzz/, each run for
+# FUZZ_SECONDS on a corpus seeded by fuzz/make_corpus.c (fuzz/run.sh). Any
+# crash, leak, timeout, out-of-memory or sanitizer report fails the target and
+# keeps the input in build-fuzz/fuzz/artifacts/. Then (unless FUZZ_COVERAGE=0)
+# the corpus is replayed through a coverage build (build-cov/) and llvm-cov
+# reports the line and branch coverage of the reader and loader sources.
+# Only the static library is built there: clang does not link its ASan
+# runtime into shared libraries, which the --no-undefined link would refuse.
+# -Wno-pass-failed: clang warns that the sanitizers keep `omp simd` loops
+# from vectorising; that costs nothing but speed in this build.
+FUZZ_SECONDS ?= 60
+FUZZ_COVERAGE ?= 1
+FUZZ_CC ?= clang
+FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+    -fno-omit-frame-pointer
+FUZZ_HARNESSES := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+.PHONY: fuzz fuzz-build fuzz-cov-build
+fuzz:
+	@sh scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) OPT='-O1 -g' \
+	    CFLAGS='$(CFLAGS) -Wno-pass-failed' SAN='$(FUZZ_SAN)' fuzz-build
+ifneq ($(FUZZ_COVERAGE),0)
+	@$(MAKE) --no-print-directory BUILD=build-cov CC=$(FUZZ_CC) OPT='-O0 -g' \
+	    CFLAGS='$(CFLAGS) -Wno-pass-failed' \
+	    SAN='-fprofile-instr-generate -fcoverage-mapping' fuzz-cov-build
+endif
+	@FUZZ_COVERAGE='$(FUZZ_COVERAGE)' sh fuzz/run.sh build-fuzz build-cov '$(FUZZ_SECONDS)' \
+	    $(FUZZ_HARNESSES)
+
+# (Run inside the sub-makes above, with BUILD, CC and SAN set.)
+fuzz-build: $(STATIC) $(FUZZ_HARNESSES:%=$(BUILD)/fuzz/%) $(BUILD)/fuzz/make_corpus
+fuzz-cov-build: $(STATIC) $(FUZZ_HARNESSES:%=$(BUILD)/fuzz/replay_%)
+
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h $(STATIC) $(FLAGS_FILE)
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PROG_CFLAGS) -Ilib -fsanitize=fuzzer $< $(STATIC) $(LDLIBS) -o $@
+
+$(BUILD)/fuzz/replay_%: fuzz/%.c fuzz/replay.c fuzz/fuzz_common.h $(STATIC) $(FLAGS_FILE)
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PROG_CFLAGS) -Ilib $< fuzz/replay.c $(STATIC) $(LDLIBS) -o $@
+
+$(BUILD)/fuzz/make_corpus: fuzz/make_corpus.c fuzz/fuzz_common.h $(STATIC) $(FLAGS_FILE)
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PROG_CFLAGS) -Ilib $< $(STATIC) $(LDLIBS) -o $@
+
 # ---- ABI baseline ---------------------------------------------------------------
 # abidw describes the exported functions and every type reachable from them
 # (--exported-interfaces-only), restricted to the types of the public headers

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages a target needs, when missing.
-# usage: scripts/deps.sh build|check|demo|fuzz|mpi
+# usage: scripts/deps.sh build|check|demo|fuzz|valgrind|mpi
 # As root it runs apt-get; otherwise it prints the exact apt-get line and stops
 # (exit 1). Prints nothing when everything is there. Every name below exists in
 # Debian 12 (bookworm).
@@ -20,9 +20,14 @@ case "${1:-build}" in
 build) pkgs="$build" ;;
 check) pkgs="$build $check" ;;
 demo) pkgs="$build dataset-fashion-mnist" ;;
-fuzz) pkgs="$build libcmocka-dev clang libclang-rt-dev" ;;
+# fuzz: clang with libFuzzer and the sanitizer runtimes (libclang-rt-dev),
+# LLVM's OpenMP runtime for clang's -fopenmp (libomp-dev), llvm-cov and
+# llvm-profdata for the coverage report (llvm).
+fuzz) pkgs="$build libcmocka-dev clang libclang-rt-dev libomp-dev llvm" ;;
+# valgrind: memcheck over the test suite (make valgrind).
+valgrind) pkgs="$build libcmocka-dev valgrind" ;;
 mpi) pkgs="$build libcmocka-dev libopenmpi-dev openmpi-bin" ;;
-*) echo "deps.sh: unknown target '$1' (build, check, demo, fuzz, mpi)" >&2; exit 2 ;;
+*) echo "deps.sh: unknown target '$1' (build, check, demo, fuzz, valgrind, mpi)" >&2; exit 2 ;;
 esac
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -1,0 +1,268 @@
+/* Writes the seed corpora of the fuzz harnesses:
+ *   DIR/idx/         IDX image files (for fuzz_idx)
+ *   DIR/cifar/       CIFAR-10 batches (for fuzz_cifar)
+ *   DIR/checkpoint/  checkpoints (for fuzz_checkpoint)
+ * Each kind: small valid files, gzip variants (compressed here and compressed
+ * by the harness, one and two members), truncations, trailing bytes and the
+ * usual mistakes (an IDX label file, a bad CIFAR label, a wrong magic). The
+ * data seeds start with the harness's control byte (fuzz/fuzz_common.h).
+ * The seeds are small on purpose: libFuzzer's speed falls with input size,
+ * and a few images reach every branch a large file would.
+ *
+ * usage: make_corpus DIR   (run by `make fuzz`; DIR/kind/ must not exist yet
+ *                            or is added to) */
+#include <errno.h>
+#include <sys/stat.h>
+
+#include "fuzz_common.h"
+
+static const char *g_dir;
+static int g_written;
+
+static void fail(const char *what)
+{
+    fprintf(stderr, "make_corpus: %s\n", what);
+    exit(1);
+}
+
+/* DIR/kind/name := ctl byte (if ctl >= 0) + bytes. */
+static void seed(const char *kind, const char *name, int ctl, const uint8_t *bytes, size_t len)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", g_dir, kind);
+    if (mkdir(path, 0777) != 0 && errno != EEXIST)
+        fail("cannot create the corpus directory");
+    snprintf(path, sizeof path, "%s/%s/%s", g_dir, kind, name);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        fail("cannot write a seed");
+    if (ctl >= 0)
+        fputc(ctl, f);
+    if (len && fwrite(bytes, 1, len, f) != len)
+        fail("cannot write a seed");
+    if (fclose(f) != 0)
+        fail("cannot write a seed");
+    g_written++;
+}
+
+/* A gzip file of bytes: `members` members (1 or 2) at deflate level 6. */
+static uint8_t *gzip_of(const uint8_t *bytes, size_t len, int members, size_t *out_len)
+{
+    uint8_t *gz = NULL;
+    *out_len = 0;
+    size_t cut = members == 2 ? len / 3 : len;
+    if (!fuzz_gzip_append(&gz, out_len, bytes, cut, 6) ||
+        (members == 2 && !fuzz_gzip_append(&gz, out_len, bytes + cut, len - cut, 6)))
+        fail("zlib failed");
+    return gz;
+}
+
+/* The variants every data format gets. */
+static void data_seeds(const char *kind, const char *stem, const uint8_t *file, size_t len)
+{
+    char name[128];
+    size_t gz_len, gz2_len;
+    uint8_t *gz = gzip_of(file, len, 1, &gz_len), *gz2 = gzip_of(file, len, 2, &gz2_len);
+    snprintf(name, sizeof name, "%s-plain", stem);
+    seed(kind, name, 0x00, file, len);
+    snprintf(name, sizeof name, "%s-guess", stem);          /* no hint in the name */
+    seed(kind, name, 0x08, file, len);
+    snprintf(name, sizeof name, "%s-gzip-here", stem);      /* the harness compresses */
+    seed(kind, name, 0x61, file, len);
+    snprintf(name, sizeof name, "%s-gzip-stored", stem);    /* level 0: stored blocks */
+    seed(kind, name, 0x05, file, len);
+    snprintf(name, sizeof name, "%s-gzip-two-members-here", stem);
+    seed(kind, name, 0x96, file, len);
+    snprintf(name, sizeof name, "%s-gz", stem);             /* a real .gz file */
+    seed(kind, name, 0x04, gz, gz_len);
+    snprintf(name, sizeof name, "%s-gz-two-members", stem);
+    seed(kind, name, 0x04, gz2, gz2_len);
+    snprintf(name, sizeof name, "%s-gz-truncated", stem);
+    seed(kind, name, 0x04, gz, gz_len - 6);
+    snprintf(name, sizeof name, "%s-gz-junk-after", stem);
+    uint8_t *junk = malloc(gz_len + 3);
+    memcpy(junk, gz, gz_len);
+    memcpy(junk + gz_len, "\x00\x01\x02", 3);
+    seed(kind, name, 0x00, junk, gz_len + 3);
+    snprintf(name, sizeof name, "%s-truncated-half", stem);
+    seed(kind, name, 0x00, file, len / 2);
+    snprintf(name, sizeof name, "%s-truncated-3", stem);
+    seed(kind, name, 0x00, file, 3);
+    uint8_t *longer = malloc(len + 1);
+    memcpy(longer, file, len);
+    longer[len] = 7;
+    snprintf(name, sizeof name, "%s-trailing-byte", stem);
+    seed(kind, name, 0x00, longer, len + 1);
+    free(longer);
+    free(junk);
+    free(gz);
+    free(gz2);
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* An IDX image file of n images of rows x cols (a simple pattern). */
+static uint8_t *idx_file(uint32_t magic, uint32_t n, uint32_t rows, uint32_t cols, size_t *len)
+{
+    *len = 16 + (size_t)n * rows * cols;
+    uint8_t *p = malloc(*len);
+    put_be32(p, magic);
+    put_be32(p + 4, n);
+    put_be32(p + 8, rows);
+    put_be32(p + 12, cols);
+    for (size_t i = 16; i < *len; i++)
+        p[i] = (uint8_t)(i * 37);
+    return p;
+}
+
+static void idx_seeds(void)
+{
+    size_t len;
+    uint8_t *p = idx_file(0x00000803u, 3, 4, 4, &len);
+    data_seeds("idx", "idx-3x4x4", p, len);
+    seed("idx", "idx-header-only", 0x00, p, 16);
+    free(p);
+    p = idx_file(0x00000803u, 1, 28, 28, &len);
+    seed("idx", "idx-1x28x28", 0x00, p, len);
+    free(p);
+    p = idx_file(0x00000801u, 3, 4, 4, &len);   /* a label file's magic */
+    seed("idx", "idx-label-magic", 0x00, p, len);
+    free(p);
+    p = idx_file(0x00000803u, 0, 4, 4, &len);   /* zero images */
+    seed("idx", "idx-zero-images", 0x00, p, len);
+    free(p);
+    seed("idx", "empty", 0x00, NULL, 0);
+}
+
+static void cifar_seeds(void)
+{
+    enum { RECORD = 3073 };
+    uint8_t *p = malloc(2 * RECORD);
+    for (size_t i = 0; i < 2 * RECORD; i++)
+        p[i] = (uint8_t)(i * 13);
+    p[0] = 3, p[RECORD] = 9;   /* labels */
+    data_seeds("cifar", "cifar-2", p, 2 * RECORD);
+    seed("cifar", "cifar-1", 0x00, p, RECORD);
+    p[RECORD] = 10;            /* a label out of 0..9 */
+    seed("cifar", "cifar-bad-label", 0x00, p, 2 * RECORD);
+    free(p);
+    seed("cifar", "empty", 0x00, NULL, 0);
+}
+
+/* ---- checkpoints ---------------------------------------------------------------- */
+static uint8_t *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail("cannot read back a checkpoint");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *p = malloc(n > 0 ? (size_t)n : 1);
+    if (n < 0 || fread(p, 1, (size_t)n, f) != (size_t)n)
+        fail("cannot read back a checkpoint");
+    fclose(f);
+    *len = (size_t)n;
+    return p;
+}
+
+/* A model of the smallest sizes the configuration allows, saved fresh or
+ * after `steps` training steps (which adds the optimiser and averaging
+ * sections); the overrides are "key=value" pairs. */
+static void checkpoint_seed(agave_context *ctx, const char *name, int steps,
+                            const char *const *sets, int n_sets)
+{
+    agave_config cfg;
+    agave_config_init(&cfg, "tiny");
+    static const char *const micro[] = {"H=4", "W=4", "F=1", "R=0", "M=1", "Fv=1", "Rv=0",
+                                        "Z=1", "T=0", "ema=0"};
+    for (size_t i = 0; i < sizeof micro / sizeof *micro; i++) {
+        char kv[32];
+        snprintf(kv, sizeof kv, "%s", micro[i]);
+        char *eq = strchr(kv, '=');
+        *eq = '\0';
+        agave_config_set(&cfg, kv, eq + 1);
+    }
+    for (int i = 0; i < n_sets; i++) {
+        char kv[32];
+        snprintf(kv, sizeof kv, "%s", sets[i]);
+        char *eq = strchr(kv, '=');
+        *eq = '\0';
+        if (agave_config_set(&cfg, kv, eq + 1) != AGAVE_OK)
+            fail("bad override");
+    }
+    agave_model *m;
+    if (agave_model_create(ctx, &cfg, &m) != AGAVE_OK)
+        fail(agave_context_last_error(ctx));
+    uint8_t x[2 * 3 * 8 * 8];
+    for (size_t i = 0; i < sizeof x; i++)
+        x[i] = (uint8_t)(i * 29);
+    for (int s = 0; s < steps; s++) {
+        agave_step_stats st;
+        memset(&st, 0, sizeof st);
+        st.struct_size = sizeof st;
+        if (agave_model_train_step(m, x, 2, &st) != AGAVE_OK)
+            fail(agave_context_last_error(ctx));
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/checkpoint/%s", g_dir, name);
+    if (agave_model_save(m, path) != AGAVE_OK)
+        fail(agave_context_last_error(ctx));
+    agave_model_free(m);
+    g_written++;
+}
+
+static void checkpoint_seeds(void)
+{
+    agave_context *ctx;
+    if (agave_context_create(&ctx, 7) != AGAVE_OK)
+        fail("cannot create a context");
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/checkpoint", g_dir);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        fail("cannot create the corpus directory");
+    checkpoint_seed(ctx, "fresh", 0, NULL, 0);
+    static const char *const ema[] = {"ema=0.9"};
+    checkpoint_seed(ctx, "trained-ema", 1, ema, 1);
+    static const char *const adam[] = {"optimizer=adam", "mode=vae"};
+    checkpoint_seed(ctx, "trained-adam-vae", 1, adam, 2);
+    static const char *const iaf[] = {"C=3", "T=1", "s=2", "R=1", "mode=naive"};
+    checkpoint_seed(ctx, "iaf-rgb", 0, iaf, 5);
+    /* Cut and damaged copies of the fresh one (the harness also loads each
+     * with its length and CRC repaired, which reaches the parser's checks). */
+    size_t len;
+    snprintf(dir, sizeof dir, "%s/checkpoint/fresh", g_dir);
+    uint8_t *p = read_all(dir, &len);
+    seed("checkpoint", "cut-28", -1, p, 28);
+    seed("checkpoint", "cut-half", -1, p, len / 2);
+    seed("checkpoint", "cut-4", -1, p, len - 4);
+    p[9] ^= 1;   /* version 1 -> 0x101 */
+    seed("checkpoint", "version", -1, p, len);
+    p[9] ^= 1;
+    p[len / 2] ^= 0x40;   /* a flipped bit: CRC mismatch */
+    seed("checkpoint", "bit-flip", -1, p, len);
+    p[0] = 'X';
+    seed("checkpoint", "magic", -1, p, len);
+    free(p);
+    agave_context_free(ctx);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: make_corpus DIR\n");
+        return 2;
+    }
+    g_dir = argv[1];
+    if (mkdir(g_dir, 0777) != 0 && errno != EEXIST)
+        fail("cannot create DIR");
+    idx_seeds();
+    cifar_seeds();
+    checkpoint_seeds();
+    printf("make_corpus: %d seeds in %s/{idx,cifar,checkpoint}\n", g_written, g_dir);
+    return 0;
+}

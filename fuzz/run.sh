@@ -1,0 +1,100 @@
+#!/bin/sh
+# Runs the fuzz harnesses for a fixed time each and reports what they reached
+# (run by `make fuzz`, which builds everything first).
+#
+# usage: fuzz/run.sh FUZZ_BUILD COV_BUILD SECONDS HARNESS...
+#   FUZZ_BUILD/fuzz/HARNESS       libFuzzer binaries (ASan + UBSan)
+#   FUZZ_BUILD/fuzz/make_corpus   writes the seeds
+#   COV_BUILD/fuzz/replay_HARNESS the same harness, coverage-instrumented
+#                                 (used unless FUZZ_COVERAGE=0)
+# Per harness HARNESS = fuzz_KIND:
+#   seeds     FUZZ_BUILD/fuzz/seeds/KIND   (rewritten every run)
+#   corpus    FUZZ_BUILD/fuzz/corpus/KIND  (kept between runs: each run
+#             continues where the last one stopped)
+#   artifacts FUZZ_BUILD/fuzz/artifacts/   (crash-*, leak-*, timeout-*, oom-*)
+#   log       FUZZ_BUILD/fuzz/KIND.log
+# Prints one line per harness (executions, speed, libFuzzer's coverage
+# counters, corpus size), then the llvm-cov line and branch coverage of the
+# reader and loader sources, and exits 1 if any harness found anything.
+# To reproduce an artifact: FUZZ_BUILD/fuzz/HARNESS ARTIFACT (add
+# FUZZ_DUMP=out.bin to write the bytes the reader saw, for tests/regress/).
+set -eu
+
+fuzz_build=$1
+cov_build=$2
+seconds=$3
+shift 3
+dir=$fuzz_build/fuzz
+rm -rf "$dir/seeds"
+"$dir/make_corpus" "$dir/seeds"
+mkdir -p "$dir/artifacts"
+
+# libFuzzer options:
+#  -max_total_time   the time budget per harness
+#  -timeout=10       one input taking over 10 s is a hang (the harnesses do a
+#                    few milliseconds of work per input)
+#  -rss_limit_mb     2 GiB of memory is an out-of-memory report; a single
+#                    malloc above it is reported too (-malloc_limit_mb
+#                    defaults to the same): the readers must refuse absurd
+#                    sizes before allocating
+#  -max_len=16384    room for two CIFAR-10 records and every checkpoint seed
+#  -print_final_stats=1  the execution count for the report
+# ASan and UBSan stop at the first report (the build has
+# -fno-sanitize-recover=all); LeakSanitizer checks each input for leaks.
+failed=0
+for h in "$@"; do
+    kind=${h#fuzz_}
+    mkdir -p "$dir/corpus/$kind"
+    log=$dir/$kind.log
+    rc=0
+    "$dir/$h" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+        -print_final_stats=1 -artifact_prefix="$dir/artifacts/$kind-" \
+        "$dir/corpus/$kind" "$dir/seeds/$kind" >"$log" 2>&1 || rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
+    # The last status line: "#N  DONE  cov: C ft: F corp: K/S ..."
+    cov=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | sed -n 's/.*cov: \([0-9]*\) ft: \([0-9]*\) corp: \([0-9]*\).*/\1 edges, \2 features, corpus \3 inputs/p')
+    if [ "$rc" -ne 0 ]; then
+        failed=1
+        echo "FAIL  $h: exit status $rc after ${execs:-?} executions (log $log):"
+        grep -E 'ERROR|SUMMARY|promise broken|Test unit written|runtime error' "$log" |
+            head -n 20 | sed 's/^/    | /'
+    else
+        echo "ok    $h: ${execs:-?} executions in $seconds s (${speed:-?}/s), ${cov:-no coverage line}"
+    fi
+done
+
+if [ "${FUZZ_COVERAGE:-1}" != 0 ]; then
+    # Replays every corpus input through the coverage build; one profile per
+    # harness, merged, then one report over the sources the harnesses target.
+    prof=$cov_build/fuzz/profiles
+    rm -rf "$prof"
+    mkdir -p "$prof"
+    objects=""
+    for h in "$@"; do
+        # llvm-cov takes the first binary as an argument, the others as -object.
+        kind=${h#fuzz_}
+        LLVM_PROFILE_FILE="$prof/$kind.profraw" "$cov_build/fuzz/replay_$h" \
+            "$dir/corpus/$kind" "$dir/seeds/$kind" >/dev/null 2>&1 ||
+            echo "note: the coverage replay of $h exited with $? (see the fuzz log)"
+        objects="$objects${objects:+ -object} $cov_build/fuzz/replay_$h"
+    done
+    llvm-profdata merge -sparse "$prof"/*.profraw -o "$prof/all.profdata"
+    echo
+    echo "coverage of the corpus (llvm-cov; lines and branches of the fuzzed sources):"
+    sources="lib/data/readers.c lib/data/source.c lib/data/dataset.c lib/train/checkpoint.c"
+    printf '    %-22s %18s %18s %18s\n' file regions lines branches
+    # shellcheck disable=SC2086 # one word per option or file
+    llvm-cov report $objects -instr-profile="$prof/all.profdata" $sources |
+        awk '/\.c / || /^TOTAL/ { printf "    %-22s %9s %8s %9s %8s %9s %8s\n", $1, $2, $4, $8, $10, $11, $13 }'
+    # The functions no input entered: by design the file and directory
+    # paths (tests/test_data.c covers them) and the checkpoint writer.
+    echo "    functions never entered (not reachable from a memory input, or not reached):"
+    # shellcheck disable=SC2086
+    llvm-cov report $objects -instr-profile="$prof/all.profdata" -show-functions $sources |
+        awk '/^File / { f = $2; gsub(/.*\/|[\x27:]/, "", f) }
+             $3 != "" && $2 == $3 && $2 + 0 > 0 && $1 != "TOTAL" && $1 != "Name" {
+                 n = $1; sub(/.*:/, "", n); miss[f] = miss[f] " " n }
+             END { for (f in miss) printf "      %s:%s\n", f, miss[f] }' | sort
+fi
+exit "$failed"
