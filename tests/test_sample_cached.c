@@ -180,29 +180,44 @@ static const char *describe(variant v)
 
 /* ---- parameters at every position ---------------------------------------------------- */
 /* A whole random image replayed through the cached sampler: every position's
- * parameters against one naive forward of the same image. */
+ * parameters against one naive forward of the same image. threads > 1 splits
+ * the images into lanes that step in parallel. */
+static void check_whole_image(variant var, int n, int threads, unsigned seed)
+{
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 2), AGAVE_OK);
+    assert_int_equal(agave_context_set_threads(ctx, threads), AGAVE_OK);
+    agave_config cfg = tiny(var);
+    agave_model *m = perturbed_model(ctx, &cfg);
+    int plane = cfg.H * cfg.W;
+    uint8_t *x = random_bytes((size_t)n * cfg.C * plane, seed);
+    float *f = random_f(&cfg, n);
+    float *naive = naive_params(m, x, n, f);
+    float *cached = cached_params(m, n, f, x, plane - 1, NULL);
+    int where;
+    double e = worst_error(&cfg, n, cached, naive, plane - 1, &where);
+    print_message("%-40s whole image, %d images, %d threads: worst error %.2e\n", describe(var),
+                  n, threads, e);
+    if (!(e <= TOL))
+        fail_msg("%s: parameters differ by %.3g at pixel %d", describe(var), e, where);
+    free(cached), free(naive), free(f), free(x);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
 static void test_params_match_on_a_whole_image(void **state)
 {
     (void)state;
-    for (int v = 0; v < N_VARIANTS; v++) {
-        agave_context *ctx;
-        assert_int_equal(agave_context_create(&ctx, 2), AGAVE_OK);
-        agave_config cfg = tiny(variants[v]);
-        agave_model *m = perturbed_model(ctx, &cfg);
-        int n = 3, plane = cfg.H * cfg.W;
-        uint8_t *x = random_bytes((size_t)n * cfg.C * plane, 21 + v);
-        float *f = random_f(&cfg, n);
-        float *naive = naive_params(m, x, n, f);
-        float *cached = cached_params(m, n, f, x, plane - 1, NULL);
-        int where;
-        double e = worst_error(&cfg, n, cached, naive, plane - 1, &where);
-        print_message("%-40s whole image: worst error %.2e\n", describe(variants[v]), e);
-        if (!(e <= TOL))
-            fail_msg("%s: parameters differ by %.3g at pixel %d", describe(variants[v]), e, where);
-        free(cached), free(naive), free(f), free(x);
-        agave_model_free(m);
-        agave_context_free(ctx);
-    }
+    for (int v = 0; v < N_VARIANTS; v++)
+        check_whole_image(variants[v], 3, 1, 21 + v);
+}
+
+/* Lanes: 5 images over 2 and 3 threads (lanes of unequal sizes). */
+static void test_params_match_with_lanes(void **state)
+{
+    (void)state;
+    check_whole_image(variants[1], 5, 2, 61);
+    check_whole_image(variants[8], 5, 3, 62);
 }
 
 /* The cached sampler draws the first `last` pixels itself (the rest of the
@@ -263,10 +278,11 @@ static void test_comparison_detects_a_different_image(void **state)
 }
 
 /* ---- identical images --------------------------------------------------------------- */
-static void check_same_samples(variant v, int n, uint64_t seed)
+static void check_same_samples(variant v, int n, uint64_t seed, int threads)
 {
     agave_context *ctx;
     assert_int_equal(agave_context_create(&ctx, 2), AGAVE_OK);
+    assert_int_equal(agave_context_set_threads(ctx, threads), AGAVE_OK);
     agave_config cfg = tiny(v);
     agave_model *m = perturbed_model(ctx, &cfg);
     size_t D = (size_t)cfg.C * cfg.H * cfg.W, Dy = D / (size_t)(cfg.s * cfg.s);
@@ -303,15 +319,16 @@ static void test_same_images_as_naive(void **state)
 {
     (void)state;
     for (int v = 0; v < N_VARIANTS; v++)
-        check_same_samples(variants[v], 3, 1000 + (uint64_t)v);
+        check_same_samples(variants[v], 3, 1000 + (uint64_t)v, 1);
 }
 
-/* 17 images: two chunks of the sampling frame, each with its own caches. */
+/* 17 images: two chunks of the sampling frame, each with its own caches,
+ * the first split into two lanes. */
 static void test_same_images_across_chunks(void **state)
 {
     (void)state;
     variant v = {3, 2, 0, 0, AGAVE_MODE_AGAVE};
-    check_same_samples(v, 17, 7);
+    check_same_samples(v, 17, 7, 2);
 }
 
 /* ---- misuse ------------------------------------------------------------------------- */
@@ -343,6 +360,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_params_match_on_a_whole_image),
+        cmocka_unit_test(test_params_match_with_lanes),
         cmocka_unit_test(test_params_match_while_sampling),
         cmocka_unit_test(test_comparison_detects_a_different_image),
         cmocka_unit_test(test_same_images_as_naive),

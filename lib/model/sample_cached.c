@@ -21,10 +21,14 @@
  * the conditioning elu(g_l) (fixed per image) are kept whole.
  *
  * Layout: (row, column, image, channel), so the values of one position for
- * the whole batch are contiguous; a layer over positions (I, j0..j1) is one
- * GEMM: (positions * images, K) x (K, out) with K = taps * in (tap-major),
- * and a gated block's 1x1 short-cut and conditioning projections are extra
- * columns of the same GEMM (x W^T with W = [conv | nin]).
+ * all images are contiguous; a layer over positions (I, j0..j1) is one GEMM:
+ * (positions * images, K) x (K, out) with K = taps * in (tap-major), and a
+ * gated block's 1x1 short-cut and conditioning projections are extra columns
+ * of the same GEMM (x W^T with W = [conv | nin]).
+ *
+ * Threads: the images are split into lanes, one per context thread, each with
+ * its own caches (and a one-thread context for its GEMMs, which are too small
+ * to split); a step runs the lanes in parallel, the weights are shared.
  *
  * Untouched positions hold NaN from the start of each batch, so a read of
  * anything not yet computed would show up in the parameters. */
@@ -36,10 +40,11 @@
 #include "sample_cached.h"
 
 #define LEVELS 3
+#define STACK (LEVELS * (MODEL_MAX_R + 1))
 
 /* ---- pieces --------------------------------------------------------------------- */
 
-/* One activation at one level: rows x w positions of n images x ch channels. */
+/* One activation at one level: rows x w positions of a lane's n images x ch channels. */
 typedef struct act {
     float *d;        /* [rows][w][n][ch]: row i lives in slot i % rows */
     int h, w, ch;    /* logical height and width at its level, channels */
@@ -66,8 +71,29 @@ typedef struct gated {
     lin c1, c2;      /* conv1 with nin_a, conv2 with nin_h, fused */
     geo g;
     int shortcut;    /* channels of a (0, F or 2F) */
-    act ce_x, ce_c1; /* concat_elu of the input and of conv1's output (2F) */
 } gated;
+
+/* What a gated block keeps: concat_elu of its input and of conv1's output (2F). */
+typedef struct gated_cache {
+    act ce_x, ce_c1;
+} gated_cache;
+
+/* The caches of images [n0, n0 + n), worked on by one thread. */
+typedef struct lane {
+    int n0, n;
+    agave_context *gemm_ctx;  /* the sampler's context, or a one-thread one of the lane's own */
+    float *mem;               /* every act's data, one block */
+    size_t mem_floats;
+    act x;                    /* [x~, 1], whole */
+    act g[LEVELS];            /* elu(g_l), whole (conditional only) */
+    act su[STACK], sul[STACK];                        /* the up pass's stack */
+    act du_out[LEVELS][MODEL_MAX_R + 1], dul_out[LEVELS][MODEL_MAX_R + 1];
+    act upu[2], upul[2];      /* deconv outputs at levels 0 and 1 */
+    gated_cache cu[LEVELS][MODEL_MAX_R], cul[LEVELS][MODEL_MAX_R];          /* up pass */
+    gated_cache cdu[LEVELS][MODEL_MAX_R + 1], cdul[LEVELS][MODEL_MAX_R + 1];  /* down pass */
+    float *cols;              /* (positions * n, k) for the largest k */
+    float *tmp;               /* (positions * n, 2F) */
+} lane;
 
 struct cached_sampler {
     agave_model *m;
@@ -81,42 +107,74 @@ struct cached_sampler {
     geo down_u_g, down_ul_g, up_u_g, up_ul_g;
     gated gu[LEVELS][MODEL_MAX_R], gul[LEVELS][MODEL_MAX_R];          /* up pass */
     gated du[LEVELS][MODEL_MAX_R + 1], dul[LEVELS][MODEL_MAX_R + 1];  /* down pass */
-    /* activations */
-    act x;                                   /* [x~, 1], whole */
-    act g[LEVELS];                           /* elu(g_l), whole (conditional only) */
-    act su[LEVELS * (MODEL_MAX_R + 1)], sul[LEVELS * (MODEL_MAX_R + 1)];  /* up-pass stack */
-    act du_out[LEVELS][MODEL_MAX_R + 1], dul_out[LEVELS][MODEL_MAX_R + 1];
-    act upu[2], upul[2];                     /* deconv outputs at levels 0 and 1 */
-    /* scratch */
-    float *cols;     /* (positions * n, k) for the largest k */
-    float *tmp;      /* (positions * n, 2F) */
-    float *params;   /* (n, P) */
-    size_t cols_cap;
+    size_t cols_cap;          /* the largest k */
+    lane *lanes;
+    int n_lanes;
+    float *params;            /* (n, P) */
     const uint8_t *img;
-    int next;        /* raster index of the next pixel to step, -1 before begin */
+    int next;                 /* raster index of the next pixel to step, -1 before begin */
 };
 
 /* ---- activations ------------------------------------------------------------------ */
-static agave_status act_init(cached_sampler *s, act *a, int h, int w, int ch, int whole)
+/* Position (i, j) of the lane's image 0; image k follows at + k * ch. */
+static inline float *act_at(const lane *l, const act *a, int i, int j)
+{
+    return a->d + ((size_t)(i % a->rows) * a->w + j) * l->n * a->ch;
+}
+
+/* Gives a its shape and its place at *used floats into base (NULL: counting). */
+static void place(const lane *l, act *a, int h, int w, int ch, int whole, float *base,
+                  size_t *used)
 {
     a->h = h, a->w = w, a->ch = ch, a->rows = whole ? h : 2;
-    a->d = malloc((size_t)a->rows * w * s->n * ch * sizeof(float));
-    if (!a->d)
-        return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory (activations)");
-    return AGAVE_OK;
+    a->d = base ? base + *used : NULL;
+    size_t floats = (size_t)a->rows * w * l->n * ch;
+    *used += (floats + 15) / 16 * 16;   /* each act on its own 64-byte line */
 }
 
-static void act_poison(cached_sampler *s, act *a)
-{
-    size_t count = (size_t)a->rows * a->w * s->n * a->ch;
-    for (size_t i = 0; a->d && i < count; i++)
-        a->d[i] = NAN;
-}
+static inline int down_blocks(const cached_sampler *s, int lv) { return lv == 2 ? s->R : s->R + 1; }
 
-/* Position (i, j) of image 0; image k follows at + k * ch. */
-static inline float *act_at(const cached_sampler *s, const act *a, int i, int j)
+/* The up pass pushes R + 1 activations per level: the level's first one (the
+ * first layers, or the stride-2 conv), then one per block. */
+static inline int stack_index(const cached_sampler *s, int lv, int t) { return lv * (s->R + 1) + t; }
+
+/* Lays out every activation of lane l in base (NULL: only counts); returns
+ * the floats needed. */
+static size_t lane_place(const cached_sampler *s, lane *l, float *base)
 {
-    return a->d + ((size_t)(i % a->rows) * a->w + j) * s->n * a->ch;
+    const int F = s->F;
+    size_t used = 0;
+    place(l, &l->x, s->H, s->W, s->C + 1, 1, base, &used);
+    for (int lv = 0; lv < LEVELS; lv++) {
+        int h = s->H >> lv, w = s->W >> lv;
+        if (s->cond)
+            place(l, &l->g[lv], h, w, F, 1, base, &used);
+        for (int t = 0; t <= s->R; t++) {
+            place(l, &l->su[stack_index(s, lv, t)], h, w, F, 0, base, &used);
+            place(l, &l->sul[stack_index(s, lv, t)], h, w, F, 0, base, &used);
+        }
+        for (int r = 0; r < s->R; r++) {
+            gated_cache *c[2] = {&l->cu[lv][r], &l->cul[lv][r]};
+            for (int k = 0; k < 2; k++) {
+                place(l, &c[k]->ce_x, h, w, 2 * F, 0, base, &used);
+                place(l, &c[k]->ce_c1, h, w, 2 * F, 0, base, &used);
+            }
+        }
+        for (int r = 0; r < down_blocks(s, lv); r++) {
+            gated_cache *c[2] = {&l->cdu[lv][r], &l->cdul[lv][r]};
+            for (int k = 0; k < 2; k++) {
+                place(l, &c[k]->ce_x, h, w, 2 * F, 0, base, &used);
+                place(l, &c[k]->ce_c1, h, w, 2 * F, 0, base, &used);
+            }
+            place(l, &l->du_out[lv][r], h, w, F, 0, base, &used);
+            place(l, &l->dul_out[lv][r], h, w, F, 0, base, &used);
+        }
+        if (lv < 2) {
+            place(l, &l->upu[lv], h, w, F, 0, base, &used);
+            place(l, &l->upul[lv], h, w, F, 0, base, &used);
+        }
+    }
+    return used;
 }
 
 /* ---- element-wise ---------------------------------------------------------------- */
@@ -230,34 +288,34 @@ static int tap_source(const geo *g, const act *in, int I, int j, int a, int b, i
 
 /* cols[((j - j0) * n + k) * ld + tap * ch + c] = in at tap (a, b) of output
  * (I, j), image k, channel c (0 on padding). */
-static void gather_taps(const cached_sampler *s, float *cols, int ld, const act *in, const geo *g,
-                        int I, int j0, int j1)
+static void gather_taps(const lane *l, float *cols, int ld, const act *in, const geo *g, int I,
+                        int j0, int j1)
 {
     size_t bytes = (size_t)in->ch * sizeof(float);
     for (int j = j0; j < j1; j++) {
-        float *row = cols + (size_t)(j - j0) * s->n * ld;
+        float *row = cols + (size_t)(j - j0) * l->n * ld;
         for (int a = 0; a < g->kh; a++)
             for (int b = 0; b < g->kw; b++) {
                 float *dst = row + (size_t)(a * g->kw + b) * in->ch;
                 int ii, jj;
                 if (!tap_source(g, in, I, j, a, b, &ii, &jj)) {
-                    for (int k = 0; k < s->n; k++)
+                    for (int k = 0; k < l->n; k++)
                         memset(dst + (size_t)k * ld, 0, bytes);
                     continue;
                 }
-                const float *src = act_at(s, in, ii, jj);
-                for (int k = 0; k < s->n; k++)
+                const float *src = act_at(l, in, ii, jj);
+                for (int k = 0; k < l->n; k++)
                     memcpy(dst + (size_t)k * ld, src + (size_t)k * in->ch, bytes);
             }
     }
 }
 
 /* cols[row * ld + off + c] = a at (I, j), as it is (the conditioning). */
-static void gather_point(const cached_sampler *s, float *cols, int ld, int off, const act *a,
-                         int I, int j0, int j1)
+static void gather_point(const lane *l, float *cols, int ld, int off, const act *a, int I, int j0,
+                         int j1)
 {
-    size_t rows = (size_t)(j1 - j0) * s->n;
-    const float *src = act_at(s, a, I, j0);
+    size_t rows = (size_t)(j1 - j0) * l->n;
+    const float *src = act_at(l, a, I, j0);
     for (size_t r = 0; r < rows; r++)
         memcpy(cols + r * ld + off, src + r * a->ch, (size_t)a->ch * sizeof(float));
 }
@@ -265,12 +323,12 @@ static void gather_point(const cached_sampler *s, float *cols, int ld, int off, 
 /* cols[row * ld + off ..] = concat_elu(concat(a0, a1)) at (I, j): the
  * short-cut input of a gated block (a1 NULL: just a0). The halves of
  * ce(cat(u, ul)) are (elu(u), elu(ul)) and (elu(-u), elu(-ul)). */
-static void gather_shortcut(const cached_sampler *s, float *cols, int ld, int off, const act *a0,
+static void gather_shortcut(const lane *l, float *cols, int ld, int off, const act *a0,
                             const act *a1, int I, int j0, int j1)
 {
-    size_t rows = (size_t)(j1 - j0) * s->n;
+    size_t rows = (size_t)(j1 - j0) * l->n;
     int c0 = a0->ch, c1 = a1 ? a1->ch : 0;
-    const float *p0 = act_at(s, a0, I, j0), *p1 = a1 ? act_at(s, a1, I, j0) : NULL;
+    const float *p0 = act_at(l, a0, I, j0), *p1 = a1 ? act_at(l, a1, I, j0) : NULL;
     for (size_t r = 0; r < rows; r++) {
         float *pos = cols + r * ld + off, *neg = pos + c0 + c1;
         concat_elu_halves(p0 + r * c0, c0, pos, neg);
@@ -279,58 +337,54 @@ static void gather_shortcut(const cached_sampler *s, float *cols, int ld, int of
     }
 }
 
-/* out (rows, cout) = cols (rows, k) W^T + b. */
-static void linear(cached_sampler *s, const lin *l, size_t rows, float *out)
+/* out (rows, cout) = the lane's cols (rows, k) W^T + b. */
+static void linear(lane *l, const lin *w, size_t rows, float *out)
 {
-    gemm(s->ctx, 0, 1, (int)rows, l->cout, l->k, 1.0f, s->cols, l->k, l->w, l->k, 0.0f, out,
-         l->cout);
+    gemm(l->gemm_ctx, 0, 1, (int)rows, w->cout, w->k, 1.0f, l->cols, w->k, w->w, w->k, 0.0f, out,
+         w->cout);
     for (size_t r = 0; r < rows; r++)
-        for (int o = 0; o < l->cout; o++)
-            out[r * l->cout + o] += l->b[o];
+        for (int o = 0; o < w->cout; o++)
+            out[r * w->cout + o] += w->b[o];
 }
 
-/* out at (I, j0..j1) = the (transposed) convolution l of in. */
-static void conv_rows(cached_sampler *s, const lin *l, const geo *g, const act *in, int I,
-                      int j0, int j1, float *out)
+/* out at (I, j0..j1) = the (transposed) convolution w of in. */
+static void conv_rows(lane *l, const lin *w, const geo *g, const act *in, int I, int j0, int j1,
+                      float *out)
 {
-    gather_taps(s, s->cols, l->k, in, g, I, j0, j1);
-    linear(s, l, (size_t)(j1 - j0) * s->n, out);
+    gather_taps(l, l->cols, w->k, in, g, I, j0, j1);
+    linear(l, w, (size_t)(j1 - j0) * l->n, out);
 }
 
 /* ---- the gated block ---------------------------------------------------------------- */
 /* out at (I, j0..j1) from x, the short-cut (a0, a1) (or none) and the
  * conditioning h (or NULL), all at the same level. */
-static void gated_rows(cached_sampler *s, gated *b, const act *x, const act *a0, const act *a1,
-                       const act *h, int I, int j0, int j1, act *out)
+static void gated_rows(lane *l, const gated *b, gated_cache *c, const act *x, const act *a0,
+                       const act *a1, const act *h, int I, int j0, int j1, act *out)
 {
-    const int F = s->F, taps = b->g.kh * b->g.kw;
-    const size_t rows = (size_t)(j1 - j0) * s->n;
-    const float *xv = act_at(s, x, I, j0);
-    float *ce_x = act_at(s, &b->ce_x, I, j0), *ce_c1 = act_at(s, &b->ce_c1, I, j0);
+    const int F = x->ch, taps = b->g.kh * b->g.kw;
+    const size_t rows = (size_t)(j1 - j0) * l->n;
+    const float *xv = act_at(l, x, I, j0);
+    float *ce_x = act_at(l, &c->ce_x, I, j0), *ce_c1 = act_at(l, &c->ce_c1, I, j0);
     for (size_t r = 0; r < rows; r++)
         concat_elu1(xv + r * F, F, ce_x + r * 2 * F);
     /* c1 = conv1(ce(x)) + nin_a(ce(a)): one GEMM over [taps | short-cut] */
-    gather_taps(s, s->cols, b->c1.k, &b->ce_x, &b->g, I, j0, j1);
+    gather_taps(l, l->cols, b->c1.k, &c->ce_x, &b->g, I, j0, j1);
     if (b->shortcut)
-        gather_shortcut(s, s->cols, b->c1.k, taps * 2 * F, a0, a1, I, j0, j1);
-    linear(s, &b->c1, rows, s->tmp);
+        gather_shortcut(l, l->cols, b->c1.k, taps * 2 * F, a0, a1, I, j0, j1);
+    linear(l, &b->c1, rows, l->tmp);
     for (size_t r = 0; r < rows; r++)
-        concat_elu1(s->tmp + r * F, F, ce_c1 + r * 2 * F);
+        concat_elu1(l->tmp + r * F, F, ce_c1 + r * 2 * F);
     /* c2 = conv2(ce(c1)) + nin_h(h) */
-    gather_taps(s, s->cols, b->c2.k, &b->ce_c1, &b->g, I, j0, j1);
+    gather_taps(l, l->cols, b->c2.k, &c->ce_c1, &b->g, I, j0, j1);
     if (h)
-        gather_point(s, s->cols, b->c2.k, taps * 2 * F, h, I, j0, j1);
-    linear(s, &b->c2, rows, s->tmp);
-    float *o = act_at(s, out, I, j0);
+        gather_point(l, l->cols, b->c2.k, taps * 2 * F, h, I, j0, j1);
+    linear(l, &b->c2, rows, l->tmp);
+    float *o = act_at(l, out, I, j0);
     for (size_t r = 0; r < rows; r++)
-        gate_run(xv + r * F, s->tmp + r * 2 * F, s->tmp + r * 2 * F + F, F, o + r * F);
+        gate_run(xv + r * F, l->tmp + r * 2 * F, l->tmp + r * 2 * F + F, F, o + r * F);
 }
 
 /* ---- the network, a level at a time ---------------------------------------------------- */
-/* The up pass pushes R + 1 activations per level: the level's first one (the
- * first layers, or the stride-2 conv), then one per block. */
-static inline int stack_index(const cached_sampler *s, int lv, int t) { return lv * (s->R + 1) + t; }
-
 /* Which up-pass entry down block r of level lv reads as its short-cut: the
  * down pass pops the stack, top first (the top itself starts level 2). */
 static inline int popped(const cached_sampler *s, int lv, int r)
@@ -338,98 +392,99 @@ static inline int popped(const cached_sampler *s, int lv, int r)
     return stack_index(s, lv, s->R - r - (lv == 2 ? 1 : 0));
 }
 
-static inline int down_blocks(const cached_sampler *s, int lv) { return lv == 2 ? s->R : s->R + 1; }
-
-static const act *cond_at(const cached_sampler *s, int lv) { return s->cond ? &s->g[lv] : NULL; }
+static const act *cond_at(const cached_sampler *s, const lane *l, int lv)
+{
+    return s->cond ? &l->g[lv] : NULL;
+}
 
 /* u row i at level 0: down_shift(conv_2x3(xp)), i.e. the conv's row i - 1. */
-static void first_u(cached_sampler *s, int i)
+static void first_u(const cached_sampler *s, lane *l, int i)
 {
-    act *u = &s->su[0];
-    float *o = act_at(s, u, i, 0);
+    float *o = act_at(l, &l->su[0], i, 0);
     if (i == 0)
-        memset(o, 0, (size_t)s->W * s->n * s->F * sizeof(float));
+        memset(o, 0, (size_t)s->W * l->n * s->F * sizeof(float));
     else
-        conv_rows(s, &s->u_init, &s->u_init_g, &s->x, i - 1, 0, s->W, o);
+        conv_rows(l, &s->u_init, &s->u_init_g, &l->x, i - 1, 0, s->W, o);
 }
 
 /* ul at (i, j), level 0: down_shift(conv_1x3(xp)) + right_shift(conv_2x1(xp)). */
-static void first_ul(cached_sampler *s, int i, int j)
+static void first_ul(const cached_sampler *s, lane *l, int i, int j)
 {
-    const size_t count = (size_t)s->n * s->F;
-    float *o = act_at(s, &s->sul[0], i, j);
+    const size_t count = (size_t)l->n * s->F;
+    float *o = act_at(l, &l->sul[0], i, j);
     memset(o, 0, count * sizeof(float));
     if (i > 0) {
-        conv_rows(s, &s->ul_a, &s->ul_a_g, &s->x, i - 1, j, j + 1, s->tmp);
+        conv_rows(l, &s->ul_a, &s->ul_a_g, &l->x, i - 1, j, j + 1, l->tmp);
         for (size_t k = 0; k < count; k++)
-            o[k] += s->tmp[k];
+            o[k] += l->tmp[k];
     }
     if (j > 0) {
-        conv_rows(s, &s->ul_b, &s->ul_b_g, &s->x, i, j - 1, j, s->tmp);
+        conv_rows(l, &s->ul_b, &s->ul_b_g, &l->x, i, j - 1, j, l->tmp);
         for (size_t k = 0; k < count; k++)
-            o[k] += s->tmp[k];
+            o[k] += l->tmp[k];
     }
 }
 
 /* Up pass of the u stream at level lv, positions (I, j0..j1). */
-static void up_u(cached_sampler *s, int lv, int I, int j0, int j1)
+static void up_u(const cached_sampler *s, lane *l, int lv, int I, int j0, int j1)
 {
-    act *first = &s->su[stack_index(s, lv, 0)];
+    act *first = &l->su[stack_index(s, lv, 0)];
     if (lv == 0)
-        first_u(s, I);
+        first_u(s, l, I);
     else
-        conv_rows(s, &s->down_u[lv - 1], &s->down_u_g, &s->su[stack_index(s, lv - 1, s->R)], I,
-                  j0, j1, act_at(s, first, I, j0));
+        conv_rows(l, &s->down_u[lv - 1], &s->down_u_g, &l->su[stack_index(s, lv - 1, s->R)], I,
+                  j0, j1, act_at(l, first, I, j0));
     for (int r = 0; r < s->R; r++)
-        gated_rows(s, &s->gu[lv][r], &s->su[stack_index(s, lv, r)], NULL, NULL, cond_at(s, lv), I,
-                   j0, j1, &s->su[stack_index(s, lv, r + 1)]);
+        gated_rows(l, &s->gu[lv][r], &l->cu[lv][r], &l->su[stack_index(s, lv, r)], NULL, NULL,
+                   cond_at(s, l, lv), I, j0, j1, &l->su[stack_index(s, lv, r + 1)]);
 }
 
 /* Up pass of the ul stream at level lv, position (I, J): short-cut u. */
-static void up_ul(cached_sampler *s, int lv, int I, int J)
+static void up_ul(const cached_sampler *s, lane *l, int lv, int I, int J)
 {
-    act *first = &s->sul[stack_index(s, lv, 0)];
+    act *first = &l->sul[stack_index(s, lv, 0)];
     if (lv == 0)
-        first_ul(s, I, J);
+        first_ul(s, l, I, J);
     else
-        conv_rows(s, &s->down_ul[lv - 1], &s->down_ul_g, &s->sul[stack_index(s, lv - 1, s->R)], I,
-                  J, J + 1, act_at(s, first, I, J));
+        conv_rows(l, &s->down_ul[lv - 1], &s->down_ul_g, &l->sul[stack_index(s, lv - 1, s->R)], I,
+                  J, J + 1, act_at(l, first, I, J));
     for (int r = 0; r < s->R; r++)
-        gated_rows(s, &s->gul[lv][r], &s->sul[stack_index(s, lv, r)],
-                   &s->su[stack_index(s, lv, r + 1)], NULL, cond_at(s, lv), I, J, J + 1,
-                   &s->sul[stack_index(s, lv, r + 1)]);
+        gated_rows(l, &s->gul[lv][r], &l->cul[lv][r], &l->sul[stack_index(s, lv, r)],
+                   &l->su[stack_index(s, lv, r + 1)], NULL, cond_at(s, l, lv), I, J, J + 1,
+                   &l->sul[stack_index(s, lv, r + 1)]);
 }
 
 /* Down pass of the u stream at level lv: from the top of the stack (level 2)
  * or the deconv of level lv + 1's last block. */
-static void down_u(cached_sampler *s, int lv, int I, int j0, int j1)
+static void down_u(const cached_sampler *s, lane *l, int lv, int I, int j0, int j1)
 {
-    const act *x = &s->su[stack_index(s, 2, s->R)];
+    const act *x = &l->su[stack_index(s, 2, s->R)];
     if (lv < 2) {
-        conv_rows(s, &s->up_u[lv], &s->up_u_g, &s->du_out[lv + 1][down_blocks(s, lv + 1) - 1], I,
-                  j0, j1, act_at(s, &s->upu[lv], I, j0));
-        x = &s->upu[lv];
+        conv_rows(l, &s->up_u[lv], &s->up_u_g, &l->du_out[lv + 1][down_blocks(s, lv + 1) - 1], I,
+                  j0, j1, act_at(l, &l->upu[lv], I, j0));
+        x = &l->upu[lv];
     }
     for (int r = 0; r < down_blocks(s, lv); r++) {
-        gated_rows(s, &s->du[lv][r], x, &s->su[popped(s, lv, r)], NULL, cond_at(s, lv), I, j0, j1,
-                   &s->du_out[lv][r]);
-        x = &s->du_out[lv][r];
+        gated_rows(l, &s->du[lv][r], &l->cdu[lv][r], x, &l->su[popped(s, lv, r)], NULL,
+                   cond_at(s, l, lv), I, j0, j1, &l->du_out[lv][r]);
+        x = &l->du_out[lv][r];
     }
 }
 
 /* Down pass of the ul stream: short-cut concat(u of this block, popped ul). */
-static void down_ul(cached_sampler *s, int lv, int I, int J)
+static void down_ul(const cached_sampler *s, lane *l, int lv, int I, int J)
 {
-    const act *x = &s->sul[stack_index(s, 2, s->R)];
+    const act *x = &l->sul[stack_index(s, 2, s->R)];
     if (lv < 2) {
-        conv_rows(s, &s->up_ul[lv], &s->up_ul_g, &s->dul_out[lv + 1][down_blocks(s, lv + 1) - 1],
-                  I, J, J + 1, act_at(s, &s->upul[lv], I, J));
-        x = &s->upul[lv];
+        conv_rows(l, &s->up_ul[lv], &s->up_ul_g, &l->dul_out[lv + 1][down_blocks(s, lv + 1) - 1],
+                  I, J, J + 1, act_at(l, &l->upul[lv], I, J));
+        x = &l->upul[lv];
     }
     for (int r = 0; r < down_blocks(s, lv); r++) {
-        gated_rows(s, &s->dul[lv][r], x, &s->du_out[lv][r], &s->sul[popped(s, lv, r)],
-                   cond_at(s, lv), I, J, J + 1, &s->dul_out[lv][r]);
-        x = &s->dul_out[lv][r];
+        gated_rows(l, &s->dul[lv][r], &l->cdul[lv][r], x, &l->du_out[lv][r],
+                   &l->sul[popped(s, lv, r)], cond_at(s, l, lv), I, J, J + 1,
+                   &l->dul_out[lv][r]);
+        x = &l->dul_out[lv][r];
     }
 }
 
@@ -437,42 +492,55 @@ static void down_ul(cached_sampler *s, int lv, int I, int J)
 static int top_level(int p) { return p % 4 == 0 ? 2 : p % 2 == 0 ? 1 : 0; }
 
 /* Image row i begins: the u rows of every level that starts a row here. */
-static void u_rows(cached_sampler *s, int i)
+static void u_rows(const cached_sampler *s, lane *l, int i)
 {
     int top = top_level(i);
     for (int lv = 0; lv <= top; lv++)
-        up_u(s, lv, i >> lv, 0, s->W >> lv);
+        up_u(s, l, lv, i >> lv, 0, s->W >> lv);
     for (int lv = top; lv >= 0; lv--)
-        down_u(s, lv, i >> lv, 0, s->W >> lv);
+        down_u(s, l, lv, i >> lv, 0, s->W >> lv);
 }
 
 /* Pixel (i, j) is next: the ul positions of every level that has one here. */
-static void ul_positions(cached_sampler *s, int i, int j)
+static void ul_positions(const cached_sampler *s, lane *l, int i, int j)
 {
     int top = top_level(i) < top_level(j) ? top_level(i) : top_level(j);
     for (int lv = 0; lv <= top; lv++)
-        up_ul(s, lv, i >> lv, j >> lv);
+        up_ul(s, l, lv, i >> lv, j >> lv);
     for (int lv = top; lv >= 0; lv--)
-        down_ul(s, lv, i >> lv, j >> lv);
+        down_ul(s, l, lv, i >> lv, j >> lv);
 }
 
-/* params (n, P) = nin(elu(ul)) at (i, j). */
-static void output_head(cached_sampler *s, int i, int j)
+/* The lane's rows of params (n, P) = nin(elu(ul)) at (i, j). */
+static void output_head(const cached_sampler *s, lane *l, int i, int j, float *params)
 {
-    elu_run(act_at(s, &s->dul_out[0][s->R], i, j), (size_t)s->n * s->F, s->cols);
-    linear(s, &s->out, (size_t)s->n, s->params);
+    elu_run(act_at(l, &l->dul_out[0][s->R], i, j), (size_t)l->n * s->F, l->cols);
+    linear(l, &s->out, (size_t)l->n, params + (size_t)l->n0 * s->P);
 }
 
-/* x~ and the channel of ones of pixel p (raster index) of every image. */
-static void take_pixel(cached_sampler *s, int p)
+/* x~ and the channel of ones of pixel p (raster index) of the lane's images. */
+static void take_pixel(const cached_sampler *s, lane *l, int p)
 {
     const size_t plane = (size_t)s->H * s->W;
-    float *dst = act_at(s, &s->x, p / s->W, p % s->W);
-    for (int k = 0; k < s->n; k++)
-        for (int c = 0; c <= s->C; c++)
-            dst[k * (s->C + 1) + c] =
-                c < s->C ? (float)s->img[((size_t)k * s->C + c) * plane + p] / 127.5f - 1.0f
-                         : 1.0f;
+    float *dst = act_at(l, &l->x, p / s->W, p % s->W);
+    for (int k = 0; k < l->n; k++) {
+        const uint8_t *px = s->img + (size_t)(l->n0 + k) * s->C * plane + p;
+        for (int c = 0; c < s->C; c++)
+            dst[k * (s->C + 1) + c] = (float)px[c * plane] / 127.5f - 1.0f;
+        dst[k * (s->C + 1) + s->C] = 1.0f;
+    }
+}
+
+/* One step of one lane: pixel p - 1 comes in, (r, c)'s parameters go out. */
+static void lane_step(const cached_sampler *s, lane *l, int r, int c, float *params)
+{
+    int p = r * s->W + c;
+    if (p > 0)
+        take_pixel(s, l, p - 1);
+    if (c == 0)
+        u_rows(s, l, r);
+    ul_positions(s, l, r, c);
+    output_head(s, l, r, c, params);
 }
 
 agave_status cached_sampler_step(cached_sampler *s, int r, int c, const float **params)
@@ -484,12 +552,18 @@ agave_status cached_sampler_step(cached_sampler *s, int r, int c, const float **
         return ctx_error(s->ctx, AGAVE_ERR_STATE,
                          "cached sampler: pixel (%d, %d) out of turn (next is raster index %d)",
                          r, c, s->next);
-    if (p > 0)
-        take_pixel(s, p - 1);
-    if (c == 0)
-        u_rows(s, r);
-    ul_positions(s, r, c);
-    output_head(s, r, c);
+    if (s->n_lanes == 1) {
+        lane_step(s, &s->lanes[0], r, c, s->params);
+    } else {
+        /* lanes touch only their own caches, context and rows of params */
+#pragma omp parallel for num_threads(s->n_lanes) schedule(static, 1)
+        for (int t = 0; t < s->n_lanes; t++)
+            lane_step(s, &s->lanes[t], r, c, s->params);
+        for (int t = 0; t < s->n_lanes; t++) {
+            s->ctx->gemm_flops += s->lanes[t].gemm_ctx->gemm_flops;
+            s->lanes[t].gemm_ctx->gemm_flops = 0;
+        }
+    }
     s->next = p + 1 < s->H * s->W ? p + 1 : -1;
     *params = s->params;
     return AGAVE_OK;
@@ -548,6 +622,8 @@ static agave_status lin_of(cached_sampler *s, lin *l, agave_layer *layer)
     return lin_put(s, l, layer, 0);
 }
 
+static void lin_free(lin *l) { free(l->w), free(l->b); }
+
 /* Paddings and crops exactly as lib/nn/linear.c derives them (conv_pads,
  * deconv_crop). The rings hold two rows: every kernel must read at most the
  * row it computes (at its stride) and the one above. */
@@ -583,8 +659,8 @@ static agave_layer *child(agave_layer *l, const char *name)
     return NULL;
 }
 
-/* A gated block of level lv: fused weights and its two caches. */
-static agave_status gated_init(cached_sampler *s, gated *b, agave_layer *l, int lv)
+/* A gated block's fused weights. */
+static agave_status gated_init(cached_sampler *s, gated *b, agave_layer *l)
 {
     const int F = s->F;
     agave_layer *conv1 = child(l, "conv1"), *conv2 = child(l, "conv2");
@@ -602,15 +678,10 @@ static agave_status gated_init(cached_sampler *s, gated *b, agave_layer *l, int 
     MTRY(lin_put(s, &b->c2, conv2, 0));
     if (s->cond)
         MTRY(lin_put(s, &b->c2, nin_h, taps * 2 * F));
-    MTRY(act_init(s, &b->ce_x, s->H >> lv, s->W >> lv, 2 * F, 0));
-    return act_init(s, &b->ce_c1, s->H >> lv, s->W >> lv, 2 * F, 0);
+    return AGAVE_OK;
 }
 
-static void gated_free(gated *b)
-{
-    free(b->c1.w), free(b->c1.b), free(b->c2.w), free(b->c2.b);
-    free(b->ce_x.d), free(b->ce_c1.d);
-}
+static void gated_free(gated *b) { lin_free(&b->c1), lin_free(&b->c2); }
 
 static agave_status first_layers_init(cached_sampler *s)
 {
@@ -634,48 +705,87 @@ static agave_status first_layers_init(cached_sampler *s)
     return geometry(s, p->upsample_ul[0], &s->up_ul_g);
 }
 
-static agave_status network_init(cached_sampler *s)
+/* Every layer's weights, normalised once (the arena holds the temporaries). */
+static agave_status weights_init(cached_sampler *s)
 {
     pixelcnn_net *p = &s->m->pcnn;
-    const int F = s->F;
-    MTRY(first_layers_init(s));
-    for (int lv = 0; lv < LEVELS; lv++) {
-        int h = s->H >> lv, w = s->W >> lv;
-        for (int r = 0; r < s->R; r++) {
-            MTRY(gated_init(s, &s->gu[lv][r], p->up_u[lv][r], lv));
-            MTRY(gated_init(s, &s->gul[lv][r], p->up_ul[lv][r], lv));
+    int was_recording = agave_tape_recording(s->ctx);
+    agave_tape_set_recording(s->ctx, 0);
+    agave_status st = first_layers_init(s);
+    for (int lv = 0; lv < LEVELS && st == AGAVE_OK; lv++) {
+        for (int r = 0; r < s->R && st == AGAVE_OK; r++) {
+            st = gated_init(s, &s->gu[lv][r], p->up_u[lv][r]);
+            if (st == AGAVE_OK)
+                st = gated_init(s, &s->gul[lv][r], p->up_ul[lv][r]);
         }
-        for (int r = 0; r < down_blocks(s, lv); r++) {
-            MTRY(gated_init(s, &s->du[lv][r], p->dn_u[lv][r], lv));
-            MTRY(gated_init(s, &s->dul[lv][r], p->dn_ul[lv][r], lv));
-            MTRY(act_init(s, &s->du_out[lv][r], h, w, F, 0));
-            MTRY(act_init(s, &s->dul_out[lv][r], h, w, F, 0));
+        for (int r = 0; r < down_blocks(s, lv) && st == AGAVE_OK; r++) {
+            st = gated_init(s, &s->du[lv][r], p->dn_u[lv][r]);
+            if (st == AGAVE_OK)
+                st = gated_init(s, &s->dul[lv][r], p->dn_ul[lv][r]);
         }
-        for (int t = 0; t <= s->R; t++) {
-            MTRY(act_init(s, &s->su[stack_index(s, lv, t)], h, w, F, 0));
-            MTRY(act_init(s, &s->sul[stack_index(s, lv, t)], h, w, F, 0));
-        }
-        if (lv < 2) {
-            MTRY(act_init(s, &s->upu[lv], h, w, F, 0));
-            MTRY(act_init(s, &s->upul[lv], h, w, F, 0));
-        }
-        if (s->cond)
-            MTRY(act_init(s, &s->g[lv], h, w, F, 1));
     }
-    return act_init(s, &s->x, s->H, s->W, s->C + 1, 1);
+    agave_tape_set_recording(s->ctx, was_recording);
+    return st;
 }
 
-static agave_status scratch_init(cached_sampler *s)
+static void weights_free(cached_sampler *s)
 {
-    size_t rows = (size_t)s->W * s->n;
-    s->cols = malloc(rows * s->cols_cap * sizeof(float));
-    s->tmp = malloc(rows * 2 * (size_t)s->F * sizeof(float));
-    s->params = malloc((size_t)s->n * s->P * sizeof(float));
-    if (!s->cols || !s->tmp || !s->params)
-        return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory (scratch)");
+    lin *lins[] = {&s->u_init, &s->ul_a, &s->ul_b, &s->out, &s->down_u[0], &s->down_u[1],
+                   &s->down_ul[0], &s->down_ul[1], &s->up_u[0], &s->up_u[1], &s->up_ul[0],
+                   &s->up_ul[1]};
+    for (size_t i = 0; i < sizeof lins / sizeof *lins; i++)
+        lin_free(lins[i]);
+    for (int lv = 0; lv < LEVELS; lv++) {
+        for (int r = 0; r < MODEL_MAX_R; r++)
+            gated_free(&s->gu[lv][r]), gated_free(&s->gul[lv][r]);
+        for (int r = 0; r <= MODEL_MAX_R; r++)
+            gated_free(&s->du[lv][r]), gated_free(&s->dul[lv][r]);
+    }
+}
+
+/* ---- lanes ----------------------------------------------------------------------------- */
+/* Lane t's images, its caches and scratch; a context of its own for GEMMs
+ * when lanes run in parallel (one thread each: its GEMMs are small, and a
+ * context's counters are not shared between threads). */
+static agave_status lane_init(cached_sampler *s, lane *l, int t)
+{
+    l->n0 = s->n * t / s->n_lanes;
+    l->n = s->n * (t + 1) / s->n_lanes - l->n0;
+    l->gemm_ctx = s->ctx;
+    if (s->n_lanes > 1 && (agave_context_create(&l->gemm_ctx, 0) != AGAVE_OK || !l->gemm_ctx))
+        return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory (contexts)");
+    l->mem_floats = lane_place(s, l, NULL);
+    l->mem = malloc(l->mem_floats * sizeof(float));
+    size_t rows = (size_t)s->W * l->n;
+    l->cols = malloc(rows * s->cols_cap * sizeof(float));
+    l->tmp = malloc(rows * 2 * (size_t)s->F * sizeof(float));
+    if (!l->mem || !l->cols || !l->tmp)
+        return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory (caches)");
+    lane_place(s, l, l->mem);
     return AGAVE_OK;
 }
 
+static void lane_free(const cached_sampler *s, lane *l)
+{
+    if (l->gemm_ctx && l->gemm_ctx != s->ctx)
+        agave_context_free(l->gemm_ctx);
+    free(l->mem), free(l->cols), free(l->tmp);
+}
+
+static agave_status lanes_init(cached_sampler *s)
+{
+    int threads = s->ctx->threads;
+    s->n_lanes = threads < s->n ? threads : s->n;
+    s->lanes = calloc((size_t)s->n_lanes, sizeof *s->lanes);
+    s->params = malloc((size_t)s->n * s->P * sizeof(float));
+    if (!s->lanes || !s->params)
+        return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory");
+    for (int t = 0; t < s->n_lanes; t++)
+        MTRY(lane_init(s, &s->lanes[t], t));
+    return AGAVE_OK;
+}
+
+/* ---- the sampler ----------------------------------------------------------------------- */
 agave_status cached_sampler_create(agave_model *m, int n, int conditional, cached_sampler **out)
 {
     if (!m || !out)
@@ -691,12 +801,9 @@ agave_status cached_sampler_create(agave_model *m, int n, int conditional, cache
     s->m = m, s->ctx = m->ctx, s->n = n, s->C = c->C, s->H = c->H, s->W = c->W, s->F = c->F;
     s->R = c->R, s->P = dmol_param_count(c->C, c->M), s->cond = conditional != 0, s->next = -1;
     s->cols_cap = (size_t)s->F;   /* the output head's input */
-    int was_recording = agave_tape_recording(s->ctx);
-    agave_tape_set_recording(s->ctx, 0);
-    agave_status st = network_init(s);
-    agave_tape_set_recording(s->ctx, was_recording);
+    agave_status st = weights_init(s);
     if (st == AGAVE_OK)
-        st = scratch_init(s);
+        st = lanes_init(s);
     if (st != AGAVE_OK) {
         cached_sampler_free(s);
         return st;
@@ -705,38 +812,20 @@ agave_status cached_sampler_create(agave_model *m, int n, int conditional, cache
     return AGAVE_OK;
 }
 
-static void lin_free(lin *l) { free(l->w), free(l->b); }
-
 void cached_sampler_free(cached_sampler *s)
 {
     if (!s)
         return;
-    lin *lins[] = {&s->u_init, &s->ul_a, &s->ul_b, &s->out, &s->down_u[0], &s->down_u[1],
-                   &s->down_ul[0], &s->down_ul[1], &s->up_u[0], &s->up_u[1], &s->up_ul[0],
-                   &s->up_ul[1]};
-    for (size_t i = 0; i < sizeof lins / sizeof *lins; i++)
-        lin_free(lins[i]);
-    for (int lv = 0; lv < LEVELS; lv++) {
-        for (int r = 0; r < MODEL_MAX_R; r++)
-            gated_free(&s->gu[lv][r]), gated_free(&s->gul[lv][r]);
-        for (int r = 0; r <= MODEL_MAX_R; r++) {
-            gated_free(&s->du[lv][r]), gated_free(&s->dul[lv][r]);
-            free(s->du_out[lv][r].d), free(s->dul_out[lv][r].d);
-        }
-        free(s->g[lv].d);
-    }
-    for (int i = 0; i < LEVELS * (MODEL_MAX_R + 1); i++)
-        free(s->su[i].d), free(s->sul[i].d);
-    for (int lv = 0; lv < 2; lv++)
-        free(s->upu[lv].d), free(s->upul[lv].d);
-    free(s->x.d), free(s->cols), free(s->tmp), free(s->params);
+    weights_free(s);
+    for (int t = 0; s->lanes && t < s->n_lanes; t++)
+        lane_free(s, &s->lanes[t]);
+    free(s->lanes), free(s->params);
     free(s);
 }
 
-/* ---- a batch ----------------------------------------------------------------------------- */
 /* elu(g_l) of f, by the library's conditioning stream as pixelcnn.c's
- * condition() runs it (f nearest-upsampled to H x W first), then into the
- * cache layout. */
+ * condition() runs it (f nearest-upsampled to H x W first), then into each
+ * lane's cache layout. */
 static agave_status condition(cached_sampler *s, const float *f)
 {
     agave_context *ctx = s->ctx;
@@ -749,39 +838,20 @@ static agave_status condition(cached_sampler *s, const float *f)
     for (int up = c->s; up > 1; up /= 2)
         MTRY(agave_upsample2x(ctx, t, &t));
     MTRY(agave_layer_forward_cond(s->m->pcnn.cond, t, g));
-    for (int lv = 0; lv < LEVELS; lv++) {
-        act *a = &s->g[lv];
-        for (int k = 0; k < s->n; k++)
-            for (int ch = 0; ch < s->F; ch++)
-                for (int i = 0; i < a->h; i++)
-                    for (int j = 0; j < a->w; j++)
-                        act_at(s, a, i, j)[k * s->F + ch] =
-                            g[lv]->data[(((size_t)k * s->F + ch) * a->h + i) * a->w + j];
+    for (int q = 0; q < s->n_lanes; q++) {
+        lane *l = &s->lanes[q];
+        for (int lv = 0; lv < LEVELS; lv++) {
+            const act *a = &l->g[lv];
+            for (int k = 0; k < l->n; k++)
+                for (int ch = 0; ch < s->F; ch++) {
+                    const float *src = g[lv]->data + ((size_t)(l->n0 + k) * s->F + ch) * a->h * a->w;
+                    for (int i = 0; i < a->h; i++)
+                        for (int j = 0; j < a->w; j++)
+                            act_at(l, a, i, j)[k * s->F + ch] = src[i * a->w + j];
+                }
+        }
     }
     return AGAVE_OK;
-}
-
-/* Every activation, for NaN to expose a read of anything not computed. */
-static void poison_all(cached_sampler *s)
-{
-    act_poison(s, &s->x);
-    for (int lv = 0; lv < LEVELS; lv++) {
-        for (int r = 0; r < s->R; r++) {
-            act_poison(s, &s->gu[lv][r].ce_x), act_poison(s, &s->gu[lv][r].ce_c1);
-            act_poison(s, &s->gul[lv][r].ce_x), act_poison(s, &s->gul[lv][r].ce_c1);
-        }
-        for (int r = 0; r < down_blocks(s, lv); r++) {
-            act_poison(s, &s->du[lv][r].ce_x), act_poison(s, &s->du[lv][r].ce_c1);
-            act_poison(s, &s->dul[lv][r].ce_x), act_poison(s, &s->dul[lv][r].ce_c1);
-            act_poison(s, &s->du_out[lv][r]), act_poison(s, &s->dul_out[lv][r]);
-        }
-        for (int t = 0; t <= s->R; t++) {
-            act_poison(s, &s->su[stack_index(s, lv, t)]);
-            act_poison(s, &s->sul[stack_index(s, lv, t)]);
-        }
-        if (lv < 2)
-            act_poison(s, &s->upu[lv]), act_poison(s, &s->upul[lv]);
-    }
 }
 
 agave_status cached_sampler_begin(cached_sampler *s, const float *f, const uint8_t *x)
@@ -789,7 +859,9 @@ agave_status cached_sampler_begin(cached_sampler *s, const float *f, const uint8
     if (!s || !x || (s->cond && !f))
         return s ? ctx_error(s->ctx, AGAVE_ERR_NULL, "cached sampler: x or f is NULL")
                  : AGAVE_ERR_NULL;
-    poison_all(s);
+    for (int t = 0; t < s->n_lanes; t++)
+        for (size_t i = 0; i < s->lanes[t].mem_floats; i++)
+            s->lanes[t].mem[i] = NAN;
     s->img = x;
     s->next = 0;
     if (s->cond) {
@@ -802,6 +874,57 @@ agave_status cached_sampler_begin(cached_sampler *s, const float *f, const uint8
     return AGAVE_OK;
 }
 
+/* Advances rng past what dmol_pixel_sample draws for one pixel of one image:
+ * n_mix uniforms for the component, then one per channel (lib/loss/loss.h). */
+static void skip_pixel_draws(agave_rng *rng, int channels, int n_mix)
+{
+    for (int k = 0; k < n_mix + channels; k++)
+        (void)rng_uniform_double(rng);
+}
+
+/* Lane l samples its images through every pixel; draw[p * n + i] is the
+ * generator's state where the sequential loop draws pixel p of image i. */
+static void lane_sample(const cached_sampler *s, lane *l, const agave_rng *draw, int n_mix,
+                        uint8_t *x)
+{
+    const size_t plane = (size_t)s->H * s->W;
+    for (int p = 0; p < (int)plane; p++) {
+        lane_step(s, l, p / s->W, p % s->W, s->params);
+        for (int k = l->n0; k < l->n0 + l->n; k++) {
+            agave_rng rng = draw[(size_t)p * s->n + k];
+            dmol_pixel_sample(s->params + (size_t)k * s->P, 1, s->C, n_mix, &rng,
+                              x + (size_t)k * s->C * plane + p, plane);
+        }
+    }
+}
+
+/* Several lanes: one parallel region for the whole batch rather than one per
+ * pixel (a region per pixel costs a scheduler time slice per pixel whenever
+ * another process holds a core). The draws stay those of the sequential loop:
+ * each (pixel, image) starts from the generator state the loop would have
+ * there, found up front by skipping through the stream in the loop's order. */
+static agave_status sample_lanes(cached_sampler *s, agave_rng *rng, int n_mix, uint8_t *x)
+{
+    const size_t plane = (size_t)s->H * s->W;
+    agave_rng *draw = malloc(plane * s->n * sizeof *draw);
+    if (!draw)
+        return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory (draws)");
+    for (size_t d = 0; d < plane * s->n; d++) {
+        draw[d] = *rng;
+        skip_pixel_draws(rng, s->C, n_mix);
+    }
+#pragma omp parallel for num_threads(s->n_lanes) schedule(static, 1)
+    for (int t = 0; t < s->n_lanes; t++)
+        lane_sample(s, &s->lanes[t], draw, n_mix, x);
+    for (int t = 0; t < s->n_lanes; t++) {
+        s->ctx->gemm_flops += s->lanes[t].gemm_ctx->gemm_flops;
+        s->lanes[t].gemm_ctx->gemm_flops = 0;
+    }
+    s->next = -1;
+    free(draw);
+    return AGAVE_OK;
+}
+
 agave_status sample_pixels_cached(agave_model *m, int n, const float *f, uint8_t *x)
 {
     const agave_config *c = &m->cfg;
@@ -810,15 +933,15 @@ agave_status sample_pixels_cached(agave_model *m, int n, const float *f, uint8_t
     memset(x, 0, (size_t)n * c->C * plane);
     MTRY(cached_sampler_create(m, n, f != NULL, &s));
     agave_status st = cached_sampler_begin(s, f, x);
-    for (int r = 0; r < c->H && st == AGAVE_OK; r++)
-        for (int col = 0; col < c->W && st == AGAVE_OK; col++) {
-            const float *params;
-            st = cached_sampler_step(s, r, col, &params);
-            size_t at = (size_t)r * c->W + col;
-            for (int i = 0; i < n && st == AGAVE_OK; i++)
-                dmol_pixel_sample(params + (size_t)i * s->P, 1, c->C, c->M, &m->ctx->rng,
-                                  x + (size_t)i * c->C * plane + at, plane);
-        }
+    if (st == AGAVE_OK && s->n_lanes > 1)
+        st = sample_lanes(s, &m->ctx->rng, c->M, x);
+    for (size_t p = 0; p < plane && st == AGAVE_OK && s->n_lanes == 1; p++) {
+        const float *params;
+        st = cached_sampler_step(s, (int)(p / c->W), (int)(p % c->W), &params);
+        for (int i = 0; i < n && st == AGAVE_OK; i++)
+            dmol_pixel_sample(params + (size_t)i * s->P, 1, c->C, c->M, &m->ctx->rng,
+                              x + (size_t)i * c->C * plane + p, plane);
+    }
     cached_sampler_free(s);
     return st;
 }
