@@ -62,7 +62,8 @@ typedef struct image_cols {
 static image_cols wide_cols(float *data, size_t rows) { return (image_cols){data, rows, 1}; }
 static image_cols nchw_cols(const float *data, size_t rows)
 {
-    return (image_cols){(float *)data, rows, 0};   // read-only where the caller says so
+    // const dropped: only GEMM outputs are written through, and those are never const
+    return (image_cols){(float *)data, rows, 0};
 }
 static float *image_at(image_cols c, int n, size_t P)
 {

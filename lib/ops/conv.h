@@ -1,8 +1,8 @@
 /* Internal kernels of the convolution family (lib/ops/conv.c): im2col and
  * col2im over a block of images, and the layout permutes that fold a batch
- * into one GEMM. Every function here runs its own OpenMP loop with
- * ctx->threads and must never be called from inside a parallel region or
- * while a GEMM runs (OpenBLAS has its own pool). */
+ * into one GEMM. Every function here runs its own OpenMP loop (threads: see
+ * data_threads in im2col.c) and must never be called from inside a parallel
+ * region or while a GEMM runs. */
 #ifndef AGAVE_OPS_CONV_H
 #define AGAVE_OPS_CONV_H
 

@@ -5,6 +5,7 @@
  * of the thread count and of the schedule. The schedule is guided rather than
  * static: on a machine shared with other work, a thread that gets descheduled
  * would otherwise hold every other thread at the region's closing barrier. */
+#include <cblas.h>
 #include <string.h>
 
 #include "conv.h"
@@ -12,6 +13,20 @@
 /* Below this many floats of work a loop runs on one thread: the fork/join of
  * a parallel region (a few microseconds) would cost more than it saves. */
 #define PAR_MIN_WORK 32768
+
+/* Threads for the loops below. They alternate with GEMMs, so what matters is
+ * whose threads run the GEMMs. OpenBLAS built on OpenMP (or sequential) shares
+ * this pool: use all of ctx->threads. OpenBLAS built on pthreads keeps a pool
+ * of its own, and the two then take cores from each other: OpenMP's workers
+ * spin after a loop while OpenBLAS's start, OpenBLAS's spin while the next
+ * loop starts. Measured on 2 cores (docs/performance.md), a conv2d ran at 0.44
+ * of sgemm speed with parallel loops and at 0.71 with serial ones, so with a
+ * pthreads OpenBLAS these loops run on one thread.
+ * (openblas_get_parallel: 0 sequential, 1 pthreads, 2 OpenMP.) */
+static int data_threads(const agave_context *ctx)
+{
+    return openblas_get_parallel() == 1 ? 1 : ctx->threads;
+}
 
 /* The kernel positions ow in [lo, hi) whose tap kw reads a pixel inside a
  * row of width in_w: 0 <= ow*stride + kw - pad_left < in_w. */
@@ -60,7 +75,7 @@ void im2col(agave_context *ctx, const conv_geom *g, const float *img, int nb, fl
     const long rows = (long)geom_rows(g);
     const size_t P = geom_cols(g), ld = (size_t)nb * P;
     const size_t taps = (size_t)g->k_h * g->k_w;
-#pragma omp parallel for collapse(2) num_threads(ctx->threads) \
+#pragma omp parallel for collapse(2) num_threads(data_threads(ctx)) \
     if ((size_t)rows * ld > PAR_MIN_WORK) schedule(guided)
     for (long r = 0; r < rows; r++)
         for (int n = 0; n < nb; n++) {
@@ -99,7 +114,7 @@ void col2im_add(agave_context *ctx, const conv_geom *g, const float *col, int nb
     // col is (C*KH*KW, nb*P), img is (nb,C,in_h,in_w); one thread owns one (n, c) plane
     const long planes = (long)nb * g->channels;
     const size_t P = geom_cols(g), ld = (size_t)nb * P;
-#pragma omp parallel for num_threads(ctx->threads) \
+#pragma omp parallel for num_threads(data_threads(ctx)) \
     if (geom_rows(g) * ld > PAR_MIN_WORK) schedule(guided)
     for (long nc = 0; nc < planes; nc++) {
         size_t n = (size_t)nc / (size_t)g->channels, c = (size_t)nc % (size_t)g->channels;
@@ -116,7 +131,7 @@ void nchw_to_cn(agave_context *ctx, const float *src, int nb, int C, size_t P, f
 {
     // src is (nb,C,P), dst is (C,nb*P)
     const long planes = (long)nb * C;
-#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > PAR_MIN_WORK) \
+#pragma omp parallel for num_threads(data_threads(ctx)) if ((size_t)planes * P > PAR_MIN_WORK) \
     schedule(guided)
     for (long nc = 0; nc < planes; nc++) {
         size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;
@@ -129,7 +144,7 @@ void cn_to_nchw(agave_context *ctx, const float *src, int nb, int C, size_t P,
 {
     // src is (C,nb*P), dst is (nb,C,P)
     const long planes = (long)nb * C;
-#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > PAR_MIN_WORK) \
+#pragma omp parallel for num_threads(data_threads(ctx)) if ((size_t)planes * P > PAR_MIN_WORK) \
     schedule(guided)
     for (long nc = 0; nc < planes; nc++) {
         size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;
@@ -149,7 +164,7 @@ void fill_bias(agave_context *ctx, float *t, int nb, int C, size_t P, const floa
 {
     // t is (nb,C,P)
     const long planes = (long)nb * C;
-#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > PAR_MIN_WORK) \
+#pragma omp parallel for num_threads(data_threads(ctx)) if ((size_t)planes * P > PAR_MIN_WORK) \
     schedule(guided)
     for (long nc = 0; nc < planes; nc++) {
         float b = bias ? bias[nc % C] : 0.0f;
@@ -163,7 +178,7 @@ void add_bias(agave_context *ctx, float *t, int nb, int C, size_t P, const float
 {
     // t is (nb,C,P)
     const long planes = (long)nb * C;
-#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > PAR_MIN_WORK) \
+#pragma omp parallel for num_threads(data_threads(ctx)) if ((size_t)planes * P > PAR_MIN_WORK) \
     schedule(guided)
     for (long nc = 0; nc < planes; nc++) {
         float b = bias[nc % C];
@@ -176,7 +191,7 @@ void add_bias(agave_context *ctx, float *t, int nb, int C, size_t P, const float
 void bias_grad(agave_context *ctx, const float *g, int N, int C, size_t P, float *gb)
 {
     // g is (N,C,P); one thread owns one channel, so the sum order is fixed
-#pragma omp parallel for num_threads(ctx->threads) if ((size_t)N * C * P > PAR_MIN_WORK) \
+#pragma omp parallel for num_threads(data_threads(ctx)) if ((size_t)N * C * P > PAR_MIN_WORK) \
     schedule(guided)
     for (int c = 0; c < C; c++) {
         double acc = 0;
