@@ -1,0 +1,150 @@
+/* train_step: speed and memory of full training steps (forward, objective,
+ * backward, Adamax update, averaging) in mode agave.
+ *
+ * For each configuration and batch size, in a child process of its own (so
+ * that peak RSS is that run's): data-dependent init, 3 warm-up steps, then
+ * the median of `repeats` timed steps. Prints images/s, forward FLOPs per image
+ * (counted from the GEMMs one forward runs), the achieved GFLOP/s counted as
+ * 3 x forward FLOPs per image x images/s (the convention PyTorch comparisons
+ * use), its ratio to cblas_sgemm on a 1024^3 product measured in the same run
+ * with the same threads, and peak RSS.
+ *
+ * usage: train_step [--threads T] [--repeats R] [config:batch ...]
+ *        default: fashion:16 cifar-small:16 fashion:64 cifar-small:64 */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "model/model.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* GFLOP/s of C = A B on 1024^3 through the library's gemm() (same threads). */
+static double sgemm_gflops(int threads)
+{
+    const int n = 1024;
+    agave_context *ctx;
+    agave_context_create(&ctx, 1);
+    agave_context_set_threads(ctx, threads);
+    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n);
+    float *c = malloc(sizeof(float) * n * n);
+    for (int i = 0; i < n * n; i++)
+        a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
+    double best = 1e30;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now();
+        gemm(ctx, 0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        double dt = now() - t0;
+        best = dt < best ? dt : best;
+    }
+    free(a), free(b), free(c);
+    agave_context_free(ctx);
+    return 2.0 * n * n * n / best / 1e9;
+}
+
+static int run(const char *name, int batch, int threads, int repeats, double sgemm)
+{
+    agave_context *ctx;
+    agave_config cfg;
+    agave_model *m;
+    if (agave_config_init(&cfg, name) != AGAVE_OK)
+        return fprintf(stderr, "train_step: unknown configuration %s\n", name), 2;
+    agave_context_create(&ctx, 1);
+    agave_context_set_threads(ctx, threads);
+    if (agave_model_create(ctx, &cfg, &m) != AGAVE_OK)
+        return fprintf(stderr, "train_step: %s\n", agave_context_last_error(ctx)), 2;
+    size_t D = (size_t)cfg.C * cfg.H * cfg.W;
+    uint8_t *x = malloc((size_t)batch * D);
+    for (size_t i = 0; i < (size_t)batch * D; i++)
+        x[i] = (uint8_t)((i * 2654435761u) >> 24);
+    agave_model_init(m, x, batch);
+    /* forward FLOPs per image, counted */
+    model_terms t;
+    agave_tape_set_recording(ctx, 0);
+    agave_tape_reset(ctx);
+    ctx->gemm_flops = 0;
+    model_forward(m, x, batch, plan_for_mode(cfg.mode), &t);
+    double fwd = (double)ctx->gemm_flops / batch;
+    agave_tape_set_recording(ctx, 1);
+    agave_tape_reset(ctx);
+    agave_step_stats st = {sizeof st, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < 3; i++)
+        agave_model_train_step(m, x, batch, &st);
+    double *dt = malloc(sizeof(double) * (size_t)repeats);
+    for (int i = 0; i < repeats; i++) {
+        double t0 = now();
+        if (agave_model_train_step(m, x, batch, &st) != AGAVE_OK)
+            return fprintf(stderr, "train_step: %s\n", agave_context_last_error(ctx)), 2;
+        dt[i] = now() - t0;
+    }
+    qsort(dt, (size_t)repeats, sizeof *dt, cmp_double);
+    double med = dt[repeats / 2], ips = batch / med, gflops = 3.0 * fwd * ips / 1e9;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%-12s batch %3d threads %d | %7.1f images/s | %6.3f s/step | fwd %.3f GFLOP/img | "
+           "%6.1f GFLOP/s | %.2f of sgemm | peak RSS %6.0f MiB\n",
+           name, batch, threads, ips, med, fwd / 1e9, gflops, gflops / sgemm,
+           ru.ru_maxrss / 1024.0);
+    free(dt);
+    free(x);
+    agave_model_free(m);
+    agave_context_free(ctx);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int threads = 2, repeats = 11, first = 1;
+    for (; first < argc && argv[first][0] == '-'; first += 2) {
+        if (first + 1 >= argc)
+            return fprintf(stderr, "train_step: %s needs a value\n", argv[first]), 2;
+        if (!strcmp(argv[first], "--threads"))
+            threads = atoi(argv[first + 1]);
+        else if (!strcmp(argv[first], "--repeats"))
+            repeats = atoi(argv[first + 1]);
+        else
+            return fprintf(stderr, "train_step: unknown option %s\n", argv[first]), 2;
+    }
+    if (threads < 1 || repeats < 1)
+        return fprintf(stderr, "train_step: --threads and --repeats must be >= 1\n"), 2;
+    const char *defaults[] = {"fashion:16", "cifar-small:16", "fashion:64", "cifar-small:64"};
+    int n_runs = argc > first ? argc - first : 4;
+    double sgemm = sgemm_gflops(threads);
+    printf("cblas_sgemm 1024^3: %.1f GFLOP/s with %d thread(s) (OpenMP panels, OpenBLAS 1 "
+           "thread each)\n", sgemm, threads);
+    fflush(stdout);
+    int rc = 0;
+    for (int r = 0; r < n_runs; r++) {
+        const char *spec = argc > first ? argv[first + r] : defaults[r];
+        char name[64];
+        int batch = 16;
+        const char *colon = strchr(spec, ':');
+        snprintf(name, sizeof name, "%.*s", colon ? (int)(colon - spec) : (int)strlen(spec),
+                 spec);
+        if (colon)
+            batch = atoi(colon + 1);
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(run(name, batch, threads, repeats, sgemm));
+        int status = 0;
+        waitpid(pid, &status, 0);
+        rc |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+        fflush(stdout);
+    }
+    return rc;
+}
