@@ -212,12 +212,16 @@ static void test_params_match_on_a_whole_image(void **state)
         check_whole_image(variants[v], 3, 1, 21 + v);
 }
 
-/* Lanes: 5 images over 2 and 3 threads (lanes of unequal sizes). */
-static void test_params_match_with_lanes(void **state)
+/* Other batch shapes: 6 images in one lane (a ul layer's rows as dot
+ * products, 4 + 1 + 1), 12 (through sgemm), and lanes: 5 images over 2 and 3
+ * threads (lanes of unequal sizes). */
+static void test_params_match_other_batches(void **state)
 {
     (void)state;
-    check_whole_image(variants[1], 5, 2, 61);
-    check_whole_image(variants[8], 5, 3, 62);
+    check_whole_image(variants[0], 6, 1, 60);
+    check_whole_image(variants[3], 12, 1, 61);
+    check_whole_image(variants[1], 5, 2, 62);
+    check_whole_image(variants[8], 5, 3, 63);
 }
 
 /* The cached sampler draws the first `last` pixels itself (the rest of the
@@ -360,7 +364,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_params_match_on_a_whole_image),
-        cmocka_unit_test(test_params_match_with_lanes),
+        cmocka_unit_test(test_params_match_other_batches),
         cmocka_unit_test(test_params_match_while_sampling),
         cmocka_unit_test(test_comparison_detects_a_different_image),
         cmocka_unit_test(test_same_images_as_naive),
