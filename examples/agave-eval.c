@@ -189,8 +189,8 @@ static int format_json(char *buf, size_t len, const totals *t, int K, double bas
 static void print_summary(FILE *f, const totals *t, int K, double base, agave_mode mode)
 {
     double n = (double)t->n;
-    fprintf(f, "%lld test images: ELBO %.4f bpd (PixelCNN %.4f + KL %.4f)", t->n, t->elbo / n,
-            t->recon / n, t->kl / n);
+    fprintf(f, "%lld test images: ELBO %.4f bpd (%s %.4f + KL %.4f)", t->n, t->elbo / n,
+            mode == AGAVE_MODE_VAE ? "reconstruction of y" : "PixelCNN", t->recon / n, t->kl / n);
     if (mode == AGAVE_MODE_PIXELCNN)
         fprintf(f, " [mode pixelcnn: exact NLL, no latent]");
     if (mode == AGAVE_MODE_VAE)

@@ -67,7 +67,8 @@ static int parse_options(int argc, char **argv, sample_opts *o, cli_program *pro
         "Writes a PNG grid of samples from a trained model: each f(z) (the VAE decoder's\n"
         "image, z ~ p(z)) beside the PixelCNN sample drawn given it (the paper's Figure 1c).\n"
         "With --reconstruct: rows of test images, f(z) for z ~ q(z|x) and the PixelCNN sample\n"
-        "given f(z) (Figure 3). Sampling is pixel by pixel: one network pass per pixel.";
+        "given f(z) (Figure 3). The PixelCNN draws pixel by pixel, so sampling an image\n"
+        "costs far more than evaluating one.";
     prog->epilog = "exit status: 0 done, 2 error (one line on stderr).";
     prog->options = malloc(sizeof opts);
     prog->n_options = prog->options ? (int)(sizeof opts / sizeof opts[0]) : 0;
@@ -191,6 +192,20 @@ static int alloc_images(const sample_opts *o, const agave_config *cfg, images *i
     return EXIT_OK;
 }
 
+/* What the picture shows, for the closing line. */
+static const char *picture_text(const sample_opts *o, const agave_config *cfg)
+{
+    if (o->reconstruct)
+        return cfg->mode == AGAVE_MODE_VAE ? "reconstructions (rows: test image, f(z))"
+                                           : "reconstructions (rows: test image, f(z), "
+                                             "PixelCNN sample)";
+    if (cfg->mode == AGAVE_MODE_PIXELCNN)
+        return "PixelCNN samples";
+    if (cfg->mode == AGAVE_MODE_VAE)
+        return "VAE means f(z)";
+    return "samples (f(z) beside the PixelCNN sample)";
+}
+
 static int run(const sample_opts *o, agave_context *ctx)
 {
     agave_model *m = NULL;
@@ -218,11 +233,7 @@ static int run(const sample_opts *o, agave_context *ctx)
     if (rc == EXIT_OK)
         rc = write_grid(o, ctx, &cfg, &im);
     if (rc == EXIT_OK)
-        printf("wrote %s: %lld %s\n", o->out, o->count,
-               o->reconstruct ? "reconstructions (rows: test image, f(z), PixelCNN sample)"
-               : cfg.mode == AGAVE_MODE_PIXELCNN ? "PixelCNN samples"
-               : cfg.mode == AGAVE_MODE_VAE      ? "VAE means f(z)"
-                                                 : "samples (f(z) beside the PixelCNN sample)");
+        printf("wrote %s: %lld %s\n", o->out, o->count, picture_text(o, &cfg));
     free(im.x);
     free(im.fz);
     free(im.input);

@@ -597,9 +597,9 @@ static void show_progress(trainer *t, int milestone)
         snprintf(target, sizeof target, "/%lld", t->target_steps);
     long long total_rejected = agave_model_rejected_count(t->model);
     if (total_rejected)
-        snprintf(rejected, sizeof rejected, "  rejected %lld", total_rejected);
+        snprintf(rejected, sizeof rejected, " | rejected %lld", total_rejected);
     progress_update(&t->line, milestone,
-                    "step %lld%s  %.1f img/s  ETA %s  bpd %.4f (pixelcnn %.4f aux %.4f kl %.4f)%s",
+                    "step %lld%s %.1f img/s ETA %s | bpd %.3f pixelcnn %.3f aux %.3f kl %.3f%s",
                     step, target, v[0], eta, v[1], v[2], v[3], v[4], rejected);
 }
 
@@ -695,7 +695,7 @@ static void print_header(trainer *t)
             agave_dataset_width(t->ds), t->o->data);
     if (t->target_steps)
         snprintf(budget, sizeof budget, "until step %lld", t->target_steps);
-    if (t->deadline > 0)
+    if (t->o->minutes > 0)
         snprintf(budget + strlen(budget), sizeof budget - strlen(budget), "%sfor %g minutes",
                  t->target_steps ? " or " : "", t->o->minutes);
     if (t->o->checkpoint_every)
