@@ -1,15 +1,16 @@
 /* Sampling speed: the cached sampler (the default of agave_model_sample)
  * against the naive one (a full PixelCNN forward per pixel).
  *
- * usage: sample [--threads N] [--naive-pixels K] [--full-naive] [config]
+ * usage: sample [--threads N] [--naive-pixels K] [--full-naive B] [config]
  *   config          a named configuration (default fashion), mode agave
  *   --threads N     context threads (default: the online CPUs)
  *   --naive-pixels  pixels of the naive sampler timed per batch size (default
  *                   28, one row of a 28x28 image); its time for a whole image
  *                   is extrapolated from them (every pixel costs one full
  *                   forward of the same size, so the cost per pixel is flat)
- *   --full-naive    run the naive sampler whole instead (at batch 64 that
- *                   takes a long time: 3136 forward passes of batch 16)
+ *   --full-naive B  run the naive sampler whole at batch sizes <= B instead
+ *                   (to check the extrapolation; at batch 64 that takes long:
+ *                   3136 forward passes of batch 16)
  *
  * The model is initialised data-dependently on 16 random images. For batch
  * sizes 1, 16 and 64, the cached sampler is timed through model_sample_with
@@ -139,12 +140,12 @@ int main(int argc, char **argv)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--naive-pixels") && i + 1 < argc)
             k = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--full-naive"))
-            full = 1;
+        else if (!strcmp(argv[i], "--full-naive") && i + 1 < argc)
+            full = atoi(argv[++i]);
         else if (argv[i][0] != '-')
             name = argv[i];
         else {
-            fprintf(stderr, "usage: sample [--threads N] [--naive-pixels K] [--full-naive] "
+            fprintf(stderr, "usage: sample [--threads N] [--naive-pixels K] [--full-naive B] "
                             "[config]\n");
             return 2;
         }
@@ -172,18 +173,19 @@ int main(int argc, char **argv)
            "load average %.2f\n",
            agave_context_threads(ctx), openblas_get_num_threads(), openblas_get_config(),
            openblas_get_corename(), load[0]);
-    if (!full)
-        printf("naive sampler: %d of %d pixels timed per chunk, extrapolated to the image\n", k,
-               pixels);
+    printf("cached sampler: min(threads, images) lanes per chunk; naive sampler: %d of %d "
+           "pixels timed per chunk and extrapolated%s\n",
+           k, pixels, full ? " (whole runs where marked)" : "");
     printf("| batch | cached images/s | naive images/s | cached / naive |\n|---|---|---|---|\n");
     const int batches[3] = {1, 16, 64};
     for (int b = 0; b < 3; b++) {
         int n = batches[b], chunks = (n + CHUNK - 1) / CHUNK, chunk = n < CHUNK ? n : CHUNK;
         double cached = time_cached(m, n, n == 1 ? 5 : n == 16 ? 3 : 2, x);
-        double naive = full ? time_naive_full(m, n, x)
-                            : chunks * pixels * naive_seconds_per_pixel(m, chunk, k, x);
-        printf("| %d | %.2f | %.4f%s | %.0f |\n", n, n / cached, n / naive,
-               full ? "" : " (extrapolated)", naive / cached);
+        int whole = n <= full;
+        double naive = whole ? time_naive_full(m, n, x)
+                             : chunks * pixels * naive_seconds_per_pixel(m, chunk, k, x);
+        printf("| %d | %.2f | %.4f (%s) | %.0f |\n", n, n / cached, n / naive,
+               whole ? "whole run" : "extrapolated", naive / cached);
         fflush(stdout);
     }
     double one = time_cached_one_chunk(m, 64, x);
