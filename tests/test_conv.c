@@ -87,11 +87,13 @@ static const conv_case conv_cases[] = {
     {"32x32 planes: one image per GEMM, written in place", 2, 3, 32, 32, 4, 3, 3, 1, 1, 1, 1, 1,
      1},
     {"1x1 kernel stride 2", 2, 3, 5, 7, 2, 1, 1, 2, 0, 0, 0, 0, 1},
-    /* lib/ops/conv.c puts up to 4M floats of column matrix in one block (K*P per image) */
-    {"64 channels at 32x32, 9 images: per-image GEMMs, blocks of 7 and 2", 9, 64, 32, 32, 2, 3,
+    /* lib/ops/conv.c runs blocks of images: at least 1024 columns (images x Ho*Wo), more
+     * while the column matrix stays under 256K floats. These two split the batch into
+     * several blocks with a partial last one (9+2, and 7x4+2). */
+    {"32x32, 3 channels, 11 images: per-image GEMMs, partial last block", 11, 3, 32, 32, 4, 3,
      3, 1, 1, 1, 1, 1, 1},
-    {"64 channels at 16x16, 30 images: folded blocks of 28 and 2", 30, 64, 16, 16, 2, 3, 3, 1, 1,
-     1, 1, 1, 1},
+    {"64 channels at 16x16, 30 images: folded, partial last block", 30, 64, 16, 16, 2, 3, 3, 1,
+     1, 1, 1, 1, 1},
 };
 
 /* out[n,o,i,j] = b[o] + sum over c,kh,kw of x[n,c,i*s+kh-pt,j*s+kw-pl] w[o,c,kh,kw]. */
@@ -183,10 +185,11 @@ static const deconv_case deconv_cases[] = {
     {"stride 3, crop (2,1), output reaching past F", 2, 2, 3, 3, 3, 2, 3, 3, 2, 1, 10, 11, 1},
     {"13 images of 8x8, PixelCNN++ down-shifted", 13, 3, 8, 8, 2, 2, 3, 2, 0, 1, 16, 16, 1},
     {"32x32 input: one image per GEMM", 2, 2, 32, 32, 3, 2, 2, 2, 0, 0, 64, 64, 1},
-    {"32x32 input, 64 outputs, 11 images: blocks of 10 and 1", 11, 2, 32, 32, 64, 2, 3, 2, 0, 1,
-     64, 64, 1},
-    {"16x16 input, 64 outputs, 43 images: folded blocks of 42 and 1", 43, 2, 16, 16, 64, 2, 3, 2,
-     0, 1, 32, 32, 0},
+    /* batch split into blocks with a partial last one (10+1, and 10x4+3), as above */
+    {"32x32 input, 4 outputs, 11 images: per-image GEMMs, partial last block", 11, 2, 32, 32, 4,
+     2, 3, 2, 0, 1, 64, 64, 1},
+    {"16x16 input, 64 outputs, 43 images: folded, partial last block", 43, 2, 16, 16, 64, 2, 3,
+     2, 0, 1, 32, 32, 0},
 };
 
 /* Straight from the header: F[n,o,i*s+kh,j*s+kw] += x[n,c,i,j] w[c,o,kh,kw] on a plane
@@ -358,7 +361,7 @@ static void test_nin_forward(void **state)
         check_nin(3, 5, 3, 5, 7, 1, threads);     // 15-pixel planes: batch folded
         check_nin(2, 3, 33, 32, 4, 0, threads);   // large planes: GEMM per image
         check_nin(23, 4, 8, 8, 3, 1, threads);    // 8x8, folded
-        check_nin(33, 512, 16, 16, 3, 1, threads);   // folded blocks of 32 and 1 images
+        check_nin(33, 512, 16, 16, 3, 1, threads);   // folded, blocks of 4 images, last of 1
     }
 }
 
@@ -443,7 +446,7 @@ static void expect_grad(const char *label, agave_tensor *t, const double *ref,
 static void test_conv2d_backward_blocks(void **state)
 {
     (void)state;
-    // the two block-splitting cases at the end of conv_cases, and stride 2 asymmetric padding
+    // the two partial-last-block cases at the end of conv_cases, and stride 2 asymmetric padding
     const conv_case *cases_[] = {&conv_cases[11], &conv_cases[12], &conv_cases[1]};
     for (size_t ci = 0; ci < sizeof cases_ / sizeof cases_[0]; ci++) {
         const conv_case *k = cases_[ci];
@@ -502,7 +505,7 @@ static void test_conv2d_backward_blocks(void **state)
 static void test_conv2d_transpose_backward_blocks(void **state)
 {
     (void)state;
-    // the two block-splitting cases at the end of deconv_cases, and the down-shifted crop
+    // the two partial-last-block cases at the end of deconv_cases, and the down-shifted crop
     const deconv_case *cases_[] = {&deconv_cases[9], &deconv_cases[10], &deconv_cases[3]};
     for (size_t ci = 0; ci < sizeof cases_ / sizeof cases_[0]; ci++) {
         const deconv_case *k = cases_[ci];

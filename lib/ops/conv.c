@@ -16,15 +16,15 @@
  *  - smaller planes (8x8, 16x16: 64..256 columns, too narrow for OpenBLAS to
  *    reach its peak): the NCHW operands are permuted to the wide layout too,
  *    and one GEMM covers the whole block.
- * Either way a block costs a couple of OpenMP regions and a run of GEMMs back
- * to back. That matters: OpenMP's and OpenBLAS's thread pools take turns on
- * the same cores, and every switch between them costs the spin-wait of the
- * pool that just finished.
+ * Either way a block costs one or two data-movement loops and a run of GEMMs
+ * back to back (on how many threads the loops run, see data_threads in
+ * im2col.c: it depends on how OpenBLAS was built).
  *
- * Memory: the column matrix is scratch from the step arena, at most
- * SCRATCH_FLOATS per block, and is not saved for backward: backward recomputes
- * im2col (one pass over memory, against K flops per element in the GEMM), so a
- * step's memory stays close to the size of its activations.
+ * Memory: the column matrix is scratch from the step arena, one block's worth
+ * per call (about 1 MB, or rows x 2048 floats for folded small planes), and is
+ * not saved for backward: backward recomputes im2col (one pass over cached
+ * memory, against K flops per element in the GEMM), so a step's memory stays
+ * close to the size of its activations.
  */
 #include <limits.h>
 
@@ -32,23 +32,26 @@
 #include "ops.h"
 
 /* A GEMM with this many columns runs near peak in OpenBLAS (its panels are a
- * few hundred wide), so wider planes need no folding. */
+ * few hundred wide): a block has at least this many columns. */
 #define PANEL_COLS 1024
-/* Cap on one block's column matrix (16 MB): it bounds the arena growth of one
- * call; a block of that size already amortises its OpenMP regions. */
-#define SCRATCH_FLOATS ((size_t)4 << 20)
+/* Beyond that, a block's column matrix is kept to about the size of a core's
+ * L2 cache, so that the GEMM reads back what im2col just wrote from cache
+ * rather than from memory. Measured on 2 cores (docs/performance.md), blocks
+ * of 1 MB ran the 32x32 convs 10-20% faster than blocks of 16 MB. */
+#define CACHE_FLOATS ((size_t)256 << 10)
 /* Tensors hold at most 2^40 elements (core/tensor.c). */
 #define MAX_NUMEL ((long long)1 << 40)
 
 /* ---- shared helpers ------------------------------------------------------------ */
 
-/* Images per block: as many as fit a column matrix of SCRATCH_FLOATS. */
+/* Images per block: enough for PANEL_COLS columns, more while the column
+ * matrix (rows, nb*P) stays within CACHE_FLOATS. */
 static int images_per_block(int N, size_t cols_per_image, size_t rows)
 {
-    size_t nb = SCRATCH_FLOATS / (rows * cols_per_image);
-    if (nb > (size_t)N)
-        nb = (size_t)N;
-    return nb < 1 ? 1 : (int)nb;
+    size_t wide_enough = (PANEL_COLS + cols_per_image - 1) / cols_per_image;
+    size_t in_cache = CACHE_FLOATS / (rows * cols_per_image);
+    size_t nb = in_cache > wide_enough ? in_cache : wide_enough;
+    return nb > (size_t)N ? N : (int)nb;
 }
 
 /* m images of a (rows, P) matrix each, either side by side in one (rows, m*P)
