@@ -225,6 +225,27 @@ sanitize: deps
 	UBSAN_OPTIONS="print_stacktrace=1:$${UBSAN_OPTIONS:-}" \
 	    $(MAKE) --no-print-directory BUILD=build-san OPT='$(SAN_OPT)' SAN='$(SAN_FLAGS)' run-tests
 
+# ---- ThreadSanitizer (docs/reliability.md) --------------------------------------
+# tests/test_threads.c (two threads, each with its own context and model,
+# against the same two runs one after the other) built with the library in
+# build-tsan/ under -fsanitize=thread; any reported race fails it
+# (halt_on_error=1). Each context uses 1 thread there: libgomp is not
+# instrumented, so its teams would look racy. No suppression file is needed:
+# OpenBLAS is not instrumented either and runs single-threaded (lib/core/blas.c).
+# --param=tsan-instrument-func-entry-exit=0: the target_clones functions of
+# lib/ops and lib/model get ifunc resolvers, which the dynamic loader runs
+# before the TSan runtime is initialised; with entry/exit hooks in them the
+# program dies at load (SIGSEGV in gate_run's resolver). Memory accesses stay
+# instrumented; race reports then show the racing accesses without the
+# callers' frames.
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer --param=tsan-instrument-func-entry-exit=0
+.PHONY: tsan
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build-tsan OPT='-O1 -g' SAN='$(TSAN_FLAGS)' \
+	    build-tsan/tests/test_threads
+	@TSAN_OPTIONS="halt_on_error=1:$${TSAN_OPTIONS:-}" AGAVE_BUILD=build-tsan \
+	    TEST_TIMEOUT='$(TEST_TIMEOUT)' VERBOSE='$(V)' sh scripts/run-tests.sh build-tsan/tests/test_threads
+
 # ---- fuzzing (docs/reliability.md) ----------------------------------------------
 # libFuzzer harnesses fuzz/fuzz_*.c (IDX reader, CIFAR-10 reader, checkpoint
 # loader) built with clang against the static library compiled with
