@@ -225,6 +225,16 @@ sanitize: deps
 	UBSAN_OPTIONS="print_stacktrace=1:$${UBSAN_OPTIONS:-}" \
 	    $(MAKE) --no-print-directory BUILD=build-san OPT='$(SAN_OPT)' SAN='$(SAN_FLAGS)' run-tests
 
+# ---- valgrind memcheck (docs/reliability.md) ------------------------------------
+# A subset of the suite (scripts/valgrind.sh says which and why) and the three
+# programs under memcheck on the ordinary build: zero errors and zero
+# definitely lost bytes, else the program fails. Ends with "N passed, N failed".
+.PHONY: valgrind
+valgrind:
+	@sh scripts/deps.sh valgrind
+	@$(MAKE) --no-print-directory lib tests programs
+	@TEST_TIMEOUT='$(TEST_TIMEOUT)' VERBOSE='$(V)' sh scripts/valgrind.sh $(BUILD)
+
 # ---- ThreadSanitizer (docs/reliability.md) --------------------------------------
 # tests/test_threads.c (two threads, each with its own context and model,
 # against the same two runs one after the other) built with the library in
