@@ -68,8 +68,10 @@ static void free_chunks(arena_chunk *c)
 void arena_reset(agave_arena *a)
 {
     if (a->head && a->head->prev) {
-        /* More than one chunk: replace them with one that fits the whole step. */
-        size_t want = a->reserved;
+        /* More than one chunk: replace them with one that fits the largest step
+         * seen, plus an eighth of headroom (the chunks' sum over-reserves, as
+         * each new chunk was at least as large as the last). */
+        size_t want = a->peak + a->peak / 8;
         free_chunks(a->head);
         a->head = chunk_new(want, NULL);
         a->reserved = a->head ? want : 0;

@@ -114,12 +114,14 @@ static image_cols as_operand(agave_context *ctx, const float *src, int m, int C,
     return wide_cols(buf, (size_t)C);
 }
 
-static float *scratch(agave_context *ctx, size_t floats, const char *op)
+/* Column matrices and permuted operands live only during one call: they come
+ * from the context's reusable scratch slots (0 and 1), not the step arena, so
+ * a step's memory is its activations, not its activations plus every im2col. */
+static float *scratch(agave_context *ctx, int slot, size_t floats, const char *op)
 {
-    float *p = arena_alloc(&ctx->arena, floats * sizeof(float));
+    float *p = ctx_scratch(ctx, slot, floats * sizeof(float));
     if (!p)
-        ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: step arena: cannot allocate %zu floats of scratch",
-                  op, floats);
+        ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: cannot allocate %zu floats of scratch", op, floats);
     return p;
 }
 
@@ -196,8 +198,8 @@ static agave_status conv2d_forward(agave_context *ctx, const conv_geom *g,
     const int N = tN(x), Cout = tN(w);
     const size_t K = geom_rows(g), P = geom_cols(g), x_img = (size_t)tC(x) * geom_plane(g);
     const int nb = images_per_block(N, P, K), fold = P < PANEL_COLS;
-    float *col = scratch(ctx, K * (size_t)nb * P, "conv2d");
-    float *ycn = fold ? scratch(ctx, (size_t)Cout * nb * P, "conv2d") : NULL;
+    float *col = scratch(ctx, 0, K * (size_t)nb * P, "conv2d");
+    float *ycn = fold ? scratch(ctx, 1, (size_t)Cout * nb * P, "conv2d") : NULL;
     if (!col || (fold && !ycn))
         return AGAVE_ERR_NOMEM;
     const float *b = bias ? bias->data : NULL;
@@ -282,8 +284,8 @@ agave_status conv2d_backward(agave_context *ctx, const tape_node *node)
     if (!gx && !gw)
         return AGAVE_OK;
     const int nb = images_per_block(N, P, K), fold = P < PANEL_COLS;
-    float *col = scratch(ctx, K * (size_t)nb * P, "conv2d backward");   // im2col, then dcol
-    float *dycn = fold ? scratch(ctx, (size_t)Cout * nb * P, "conv2d backward") : NULL;
+    float *col = scratch(ctx, 0, K * (size_t)nb * P, "conv2d backward");   // im2col, then dcol
+    float *dycn = fold ? scratch(ctx, 1, (size_t)Cout * nb * P, "conv2d backward") : NULL;
     if (!col || (fold && !dycn))
         return AGAVE_ERR_NOMEM;
     for (int n0 = 0; n0 < N; n0 += nb) {
@@ -323,8 +325,8 @@ static agave_status conv2d_transpose_forward(agave_context *ctx, const conv_geom
     const int N = tN(x), Cin = tC(x), Cout = g->channels;
     const size_t R = geom_rows(g), P = geom_cols(g), y_img = (size_t)Cout * geom_plane(g);
     const int nb = images_per_block(N, P, R), fold = P < PANEL_COLS;
-    float *col = scratch(ctx, R * (size_t)nb * P, "conv2d_transpose");
-    float *xcn = fold ? scratch(ctx, (size_t)Cin * nb * P, "conv2d_transpose") : NULL;
+    float *col = scratch(ctx, 0, R * (size_t)nb * P, "conv2d_transpose");
+    float *xcn = fold ? scratch(ctx, 1, (size_t)Cin * nb * P, "conv2d_transpose") : NULL;
     if (!col || (fold && !xcn))
         return AGAVE_ERR_NOMEM;
     // col2im adds into y, so y starts as the bias
@@ -404,8 +406,8 @@ agave_status conv2d_transpose_backward(agave_context *ctx, const tape_node *node
     if (!gx && !gw)
         return AGAVE_OK;
     const int nb = images_per_block(N, P, R), fold = P < PANEL_COLS;
-    float *col = scratch(ctx, R * (size_t)nb * P, "conv2d_transpose backward");
-    float *xcn = fold ? scratch(ctx, (size_t)Cin * nb * P, "conv2d_transpose backward") : NULL;
+    float *col = scratch(ctx, 0, R * (size_t)nb * P, "conv2d_transpose backward");
+    float *xcn = fold ? scratch(ctx, 1, (size_t)Cin * nb * P, "conv2d_transpose backward") : NULL;
     if (!col || (fold && !xcn))
         return AGAVE_ERR_NOMEM;
     for (int n0 = 0; n0 < N; n0 += nb) {
@@ -438,8 +440,8 @@ static agave_status nin_forward(agave_context *ctx, const agave_tensor *x,
     const int fold = P < PANEL_COLS;
     // unfolded, x and y are used in place: the whole batch is one block
     const int nb = fold ? images_per_block(N, P, (size_t)(Cin > Cout ? Cin : Cout)) : N;
-    float *xcn = fold ? scratch(ctx, (size_t)Cin * nb * P, "nin") : NULL;
-    float *ycn = fold ? scratch(ctx, (size_t)Cout * nb * P, "nin") : NULL;
+    float *xcn = fold ? scratch(ctx, 0, (size_t)Cin * nb * P, "nin") : NULL;
+    float *ycn = fold ? scratch(ctx, 1, (size_t)Cout * nb * P, "nin") : NULL;
     if (fold && (!xcn || !ycn))
         return AGAVE_ERR_NOMEM;
     const float *b = bias ? bias->data : NULL;
@@ -504,8 +506,8 @@ agave_status nin_backward(agave_context *ctx, const tape_node *node)
         return AGAVE_OK;
     const int fold = P < PANEL_COLS;
     const int nb = fold ? images_per_block(N, P, (size_t)(Cin > Cout ? Cin : Cout)) : N;
-    float *xcn = fold ? scratch(ctx, (size_t)Cin * nb * P, "nin backward") : NULL;
-    float *dycn = fold ? scratch(ctx, (size_t)Cout * nb * P, "nin backward") : NULL;
+    float *xcn = fold ? scratch(ctx, 0, (size_t)Cin * nb * P, "nin backward") : NULL;
+    float *dycn = fold ? scratch(ctx, 1, (size_t)Cout * nb * P, "nin backward") : NULL;
     if (fold && (!xcn || !dycn))
         return AGAVE_ERR_NOMEM;
     for (int n0 = 0; n0 < N; n0 += nb) {

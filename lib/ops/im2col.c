@@ -5,7 +5,6 @@
  * of the thread count and of the schedule. The schedule is guided rather than
  * static: on a machine shared with other work, a thread that gets descheduled
  * would otherwise hold every other thread at the region's closing barrier. */
-#include <cblas.h>
 #include <string.h>
 
 #include "conv.h"
@@ -14,19 +13,12 @@
  * a parallel region (a few microseconds) would cost more than it saves. */
 #define PAR_MIN_WORK 32768
 
-/* Threads for the loops below. They alternate with GEMMs, so what matters is
- * whose threads run the GEMMs. OpenBLAS built on OpenMP (or sequential) shares
- * this pool: use all of ctx->threads. OpenBLAS built on pthreads keeps a pool
- * of its own, and the two then take cores from each other: OpenMP's workers
- * spin after a loop while OpenBLAS's start, OpenBLAS's spin while the next
- * loop starts. Measured on 2 cores (docs/performance.md), a conv2d ran at 0.44
- * of sgemm speed with parallel loops and at 0.71 with serial ones, so with a
- * pthreads OpenBLAS these loops run on one thread.
- * (openblas_get_parallel: 0 sequential, 1 pthreads, 2 OpenMP.) */
-static int data_threads(const agave_context *ctx)
-{
-    return openblas_get_parallel() == 1 ? 1 : ctx->threads;
-}
+/* Threads for the loops below: the context's. GEMMs are threaded by OpenMP
+ * panels over a single-threaded OpenBLAS (core/blas.c), so these loops and the
+ * GEMMs share one pool and no second pool competes for the cores. (Before
+ * that, with OpenBLAS's own pthreads pool, these loops had to run on one
+ * thread: docs/performance.md.) */
+static int data_threads(const agave_context *ctx) { return ctx->threads; }
 
 /* The kernel positions ow in [lo, hi) whose tap kw reads a pixel inside a
  * row of width in_w: 0 <= ow*stride + kw - pad_left < in_w. */
