@@ -8,8 +8,15 @@
  * GFLOP/s with forward = 2 * MACs and backward = 2 * forward, next to
  * cblas_sgemm timed in the same run on a GEMM of the forward's size
  * (conv: M = Cout, N = batch*Ho*Wo, K = Cin*KH*KW). The ratio conv/sgemm says how
- * much im2col, permutes and bias cost on top of the GEMM. The context and
- * OpenBLAS both use `threads` threads. Times are wall clock (CLOCK_MONOTONIC).
+ * much im2col, permutes, bias and the library's GEMM threading cost on top of
+ * OpenBLAS's own. Times are wall clock (CLOCK_MONOTONIC).
+ *
+ * Threads: the reference sgemms run on OpenBLAS's own pool with `threads`
+ * threads; the ops run on the context with `threads` threads (the library
+ * splits its GEMMs over OpenMP and keeps OpenBLAS single-threaded,
+ * core/blas.c). All reference sgemms are timed first, then OpenBLAS is set
+ * back to 1 thread and left idle for a moment, so that its pool's spinning
+ * workers never compete with the ops' threads.
  *
  * The backward is timed by calling the op's backward on its tape node
  * directly (internal headers), so that no other op's cost is included. */
@@ -105,6 +112,28 @@ static double time_sgemm(int M, int N, int K)
     return median(t, RUNS);
 }
 
+/* Median seconds of the library's own gemm() (core/blas.c) on (M,K) x (K,N). */
+static double time_library_gemm(agave_context *ctx, int M, int N, int K)
+{
+    float *A = calloc((size_t)M * K, sizeof *A), *B = calloc((size_t)K * N, sizeof *B);
+    float *C = calloc((size_t)M * N, sizeof *C);
+    if (!A || !B || !C) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    double t[RUNS];
+    for (int r = -WARMUP; r < RUNS; r++) {
+        double t0 = now();
+        gemm(ctx, 0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+        if (r >= 0)
+            t[r] = now() - t0;
+    }
+    free(A);
+    free(B);
+    free(C);
+    return median(t, RUNS);
+}
+
 static agave_status run_op(agave_context *ctx, const bench_case *c, agave_tensor *x,
                            agave_tensor *w, agave_tensor *b, agave_tensor **y)
 {
@@ -120,7 +149,20 @@ static agave_status run_op(agave_context *ctx, const bench_case *c, agave_tensor
     }
 }
 
-static void bench(agave_context *ctx, const bench_case *c, int threads)
+/* The forward's GEMM size: M x K times K x N. */
+static void gemm_size(const bench_case *c, long long *m, long long *n, long long *k)
+{
+    long long Ho = c->kind == CONV ? (c->H + c->pad_top + c->pad_bottom - c->KH) / c->stride + 1
+                                   : c->H;
+    long long Wo = c->kind == CONV ? (c->W + c->pad_left + c->pad_right - c->KW) / c->stride + 1
+                                   : c->W;
+    *m = c->kind == DECONV ? (long long)c->Cout * c->KH * c->KW : c->Cout;
+    *n = c->N * Ho * Wo;
+    *k = c->kind == DECONV ? c->Cin : (long long)c->Cin * c->KH * c->KW;
+}
+
+/* ref_gflops: cblas_sgemm on the forward's GEMM size, measured beforehand. */
+static void bench(agave_context *ctx, const bench_case *c, double ref_gflops)
 {
     agave_tensor *x = make(ctx, 4, c->N, c->Cin, c->H, c->W);
     agave_tensor *w = c->kind == NIN      ? make(ctx, 2, c->Cout, c->Cin, 1, 1)
@@ -128,7 +170,8 @@ static void bench(agave_context *ctx, const bench_case *c, int threads)
                                           : make(ctx, 4, c->Cout, c->Cin, c->KH, c->KW);
     agave_tensor *b = make(ctx, 1, c->Cout, 1, 1, 1);
     double tf[RUNS], tb[RUNS];
-    long long gm = 0, gn = 0, gk = 0;   // the forward GEMM's size
+    long long gm, gn, gk;
+    gemm_size(c, &gm, &gn, &gk);
     for (int r = -WARMUP; r < RUNS; r++) {
         agave_tape_reset(ctx);
         agave_tensor *y = NULL;
@@ -152,17 +195,14 @@ static void bench(agave_context *ctx, const bench_case *c, int threads)
             tf[r] = t1 - t0;
             tb[r] = t3 - t2;
         }
-        long long P = c->kind == DECONV ? (long long)c->H * c->W : (long long)tH(y) * tW(y);
-        gm = c->kind == DECONV ? (long long)c->Cout * c->KH * c->KW : c->Cout;
-        gn = c->N * P;
-        gk = c->kind == DECONV ? c->Cin : (long long)c->Cin * c->KH * c->KW;
     }
     double fwd = median(tf, RUNS), bwd = median(tb, RUNS);
     double flops = 2.0 * (double)gm * (double)gn * (double)gk;   // 2 * MACs of the forward
-    openblas_set_num_threads(threads);
-    double ref = flops / time_sgemm((int)gm, (int)gn, (int)gk) * 1e-9;
+    double ref = ref_gflops;
+    double lib = flops / time_library_gemm(ctx, (int)gm, (int)gn, (int)gk) * 1e-9;
     double gf = flops / fwd * 1e-9, gb = 2 * flops / bwd * 1e-9, gfb = 3 * flops / (fwd + bwd) * 1e-9;
-    printf("%-44s sgemm(M=%lld,N=%lld,K=%lld) %6.1f GFLOP/s\n", c->name, gm, gn, gk, ref);
+    printf("%-44s sgemm(M=%lld,N=%lld,K=%lld) %6.1f GFLOP/s, library gemm() %6.1f\n",
+           c->name, gm, gn, gk, ref, lib);
     printf("    forward  %7.2f ms %6.1f GFLOP/s (%.2f of sgemm)\n", fwd * 1e3, gf, gf / ref);
     printf("    backward %7.2f ms %6.1f GFLOP/s (%.2f of sgemm)\n", bwd * 1e3, gb, gb / ref);
     printf("    fwd+bwd  %7.2f ms %6.1f GFLOP/s (%.2f of sgemm)\n", (fwd + bwd) * 1e3, gfb,
@@ -182,17 +222,29 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s [threads >= 1 [case filter]]\n", argv[0]);
         return 2;
     }
+    const size_t n_cases = sizeof cases / sizeof cases[0];
+    double ref[sizeof cases / sizeof cases[0]] = {0};
     openblas_set_num_threads(threads);
-    printf("libagave %s, bench/ops: context threads %d, OpenBLAS threads %d (%s)\n",
+    printf("libagave %s, bench/ops: context threads %d; reference sgemm on OpenBLAS threads %d "
+           "(%s)\n",
            agave_version_string(), agave_context_threads(ctx), openblas_get_num_threads(),
            openblas_get_config());
     printf("median of %d runs after %d warm-up runs; forward = 2*MACs, backward = 2*forward\n\n",
            RUNS, WARMUP);
     double big = 2.0 * 1024 * 1024 * 1024 / time_sgemm(1024, 1024, 1024) * 1e-9;
+    for (size_t i = 0; i < n_cases; i++)
+        if (argc < 3 || strstr(cases[i].name, argv[2])) {
+            long long m, n, k;
+            gemm_size(&cases[i], &m, &n, &k);
+            ref[i] = 2.0 * (double)(m * n * k) / time_sgemm((int)m, (int)n, (int)k) * 1e-9;
+        }
+    openblas_set_num_threads(1);
+    struct timespec pause = {0, 300000000};   // OpenBLAS's workers stop spinning
+    nanosleep(&pause, NULL);
     printf("%-44s %6.1f GFLOP/s\n\n", "sgemm 1024^3", big);
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (size_t i = 0; i < n_cases; i++)
         if (argc < 3 || strstr(cases[i].name, argv[2]))
-            bench(ctx, &cases[i], threads);
+            bench(ctx, &cases[i], ref[i]);
     agave_context_free(ctx);
     return 0;
 }
