@@ -28,7 +28,9 @@
  *
  * Threads: the images are split into lanes, one per context thread, each with
  * its own caches (and a one-thread context for its GEMMs, which are too small
- * to split); a step runs the lanes in parallel, the weights are shared.
+ * to split); the weights are shared. sample_pixels_cached runs each lane
+ * through the whole image in one parallel region (sample_lanes);
+ * cached_sampler_step runs the lanes in parallel for one pixel.
  *
  * Untouched positions hold NaN from the start of each batch, so a read of
  * anything not yet computed would show up in the parameters. */
