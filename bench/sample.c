@@ -1,7 +1,7 @@
 /* Sampling speed: the cached sampler (the default of agave_model_sample)
  * against the naive one (a full PixelCNN forward per pixel).
  *
- * usage: sample [--threads N] [--naive-pixels K] [--full-naive B] [config]
+ * usage: sample [--threads N] [--naive-pixels K] [--full-naive B] [--cpu-time] [config]
  *   config          a named configuration (default fashion), mode agave
  *   --threads N     context threads (default: the online CPUs)
  *   --naive-pixels  pixels of the naive sampler timed per batch size (default
@@ -11,6 +11,9 @@
  *   --full-naive B  run the naive sampler whole at batch sizes <= B instead
  *                   (to check the extrapolation; at batch 64 that takes long:
  *                   3136 forward passes of batch 16)
+ *   --cpu-time      time by process CPU time instead of wall time: with one
+ *                   thread, a figure that other processes on a shared machine
+ *                   barely disturb (with more threads it adds the threads up)
  *
  * The model is initialised data-dependently on 16 random images. For batch
  * sizes 1, 16 and 64, the cached sampler is timed through model_sample_with
@@ -22,8 +25,9 @@
  * Both samplers sample a batch in chunks of at most 16 images (SAMPLE_CHUNK
  * in lib/model/sample.c): batch 64 is four chunks. The cached sampler on one
  * chunk of 64 (sample_pixels_cached, not reachable through the API) is
- * printed too. Times are wall clock (CLOCK_MONOTONIC); the machine's load
- * average is printed because a shared machine skews every figure. */
+ * printed too. Times are wall clock (CLOCK_MONOTONIC) unless --cpu-time; the
+ * machine's load average is printed because a shared machine skews every
+ * wall-clock figure. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,10 +41,12 @@
 
 #define CHUNK 16   /* SAMPLE_CHUNK of lib/model/sample.c */
 
+static clockid_t clock_used = CLOCK_MONOTONIC;
+
 static double now(void)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(clock_used, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -142,11 +148,13 @@ int main(int argc, char **argv)
             k = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--full-naive") && i + 1 < argc)
             full = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cpu-time"))
+            clock_used = CLOCK_PROCESS_CPUTIME_ID;
         else if (argv[i][0] != '-')
             name = argv[i];
         else {
             fprintf(stderr, "usage: sample [--threads N] [--naive-pixels K] [--full-naive B] "
-                            "[config]\n");
+                            "[--cpu-time] [config]\n");
             return 2;
         }
     }
@@ -174,8 +182,9 @@ int main(int argc, char **argv)
            agave_context_threads(ctx), openblas_get_num_threads(), openblas_get_config(),
            openblas_get_corename(), load[0]);
     printf("cached sampler: min(threads, images) lanes per chunk; naive sampler: %d of %d "
-           "pixels timed per chunk and extrapolated%s\n",
-           k, pixels, full ? " (whole runs where marked)" : "");
+           "pixels timed per chunk and extrapolated%s; %s\n",
+           k, pixels, full ? " (whole runs where marked)" : "",
+           clock_used == CLOCK_MONOTONIC ? "wall time" : "process CPU time");
     printf("| batch | cached images/s | naive images/s | cached / naive |\n|---|---|---|---|\n");
     const int batches[3] = {1, 16, 64};
     for (int b = 0; b < 3; b++) {
