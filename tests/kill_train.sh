@@ -1,0 +1,217 @@
+#!/bin/sh
+# Interrupted runs (docs/reliability.md): agave-train is killed again and
+# again at random moments and resumed each time; no interruption may leave a
+# checkpoint that fails to load, or make the run go backwards.
+#
+# agave-train trains the tiny configuration on a generated 1x8x8 IDX data set
+# with a checkpoint after every step (--checkpoint-every 1), so that a good
+# share of the kills land while a checkpoint (or train.state, or a train.csv
+# row) is being written. Each round:
+#   1. start agave-train (--resume after the first round), let it run a
+#      random 0.05-0.6 s (reproducible from KILL_SEED),
+#   2. stop it: mostly kill -9, sometimes SIGTERM or SIGINT (a clean stop:
+#      exit 143 / 130 and a checkpoint of the step it reached), sometimes
+#      SIGINT twice (quit at once, leaving the previous checkpoint);
+#      a run that ends before the signal must not have failed (exit 2);
+#   3. agave-eval --json on the checkpoint must succeed and report a step
+#      that is never lower than the previous round's.
+# At the end: the resumed run picks up where the checkpoint is, and train.csv
+# has strictly increasing steps and whole rows. A kill that lands between
+# the temporary file's creation and its rename (the write and its fsync,
+# a few milliseconds) leaves DIR/model.ckpt.tmp.*: the count of those says
+# how often that case was hit (they are removed after each round).
+#
+# usage: tests/kill_train.sh   (run by make check from the top of the tree)
+# Environment: AGAVE_BUILD (default build), KILL_ROUNDS (default 24),
+# KILL_SEED (default: the time; printed, to reproduce a failure).
+set -eu
+
+build=${AGAVE_BUILD:-build}
+train=$build/bin/agave-train
+evaluate=$build/bin/agave-eval
+rounds=${KILL_ROUNDS:-24}
+seed=${KILL_SEED:-$(date +%s)}
+tmp=$(mktemp -d)
+pid=""
+cleanup() {
+    if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "kill_train: FAIL (KILL_SEED=$seed, round ${round:-0}): $*" >&2
+    exit 1
+}
+for p in "$train" "$evaluate"; do
+    [ -x "$p" ] || fail "$p is not built"
+done
+
+# A tiny IDX data set: magic 00 00 08 03, count, rows, cols (big-endian u32),
+# then 64 images of 8x8 pixels (a gradient plus a pseudo-random term).
+idx_file() { # path count seed
+    count=$(printf '\\%03o' "$2")
+    printf "\\000\\000\\010\\003\\000\\000\\000$count\\000\\000\\000\\010\\000\\000\\000\\010" >"$1"
+    printf "$(awk -v n="$2" -v s="$3" 'BEGIN {
+        for (i = 0; i < n * 64; i++) {
+            s = (s * 75 + 74) % 65537
+            printf "\\%03o", (int(i % 64 / 8) * 24 + (i % 8) * 6 + s % 64) % 256
+        } }')" >>"$1"
+}
+data=$tmp/data
+mkdir "$data"
+idx_file "$data/train-images-idx3-ubyte" 64 1
+idx_file "$data/t10k-images-idx3-ubyte" 8 2
+out=$tmp/run
+ckpt=$out/model.ckpt
+
+# Each round's delay and signal, drawn in one go from the seed (one awk
+# generator: nearby seeds given to separate srand calls give nearby numbers).
+awk -v s="$seed" -v n="$rounds" 'BEGIN {
+    srand(s)
+    for (i = 1; i <= n; i++) {
+        d = 0.05 + 0.55 * rand()
+        u = rand()
+        printf "%.3f %s\n", d, u < 0.3 ? "KILL" : u < 0.6 ? "KILLW" : u < 0.75 ? "TERM" : u < 0.9 ? "INT" : "INT2"
+    } }' >"$tmp/plan"
+
+# The step of the checkpoint, from agave-eval's stderr ("..., step N, ...");
+# fails unless agave-eval loads it and prints its JSON.
+checkpoint_step() {
+    rc=0
+    "$evaluate" --checkpoint "$ckpt" --data "$data" --limit 4 --samples 1 --json \
+        --threads 1 >"$tmp/eval.out" 2>"$tmp/eval.err" || rc=$?
+    [ "$rc" -eq 0 ] || fail "agave-eval cannot use the checkpoint (exit $rc): $(cat "$tmp/eval.err")"
+    grep -q '"elbo_bpd"' "$tmp/eval.out" || fail "agave-eval --json printed: $(cat "$tmp/eval.out")"
+    sed -n 's/.*, step \([0-9][0-9]*\), .*/\1/p' "$tmp/eval.err" | head -n 1
+}
+
+start() { # extra options...
+    "$train" --data "$data" --out "$out" --steps 1000000 --batch 4 --threads 1 \
+        --checkpoint-every 1 --log-every 1 "$@" >"$tmp/train.out" 2>"$tmp/train.err" &
+    pid=$!
+}
+
+# Round 0: a fresh run, left alone until its first checkpoint exists.
+round=0
+start --config tiny --set T=1 --set dropout=0.1
+waited=0
+while [ ! -e "$ckpt" ]; do
+    kill -0 "$pid" 2>/dev/null || fail "agave-train ended at once: $(cat "$tmp/train.err")"
+    sleep 0.05
+    waited=$((waited + 1))
+    [ "$waited" -lt 400 ] || fail "no checkpoint after 20 s"
+done
+
+last=0
+kills=0
+mid_write=0
+clean=0
+double=0
+round=1
+while [ "$round" -le "$rounds" ]; do
+    if [ "$round" -gt 1 ]; then
+        start --resume
+    fi
+    delay=$(sed -n "${round}p" "$tmp/plan" | cut -d' ' -f1)
+    how=$(sed -n "${round}p" "$tmp/plan" | cut -d' ' -f2)
+    sleep "$delay"
+    if [ "$how" = KILLW ]; then
+        # Aimed at a checkpoint write: poll (shell builtins only, a few
+        # microseconds a turn) until agave_model_save's temporary file
+        # exists, then kill at once.
+        n=0
+        while [ "$n" -lt 100000 ]; do
+            for f in "$ckpt".tmp.*; do [ -e "$f" ] && break 2; done
+            n=$((n + 1))
+        done
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+        rc=0
+        wait "$pid" 2>/dev/null || rc=$?
+        fail "agave-train ended by itself with exit status $rc: $(cat "$tmp/train.err")"
+    fi
+    case $how in
+    KILL | KILLW) kill -KILL "$pid"; want=137; kills=$((kills + 1)) ;;
+    TERM) kill -TERM "$pid"; want=143; clean=$((clean + 1)) ;;
+    INT) kill -INT "$pid"; want=130; clean=$((clean + 1)) ;;
+    INT2) kill -INT "$pid"; kill -INT "$pid" 2>/dev/null || true; want=130; double=$((double + 1)) ;;
+    esac
+    rc=0
+    wait "$pid" 2>/dev/null || rc=$?   # (2>/dev/null: the shell's "Killed" notice)
+    pid=""
+    # A clean stop exits 128 + signal; a signal during start-up (before the
+    # handlers are installed) kills the process with the same status.
+    [ "$rc" -eq "$want" ] || fail "after SIG$how: exit status $rc, expected $want: $(cat "$tmp/train.err")"
+    step=$(checkpoint_step)
+    [ -n "$step" ] || fail "agave-eval did not report the checkpoint's step: $(cat "$tmp/eval.err")"
+    [ "$step" -ge "$last" ] || fail "the checkpoint went back from step $last to $step after SIG$how"
+    if [ "$how" = TERM ] || [ "$how" = INT ]; then
+        # A clean stop saves the step it reached, which it prints on stdout
+        # (unless the signal came during start-up, when it prints nothing).
+        said=$(sed -n 's/^step \([0-9][0-9]*\): train .*/\1/p' "$tmp/train.out")
+        [ -z "$said" ] || [ "$said" -eq "$step" ] ||
+            fail "SIG$how: agave-train reported step $said but the checkpoint holds $step"
+    fi
+    # A kill between mkstemp and rename leaves the temporary file: count it
+    # and remove it (nothing else does; the polling above must not see an
+    # old one).
+    for f in "$ckpt".tmp.*; do
+        [ -e "$f" ] || continue
+        mid_write=$((mid_write + 1))
+        rm -f "$f"
+    done
+    last=$step
+    round=$((round + 1))
+done
+
+# Kills aimed at a write until one lands inside it (most do; a miss only
+# means the write ended first), each followed by the same checks.
+tries=0
+while [ "$mid_write" -eq 0 ]; do
+    tries=$((tries + 1))
+    [ "$tries" -le 10 ] || fail "no kill landed inside a checkpoint write in 10 tries"
+    start --resume
+    sleep 0.2
+    n=0
+    while [ "$n" -lt 100000 ]; do
+        for f in "$ckpt".tmp.*; do [ -e "$f" ] && break 2; done
+        n=$((n + 1))
+    done
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null || true
+    pid=""
+    for f in "$ckpt".tmp.*; do
+        [ -e "$f" ] || continue
+        mid_write=$((mid_write + 1))
+        rm -f "$f"
+    done
+    step=$(checkpoint_step)
+    [ "$step" -ge "$last" ] || fail "the checkpoint went back from step $last to $step"
+    last=$step
+done
+
+# The run continues from the last checkpoint: a resumed run says so.
+start --resume
+sleep 0.3
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+pid=""
+[ "$rc" -eq 143 ] || fail "the final resumed run exited with $rc: $(cat "$tmp/train.err")"
+grep -q "resuming at step $last " "$tmp/train.err" ||
+    fail "the final run did not resume at step $last: $(grep resuming "$tmp/train.err")"
+final=$(checkpoint_step)
+[ "$final" -ge "$last" ] || fail "the final checkpoint (step $final) is behind step $last"
+
+# train.csv: the header, then whole rows with strictly increasing steps (rows
+# written after a checkpoint by a killed run are dropped on resume).
+awk -F, 'NR == 1 { next }
+         NF != 6 || $1 !~ /^[0-9]+$/ { print "row " NR " is damaged: " $0; exit 1 }
+         $1 + 0 <= prev { print "row " NR " goes back to step " $1 " after " prev; exit 1 }
+         { prev = $1 + 0 }' "$out/train.csv" >"$tmp/csv.err" ||
+    fail "train.csv: $(cat "$tmp/csv.err")"
+
+echo "kill_train: $rounds rounds (KILL_SEED=$seed): $kills kill -9, $clean SIGTERM/SIGINT," \
+    "$double double SIGINT; the checkpoint always loaded, steps 0 -> $final never went back," \
+    "train.csv consistent; $mid_write kills landed during a checkpoint write"
