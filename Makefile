@@ -3,6 +3,10 @@
 #   make                  the library (shared and static) and the programs, into $(BUILD)/
 #   make check            install missing Debian packages (scripts/deps.sh), build, run every test
 #   make sanitize         the same test suite built with ASan + UBSan, in build-san/
+#   make valgrind         a subset of the suite and the programs under valgrind memcheck
+#   make tsan             the thread-safety test under ThreadSanitizer, in build-tsan/
+#   make fuzz             libFuzzer harnesses of the readers and the checkpoint loader,
+#                         FUZZ_SECONDS each (default 60), in build-fuzz/ (docs/reliability.md)
 #   make install          headers, libraries, agave.pc and programs under $(DESTDIR)$(PREFIX)
 #   make uninstall        removes what `make install` put there
 #   make abi-check        compares the built library's ABI with the baseline abi/libagave.abi
@@ -363,4 +367,4 @@ uninstall:
 	rm -f $(foreach p,$(notdir $(PROGRAMS)),'$(DESTDIR)$(BINDIR)/$(p)')
 
 clean:
-	rm -rf build build-san $(BUILD)
+	rm -rf build build-san build-tsan build-fuzz build-cov $(BUILD)

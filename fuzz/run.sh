@@ -15,7 +15,8 @@
 #   log       FUZZ_BUILD/fuzz/KIND.log
 # Prints one line per harness (executions, speed, libFuzzer's coverage
 # counters, corpus size), then the llvm-cov line and branch coverage of the
-# reader and loader sources, and exits 1 if any harness found anything.
+# reader and loader sources, and ends with "N passed, N failed" (one per
+# harness), exiting 1 if any harness found anything.
 # To reproduce an artifact: FUZZ_BUILD/fuzz/HARNESS ARTIFACT (add
 # FUZZ_DUMP=out.bin to write the bytes the reader saw, for tests/regress/).
 set -eu
@@ -42,6 +43,7 @@ mkdir -p "$dir/artifacts"
 # ASan and UBSan stop at the first report (the build has
 # -fno-sanitize-recover=all); LeakSanitizer checks each input for leaks.
 failed=0
+passed=0
 for h in "$@"; do
     kind=${h#fuzz_}
     mkdir -p "$dir/corpus/$kind"
@@ -55,11 +57,12 @@ for h in "$@"; do
     # The last status line: "#N  DONE  cov: C ft: F corp: K/S ..."
     cov=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | sed -n 's/.*cov: \([0-9]*\) ft: \([0-9]*\) corp: \([0-9]*\).*/\1 edges, \2 features, corpus \3 inputs/p')
     if [ "$rc" -ne 0 ]; then
-        failed=1
+        failed=$((failed + 1))
         echo "FAIL  $h: exit status $rc after ${execs:-?} executions (log $log):"
         grep -E 'ERROR|SUMMARY|promise broken|Test unit written|runtime error' "$log" |
             head -n 20 | sed 's/^/    | /'
     else
+        passed=$((passed + 1))
         echo "ok    $h: ${execs:-?} executions in $seconds s (${speed:-?}/s), ${cov:-no coverage line}"
     fi
 done
@@ -97,4 +100,7 @@ if [ "${FUZZ_COVERAGE:-1}" != 0 ]; then
                  n = $1; sub(/.*:/, "", n); miss[f] = miss[f] " " n }
              END { for (f in miss) printf "      %s:%s\n", f, miss[f] }' | sort
 fi
-exit "$failed"
+# One test per harness, in the format of make check's last line.
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
