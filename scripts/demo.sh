@@ -14,10 +14,11 @@
 #   DEMO_MINUTES   minutes of training [10]
 #   DEMO_DATA      the data set [/usr/share/datasets/fashion-mnist]
 #   DEMO_OUT       output directory [demo]
-#   DEMO_SAMPLES   samples and reconstructions drawn [8]
+#   DEMO_SAMPLES   samples and reconstructions drawn [16]
 #   DEMO_EVAL      test images evaluated [1000]
 #   DEMO_IWAE      IWAE importance samples [10]
 #   DEMO_THREADS   threads [all online CPUs]
+#   OMP_WAIT_POLICY  [passive] (see below)
 #   AGAVE_BUILD    build directory holding bin/ [build]
 # Each run starts afresh (agave-train --force); the previous demo/ files are
 # replaced only when the new ones are complete.
@@ -26,12 +27,18 @@ set -eu
 minutes=${DEMO_MINUTES:-10}
 data=${DEMO_DATA:-/usr/share/datasets/fashion-mnist}
 out=${DEMO_OUT:-demo}
-count=${DEMO_SAMPLES:-8}
+count=${DEMO_SAMPLES:-16}
 n_eval=${DEMO_EVAL:-1000}
 iwae=${DEMO_IWAE:-10}
 bin=${AGAVE_BUILD:-build}/bin
 threads=""
 [ -n "${DEMO_THREADS:-}" ] && threads="--threads $DEMO_THREADS"
+# OpenMP threads that busy-wait (libgomp's default) slow each other down
+# badly when the machine has other work: 3 against 10.5 training images/s with
+# 2 threads on 2 busy cores (docs/programs.md, "Timings"). Sleeping waits cost
+# next to nothing when the cores are free. A value already set is kept.
+OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+export OMP_WAIT_POLICY
 
 for p in agave-train agave-eval agave-sample; do
     if [ ! -x "$bin/$p" ]; then
@@ -69,7 +76,7 @@ eval_line=$("$bin/agave-eval" --checkpoint "$out/model.ckpt" --data "$data" --li
     --samples "$iwae" --output "$out/eval.json" $threads)
 eval_time=$(took "$t")
 
-say "drawing $count samples (one network pass per pixel: this takes a while)"
+say "drawing $count samples"
 t=$(now)
 # shellcheck disable=SC2086
 "$bin/agave-sample" --checkpoint "$out/model.ckpt" --count "$count" --seed 1 \
@@ -88,7 +95,7 @@ total_time=$(took "$start")
 cat >"$out/summary.txt.tmp" <<EOF
 libagave demo: the fashion configuration on Fashion-MNIST ($(date -u '+%Y-%m-%d %H:%M UTC'))
 
-training ($minutes minutes, $train_time):
+training ($minutes min budget, $train_time):
   $train_line
 test set ($n_eval images, $eval_time):
   $eval_line
