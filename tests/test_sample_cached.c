@@ -5,9 +5,13 @@
  *
  * Tolerance for parameters: |cached - naive| <= 1e-4 * max(1, |naive|), i.e.
  * 1e-4 absolute below 1 and relative above. The two differ only by float
- * rounding (other GEMM shapes and summation orders, expf against the
- * library's exp): ~1e-6 here, while a wrong cache (a stale row, a wrong tap,
- * a missing term) moves parameters by ~1e-2 or more. */
+ * rounding (other GEMM shapes and summation orders, another exp): below 1e-6
+ * here, while a wrong cache moves parameters by ~1e-2 or more. Checked by
+ * planting bugs: the down-pass ul block fed the up-pass u as its short-cut
+ * (0.039), the ul levels updated coarse first so that level 1 read a stale
+ * ring row (0.67, with the NaN poison off), a lane reading another lane's
+ * pixels (1.2, only the tests with lanes see it), a dot-product row written
+ * to the wrong place; each failed these tests. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
