@@ -225,6 +225,15 @@ grep -q 'nothing to do' "$tmp/again.out" || fail "no 'nothing to do': $(cat "$tm
 cmp -s "$tmp/before.csv" "$half/train.csv" || fail "a run with nothing to do changed train.csv"
 echo "programs: 3 steps + --resume to 6 give the same losses as 6 straight steps"
 
+# A time budget stops a run that has a step budget far out of reach.
+# shellcheck disable=SC2086
+"$train" --config tiny --data "$data" --minutes 0.01 --steps 1000000 --out "$tmp/timed" $t1 \
+    >"$tmp/timed.out" 2>/dev/null || fail "agave-train --minutes exits with $?"
+steps=$(sed -n 's/^step \([0-9]*\): train.*/\1/p' "$tmp/timed.out")
+[ -n "$steps" ] && [ "$steps" -ge 1 ] && [ "$steps" -lt 1000000 ] && [ -s "$tmp/timed/model.ckpt" ] ||
+    fail "agave-train --minutes 0.01: $(cat "$tmp/timed.out")"
+echo "programs: --minutes 0.01 stopped training after $steps steps with a checkpoint"
+
 # ---- stop signals ---------------------------------------------------------------------
 # A long run is stopped by a signal once its first periodic checkpoint exists:
 # it must save, exit with 128 + the signal, and leave a loadable checkpoint and
