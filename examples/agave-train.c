@@ -68,7 +68,7 @@ typedef struct trainer {
     int batch;
     long long target_steps;      /* 0: no step budget */
     double started, deadline;    /* deadline 0: no time budget */
-    long long steps_this_run, rejected_this_run;
+    long long steps_this_run;     /* applied steps in this invocation, for the ETA */
     double train_seconds;
     interval iv;
     double shown[5];             /* the last logged averages: img/s, loss, pcnn, aux, kl */
@@ -634,7 +634,6 @@ static void account(trainer *t, const agave_step_stats *s, double seconds)
     t->iv.seconds += seconds;
     t->train_seconds += seconds;
     if (s->rejected) {
-        t->rejected_this_run++;
         progress_end(&t->line);
         note(PROG, "step %lld rejected: %s", (long long)agave_model_step_count(t->model) + 1,
              agave_context_last_error(t->ctx));
