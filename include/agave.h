@@ -671,13 +671,20 @@ AGAVE_API agave_status agave_model_create(agave_context *ctx, const agave_config
                                           agave_model **out);
 AGAVE_API void agave_model_free(agave_model *model);
 AGAVE_API agave_status agave_model_get_config(const agave_model *model, agave_config *cfg);
+/* Changes the training settings of a model (e.g. after loading a checkpoint):
+ * mode, lambda, dropout, lr, grad_clip, ema and max_bad_steps take cfg's values.
+ * The architecture (C H W F R M Fv Rv Z T b s) and the optimizer kind must equal
+ * the model's (AGAVE_ERR_CONFIG otherwise); cfg is validated first. Turning
+ * averaging on starts a new average; turning it off discards it. */
+AGAVE_API agave_status agave_model_update_config(agave_model *model, const agave_config *cfg);
 AGAVE_API size_t agave_model_param_count(const agave_model *model);
 /* Parameter tensors, in checkpoint order with names such as "layer012.conv1.v"
  * and "aux_log_scale"; borrowed from the model (they require gradients). */
 AGAVE_API int agave_model_param_tensors(const agave_model *model);
 AGAVE_API agave_status agave_model_param(agave_model *model, int index, const char **name,
                                          agave_tensor **param);
-/* Training steps applied so far, and steps rejected as non-finite since creation or load. */
+/* Training steps applied so far, and steps rejected as non-finite, since the
+ * model was created (both are saved in and restored from checkpoints). */
 AGAVE_API int64_t agave_model_step_count(const agave_model *model);
 AGAVE_API int64_t agave_model_rejected_count(const agave_model *model);
 
@@ -714,7 +721,7 @@ typedef struct agave_eval_stats {
     double recon_bpd;         /* -E_q log p(x|z) / (D ln 2) */
     double kl_bpd;            /* KL / (D ln 2) */
     double aux_bpd;           /* -(E_q log p(y|z) - KL) / (D_y ln 2): the VAE's bound on y */
-    double iwae_bpd;          /* -IWAE_K / (D ln 2); equals elbo_bpd when K = 0 */
+    double iwae_bpd;          /* -IWAE_K / (D ln 2); set to elbo_bpd when K = 0 */
     int iwae_samples;         /* K */
 } agave_eval_stats;
 

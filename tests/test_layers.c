@@ -574,6 +574,49 @@ static void test_nonfinite_steps_are_rejected(void **state)
     agave_model_free(m);
 }
 
+/* Training settings change on a live model; the architecture does not. */
+static void test_model_update_config(void **state)
+{
+    (void)state;
+    agave_config c, d;
+    agave_config_init(&c, "tiny");
+    c.mode = AGAVE_MODE_VAE;   /* the paper's schedule: pretrain the VAE, then switch */
+    agave_model *m;
+    assert_int_equal(agave_model_create(ctx, &c, &m), AGAVE_OK);
+    uint8_t x[4 * 64];
+    for (int i = 0; i < 4 * 64; i++)
+        x[i] = (uint8_t)(i * 5);
+    agave_step_stats s = {sizeof s, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    assert_int_equal(agave_model_train_step(m, x, 4, &s), AGAVE_OK);
+    assert_true(s.pixelcnn_nll == 0.0);
+    d = c;
+    d.mode = AGAVE_MODE_AGAVE;
+    d.lr = 0.0005f;
+    d.lambda = 1.0f;
+    d.ema = 0.0f;
+    assert_int_equal(agave_model_update_config(m, &d), AGAVE_OK);
+    assert_int_equal(agave_model_train_step(m, x, 4, &s), AGAVE_OK);
+    assert_true(s.pixelcnn_nll > 0.0);
+    agave_config got;
+    agave_model_get_config(m, &got);
+    assert_int_equal(got.mode, AGAVE_MODE_AGAVE);
+    assert_true(got.lr == 0.0005f && got.lambda == 1.0f && got.ema == 0.0f);
+    d.F = 16;
+    assert_int_equal(agave_model_update_config(m, &d), AGAVE_ERR_CONFIG);
+    assert_non_null(strstr(agave_context_last_error(ctx), "architecture"));
+    d.F = c.F;
+    d.optimizer = AGAVE_OPTIM_ADAM;
+    assert_int_equal(agave_model_update_config(m, &d), AGAVE_ERR_CONFIG);
+    d.optimizer = c.optimizer;
+    d.lr = -1;
+    assert_int_equal(agave_model_update_config(m, &d), AGAVE_ERR_CONFIG);
+    assert_int_equal(agave_model_update_config(NULL, &d), AGAVE_ERR_NULL);
+    assert_int_equal(agave_model_update_config(m, NULL), AGAVE_ERR_NULL);
+    agave_model_get_config(m, &got);
+    assert_true(got.lr == 0.0005f);   /* refused updates change nothing */
+    agave_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -590,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_config_validation),
         cmocka_unit_test(test_model_errors),
         cmocka_unit_test(test_nonfinite_steps_are_rejected),
+        cmocka_unit_test(test_model_update_config),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -204,6 +204,8 @@ agave_status agave_model_evaluate(agave_model *m, const uint8_t *x, int n, int i
     stats->kl_bpd = agave_nats_to_bpd(s.kl / samples, Dx);
     stats->elbo_bpd = stats->recon_bpd + stats->kl_bpd;
     stats->aux_bpd = agave_nats_to_bpd((s.aux_nll + s.kl) / samples, Dy);
-    stats->iwae_bpd = agave_nats_to_bpd(-s.iwae / n, Dx);
+    /* K = 0 asks for no importance sampling: report the ELBO itself (with T = 0
+     * it uses the analytic KL, which one log-weight would only estimate). */
+    stats->iwae_bpd = iwae_samples > 0 ? agave_nats_to_bpd(-s.iwae / n, Dx) : stats->elbo_bpd;
     return AGAVE_OK;
 }

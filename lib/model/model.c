@@ -132,6 +132,53 @@ agave_status agave_model_get_config(const agave_model *m, agave_config *cfg)
     return AGAVE_OK;
 }
 
+static int same_architecture(const agave_config *a, const agave_config *b)
+{
+    return a->C == b->C && a->H == b->H && a->W == b->W && a->F == b->F && a->R == b->R &&
+           a->M == b->M && a->Fv == b->Fv && a->Rv == b->Rv && a->Z == b->Z && a->T == b->T &&
+           a->b == b->b && a->s == b->s;
+}
+
+/* Gated blocks read their dropout from their options at every forward. */
+static void set_dropout(agave_model *m, float p)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i]->kind == AGAVE_LAYER_GATED_RESNET)
+            m->layers[i]->opt.dropout = p;
+}
+
+agave_status agave_model_update_config(agave_model *m, const agave_config *cfg)
+{
+    if (!m)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(m->ctx);
+    if (!cfg)
+        return ctx_error(m->ctx, AGAVE_ERR_NULL, "agave_model_update_config: cfg is NULL");
+    char msg[256];
+    if (agave_config_validate(cfg, msg, sizeof msg) != AGAVE_OK)
+        return ctx_error(m->ctx, AGAVE_ERR_CONFIG, "invalid configuration: %s", msg);
+    if (!same_architecture(cfg, &m->cfg) || cfg->optimizer != m->cfg.optimizer)
+        return ctx_error(m->ctx, AGAVE_ERR_CONFIG,
+                         "agave_model_update_config: only training settings can change (mode, "
+                         "lambda, dropout, lr, grad_clip, ema, max_bad_steps), not the "
+                         "architecture or the optimizer kind");
+    if (cfg->ema > 0 && !(m->cfg.ema > 0) && m->initialized &&
+        average_init(&m->ema, m->params, m->n_params) != AGAVE_OK)
+        return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cannot allocate the parameter average");
+    if (!(cfg->ema > 0))
+        average_free(&m->ema);
+    m->cfg.mode = cfg->mode;
+    m->cfg.lambda = cfg->lambda;
+    m->cfg.dropout = cfg->dropout;
+    m->cfg.lr = cfg->lr;
+    m->cfg.grad_clip = cfg->grad_clip;
+    m->cfg.ema = cfg->ema;
+    m->cfg.max_bad_steps = cfg->max_bad_steps;
+    m->opt->lr = cfg->lr;
+    set_dropout(m, cfg->dropout);
+    return AGAVE_OK;
+}
+
 size_t agave_model_param_count(const agave_model *m)
 {
     size_t n = 0;

@@ -2,6 +2,7 @@
  * holding the configuration, parameters, optimiser state, averaged parameters,
  * step counts and the random state. Written to a temporary file in the same
  * directory, flushed, synced and renamed, so a crash leaves the old file. */
+#include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -265,7 +266,8 @@ static agave_status read_file(agave_context *ctx, const char *path, unsigned cha
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return ctx_error(ctx, AGAVE_ERR_IO, "cannot open checkpoint %s", path);
+        return ctx_error(ctx, AGAVE_ERR_IO, "cannot open checkpoint %s: %s", path,
+                         strerror(errno));
     long size = -1;
     if (fseek(f, 0, SEEK_END) == 0)
         size = ftell(f);
