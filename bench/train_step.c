@@ -139,8 +139,11 @@ int main(int argc, char **argv)
         if (colon)
             batch = atoi(colon + 1);
         pid_t pid = fork();
-        if (pid == 0)
-            _exit(run(name, batch, threads, repeats, sgemm));
+        if (pid == 0) {
+            int status = run(name, batch, threads, repeats, sgemm);
+            fflush(stdout);   /* _exit does not flush stdio */
+            _exit(status);
+        }
         int status = 0;
         waitpid(pid, &status, 0);
         rc |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
