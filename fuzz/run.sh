@@ -90,6 +90,22 @@ if [ "${FUZZ_COVERAGE:-1}" != 0 ]; then
     # shellcheck disable=SC2086 # one word per option or file
     llvm-cov report $objects -instr-profile="$prof/all.profdata" $sources |
         awk '/\.c / || /^TOTAL/ { printf "    %-22s %9s %8s %9s %8s %9s %8s\n", $1, $2, $4, $8, $10, $11, $13 }'
+    # The same, counting only the functions a memory input can reach: not
+    # the checkpoint writer, nor the opening of files and directories by
+    # name (tests/test_data.c and tests/test_model.c cover those).
+    unreachable='agave_model_save|serialise|put|put_u32|put_u64|put_config|put_f32|put_i32|put_floats|write_atomically|agave_model_load|read_file|src_open_file|errno_text|agave_dataset_open_files|check_same_geometry|agave_dataset_open|open_directory|scan_directory|scan_entry|strip_gz|ends_with|cifar_batch_number|list_push|idx_split_of|choose_files|sort_and_dedupe|found_cmp|split_name|open_found'
+    echo "    the functions a memory input can reach:"
+    # shellcheck disable=SC2086
+    llvm-cov report $objects -instr-profile="$prof/all.profdata" -show-functions $sources |
+        awk -v skip="^($unreachable)\$" '
+            /^File / { f = $2; gsub(/.*\/|[\x27:]/, "", f) }
+            $1 != "Name" && $1 != "TOTAL" && NF == 10 && $2 ~ /^[0-9]+$/ {
+                n = $1; sub(/.*:/, "", n)
+                if (n ~ skip) next
+                l[f] += $5; lm[f] += $6; b[f] += $8; bm[f] += $9 }
+            END { for (f in l) printf "    %-22s lines %5d/%-5d %6.2f%%  branches %4d/%-4d %6.2f%%\n",
+                      f, l[f] - lm[f], l[f], 100 * (l[f] - lm[f]) / l[f],
+                      b[f] - bm[f], b[f], b[f] ? 100 * (b[f] - bm[f]) / b[f] : 0 }' | sort
     # The functions no input entered: by design the file and directory
     # paths (tests/test_data.c covers them) and the checkpoint writer.
     echo "    functions never entered (not reachable from a memory input, or not reached):"

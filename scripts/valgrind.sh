@@ -16,7 +16,8 @@
 #   test_gradcheck test_conv, and scripts/valgrind-programs.sh (agave-train,
 #   agave-eval, agave-sample on a tiny data set, which covers the model's
 #   training step, evaluation, sampling and checkpoints end to end).
-# Left out: test_loss (7 minutes under memcheck), test_model (over 15), and
+# Left out: test_loss (7 minutes under memcheck), test_model (over 15),
+# test_sample_cached (11; agave-sample runs the cached sampler), and
 # the shell tests of make check (exports, consumer build, program options),
 # which add no library code that the subset does not run.
 # Under valgrind, test_limits skips its address-space-limit case (valgrind's
