@@ -596,12 +596,23 @@ static void lane_step(const cached_sampler *s, lane *l, int r, int c, float *par
     output_head(s, l, r, c, params);
 }
 
+/* The lanes' own contexts counted their GEMMs: into the sampler's context. */
+static void collect_flops(cached_sampler *s)
+{
+    for (int t = 0; t < s->n_lanes; t++) {
+        agave_context *own = s->lanes[t].gemm_ctx;
+        if (own == s->ctx)
+            continue;
+        s->ctx->gemm_flops += own->gemm_flops;
+        own->gemm_flops = 0;
+    }
+}
+
 agave_status cached_sampler_step(cached_sampler *s, int r, int c, const float **params)
 {
     if (!s || !params)
         return AGAVE_ERR_NULL;
-    int p = r * s->W + c;
-    if (s->next < 0 || r < 0 || r >= s->H || c < 0 || c >= s->W || p != s->next)
+    if (s->next < 0 || r < 0 || r >= s->H || c < 0 || c >= s->W || r * s->W + c != s->next)
         return ctx_error(s->ctx, AGAVE_ERR_STATE,
                          "cached sampler: pixel (%d, %d) out of turn (next is raster index %d)",
                          r, c, s->next);
@@ -612,12 +623,9 @@ agave_status cached_sampler_step(cached_sampler *s, int r, int c, const float **
 #pragma omp parallel for num_threads(s->n_lanes) schedule(static, 1)
         for (int t = 0; t < s->n_lanes; t++)
             lane_step(s, &s->lanes[t], r, c, s->params);
-        for (int t = 0; t < s->n_lanes; t++) {
-            s->ctx->gemm_flops += s->lanes[t].gemm_ctx->gemm_flops;
-            s->lanes[t].gemm_ctx->gemm_flops = 0;
-        }
+        collect_flops(s);
     }
-    s->next = p + 1 < s->H * s->W ? p + 1 : -1;
+    s->next = s->next + 1 < s->H * s->W ? s->next + 1 : -1;
     *params = s->params;
     return AGAVE_OK;
 }
@@ -969,10 +977,7 @@ static agave_status sample_lanes(cached_sampler *s, agave_rng *rng, int n_mix, u
 #pragma omp parallel for num_threads(s->n_lanes) schedule(static, 1)
     for (int t = 0; t < s->n_lanes; t++)
         lane_sample(s, &s->lanes[t], draw, n_mix, x);
-    for (int t = 0; t < s->n_lanes; t++) {
-        s->ctx->gemm_flops += s->lanes[t].gemm_ctx->gemm_flops;
-        s->lanes[t].gemm_ctx->gemm_flops = 0;
-    }
+    collect_flops(s);
     s->next = -1;
     free(draw);
     return AGAVE_OK;
