@@ -175,7 +175,10 @@ AGAVE_API agave_status agave_conv2d(agave_context *ctx, agave_tensor *x, agave_t
  * += x[n,c,i,j] w[c,o,kh,kw] over an unbounded plane (zero elsewhere); out is
  * (N,Cout,out_h,out_w) with out[n,o,r,c] = F[n,o,r+crop_top,c+crop_left] + bias[o].
  * PixelCNN++'s stride-2 shifted deconvolutions are crop_top = 0 with
- * crop_left = (KW-1)/2 (down-shifted) or 0 (down-right-shifted), out 2H x 2W. */
+ * crop_left = (KW-1)/2 (down-shifted) or 0 (down-right-shifted), out 2H x 2W.
+ * Crops must be >= 0 and out_h, out_w >= 1 (AGAVE_ERR_INVALID_ARG otherwise).
+ * The convolution family returns AGAVE_ERR_LIMIT when an output would exceed
+ * 2^40 elements or a GEMM dimension INT_MAX/2. */
 AGAVE_API agave_status agave_conv2d_transpose(agave_context *ctx, agave_tensor *x,
                                               agave_tensor *w, agave_tensor *bias, int stride,
                                               int crop_top, int crop_left, int out_h, int out_w,
@@ -186,8 +189,8 @@ AGAVE_API agave_status agave_conv2d_transpose(agave_context *ctx, agave_tensor *
 AGAVE_API agave_status agave_nin(agave_context *ctx, agave_tensor *x, agave_tensor *w,
                                  agave_tensor *bias, agave_tensor **out);
 
-/* Dense layer: x is (N,K) (or any (N,...) with K = numel/N), w is (M,K),
- * bias (M) or NULL; out is (N,M) = x w^T + bias. */
+/* Dense layer: x is (N,K) (or any (N,...) with K = numel/N; at least 2-D), w is
+ * (M,K), bias (M) or NULL; out is (N,M) = x w^T + bias. */
 AGAVE_API agave_status agave_dense(agave_context *ctx, agave_tensor *x, agave_tensor *w,
                                    agave_tensor *bias, agave_tensor **out);
 
