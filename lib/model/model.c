@@ -132,7 +132,7 @@ agave_status agave_model_get_config(const agave_model *m, agave_config *cfg)
     return AGAVE_OK;
 }
 
-static int same_architecture(const agave_config *a, const agave_config *b)
+int config_same_architecture(const agave_config *a, const agave_config *b)
 {
     return a->C == b->C && a->H == b->H && a->W == b->W && a->F == b->F && a->R == b->R &&
            a->M == b->M && a->Fv == b->Fv && a->Rv == b->Rv && a->Z == b->Z && a->T == b->T &&
@@ -157,7 +157,7 @@ agave_status agave_model_update_config(agave_model *m, const agave_config *cfg)
     char msg[256];
     if (agave_config_validate(cfg, msg, sizeof msg) != AGAVE_OK)
         return ctx_error(m->ctx, AGAVE_ERR_CONFIG, "invalid configuration: %s", msg);
-    if (!same_architecture(cfg, &m->cfg) || cfg->optimizer != m->cfg.optimizer)
+    if (!config_same_architecture(cfg, &m->cfg) || cfg->optimizer != m->cfg.optimizer)
         return ctx_error(m->ctx, AGAVE_ERR_CONFIG,
                          "agave_model_update_config: only training settings can change (mode, "
                          "lambda, dropout, lr, grad_clip, ema, max_bad_steps), not the "

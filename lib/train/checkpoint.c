@@ -328,13 +328,6 @@ static agave_status check_envelope(agave_context *ctx, const char *path,
     return AGAVE_OK;
 }
 
-static int same_architecture(const agave_config *a, const agave_config *b)
-{
-    return a->C == b->C && a->H == b->H && a->W == b->W && a->F == b->F && a->R == b->R &&
-           a->M == b->M && a->Fv == b->Fv && a->Rv == b->Rv && a->Z == b->Z && a->T == b->T &&
-           a->b == b->b && a->s == b->s;
-}
-
 static agave_status read_params(agave_model *m, reader *r, const char *path)
 {
     if (get_u32(r) != (uint32_t)m->n_params)
@@ -423,7 +416,7 @@ static agave_status parse(agave_context *ctx, const char *path, const unsigned c
     if (r.short_read || agave_config_validate(&cfg, msg, sizeof msg) != AGAVE_OK)
         return ctx_error(ctx, AGAVE_ERR_FORMAT, "checkpoint %s: invalid configuration block%s%s",
                          path, r.short_read ? "" : ": ", r.short_read ? "" : msg);
-    if (expect && !same_architecture(&cfg, expect))
+    if (expect && !config_same_architecture(&cfg, expect))
         return ctx_error(ctx, AGAVE_ERR_CONFIG,
                          "checkpoint %s was made for another architecture (C,H,W %d,%d,%d F %d R "
                          "%d M %d Fv %d Rv %d Z %d T %d b %d s %d)", path, cfg.C, cfg.H, cfg.W,
