@@ -396,6 +396,9 @@ static void nomem_child(const uint8_t *gz, size_t gz_len)
     agave_step_stats ss;
     memset(&ss, 0, sizeof ss);
     ss.struct_size = sizeof ss;
+    /* This first step also makes OpenBLAS allocate its work buffer while
+     * memory is there: OpenBLAS 0.3.21 retries a failed allocation for ever
+     * (tests/limits_ulimit.sh, docs/reliability.md). */
     CHILD_EXPECT(12, agave_model_train_step(m, x, 2, &ss) == AGAVE_OK);
 
     struct rlimit rl;
