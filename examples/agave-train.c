@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/common.h"
 
@@ -75,6 +76,7 @@ typedef struct trainer {
     position saved;              /* the last checkpoint written or loaded */
     int have_saved;
     progress line;
+    int lock_fd;                 /* holds DIR/train.lock; -1 before open_csv */
 } trainer;
 
 /* ---- options -------------------------------------------------------------------- */
@@ -148,7 +150,8 @@ static int parse_options(int argc, char **argv, train_opts *o, cli_program *prog
         "       DIR/train.state (data order, for --resume).\n"
         "SIGINT, SIGTERM and SIGHUP stop training after the current step: the checkpoint is\n"
         "written and the program exits with 128 + the signal number (130 for Ctrl-C);\n"
-        "a second signal quits at once, leaving the previous checkpoint.\n"
+        "a second signal quits at once, leaving the previous checkpoint. A signal ignored at\n"
+        "start (nohup's SIGHUP) stays ignored. One agave-train per DIR (DIR/train.lock).\n"
         "exit status: 0 budget reached, 2 error (one line on stderr), 3 training diverged\n"
         "(too many non-finite steps in a row; the last checkpoint is kept), 130/143/129 stopped.";
     prog->options = train_options(o, threads_text, len, &prog->n_options);
@@ -479,6 +482,17 @@ static int open_csv(trainer *t)
     int fresh = 1;
     if (!t->o->resume && !make_dirs(t->o->out, err, sizeof err))
         return fail(PROG, "--out %s: %s", t->o->out, err);
+    /* One trainer per directory: two would overwrite each other's
+     * checkpoints. The lock also makes removing temporaries safe. */
+    t->lock_fd = lock_file(t->o->out, "train.lock", err, sizeof err);
+    if (t->lock_fd < 0)
+        return fail(PROG, "--out %s: %s", t->o->out, err);
+    int stale = remove_stale_temporaries(t->o->out, "model.ckpt") +
+                remove_stale_temporaries(t->o->out, "train.state") +
+                remove_stale_temporaries(t->o->out, "train.csv");
+    if (stale)
+        note(PROG, "removed %d temporary file%s left in %s by an interrupted write", stale,
+             stale == 1 ? "" : "s", t->o->out);
     if (t->o->resume && trim_csv(t, t->saved.step, &fresh) != EXIT_OK)
         return EXIT_ERROR;
     if (fresh && !write_file_atomic(t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1, err,
@@ -526,6 +540,8 @@ static void teardown(trainer *t)
 {
     if (t->csv)
         fclose(t->csv);
+    if (t->lock_fd >= 0)
+        close(t->lock_fd);
     free(t->x);
     agave_batcher_free(t->batcher);
     agave_model_free(t->model);
@@ -740,8 +756,6 @@ static int run(trainer *t)
         return EXIT_OK;
     }
     print_header(t);
-    stop_signals_install("\n" PROG ": stopping after this step and saving the checkpoint "
-                         "(signal again to quit at once without saving)\n");
     progress_init(&t->line, stderr);
     t->started = clock_seconds();
     if (t->o->minutes > 0)
@@ -769,11 +783,21 @@ int main(int argc, char **argv)
         free(prog.options);
         return rc;
     }
+    /* Before setup: a stop signal while the data and model load is heard
+     * (setup is not interrupted; training then does not start). */
+    stop_signals_install("\n" PROG ": stopping after this step and saving the checkpoint "
+                         "(signal again to quit at once without saving)\n");
     trainer t;
     memset(&t, 0, sizeof t);
+    t.lock_fd = -1;
     t.o = &o;
     rc = setup(&t, &prog);
-    if (rc == EXIT_OK) {
+    if (rc == EXIT_OK && stop_signal_received()) {
+        int sig = stop_signal_received();
+        fprintf(stderr, PROG ": stopped by %s before training began; no checkpoint was written\n",
+                signal_name(sig));
+        rc = 128 + sig;
+    } else if (rc == EXIT_OK) {
         t.target_steps = o.steps;
         rc = run(&t);
     }

@@ -38,10 +38,45 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+# Killed from outside (the test runner's timeout): say where it was.
+trap 'echo "kill_train: stopped from outside (KILL_SEED=$seed) during: $(tail -n 1 "$tmp/progress" 2>/dev/null)" >&2; exit 1' TERM INT
 
+# One line per action in $tmp/progress; a failure prints the last few, so a
+# hang or a failure in CI says which round, signal and process it was.
+note() { echo "$*" >>"$tmp/progress"; }
 fail() {
     echo "kill_train: FAIL (KILL_SEED=$seed, round ${round:-0}): $*" >&2
+    echo "kill_train: the last actions were:" >&2
+    tail -n 8 "$tmp/progress" 2>/dev/null | sed 's/^/    /' >&2
     exit 1
+}
+
+# Waits at most $2 seconds for process $1 to end and sets rc to its exit
+# status. A process still alive then is hung: its threads' stacks (gdb, when
+# installed) go into the failure message before it is killed.
+wait_bounded() { # pid seconds what
+    t=0
+    while kill -0 "$1" 2>/dev/null; do
+        grep -q '^State:.*Z' /proc/"$1"/status 2>/dev/null && break   # ended, not reaped
+        sleep 0.1
+        t=$((t + 1))
+        if [ "$t" -ge $(($2 * 10)) ]; then
+            stacks="(gdb not installed)"
+            if command -v gdb >/dev/null 2>&1; then
+                stacks=$(timeout 60 gdb -p "$1" -batch -ex 'thread apply all bt' 2>&1 |
+                    grep -E '^(#|Thread)' | head -n 80)
+            fi
+            state=$(grep -E '^State' /proc/"$1"/status 2>/dev/null)
+            kill -KILL "$1" 2>/dev/null || true
+            wait "$1" 2>/dev/null || true
+            pid=""
+            fail "$3 still running after $2 s ($state); stacks:
+$stacks
+stderr: $(tail -n 5 "$tmp/train.err" 2>/dev/null)"
+        fi
+    done
+    rc=0
+    wait "$1" 2>/dev/null || rc=$?   # (2>/dev/null: the shell's "Killed" notice)
 }
 for p in "$train" "$evaluate"; do
     [ -x "$p" ] || fail "$p is not built"
@@ -79,17 +114,22 @@ awk -v s="$seed" -v n="$rounds" 'BEGIN {
 # fails unless agave-eval loads it and prints its JSON.
 checkpoint_step() {
     rc=0
-    "$evaluate" --checkpoint "$ckpt" --data "$data" --limit 4 --samples 1 --json \
+    note "round $round: agave-eval"
+    timeout -k 5 300 "$evaluate" --checkpoint "$ckpt" --data "$data" --limit 4 --samples 1 --json \
         --threads 1 >"$tmp/eval.out" 2>"$tmp/eval.err" || rc=$?
+    [ "$rc" -ne 124 ] || fail "agave-eval did not finish in 300 s: $(cat "$tmp/eval.err")"
     [ "$rc" -eq 0 ] || fail "agave-eval cannot use the checkpoint (exit $rc): $(cat "$tmp/eval.err")"
     grep -q '"elbo_bpd"' "$tmp/eval.out" || fail "agave-eval --json printed: $(cat "$tmp/eval.out")"
     sed -n 's/.*, step \([0-9][0-9]*\), .*/\1/p' "$tmp/eval.err" | head -n 1
 }
 
+# env --default-signal=INT: a shell starts a script's background jobs with
+# SIGINT ignored, and agave-train keeps an ignored signal ignored.
 start() { # extra options...
-    "$train" --data "$data" --out "$out" --steps 1000000 --batch 4 --threads 1 \
+    env --default-signal=INT "$train" --data "$data" --out "$out" --steps 1000000 --batch 4 --threads 1 \
         --checkpoint-every 1 --log-every 1 "$@" >"$tmp/train.out" 2>"$tmp/train.err" &
     pid=$!
+    note "round $round: agave-train $* started (pid $pid)"
 }
 
 # Round 0: a fresh run, left alone until its first checkpoint exists.
@@ -131,17 +171,18 @@ while [ "$round" -le "$rounds" ]; do
         wait "$pid" 2>/dev/null || rc=$?
         fail "agave-train ended by itself with exit status $rc: $(cat "$tmp/train.err")"
     fi
+    note "round $round: SIG$how after ${delay} s"
     case $how in
     KILL | KILLW) kill -KILL "$pid"; want=137; kills=$((kills + 1)) ;;
     TERM) kill -TERM "$pid"; want=143; clean=$((clean + 1)) ;;
     INT) kill -INT "$pid"; want=130; clean=$((clean + 1)) ;;
     INT2) kill -INT "$pid"; kill -INT "$pid" 2>/dev/null || true; want=130; double=$((double + 1)) ;;
     esac
-    rc=0
-    wait "$pid" 2>/dev/null || rc=$?   # (2>/dev/null: the shell's "Killed" notice)
+    wait_bounded "$pid" 120 "agave-train after SIG$how"
     pid=""
-    # A clean stop exits 128 + signal; a signal during start-up (before the
-    # handlers are installed) kills the process with the same status.
+    # A clean stop exits 128 + signal, as does a signal during start-up
+    # (training then never begins; before the handlers exist, the default
+    # action kills the process with the same status).
     [ "$rc" -eq "$want" ] || fail "after SIG$how: exit status $rc, expected $want: $(cat "$tmp/train.err")"
     step=$(checkpoint_step)
     [ -n "$step" ] || fail "agave-eval did not report the checkpoint's step: $(cat "$tmp/eval.err")"
@@ -178,8 +219,9 @@ while [ "$mid_write" -eq 0 ]; do
         for f in "$ckpt".tmp.*; do [ -e "$f" ] && break 2; done
         n=$((n + 1))
     done
+    note "round $round: aimed SIGKILL, try $tries"
     kill -KILL "$pid"
-    wait "$pid" 2>/dev/null || true
+    wait_bounded "$pid" 120 "agave-train after SIGKILL"
     pid=""
     for f in "$ckpt".tmp.*; do
         [ -e "$f" ] || continue
@@ -193,10 +235,17 @@ done
 
 # The run continues from the last checkpoint: a resumed run says so.
 start --resume
-sleep 0.3
+n=0
+until grep -q "resuming at step" "$tmp/train.err"; do   # start-up done (slow under ASan)
+    n=$((n + 1))
+    [ "$n" -le 600 ] || fail "the final resumed run printed no 'resuming at step' in 60 s"
+    kill -0 "$pid" 2>/dev/null || fail "the final resumed run ended: $(cat "$tmp/train.err")"
+    sleep 0.1
+done
+sleep 0.2
+note "final run: SIGTERM"
 kill -TERM "$pid"
-rc=0
-wait "$pid" || rc=$?
+wait_bounded "$pid" 120 "the final agave-train after SIGTERM"
 pid=""
 [ "$rc" -eq 143 ] || fail "the final resumed run exited with $rc: $(cat "$tmp/train.err")"
 grep -q "resuming at step $last " "$tmp/train.err" ||

@@ -238,10 +238,13 @@ echo "programs: --minutes 0.01 stopped training after $steps steps with a checkp
 # A long run is stopped by a signal once its first periodic checkpoint exists:
 # it must save, exit with 128 + the signal, and leave a loadable checkpoint and
 # a log that ends at the checkpoint's step.
+# A shell starts a script's background jobs with SIGINT ignored, and
+# agave-train leaves an ignored signal ignored: env --default-signal gives
+# the job the SIGINT a terminal's Ctrl-C would reach.
 stop_run() { # signal expected-status
     dir=$tmp/stop-$1
     # shellcheck disable=SC2086
-    "$train" --config tiny --data "$data" --steps 1000000 --checkpoint-every 5 --log-every 3 \
+    env --default-signal=INT "$train" --config tiny --data "$data" --steps 1000000 --checkpoint-every 5 --log-every 3 \
         --out "$dir" $t1 >"$tmp/stop.out" 2>"$tmp/stop.err" &
     bg_pid=$!
     i=0
@@ -270,5 +273,47 @@ stop_run() { # signal expected-status
 }
 stop_run INT 130
 stop_run TERM 143
+
+# A signal ignored at start stays ignored (nohup's SIGHUP): the run goes on
+# after SIGHUP and still stops cleanly on SIGTERM.
+dir=$tmp/nohup
+# shellcheck disable=SC2086
+(trap '' HUP && exec "$train" --config tiny --data "$data" --steps 1000000 --checkpoint-every 5 \
+    --out "$dir" $t1 >"$tmp/nohup.out" 2>"$tmp/nohup.err") &
+bg_pid=$!
+i=0
+while [ ! -s "$dir/model.ckpt" ]; do
+    i=$((i + 1))
+    [ "$i" -le 600 ] || fail "nohup: no checkpoint after 60 s of training"
+    sleep 0.1
+done
+kill -HUP "$bg_pid"
+# Meanwhile a second trainer on the same directory is refused (DIR/train.lock).
+rc=0
+# shellcheck disable=SC2086
+"$train" --data "$data" --out "$dir" --resume --steps 1000000 $t1 >/dev/null \
+    2>"$tmp/second.err" || rc=$?
+[ "$rc" -eq 2 ] && grep -q 'another process is using' "$tmp/second.err" ||
+    fail "a second agave-train on a busy directory: exit $rc: $(cat "$tmp/second.err")"
+sleep 0.3
+kill -0 "$bg_pid" 2>/dev/null || fail "agave-train started with SIGHUP ignored ended on SIGHUP"
+kill -TERM "$bg_pid"
+rc=0
+wait "$bg_pid" || rc=$?
+bg_pid=""
+[ "$rc" -eq 143 ] || fail "nohup: SIGTERM after an ignored SIGHUP: exit $rc, expected 143"
+echo "programs: a SIGHUP ignored at start (nohup) stays ignored; SIGTERM then stops the run"
+echo "programs: a second agave-train on a directory in use is refused (exit 2, one line)"
+
+# Temporary files of a write that a kill -9 interrupted are removed on resume.
+printf 'partial' >"$dir/model.ckpt.tmp.AbC123"
+printf 'partial' >"$dir/train.state.tmp.XyZ789"
+# shellcheck disable=SC2086
+"$train" --data "$data" --out "$dir" --resume --steps 1 $t1 >/dev/null 2>"$tmp/stale.err" ||
+    fail "resume with stale temporaries: $(cat "$tmp/stale.err")"
+grep -q 'removed 2 temporary files' "$tmp/stale.err" ||
+    fail "resume did not report the stale temporaries: $(cat "$tmp/stale.err")"
+ls -a "$dir" | grep -q 'tmp' && fail "stale temporaries left in $dir: $(ls -a "$dir")"
+echo "programs: --resume removes the temporary files an interrupted write left"
 
 echo "programs: all checks passed"

@@ -24,6 +24,15 @@ int write_file_atomic(const char *path, const char *data, size_t n, char *err, s
  * a sentence in err. Lets a program refuse a bad output path before it
  * spends minutes computing what it would write there. */
 int output_dir_ok(const char *path, char *err, size_t len);
+/* Takes an exclusive lock on dir/name (created if missing) for the life of
+ * the process: returns the descriptor to keep open, or -1 with a sentence in
+ * err when another process holds it or the file cannot be made. The kernel
+ * drops the lock when the process ends, even by kill -9. */
+int lock_file(const char *dir, const char *name, char *err, size_t len);
+/* Removes dir's files named base + ".tmp." + anything: the temporary files a
+ * write_file_atomic or agave_model_save killed before its rename leaves
+ * behind. Only safe while holding the directory's lock. Returns how many. */
+int remove_stale_temporaries(const char *dir, const char *base);
 /* Reads a whole (small) file into a NUL-terminated malloc'ed buffer; NULL if it
  * cannot be read. *n receives the length when n is not NULL. */
 char *read_text_file(const char *path, size_t *n);

@@ -33,9 +33,16 @@ void stop_signals_install(const char *message)
     sigemptyset(&sa.sa_mask);
     /* SA_RESTART: a signal during a write or read must not make it fail. */
     sa.sa_flags = SA_RESTART;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof stop_signals / sizeof stop_signals[0]; i++) {
+        /* A signal ignored when the program started stays ignored, as the
+         * starter meant: nohup ignores SIGHUP, and a shell starts the
+         * background jobs of a script with SIGINT ignored. */
+        struct sigaction old;
+        if (sigaction(stop_signals[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+            continue;
+        sigaction(stop_signals[i], &sa, NULL);
+    }
 }
 
 int stop_signal_received(void) { return received; }

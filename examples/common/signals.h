@@ -4,7 +4,10 @@
 #ifndef AGAVE_EXAMPLES_SIGNALS_H
 #define AGAVE_EXAMPLES_SIGNALS_H
 
-/* Installs the handlers. message (a static string, may be NULL) is written
+/* Installs the handlers, except for a signal that was ignored when the
+ * program started (nohup's SIGHUP; SIGINT in a script's background job),
+ * which stays ignored. Programs call it first thing, so that a signal during
+ * start-up is a request to stop too, not a kill. message (a static string, may be NULL) is written
  * to stderr when the first signal arrives, so that the user knows the
  * program heard it even if the current step takes a while. */
 void stop_signals_install(const char *message);
