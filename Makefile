@@ -246,13 +246,10 @@ valgrind:
 # (halt_on_error=1). Each context uses 1 thread there: libgomp is not
 # instrumented, so its teams would look racy. No suppression file is needed:
 # OpenBLAS is not instrumented either and runs single-threaded (lib/core/blas.c).
-# --param=tsan-instrument-func-entry-exit=0: the target_clones functions of
-# lib/ops and lib/model get ifunc resolvers, which the dynamic loader runs
-# before the TSan runtime is initialised; with entry/exit hooks in them the
-# program dies at load (SIGSEGV in gate_run's resolver). Memory accesses stay
-# instrumented; race reports then show the racing accesses without the
-# callers' frames.
-TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer --param=tsan-instrument-func-entry-exit=0
+# The element-wise kernels are built without target_clones under TSan
+# (lib/core/simd.h): the loader runs ifunc resolvers before the TSan runtime
+# exists, and an instrumented resolver crashes the program at load.
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
 .PHONY: tsan
 tsan: deps
 	@$(MAKE) --no-print-directory BUILD=build-tsan OPT='-O1 -g' SAN='$(TSAN_FLAGS)' \

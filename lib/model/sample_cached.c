@@ -40,6 +40,7 @@
 
 #include "../loss/loss.h"
 #include "sample_cached.h"
+#include "../core/simd.h"
 
 #define LEVELS 3
 /* Up to this many rows a layer runs as dot products rather than sgemm (on
@@ -188,11 +189,6 @@ static size_t lane_place(const cached_sampler *s, lane *l, float *base)
  * channels) in loops the compiler vectorises: libm's expf would not be, and
  * it made a third of a step's time. Compiled for AVX-512, AVX2 and baseline
  * x86-64, picked at load time like the library's element-wise kernels. */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__ELF__) && !defined(AGAVE_NO_CLONES)
-#define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SIMD_CLONES
-#endif
 
 static inline float bits_to_float(uint32_t u)
 {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "../core/simd.h"
 
 /* elu, concat_elu and sigmoid run on every activation of every training step.
  * The library is built portable (no -march=native, it is installed and
@@ -18,11 +19,6 @@
  * (a GNU dialect would let the AVX-512 clone fuse multiply-adds), so every
  * clone rounds exactly like the scalar code: the same inputs give the same
  * bits on any x86-64 machine. */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__ELF__) && !defined(AGAVE_NO_CLONES)
-#define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SIMD_CLONES
-#endif
 
 #define EW_BLOCK        16384 /* floats per task: 64 KiB, stays in L2 */
 #define EW_PARALLEL_MIN 65536 /* below this a parallel region costs more than it saves */
