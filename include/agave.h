@@ -81,14 +81,20 @@ AGAVE_API unsigned agave_version_number(void);
 /* ------------------------------------------------------------------------ */
 typedef struct agave_context agave_context;
 
-/* Creates a context with 1 thread and the random generator seeded by seed. */
+/* Creates a context with 1 thread and the random generator seeded by seed.
+ * AGAVE_ERR_NOMEM when memory is short, including when the address space
+ * cannot hold OpenBLAS's work buffer (128 MiB of address space per thread,
+ * mapped now rather than at the first product: OpenBLAS 0.3.21 hangs when it
+ * cannot map it later). */
 AGAVE_API agave_status agave_context_create(agave_context **out, uint64_t seed);
 AGAVE_API void agave_context_free(agave_context *ctx);
 
 /* Threads used by this context's kernels (OpenMP loops and the BLAS calls
  * they make); 1 <= n <= 1024. The same seed and thread count reproduce results
- * bit for bit. Note: OpenBLAS keeps one process-wide thread count; the library
- * sets it to n around its own GEMM calls. */
+ * bit for bit. OpenBLAS itself runs single-threaded (its thread count is
+ * process-wide; the library sets it to 1): the n threads are OpenMP's, each
+ * calling OpenBLAS on its own panel. AGAVE_ERR_NOMEM (the count unchanged)
+ * when the address space cannot hold n OpenBLAS work buffers. */
 AGAVE_API agave_status agave_context_set_threads(agave_context *ctx, int n);
 AGAVE_API int agave_context_threads(const agave_context *ctx);
 

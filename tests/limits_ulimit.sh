@@ -10,14 +10,14 @@
 # that its thread pool, whose size depends on the machine, does not move the
 # figure.
 #
-# Why not a lower limit: OpenBLAS 0.3.21 (Debian 12) allocates a 128 MiB
-# buffer at its first product and, if that fails, retries for ever
-# (OpenMathLib/OpenBLAS#5289; later versions exit instead). So the test
-# keeps room for that buffer (the measured peak includes it); a timeout
-# turns such a hang into a failure that says so rather than a stuck test
-# (-k: a stuck program ignores SIGTERM, which only asks it to stop after the
-# step). tests/test_limits.c checks the library's own out-of-memory paths
-# inside one process.
+# OpenBLAS 0.3.21 (Debian 12) maps a 128 MiB work buffer at its first
+# product and, if that fails, retries for ever (OpenMathLib/OpenBLAS#5289;
+# later versions exit instead). libagave maps it when a context is made and
+# refuses with AGAVE_ERR_NOMEM if it cannot (lib/core/blas_reserve.c); case 4
+# runs below the buffer's need, where a hang used to be. Timeouts turn a hang
+# into a failure that says so (-k: a stuck program ignores SIGTERM, which
+# only asks it to stop after the step). tests/test_limits.c checks the
+# library's own out-of-memory paths inside one process.
 #
 # usage: tests/limits_ulimit.sh   (run by make check from the top of the tree)
 # Skipped (exit 77) under make sanitize: ASan reserves terabytes of address
@@ -77,5 +77,18 @@ rc=0
 [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "not one line on stderr: $(cat "$tmp/err")"
 grep -qi "allocate\|memory" "$tmp/err" || fail "the message does not say memory ran out: $(cat "$tmp/err")"
 [ ! -e "$tmp/b" ] || fail "a refused run created its output directory"
+# 4. Too little even for OpenBLAS's work buffer (128 MiB of address space,
+#    which 0.3.21 retries for ever to map): libagave maps it when the context
+#    is made, so this is a clean error too, not a hang in the first product.
+tight=$((peak - 65536))
+rc=0
+(ulimit -v "$tight" && timeout -k 5 120 "$train" --config tiny --data "$tmp/data" \
+    --out "$tmp/c" --steps 3 --batch 4 --threads 1 >"$tmp/out" 2>"$tmp/err2") || rc=$?
+[ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] ||
+    fail "agave-train hangs under ulimit -v $tight KiB (OpenBLAS retrying its buffer?)"
+[ "$rc" -eq 2 ] || fail "exit status $rc under ulimit -v $tight KiB, expected 2: $(cat "$tmp/err2")"
+grep -q "OpenBLAS" "$tmp/err2" || fail "the message does not name OpenBLAS's buffer: $(cat "$tmp/err2")"
+echo "limits_ulimit: under ulimit -v $tight KiB (peak - 64 MiB): exit 2, no hang: $(cat "$tmp/err2")"
+
 echo "limits_ulimit: under ulimit -v $limit KiB (tiny run's peak $peak + 128 MiB) a tiny run" \
     "trains, and F=256 R=4 exits 2: $(cat "$tmp/err")"

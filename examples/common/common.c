@@ -5,7 +5,8 @@
 int open_context(const char *prog, uint64_t seed, int threads, agave_context **ctx)
 {
     if (agave_context_create(ctx, seed) != AGAVE_OK)
-        return fail(prog, "cannot create a libagave context (out of memory)");
+        return fail(prog, "cannot create a libagave context: out of memory (OpenBLAS alone "
+                    "needs 128 MiB of address space per thread; see ulimit -v)");
     if (agave_context_set_threads(*ctx, threads) != AGAVE_OK) {
         int rc = fail(prog, "--threads %d: %s", threads, agave_context_last_error(*ctx));
         agave_context_free(*ctx);

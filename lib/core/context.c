@@ -15,6 +15,10 @@ agave_status agave_context_create(agave_context **out, uint64_t seed)
     ctx->threads = 1;
     ctx->recording = 1;
     rng_seed(&ctx->rng, seed);
+    if (blas_reserve(ctx, 1) != AGAVE_OK) {
+        free(ctx);
+        return AGAVE_ERR_NOMEM;
+    }
     *out = ctx;
     return AGAVE_OK;
 }
@@ -37,6 +41,9 @@ agave_status agave_context_set_threads(agave_context *ctx, int n)
     if (n < 1 || n > 1024)
         return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
                          "thread count %d is out of range (1..1024)", n);
+    agave_status st = blas_reserve(ctx, n);
+    if (st != AGAVE_OK)
+        return st;
     ctx->threads = n;
     return AGAVE_OK;
 }

@@ -144,4 +144,9 @@ void *ctx_scratch(agave_context *ctx, int slot, size_t bytes);
 void gemm(agave_context *ctx, int trans_a, int trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Makes OpenBLAS map its work buffers for `threads` concurrent callers now
+ * (lib/core/blas_reserve.c says why); AGAVE_ERR_NOMEM, with the error set,
+ * when the address space cannot hold them. Cheap once done for this many. */
+agave_status blas_reserve(agave_context *ctx, int threads);
+
 #endif
