@@ -98,6 +98,17 @@ AGAVE_API void agave_context_free(agave_context *ctx);
 AGAVE_API agave_status agave_context_set_threads(agave_context *ctx, int n);
 AGAVE_API int agave_context_threads(const agave_context *ctx);
 
+/* A memory limit in bytes for the models of this context (0, the default: no
+ * limit). agave_model_create refuses a configuration whose training step
+ * would need more than the limit even at batch 1, and agave_model_init and
+ * agave_model_train_step refuse a batch that would, all with
+ * AGAVE_ERR_LIMIT before allocating anything, the message giving the
+ * estimate and the largest batch that fits. The figure compared is
+ * agave_config_estimate_bytes; evaluation and sampling are not checked
+ * (they need less than a training step at batch 32). */
+AGAVE_API agave_status agave_context_set_memory_limit(agave_context *ctx, size_t bytes);
+AGAVE_API size_t agave_context_memory_limit(const agave_context *ctx);
+
 /* Re-seeds the random generator (xoshiro256**, seeded through splitmix64). */
 AGAVE_API agave_status agave_context_seed(agave_context *ctx, uint64_t seed);
 
@@ -672,6 +683,18 @@ AGAVE_API agave_status agave_config_init(agave_config *cfg, const char *name);
 AGAVE_API agave_status agave_config_set(agave_config *cfg, const char *key, const char *value);
 /* Checks every field; on failure writes a sentence into msg (if not NULL). */
 AGAVE_API agave_status agave_config_validate(const agave_config *cfg, char *msg, size_t len);
+
+/* The exact number of parameters (floats) of cfg's model, without building it;
+ * the same as agave_model_param_count of the model. AGAVE_ERR_CONFIG if cfg
+ * is invalid. */
+AGAVE_API agave_status agave_config_param_count(const agave_config *cfg, size_t *count);
+/* An estimate, from cfg alone, of the peak bytes of a training step at batch
+ * `batch`: parameters, gradients, optimiser moments, the average (when ema > 0),
+ * the step's activations with their gradients, and convolution scratch. Fitted
+ * to measured peaks and kept above them (docs/reliability.md says how well);
+ * process overhead (libraries, OpenBLAS's buffers, data) is not included. */
+AGAVE_API agave_status agave_config_estimate_bytes(const agave_config *cfg, int batch,
+                                                   size_t *bytes);
 
 /* ---- The AGAVE model (lib/model) ----------------------------------------- */
 typedef struct agave_model agave_model;

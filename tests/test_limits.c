@@ -31,6 +31,7 @@
 #include <cmocka.h>
 
 #include "agave.h"
+#include "core/core.h"
 #include "data/data.h"
 #include "train/checkpoint.h"
 
@@ -334,6 +335,11 @@ static void test_param_bound_below_count(void **state)
         assert_int_equal(agave_model_create(g_ctx, &cfg, &m), AGAVE_OK);
         uint64_t bound = checkpoint_min_param_floats(&cfg);
         uint64_t count = agave_model_param_count(m);
+        size_t counted = 0;   /* from the configuration alone: exact */
+        assert_int_equal(agave_config_param_count(&cfg, &counted), AGAVE_OK);
+        if (counted != count)
+            fail_msg("trial %d: agave_config_param_count %zu, the model has %llu", trial,
+                     counted, (unsigned long long)count);
         if (bound > count)
             fail_msg("trial %d: bound %llu > %llu parameters (F %d R %d Fv %d Rv %d Z %d T %d "
                      "s %d C %d)", trial, (unsigned long long)bound, (unsigned long long)count,
@@ -350,11 +356,137 @@ static void test_param_bound_below_count(void **state)
         agave_model *m;
         assert_int_equal(agave_model_create(g_ctx, &cfg, &m), AGAVE_OK);
         uint64_t bound = checkpoint_min_param_floats(&cfg), count = agave_model_param_count(m);
+        size_t counted = 0;
+        assert_int_equal(agave_config_param_count(&cfg, &counted), AGAVE_OK);
+        assert_int_equal(counted, count);
         assert_true(bound <= count);
         assert_true(2 * bound >= count);
         agave_model_free(m);
     }
     assert_int_equal(checked, 40);
+}
+
+/* ---- memory estimate and limit ------------------------------------------------------ */
+
+/* What a training step really held: the step arena's peak and the conv
+ * scratch (measured), plus the persistent buffers (parameters, gradients,
+ * two optimiser moments, and with averaging the average and its backup). */
+static double measured_step_bytes(agave_context *ctx, const agave_config *cfg, int batch)
+{
+    agave_model *m;
+    assert_int_equal(agave_model_create(ctx, cfg, &m), AGAVE_OK);
+    size_t D = (size_t)cfg->C * cfg->H * cfg->W;
+    uint8_t *x = malloc(D * (size_t)batch);
+    assert_non_null(x);
+    for (size_t i = 0; i < D * (size_t)batch; i++)
+        x[i] = (uint8_t)(i * 2654435761u >> 24);
+    agave_step_stats st = {.struct_size = sizeof st};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(agave_model_train_step(m, x, batch, &st), AGAVE_OK);
+    double scratch = 0;
+    for (int i = 0; i < SCRATCH_SLOTS; i++)
+        scratch += (double)ctx->scratch[i].bytes;
+    double persistent = 4.0 * (double)agave_model_param_count(m) * (cfg->ema > 0 ? 6 : 4);
+    double total = (double)agave_context_arena_peak(ctx) + scratch + persistent;
+    agave_model_free(m);
+    free(x);
+    return total;
+}
+
+/* The estimate must stay above what a step really needs (the limit refuses
+ * on it), and close enough to be useful: within 1.6x. Configurations unlike
+ * the ones the fit used (lib/model/estimate.c), every mode, and fashion. */
+static void test_estimate_bounds_measured_peak(void **state)
+{
+    (void)state;
+    static const char *const cases[][8] = {
+        {"tiny", "2", "F=12", "R=2", "Fv=12", "Z=6", "", ""},
+        {"tiny", "3", "C=3", "H=12", "W=16", "M=3", "T=1", "dropout=0.3"},
+        {"tiny", "2", "mode=vae", "Fv=24", "Rv=2", "T=2", "s=2", ""},
+        {"tiny", "2", "mode=pixelcnn", "F=12", "R=3", "C=3", "", ""},
+        {"tiny", "3", "mode=naive", "F=20", "Fv=4", "s=4", "ema=0", ""},
+        {"tiny", "1", "H=20", "W=12", "R=0", "Rv=0", "", ""},
+        {"fashion", "2", "", "", "", "", "", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        agave_context *ctx;
+        assert_int_equal(agave_context_create(&ctx, 5), AGAVE_OK);
+        agave_config cfg;
+        assert_int_equal(agave_config_init(&cfg, cases[i][0]), AGAVE_OK);
+        for (int k = 2; k < 8; k++) {
+            if (!*cases[i][k])
+                continue;
+            char kv[64];
+            snprintf(kv, sizeof kv, "%s", cases[i][k]);
+            char *eq = strchr(kv, '=');
+            *eq = '\0';
+            assert_int_equal(agave_config_set(&cfg, kv, eq + 1), AGAVE_OK);
+        }
+        int batch = atoi(cases[i][1]);
+        size_t estimate = 0;
+        assert_int_equal(agave_config_estimate_bytes(&cfg, batch, &estimate), AGAVE_OK);
+        double measured = measured_step_bytes(ctx, &cfg, batch);
+        double ratio = (double)estimate / measured;
+        if (ratio < 1.0 || ratio > 1.6)
+            fail_msg("case %zu (%s %s %s %s ...): estimate %zu bytes, measured %.0f (ratio %.3f)",
+                     i, cases[i][0], cases[i][2], cases[i][3], cases[i][4], estimate, measured,
+                     ratio);
+        print_message("estimate/measured %.3f: %s batch %s %s %s %s %s %s %s\n", ratio,
+                      cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4],
+                      cases[i][5], cases[i][6], cases[i][7]);
+        agave_context_free(ctx);
+    }
+}
+
+/* Under a limit: a model too large even at batch 1 is refused by create, a
+ * batch too large by init and train_step, each with AGAVE_ERR_LIMIT before
+ * the step allocates anything, and the message names the batch that fits. */
+static void test_memory_limit_refuses(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 9), AGAVE_OK);
+    assert_int_equal(agave_context_memory_limit(ctx), 0);
+    agave_config big;
+    assert_int_equal(agave_config_init(&big, "cifar-paper"), AGAVE_OK);
+    assert_int_equal(agave_context_set_memory_limit(ctx, (size_t)256 << 20), AGAVE_OK);
+    assert_int_equal(agave_context_memory_limit(ctx), (size_t)256 << 20);
+    agave_model *m = NULL;
+    assert_int_equal(agave_model_create(ctx, &big, &m), AGAVE_ERR_LIMIT);
+    assert_null(m);
+    assert_non_null(strstr(agave_context_last_error(ctx), "even at batch 1"));
+
+    /* tiny: a limit between the estimates at batch 4 and 5. */
+    agave_config cfg;
+    assert_int_equal(agave_config_init(&cfg, "tiny"), AGAVE_OK);
+    size_t at4 = 0, at5 = 0;
+    assert_int_equal(agave_config_estimate_bytes(&cfg, 4, &at4), AGAVE_OK);
+    assert_int_equal(agave_config_estimate_bytes(&cfg, 5, &at5), AGAVE_OK);
+    assert_true(at4 < at5);
+    assert_int_equal(agave_context_set_memory_limit(ctx, (at4 + at5) / 2), AGAVE_OK);
+    assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
+    uint8_t x[8 * 64];
+    for (size_t i = 0; i < sizeof x; i++)
+        x[i] = (uint8_t)(i * 37);
+    agave_step_stats st = {.struct_size = sizeof st};
+    assert_int_equal(agave_model_train_step(m, x, 8, &st), AGAVE_ERR_LIMIT);
+    assert_non_null(strstr(agave_context_last_error(ctx), "batches up to 4 fit"));
+    assert_int_equal(agave_context_arena_bytes(ctx), 0);   /* nothing was allocated */
+    assert_int_equal(agave_model_init(m, x, 5), AGAVE_ERR_LIMIT);
+    assert_int_equal(agave_model_step_count(m), 0);
+    assert_int_equal(agave_model_train_step(m, x, 4, &st), AGAVE_OK);
+    assert_int_equal(agave_model_step_count(m), 1);
+    /* No limit again: any batch. */
+    assert_int_equal(agave_context_set_memory_limit(ctx, 0), AGAVE_OK);
+    assert_int_equal(agave_model_train_step(m, x, 8, &st), AGAVE_OK);
+    agave_model_free(m);
+    assert_int_equal(agave_context_set_memory_limit(NULL, 1), AGAVE_ERR_NULL);
+    size_t n = 1;
+    assert_int_equal(agave_config_estimate_bytes(&cfg, 0, &n), AGAVE_ERR_INVALID_ARG);
+    assert_int_equal(agave_config_estimate_bytes(NULL, 1, &n), AGAVE_ERR_NULL);
+    cfg.H = 6;
+    assert_int_equal(agave_config_param_count(&cfg, &n), AGAVE_ERR_CONFIG);
+    agave_context_free(ctx);
 }
 
 /* ---- allocation failure ---------------------------------------------------------- */
@@ -497,6 +629,8 @@ int main(void)
         cmocka_unit_test(test_checkpoint_config_larger_than_file),
         cmocka_unit_test(test_checkpoint_impossible_counters),
         cmocka_unit_test(test_param_bound_below_count),
+        cmocka_unit_test(test_estimate_bounds_measured_peak),
+        cmocka_unit_test(test_memory_limit_refuses),
         cmocka_unit_test(test_allocation_failure_is_nomem),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

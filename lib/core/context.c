@@ -50,6 +50,16 @@ agave_status agave_context_set_threads(agave_context *ctx, int n)
 
 int agave_context_threads(const agave_context *ctx) { return ctx ? ctx->threads : 0; }
 
+agave_status agave_context_set_memory_limit(agave_context *ctx, size_t bytes)
+{
+    if (!ctx)
+        return AGAVE_ERR_NULL;
+    ctx->memory_limit = bytes;
+    return AGAVE_OK;
+}
+
+size_t agave_context_memory_limit(const agave_context *ctx) { return ctx ? ctx->memory_limit : 0; }
+
 agave_status agave_context_seed(agave_context *ctx, uint64_t seed)
 {
     if (!ctx)

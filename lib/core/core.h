@@ -65,6 +65,7 @@ struct agave_context {
     int recording;
     uint64_t gemm_flops;    /* 2*M*N*K summed over every GEMM (benchmarks read it) */
     scratch_slot scratch[SCRATCH_SLOTS];
+    size_t memory_limit;    /* bytes a model on this context may need; 0: none */
     char last_error[AGAVE_ERRMSG_LEN];
 };
 

@@ -87,6 +87,7 @@ agave_status agave_model_create(agave_context *ctx, const agave_config *cfg, aga
     char msg[256];
     if (agave_config_validate(cfg, msg, sizeof msg) != AGAVE_OK)
         return ctx_error(ctx, AGAVE_ERR_CONFIG, "invalid configuration: %s", msg);
+    MTRY(model_check_memory(ctx, cfg, 1, "agave_model_create"));
     agave_model *m = calloc(1, sizeof *m);
     if (!m)
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate a model");
@@ -290,6 +291,7 @@ agave_status agave_model_init(agave_model *m, const uint8_t *x, int n)
         return AGAVE_ERR_NULL;
     ctx_clear_error(m->ctx);
     MTRY(check_batch(m, x, n, "agave_model_init"));
+    MTRY(model_check_memory(m->ctx, &m->cfg, n, "agave_model_init"));
     /* Every part runs once, whatever the mode, so that all layers get initialised. */
     agave_context *ctx = m->ctx;
     agave_tape_reset(ctx);
@@ -384,6 +386,7 @@ agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
         return AGAVE_ERR_NULL;
     ctx_clear_error(m->ctx);
     MTRY(check_batch(m, x, n, "agave_model_train_step"));
+    MTRY(model_check_memory(m->ctx, &m->cfg, n, "agave_model_train_step"));
     if (stats && stats->struct_size < sizeof *stats)
         return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG,
                          "agave_step_stats.struct_size must be set to sizeof(agave_step_stats)");

@@ -125,6 +125,14 @@ void model_apply_average(agave_model *m);
 void model_restore_params(agave_model *m);
 void model_set_training(agave_model *m, int training);
 
+/* lib/model/estimate.c: sizes from a configuration alone. */
+uint64_t config_param_count(const agave_config *c);
+double config_step_bytes(const agave_config *c, int batch);
+/* AGAVE_ERR_LIMIT (error set) when a training step of cfg at batch n would
+ * exceed ctx's memory limit; fn names the caller in the message. */
+agave_status model_check_memory(agave_context *ctx, const agave_config *cfg, int n,
+                                const char *fn);
+
 #define MTRY(expr)                                                                         \
     do {                                                                                   \
         agave_status m_st_ = (expr);                                                       \
