@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages a target needs, when missing.
-# usage: scripts/deps.sh build|check|demo|fuzz|valgrind|mpi
+# usage: scripts/deps.sh build|check|demo|fuzz|valgrind|mpi|paper
 # As root it runs apt-get; otherwise it prints the exact apt-get line and stops
 # (exit 1). Prints nothing when everything is there. Every name below exists in
 # Debian 12 (bookworm).
@@ -27,7 +27,10 @@ fuzz) pkgs="$build libcmocka-dev clang libclang-rt-dev libomp-dev llvm" ;;
 # valgrind: memcheck over the test suite (make valgrind).
 valgrind) pkgs="$build libcmocka-dev valgrind" ;;
 mpi) pkgs="$build libcmocka-dev libopenmpi-dev openmpi-bin" ;;
-*) echo "deps.sh: unknown target '$1' (build, check, demo, fuzz, valgrind, mpi)" >&2; exit 2 ;;
+# paper: scripts/paper.sh, the paper's experiments on Fashion-MNIST, plotted
+# with gnuplot (PNG terminal, no X).
+paper) pkgs="$build dataset-fashion-mnist gnuplot-nox" ;;
+*) echo "deps.sh: unknown target '$1' (build, check, demo, fuzz, valgrind, mpi, paper)" >&2; exit 2 ;;
 esac
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -1,0 +1,267 @@
+#!/bin/sh
+# The paper's experiments (Lucas & Verbeek 2018) at CPU scale, on
+# Fashion-MNIST with the fashion configuration (issue 9, docs/results.md).
+# Every run is seeded, trains a fixed number of steps, and is then evaluated
+# (ELBO with its decomposition and the VAE's bound on y, on --limit test
+# images; IWAE with --samples K on the first --iwae-limit of them) and
+# sampled (a sample grid and a reconstruction grid).
+#
+# usage: scripts/paper.sh [options] EXPERIMENT...
+# experiments:
+#   modes    mode naive (the degenerate hybrid) versus agave, and the
+#            baselines vae (its bound on x: b = 256, s = 1) and pixelcnn
+#   lambda   agave with lambda in 1 2 4 8 12 (the paper's Fig. 3 and 4)
+#   aux      agave at lambda 2 with b in 256 64 32 16 (s = 1) and s in 1 2 4
+#            (b = 256) (the paper's Fig. 5 and 6)
+#   all      the three above
+#   plots    rebuild OUT/results.csv and the plots from the runs present
+#   publish  copy OUT/results.csv, the plots and the grids into docs/results/
+#   list     print every run's name and settings
+# options (defaults in brackets):
+#   --steps N        training steps per run [3000]
+#   --batch B        [16]
+#   --seed S         seed of every run [1]
+#   --jobs J         runs at once, each on --threads threads [1]
+#   --threads T      [the number of online CPUs / J]
+#   --limit N        test images for the ELBO [1000]
+#   --samples K      IWAE importance samples [150]
+#   --iwae-limit N   test images for the IWAE bound [200]
+#   --data PATH      [/usr/share/datasets/fashion-mnist]
+#   --out DIR        [results/paper]
+# A run whose eval.json exists is skipped; an interrupted one resumes from its
+# checkpoint. A run's directory holds model.ckpt, train.csv, train.log,
+# eval.json, iwae.json, samples.png and recon.png.
+# Needs the programs built (make) and `scripts/deps.sh paper` (gnuplot-nox
+# and dataset-fashion-mnist).
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+bin=${AGAVE_BIN:-$top/build/bin}
+steps=3000 batch=16 seed=1 jobs=1 threads="" limit=1000 samples=150 iwae_limit=200
+data=/usr/share/datasets/fashion-mnist
+out=results/paper
+
+say() { echo "paper: $*" >&2; }
+die() { say "$*"; exit 2; }
+
+# ---- the runs: name and the --set options of each ---------------------------------
+runs_modes="naive agave-l2 vae pixelcnn"
+runs_lambda="agave-l1 agave-l2 agave-l4 agave-l8 agave-l12"
+runs_aux="agave-l2 agave-b64 agave-b32 agave-b16 agave-s2 agave-s4"
+
+settings() { # name -> key=value words
+    case $1 in
+    naive) echo "mode=naive lambda=2" ;;
+    vae) echo "mode=vae lambda=1" ;;
+    pixelcnn) echo "mode=pixelcnn" ;;
+    agave-l*) echo "mode=agave lambda=${1#agave-l}" ;;
+    agave-b*) echo "mode=agave lambda=2 b=${1#agave-b}" ;;
+    agave-s*) echo "mode=agave lambda=2 s=${1#agave-s}" ;;
+    *) return 1 ;;
+    esac
+}
+
+# ---- one run: train, evaluate, sample ----------------------------------------------
+run_one() { # name
+    name=$1
+    dir=$out/runs/$name
+    sets=""
+    for kv in $(settings "$name"); do sets="$sets --set $kv"; done
+    if [ -s "$dir/eval.json" ] && [ -s "$dir/iwae.json" ]; then
+        say "$name: done already ($dir)"
+        return 0
+    fi
+    mkdir -p "$dir"
+    if [ -s "$dir/model.ckpt" ]; then
+        how="--resume"
+    else
+        # shellcheck disable=SC2086
+        how="--config fashion $sets --seed $seed --batch $batch"
+    fi
+    say "$name: training to step $steps ($(settings "$name"))"
+    # shellcheck disable=SC2086
+    "$bin/agave-train" $how --data "$data" --out "$dir" --steps "$steps" --threads "$threads" \
+        --checkpoint-every 500 >>"$dir/train.log" 2>&1 ||
+        die "$name: agave-train failed (exit $?); see $dir/train.log"
+    say "$name: evaluating"
+    "$bin/agave-eval" --checkpoint "$dir/model.ckpt" --data "$data" --limit "$limit" \
+        --samples 0 --json --output "$dir/eval.json" --threads "$threads" >/dev/null \
+        2>>"$dir/train.log" || die "$name: agave-eval failed; see $dir/train.log"
+    "$bin/agave-eval" --checkpoint "$dir/model.ckpt" --data "$data" --limit "$iwae_limit" \
+        --samples "$samples" --json --output "$dir/iwae.json" --threads "$threads" >/dev/null \
+        2>>"$dir/train.log" || die "$name: agave-eval --samples $samples failed"
+    say "$name: sampling"
+    "$bin/agave-sample" --checkpoint "$dir/model.ckpt" --count 16 --seed 1 \
+        --out "$dir/samples.png" --threads "$threads" 2>>"$dir/train.log" ||
+        die "$name: agave-sample failed"
+    if [ "$name" != pixelcnn ]; then   # (no latent code to reconstruct from)
+        "$bin/agave-sample" --checkpoint "$dir/model.ckpt" --reconstruct --data "$data" \
+            --count 8 --seed 1 --out "$dir/recon.png" --threads "$threads" \
+            2>>"$dir/train.log" || die "$name: agave-sample --reconstruct failed"
+    fi
+    say "$name: $(cat "$dir/eval.json")"
+}
+
+# ---- results.csv and plots -------------------------------------------------------------
+json_num() { # file key
+    sed -n "s/.*\"$2\": *\\([-0-9.eE+]*\\).*/\\1/p" "$1" | head -n 1
+}
+
+collect() {
+    csv=$out/results.csv
+    echo "name,mode,lambda,b,s,steps,elbo_bpd,recon_bpd,kl_bpd,aux_bpd,iwae_bpd,iwae_samples,baseline_bpd,images,iwae_images" >"$csv"
+    for dir in "$out"/runs/*/; do
+        name=$(basename "$dir")
+        [ -s "$dir/eval.json" ] && [ -s "$dir/iwae.json" ] || continue
+        mode=agave lambda=2 b=256 s=1
+        for kv in $(settings "$name"); do
+            eval "${kv%%=*}=${kv#*=}"
+        done
+        [ "$mode" = pixelcnn ] && lambda=0
+        trained=$(tail -n 1 "$dir/train.csv" | cut -d, -f1)
+        e=$dir/eval.json i=$dir/iwae.json
+        echo "$name,$mode,$lambda,$b,$s,$trained,$(json_num "$e" elbo_bpd),$(json_num "$e" recon_bpd),$(json_num "$e" kl_bpd),$(json_num "$e" aux_bpd),$(json_num "$i" iwae_bpd),$(json_num "$i" iwae_samples),$(json_num "$e" baseline_bpd),$(json_num "$e" n_images),$(json_num "$i" n_images)" >>"$csv"
+    done
+    say "wrote $csv ($(($(wc -l <"$csv") - 1)) runs)"
+}
+
+plots() {
+    collect
+    csv=$out/results.csv
+    command -v gnuplot >/dev/null 2>&1 || die "gnuplot is missing: scripts/deps.sh paper"
+    # lambda: the agave-l* rows, sorted by lambda.
+    grep '^agave-l' "$csv" | sort -t, -k3 -g >"$out/lambda.dat" || true
+    if [ -s "$out/lambda.dat" ]; then
+        gnuplot <<EOF
+set terminal pngcairo size 800,500 noenhanced
+set output '$out/lambda.png'
+set datafile separator ','
+set title 'AGAVE on Fashion-MNIST: test bits per dimension against lambda'
+set xlabel 'lambda (KL weight)'
+set ylabel 'bits per dimension'
+set logscale x 2
+set xtics (1, 2, 4, 8, 12)
+set key outside right
+set grid
+plot '$out/lambda.dat' using 3:7 with linespoints lw 2 title 'ELBO on x', \
+     '' using 3:8 with linespoints lw 2 title 'PixelCNN reconstruction', \
+     '' using 3:9 with linespoints lw 2 title 'KL', \
+     '' using 3:10 with linespoints lw 2 title 'VAE bound on y', \
+     '' using 3:11 with linespoints lw 2 title 'IWAE'
+EOF
+        say "wrote $out/lambda.png"
+    fi
+    # modes: the degenerate hybrid, AGAVE and the baselines at equal budget.
+    grep -E '^(naive|agave-l2|vae|pixelcnn),' "$csv" >"$out/modes.dat" || true
+    if [ -s "$out/modes.dat" ]; then
+        gnuplot <<EOF
+set terminal pngcairo size 800,500 noenhanced
+set output '$out/modes.png'
+set datafile separator ','
+set title 'Fashion-MNIST at equal budget: ELBO, KL and IWAE (bits per dimension)'
+set ylabel 'bits per dimension'
+set style data histogram
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key outside right
+set grid ytics
+plot '$out/modes.dat' using 7:xtic(1) title 'ELBO on x', '' using 9 title 'KL', \
+     '' using 11 title 'IWAE', '' using 13 title 'per-pixel histogram'
+EOF
+        say "wrote $out/modes.png"
+    fi
+    # aux: b at s = 1 and s at b = 256 (lambda 2), as clustered bars.
+    grep -E '^agave-(l2|b[0-9]+|s[0-9]+),' "$csv" | sort -t, -k5,5n -k4,4nr >"$out/aux.dat" || true
+    if [ -s "$out/aux.dat" ]; then
+        gnuplot <<EOF
+set terminal pngcairo size 800,500 noenhanced
+set output '$out/aux.png'
+set datafile separator ','
+set title 'AGAVE on Fashion-MNIST, lambda 2: the auxiliary image (b colour levels, s x s pooling)'
+set ylabel 'bits per dimension'
+set style data histogram
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key outside right
+set grid ytics
+plot '$out/aux.dat' using 7:xtic(sprintf('b=%s s=%s', strcol(4), strcol(5))) title 'ELBO on x', \
+     '' using 9 title 'KL', '' using 10 title 'VAE bound on y'
+EOF
+        say "wrote $out/aux.png"
+    fi
+}
+
+publish() {
+    plots
+    dest=$top/docs/results
+    mkdir -p "$dest"
+    cp "$out/results.csv" "$dest/"
+    for f in modes.png lambda.png aux.png; do [ -s "$out/$f" ] && cp "$out/$f" "$dest/"; done
+    for dir in "$out"/runs/*/; do
+        name=$(basename "$dir")
+        for g in samples recon; do
+            [ -s "$dir/$g.png" ] && cp "$dir/$g.png" "$dest/$name-$g.png"
+        done
+    done
+    say "copied the table, plots and grids into $dest"
+}
+
+# ---- command line ----------------------------------------------------------------------------
+todo=""
+while [ $# -gt 0 ]; do
+    case $1 in
+    --steps) steps=$2; shift ;;
+    --batch) batch=$2; shift ;;
+    --seed) seed=$2; shift ;;
+    --jobs) jobs=$2; shift ;;
+    --threads) threads=$2; shift ;;
+    --limit) limit=$2; shift ;;
+    --samples) samples=$2; shift ;;
+    --iwae-limit) iwae_limit=$2; shift ;;
+    --data) data=$2; shift ;;
+    --out) out=$2; shift ;;
+    --run-one) todo="$todo _one:$2"; shift ;;   # internal: one run (for --jobs)
+    -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    modes | lambda | aux | all | plots | publish | list) todo="$todo $1" ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+    esac
+    shift
+done
+[ -n "$todo" ] || die "name an experiment: modes, lambda, aux, all, plots, publish or list"
+[ -n "$threads" ] || threads=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))
+for p in agave-train agave-eval agave-sample; do
+    [ -x "$bin/$p" ] || die "$bin/$p is missing: run make first"
+done
+
+names=""
+for t in $todo; do
+    case $t in
+    _one:*) run_one "${t#_one:}"; exit 0 ;;
+    modes) names="$names $runs_modes" ;;
+    lambda) names="$names $runs_lambda" ;;
+    aux) names="$names $runs_aux" ;;
+    all) names="$names $runs_modes $runs_lambda $runs_aux" ;;
+    list) for n in $runs_modes $runs_lambda $runs_aux; do echo "$n: $(settings "$n")"; done | sort -u ;;
+    esac
+done
+# Each run once, in order of first mention.
+unique=""
+for n in $names; do
+    case " $unique " in *" $n "*) ;; *) unique="$unique $n" ;; esac
+done
+if [ -n "$unique" ]; then
+    [ -e "$data" ] || die "$data does not exist (scripts/deps.sh paper installs Fashion-MNIST)"
+    mkdir -p "$out"
+    say "runs:$unique; $steps steps at batch $batch, seed $seed, $jobs at once on $threads thread(s) each"
+    common="--steps $steps --batch $batch --seed $seed --threads $threads --limit $limit"
+    common="$common --samples $samples --iwae-limit $iwae_limit --data $data --out $out"
+    # shellcheck disable=SC2086
+    printf '%s\n' $unique | xargs -P "$jobs" -I NAME sh "$0" $common --run-one NAME
+fi
+for t in $todo; do
+    case $t in
+    plots) plots ;;
+    publish) publish ;;
+    esac
+done
+if [ -n "$unique" ]; then plots; fi
