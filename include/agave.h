@@ -752,8 +752,9 @@ AGAVE_API agave_status agave_model_evaluate(agave_model *model, const uint8_t *x
  *    total, so that the sum over the processes of the gradients (what the
  *    reducer below computes) is the gradient of the mean over the batch.
  * total = 0 (the default) turns slicing off; offset must then be 0. Otherwise
- * 0 <= offset < total <= 2^40, and each call checks that offset + n <= total
- * (AGAVE_ERR_INVALID_ARG). Slices may differ in size. With a slice set, a
+ * 0 <= offset <= total <= 2^40 (offset = total: an empty slice), and each call
+ * checks that offset + n <= total (AGAVE_ERR_INVALID_ARG). Slices may differ
+ * in size. With a slice set, a
  * training step refuses an uninitialised model (AGAVE_ERR_STATE): call
  * agave_model_init with the whole batch in every process first, so that the
  * data-dependent initialisation is the same everywhere; and

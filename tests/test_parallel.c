@@ -335,7 +335,8 @@ static void test_errors(void **state)
     assert_int_equal(agave_model_set_batch_slice(NULL, 0, 0), AGAVE_ERR_NULL);
     assert_int_equal(agave_model_set_grad_reducer(NULL, NULL, NULL), AGAVE_ERR_NULL);
     assert_int_equal(agave_model_set_batch_slice(m, 1, 0), AGAVE_ERR_INVALID_ARG);
-    assert_int_equal(agave_model_set_batch_slice(m, 4, 4), AGAVE_ERR_INVALID_ARG);
+    assert_int_equal(agave_model_set_batch_slice(m, 5, 4), AGAVE_ERR_INVALID_ARG);
+    assert_int_equal(agave_model_set_batch_slice(m, 4, 4), AGAVE_OK);   /* empty: for n = 0 */
     assert_int_equal(agave_model_set_batch_slice(m, -1, 4), AGAVE_ERR_INVALID_ARG);
     assert_int_equal(agave_model_set_batch_slice(m, 0, ((int64_t)1 << 40) + 1),
                      AGAVE_ERR_INVALID_ARG);
@@ -388,10 +389,10 @@ static void test_evaluate_in_slices(void **state)
     assert_int_equal(agave_model_evaluate(m, x, N, K, &whole), AGAVE_OK);
     agave_rng end = ctx->rng;
 
-    const int cuts[][2] = {{0, 3}, {3, 3}, {3, 7}};   /* [3, 3) is empty */
+    const int cuts[][2] = {{0, 3}, {3, 3}, {3, 7}, {7, 7}};   /* two empty slices */
     double elbo = 0, iwae = 0, kl = 0;
     int images = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         ctx->rng = start;   /* each "process" starts from the same state */
         int lo = cuts[i][0], k = cuts[i][1] - cuts[i][0];
         assert_int_equal(agave_model_set_batch_slice(m, lo, N), AGAVE_OK);

@@ -406,11 +406,10 @@ agave_status agave_model_set_batch_slice(agave_model *m, int64_t offset, int64_t
     if (!m)
         return AGAVE_ERR_NULL;
     ctx_clear_error(m->ctx);
-    if (total < 0 || total > SLICE_MAX_TOTAL || offset < 0 || (total == 0 && offset != 0) ||
-        (total > 0 && offset >= total))
+    if (total < 0 || total > SLICE_MAX_TOTAL || offset < 0 || offset > total)
         return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG,
                          "agave_model_set_batch_slice: offset %lld, total %lld: need "
-                         "0 <= offset < total <= 2^40, or both 0 for no slice",
+                         "0 <= offset <= total <= 2^40 (total 0: no slice)",
                          (long long)offset, (long long)total);
     m->slice_offset = offset;
     m->slice_total = total;
