@@ -206,7 +206,15 @@ ifeq ($(MPI),1)
 all: mpi
 endif
 
+mpi: | mpi-compiler
 mpi: $(MPI_PROGRAMS) $(MPI_BENCH)
+
+# A missing MPI says what to install instead of "mpicc: not found".
+.PHONY: mpi-compiler
+mpi-compiler:
+	@command -v $(firstword $(MPICC)) >/dev/null 2>&1 || { echo "make: $(MPICC) not found: the \
+	MPI build needs Open MPI (sh scripts/deps.sh mpi, or apt-get install libopenmpi-dev \
+	openmpi-bin)" >&2; exit 1; }
 
 $(MPI_BUILD)/bin/%: examples/%.c $(wildcard examples/*.h examples/common/*.h) \
     $(MPI_COMMON_SRC) $(STATIC) $(FLAGS_FILE)

@@ -26,7 +26,10 @@ demo) pkgs="$build dataset-fashion-mnist" ;;
 fuzz) pkgs="$build libcmocka-dev clang libclang-rt-dev libomp-dev llvm" ;;
 # valgrind: memcheck over the test suite (make valgrind).
 valgrind) pkgs="$build libcmocka-dev valgrind" ;;
-mpi) pkgs="$build libcmocka-dev libopenmpi-dev openmpi-bin" ;;
+# mpi: make MPI=1 and make check-mpi: Open MPI's mpicc and headers
+# (libopenmpi-dev) and mpirun (openmpi-bin). Only the programs in build-mpi/
+# use them; the library never links MPI.
+mpi) pkgs="$build libopenmpi-dev openmpi-bin" ;;
 *) echo "deps.sh: unknown target '$1' (build, check, demo, fuzz, valgrind, mpi)" >&2; exit 2 ;;
 esac
 
