@@ -184,7 +184,7 @@ $(BUILD)/bench/%: bench/%.c $(STATIC) $(FLAGS_FILE)
 bench: $(BENCH_BIN)
 
 # ---- MPI: data-parallel agave-train and agave-eval (optional) ------------------
-# `make MPI=1` (or `make mpi`) also builds the programs with MPI support into
+# `make MPI=1` (or `make mpi`) also builds agave-train and agave-eval with MPI support into
 # $(MPI_BUILD)/bin/ and bench/mpi/*.c into $(MPI_BUILD)/bench/: compiled with
 # MPICC (Open MPI's mpicc, told to use $(CC)) and linked against the same static
 # library, which has no MPI dependency. examples/common/dist_mpi.c takes the
@@ -197,7 +197,8 @@ MPICC ?= mpicc
 MPI_BUILD ?= build-mpi
 MPIRUN ?= mpirun --oversubscribe$(if $(filter 0,$(shell id -u)), --allow-run-as-root)
 MPI_COMMON_SRC := $(filter-out examples/common/dist.c,$(wildcard examples/common/*.c))
-MPI_PROGRAMS := $(patsubst examples/%.c,$(MPI_BUILD)/bin/%,$(wildcard examples/agave-*.c))
+# agave-sample has nothing to share between ranks: only these two.
+MPI_PROGRAMS := $(MPI_BUILD)/bin/agave-train $(MPI_BUILD)/bin/agave-eval
 MPI_BENCH := $(patsubst bench/mpi/%.c,$(MPI_BUILD)/bench/%,$(wildcard bench/mpi/*.c))
 MPI_TESTS := $(sort $(wildcard tests/mpi/*.sh))
 .PHONY: mpi check-mpi
