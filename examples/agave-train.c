@@ -779,12 +779,18 @@ static void print_header(trainer *t)
                  "and on Ctrl-C to %s\n",
             t->batch, t->o->seed, t->o->threads, t->o->threads == 1 ? "" : "s", budget, every,
             t->ckpt_path);
-    if (dist_size() > 1)
-        fprintf(stderr, PROG ": %d %s ranks share each batch: %d to %d images each, %lld "
-                        "thread%s per rank; one allreduce of %zu gradients per step\n",
-                dist_size(), dist_kind(), t->batch / dist_size(),
-                (t->batch + dist_size() - 1) / dist_size(), t->o->threads,
-                t->o->threads == 1 ? "" : "s", agave_model_param_count(t->model));
+    if (dist_size() > 1) {
+        int P = dist_size(), least = t->batch / P, most = (t->batch + P - 1) / P;
+        char share[48];
+        if (least == most)
+            snprintf(share, sizeof share, "%d images each", least);
+        else
+            snprintf(share, sizeof share, "%d or %d images each", least, most);
+        fprintf(stderr, PROG ": %d %s ranks share each batch: %s, %lld thread%s per rank; one "
+                        "allreduce of %zu gradients per step\n",
+                P, dist_kind(), share, t->o->threads, t->o->threads == 1 ? "" : "s",
+                agave_model_param_count(t->model));
+    }
     if (t->o->resume)
         fprintf(stderr, PROG ": resuming at step %lld (epoch %" PRIu64 ", image %" PRIu64
                         " of the data order)\n",
