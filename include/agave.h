@@ -778,8 +778,11 @@ typedef agave_status (*agave_grad_reduce_fn)(float *buf, size_t n, void *user);
  * step in every process alike), the step figures of the whole batch in
  * stats, clipping, the update and the averaging. A process whose own loss is
  * not finite skips its backward but still calls fn, so the processes stay in
- * step. The buffer belongs to the model (allocated at the first such step,
- * freed with the model); fn must not keep it. Use with
+ * step. A step that fails with an error before that point (out of memory,
+ * an invalid argument) returns without calling fn: with several processes
+ * the caller must then stop them all (MPI_Abort), since the others wait in
+ * their reduction. The buffer belongs to the model (allocated at the first
+ * such step, freed with the model); fn must not keep it. Use with
  * agave_model_set_batch_slice; without a slice each process's contribution is
  * its own mean, and the sum would be P times the mean. */
 AGAVE_API agave_status agave_model_set_grad_reducer(agave_model *model, agave_grad_reduce_fn fn,
