@@ -12,6 +12,8 @@
 #   make abi-check        compares the built library's ABI with the baseline abi/libagave.abi
 #   make abi-dump         rewrites that baseline (a deliberate ABI change; see docs/build.md)
 #   make bench            benchmark programs (bench/*.c) into $(BUILD)/bench/
+#   make MPI=1            also the programs with MPI (data-parallel training) in build-mpi/
+#   make check-mpi        tests of the MPI programs under mpirun (2 ranks)
 #   make clean
 #
 # docs/build.md describes the targets, the variables and the ABI policy.
@@ -153,12 +155,14 @@ $(STATIC): $(LIB_OBJ) $(EXTRA_OBJ)
 # Programs link the static library so build/bin works without installing. They
 # see only the public header (no -Ilib), like any user's program, plus the
 # shared command-line helpers in examples/common/.
-$(BUILD)/bin/%: examples/%.c $(wildcard examples/*.h examples/common/*.h examples/common/*.c) \
+# examples/common/dist.c makes them one process; the MPI build below links
+# dist_mpi.c in its place.
+COMMON_SRC := $(filter-out examples/common/dist_mpi.c,$(wildcard examples/common/*.c))
+$(BUILD)/bin/%: examples/%.c $(wildcard examples/*.h examples/common/*.h) $(COMMON_SRC) \
     $(STATIC) $(FLAGS_FILE)
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(PROG_CFLAGS) -Iexamples $< $(wildcard examples/common/*.c) $(STATIC) \
-	    $(LDLIBS) -o $@
+	$(Q)$(CC) $(PROG_CFLAGS) -Iexamples $< $(COMMON_SRC) $(STATIC) $(LDLIBS) -o $@
 
 programs: $(PROGRAMS) $(EXAMPLES)
 
@@ -178,6 +182,58 @@ $(BUILD)/bench/%: bench/%.c $(STATIC) $(FLAGS_FILE)
 	$(Q)$(CC) $(PROG_CFLAGS) -O3 -Ilib $< $(STATIC) $(LDLIBS) -o $@
 
 bench: $(BENCH_BIN)
+
+# ---- MPI: data-parallel agave-train and agave-eval (optional) ------------------
+# `make MPI=1` (or `make mpi`) also builds agave-train and agave-eval with MPI support into
+# $(MPI_BUILD)/bin/ and bench/mpi/*.c into $(MPI_BUILD)/bench/: compiled with
+# MPICC (Open MPI's mpicc, told to use $(CC)) and linked against the same static
+# library, which has no MPI dependency. examples/common/dist_mpi.c takes the
+# place of dist.c there. `make check-mpi` runs tests/mpi/*.sh, which start the
+# programs under MPIRUN (as root Open MPI needs --allow-run-as-root; the tests
+# run 2 ranks on any machine, hence --oversubscribe) and compare them with the
+# plain build; it ends with "N passed, N failed" like `make check`.
+MPI ?=
+MPICC ?= mpicc
+MPI_BUILD ?= build-mpi
+MPIRUN ?= mpirun --oversubscribe$(if $(filter 0,$(shell id -u)), --allow-run-as-root)
+MPI_COMMON_SRC := $(filter-out examples/common/dist.c,$(wildcard examples/common/*.c))
+# agave-sample has nothing to share between ranks: only these two.
+MPI_PROGRAMS := $(MPI_BUILD)/bin/agave-train $(MPI_BUILD)/bin/agave-eval
+MPI_BENCH := $(patsubst bench/mpi/%.c,$(MPI_BUILD)/bench/%,$(wildcard bench/mpi/*.c))
+MPI_TESTS := $(sort $(wildcard tests/mpi/*.sh))
+.PHONY: mpi check-mpi
+
+ifeq ($(MPI),1)
+all: mpi
+endif
+
+mpi: | mpi-compiler
+mpi: $(MPI_PROGRAMS) $(MPI_BENCH)
+
+# A missing MPI says what to install instead of "mpicc: not found".
+.PHONY: mpi-compiler
+mpi-compiler:
+	@command -v $(firstword $(MPICC)) >/dev/null 2>&1 || { echo "make: $(MPICC) not found: the \
+	MPI build needs Open MPI (sh scripts/deps.sh mpi, or apt-get install libopenmpi-dev \
+	openmpi-bin)" >&2; exit 1; }
+
+$(MPI_BUILD)/bin/%: examples/%.c $(wildcard examples/*.h examples/common/*.h) \
+    $(MPI_COMMON_SRC) $(STATIC) $(FLAGS_FILE)
+	$(call msg,MPICC,$@)
+	@mkdir -p $(@D)
+	$(Q)OMPI_CC='$(CC)' $(MPICC) $(PROG_CFLAGS) -Iexamples $< $(MPI_COMMON_SRC) $(STATIC) \
+	    $(LDLIBS) -o $@
+
+$(MPI_BUILD)/bench/%: bench/mpi/%.c $(STATIC) $(FLAGS_FILE)
+	$(call msg,MPICC,$@)
+	@mkdir -p $(@D)
+	$(Q)OMPI_CC='$(CC)' $(MPICC) $(PROG_CFLAGS) -O3 $< $(STATIC) $(LDLIBS) -o $@
+
+check-mpi:
+	@sh scripts/deps.sh mpi
+	@$(MAKE) --no-print-directory lib programs mpi
+	@AGAVE_BUILD='$(BUILD)' AGAVE_MPI_BUILD='$(MPI_BUILD)' MPIRUN='$(MPIRUN)' \
+	    TEST_TIMEOUT='$(TEST_TIMEOUT)' VERBOSE='$(V)' sh scripts/run-tests.sh $(MPI_TESTS)
 
 # ---- the demo -------------------------------------------------------------------
 # Installs what is missing (Fashion-MNIST included), builds the programs, then
@@ -364,4 +420,4 @@ uninstall:
 	rm -f $(foreach p,$(notdir $(PROGRAMS)),'$(DESTDIR)$(BINDIR)/$(p)')
 
 clean:
-	rm -rf build build-san build-tsan build-fuzz build-cov $(BUILD)
+	rm -rf build build-san build-tsan build-fuzz build-cov build-mpi $(BUILD) $(MPI_BUILD)

@@ -6,7 +6,12 @@
  * (ELBO with its PixelCNN and KL terms, the VAE's bound on the auxiliary image,
  * IWAE with K samples) and the per-pixel histogram baseline on the same images,
  * then prints one summary line (or one JSON object with --json) on stdout.
- * Progress goes to stderr. docs/programs.md describes the figures. */
+ * Progress goes to stderr. docs/programs.md describes the figures.
+ *
+ * Built with `make MPI=1` and run under mpirun, the ranks share every batch
+ * (agave_model_set_batch_slice: each image gets the z samples it gets in one
+ * process), the image-weighted sums are added up over the ranks at the end,
+ * and rank 0 alone prints and writes --output. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,9 +37,14 @@ static int parse_options(int argc, char **argv, eval_opts *o, cli_program *prog,
                          char *threads_text, size_t len)
 {
     static const double BIG = 9.3e18;
-    snprintf(threads_text, len, "the number of online CPUs, %d here", cpu_count());
+    if (dist_local_size() > 1)
+        snprintf(threads_text, len, "the online CPUs shared by the %d ranks on this machine",
+                 dist_local_size());
+    else
+        snprintf(threads_text, len, "the number of online CPUs, %d here", cpu_count());
     memset(o, 0, sizeof *o);
-    o->samples = 150, o->limit = 0, o->batch = 100, o->seed = 1, o->threads = cpu_count();
+    o->samples = 150, o->limit = 0, o->batch = 100, o->seed = 1;
+    o->threads = cpu_count() / dist_local_size() > 0 ? cpu_count() / dist_local_size() : 1;
     cli_option opts[] = {
         {"checkpoint", CLI_STRING, &o->checkpoint, "FILE", "the model to evaluate (model.ckpt)",
          NULL, 0, 0, 0},
@@ -51,7 +61,8 @@ static int parse_options(int argc, char **argv, eval_opts *o, cli_program *prog,
         {"output", CLI_STRING, &o->output, "FILE",
          "also write the JSON object to FILE (atomically)", NULL, 0, 0, 0},
         {"batch", CLI_INT, &o->batch, "B",
-         "images per evaluation call (only the progress granularity)", "100", 1, 1 << 20, 0},
+         "images per evaluation call (only the progress granularity; under mpirun shared by "
+         "the ranks)", "100", 1, 1 << 20, 0},
         {"seed", CLI_INT, &o->seed, "S", "seed of the z samples", "1", 0, BIG, 0},
         {"threads", CLI_INT, &o->threads, "T", "threads for the library's kernels", threads_text,
          1, 1024, 0},
@@ -78,7 +89,8 @@ static int parse_options(int argc, char **argv, eval_opts *o, cli_program *prog,
     if (!o->data)
         return fail(PROG, "--data PATH is required (see " PROG " --help)");
     char err[512];
-    if (o->output && !output_dir_ok(o->output, err, sizeof err))
+    /* Rank 0 writes it (other machines may not see the directory). */
+    if (o->output && dist_rank() == 0 && !output_dir_ok(o->output, err, sizeof err))
         return fail(PROG, "--output %s", err);
     return -1;
 }
@@ -125,13 +137,18 @@ static void add_batch(totals *t, const agave_eval_stats *s)
     t->iwae += n * s->iwae_bpd;
 }
 
-static void show_progress(progress *line, const totals *t, size_t n, double started, int K)
+/* done: images evaluated by all ranks together; the ELBO shown is that of
+ * this rank's share (all of them in one process). */
+static void show_progress(progress *line, const totals *t, size_t done, size_t n,
+                          double started, int K)
 {
-    double elapsed = clock_seconds() - started, rate = t->n / (elapsed > 0 ? elapsed : 1);
+    if (dist_rank() > 0 || t->n == 0)
+        return;
+    double elapsed = clock_seconds() - started, rate = (double)done / (elapsed > 0 ? elapsed : 1);
     char eta[32];
-    format_duration(rate > 0 ? (double)((long long)n - t->n) / rate : -1, eta, sizeof eta);
-    progress_update(line, 1, "evaluated %lld/%zu images  %.1f img/s  ETA %s  ELBO %.4f bpd%s",
-                    t->n, n, rate, eta, t->elbo / t->n, K ? "" : " (1 sample)");
+    format_duration(rate > 0 ? (double)(n - done) / rate : -1, eta, sizeof eta);
+    progress_update(line, 1, "evaluated %zu/%zu images  %.1f img/s  ETA %s  ELBO %.4f bpd%s",
+                    done, n, rate, eta, t->elbo / t->n, K ? "" : " (1 sample)");
 }
 
 static int evaluate(agave_model *m, agave_context *ctx, const agave_dataset *test, size_t n,
@@ -146,18 +163,26 @@ static int evaluate(agave_model *m, agave_context *ctx, const agave_dataset *tes
     memset(t, 0, sizeof *t);
     for (size_t first = 0; first < n; first += (size_t)o->batch) {
         size_t k = n - first < (size_t)o->batch ? n - first : (size_t)o->batch;
+        int lo, hi;   /* this rank's images [lo, hi) of the batch */
+        dist_slice((int)k, &lo, &hi);
         agave_eval_stats s;
         memset(&s, 0, sizeof s);
         s.struct_size = sizeof s;
-        if (agave_model_evaluate(m, pixels + first * D, (int)k, (int)o->samples, &s) !=
-            AGAVE_OK) {
+        if ((dist_size() > 1 && agave_model_set_batch_slice(m, lo, (int64_t)k) != AGAVE_OK) ||
+            agave_model_evaluate(m, pixels + (first + (size_t)lo) * D, hi - lo, (int)o->samples,
+                                 &s) != AGAVE_OK) {
             progress_end(&line);
             return fail(PROG, "%s", agave_context_last_error(ctx));
         }
         add_batch(t, &s);
-        show_progress(&line, t, n, started, (int)o->samples);
+        show_progress(&line, t, first + k, n, started, (int)o->samples);
     }
     progress_end(&line);
+    /* The ranks' image-weighted sums make the whole test set's. */
+    double sums[6] = {(double)t->n, t->elbo, t->recon, t->kl, t->aux, t->iwae};
+    dist_sum_doubles(sums, 6);
+    t->n = (long long)sums[0];
+    t->elbo = sums[1], t->recon = sums[2], t->kl = sums[3], t->aux = sums[4], t->iwae = sums[5];
     return EXIT_OK;
 }
 
@@ -243,22 +268,28 @@ static int run(const eval_opts *o, agave_context *ctx)
     size_t n = test ? agave_dataset_count(test) : 0;
     if (o->limit > 0 && (size_t)o->limit < n)
         n = (size_t)o->limit;
-    if (rc == EXIT_OK)
+    int root = dist_rank() == 0;
+    if (rc == EXIT_OK && root)   /* only rank 0 reports it */
         rc = baseline(ctx, o, test, n, &base, &source);
-    if (rc == EXIT_OK) {
+    rc = dist_agree(rc);   /* every rank has its model and data, or all stop */
+    if (rc == EXIT_OK && root) {
         fprintf(stderr, PROG ": %s, step %lld, mode %s; %zu of %zu test images from %s; "
                          "IWAE K = %lld; %d thread%s\n",
                 o->checkpoint, (long long)agave_model_step_count(m), mode_name(cfg.mode), n,
                 agave_dataset_count(test), o->data, o->samples, agave_context_threads(ctx),
                 agave_context_threads(ctx) == 1 ? "" : "s");
+        if (dist_size() > 1)
+            fprintf(stderr, PROG ": %d %s ranks share each batch of %lld images\n", dist_size(),
+                    dist_kind(), o->batch);
         fprintf(stderr, PROG ": histogram baseline %.4f bpd, fitted on %s\n", base, source);
-        rc = evaluate(m, ctx, test, n, o, &t);
     }
+    if (rc == EXIT_OK && (rc = evaluate(m, ctx, test, n, o, &t)) != EXIT_OK)
+        rc = dist_abort(rc);   /* the other ranks may be waiting for this one's sums */
     /* Without importance samples there is no IWAE figure: report the ELBO,
      * which is IWAE with one sample (docs/programs.md). */
     if (rc == EXIT_OK && o->samples == 0)
         t.iwae = t.elbo;
-    if (rc == EXIT_OK)
+    if (rc == EXIT_OK && root)
         rc = report(o, &t, base, cfg.mode);
     agave_dataset_free(test);
     agave_model_free(m);
@@ -269,16 +300,19 @@ int main(int argc, char **argv)
 {
     eval_opts o;
     cli_program prog;
-    char threads_text[64];
+    char threads_text[96];
+    if (dist_init(&argc, &argv) != EXIT_OK)
+        return EXIT_ERROR;
     int rc = parse_options(argc, argv, &o, &prog, threads_text, sizeof threads_text);
     if (rc < 0) {
         agave_context *ctx = NULL;
-        rc = open_context(PROG, (uint64_t)o.seed, (int)o.threads, &ctx);
+        rc = dist_agree(open_context(PROG, (uint64_t)o.seed, (int)o.threads, &ctx));
         if (rc == EXIT_OK)
             rc = run(&o, ctx);
         agave_context_free(ctx);
     }
     cli_free(&prog);
     free(prog.options);
+    dist_finalize();
     return rc;
 }

@@ -8,7 +8,14 @@
  * DIR/train.state (the data order's position at each checkpoint, so that
  * --resume sees exactly the batches an uninterrupted run would). The program
  * is argument handling and progress output around agave_model_train_step;
- * docs/programs.md describes the options, the files and the exit statuses. */
+ * docs/programs.md describes the options, the files and the exit statuses.
+ *
+ * Built with `make MPI=1` (build-mpi/bin/agave-train) and run under mpirun,
+ * the ranks share each batch of --batch images (dist.h): every rank reads the
+ * same batch from the same data order and trains on its slice, one
+ * MPI_Allreduce per step sums the gradients inside the library's step
+ * (agave_model_set_grad_reducer), and rank 0 alone writes the files. The
+ * files do not depend on the number of ranks, so a run resumes with any. */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -65,8 +72,9 @@ typedef struct trainer {
     char *ckpt_path, *csv_path, *state_path;
     FILE *csv;
     run_state state;
-    uint8_t *x;
+    uint8_t *x;                  /* the whole batch (every rank reads it) */
     int batch;
+    int first, last;             /* this rank's images [first, last) of each batch */
     long long target_steps;      /* 0: no step budget */
     double started, deadline;    /* deadline 0: no time budget */
     long long steps_this_run;     /* applied steps in this invocation, for the ETA */
@@ -80,10 +88,21 @@ typedef struct trainer {
 } trainer;
 
 /* ---- options -------------------------------------------------------------------- */
+/* The machine's CPUs, shared by the ranks that run on it. */
+static int default_threads(void)
+{
+    int n = cpu_count() / dist_local_size();
+    return n > 0 ? n : 1;
+}
+
 static cli_option *train_options(train_opts *o, char *threads_text, size_t len, int *n)
 {
-    snprintf(threads_text, len, "the number of online CPUs, %d here; on --resume, the run's",
-             cpu_count());
+    if (dist_local_size() > 1)
+        snprintf(threads_text, len, "the online CPUs shared by the %d ranks on this machine, "
+                 "%d here; on --resume, the run's", dist_local_size(), default_threads());
+    else
+        snprintf(threads_text, len, "the number of online CPUs, %d here; on --resume, the run's",
+                 cpu_count());
     static const double BIG = 9.3e18;
     cli_option opts[] = {
         {"config", CLI_STRING, &o->config, "NAME",
@@ -104,7 +123,8 @@ static cli_option *train_options(train_opts *o, char *threads_text, size_t len, 
         {"minutes", CLI_DOUBLE, &o->minutes, "M",
          "stop after M minutes of training in this run (with --steps: whichever comes first)",
          "no time limit", 1e-3, 1e7, 0},
-        {"batch", CLI_INT, &o->batch, "B", "images per training step",
+        {"batch", CLI_INT, &o->batch, "B",
+         "images per training step (under mpirun: in all, shared by the ranks)",
          "16; on --resume, the run's", 1, 4096, 0},
         {"seed", CLI_INT, &o->seed, "S",
          "seed of the data order, the initial weights, dropout and z samples",
@@ -136,7 +156,7 @@ static int parse_options(int argc, char **argv, train_opts *o, cli_program *prog
                          char *threads_text, size_t len)
 {
     memset(o, 0, sizeof *o);
-    o->steps = DEFAULT_STEPS, o->batch = 16, o->seed = 1, o->threads = cpu_count();
+    o->steps = DEFAULT_STEPS, o->batch = 16, o->seed = 1, o->threads = default_threads();
     o->checkpoint_every = 500, o->log_every = 10;
     prog->name = PROG;
     prog->usage = PROG " --config NAME [--set key=value]... --data PATH [--steps N | --minutes M]\n"
@@ -360,7 +380,8 @@ static int prepare_paths(trainer *t)
         return fail(PROG, "out of memory");
     if (o->resume && !path_exists(t->ckpt_path))
         return fail(PROG, "--resume: %s does not exist (nothing to resume)", t->ckpt_path);
-    if (!o->resume && !o->force && path_exists(t->ckpt_path))
+    /* Only rank 0 writes there (and other machines may not see the directory). */
+    if (!o->resume && !o->force && dist_rank() == 0 && path_exists(t->ckpt_path))
         return fail(PROG, "%s already exists: add --resume to continue that run or --force to "
                     "start again and overwrite it", t->ckpt_path);
     return EXIT_OK;
@@ -480,6 +501,8 @@ static int open_csv(trainer *t)
 {
     char err[512];
     int fresh = 1;
+    if (dist_rank() > 0)
+        return EXIT_OK;   /* rank 0 writes the files */
     if (!t->o->resume && !make_dirs(t->o->out, err, sizeof err))
         return fail(PROG, "--out %s: %s", t->o->out, err);
     /* One trainer per directory: two would overwrite each other's
@@ -501,6 +524,23 @@ static int open_csv(trainer *t)
     t->csv = fopen(t->csv_path, "a");
     if (!t->csv)
         return fail(PROG, "cannot open %s for appending", t->csv_path);
+    return EXIT_OK;
+}
+
+/* Under mpirun: this rank's slice of every batch, and the reducer that sums
+ * the slices' gradients. One rank trains exactly as the plain build. */
+static int setup_ranks(trainer *t)
+{
+    int P = dist_size();
+    dist_slice(t->batch, &t->first, &t->last);
+    if (P == 1)
+        return EXIT_OK;
+    if (t->batch < P)
+        return fail(PROG, "--batch %d is smaller than the %d MPI ranks: each rank needs at least "
+                    "one image of every batch", t->batch, P);
+    if (agave_model_set_batch_slice(t->model, t->first, t->batch) != AGAVE_OK ||
+        agave_model_set_grad_reducer(t->model, dist_reduce, NULL) != AGAVE_OK)
+        return fail(PROG, "%s", agave_context_last_error(t->ctx));
     return EXIT_OK;
 }
 
@@ -533,6 +573,8 @@ static int setup(trainer *t, const cli_program *prog)
     t->x = malloc((size_t)t->batch * D);
     if (!t->x)
         return fail(PROG, "cannot allocate a batch of %d images", t->batch);
+    if (setup_ranks(t) != EXIT_OK)
+        return EXIT_ERROR;
     return open_csv(t);
 }
 
@@ -553,6 +595,21 @@ static void teardown(trainer *t)
 }
 
 /* ---- checkpoints ------------------------------------------------------------------ */
+/* FNV-1a over the bytes of every parameter: equal in every rank, or a bug. */
+static uint64_t params_hash(agave_model *m)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < agave_model_param_tensors(m); i++) {
+        agave_tensor *p;
+        if (agave_model_param(m, i, NULL, &p) != AGAVE_OK)
+            return 0;
+        const unsigned char *b = (const unsigned char *)agave_tensor_data(p);
+        for (size_t j = 0; j < agave_tensor_numel(p) * sizeof(float); j++)
+            h = (h ^ b[j]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
 /* The state file first, then the checkpoint: whichever checkpoint survives a
  * crash, its data position is in the state file. */
 static int save_checkpoint(trainer *t)
@@ -561,14 +618,18 @@ static int save_checkpoint(trainer *t)
     if (t->have_saved && p.step == t->saved.step && p.rejected == t->saved.rejected)
         return EXIT_OK;   /* nothing changed since the last save */
     agave_batcher_position(t->batcher, &p.epoch, &p.index, NULL);
+    /* Every rank must hold the parameters that rank 0 saves. */
+    if (dist_size() > 1 && !dist_all_equal(params_hash(t->model)))
+        return fail(PROG, "the MPI ranks' parameters differ at step %lld (their gradient sums "
+                    "disagree); the checkpoint was not written", p.step);
     run_state *s = &t->state;
     if (s->n_positions == 2)
         s->positions[0] = s->positions[1];
     s->positions[s->n_positions == 2 ? 1 : s->n_positions++] = p;
     char err[512];
-    if (!write_state(t, err, sizeof err))
+    if (dist_rank() == 0 && !write_state(t, err, sizeof err))
         return fail(PROG, "%s", err);
-    if (agave_model_save(t->model, t->ckpt_path) != AGAVE_OK)
+    if (dist_rank() == 0 && agave_model_save(t->model, t->ckpt_path) != AGAVE_OK)
         return fail(PROG, "%s", agave_context_last_error(t->ctx));
     t->saved = p;
     t->have_saved = 1;
@@ -604,6 +665,8 @@ static double eta_seconds(const trainer *t, long long step)
 
 static void show_progress(trainer *t, int milestone)
 {
+    if (dist_rank() > 0)
+        return;
     long long step = agave_model_step_count(t->model);
     double v[5];
     char eta[32], target[32] = "", rejected[48] = "";
@@ -627,10 +690,12 @@ static int log_row(trainer *t)
         return EXIT_OK;
     averages(t, v);
     memcpy(t->shown, v, sizeof v);
-    fprintf(t->csv, "%lld,%.2f,%.6f,%.6f,%.6f,%.6f\n", (long long)agave_model_step_count(t->model),
-            v[0], v[1], v[2], v[3], v[4]);
-    if (fflush(t->csv) != 0 || ferror(t->csv))
-        return fail(PROG, "cannot write %s (disk full?)", t->csv_path);
+    if (t->csv) {   /* rank 0 */
+        fprintf(t->csv, "%lld,%.2f,%.6f,%.6f,%.6f,%.6f\n",
+                (long long)agave_model_step_count(t->model), v[0], v[1], v[2], v[3], v[4]);
+        if (fflush(t->csv) != 0 || ferror(t->csv))
+            return fail(PROG, "cannot write %s (disk full?)", t->csv_path);
+    }
     show_progress(t, 1);
     memset(&t->iv, 0, sizeof t->iv);
     return EXIT_OK;
@@ -672,7 +737,17 @@ static int train_one(trainer *t)
     double t0 = clock_seconds();
     if (agave_batcher_next(t->batcher, t->x, NULL) != AGAVE_OK)
         return fail(PROG, "%s", agave_context_last_error(t->ctx));
-    agave_status st = agave_model_train_step(t->model, t->x, t->batch, &s);
+    /* The data-dependent initialisation sees the whole first batch in every
+     * rank, so all start from the same parameters (in one process this is
+     * what the first step does by itself). A model that has made no step,
+     * applied or rejected, has not been initialised: agave-train saves a
+     * checkpoint only after a step or when stopped before the first one. */
+    if (agave_model_step_count(t->model) == 0 && agave_model_rejected_count(t->model) == 0 &&
+        agave_model_init(t->model, t->x, t->batch) != AGAVE_OK)
+        return fail(PROG, "%s", agave_context_last_error(t->ctx));
+    size_t D = (size_t)t->cfg.C * t->cfg.H * t->cfg.W;
+    agave_status st = agave_model_train_step(t->model, t->x + (size_t)t->first * D,
+                                             t->last - t->first, &s);
     if (st == AGAVE_ERR_NUMERIC) {
         progress_end(&t->line);
         if (t->have_saved)
@@ -720,6 +795,18 @@ static void print_header(trainer *t)
                  "and on Ctrl-C to %s\n",
             t->batch, t->o->seed, t->o->threads, t->o->threads == 1 ? "" : "s", budget, every,
             t->ckpt_path);
+    if (dist_size() > 1) {
+        int P = dist_size(), least = t->batch / P, most = (t->batch + P - 1) / P;
+        char share[48];
+        if (least == most)
+            snprintf(share, sizeof share, "%d images each", least);
+        else
+            snprintf(share, sizeof share, "%d or %d images each", least, most);
+        fprintf(stderr, PROG ": %d %s ranks share each batch: %s, %lld thread%s per rank; one "
+                        "allreduce of %zu gradients per step\n",
+                P, dist_kind(), share, t->o->threads, t->o->threads == 1 ? "" : "s",
+                agave_model_param_count(t->model));
+    }
     if (t->o->resume)
         fprintf(stderr, PROG ": resuming at step %lld (epoch %" PRIu64 ", image %" PRIu64
                         " of the data order)\n",
@@ -744,6 +831,11 @@ static void print_summary(trainer *t, int stopped_by)
            "rejected steps; checkpoint %s\n",
            step, v[1], v[2], v[3], v[4], v[0], (long long)agave_model_rejected_count(t->model),
            t->ckpt_path);
+    if (dist_size() > 1 && t->steps_this_run > 0)
+        fprintf(stderr, PROG ": %d ranks; gradient allreduce %.1f ms per step (rank 0), %.1f%% "
+                        "of the training time\n", dist_size(),
+                1e3 * dist_reduce_seconds() / (double)t->steps_this_run,
+                t->train_seconds > 0 ? 100 * dist_reduce_seconds() / t->train_seconds : 0);
     fflush(stdout);
 }
 
@@ -755,20 +847,30 @@ static int run(trainer *t)
                step, t->o->out, t->target_steps);
         return EXIT_OK;
     }
-    print_header(t);
+    int root = dist_rank() == 0;
+    if (root) {
+        print_header(t);
+        stop_signals_set_message("\n" PROG ": stopping after this step and saving the checkpoint "
+                                 "(signal again to quit at once without saving)\n");
+    }
     progress_init(&t->line, stderr);
     t->started = clock_seconds();
     if (t->o->minutes > 0)
         t->deadline = t->started + t->o->minutes * 60.0;
     int rc = EXIT_OK;
-    while (rc == EXIT_OK && budget_left(t) && !stop_signal_received())
+    /* The ranks decide together whether to go on: a time budget or a signal
+     * seen by one rank stops all of them after the same step. */
+    while (rc == EXIT_OK && !dist_any(!budget_left(t) || stop_signal_received()))
         rc = train_one(t);
+    if (rc == EXIT_ERROR)
+        return dist_abort(rc);   /* the other ranks may be waiting for this one */
     if (rc != EXIT_OK)
-        return rc;
+        return rc;               /* diverged: every rank saw the same steps */
     if ((rc = log_row(t)) != EXIT_OK || (rc = save_checkpoint(t)) != EXIT_OK)
-        return rc;
+        return dist_abort(rc);
     int sig = stop_signal_received();
-    print_summary(t, sig);
+    if (root)
+        print_summary(t, sig);
     return sig ? 128 + sig : EXIT_OK;
 }
 
@@ -776,27 +878,31 @@ int main(int argc, char **argv)
 {
     train_opts o;
     cli_program prog;
-    char threads_text[96];
+    char threads_text[160];
+    if (dist_init(&argc, &argv) != EXIT_OK)
+        return EXIT_ERROR;
     int rc = parse_options(argc, argv, &o, &prog, threads_text, sizeof threads_text);
     if (rc >= 0) {
         cli_free(&prog);
         free(prog.options);
+        dist_finalize();
         return rc;
     }
     /* Before setup: a stop signal while the data and model load is heard
      * (setup is not interrupted; training then does not start). */
-    stop_signals_install("\n" PROG ": stopping after this step and saving the checkpoint "
-                         "(signal again to quit at once without saving)\n");
+    stop_signals_install(NULL);
     trainer t;
     memset(&t, 0, sizeof t);
     t.lock_fd = -1;
     t.o = &o;
-    rc = setup(&t, &prog);
-    if (rc == EXIT_OK && stop_signal_received()) {
+    rc = dist_agree(setup(&t, &prog));
+    if (rc == EXIT_OK && dist_any(stop_signal_received() != 0)) {
+        /* (under MPI every rank stops when any of them was signalled) */
         int sig = stop_signal_received();
-        fprintf(stderr, PROG ": stopped by %s before training began; no checkpoint was written\n",
-                signal_name(sig));
-        rc = 128 + sig;
+        if (dist_rank() == 0)
+            fprintf(stderr, PROG ": stopped by %s before training began; no checkpoint was "
+                            "written\n", signal_name(sig));
+        rc = sig ? 128 + sig : EXIT_OK;
     } else if (rc == EXIT_OK) {
         t.target_steps = o.steps;
         rc = run(&t);
@@ -804,5 +910,6 @@ int main(int argc, char **argv)
     teardown(&t);
     cli_free(&prog);
     free(prog.options);
+    dist_finalize();
     return rc;
 }

@@ -763,6 +763,60 @@ typedef struct agave_eval_stats {
 AGAVE_API agave_status agave_model_evaluate(agave_model *model, const uint8_t *x, int n,
                                             int iwae_samples, agave_eval_stats *stats);
 
+/* ---- Data-parallel training (several processes, e.g. MPI ranks) ----------
+ * P processes hold the same model (same configuration, seed and parameters)
+ * and each trains on its own slice of a global batch. Two settings make them
+ * compute what one process computes on the whole batch, and keep their
+ * parameters bit-identical; the library itself does no communication and
+ * links no MPI (examples/common/dist_mpi.c is an MPI_Allreduce reducer). */
+
+/* The images of the following agave_model_train_step and agave_model_evaluate
+ * calls are images [offset, offset + n) of a batch of `total` images that
+ * other processes share (n being each call's image count):
+ *  - random numbers (the z samples, dropout masks) are drawn for the whole
+ *    batch, in one process's order, and each process keeps its slice's: every
+ *    image gets the noise it would get if one process took the whole batch,
+ *    and the generator ends every call in the same state in every process;
+ *  - a training step minimises the sum of its images' losses divided by
+ *    total, so that the sum over the processes of the gradients (what the
+ *    reducer below computes) is the gradient of the mean over the batch.
+ * total = 0 (the default) turns slicing off; offset must then be 0. Otherwise
+ * 0 <= offset <= total <= 2^40 (offset = total: an empty slice), and each call
+ * checks that offset + n <= total (AGAVE_ERR_INVALID_ARG). Slices may differ
+ * in size. With a slice set, a
+ * training step refuses an uninitialised model (AGAVE_ERR_STATE): call
+ * agave_model_init with the whole batch in every process first, so that the
+ * data-dependent initialisation is the same everywhere; and
+ * agave_model_evaluate accepts n = 0 (a process with no image in this batch:
+ * it only moves the generator past the batch's draws). */
+AGAVE_API agave_status agave_model_set_batch_slice(agave_model *model, int64_t offset,
+                                                   int64_t total);
+
+/* Sums a buffer over the processes: on return every one of the n floats of
+ * buf must hold its sum over all processes, the same bits in every process
+ * (MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, comm)). Anything
+ * but AGAVE_OK fails the training step with that status. */
+typedef agave_status (*agave_grad_reduce_fn)(float *buf, size_t n, void *user);
+
+/* Installs fn (NULL removes it). From then on every agave_model_train_step,
+ * after its backward pass, packs into ONE buffer every parameter's gradient
+ * (in checkpoint order: agave_model_param_count floats) followed by a few
+ * floats of the step's loss sums, image count and a non-finite flag, calls
+ * fn(buf, n, user) exactly once, and continues with the sums: the
+ * non-finite check (a non-finite loss or gradient in any process rejects the
+ * step in every process alike), the step figures of the whole batch in
+ * stats, clipping, the update and the averaging. A process whose own loss is
+ * not finite skips its backward but still calls fn, so the processes stay in
+ * step. A step that fails with an error before that point (out of memory,
+ * an invalid argument) returns without calling fn: with several processes
+ * the caller must then stop them all (MPI_Abort), since the others wait in
+ * their reduction. The buffer belongs to the model (allocated at the first
+ * such step, freed with the model); fn must not keep it. Use with
+ * agave_model_set_batch_slice; without a slice each process's contribution is
+ * its own mean, and the sum would be P times the mean. */
+AGAVE_API agave_status agave_model_set_grad_reducer(agave_model *model, agave_grad_reduce_fn fn,
+                                                    void *user);
+
 /* Sampling, seeded: n images with z ~ p(z). fz receives f(z) as an image
  * (n,C,H/s,W/s) uint8 (the means mapped to 0..255), x the PixelCNN samples
  * (n,C,H,W). Either may be NULL. In mode vae x receives f(z) upsampled; in mode

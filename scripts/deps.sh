@@ -26,7 +26,10 @@ demo) pkgs="$build dataset-fashion-mnist" ;;
 fuzz) pkgs="$build libcmocka-dev clang libclang-rt-dev libomp-dev llvm" ;;
 # valgrind: memcheck over the test suite (make valgrind).
 valgrind) pkgs="$build libcmocka-dev valgrind" ;;
-mpi) pkgs="$build libcmocka-dev libopenmpi-dev openmpi-bin" ;;
+# mpi: make MPI=1 and make check-mpi: Open MPI's mpicc and headers
+# (libopenmpi-dev) and mpirun (openmpi-bin). Only the programs in build-mpi/
+# use them; the library never links MPI.
+mpi) pkgs="$build libopenmpi-dev openmpi-bin" ;;
 # paper: scripts/paper.sh, the paper's experiments on Fashion-MNIST, plotted
 # with gnuplot (PNG terminal, no X).
 paper) pkgs="$build dataset-fashion-mnist gnuplot-nox" ;;

@@ -12,19 +12,34 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Set on the ranks other than 0 of a multi-process run (dist.h): their
+ * messages are held, not printed, until it is clear that someone must see
+ * them. Written once at start-up, before any signal handler exists. */
+static int muted;
+static char held[1024];
+
+void cli_mute(int on) { muted = on; }
+const char *cli_held_message(void) { return held; }
+
 int fail(const char *program, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", program);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    int n = snprintf(held, sizeof held, "%s: ", program);
+    if (n > 0 && (size_t)n < sizeof held)
+        vsnprintf(held + n, sizeof held - (size_t)n, fmt, ap);
     va_end(ap);
+    if (!muted) {
+        fputs(held, stderr);
+        fputc('\n', stderr);
+    }
     return EXIT_ERROR;
 }
 
 void note(const char *program, const char *fmt, ...)
 {
+    if (muted)
+        return;
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "%s: note: ", program);

@@ -61,6 +61,12 @@ const cli_option *cli_find(const cli_program *prog, const char *name);
 int fail(const char *program, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints "program: note: message" to stderr (informational, not an error). */
 void note(const char *program, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* In the processes other than rank 0 of a multi-process run (dist.h), fail()
+ * and note() print nothing; fail() keeps its last message (without the
+ * newline) for cli_held_message(), which dist_agree and dist_abort print when
+ * that process's error is the one to report. */
+void cli_mute(int on);
+const char *cli_held_message(void);
 
 /* Strict conversions: the whole string must be a number in range. */
 int parse_ll(const char *text, long long min, long long max, long long *out);

@@ -10,6 +10,7 @@
 
 #include "agave.h"
 #include "cli.h"
+#include "dist.h"
 #include "files.h"
 #include "progress.h"
 #include "signals.h"

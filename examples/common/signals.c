@@ -6,7 +6,7 @@
 
 /* The only mutable globals of the programs: what a signal handler may touch. */
 static volatile sig_atomic_t received;
-static const char *stop_message;
+static const char *volatile stop_message;
 
 static void on_stop(int sig)
 {
@@ -44,5 +44,7 @@ void stop_signals_install(const char *message)
         sigaction(stop_signals[i], &sa, NULL);
     }
 }
+
+void stop_signals_set_message(const char *message) { stop_message = message; }
 
 int stop_signal_received(void) { return received; }

@@ -11,6 +11,11 @@
  * to stderr when the first signal arrives, so that the user knows the
  * program heard it even if the current step takes a while. */
 void stop_signals_install(const char *message);
+/* Replaces the message (NULL: none). Programs install the handlers silently
+ * before start-up and set the message once the work it describes begins, so
+ * that a signal during start-up or shutdown (mpirun stopping the ranks after
+ * an error) prints nothing misleading. */
+void stop_signals_set_message(const char *message);
 /* The first stop signal received (SIGINT, ...), or 0. */
 int stop_signal_received(void);
 

@@ -32,6 +32,12 @@ uint64_t rng_next(agave_rng *r);
 float rng_uniform(agave_rng *r);            /* in (0, 1), never 0 or 1 */
 double rng_uniform_double(agave_rng *r);    /* in (0, 1) */
 float rng_normal(agave_rng *r);             /* N(0, 1) */
+/* Advances the generator by n draws of rng_next. rng_uniform and
+ * rng_uniform_double take one draw each, rng_normal two (RNG_NORMAL_DRAWS): a
+ * process that skips another's share of a batch's random numbers this way
+ * stays on the same stream (agave_model_set_batch_slice). */
+#define RNG_NORMAL_DRAWS 2
+void rng_skip(agave_rng *r, uint64_t n);
 
 /* ---- tape ------------------------------------------------------------------ */
 #define TAPE_MAX_INPUTS 4
@@ -66,6 +72,11 @@ struct agave_context {
     uint64_t gemm_flops;    /* 2*M*N*K summed over every GEMM (benchmarks read it) */
     scratch_slot scratch[SCRATCH_SLOTS];
     size_t memory_limit;    /* bytes a model on this context may need; 0: none */
+    /* Set by a model's training step while its batch slice is on
+     * (agave_model_set_batch_slice), else both 0: the random ops then draw
+     * for items [0, slice_total) of axis 0 and keep [slice_offset,
+     * slice_offset + N), skipping the other items' draws. */
+    int64_t slice_offset, slice_total;
     char last_error[AGAVE_ERRMSG_LEN];
 };
 
@@ -139,6 +150,13 @@ tape_node *tape_record(agave_context *ctx, int op, op_backward_fn backward, agav
  * of ops, so a step's memory stays close to its activations. NULL (with the
  * error set) on allocation failure. */
 void *ctx_scratch(agave_context *ctx, int slot, size_t bytes);
+
+/* For a random op drawing `per_item` numbers of `draws` rng_next calls each
+ * for every one of the n items on axis 0 of its tensor: skips the draws of
+ * the items before this process's slice (when a slice is on; see
+ * agave_context.slice_offset). slice_skip_after skips those after it. */
+void slice_skip_before(agave_context *ctx, size_t per_item, unsigned draws);
+void slice_skip_after(agave_context *ctx, int n, size_t per_item, unsigned draws);
 
 /* ---- BLAS ------------------------------------------------------------------- */
 /* C (M x N) = alpha * op(A) op(B) + beta * C, row-major, using ctx's thread count. */

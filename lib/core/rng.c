@@ -34,6 +34,12 @@ uint64_t rng_next(agave_rng *r)
     return result;
 }
 
+void rng_skip(agave_rng *r, uint64_t n)
+{
+    while (n--)
+        (void)rng_next(r);
+}
+
 float rng_uniform(agave_rng *r)
 {
     /* 24 random bits, shifted by half a step: values in (0, 1) exclusive. */
@@ -47,7 +53,21 @@ double rng_uniform_double(agave_rng *r)
 
 float rng_normal(agave_rng *r)
 {
-    /* Box-Muller; one draw per call keeps the stream simple to reproduce. */
+    /* Box-Muller; one draw per call keeps the stream simple to reproduce.
+     * Two rng_next calls: RNG_NORMAL_DRAWS in core.h must stay equal. */
     double u1 = rng_uniform_double(r), u2 = rng_uniform_double(r);
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+void slice_skip_before(agave_context *ctx, size_t per_item, unsigned draws)
+{
+    if (ctx->slice_total > 0)
+        rng_skip(&ctx->rng, (uint64_t)ctx->slice_offset * per_item * draws);
+}
+
+void slice_skip_after(agave_context *ctx, int n, size_t per_item, unsigned draws)
+{
+    if (ctx->slice_total > 0)
+        rng_skip(&ctx->rng,
+                 (uint64_t)(ctx->slice_total - ctx->slice_offset - n) * per_item * draws);
 }

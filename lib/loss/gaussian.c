@@ -27,11 +27,15 @@ agave_status agave_gaussian_sample(agave_context *ctx, agave_tensor *mean, agave
     float *eps = arena_alloc(&ctx->arena, mean->numel * sizeof(float));
     if (!out || !eps)
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "gaussian_sample: step arena is out of memory");
-    /* Drawn in element order from the context's generator: reproducible. */
+    /* Drawn in element order from the context's generator: reproducible.
+     * Under a batch slice the other processes' items are skipped. */
+    size_t per_item = mean->numel / (size_t)tN(mean);
+    slice_skip_before(ctx, per_item, RNG_NORMAL_DRAWS);
     for (size_t i = 0; i < mean->numel; i++) {
         eps[i] = rng_normal(&ctx->rng);
         out->data[i] = mean->data[i] + expf(log_std->data[i]) * eps[i];
     }
+    slice_skip_after(ctx, tN(mean), per_item, RNG_NORMAL_DRAWS);
     agave_status st;
     agave_tensor *in[2] = {mean, log_std};
     tape_node *node = op_record(ctx, OP_GAUSSIAN_SAMPLE, out, in, 2, &st);

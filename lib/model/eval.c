@@ -163,15 +163,36 @@ agave_status agave_model_evaluate(agave_model *m, const uint8_t *x, int n, int i
     if (stats->struct_size < sizeof *stats)
         return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
                          "agave_eval_stats.struct_size must be set to sizeof(agave_eval_stats)");
-    if (n < 1 || n > 1 << 24 || iwae_samples < 0 || iwae_samples > 100000)
+    int n_min = m->slice_total > 0 ? 0 : 1;   /* a process may have no image of a batch */
+    if (n < n_min || n > 1 << 24 || iwae_samples < 0 || iwae_samples > 100000)
         return ctx_error(ctx, AGAVE_ERR_LIMIT,
-                         "agave_model_evaluate: n = %d (1..2^24) or K = %d (0..100000) out of "
-                         "range", n, iwae_samples);
+                         "agave_model_evaluate: n = %d (%d..2^24) or K = %d (0..100000) out of "
+                         "range", n, n_min, iwae_samples);
+    MTRY(model_check_slice(m, n, "agave_model_evaluate"));
     if (!m->initialized)
         return ctx_error(ctx, AGAVE_ERR_STATE,
                          "agave_model_evaluate: the model is not initialised: train it, call "
                          "agave_model_init, or load a checkpoint");
     int k_total = iwae_samples > 0 ? iwae_samples : 1;
+    /* Under a batch slice, the draws of the images before and after this
+     * process's are skipped: each image is scored with the z samples it gets
+     * when one process evaluates the whole batch. Only the z samples draw
+     * (k_total latent tensors per image); mode pixelcnn draws nothing. */
+    const agave_config *cf = &m->cfg;
+    uint64_t per_image = cf->mode == AGAVE_MODE_PIXELCNN
+                             ? 0
+                             : (uint64_t)k_total * (uint64_t)cf->Z * (uint64_t)(cf->H / 4) *
+                                   (uint64_t)(cf->W / 4) * RNG_NORMAL_DRAWS;
+    if (m->slice_total > 0)
+        rng_skip(&ctx->rng, (uint64_t)m->slice_offset * per_image);
+    if (n == 0) {
+        rng_skip(&ctx->rng, (uint64_t)(m->slice_total - m->slice_offset) * per_image);
+        size_t size = stats->struct_size;
+        memset(stats, 0, sizeof *stats);
+        stats->struct_size = size;
+        stats->iwae_samples = iwae_samples;
+        return AGAVE_OK;
+    }
     double *log_w = malloc((size_t)k_total * sizeof *log_w);
     if (!log_w)
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate %d log-weights", k_total);
@@ -183,6 +204,8 @@ agave_status agave_model_evaluate(agave_model *m, const uint8_t *x, int n, int i
     agave_status st = m->cfg.mode == AGAVE_MODE_PIXELCNN
                           ? eval_pixelcnn(m, x, n, &s)
                           : eval_vae(m, x, n, iwae_samples, log_w, &s);
+    if (st == AGAVE_OK && m->slice_total > 0)
+        rng_skip(&ctx->rng, (uint64_t)(m->slice_total - m->slice_offset - n) * per_image);
     model_restore_params(m);
     model_set_training(m, 1);
     agave_tape_set_recording(ctx, was_recording);

@@ -120,6 +120,7 @@ void agave_model_free(agave_model *m)
     agave_tensor_free(m->aux_log_scale);
     agave_optimizer_free(m->opt);
     average_free(&m->ema);
+    free(m->reduce_buf);
     free(m->params);
     free(m->param_names);
     free(m);
@@ -321,20 +322,40 @@ static agave_status add_term(agave_context *ctx, agave_tensor **sum, agave_tenso
     return agave_add(ctx, *sum, term, sum);
 }
 
-/* loss = mean over images of nll_x + nll_y + lambda * kl, over the terms the mode has. */
-agave_status model_objective(agave_model *m, const model_terms *t, agave_tensor **loss)
+/* Per image: nll_x + nll_y + lambda * kl, over the terms the mode has. */
+static agave_status per_image_objective(agave_model *m, const model_terms *t, agave_tensor **sum)
 {
     agave_context *ctx = m->ctx;
-    agave_tensor *sum = NULL, *weighted_kl;
+    agave_tensor *weighted_kl;
+    *sum = NULL;
     if (t->nll_x)
-        MTRY(add_term(ctx, &sum, t->nll_x));
+        MTRY(add_term(ctx, sum, t->nll_x));
     if (t->nll_y)
-        MTRY(add_term(ctx, &sum, t->nll_y));
+        MTRY(add_term(ctx, sum, t->nll_y));
     if (t->kl) {
         MTRY(agave_scale(ctx, t->kl, m->cfg.lambda, &weighted_kl));
-        MTRY(add_term(ctx, &sum, weighted_kl));
+        MTRY(add_term(ctx, sum, weighted_kl));
     }
-    return agave_mean(ctx, sum, loss);
+    return AGAVE_OK;
+}
+
+/* loss = mean over images of the per-image objective. */
+agave_status model_objective(agave_model *m, const model_terms *t, agave_tensor **loss)
+{
+    agave_tensor *sum;
+    MTRY(per_image_objective(m, t, &sum));
+    return agave_mean(m->ctx, sum, loss);
+}
+
+/* loss = (sum over this slice's images of the per-image objective) / total:
+ * this process's share of the mean over a batch of total images. */
+static agave_status slice_objective(agave_model *m, const model_terms *t, int64_t total,
+                                    agave_tensor **loss)
+{
+    agave_tensor *sum;
+    MTRY(per_image_objective(m, t, &sum));
+    MTRY(agave_sum(m->ctx, sum, &sum));
+    return agave_scale(m->ctx, sum, (float)(1.0 / (double)total), loss);
 }
 
 static double mean_of(const agave_tensor *t)
@@ -379,6 +400,175 @@ static agave_status reject_step(agave_model *m, agave_step_stats *stats, const c
     return AGAVE_OK;
 }
 
+/* ---- data parallelism ------------------------------------------------------------ */
+#define SLICE_MAX_TOTAL ((int64_t)1 << 40)
+
+agave_status agave_model_set_batch_slice(agave_model *m, int64_t offset, int64_t total)
+{
+    if (!m)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(m->ctx);
+    if (total < 0 || total > SLICE_MAX_TOTAL || offset < 0 || offset > total)
+        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG,
+                         "agave_model_set_batch_slice: offset %lld, total %lld: need "
+                         "0 <= offset <= total <= 2^40 (total 0: no slice)",
+                         (long long)offset, (long long)total);
+    m->slice_offset = offset;
+    m->slice_total = total;
+    return AGAVE_OK;
+}
+
+agave_status model_check_slice(agave_model *m, int n, const char *fn)
+{
+    if (m->slice_total > 0 && m->slice_offset + n > m->slice_total)
+        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG,
+                         "%s: %d images from offset %lld overrun the batch slice's total of "
+                         "%lld images (agave_model_set_batch_slice)",
+                         fn, n, (long long)m->slice_offset, (long long)m->slice_total);
+    return AGAVE_OK;
+}
+
+agave_status agave_model_set_grad_reducer(agave_model *m, agave_grad_reduce_fn fn, void *user)
+{
+    if (!m)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(m->ctx);
+    m->reduce_fn = fn;
+    m->reduce_user = fn ? user : NULL;
+    if (!fn) {
+        free(m->reduce_buf);
+        m->reduce_buf = NULL;
+    }
+    return AGAVE_OK;
+}
+
+static double sum_of(const agave_tensor *t)
+{
+    double s = 0;
+    for (size_t i = 0; t && i < t->numel; i++)
+        s += t->data[i];
+    return s;
+}
+
+/* Packs every gradient and this process's sums into one buffer, has the
+ * reducer sum it over the processes, and unpacks the sums. A parameter
+ * without a gradient buffer (a part the mode does not train; the same in
+ * every process) sends zeros and gets none back, as in a one-process step. */
+static agave_status reduce_step(agave_model *m, float extra[REDUCE_EXTRA])
+{
+    size_t len = agave_model_param_count(m) + REDUCE_EXTRA, off = 0;
+    if (!m->reduce_buf && !(m->reduce_buf = malloc(len * sizeof(float))))
+        return ctx_error(m->ctx, AGAVE_ERR_NOMEM,
+                         "cannot allocate the gradient reduction buffer (%zu floats)", len);
+    float *buf = m->reduce_buf;
+    for (int i = 0; i < m->n_params; i++) {
+        const agave_tensor *t = m->params[i];
+        if (t->grad)
+            memcpy(buf + off, t->grad, t->numel * sizeof(float));
+        else
+            memset(buf + off, 0, t->numel * sizeof(float));
+        off += t->numel;
+    }
+    memcpy(buf + off, extra, REDUCE_EXTRA * sizeof(float));
+    agave_status st = m->reduce_fn(buf, len, m->reduce_user);
+    if (st != AGAVE_OK)
+        return ctx_error(m->ctx, st,
+                         "the gradient reducer failed (%s); the step was not applied",
+                         agave_status_string(st));
+    off = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        agave_tensor *t = m->params[i];
+        if (t->grad)
+            memcpy(t->grad, buf + off, t->numel * sizeof(float));
+        off += t->numel;
+    }
+    memcpy(extra, buf + off, REDUCE_EXTRA * sizeof(float));
+    return AGAVE_OK;
+}
+
+/* The step figures from sums over images (this process's, or the batch's
+ * after a reduction). */
+static void stats_from_sums(const agave_model *m, const float extra[REDUCE_EXTRA],
+                            double grad_norm, agave_step_stats *s)
+{
+    const agave_config *c = &m->cfg;
+    double D = (double)c->C * c->H * c->W, Dy = D / (c->s * c->s);
+    double images = extra[REDUCE_IMAGES];
+    s->pixelcnn_nll = extra[REDUCE_NLL_X] / images;
+    s->aux_nll = extra[REDUCE_NLL_Y] / images;
+    s->kl = extra[REDUCE_KL] / images;
+    s->loss_bpd = agave_nats_to_bpd(s->pixelcnn_nll + s->aux_nll + c->lambda * s->kl, D);
+    s->pixelcnn_bpd = agave_nats_to_bpd(s->pixelcnn_nll, D);
+    s->aux_bpd = agave_nats_to_bpd(s->aux_nll, Dy);
+    s->kl_bpd = agave_nats_to_bpd(s->kl, D);
+    s->grad_norm = grad_norm;
+}
+
+/* A training step with a batch slice or a reducer (agave.h, data-parallel
+ * training). Every process calls the reducer exactly once, whatever its own
+ * loss, so that the processes stay in step and decide alike. */
+static agave_status train_step_parallel(agave_model *m, const uint8_t *x, int n,
+                                        agave_step_stats *stats)
+{
+    agave_context *ctx = m->ctx;
+    if (m->slice_total > 0 && !m->initialized)
+        return ctx_error(ctx, AGAVE_ERR_STATE,
+                         "agave_model_train_step: with a batch slice set, first initialise the "
+                         "model with agave_model_init on the whole batch, in every process, so "
+                         "that all start from the same parameters");
+    MTRY(model_check_slice(m, n, "agave_model_train_step"));
+    if (!m->initialized)
+        MTRY(agave_model_init(m, x, n));
+    agave_tape_reset(ctx);
+    agave_tape_set_recording(ctx, 1);
+    model_set_training(m, 1);
+    model_terms t;
+    agave_tensor *loss;
+    ctx->slice_offset = m->slice_offset;
+    ctx->slice_total = m->slice_total;
+    agave_status st = model_forward(m, x, n, plan_for_mode(m->cfg.mode), &t);
+    ctx->slice_offset = ctx->slice_total = 0;
+    if (st == AGAVE_OK)
+        st = m->slice_total > 0 ? slice_objective(m, &t, m->slice_total, &loss)
+                                : model_objective(m, &t, &loss);
+    if (st != AGAVE_OK) {
+        agave_tape_reset(ctx);
+        return st;
+    }
+    int bad_loss = !isfinite(loss->data[0]);
+    if (!bad_loss && (st = agave_backward(ctx, loss)) != AGAVE_OK) {
+        agave_tape_reset(ctx);
+        return st;
+    }
+    float extra[REDUCE_EXTRA];
+    extra[REDUCE_NLL_X] = (float)sum_of(t.nll_x);
+    extra[REDUCE_NLL_Y] = (float)sum_of(t.nll_y);
+    extra[REDUCE_KL] = (float)sum_of(t.kl);
+    extra[REDUCE_IMAGES] = (float)n;
+    extra[REDUCE_BAD_LOSS] = (float)bad_loss;
+    if (m->reduce_fn && (st = reduce_step(m, extra)) != AGAVE_OK) {
+        optim_zero_grads(m->opt);
+        agave_tape_reset(ctx);
+        return st;
+    }
+    if (!(extra[REDUCE_BAD_LOSS] == 0))
+        return reject_step(m, stats, m->reduce_fn ? "loss (in at least one process)" : "loss");
+    double grad_norm = optim_grad_norm(m->opt);
+    if (stats)
+        stats_from_sums(m, extra, grad_norm, stats);
+    if (!isfinite(grad_norm))
+        return reject_step(m, stats, "gradient");
+    st = agave_optimizer_step(m->opt, m->cfg.grad_clip);
+    agave_tape_reset(ctx);
+    if (st != AGAVE_OK)
+        return st;
+    if (m->ema.avg)
+        average_update(&m->ema, m->params, m->n_params, m->cfg.ema);
+    m->step++;
+    m->bad_steps = 0;
+    return AGAVE_OK;
+}
+
 agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
                                     agave_step_stats *stats)
 {
@@ -395,6 +585,8 @@ agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
         memset(stats, 0, sizeof *stats);
         stats->struct_size = size;
     }
+    if (m->slice_total > 0 || m->reduce_fn)
+        return train_step_parallel(m, x, n, stats);
     if (!m->initialized)
         MTRY(agave_model_init(m, x, n));
     agave_context *ctx = m->ctx;

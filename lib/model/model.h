@@ -53,6 +53,22 @@ struct agave_model {
     int bad_steps;            /* consecutive rejected steps */
     int64_t rejected;         /* rejected steps in all */
     int initialized;
+    /* Data parallelism (agave_model_set_batch_slice / _set_grad_reducer). */
+    int64_t slice_offset, slice_total;            /* total 0: no slice */
+    agave_grad_reduce_fn reduce_fn;
+    void *reduce_user;
+    float *reduce_buf;                            /* gradients + REDUCE_EXTRA, lazily */
+};
+
+/* The floats after the gradients in the reducer's buffer: per-process sums
+ * that the reduction turns into the batch's. */
+enum {
+    REDUCE_NLL_X,      /* sum over images of -log p(x|z) */
+    REDUCE_NLL_Y,      /* of -log p(y|z) */
+    REDUCE_KL,         /* of the KL term */
+    REDUCE_IMAGES,     /* images */
+    REDUCE_BAD_LOSS,   /* 1 if the process's loss was not finite */
+    REDUCE_EXTRA
 };
 
 /* The per-image terms of one forward pass, each (N) in nats (NULL if absent). */
@@ -102,6 +118,10 @@ agave_status model_forward(agave_model *m, const uint8_t *x, int n, forward_plan
 /* The scalar the training step minimises: the batch mean of
  * nll_x + nll_y + lambda * kl over the terms present. */
 agave_status model_objective(agave_model *m, const model_terms *t, agave_tensor **loss);
+
+/* AGAVE_ERR_INVALID_ARG (named after fn) if n images from the model's slice
+ * offset overrun its slice total. */
+agave_status model_check_slice(agave_model *m, int n, const char *fn);
 
 /* Registers a layer (owned by the model from then on). */
 agave_status model_add_layer(agave_model *m, agave_layer_kind kind,

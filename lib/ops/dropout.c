@@ -34,12 +34,17 @@ agave_status agave_dropout(agave_context *ctx, agave_tensor *x, float p, agave_t
     if (p == 0.0f) {
         memcpy(y->data, x->data, n * sizeof *y->data);
     } else {
+        /* Under a batch slice, the draws of the other processes' items are
+         * skipped, so that each item gets the mask it gets in one process. */
+        size_t per_item = n / (size_t)tN(x);
+        slice_skip_before(ctx, per_item, 1);
         for (size_t i = 0; i < n; i++) {
             int k = rng_uniform(&ctx->rng) >= p; /* P(u >= p) = 1 - p */
             y->data[i] = k ? x->data[i] * scale : 0.0f;
             if (keep)
                 keep[i] = (unsigned char)k;
         }
+        slice_skip_after(ctx, tN(x), per_item, 1);
     }
     agave_status st;
     tape_node *node = op_record(ctx, OP_DROPOUT, y, &x, 1, &st);
