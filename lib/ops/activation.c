@@ -2,7 +2,10 @@
  * softplus. Each op is a pair of kernels over a flat range (forward writes y,
  * backward adds into gx) run block by block, in parallel for large tensors.
  * Blocks are disjoint and every element is computed the same way whatever
- * the thread count, so results are bit-identical for any number of threads. */
+ * the thread count, so results are bit-identical for any number of threads.
+ * The blocks are handed out dynamically: a thread that loses its core to
+ * another process then delays only its own block, not every other thread's
+ * share (the element-wise loops of arith.c, gate.c and dropout.c likewise). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -92,7 +95,7 @@ static size_t block_len(size_t n, size_t i0) { return n - i0 < EW_BLOCK ? n - i0
 static void run_forward(agave_context *ctx, fwd_kernel k, const float *x, float *y, size_t n)
 {
     long blocks = (long)((n + EW_BLOCK - 1) / EW_BLOCK);
-#pragma omp parallel for num_threads(ctx->threads) if (n > EW_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (n > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long b = 0; b < blocks; b++) {
         size_t i0 = (size_t)b * EW_BLOCK;
         k(x + i0, y + i0, block_len(n, i0));
@@ -103,7 +106,7 @@ static void run_backward(agave_context *ctx, bwd_kernel k, const float *x, const
                          const float *g, float *gx, size_t n)
 {
     long blocks = (long)((n + EW_BLOCK - 1) / EW_BLOCK);
-#pragma omp parallel for num_threads(ctx->threads) if (n > EW_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (n > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long b = 0; b < blocks; b++) {
         size_t i0 = (size_t)b * EW_BLOCK;
         k(x + i0, y + i0, g + i0, gx + i0, block_len(n, i0));
@@ -228,7 +231,7 @@ agave_status agave_concat_elu(agave_context *ctx, agave_tensor *x, agave_tensor 
     long tasks = concat_elu_tasks(plane, (size_t)tN(x));
     const float *px = x->data;
     float *py = y->data;
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
         size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
         float *pos = py + img * 2 * plane + i0;
@@ -251,7 +254,7 @@ agave_status concat_elu_backward(agave_context *ctx, const tape_node *node)
     const agave_tensor *x = node->in[0], *y = node->out;
     size_t plane = x->numel / (size_t)tN(x), per_image = (plane + EW_BLOCK - 1) / EW_BLOCK;
     long tasks = concat_elu_tasks(plane, (size_t)tN(x));
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
         size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
         size_t yo = img * 2 * plane + i0, xo = img * plane + i0;
