@@ -2,6 +2,7 @@
  * block and the AGAVE conditioning stream, each built from linear layers. */
 #include <string.h>
 
+#include "../ops/fused.h"
 #include "nn.h"
 
 static agave_status add_child(agave_layer *l, const char *name, agave_layer_kind kind,
@@ -131,9 +132,10 @@ agave_status gated_forward(agave_layer *l, agave_tensor *x, agave_tensor *a, aga
         NN_TRY(linear_forward(child_named(l, "nin_a"), t, &t));
         NN_TRY(agave_add(ctx, c1, t, &c1));
     }
-    NN_TRY(agave_concat_elu(ctx, c1, &c1));
-    if (l->training && l->opt.dropout > 0)
-        NN_TRY(agave_dropout(ctx, c1, l->opt.dropout, &c1));
+    if (l->training && l->opt.dropout > 0)   /* fused: concat_elu's output is not kept */
+        NN_TRY(concat_elu_dropout(ctx, c1, l->opt.dropout, &c1));
+    else
+        NN_TRY(agave_concat_elu(ctx, c1, &c1));
     NN_TRY(linear_forward(child_named(l, "conv2"), c1, &c2));
     if (h) {
         NN_TRY(linear_forward(child_named(l, "nin_h"), h, &t));

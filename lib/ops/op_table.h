@@ -22,6 +22,7 @@
     /* nonlinearities: lib/ops/activation.c */                                            \
     X(ELU, elu)                                                                           \
     X(CONCAT_ELU, concat_elu)                                                             \
+    X(CONCAT_ELU_DROPOUT, concat_elu_dropout) /* internal: ops/fused.h */                 \
     X(SIGMOID, sigmoid)                                                                   \
     X(TANH, tanh)                                                                         \
     X(EXP, exp)                                                                           \
