@@ -352,6 +352,53 @@ agave_status concat_elu_dropout_backward(agave_context *ctx, const tape_node *no
     return AGAVE_OK;
 }
 
+/* ---- concat_elu inside other ops (ops/fused.h) --------------------------------------- */
+/* concat_elu_bwd with the output recomputed from x, rounded as concat_elu_fwd
+ * rounds it: the same gradient, bit for bit, without the stored output. */
+SIMD_CLONES static void concat_elu_bwd_recompute(const float *restrict x,
+                                                 const float *restrict gpos,
+                                                 const float *restrict gneg, float *restrict gx,
+                                                 size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float xi = x[i];
+        float e = exp_nonpos(neg_abs(xi)) - 1.0f + 1.0f;
+        float dpos = select_f(xi > 0.0f, gpos[i], gpos[i] * e);
+        float dneg = select_f(xi < 0.0f, gneg[i], gneg[i] * e);
+        gx[i] += dpos - dneg;
+    }
+}
+
+void concat_elu_into(agave_context *ctx, const float *x, int m, int C, size_t P, float *dst,
+                     size_t row_stride, size_t image_stride)
+{
+    // x is (m,C,P); row c of image n at dst + c*row_stride + n*image_stride
+    const long planes = (long)m * C;
+#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > EW_PARALLEL_MIN) \
+    schedule(dynamic, 1)
+    for (long nc = 0; nc < planes; nc++) {
+        size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;
+        float *pos = dst + c * row_stride + n * image_stride;
+        concat_elu_fwd(x + (size_t)nc * P, pos, pos + (size_t)C * row_stride, P);
+    }
+}
+
+void concat_elu_grad_into(agave_context *ctx, const float *x, int m, int C, size_t P,
+                          const float *d, size_t row_stride, size_t image_stride, float *gx)
+{
+    // d laid out as concat_elu_into's dst; gx is (m,C,P) like x
+    const long planes = (long)m * C;
+#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > EW_PARALLEL_MIN) \
+    schedule(dynamic, 1)
+    for (long nc = 0; nc < planes; nc++) {
+        size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;
+        const float *gpos = d + c * row_stride + n * image_stride;
+        concat_elu_bwd_recompute(x + (size_t)nc * P, gpos, gpos + (size_t)C * row_stride,
+                                 gx + (size_t)nc * P, P);
+    }
+}
+
 /* ---- sigmoid: 1 / (1 + exp(-x)) ------------------------------------------------------- */
 /* With e = exp(-|x|) <= 1 nothing overflows: sigmoid = 1/(1+e) for x >= 0 and
  * e/(1+e) for x < 0, which keeps full relative precision far into the left tail. */

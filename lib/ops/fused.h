@@ -14,4 +14,22 @@
  * p in (0, 1). */
 agave_status concat_elu_dropout(agave_context *ctx, agave_tensor *x, float p, agave_tensor **out);
 
+/* y (N,Cout,H,W) = base + nin(x, w, bias), or base + nin(concat_elu(x), w,
+ * bias) with `ce`: x is (N,Cx,H,W), w is (Cout, ce ? 2Cx : Cx), bias (Cout) or
+ * NULL, base (N,Cout,H,W). Neither the nin's output nor concat_elu(x) is
+ * stored: concat_elu is computed block by block into scratch and recomputed
+ * in backward. Rounds as agave_add(base, agave_nin(...)). */
+agave_status nin_add(agave_context *ctx, agave_tensor *x, agave_tensor *w, agave_tensor *bias,
+                     agave_tensor *base, int ce, agave_tensor **out);
+
+/* Building blocks for ops that take concat_elu(x) as input without storing it.
+ * x is (m,C,P); image n's row c (c < 2C, the concat_elu channel) lives at
+ * dst + c*row_stride + n*image_stride: (P, 2C*P) gives NCHW (m,2C,P),
+ * (m*P, P) the wide layout (2C, m*P). */
+void concat_elu_into(agave_context *ctx, const float *x, int m, int C, size_t P, float *dst,
+                     size_t row_stride, size_t image_stride);
+/* gx (m,C,P) += the gradient through concat_elu at x of d, laid out as above. */
+void concat_elu_grad_into(agave_context *ctx, const float *x, int m, int C, size_t P,
+                          const float *d, size_t row_stride, size_t image_stride, float *gx);
+
 #endif

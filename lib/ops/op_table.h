@@ -12,6 +12,7 @@
     X(CONV2D, conv2d)                                                                     \
     X(CONV2D_TRANSPOSE, conv2d_transpose)                                                 \
     X(NIN, nin)                                                                           \
+    X(NIN_ADD, nin_add) /* internal: ops/fused.h */                                       \
     X(DENSE, dense)                                                                       \
     /* element-wise arithmetic: lib/ops/arith.c */                                        \
     X(BIAS_ADD, bias_add)                                                                 \
