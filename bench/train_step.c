@@ -6,8 +6,12 @@
  * the median of `repeats` timed steps. Prints images/s, forward FLOPs per image
  * (counted from the GEMMs one forward runs), the achieved GFLOP/s counted as
  * 3 x forward FLOPs per image x images/s (the convention PyTorch comparisons
- * use), its ratio to cblas_sgemm on a 1024^3 product measured in the same run
- * with the same threads, and peak RSS.
+ * use), its ratio to cblas_sgemm on a 1024^3 product measured in the same
+ * child just before, with the same threads, and peak RSS.
+ *
+ * Nothing multi-threaded runs in the parent: libgomp does not survive fork,
+ * and a child forked after the parent's parallel region (the reference GEMM
+ * used to be timed there) hung in its first one on 2 threads.
  *
  * usage: train_step [--threads T] [--repeats R] [--cpu-time] [config:batch ...]
  *        default: fashion:16 cifar-small:16 fashion:64 cifar-small:64
@@ -63,8 +67,11 @@ static double sgemm_gflops(int threads)
     return 2.0 * n * n * n / best / 1e9;
 }
 
-static int run(const char *name, int batch, int threads, int repeats, double sgemm)
+static int run(const char *name, int batch, int threads, int repeats)
 {
+    double sgemm = sgemm_gflops(threads);
+    printf("cblas_sgemm 1024^3: %.1f GFLOP/s with %d thread(s) (OpenMP panels, OpenBLAS 1 "
+           "thread each); %s time\n", sgemm, threads, use_cpu_time ? "process CPU" : "wall");
     agave_context *ctx;
     agave_config cfg;
     agave_model *m;
@@ -135,10 +142,6 @@ int main(int argc, char **argv)
         return fprintf(stderr, "train_step: --threads and --repeats must be >= 1\n"), 2;
     const char *defaults[] = {"fashion:16", "cifar-small:16", "fashion:64", "cifar-small:64"};
     int n_runs = argc > first ? argc - first : 4;
-    double sgemm = sgemm_gflops(threads);
-    printf("cblas_sgemm 1024^3: %.1f GFLOP/s with %d thread(s) (OpenMP panels, OpenBLAS 1 "
-           "thread each); %s time\n", sgemm, threads, use_cpu_time ? "process CPU" : "wall");
-    fflush(stdout);
     int rc = 0;
     for (int r = 0; r < n_runs; r++) {
         const char *spec = argc > first ? argv[first + r] : defaults[r];
@@ -151,7 +154,7 @@ int main(int argc, char **argv)
             batch = atoi(colon + 1);
         pid_t pid = fork();
         if (pid == 0) {
-            int status = run(name, batch, threads, repeats, sgemm);
+            int status = run(name, batch, threads, repeats);
             fflush(stdout);   /* _exit does not flush stdio */
             _exit(status);
         }
