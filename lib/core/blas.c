@@ -1,6 +1,6 @@
 /* The one door to BLAS. Threads come from OpenMP only: OpenBLAS runs
  * single-threaded and a large product is split into column (or row) panels,
- * one per thread, each a cblas_sgemm call. Two thread pools spinning against
+ * each a cblas_sgemm call, handed out to the threads dynamically. Two thread pools spinning against
  * each other on a 2-core machine made a step 4x slower than one thread; with
  * one pool the library's thread count is the only one that matters.
  * (OpenBLAS's thread count is process-wide: the library sets it to 1.) */
@@ -11,6 +11,15 @@
 /* Below this many multiply-adds a split costs more than it gains. */
 #define GEMM_SPLIT_MIN (1u << 21)
 #define GEMM_PANEL_ALIGN 16   /* panel widths in multiples of 16 floats (64 bytes) */
+/* Panels per thread, when the product is wide enough: on a machine shared
+ * with other work a thread can lose its core for a scheduler tick (4 ms);
+ * with one static panel per thread every GEMM then waited for it, and 2
+ * threads ran several times slower than 1. With a few panels each, handed
+ * out dynamically, the thread that keeps its core takes the descheduled
+ * one's share. Each panel repacks the other operand, so panels stay at least
+ * GEMM_PANEL_MIN wide, where that costs under 1%. */
+#define GEMM_PANELS_PER_THREAD 4
+#define GEMM_PANEL_MIN 256
 
 static void sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                   int lda, const float *B, int ldb, float beta, float *C, int ldc)
@@ -40,6 +49,18 @@ static void row_panel(int trans_a, int trans_b, int m0, int m, int N, int K, flo
     sgemm(trans_a, trans_b, m, N, K, alpha, Ap, lda, B, ldb, beta, C + (size_t)m0 * ldc, ldc);
 }
 
+/* How many panels to cut `total` rows or columns into for `threads`: one per
+ * thread at least, up to GEMM_PANELS_PER_THREAD while panels stay
+ * GEMM_PANEL_MIN wide. It depends on the sizes and the thread count only, never
+ * on which thread runs what, so the results are the same on every run. */
+static int panel_count(int total, int threads)
+{
+    int parts = total / GEMM_PANEL_MIN;
+    if (parts > threads * GEMM_PANELS_PER_THREAD)
+        parts = threads * GEMM_PANELS_PER_THREAD;
+    return parts > threads ? parts : threads;
+}
+
 /* Splits [0, total) into `parts` aligned pieces; returns piece p's start and length. */
 static void split_range(int total, int parts, int p, int *start, int *len)
 {
@@ -63,10 +84,11 @@ void gemm(agave_context *ctx, int trans_a, int trans_b, int M, int N, int K, flo
         return;
     }
     int by_columns = N >= M;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int p = 0; p < threads; p++) {
+    int parts = panel_count(by_columns ? N : M, threads);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int p = 0; p < parts; p++) {
         int start, len;
-        split_range(by_columns ? N : M, threads, p, &start, &len);
+        split_range(by_columns ? N : M, parts, p, &start, &len);
         if (len <= 0)
             continue;
         if (by_columns)

@@ -13,8 +13,10 @@
 
 /* ---- arena: bump allocator for one step's activations --------------------- */
 typedef struct arena_chunk arena_chunk;
+typedef struct arena_block arena_block;
 typedef struct agave_arena {
     arena_chunk *head;   /* newest chunk; older ones chained through ->prev */
+    arena_block *free;   /* given back by arena_recycle, until the next reset */
     size_t used;         /* bytes handed out since the last reset */
     size_t reserved;     /* bytes held in all chunks */
     size_t peak;         /* largest `used` ever seen */
@@ -22,6 +24,9 @@ typedef struct agave_arena {
 
 void *arena_alloc(agave_arena *a, size_t bytes);  /* 64-byte aligned, NULL on failure */
 void arena_reset(agave_arena *a);                 /* coalesces into one chunk */
+/* Gives back p (from arena_alloc of `bytes`) before the reset: a later
+ * arena_alloc of between half its size and its size may return it. */
+void arena_recycle(agave_arena *a, void *p, size_t bytes);
 void arena_release(agave_arena *a);
 
 /* ---- random generator: xoshiro256** ---------------------------------------- */
@@ -122,6 +127,10 @@ agave_status tensor_new_view(agave_context *ctx, int ndim, const int *dims, floa
                              float *grad, agave_tensor **out);
 /* Returns t's gradient buffer, making a zeroed one (arena or heap) if missing. */
 float *tensor_grad_buffer(agave_tensor *t);
+/* Gives an arena tensor's data and gradient back to the arena (core/arena.c)
+ * and sets both to NULL; other tensors are left alone. For tensors nothing
+ * will read again before the next reset (tape_backward's release). */
+void tensor_release_buffers(agave_tensor *t);
 static inline int tensor_needs_grad(const agave_tensor *t)
 {
     return t && (t->flags & TENSOR_REQUIRES_GRAD);
@@ -139,6 +148,12 @@ agave_status check_tensor_opt(agave_context *ctx, const agave_tensor *t, const c
 /* ---- recording -------------------------------------------------------------- */
 /* True when an op with these inputs must be recorded. */
 int tape_should_record(agave_context *ctx, agave_tensor *const *in, int n_in);
+/* agave_backward; with `release`, each node's output data and gradient go back
+ * to the arena as soon as the node's backward has run (no later node reads
+ * them), so the gradients reuse the activations' memory. Afterwards only leaf
+ * gradients and tensors made outside the tape are readable: for callers that
+ * read nothing else, such as a training step. */
+agave_status tape_backward(agave_context *ctx, agave_tensor *scalar, int release);
 /* Appends a node; out gets TENSOR_REQUIRES_GRAD. Returns NULL (error set) on failure. */
 tape_node *tape_record(agave_context *ctx, int op, op_backward_fn backward, agave_tensor *out,
                        agave_tensor *const *in, int n_in);

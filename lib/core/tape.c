@@ -61,6 +61,11 @@ agave_status agave_tape_reset(agave_context *ctx)
 
 agave_status agave_backward(agave_context *ctx, agave_tensor *scalar)
 {
+    return tape_backward(ctx, scalar, 0);
+}
+
+agave_status tape_backward(agave_context *ctx, agave_tensor *scalar, int release)
+{
     if (!ctx || !scalar)
         return ctx_error(ctx, AGAVE_ERR_NULL, "agave_backward: NULL context or tensor");
     if (scalar->ctx != ctx)
@@ -78,11 +83,13 @@ agave_status agave_backward(agave_context *ctx, agave_tensor *scalar)
     g[0] += 1.0f;
     for (size_t i = ctx->n_nodes; i-- > 0;) {
         const tape_node *node = &ctx->nodes[i];
-        if (!node->out->grad)
-            continue;   /* nothing downstream of this op reached the loss */
-        agave_status st = node->backward(ctx, node);
+        /* No grad: nothing downstream of this op reached the loss. */
+        agave_status st = node->out->grad ? node->backward(ctx, node) : AGAVE_OK;
         if (st != AGAVE_OK)
             return st;
+        /* Every reader of node->out was recorded after it, and ran already. */
+        if (release)
+            tensor_release_buffers(node->out);
     }
     return AGAVE_OK;
 }

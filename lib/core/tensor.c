@@ -220,6 +220,16 @@ float *tensor_grad_buffer(agave_tensor *t)
     return t->grad;
 }
 
+void tensor_release_buffers(agave_tensor *t)
+{
+    if (!(t->flags & TENSOR_IN_ARENA) || (t->flags & TENSOR_VIEW))
+        return;
+    size_t bytes = t->numel * sizeof(float);
+    arena_recycle(&t->ctx->arena, t->data, bytes);
+    arena_recycle(&t->ctx->arena, t->grad, bytes);
+    t->data = t->grad = NULL;
+}
+
 agave_status agave_tensor_set_requires_grad(agave_tensor *t, int requires_grad)
 {
     if (!t)

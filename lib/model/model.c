@@ -383,6 +383,19 @@ static void fill_step_stats(const agave_model *m, const model_terms *t, double l
     s->grad_norm = grad_norm;
 }
 
+/* s's figures from `terms` (fill_step_stats), with the gradient norm. */
+static void copy_step_stats(const agave_step_stats *terms, double grad_norm, agave_step_stats *s)
+{
+    s->pixelcnn_nll = terms->pixelcnn_nll;
+    s->aux_nll = terms->aux_nll;
+    s->kl = terms->kl;
+    s->loss_bpd = terms->loss_bpd;
+    s->pixelcnn_bpd = terms->pixelcnn_bpd;
+    s->aux_bpd = terms->aux_bpd;
+    s->kl_bpd = terms->kl_bpd;
+    s->grad_norm = grad_norm;
+}
+
 static agave_status reject_step(agave_model *m, agave_step_stats *stats, const char *why)
 {
     optim_zero_grads(m->opt);
@@ -605,13 +618,16 @@ agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
     double loss_value = loss->data[0];
     if (!isfinite(loss_value))
         return reject_step(m, stats, "loss");
-    if ((st = agave_backward(ctx, loss)) != AGAVE_OK) {
+    /* The terms are read now: backward gives their memory back (tape_backward). */
+    agave_step_stats terms;
+    fill_step_stats(m, &t, loss_value, 0.0, &terms);
+    if ((st = tape_backward(ctx, loss, 1)) != AGAVE_OK) {
         agave_tape_reset(ctx);
         return st;
     }
     double grad_norm = optim_grad_norm(m->opt);
     if (stats)
-        fill_step_stats(m, &t, loss_value, grad_norm, stats);
+        copy_step_stats(&terms, grad_norm, stats);
     if (!isfinite(grad_norm))
         return reject_step(m, stats, "gradient");
     st = agave_optimizer_step(m->opt, m->cfg.grad_clip);

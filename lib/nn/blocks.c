@@ -2,6 +2,7 @@
  * block and the AGAVE conditioning stream, each built from linear layers. */
 #include <string.h>
 
+#include "../ops/fused.h"
 #include "nn.h"
 
 static agave_status add_child(agave_layer *l, const char *name, agave_layer_kind kind,
@@ -126,19 +127,15 @@ agave_status gated_forward(agave_layer *l, agave_tensor *x, agave_tensor *a, aga
     agave_tensor *t, *c1, *c2;
     NN_TRY(agave_concat_elu(ctx, x, &t));
     NN_TRY(linear_forward(child_named(l, "conv1"), t, &c1));
-    if (a) {
-        NN_TRY(agave_concat_elu(ctx, a, &t));
-        NN_TRY(linear_forward(child_named(l, "nin_a"), t, &t));
-        NN_TRY(agave_add(ctx, c1, t, &c1));
-    }
-    NN_TRY(agave_concat_elu(ctx, c1, &c1));
-    if (l->training && l->opt.dropout > 0)
-        NN_TRY(agave_dropout(ctx, c1, l->opt.dropout, &c1));
+    if (a)   /* c1 + nin_a(concat_elu(a)), fused: neither term is stored */
+        NN_TRY(linear_forward_add(child_named(l, "nin_a"), a, 1, c1, &c1));
+    if (l->training && l->opt.dropout > 0)   /* fused: concat_elu's output is not kept */
+        NN_TRY(concat_elu_dropout(ctx, c1, l->opt.dropout, &c1));
+    else
+        NN_TRY(agave_concat_elu(ctx, c1, &c1));
     NN_TRY(linear_forward(child_named(l, "conv2"), c1, &c2));
-    if (h) {
-        NN_TRY(linear_forward(child_named(l, "nin_h"), h, &t));
-        NN_TRY(agave_add(ctx, c2, t, &c2));
-    }
+    if (h)
+        NN_TRY(linear_forward_add(child_named(l, "nin_h"), h, 0, c2, &c2));
     return agave_gate(ctx, x, c2, out);
 }
 

@@ -1,6 +1,7 @@
 /* Weight-normalised linear layers: conv, deconv, nin, dense.
  * forward: w = g * v / ||v|| (v masked first for IAF convs), then the op.
  * The first forward runs the data-dependent initialisation instead. */
+#include "../ops/fused.h"
 #include "nn.h"
 
 /* Paddings of a shifted convolution (agave_shift in agave.h). */
@@ -62,26 +63,33 @@ static agave_status normalised_weight(agave_layer *l, agave_tensor **w)
     return agave_weight_norm(l->ctx, v, l->g, w);
 }
 
-/* Data-dependent init: with g = 1, b = 0 run the layer on this batch, then
- * choose g, b so that each output channel has mean 0 and std init_scale. */
-static agave_status init_forward(agave_layer *l, agave_tensor *x, agave_tensor **out)
+/* Data-dependent init: with g = 1, b = 0 run the layer on this batch (not
+ * recorded), then choose g, b so that each output channel has mean 0 and std
+ * init_scale. *y is that output, rescaled accordingly. */
+static agave_status init_params(agave_layer *l, agave_tensor *x, agave_tensor **y)
 {
     agave_context *ctx = l->ctx;
     int was_recording = agave_tape_recording(ctx);
     agave_tape_set_recording(ctx, 0);
     agave_tensor_fill(l->g, 1.0f);
     agave_tensor_fill(l->b, 0.0f);
-    agave_tensor *w = NULL, *y = NULL;
+    agave_tensor *w = NULL;
     agave_status st = normalised_weight(l, &w);
     if (st == AGAVE_OK)
-        st = apply_linear(l, x, w, &y);
+        st = apply_linear(l, x, w, y);
     if (st == AGAVE_OK)
-        st = agave_weight_norm_init(ctx, y, l->opt.init_scale, l->g, l->b);
+        st = agave_weight_norm_init(ctx, *y, l->opt.init_scale, l->g, l->b);
     agave_tape_set_recording(ctx, was_recording);
-    if (st != AGAVE_OK)
-        return st;
-    l->initialized = 1;
-    if (!was_recording) {
+    if (st == AGAVE_OK)
+        l->initialized = 1;
+    return st;
+}
+
+static agave_status init_forward(agave_layer *l, agave_tensor *x, agave_tensor **out)
+{
+    agave_tensor *w = NULL, *y = NULL;
+    NN_TRY(init_params(l, x, &y));
+    if (!agave_tape_recording(l->ctx)) {
         *out = y;
         return AGAVE_OK;
     }
@@ -101,6 +109,53 @@ static agave_status check_input(agave_layer *l, const agave_tensor *x)
     return ctx_error(l->ctx, AGAVE_ERR_SHAPE, "layer expects %s with %d input %s, x is %s",
                      spatial ? "(N,C,H,W)" : "(N,K)", l->opt.in_channels,
                      spatial ? "channels" : "features", shape_str(x, s, sizeof s));
+}
+
+/* base + the NIN layer applied to x, or to concat_elu(x) with ce. Once
+ * initialised it is one fused op (ops/fused.h), which stores neither the
+ * layer's output nor concat_elu(x); the data-dependent init runs the ops one by
+ * one. */
+agave_status linear_forward_add(agave_layer *l, agave_tensor *x, int ce, agave_tensor *base,
+                                agave_tensor **out)
+{
+    agave_context *ctx = l->ctx;
+    const int fused = l->kind == AGAVE_LAYER_NIN && !l->mask;
+    if (fused && (x->ndim != 4 || tC(x) * (ce ? 2 : 1) != l->opt.in_channels)) {
+        char s[SHAPE_BUF];
+        return ctx_error(ctx, AGAVE_ERR_SHAPE,
+                         "layer expects (N,C,H,W) with %d input channels%s, x is %s",
+                         l->opt.in_channels, ce ? " after concat_elu" : "", shape_str(x, s, sizeof s));
+    }
+    if (fused && !l->initialized) {
+        /* Initialise as linear_forward would, then give the temporaries back
+         * to the arena: only g and b outlive this (a model's init runs the
+         * whole network unrecorded, so its peak is every stored tensor). */
+        int was_recording = agave_tape_recording(ctx);
+        agave_tape_set_recording(ctx, 0);
+        agave_tensor *t = x, *y = NULL;
+        agave_status st = ce ? agave_concat_elu(ctx, x, &t) : AGAVE_OK;
+        if (st == AGAVE_OK)
+            st = init_params(l, t, &y);
+        if (st == AGAVE_OK && !was_recording)
+            st = agave_add(ctx, base, y, out);
+        agave_tape_set_recording(ctx, was_recording);
+        NN_TRY(st);
+        tensor_release_buffers(y);
+        if (t != x)
+            tensor_release_buffers(t);
+        if (!was_recording)
+            return AGAVE_OK;
+    }
+    if (fused) {
+        agave_tensor *w;
+        NN_TRY(normalised_weight(l, &w));
+        return nin_add(ctx, x, w, l->b, base, ce, out);
+    }
+    agave_tensor *t = x;
+    if (ce)
+        NN_TRY(agave_concat_elu(ctx, x, &t));
+    NN_TRY(linear_forward(l, t, &t));
+    return agave_add(ctx, base, t, out);
 }
 
 agave_status linear_forward(agave_layer *l, agave_tensor *x, agave_tensor **out)

@@ -2,11 +2,15 @@
  * softplus. Each op is a pair of kernels over a flat range (forward writes y,
  * backward adds into gx) run block by block, in parallel for large tensors.
  * Blocks are disjoint and every element is computed the same way whatever
- * the thread count, so results are bit-identical for any number of threads. */
+ * the thread count, so results are bit-identical for any number of threads.
+ * The blocks are handed out dynamically: a thread that loses its core to
+ * another process then delays only its own block, not every other thread's
+ * share (the element-wise loops of arith.c, gate.c and dropout.c likewise). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "fused.h"
 #include "ops.h"
 #include "../core/simd.h"
 
@@ -88,7 +92,7 @@ static size_t block_len(size_t n, size_t i0) { return n - i0 < EW_BLOCK ? n - i0
 static void run_forward(agave_context *ctx, fwd_kernel k, const float *x, float *y, size_t n)
 {
     long blocks = (long)((n + EW_BLOCK - 1) / EW_BLOCK);
-#pragma omp parallel for num_threads(ctx->threads) if (n > EW_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (n > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long b = 0; b < blocks; b++) {
         size_t i0 = (size_t)b * EW_BLOCK;
         k(x + i0, y + i0, block_len(n, i0));
@@ -99,7 +103,7 @@ static void run_backward(agave_context *ctx, bwd_kernel k, const float *x, const
                          const float *g, float *gx, size_t n)
 {
     long blocks = (long)((n + EW_BLOCK - 1) / EW_BLOCK);
-#pragma omp parallel for num_threads(ctx->threads) if (n > EW_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (n > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long b = 0; b < blocks; b++) {
         size_t i0 = (size_t)b * EW_BLOCK;
         k(x + i0, y + i0, g + i0, gx + i0, block_len(n, i0));
@@ -203,16 +207,18 @@ static long concat_elu_tasks(size_t plane, size_t images)
     return (long)(images * ((plane + EW_BLOCK - 1) / EW_BLOCK));
 }
 
-agave_status agave_concat_elu(agave_context *ctx, agave_tensor *x, agave_tensor **out)
+/* y = concat_elu(x), checked and computed but not recorded; op names the caller. */
+static agave_status concat_elu_compute(agave_context *ctx, agave_tensor *x, const char *op,
+                                       agave_tensor **out)
 {
-    TRY(check_op_entry(ctx, out, "concat_elu"));
-    TRY(check_tensor(ctx, x, "concat_elu", "x"));
+    TRY(check_op_entry(ctx, out, op));
+    TRY(check_tensor(ctx, x, op, "x"));
     char sx[SHAPE_BUF];
     if (x->ndim < 2)
-        return ctx_error(ctx, AGAVE_ERR_SHAPE, "concat_elu: x %s has no channel axis (N,C,...)",
+        return ctx_error(ctx, AGAVE_ERR_SHAPE, "%s: x %s has no channel axis (N,C,...)", op,
                          shape_str(x, sx, sizeof sx));
     if (tC(x) > INT32_MAX / 2)
-        return ctx_error(ctx, AGAVE_ERR_LIMIT, "concat_elu: x %s has too many channels to double",
+        return ctx_error(ctx, AGAVE_ERR_LIMIT, "%s: x %s has too many channels to double", op,
                          shape_str(x, sx, sizeof sx));
     int dims[AGAVE_MAX_DIMS];
     memcpy(dims, x->dims, sizeof dims);
@@ -224,12 +230,20 @@ agave_status agave_concat_elu(agave_context *ctx, agave_tensor *x, agave_tensor 
     long tasks = concat_elu_tasks(plane, (size_t)tN(x));
     const float *px = x->data;
     float *py = y->data;
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
         size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
         float *pos = py + img * 2 * plane + i0;
         concat_elu_fwd(px + img * plane + i0, pos, pos + plane, block_len(plane, i0));
     }
+    *out = y;
+    return AGAVE_OK;
+}
+
+agave_status agave_concat_elu(agave_context *ctx, agave_tensor *x, agave_tensor **out)
+{
+    agave_tensor *y;
+    TRY(concat_elu_compute(ctx, x, "concat_elu", &y));
     agave_status st;
     op_record(ctx, OP_CONCAT_ELU, y, &x, 1, &st);
     TRY(st);
@@ -247,7 +261,7 @@ agave_status concat_elu_backward(agave_context *ctx, const tape_node *node)
     const agave_tensor *x = node->in[0], *y = node->out;
     size_t plane = x->numel / (size_t)tN(x), per_image = (plane + EW_BLOCK - 1) / EW_BLOCK;
     long tasks = concat_elu_tasks(plane, (size_t)tN(x));
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
         size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
         size_t yo = img * 2 * plane + i0, xo = img * plane + i0;
@@ -255,6 +269,130 @@ agave_status concat_elu_backward(agave_context *ctx, const tape_node *node)
                        y->grad + yo + plane, gx + xo, block_len(plane, i0));
     }
     return AGAVE_OK;
+}
+
+/* ---- concat_elu_dropout (ops/fused.h): dropout(concat_elu(x)) ----------------------- */
+/* concat_elu_bwd with its output recomputed from x (em1 exactly as
+ * concat_elu_fwd rounds it) and the gradient first passed back through the
+ * dropout mask as dropout_backward would have added it into a zeroed buffer. */
+SIMD_CLONES static void concat_elu_dropout_bwd(const float *restrict x,
+                                               const unsigned char *restrict kpos,
+                                               const unsigned char *restrict kneg,
+                                               const float *restrict gpos,
+                                               const float *restrict gneg, float scale,
+                                               float *restrict gx, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float xi = x[i];
+        float e = exp_nonpos(neg_abs(xi)) - 1.0f + 1.0f;
+        float gp = 0.0f + select_f(kpos[i] != 0, gpos[i] * scale, 0.0f);
+        float gn = 0.0f + select_f(kneg[i] != 0, gneg[i] * scale, 0.0f);
+        float dpos = select_f(xi > 0.0f, gp, gp * e);
+        float dneg = select_f(xi < 0.0f, gn, gn * e);
+        gx[i] += dpos - dneg;
+    }
+}
+
+agave_status concat_elu_dropout(agave_context *ctx, agave_tensor *x, float p, agave_tensor **out)
+{
+    static const char op[] = "concat_elu_dropout";
+    if (ctx && !(p > 0.0f && p < 1.0f))
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s: p = %g must be in (0, 1)", op,
+                         (double)p);
+    agave_tensor *y;
+    TRY(concat_elu_compute(ctx, x, op, &y));
+    // dropout in place, agave_dropout's draws in its order: y's concat_elu is never kept
+    size_t n = y->numel;
+    unsigned char *keep = NULL;
+    if (tape_should_record(ctx, &x, 1) && !(keep = arena_alloc(&ctx->arena, n)))
+        return ctx_error(ctx, AGAVE_ERR_NOMEM,
+                         "concat_elu_dropout: cannot allocate a mask of %zu bytes", n);
+    float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) {
+        int k = rng_uniform(&ctx->rng) >= p; /* P(u >= p) = 1 - p */
+        y->data[i] = k ? y->data[i] * scale : 0.0f;
+        if (keep)
+            keep[i] = (unsigned char)k;
+    }
+    agave_status st;
+    tape_node *node = op_record(ctx, OP_CONCAT_ELU_DROPOUT, y, &x, 1, &st);
+    TRY(st);
+    if (node) {
+        node->saved = keep;
+        node->farg[0] = scale;
+    }
+    *out = y;
+    return AGAVE_OK;
+}
+
+agave_status concat_elu_dropout_backward(agave_context *ctx, const tape_node *node)
+{
+    agave_status st = AGAVE_OK;
+    float *gx = input_grad(node, 0, &st);
+    TRY(st);
+    if (!gx)
+        return AGAVE_OK;
+    const agave_tensor *x = node->in[0], *y = node->out;
+    const unsigned char *keep = node->saved;
+    const float scale = node->farg[0];
+    size_t plane = x->numel / (size_t)tN(x), per_image = (plane + EW_BLOCK - 1) / EW_BLOCK;
+    long tasks = concat_elu_tasks(plane, (size_t)tN(x));
+#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(dynamic, 1)
+    for (long t = 0; t < tasks; t++) {
+        size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
+        size_t yo = img * 2 * plane + i0, xo = img * plane + i0;
+        concat_elu_dropout_bwd(x->data + xo, keep + yo, keep + yo + plane, y->grad + yo,
+                               y->grad + yo + plane, scale, gx + xo, block_len(plane, i0));
+    }
+    return AGAVE_OK;
+}
+
+/* ---- concat_elu inside other ops (ops/fused.h) --------------------------------------- */
+/* concat_elu_bwd with the output recomputed from x, rounded as concat_elu_fwd
+ * rounds it: the same gradient, bit for bit, without the stored output. */
+SIMD_CLONES static void concat_elu_bwd_recompute(const float *restrict x,
+                                                 const float *restrict gpos,
+                                                 const float *restrict gneg, float *restrict gx,
+                                                 size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float xi = x[i];
+        float e = exp_nonpos(neg_abs(xi)) - 1.0f + 1.0f;
+        float dpos = select_f(xi > 0.0f, gpos[i], gpos[i] * e);
+        float dneg = select_f(xi < 0.0f, gneg[i], gneg[i] * e);
+        gx[i] += dpos - dneg;
+    }
+}
+
+void concat_elu_into(agave_context *ctx, const float *x, int m, int C, size_t P, float *dst,
+                     size_t row_stride, size_t image_stride)
+{
+    // x is (m,C,P); row c of image n at dst + c*row_stride + n*image_stride
+    const long planes = (long)m * C;
+#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > EW_PARALLEL_MIN) \
+    schedule(dynamic, 1)
+    for (long nc = 0; nc < planes; nc++) {
+        size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;
+        float *pos = dst + c * row_stride + n * image_stride;
+        concat_elu_fwd(x + (size_t)nc * P, pos, pos + (size_t)C * row_stride, P);
+    }
+}
+
+void concat_elu_grad_into(agave_context *ctx, const float *x, int m, int C, size_t P,
+                          const float *d, size_t row_stride, size_t image_stride, float *gx)
+{
+    // d laid out as concat_elu_into's dst; gx is (m,C,P) like x
+    const long planes = (long)m * C;
+#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > EW_PARALLEL_MIN) \
+    schedule(dynamic, 1)
+    for (long nc = 0; nc < planes; nc++) {
+        size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;
+        const float *gpos = d + c * row_stride + n * image_stride;
+        concat_elu_bwd_recompute(x + (size_t)nc * P, gpos, gpos + (size_t)C * row_stride,
+                                 gx + (size_t)nc * P, P);
+    }
 }
 
 /* ---- sigmoid: 1 / (1 + exp(-x)) ------------------------------------------------------- */

@@ -29,6 +29,7 @@
 #include <limits.h>
 
 #include "conv.h"
+#include "fused.h"
 #include "ops.h"
 
 /* A GEMM with this many columns runs near peak in OpenBLAS (its panels are a
@@ -523,6 +524,146 @@ agave_status nin_backward(agave_context *ctx, const tape_node *node)
             gemm_images(ctx, 1, Cin, Cout, w->data, Cin, dy, fold ? 0.0f : 1.0f, dx, m, P);
             if (fold)
                 cn_to_nchw(ctx, xcn, m, Cin, P, NULL, 1, gxb);
+        }
+    }
+    return AGAVE_OK;
+}
+
+/* ---- nin_add (ops/fused.h): y = base + nin(x or concat_elu(x)) ----------------------
+ * x is (N,Cx,H,W), w is (Cout,Cin) with Cin = 2Cx under concat_elu (ce) else Cx,
+ * base and y are (N,Cout,H,W). Per block of m images: the operand X (Cin, m*P)
+ * is x in place (NCHW, wide planes), x permuted (small planes) or concat_elu(x)
+ * written into scratch; T = W X goes to scratch in the wide layout; then
+ * y = base + (T + bias). T and concat_elu(x) are never stored in the arena. */
+
+static int nin_add_block(int N, size_t P, int Cin, int Cout)
+{
+    return images_per_block(N, P, (size_t)(Cin > Cout ? Cin : Cout));
+}
+
+/* The operand X of images [n0, n0+m): wide when fold, NCHW otherwise. */
+static image_cols nin_add_operand(agave_context *ctx, const agave_tensor *x, int n0, int m,
+                                  int ce, int fold, float *buf)
+{
+    const int Cx = tC(x);
+    const size_t P = (size_t)tH(x) * tW(x);
+    const float *xb = x->data + (size_t)n0 * Cx * P;
+    if (!ce)
+        return as_operand(ctx, xb, m, Cx, P, fold, buf);
+    if (fold) {
+        concat_elu_into(ctx, xb, m, Cx, P, buf, (size_t)m * P, P);
+        return wide_cols(buf, (size_t)2 * Cx);
+    }
+    concat_elu_into(ctx, xb, m, Cx, P, buf, P, (size_t)2 * Cx * P);
+    return nchw_cols(buf, (size_t)2 * Cx);
+}
+
+static agave_status nin_add_forward(agave_context *ctx, const agave_tensor *x,
+                                    const agave_tensor *w, const agave_tensor *bias,
+                                    const agave_tensor *base, int ce, agave_tensor *y)
+{
+    const int N = tN(x), Cin = tC(w), Cout = tN(w);
+    const size_t P = (size_t)tH(x) * tW(x);
+    const int fold = P < PANEL_COLS, nb = nin_add_block(N, P, Cin, Cout);
+    float *xbuf = ce || fold ? scratch(ctx, 0, (size_t)Cin * nb * P, "nin_add") : NULL;
+    float *t = scratch(ctx, 1, (size_t)Cout * nb * P, "nin_add");
+    if (!t || ((ce || fold) && !xbuf))
+        return AGAVE_ERR_NOMEM;
+    for (int n0 = 0; n0 < N; n0 += nb) {
+        const int m = nb < N - n0 ? nb : N - n0;
+        const size_t off = (size_t)n0 * Cout * P;
+        image_cols xb = nin_add_operand(ctx, x, n0, m, ce, fold, xbuf);
+        // T (Cout, m*P) = (Cout,Cin) x (Cin, m*P)
+        gemm_images(ctx, 0, Cout, Cin, w->data, Cin, xb, 0.0f, wide_cols(t, (size_t)Cout), m, P);
+        cn_add_base(ctx, t, m, Cout, P, bias ? bias->data : NULL, base->data + off,
+                    y->data + off);
+    }
+    return AGAVE_OK;
+}
+
+agave_status nin_add(agave_context *ctx, agave_tensor *x, agave_tensor *w, agave_tensor *bias,
+                     agave_tensor *base, int ce, agave_tensor **out)
+{
+    static const char op[] = "nin_add";
+    TRY(check_op_entry(ctx, out, op));
+    TRY(check_tensor(ctx, x, op, "x"));
+    TRY(check_tensor(ctx, w, op, "w"));
+    TRY(check_tensor_opt(ctx, bias, op, "bias"));
+    TRY(check_tensor(ctx, base, op, "base"));
+    TRY(check_rank(ctx, x, 4, op, "x", "(N,Cx,H,W)"));
+    TRY(check_rank(ctx, w, 2, op, "w", "(Cout,Cin)"));
+    char sx[SHAPE_BUF], sw[SHAPE_BUF];
+    if ((long long)tC(x) * (ce ? 2 : 1) != tC(w))
+        return ctx_error(ctx, AGAVE_ERR_SHAPE, "nin_add: x %s%s does not match w %s (Cout,Cin)",
+                         shape_str(x, sx, sizeof sx), ce ? " under concat_elu" : "",
+                         shape_str(w, sw, sizeof sw));
+    TRY(check_bias(ctx, bias, w, 0, op));
+    TRY(check_gemm_dims(ctx, (size_t)tC(w), (size_t)tH(x) * tW(x), op));
+    long long dims[4] = {tN(x), tN(w), tH(x), tW(x)};
+    if (base->ndim != 4 || tN(base) != dims[0] || tC(base) != dims[1] || tH(base) != dims[2] ||
+        tW(base) != dims[3])
+        return ctx_error(ctx, AGAVE_ERR_SHAPE, "nin_add: base %s must be (%lld,%lld,%lld,%lld)",
+                         shape_str(base, sx, sizeof sx), dims[0], dims[1], dims[2], dims[3]);
+    agave_tensor *y = NULL;
+    TRY(new_output(ctx, dims, 4, op, &y));
+    TRY(nin_add_forward(ctx, x, w, bias, base, ce, y));
+    agave_status st;
+    agave_tensor *in[4] = {x, w, bias, base};
+    tape_node *node = op_record(ctx, OP_NIN_ADD, y, in, 4, &st);
+    TRY(st);
+    if (node)
+        node->iarg[0] = ce;
+    *out = y;
+    return AGAVE_OK;
+}
+
+/* dbase += dY; dbias = sum dY; dW += dY X^T; dX = W^T dY, through concat_elu's
+ * gradient into dx under ce, else added into dx as nin_backward does. */
+agave_status nin_add_backward(agave_context *ctx, const tape_node *node)
+{
+    agave_status st = AGAVE_OK;
+    float *gx = input_grad(node, 0, &st), *gw = input_grad(node, 1, &st);
+    float *gb = input_grad(node, 2, &st), *gbase = input_grad(node, 3, &st);
+    TRY(st);
+    const agave_tensor *x = node->in[0], *w = node->in[1], *y = node->out;
+    const int ce = node->iarg[0], N = tN(x), Cx = tC(x), Cin = tC(w), Cout = tN(w);
+    const size_t P = (size_t)tH(x) * tW(x);
+    const float *g = y->grad;
+    if (gbase) {
+        const long n = (long)y->numel;
+#pragma omp parallel for num_threads(ctx->threads) if (n > 65536) schedule(dynamic, 16384)
+        for (long i = 0; i < n; i++)
+            gbase[i] += g[i];
+    }
+    if (gb)
+        bias_grad(ctx, g, N, Cout, P, gb);
+    if (!gx && !gw)
+        return AGAVE_OK;
+    const int fold = P < PANEL_COLS, nb = nin_add_block(N, P, Cin, Cout);
+    float *xbuf = scratch(ctx, 0, (size_t)Cin * nb * P, "nin_add backward");
+    float *dycn = fold ? scratch(ctx, 1, (size_t)Cout * nb * P, "nin_add backward") : NULL;
+    if (!xbuf || (fold && !dycn))
+        return AGAVE_ERR_NOMEM;
+    for (int n0 = 0; n0 < N; n0 += nb) {
+        const int m = nb < N - n0 ? nb : N - n0;
+        image_cols dy = as_operand(ctx, g + (size_t)n0 * Cout * P, m, Cout, P, fold, dycn);
+        if (gw) {   // dW (Cout,Cin) += dY (Cout, m*P) x X^T
+            image_cols xb = nin_add_operand(ctx, x, n0, m, ce, fold, xbuf);
+            gemm_sum_images(ctx, Cout, Cin, dy, xb, gw, Cin, m, P);
+        }
+        if (!gx)
+            continue;
+        float *gxb = gx + (size_t)n0 * Cx * P;
+        if (ce) {   // dX into scratch, laid out as the operand, then through concat_elu
+            image_cols dx = fold ? wide_cols(xbuf, (size_t)Cin) : nchw_cols(xbuf, (size_t)Cin);
+            gemm_images(ctx, 1, Cin, Cout, w->data, Cin, dy, 0.0f, dx, m, P);
+            concat_elu_grad_into(ctx, x->data + (size_t)n0 * Cx * P, m, Cx, P, xbuf,
+                                 fold ? (size_t)m * P : P, fold ? P : (size_t)Cin * P, gxb);
+        } else {   // as nin_backward
+            image_cols dx = fold ? wide_cols(xbuf, (size_t)Cin) : nchw_cols(gxb, (size_t)Cin);
+            gemm_images(ctx, 1, Cin, Cout, w->data, Cin, dy, fold ? 0.0f : 1.0f, dx, m, P);
+            if (fold)
+                cn_to_nchw(ctx, xbuf, m, Cin, P, NULL, 1, gxb);
         }
     }
     return AGAVE_OK;

@@ -49,6 +49,10 @@ void nchw_to_cn(agave_context *ctx, const float *src, int nb, int C, size_t P, f
 void cn_to_nchw(agave_context *ctx, const float *src, int nb, int C, size_t P,
                 const float *bias, int accumulate, float *dst);
 
+/* y (nb,C,P) = base + (src (C,nb*P) permuted + bias[c]); bias may be NULL. */
+void cn_add_base(agave_context *ctx, const float *src, int nb, int C, size_t P,
+                 const float *bias, const float *base, float *y);
+
 /* t (nb,C,P) = bias[c] (or 0 when bias is NULL). */
 void fill_bias(agave_context *ctx, float *t, int nb, int C, size_t P, const float *bias);
 

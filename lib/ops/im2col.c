@@ -152,6 +152,23 @@ void cn_to_nchw(agave_context *ctx, const float *src, int nb, int C, size_t P,
     }
 }
 
+void cn_add_base(agave_context *ctx, const float *src, int nb, int C, size_t P,
+                 const float *bias, const float *base, float *y)
+{
+    // src is (C,nb*P); base and y are (nb,C,P)
+    const long planes = (long)nb * C;
+#pragma omp parallel for num_threads(data_threads(ctx)) if ((size_t)planes * P > PAR_MIN_WORK) \
+    schedule(guided)
+    for (long nc = 0; nc < planes; nc++) {
+        size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;
+        const float *s = src + (c * (size_t)nb + n) * P, *bs = base + (size_t)nc * P;
+        float *d = y + (size_t)nc * P;
+        float b = bias ? bias[c] : 0.0f;
+        for (size_t p = 0; p < P; p++)
+            d[p] = bs[p] + (s[p] + b);
+    }
+}
+
 void fill_bias(agave_context *ctx, float *t, int nb, int C, size_t P, const float *bias)
 {
     // t is (nb,C,P)

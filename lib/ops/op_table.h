@@ -12,6 +12,7 @@
     X(CONV2D, conv2d)                                                                     \
     X(CONV2D_TRANSPOSE, conv2d_transpose)                                                 \
     X(NIN, nin)                                                                           \
+    X(NIN_ADD, nin_add) /* internal: ops/fused.h */                                       \
     X(DENSE, dense)                                                                       \
     /* element-wise arithmetic: lib/ops/arith.c */                                        \
     X(BIAS_ADD, bias_add)                                                                 \
@@ -22,6 +23,7 @@
     /* nonlinearities: lib/ops/activation.c */                                            \
     X(ELU, elu)                                                                           \
     X(CONCAT_ELU, concat_elu)                                                             \
+    X(CONCAT_ELU_DROPOUT, concat_elu_dropout) /* internal: ops/fused.h */                 \
     X(SIGMOID, sigmoid)                                                                   \
     X(TANH, tanh)                                                                         \
     X(EXP, exp)                                                                           \

@@ -10,6 +10,7 @@
  * and outputs sum at most 3*5*5 = 75 products of values in [-1, 1], so the
  * float32 noise after division by 2 eps stays near 1e-4. */
 #include "gradcheck.h"
+#include "ops/fused.h"
 
 #define SHAPE4(n, c, h, w) 4, {n, c, h, w}
 #define SHAPE2(a, b) 2, {a, b, 1, 1}
@@ -66,6 +67,28 @@ static agave_status deconv_large_plane(agave_context *ctx, agave_tensor **in,
                                        agave_tensor **out)
 {
     return agave_conv2d_transpose(ctx, in[0], in[1], in[2], 2, 0, 1, 64, 64, out);
+}
+
+/* ---- nin_add (internal, ops/fused.h): base + nin(x or concat_elu(x)) ------------------- */
+static agave_status nin_add_ce(agave_context *ctx, agave_tensor **in, agave_tensor **out)
+{
+    return nin_add(ctx, in[0], in[1], in[2], in[3], 1, out);
+}
+static agave_status nin_add_ce_nobias(agave_context *ctx, agave_tensor **in, agave_tensor **out)
+{
+    return nin_add(ctx, in[0], in[1], NULL, in[2], 1, out);
+}
+static agave_status nin_add_plain(agave_context *ctx, agave_tensor **in, agave_tensor **out)
+{
+    return nin_add(ctx, in[0], in[1], in[2], in[3], 0, out);
+}
+/* concat_elu has a kink at 0: keep x at least 0.05 away, beyond eps. */
+static void x_away_from_zero(agave_tensor **in)
+{
+    float *x = agave_tensor_data(in[0]);
+    for (size_t i = 0; i < agave_tensor_numel(in[0]); i++)
+        if (x[i] > -0.05f && x[i] < 0.05f)
+            x[i] = x[i] < 0 ? x[i] - 0.05f : x[i] + 0.05f;
 }
 
 /* ---- nin and dense --------------------------------------------------------------------- */
@@ -139,6 +162,23 @@ const gc_case gc_cases_conv[] = {
     {"nin", "only x differentiated", 3,
      {{SHAPE4(3, 5, 3, 5), RANDOM}, {SHAPE2(4, 5), FIXED}, {VEC(4), FIXED}}, run_nin, NULL, 0, 0,
      0, 0},
+
+    /* nin_add: x (N,Cx,H,W), w (Cout, 2Cx under concat_elu), bias (Cout), base (N,Cout,H,W) */
+    {"nin_add", "concat_elu, (3,2,3,5) -> 4 channels, bias, planes folded", 4,
+     {{SHAPE4(3, 2, 3, 5), RANDOM}, {SHAPE2(4, 4), RANDOM}, {VEC(4), RANDOM},
+      {SHAPE4(3, 4, 3, 5), RANDOM}},
+     nin_add_ce, x_away_from_zero, 0, 0, 0, 0},
+    {"nin_add", "concat_elu, (2,2,33,32) -> 3 channels, no bias, one image per GEMM", 3,
+     {{SHAPE4(2, 2, 33, 32), RANDOM}, {SHAPE2(3, 4), RANDOM}, {SHAPE4(2, 3, 33, 32), RANDOM}},
+     nin_add_ce_nobias, x_away_from_zero, 0, 0, 0, 0},
+    {"nin_add", "(3,5,3,5) -> 4 channels, bias, planes folded", 4,
+     {{SHAPE4(3, 5, 3, 5), RANDOM}, {SHAPE2(4, 5), RANDOM}, {VEC(4), RANDOM},
+      {SHAPE4(3, 4, 3, 5), RANDOM}},
+     nin_add_plain, NULL, 0, 0, 0, 0},
+    {"nin_add", "(2,3,32,33), only x and base differentiated, one image per GEMM", 4,
+     {{SHAPE4(2, 3, 32, 33), RANDOM}, {SHAPE2(2, 3), FIXED}, {VEC(2), FIXED},
+      {SHAPE4(2, 2, 32, 33), RANDOM}},
+     nin_add_plain, NULL, 0, 0, 0, 0},
 
     /* dense: x (N,K) or (N,...), w (M,K), bias (M) */
     {"dense", "x (5,3,2,2) flattened to K=12, bias", 3,

@@ -1,6 +1,7 @@
 /* Gradient-check cases for the element-wise, reduction, shape, dropout and
  * weight-norm ops. Shapes use odd sizes and batch > 1. */
 #include "gradcheck.h"
+#include "ops/fused.h"
 
 #define SHAPE4(n, c, h, w) 4, {n, c, h, w}
 
@@ -101,6 +102,11 @@ static agave_status run_dropout0(agave_context *ctx, agave_tensor **in, agave_te
 {
     return agave_dropout(ctx, in[0], 0.0f, out);
 }
+static agave_status run_concat_elu_dropout(agave_context *ctx, agave_tensor **in,
+                                          agave_tensor **out)
+{
+    return concat_elu_dropout(ctx, in[0], 0.3f, out);
+}
 static agave_status run_weight_norm(agave_context *ctx, agave_tensor **in, agave_tensor **out)
 {
     return agave_weight_norm(ctx, in[0], in[1], out);
@@ -129,6 +135,8 @@ const gc_case gc_cases_elementwise[] = {
      run_concat_elu, away_from_zero, 0, 0, 0, 0},
     {"concat_elu", "2-D (3,7), |x| >= 0.05", 1, {{2, {3, 7}, -3, 3, 0}}, run_concat_elu,
      away_from_zero, 0, 0, 0, 0},
+    {"concat_elu_dropout", "(2,3,5,3), p = 0.3, |x| >= 0.05", 1, {{SHAPE4(2, 3, 5, 3), -2, 2, 0}},
+     run_concat_elu_dropout, away_from_zero, 1, 0, 0, 0},
     {"sigmoid", "(3,5,3,7)", 1, {{SHAPE4(3, 5, 3, 7), -4, 4, 0}}, run_sigmoid, NULL, 0, 0, 0, 0},
     {"sigmoid", "tails (2,3,5,3)", 1, {{SHAPE4(2, 3, 5, 3), -20, 20, 0}}, run_sigmoid, NULL, 0,
      0, 0, 0},
