@@ -34,7 +34,7 @@ typedef struct train_opts {
     const char *config, *data, *out;
     cli_list sets;
     long long steps, batch, seed, threads, checkpoint_every, log_every;
-    double minutes;
+    double minutes, memory_limit;   /* memory_limit in MiB, 0: none */
     int resume, force;
 } train_opts;
 
@@ -84,6 +84,7 @@ typedef struct trainer {
     position saved;              /* the last checkpoint written or loaded */
     int have_saved;
     progress line;
+    double step_mib;             /* agave_config_estimate_bytes at the batch, in MiB */
     int lock_fd;                 /* holds DIR/train.lock; -1 before open_csv */
 } trainer;
 
@@ -123,6 +124,9 @@ static cli_option *train_options(train_opts *o, char *threads_text, size_t len, 
         {"minutes", CLI_DOUBLE, &o->minutes, "M",
          "stop after M minutes of training in this run (with --steps: whichever comes first)",
          "no time limit", 1e-3, 1e7, 0},
+        {"memory-limit", CLI_DOUBLE, &o->memory_limit, "MIB",
+         "refuse, before allocating, a model or batch whose training step would need more than "
+         "MIB mebibytes (the library's estimate, printed at start)", "no limit", 1, 1e9, 0},
         {"batch", CLI_INT, &o->batch, "B",
          "images per training step (under mpirun: in all, shared by the ranks)",
          "16; on --resume, the run's", 1, 4096, 0},
@@ -527,6 +531,30 @@ static int open_csv(trainer *t)
     return EXIT_OK;
 }
 
+/* The step's memory at the global batch (every rank initialises on all of
+ * it), refused here, before the output directory exists, when over
+ * --memory-limit; the library would refuse the first step anyway. */
+static int check_memory(trainer *t)
+{
+    size_t need = 0, limit = agave_context_memory_limit(t->ctx);
+    if (agave_config_estimate_bytes(&t->cfg, t->batch, &need) != AGAVE_OK)
+        return fail(PROG, "%s", agave_context_last_error(t->ctx));
+    t->step_mib = (double)need / 1048576.0;
+    if (!limit || need <= limit)
+        return EXIT_OK;
+    int fits = 0;
+    for (int b = t->batch - 1; b >= 1 && !fits; b--) {
+        size_t n = 0;
+        if (agave_config_estimate_bytes(&t->cfg, b, &n) == AGAVE_OK && n <= limit)
+            fits = b;
+    }
+    if (!fits)
+        return fail(PROG, "--memory-limit %.0f: a training step of this model needs about %.0f "
+                    "MiB even at batch 1", t->o->memory_limit, t->step_mib);
+    return fail(PROG, "--memory-limit %.0f: a training step at --batch %d needs about %.0f MiB; "
+                "batches up to %d fit", t->o->memory_limit, t->batch, t->step_mib, fits);
+}
+
 /* Under mpirun: this rank's slice of every batch, and the reducer that sums
  * the slices' gradients. One rank trains exactly as the plain build. */
 static int setup_ranks(trainer *t)
@@ -558,7 +586,9 @@ static int setup(trainer *t, const cli_program *prog)
     if (open_context(PROG, (uint64_t)o->seed, (int)o->threads, &t->ctx) != EXIT_OK ||
         open_dataset(PROG, t->ctx, o->data, AGAVE_SPLIT_TRAIN, &t->ds) != EXIT_OK)
         return EXIT_ERROR;
-    if ((o->resume ? load_model(t) : create_model(t)) != EXIT_OK)
+    if (o->memory_limit > 0)
+        agave_context_set_memory_limit(t->ctx, (size_t)(o->memory_limit * 1048576.0));
+    if ((o->resume ? load_model(t) : create_model(t)) != EXIT_OK || check_memory(t) != EXIT_OK)
         return EXIT_ERROR;
     if (agave_batcher_create(t->ctx, t->ds, t->batch, (uint64_t)o->seed, 0, AGAVE_SUBSET_FIRST,
                              &t->batcher) != AGAVE_OK)
@@ -779,8 +809,9 @@ static void print_header(trainer *t)
     describe_config(&t->cfg, cfg, sizeof cfg);
     fprintf(stderr, PROG ": configuration %s: %s\n",
             t->o->resume ? "(from the checkpoint)" : t->o->config, cfg);
-    fprintf(stderr, PROG ": %zu parameters; %zu training images (%dx%dx%d) from %s\n",
-            agave_model_param_count(t->model), agave_dataset_count(t->ds),
+    fprintf(stderr, PROG ": %zu parameters, about %.0f MiB a training step; %zu training images "
+                    "(%dx%dx%d) from %s\n",
+            agave_model_param_count(t->model), t->step_mib, agave_dataset_count(t->ds),
             agave_dataset_channels(t->ds), agave_dataset_height(t->ds),
             agave_dataset_width(t->ds), t->o->data);
     if (t->target_steps)

@@ -137,7 +137,8 @@ done
 awk -F, 'NR > 1 && (NF != 6 || $3 + 0 <= 0 || $4 + 0 <= 0 || $5 + 0 <= 0 || $6 + 0 < 0) { bad = 1 }
     END { exit bad }' "$run/train.csv" || fail "train.csv has bad figures: $(cat "$run/train.csv")"
 grep -q '^step 6: train' "$tmp/train.out" || fail "agave-train summary: $(cat "$tmp/train.out")"
-grep -q ' parameters; ' "$tmp/train.err" || fail "agave-train does not print the parameter count"
+grep -q ' parameters, about [0-9]* MiB a training step; ' "$tmp/train.err" ||
+    fail "agave-train does not print the parameter count and the step's memory"
 grep -q "64 training images" "$tmp/train.err" || fail "agave-train does not print the data set size"
 echo "programs: agave-train wrote model.ckpt, train.state and train.csv with one row per step"
 
@@ -224,6 +225,18 @@ cp "$half/train.csv" "$tmp/before.csv"
 grep -q 'nothing to do' "$tmp/again.out" || fail "no 'nothing to do': $(cat "$tmp/again.out")"
 cmp -s "$tmp/before.csv" "$half/train.csv" || fail "a run with nothing to do changed train.csv"
 echo "programs: 3 steps + --resume to 6 give the same losses as 6 straight steps"
+
+# --memory-limit: a batch over the limit is refused before anything is
+# written, and the message names the batch that fits.
+rc=0
+# shellcheck disable=SC2086
+"$train" --config tiny --data "$data" --batch 64 --memory-limit 5 --out "$tmp/capped" $t1 \
+    >/dev/null 2>"$tmp/capped.err" || rc=$?
+[ "$rc" -eq 2 ] && [ "$(wc -l <"$tmp/capped.err")" -eq 1 ] &&
+    grep -q 'batches up to [0-9]* fit' "$tmp/capped.err" ||
+    fail "--memory-limit 5 --batch 64: exit $rc: $(cat "$tmp/capped.err")"
+[ ! -e "$tmp/capped" ] || fail "a run refused by --memory-limit created its output directory"
+echo "programs: --memory-limit refuses a batch over it before writing: $(cat "$tmp/capped.err")"
 
 # A time budget stops a run that has a step budget far out of reach.
 # shellcheck disable=SC2086
