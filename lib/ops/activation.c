@@ -242,6 +242,7 @@ static agave_status concat_elu_compute(agave_context *ctx, agave_tensor *x, cons
 
 agave_status agave_concat_elu(agave_context *ctx, agave_tensor *x, agave_tensor **out)
 {
+    TRY(check_op_entry(ctx, out, "concat_elu"));   /* (compute checks its own &y) */
     agave_tensor *y;
     TRY(concat_elu_compute(ctx, x, "concat_elu", &y));
     agave_status st;
@@ -309,12 +310,16 @@ agave_status concat_elu_dropout(agave_context *ctx, agave_tensor *x, float p, ag
         return ctx_error(ctx, AGAVE_ERR_NOMEM,
                          "concat_elu_dropout: cannot allocate a mask of %zu bytes", n);
     float scale = 1.0f / (1.0f - p);
+    /* Under a batch slice, skip the other processes' draws, as agave_dropout does. */
+    size_t per_item = n / (size_t)tN(y);
+    slice_skip_before(ctx, per_item, 1);
     for (size_t i = 0; i < n; i++) {
         int k = rng_uniform(&ctx->rng) >= p; /* P(u >= p) = 1 - p */
         y->data[i] = k ? y->data[i] * scale : 0.0f;
         if (keep)
             keep[i] = (unsigned char)k;
     }
+    slice_skip_after(ctx, tN(y), per_item, 1);
     agave_status st;
     tape_node *node = op_record(ctx, OP_CONCAT_ELU_DROPOUT, y, &x, 1, &st);
     TRY(st);
