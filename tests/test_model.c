@@ -431,6 +431,53 @@ static agave_model *model_with_grads(agave_context *ctx, agave_mode mode, float 
     return m;
 }
 
+/* ---- releasing tensors during backward ---------------------------------------------- */
+/* agave_model_train_step's backward (tape_backward with release) gives each
+ * op's output and gradient back to the arena as soon as its backward ran, and
+ * later gradients reuse that memory. Every parameter gradient must come out
+ * bit-identical to agave_backward's, which keeps everything: a backward that
+ * read a released tensor would read another tensor's numbers. RGB, IAF, and
+ * dropout (the fused concat_elu + dropout op). */
+static void grads_of_step(agave_model *m, const uint8_t *x, int n, int release, float *out)
+{
+    for (int i = 0; i < m->n_params; i++)
+        assert_int_equal(agave_tensor_zero_grad(m->params[i]), AGAVE_OK);
+    agave_tensor *loss;
+    model_loss_value(m, x, n, 1, &loss);
+    assert_int_equal(tape_backward(m->ctx, loss, release), AGAVE_OK);
+    for (int i = 0; i < m->n_params; i++) {
+        size_t k = agave_tensor_numel(m->params[i]);
+        memcpy(out, agave_tensor_grad(m->params[i]), k * sizeof *out);
+        out += k;
+    }
+}
+
+static void test_release_during_backward_changes_nothing(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 1), AGAVE_OK);
+    agave_config cfg = tiny(3, 1, 1, 256, AGAVE_MODE_AGAVE);
+    cfg.dropout = 0.5f;
+    uint8_t *x = random_images(3, 3, 21);
+    agave_model *m = new_model(ctx, &cfg, x, 3);
+    model_set_training(m, 1);
+    size_t total = 0;
+    for (int i = 0; i < m->n_params; i++)
+        total += agave_tensor_numel(m->params[i]);
+    float *kept = malloc(total * sizeof *kept), *released = malloc(total * sizeof *released);
+    grads_of_step(m, x, 3, 0, kept);
+    grads_of_step(m, x, 3, 1, released);
+    assert_memory_equal(kept, released, total * sizeof *kept);
+    double norm = 0;
+    for (size_t j = 0; j < total; j++)
+        norm += fabs(kept[j]);
+    assert_true(norm > 0);
+    free(kept), free(released), free(x);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
 static int is_vae_param(agave_model *m, int i)
 {
     /* The VAE's layers come first, up to and including dec_out; then aux_log_scale last. */
@@ -807,6 +854,7 @@ int main(void)
         cmocka_unit_test(test_gradcheck_agave_c3_t1_s2_b32),
         cmocka_unit_test(test_gradcheck_naive_c3_t0_s1_b256),
         cmocka_unit_test(test_gradcheck_naive_c1_t1_s2_b32),
+        cmocka_unit_test(test_release_during_backward_changes_nothing),
         cmocka_unit_test(test_overfit_agave),
         cmocka_unit_test(test_overfit_naive),
         cmocka_unit_test(test_overfit_pixelcnn),

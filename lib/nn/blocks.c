@@ -124,9 +124,8 @@ agave_status gated_forward(agave_layer *l, agave_tensor *x, agave_tensor *a, aga
     }
     NN_TRY(check_extra(l, a, l->opt.shortcut_channels, x, "a"));
     NN_TRY(check_extra(l, h, l->opt.cond_channels, x, "h"));
-    agave_tensor *t, *c1, *c2;
-    NN_TRY(agave_concat_elu(ctx, x, &t));
-    NN_TRY(linear_forward(child_named(l, "conv1"), t, &c1));
+    agave_tensor *c1, *c2;
+    NN_TRY(linear_forward_ce(child_named(l, "conv1"), x, &c1));   /* conv1(concat_elu(x)) */
     if (a)   /* c1 + nin_a(concat_elu(a)), fused: neither term is stored */
         NN_TRY(linear_forward_add(child_named(l, "nin_a"), a, 1, c1, &c1));
     if (l->training && l->opt.dropout > 0)   /* fused: concat_elu's output is not kept */

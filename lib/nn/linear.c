@@ -111,6 +111,46 @@ static agave_status check_input(agave_layer *l, const agave_tensor *x)
                      spatial ? "channels" : "features", shape_str(x, s, sizeof s));
 }
 
+/* The conv layer applied to concat_elu(x). Once initialised it is one fused
+ * op (ops/fused.h) that never stores concat_elu(x); the data-dependent init
+ * runs on concat_elu(x) made explicitly and gives it back afterwards. */
+agave_status linear_forward_ce(agave_layer *l, agave_tensor *x, agave_tensor **out)
+{
+    agave_context *ctx = l->ctx;
+    if (l->kind != AGAVE_LAYER_CONV || l->mask) {
+        agave_tensor *t;
+        NN_TRY(agave_concat_elu(ctx, x, &t));
+        return linear_forward(l, t, out);
+    }
+    if (x->ndim != 4 || 2 * tC(x) != l->opt.in_channels) {
+        char s[SHAPE_BUF];
+        return ctx_error(ctx, AGAVE_ERR_SHAPE,
+                         "layer expects (N,C,H,W) with %d input channels after concat_elu, x is %s",
+                         l->opt.in_channels, shape_str(x, s, sizeof s));
+    }
+    if (!l->initialized) {
+        int was_recording = agave_tape_recording(ctx);
+        agave_tape_set_recording(ctx, 0);
+        agave_tensor *t = NULL, *y = NULL;
+        agave_status st = agave_concat_elu(ctx, x, &t);
+        if (st == AGAVE_OK)
+            st = init_params(l, t, &y);
+        agave_tape_set_recording(ctx, was_recording);
+        NN_TRY(st);
+        tensor_release_buffers(t);
+        if (!was_recording) {   /* y is the initialised output, as in init_forward */
+            *out = y;
+            return AGAVE_OK;
+        }
+        tensor_release_buffers(y);
+    }
+    agave_tensor *w;
+    NN_TRY(normalised_weight(l, &w));
+    int p[4];
+    conv_pads(&l->opt, p);
+    return conv2d_ce(ctx, x, w, l->b, l->opt.stride, p[0], p[1], p[2], p[3], out);
+}
+
 /* base + the NIN layer applied to x, or to concat_elu(x) with ce. Once
  * initialised it is one fused op (ops/fused.h), which stores neither the
  * layer's output nor concat_elu(x); the data-dependent init runs the ops one by

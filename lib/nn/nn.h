@@ -34,6 +34,8 @@ agave_status layer_new(agave_context *ctx, agave_layer_kind kind, const agave_la
 
 /* Linear forward of a weight-normalised layer, initialising it on first use. */
 agave_status linear_forward(agave_layer *l, agave_tensor *x, agave_tensor **out);
+/* linear_forward(l, concat_elu(x)), fused for conv layers. */
+agave_status linear_forward_ce(agave_layer *l, agave_tensor *x, agave_tensor **out);
 /* base + linear_forward(l, ce ? concat_elu(x) : x), fused for NIN layers. */
 agave_status linear_forward_add(agave_layer *l, agave_tensor *x, int ce, agave_tensor *base,
                                 agave_tensor **out);

@@ -242,8 +242,8 @@ static agave_status concat_elu_compute(agave_context *ctx, agave_tensor *x, cons
 
 agave_status agave_concat_elu(agave_context *ctx, agave_tensor *x, agave_tensor **out)
 {
-    TRY(check_op_entry(ctx, out, "concat_elu"));   /* (compute checks its own &y) */
     agave_tensor *y;
+    TRY(check_op_entry(ctx, out, "concat_elu"));
     TRY(concat_elu_compute(ctx, x, "concat_elu", &y));
     agave_status st;
     op_record(ctx, OP_CONCAT_ELU, y, &x, 1, &st);
@@ -298,7 +298,8 @@ SIMD_CLONES static void concat_elu_dropout_bwd(const float *restrict x,
 agave_status concat_elu_dropout(agave_context *ctx, agave_tensor *x, float p, agave_tensor **out)
 {
     static const char op[] = "concat_elu_dropout";
-    if (ctx && !(p > 0.0f && p < 1.0f))
+    TRY(check_op_entry(ctx, out, op));
+    if (!(p > 0.0f && p < 1.0f))
         return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s: p = %g must be in (0, 1)", op,
                          (double)p);
     agave_tensor *y;

@@ -27,6 +27,7 @@
  * close to the size of its activations.
  */
 #include <limits.h>
+#include <string.h>
 
 #include "conv.h"
 #include "fused.h"
@@ -185,29 +186,44 @@ static agave_status new_output(agave_context *ctx, const long long dims[4], int 
 
 /* ---- conv2d: x is (N,Cin,H,W), w is (Cout,Cin,KH,KW), y is (N,Cout,Ho,Wo) -------- */
 
+/* The image side is x, or concat_elu(x) (2C channels) with ce. */
 static conv_geom conv2d_geom(const agave_tensor *x, const agave_tensor *w, int stride,
-                             int pad_top, int pad_left, int out_h, int out_w)
+                             int pad_top, int pad_left, int out_h, int out_w, int ce)
 {
-    return (conv_geom){tC(x), tH(x), tW(x), tH(w), tW(w), stride, pad_top, pad_left,
-                       out_h, out_w};
+    return (conv_geom){ce ? 2 * tC(x) : tC(x), tH(x), tW(x), tH(w), tW(w), stride, pad_top,
+                       pad_left, out_h, out_w};
+}
+
+/* Images [n0, n0+m) of the conv's input: x in place, or under ce concat_elu(x)
+ * computed into buf (m, 2C, H, W), so that it is never stored. */
+static const float *conv2d_images(agave_context *ctx, const agave_tensor *x, int n0, int m,
+                                  int ce, float *buf)
+{
+    const size_t plane = (size_t)tH(x) * tW(x), x_img = (size_t)tC(x) * plane;
+    const float *xb = x->data + (size_t)n0 * x_img;
+    if (!ce)
+        return xb;
+    concat_elu_into(ctx, xb, m, tC(x), plane, buf, plane, 2 * x_img);
+    return buf;
 }
 
 static agave_status conv2d_forward(agave_context *ctx, const conv_geom *g,
                                    const agave_tensor *x, const agave_tensor *w,
-                                   const agave_tensor *bias, agave_tensor *y)
+                                   const agave_tensor *bias, int ce, agave_tensor *y)
 {
     const int N = tN(x), Cout = tN(w);
-    const size_t K = geom_rows(g), P = geom_cols(g), x_img = (size_t)tC(x) * geom_plane(g);
+    const size_t K = geom_rows(g), P = geom_cols(g), img = (size_t)g->channels * geom_plane(g);
     const int nb = images_per_block(N, P, K), fold = P < PANEL_COLS;
     float *col = scratch(ctx, 0, K * (size_t)nb * P, "conv2d");
     float *ycn = fold ? scratch(ctx, 1, (size_t)Cout * nb * P, "conv2d") : NULL;
-    if (!col || (fold && !ycn))
+    float *cebuf = ce ? scratch(ctx, 2, img * (size_t)nb, "conv2d") : NULL;
+    if (!col || (fold && !ycn) || (ce && !cebuf))
         return AGAVE_ERR_NOMEM;
     const float *b = bias ? bias->data : NULL;
     for (int n0 = 0; n0 < N; n0 += nb) {
         const int m = nb < N - n0 ? nb : N - n0;
         float *yb = y->data + (size_t)n0 * Cout * P;   // (m,Cout,P)
-        im2col(ctx, g, x->data + (size_t)n0 * x_img, m, col);
+        im2col(ctx, g, conv2d_images(ctx, x, n0, m, ce, cebuf), m, col);
         // (Cout,K) x (K, m*P), into y directly or into (Cout, m*P) then permuted
         image_cols out = fold ? wide_cols(ycn, (size_t)Cout) : nchw_cols(yb, (size_t)Cout);
         gemm_images(ctx, 0, Cout, (int)K, w->data, (int)K, wide_cols(col, K), 0.0f, out, m, P);
@@ -219,11 +235,11 @@ static agave_status conv2d_forward(agave_context *ctx, const conv_geom *g,
     return AGAVE_OK;
 }
 
-agave_status agave_conv2d(agave_context *ctx, agave_tensor *x, agave_tensor *w,
-                          agave_tensor *bias, int stride, int pad_top, int pad_bottom,
-                          int pad_left, int pad_right, agave_tensor **out)
+static agave_status conv2d_op(agave_context *ctx, agave_tensor *x, agave_tensor *w,
+                              agave_tensor *bias, int stride, int pad_top, int pad_bottom,
+                              int pad_left, int pad_right, int ce, agave_tensor **out)
 {
-    static const char op[] = "conv2d";
+    const char *op = ce ? "conv2d_ce" : "conv2d";
     TRY(check_op_entry(ctx, out, op));
     TRY(check_tensor(ctx, x, op, "x"));
     TRY(check_tensor(ctx, w, op, "w"));
@@ -231,11 +247,11 @@ agave_status agave_conv2d(agave_context *ctx, agave_tensor *x, agave_tensor *w,
     TRY(check_rank(ctx, x, 4, op, "x", "(N,Cin,H,W)"));
     TRY(check_rank(ctx, w, 4, op, "w", "(Cout,Cin,KH,KW)"));
     char sx[SHAPE_BUF], sw[SHAPE_BUF];
-    if (tC(x) != w->dims[1])
+    if ((long long)tC(x) * (ce ? 2 : 1) != w->dims[1])
         return ctx_error(ctx, AGAVE_ERR_SHAPE,
-                         "conv2d: x %s has %d channels but w %s (Cout,Cin,KH,KW) expects %d",
-                         shape_str(x, sx, sizeof sx), tC(x), shape_str(w, sw, sizeof sw),
-                         w->dims[1]);
+                         "%s: x %s has %d channels%s but w %s (Cout,Cin,KH,KW) expects %d", op,
+                         shape_str(x, sx, sizeof sx), tC(x), ce ? " (doubled by concat_elu)" : "",
+                         shape_str(w, sw, sizeof sw), w->dims[1]);
     TRY(check_bias(ctx, bias, w, 0, op));
     TRY(check_stride(ctx, stride, op));
     if (pad_top < 0 || pad_bottom < 0 || pad_left < 0 || pad_right < 0)
@@ -251,25 +267,43 @@ agave_status agave_conv2d(agave_context *ctx, agave_tensor *x, agave_tensor *w,
                          shape_str(x, sx, sizeof sx), span_h + tH(w), span_w + tW(w), tH(w),
                          tW(w), shape_str(w, sw, sizeof sw));
     long long dims[4] = {tN(x), tN(w), span_h / stride + 1, span_w / stride + 1};
-    TRY(check_gemm_dims(ctx, (size_t)tC(x) * tH(w) * tW(w), (size_t)(dims[2] * dims[3]), op));
+    TRY(check_gemm_dims(ctx, (size_t)w->dims[1] * tH(w) * tW(w), (size_t)(dims[2] * dims[3]), op));
     agave_tensor *y = NULL;
     TRY(new_output(ctx, dims, 4, op, &y));
-    conv_geom g = conv2d_geom(x, w, stride, pad_top, pad_left, tH(y), tW(y));
-    TRY(conv2d_forward(ctx, &g, x, w, bias, y));
+    conv_geom g = conv2d_geom(x, w, stride, pad_top, pad_left, tH(y), tW(y), ce);
+    TRY(conv2d_forward(ctx, &g, x, w, bias, ce, y));
     agave_status st;
     agave_tensor *in[3] = {x, w, bias};
-    tape_node *node = op_record(ctx, OP_CONV2D, y, in, 3, &st);
+    tape_node *node = op_record(ctx, ce ? OP_CONV2D_CE : OP_CONV2D, y, in, 3, &st);
     TRY(st);
     if (node) {
         node->iarg[0] = stride;
         node->iarg[1] = pad_top;
         node->iarg[2] = pad_left;
+        node->iarg[3] = ce;
     }
     *out = y;
     return AGAVE_OK;
 }
 
-/* dbias = sum dY; dW += dY im2col(x)^T; dx += col2im(W^T dY); per block of nb images. */
+agave_status agave_conv2d(agave_context *ctx, agave_tensor *x, agave_tensor *w,
+                          agave_tensor *bias, int stride, int pad_top, int pad_bottom,
+                          int pad_left, int pad_right, agave_tensor **out)
+{
+    return conv2d_op(ctx, x, w, bias, stride, pad_top, pad_bottom, pad_left, pad_right, 0, out);
+}
+
+agave_status conv2d_ce(agave_context *ctx, agave_tensor *x, agave_tensor *w, agave_tensor *bias,
+                       int stride, int pad_top, int pad_bottom, int pad_left, int pad_right,
+                       agave_tensor **out)
+{
+    return conv2d_op(ctx, x, w, bias, stride, pad_top, pad_bottom, pad_left, pad_right, 1, out);
+}
+
+/* dbias = sum dY; dW += dY im2col(x)^T; dx += col2im(W^T dY); per block of nb images.
+ * Under ce, im2col reads concat_elu(x) recomputed into scratch, and col2im
+ * scatters into a zeroed scratch block that concat_elu's gradient then adds
+ * into dx: the same numbers as conv2d after concat_elu, nothing stored. */
 agave_status conv2d_backward(agave_context *ctx, const tape_node *node)
 {
     agave_status st = AGAVE_OK;
@@ -277,9 +311,12 @@ agave_status conv2d_backward(agave_context *ctx, const tape_node *node)
     float *gb = input_grad(node, 2, &st);
     TRY(st);
     const agave_tensor *x = node->in[0], *w = node->in[1], *y = node->out;
-    conv_geom g = conv2d_geom(x, w, node->iarg[0], node->iarg[1], node->iarg[2], tH(y), tW(y));
+    const int ce = node->iarg[3];
+    conv_geom g = conv2d_geom(x, w, node->iarg[0], node->iarg[1], node->iarg[2], tH(y), tW(y),
+                              ce);
     const int N = tN(x), Cout = tN(w);
     const size_t K = geom_rows(&g), P = geom_cols(&g), x_img = (size_t)tC(x) * geom_plane(&g);
+    const size_t img = (size_t)g.channels * geom_plane(&g);
     if (gb)
         bias_grad(ctx, y->grad, N, Cout, P, gb);
     if (!gx && !gw)
@@ -287,22 +324,35 @@ agave_status conv2d_backward(agave_context *ctx, const tape_node *node)
     const int nb = images_per_block(N, P, K), fold = P < PANEL_COLS;
     float *col = scratch(ctx, 0, K * (size_t)nb * P, "conv2d backward");   // im2col, then dcol
     float *dycn = fold ? scratch(ctx, 1, (size_t)Cout * nb * P, "conv2d backward") : NULL;
-    if (!col || (fold && !dycn))
+    float *cebuf = ce ? scratch(ctx, 2, img * (size_t)nb, "conv2d backward") : NULL;
+    if (!col || (fold && !dycn) || (ce && !cebuf))
         return AGAVE_ERR_NOMEM;
     for (int n0 = 0; n0 < N; n0 += nb) {
         const int m = nb < N - n0 ? nb : N - n0;
         image_cols dy = as_operand(ctx, y->grad + (size_t)n0 * Cout * P, m, Cout, P, fold, dycn);
         if (gw) {   // dW (Cout,K) += dY (Cout, m*P) x im2col(x)^T
-            im2col(ctx, &g, x->data + (size_t)n0 * x_img, m, col);
+            im2col(ctx, &g, conv2d_images(ctx, x, n0, m, ce, cebuf), m, col);
             gemm_sum_images(ctx, Cout, (int)K, dy, wide_cols(col, K), gw, (int)K, m, P);
         }
         if (gx) {   // dcol (K, m*P) = W^T dY, scattered back into dx
             gemm_images(ctx, 1, (int)K, Cout, w->data, (int)K, dy, 0.0f, wide_cols(col, K), m,
                         P);
-            col2im_add(ctx, &g, col, m, gx + (size_t)n0 * x_img);
+            if (!ce) {
+                col2im_add(ctx, &g, col, m, gx + (size_t)n0 * x_img);
+                continue;
+            }
+            memset(cebuf, 0, img * (size_t)m * sizeof *cebuf);
+            col2im_add(ctx, &g, col, m, cebuf);
+            concat_elu_grad_into(ctx, x->data + (size_t)n0 * x_img, m, tC(x), geom_plane(&g),
+                                 cebuf, geom_plane(&g), img, gx + (size_t)n0 * x_img);
         }
     }
     return AGAVE_OK;
+}
+
+agave_status conv2d_ce_backward(agave_context *ctx, const tape_node *node)
+{
+    return conv2d_backward(ctx, node);
 }
 
 /* ---- conv2d_transpose: x is (N,Cin,H,W), w is (Cin,Cout,KH,KW),

@@ -14,6 +14,14 @@
  * p in (0, 1). */
 agave_status concat_elu_dropout(agave_context *ctx, agave_tensor *x, float p, agave_tensor **out);
 
+/* agave_conv2d(agave_concat_elu(x), w, bias, ...): x is (N,C,H,W), w is
+ * (Cout,2C,KH,KW). concat_elu(x) is computed for each block of images into
+ * scratch just before im2col reads it, and recomputed in backward, so it is
+ * never stored. */
+agave_status conv2d_ce(agave_context *ctx, agave_tensor *x, agave_tensor *w, agave_tensor *bias,
+                       int stride, int pad_top, int pad_bottom, int pad_left, int pad_right,
+                       agave_tensor **out);
+
 /* y (N,Cout,H,W) = base + nin(x, w, bias), or base + nin(concat_elu(x), w,
  * bias) with `ce`: x is (N,Cx,H,W), w is (Cout, ce ? 2Cx : Cx), bias (Cout) or
  * NULL, base (N,Cout,H,W). Neither the nin's output nor concat_elu(x) is

@@ -10,6 +10,7 @@
 #define AGAVE_OP_LIST(X)                                                                  \
     /* conv family: lib/ops/conv.c */                                                     \
     X(CONV2D, conv2d)                                                                     \
+    X(CONV2D_CE, conv2d_ce) /* internal: ops/fused.h */                                   \
     X(CONV2D_TRANSPOSE, conv2d_transpose)                                                 \
     X(NIN, nin)                                                                           \
     X(NIN_ADD, nin_add) /* internal: ops/fused.h */                                       \

@@ -69,6 +69,21 @@ static agave_status deconv_large_plane(agave_context *ctx, agave_tensor **in,
     return agave_conv2d_transpose(ctx, in[0], in[1], in[2], 2, 0, 1, 64, 64, out);
 }
 
+/* ---- conv2d_ce (internal, ops/fused.h): conv2d(concat_elu(x)) ------------------------- */
+static agave_status ce_down_shifted_s1(agave_context *ctx, agave_tensor **in, agave_tensor **out)
+{
+    return conv2d_ce(ctx, in[0], in[1], in[2], 1, 1, 0, 1, 1, out);
+}
+static agave_status ce_down_shifted_s2(agave_context *ctx, agave_tensor **in, agave_tensor **out)
+{
+    return conv2d_ce(ctx, in[0], in[1], in[2], 2, 1, 0, 1, 1, out);
+}
+static agave_status ce_down_right_nobias(agave_context *ctx, agave_tensor **in,
+                                         agave_tensor **out)
+{
+    return conv2d_ce(ctx, in[0], in[1], NULL, 1, 1, 0, 1, 0, out);
+}
+
 /* ---- nin_add (internal, ops/fused.h): base + nin(x or concat_elu(x)) ------------------- */
 static agave_status nin_add_ce(agave_context *ctx, agave_tensor **in, agave_tensor **out)
 {
@@ -162,6 +177,17 @@ const gc_case gc_cases_conv[] = {
     {"nin", "only x differentiated", 3,
      {{SHAPE4(3, 5, 3, 5), RANDOM}, {SHAPE2(4, 5), FIXED}, {VEC(4), FIXED}}, run_nin, NULL, 0, 0,
      0, 0},
+
+    /* conv2d_ce: x (N,C,H,W), w (Cout,2C,KH,KW), bias (Cout) */
+    {"conv2d_ce", "down-shifted 2x3 stride 1, bias, 5x6 planes folded", 3,
+     {{SHAPE4(3, 2, 5, 6), RANDOM}, {SHAPE4(3, 4, 2, 3), RANDOM}, {VEC(3), RANDOM}},
+     ce_down_shifted_s1, x_away_from_zero, 0, 0, 0, 0},
+    {"conv2d_ce", "down-shifted 2x3 stride 2, bias, only x differentiated", 3,
+     {{SHAPE4(2, 2, 6, 5), RANDOM}, {SHAPE4(2, 4, 2, 3), FIXED}, {VEC(2), FIXED}},
+     ce_down_shifted_s2, x_away_from_zero, 0, 0, 0, 0},
+    {"conv2d_ce", "down-right-shifted 2x2, no bias, 33x32 planes: one image per GEMM", 2,
+     {{SHAPE4(2, 1, 33, 32), RANDOM}, {SHAPE4(2, 2, 2, 2), RANDOM}},
+     ce_down_right_nobias, x_away_from_zero, 0, 0, 0, 0},
 
     /* nin_add: x (N,Cx,H,W), w (Cout, 2Cx under concat_elu), bias (Cout), base (N,Cout,H,W) */
     {"nin_add", "concat_elu, (3,2,3,5) -> 4 channels, bias, planes folded", 4,
