@@ -109,7 +109,7 @@ json_num() { # file key
 
 collect() {
     csv=$out/results.csv
-    echo "name,mode,lambda,b,s,steps,elbo_bpd,recon_bpd,kl_bpd,aux_bpd,iwae_bpd,iwae_samples,baseline_bpd,images,iwae_images" >"$csv"
+    echo "name,mode,lambda,b,s,steps,elbo_bpd,recon_bpd,kl_bpd,aux_bpd,iwae_bpd,iwae_samples,baseline_bpd,images,iwae_images,iwae_images_elbo_bpd" >"$csv"
     for dir in "$out"/runs/*/; do
         name=$(basename "$dir")
         [ -s "$dir/eval.json" ] && [ -s "$dir/iwae.json" ] || continue
@@ -120,7 +120,7 @@ collect() {
         [ "$mode" = pixelcnn ] && lambda=0
         trained=$(tail -n 1 "$dir/train.csv" | cut -d, -f1)
         e=$dir/eval.json i=$dir/iwae.json
-        echo "$name,$mode,$lambda,$b,$s,$trained,$(json_num "$e" elbo_bpd),$(json_num "$e" recon_bpd),$(json_num "$e" kl_bpd),$(json_num "$e" aux_bpd),$(json_num "$i" iwae_bpd),$(json_num "$i" iwae_samples),$(json_num "$e" baseline_bpd),$(json_num "$e" n_images),$(json_num "$i" n_images)" >>"$csv"
+        echo "$name,$mode,$lambda,$b,$s,$trained,$(json_num "$e" elbo_bpd),$(json_num "$e" recon_bpd),$(json_num "$e" kl_bpd),$(json_num "$e" aux_bpd),$(json_num "$i" iwae_bpd),$(json_num "$i" iwae_samples),$(json_num "$e" baseline_bpd),$(json_num "$e" n_images),$(json_num "$i" n_images),$(json_num "$i" elbo_bpd)" >>"$csv"
     done
     say "wrote $csv ($(($(wc -l <"$csv") - 1)) runs)"
 }
@@ -133,21 +133,28 @@ plots() {
     grep '^agave-l' "$csv" | sort -t, -k3 -g >"$out/lambda.dat" || true
     if [ -s "$out/lambda.dat" ]; then
         gnuplot <<EOF
-set terminal pngcairo size 800,500 noenhanced
+set terminal pngcairo size 900,560 noenhanced
 set output '$out/lambda.png'
 set datafile separator ','
-set title 'AGAVE on Fashion-MNIST: test bits per dimension against lambda'
-set xlabel 'lambda (KL weight)'
-set ylabel 'bits per dimension'
+set multiplot layout 1,2 title 'AGAVE on Fashion-MNIST against lambda (KL weight)'
+set xlabel 'lambda'
 set logscale x 2
 set xtics (1, 2, 4, 8, 12)
-set key outside right
 set grid
-plot '$out/lambda.dat' using 3:7 with linespoints lw 2 title 'ELBO on x', \
+set key below
+set title 'bounds on x (bits per dimension)'
+plot '$out/lambda.dat' using 3:7 with linespoints lw 2 title 'ELBO', \
      '' using 3:8 with linespoints lw 2 title 'PixelCNN reconstruction', \
-     '' using 3:9 with linespoints lw 2 title 'KL', \
-     '' using 3:10 with linespoints lw 2 title 'VAE bound on y', \
-     '' using 3:11 with linespoints lw 2 title 'IWAE'
+     '' using 3:16 with linespoints lw 2 dt 2 title 'ELBO, first 50 images', \
+     '' using 3:11 with linespoints lw 2 dt 2 title 'IWAE K=150, first 50'
+set key below
+set title 'the latent code (bits per dimension)'
+set y2tics
+set ylabel 'KL'
+set y2label 'VAE bound on y'
+plot '$out/lambda.dat' using 3:9 with linespoints lw 2 title 'KL', \
+     '' using 3:10 axes x1y2 with linespoints lw 2 title 'VAE bound on y (right)'
+unset multiplot
 EOF
         say "wrote $out/lambda.png"
     fi
@@ -158,15 +165,17 @@ EOF
 set terminal pngcairo size 800,500 noenhanced
 set output '$out/modes.png'
 set datafile separator ','
-set title 'Fashion-MNIST at equal budget: ELBO, KL and IWAE (bits per dimension)'
+set title 'Fashion-MNIST at equal budget (bits per dimension; KL in results.csv)'
 set ylabel 'bits per dimension'
 set style data histogram
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set key outside right
 set grid ytics
-plot '$out/modes.dat' using 7:xtic(1) title 'ELBO on x', '' using 9 title 'KL', \
-     '' using 11 title 'IWAE', '' using 13 title 'per-pixel histogram'
+set yrange [3:4.7]
+plot '$out/modes.dat' using 7:xtic(1) title 'ELBO, 1000 images', \
+     '' using 16 title 'ELBO, first 50', '' using 11 title 'IWAE K=150, first 50', \
+     '' using 13 title 'per-pixel histogram, 1000'
 EOF
         say "wrote $out/modes.png"
     fi
