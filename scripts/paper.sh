@@ -183,18 +183,19 @@ EOF
     grep -E '^agave-(l2|b[0-9]+|s[0-9]+),' "$csv" | sort -t, -k5,5n -k4,4nr >"$out/aux.dat" || true
     if [ -s "$out/aux.dat" ]; then
         gnuplot <<EOF
-set terminal pngcairo size 800,500 noenhanced
+set terminal pngcairo size 900,560 noenhanced
 set output '$out/aux.png'
 set datafile separator ','
-set title 'AGAVE on Fashion-MNIST, lambda 2: the auxiliary image (b colour levels, s x s pooling)'
+set title 'AGAVE, lambda 2: the auxiliary image y (b colour levels, s x s pooling)'
 set ylabel 'bits per dimension'
 set style data histogram
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
-set key outside right
+set key below
 set grid ytics
+set xtics rotate by -20
 plot '$out/aux.dat' using 7:xtic(sprintf('b=%s s=%s', strcol(4), strcol(5))) title 'ELBO on x', \
-     '' using 9 title 'KL', '' using 10 title 'VAE bound on y'
+     '' using 8 title 'PixelCNN reconstruction', '' using 10 title 'VAE bound on y (per dimension of y)'
 EOF
         say "wrote $out/aux.png"
     fi
