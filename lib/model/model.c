@@ -517,6 +517,24 @@ static void stats_from_sums(const agave_model *m, const float extra[REDUCE_EXTRA
     s->grad_norm = grad_norm;
 }
 
+/* The end of every training step, once the gradient is complete (and, with
+ * several processes, summed): reject a non-finite one, else update the
+ * parameters, the average and the counts. */
+static agave_status apply_update(agave_model *m, double grad_norm, agave_step_stats *stats)
+{
+    if (!isfinite(grad_norm))
+        return reject_step(m, stats, "gradient");
+    agave_status st = agave_optimizer_step(m->opt, m->cfg.grad_clip);
+    agave_tape_reset(m->ctx);
+    if (st != AGAVE_OK)
+        return st;
+    if (m->ema.avg)
+        average_update(&m->ema, m->params, m->n_params, m->cfg.ema);
+    m->step++;
+    m->bad_steps = 0;
+    return AGAVE_OK;
+}
+
 /* A training step with a batch slice or a reducer (agave.h, data-parallel
  * training). Every process calls the reducer exactly once, whatever its own
  * loss, so that the processes stay in step and decide alike. */
@@ -569,17 +587,7 @@ static agave_status train_step_parallel(agave_model *m, const uint8_t *x, int n,
     double grad_norm = optim_grad_norm(m->opt);
     if (stats)
         stats_from_sums(m, extra, grad_norm, stats);
-    if (!isfinite(grad_norm))
-        return reject_step(m, stats, "gradient");
-    st = agave_optimizer_step(m->opt, m->cfg.grad_clip);
-    agave_tape_reset(ctx);
-    if (st != AGAVE_OK)
-        return st;
-    if (m->ema.avg)
-        average_update(&m->ema, m->params, m->n_params, m->cfg.ema);
-    m->step++;
-    m->bad_steps = 0;
-    return AGAVE_OK;
+    return apply_update(m, grad_norm, stats);
 }
 
 agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
@@ -628,15 +636,5 @@ agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
     double grad_norm = optim_grad_norm(m->opt);
     if (stats)
         copy_step_stats(&terms, grad_norm, stats);
-    if (!isfinite(grad_norm))
-        return reject_step(m, stats, "gradient");
-    st = agave_optimizer_step(m->opt, m->cfg.grad_clip);
-    agave_tape_reset(ctx);
-    if (st != AGAVE_OK)
-        return st;
-    if (m->ema.avg)
-        average_update(&m->ema, m->params, m->n_params, m->cfg.ema);
-    m->step++;
-    m->bad_steps = 0;
-    return AGAVE_OK;
+    return apply_update(m, grad_norm, stats);
 }
