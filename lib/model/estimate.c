@@ -70,17 +70,13 @@ static double arena_bytes_per_image(const agave_config *c)
      * the first step runs the VAE, the conditioning stream and the PixelCNN
      * even in modes vae and pixelcnn, and since backward hands buffers back
      * to the arena its forward-only peak is about that of a whole step in
-     * mode agave. (The mode flags stay for a later, per-mode bound.) */
-    int pcnn = 1, vae = 1, cond = 1;
-    double per_pixel = 0;
-    if (pcnn)
-        per_pixel += 231.1 * F * R + 111.8 * F + 8.8 * P + 83.8 * c->C +
-                     (c->dropout > 0 ? 12.2 * F * R : 0);
-    if (cond)
-        per_pixel += 78.2 * F;
-    if (vae)
-        per_pixel += 47.4 * Fv * Rv - 0.7 * Fv + 33.9 * c->Z / 16 - 37.4 * Fv * c->T / 16 +
-                     0.5 * c->C / s2 + 35.1 * Fv / s2;
+     * mode agave. */
+    double pixelcnn = 231.1 * F * R + 111.8 * F + 8.8 * P + 83.8 * c->C +
+                      (c->dropout > 0 ? 12.2 * F * R : 0);
+    double cond_stream = 78.2 * F;
+    double vae = 47.4 * Fv * Rv - 0.7 * Fv + 33.9 * c->Z / 16 - 37.4 * Fv * c->T / 16 +
+                 0.5 * c->C / s2 + 35.1 * Fv / s2;
+    double per_pixel = pixelcnn + cond_stream + vae;
     return per_pixel * HW;
 }
 
