@@ -74,10 +74,12 @@ static void split_range(int total, int parts, int p, int *start, int *len)
 void gemm(agave_context *ctx, int trans_a, int trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-    ctx->gemm_flops += 2ull * (uint64_t)M * (uint64_t)N * (uint64_t)K;
+    const uint64_t flops = 2ull * (uint64_t)M * (uint64_t)N * (uint64_t)K;
+#pragma omp atomic   // (the conv family calls gemm from several threads at once)
+    ctx->gemm_flops += flops;
     if (openblas_get_num_threads() != 1)
         openblas_set_num_threads(1);
-    int threads = ctx->threads;
+    int threads = ctx_region_threads(ctx);
     if (threads < 2 || (uint64_t)M * N * K < GEMM_SPLIT_MIN ||
         (N < 2 * GEMM_PANEL_ALIGN && M < 2 * GEMM_PANEL_ALIGN)) {
         sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -1,4 +1,5 @@
 /* The context: thread count, random generator, step arena and tape. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,4 +92,9 @@ void *ctx_scratch(agave_context *ctx, int slot, size_t bytes)
     s->p = p;
     s->bytes = want;
     return p;
+}
+
+int ctx_region_threads(const agave_context *ctx)
+{
+    return omp_in_parallel() ? 1 : ctx->threads;
 }

@@ -60,7 +60,7 @@ struct tape_node {
 };
 
 /* ---- scratch: per-op temporary buffers reused by every op ------------------- */
-#define SCRATCH_SLOTS 3
+#define SCRATCH_SLOTS 4
 typedef struct scratch_slot {
     void *p;
     size_t bytes;
@@ -157,6 +157,13 @@ agave_status tape_backward(agave_context *ctx, agave_tensor *scalar, int release
 /* Appends a node; out gets TENSOR_REQUIRES_GRAD. Returns NULL (error set) on failure. */
 tape_node *tape_record(agave_context *ctx, int op, op_backward_fn backward, agave_tensor *out,
                        agave_tensor *const *in, int n_in);
+
+/* Threads for a parallel region started here: the context's, or 1 inside
+ * another region. The convolution family runs blocks of images on the
+ * threads at once (lib/ops/conv.c) and calls the same kernels inside them;
+ * those kernels must then run on their own thread, whatever OMP_NESTED or
+ * OMP_MAX_ACTIVE_LEVELS say, or 2 threads would become 4. */
+int ctx_region_threads(const agave_context *ctx);
 
 /* A buffer of at least `bytes` (64-byte aligned) for slot 0..SCRATCH_SLOTS-1,
  * valid until the next ctx_scratch call on the same slot. Ops use it for data

@@ -203,6 +203,20 @@ agave_status agave_tensor_fill_normal(agave_tensor *t, float mean, float std)
     return AGAVE_OK;
 }
 
+/* A fresh gradient is zeroed on the threads: serially, the zeroing of a
+ * step's gradient buffers (first touches of recycled arena memory) held the
+ * other thread idle for 3% of a 2-thread step. */
+static void zero_floats(const agave_context *ctx, float *p, size_t n)
+{
+    const size_t block = 16384;
+    const long blocks = (long)((n + block - 1) / block);
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > 4 * block) schedule(static)
+    for (long b = 0; b < blocks; b++) {
+        size_t i0 = (size_t)b * block;
+        memset(p + i0, 0, (n - i0 < block ? n - i0 : block) * sizeof *p);
+    }
+}
+
 float *tensor_grad_buffer(agave_tensor *t)
 {
     if (t->grad)
@@ -216,7 +230,7 @@ float *tensor_grad_buffer(agave_tensor *t)
         ctx_error(t->ctx, AGAVE_ERR_NOMEM, "cannot allocate a gradient of %zu floats", t->numel);
         return NULL;
     }
-    memset(t->grad, 0, bytes);
+    zero_floats(t->ctx, t->grad, t->numel);
     return t->grad;
 }
 

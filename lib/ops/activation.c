@@ -92,7 +92,7 @@ static size_t block_len(size_t n, size_t i0) { return n - i0 < EW_BLOCK ? n - i0
 static void run_forward(agave_context *ctx, fwd_kernel k, const float *x, float *y, size_t n)
 {
     long blocks = (long)((n + EW_BLOCK - 1) / EW_BLOCK);
-#pragma omp parallel for num_threads(ctx->threads) if (n > EW_PARALLEL_MIN) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long b = 0; b < blocks; b++) {
         size_t i0 = (size_t)b * EW_BLOCK;
         k(x + i0, y + i0, block_len(n, i0));
@@ -103,7 +103,7 @@ static void run_backward(agave_context *ctx, bwd_kernel k, const float *x, const
                          const float *g, float *gx, size_t n)
 {
     long blocks = (long)((n + EW_BLOCK - 1) / EW_BLOCK);
-#pragma omp parallel for num_threads(ctx->threads) if (n > EW_PARALLEL_MIN) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long b = 0; b < blocks; b++) {
         size_t i0 = (size_t)b * EW_BLOCK;
         k(x + i0, y + i0, g + i0, gx + i0, block_len(n, i0));
@@ -230,7 +230,7 @@ static agave_status concat_elu_compute(agave_context *ctx, agave_tensor *x, cons
     long tasks = concat_elu_tasks(plane, (size_t)tN(x));
     const float *px = x->data;
     float *py = y->data;
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (x->numel > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
         size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
         float *pos = py + img * 2 * plane + i0;
@@ -262,7 +262,7 @@ agave_status concat_elu_backward(agave_context *ctx, const tape_node *node)
     const agave_tensor *x = node->in[0], *y = node->out;
     size_t plane = x->numel / (size_t)tN(x), per_image = (plane + EW_BLOCK - 1) / EW_BLOCK;
     long tasks = concat_elu_tasks(plane, (size_t)tN(x));
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (x->numel > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
         size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
         size_t yo = img * 2 * plane + i0, xo = img * plane + i0;
@@ -344,7 +344,7 @@ agave_status concat_elu_dropout_backward(agave_context *ctx, const tape_node *no
     const float scale = node->farg[0];
     size_t plane = x->numel / (size_t)tN(x), per_image = (plane + EW_BLOCK - 1) / EW_BLOCK;
     long tasks = concat_elu_tasks(plane, (size_t)tN(x));
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > EW_PARALLEL_MIN) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (x->numel > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
         size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
         size_t yo = img * 2 * plane + i0, xo = img * plane + i0;
@@ -377,7 +377,7 @@ void concat_elu_into(agave_context *ctx, const float *x, int m, int C, size_t P,
 {
     // x is (m,C,P); row c of image n at dst + c*row_stride + n*image_stride
     const long planes = (long)m * C;
-#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > EW_PARALLEL_MIN) \
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if ((size_t)planes * P > EW_PARALLEL_MIN) \
     schedule(dynamic, 1)
     for (long nc = 0; nc < planes; nc++) {
         size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;
@@ -391,7 +391,7 @@ void concat_elu_grad_into(agave_context *ctx, const float *x, int m, int C, size
 {
     // d laid out as concat_elu_into's dst; gx is (m,C,P) like x
     const long planes = (long)m * C;
-#pragma omp parallel for num_threads(ctx->threads) if ((size_t)planes * P > EW_PARALLEL_MIN) \
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if ((size_t)planes * P > EW_PARALLEL_MIN) \
     schedule(dynamic, 1)
     for (long nc = 0; nc < planes; nc++) {
         size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;

@@ -17,8 +17,21 @@
  *    reach its peak): the NCHW operands are permuted to the wide layout too,
  *    and one GEMM covers the whole block.
  * Either way a block costs one or two data-movement loops and a run of GEMMs
- * back to back (on how many threads the loops run, see data_threads in
- * im2col.c: it depends on how OpenBLAS was built).
+ * back to back.
+ *
+ * Threads. With T >= 2 threads and at least T blocks, the blocks run on the
+ * threads at once, each block on one thread with single-threaded kernels and
+ * its own scratch: a layer is one parallel region instead of three or four
+ * per block, no thread waits at a barrier between im2col, GEMM and permute,
+ * and what im2col writes is read back by the same core's GEMM. Blocks are
+ * then cut equal and a multiple of T in number (16 images of 14x14 on 2
+ * threads: 4 blocks of 4, not 6 + 6 + 4, which left one thread idle for a
+ * third of the layer). Weight gradients
+ * are summed per chunk of consecutive blocks (at most 4T chunks, handed out
+ * dynamically) and the chunks' sums added in chunk order, so a given thread
+ * count gives the same numbers on every run. With one thread, or fewer
+ * blocks than threads (a batch of 1 when sampling), each kernel and GEMM is
+ * split over the threads instead.
  *
  * Memory: the column matrix is scratch from the step arena, one block's worth
  * per call (about 1 MB, or rows x 2048 floats for folded small planes), and is
@@ -27,6 +40,7 @@
  * close to the size of its activations.
  */
 #include <limits.h>
+#include <omp.h>
 #include <string.h>
 
 #include "conv.h"
@@ -54,6 +68,76 @@ static int images_per_block(int N, size_t cols_per_image, size_t rows)
     size_t in_cache = CACHE_FLOATS / (rows * cols_per_image);
     size_t nb = in_cache > wide_enough ? in_cache : wide_enough;
     return nb > (size_t)N ? N : (int)nb;
+}
+
+/* How a layer's N images are cut into blocks and the blocks onto threads. */
+typedef struct block_plan {
+    int nb;        /* images per block (the last block may have fewer) */
+    int nblocks;
+    int threads;   /* > 1: blocks run on the threads at once; 1: kernels split instead */
+    int chunks;    /* runs of consecutive blocks, one weight-gradient sum each */
+} block_plan;
+
+#define CHUNKS_PER_THREAD 4
+
+static block_plan plan_blocks(const agave_context *ctx, int N, int nb)
+{
+    const int T = ctx_region_threads(ctx);
+    block_plan p = {nb, 0, 1, 1};
+    if (T > 1) {   // equal blocks of at most nb images, a multiple of T of them
+        int rounds = (N + T * nb - 1) / (T * nb);
+        p.nb = (N + T * rounds - 1) / (T * rounds);
+    }
+    p.nblocks = (N + p.nb - 1) / p.nb;
+    if (T > 1 && p.nblocks >= T) {
+        p.threads = T;
+        p.chunks = p.nblocks < CHUNKS_PER_THREAD * T ? p.nblocks : CHUNKS_PER_THREAD * T;
+    } else {
+        p.nb = nb;   // kernels split over the threads: the widest blocks
+        p.nblocks = (N + nb - 1) / nb;
+    }
+    return p;
+}
+
+/* Chunk c covers blocks [*first, *end). */
+static void chunk_range(const block_plan *p, int c, int *first, int *end)
+{
+    *first = (int)((long)c * p->nblocks / p->chunks);
+    *end = (int)((long)(c + 1) * p->nblocks / p->chunks);
+}
+
+/* Images of block b: [*n0, *n0 + return). */
+static int block_images(const block_plan *p, int N, int b, int *n0)
+{
+    *n0 = b * p->nb;
+    return p->nb < N - *n0 ? p->nb : N - *n0;
+}
+
+/* Where chunk c sums its weight gradient: gw itself when there is one chunk,
+ * else its own zeroed slice of part (chunks x size floats). */
+static float *chunk_sum(const block_plan *p, int c, float *gw, float *part, size_t size)
+{
+    if (p->chunks == 1)
+        return gw;
+    float *d = part + (size_t)c * size;
+    memset(d, 0, size * sizeof *d);
+    return d;
+}
+
+/* gw += the chunks' sums, in chunk order (the same numbers on every run). */
+static void add_chunk_sums(agave_context *ctx, const block_plan *p, const float *part,
+                           size_t size, float *gw)
+{
+    if (p->chunks == 1)
+        return;
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (size > 65536) \
+    schedule(static)
+    for (size_t i = 0; i < size; i++) {
+        float acc = gw[i];
+        for (int c = 0; c < p->chunks; c++)
+            acc += part[(size_t)c * size + i];
+        gw[i] = acc;
+    }
 }
 
 /* m images of a (rows, P) matrix each, either side by side in one (rows, m*P)
@@ -126,6 +210,16 @@ static float *scratch(agave_context *ctx, int slot, size_t floats, const char *o
         ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: cannot allocate %zu floats of scratch", op, floats);
     return p;
 }
+
+/* Slot `slot` cut into one piece of `floats` per thread (pieces 64-byte
+ * aligned); piece t is at the result + t * per_thread(floats). */
+static size_t per_thread(size_t floats) { return (floats + 15) & ~(size_t)15; }
+static float *thread_scratch(agave_context *ctx, int slot, size_t floats, const block_plan *p,
+                             const char *op)
+{
+    return scratch(ctx, slot, per_thread(floats) * (size_t)p->threads, op);
+}
+#define PIECE(base, floats) ((base) ? (base) + (size_t)omp_get_thread_num() * per_thread(floats) : NULL)
 
 static agave_status check_rank(agave_context *ctx, const agave_tensor *t, int ndim,
                                const char *op, const char *name, const char *layout)
@@ -213,15 +307,21 @@ static agave_status conv2d_forward(agave_context *ctx, const conv_geom *g,
 {
     const int N = tN(x), Cout = tN(w);
     const size_t K = geom_rows(g), P = geom_cols(g), img = (size_t)g->channels * geom_plane(g);
-    const int nb = images_per_block(N, P, K), fold = P < PANEL_COLS;
-    float *col = scratch(ctx, 0, K * (size_t)nb * P, "conv2d");
-    float *ycn = fold ? scratch(ctx, 1, (size_t)Cout * nb * P, "conv2d") : NULL;
-    float *cebuf = ce ? scratch(ctx, 2, img * (size_t)nb, "conv2d") : NULL;
-    if (!col || (fold && !ycn) || (ce && !cebuf))
+    const block_plan bp = plan_blocks(ctx, N, images_per_block(N, P, K));
+    const int fold = P < PANEL_COLS;
+    const size_t col_n = K * bp.nb * P, ycn_n = (size_t)Cout * bp.nb * P, ce_n = img * bp.nb;
+    float *col_all = thread_scratch(ctx, 0, col_n, &bp, "conv2d");
+    float *ycn_all = fold ? thread_scratch(ctx, 1, ycn_n, &bp, "conv2d") : NULL;
+    float *ce_all = ce ? thread_scratch(ctx, 2, ce_n, &bp, "conv2d") : NULL;
+    if (!col_all || (fold && !ycn_all) || (ce && !ce_all))
         return AGAVE_ERR_NOMEM;
     const float *b = bias ? bias->data : NULL;
-    for (int n0 = 0; n0 < N; n0 += nb) {
-        const int m = nb < N - n0 ? nb : N - n0;
+#pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
+    for (int blk = 0; blk < bp.nblocks; blk++) {
+        float *col = PIECE(col_all, col_n), *ycn = PIECE(ycn_all, ycn_n);
+        float *cebuf = PIECE(ce_all, ce_n);
+        int n0;
+        const int m = block_images(&bp, N, blk, &n0);
         float *yb = y->data + (size_t)n0 * Cout * P;   // (m,Cout,P)
         im2col(ctx, g, conv2d_images(ctx, x, n0, m, ce, cebuf), m, col);
         // (Cout,K) x (K, m*P), into y directly or into (Cout, m*P) then permuted
@@ -321,20 +421,36 @@ agave_status conv2d_backward(agave_context *ctx, const tape_node *node)
         bias_grad(ctx, y->grad, N, Cout, P, gb);
     if (!gx && !gw)
         return AGAVE_OK;
-    const int nb = images_per_block(N, P, K), fold = P < PANEL_COLS;
-    float *col = scratch(ctx, 0, K * (size_t)nb * P, "conv2d backward");   // im2col, then dcol
-    float *dycn = fold ? scratch(ctx, 1, (size_t)Cout * nb * P, "conv2d backward") : NULL;
-    float *cebuf = ce ? scratch(ctx, 2, img * (size_t)nb, "conv2d backward") : NULL;
-    if (!col || (fold && !dycn) || (ce && !cebuf))
+    const block_plan bp = plan_blocks(ctx, N, images_per_block(N, P, K));
+    const int fold = P < PANEL_COLS;
+    const size_t col_n = K * bp.nb * P, dy_n = (size_t)Cout * bp.nb * P, ce_n = img * bp.nb;
+    const size_t w_n = (size_t)Cout * K;
+    float *col_all = thread_scratch(ctx, 0, col_n, &bp, "conv2d backward");   // im2col, then dcol
+    float *dy_all = fold ? thread_scratch(ctx, 1, dy_n, &bp, "conv2d backward") : NULL;
+    float *ce_all = ce ? thread_scratch(ctx, 2, ce_n, &bp, "conv2d backward") : NULL;
+    float *part = gw && bp.chunks > 1 ? scratch(ctx, 3, w_n * bp.chunks, "conv2d backward")
+                                      : NULL;
+    if (!col_all || (fold && !dy_all) || (ce && !ce_all) || (gw && bp.chunks > 1 && !part))
         return AGAVE_ERR_NOMEM;
-    for (int n0 = 0; n0 < N; n0 += nb) {
-        const int m = nb < N - n0 ? nb : N - n0;
-        image_cols dy = as_operand(ctx, y->grad + (size_t)n0 * Cout * P, m, Cout, P, fold, dycn);
-        if (gw) {   // dW (Cout,K) += dY (Cout, m*P) x im2col(x)^T
-            im2col(ctx, &g, conv2d_images(ctx, x, n0, m, ce, cebuf), m, col);
-            gemm_sum_images(ctx, Cout, (int)K, dy, wide_cols(col, K), gw, (int)K, m, P);
-        }
-        if (gx) {   // dcol (K, m*P) = W^T dY, scattered back into dx
+#pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
+    for (int c = 0; c < bp.chunks; c++) {
+        float *col = PIECE(col_all, col_n), *dycn = PIECE(dy_all, dy_n);
+        float *cebuf = PIECE(ce_all, ce_n);
+        float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
+        int first, end;
+        chunk_range(&bp, c, &first, &end);
+        for (int blk = first; blk < end; blk++) {
+            int n0;
+            const int m = block_images(&bp, N, blk, &n0);
+            image_cols dy =
+                as_operand(ctx, y->grad + (size_t)n0 * Cout * P, m, Cout, P, fold, dycn);
+            if (gw) {   // dW (Cout,K) += dY (Cout, m*P) x im2col(x)^T
+                im2col(ctx, &g, conv2d_images(ctx, x, n0, m, ce, cebuf), m, col);
+                gemm_sum_images(ctx, Cout, (int)K, dy, wide_cols(col, K), gw_sum, (int)K, m, P);
+            }
+            if (!gx)
+                continue;
+            // dcol (K, m*P) = W^T dY, scattered back into dx
             gemm_images(ctx, 1, (int)K, Cout, w->data, (int)K, dy, 0.0f, wide_cols(col, K), m,
                         P);
             if (!ce) {
@@ -347,6 +463,8 @@ agave_status conv2d_backward(agave_context *ctx, const tape_node *node)
                                  cebuf, geom_plane(&g), img, gx + (size_t)n0 * x_img);
         }
     }
+    if (gw)
+        add_chunk_sums(ctx, &bp, part, w_n, gw);
     return AGAVE_OK;
 }
 
@@ -375,15 +493,20 @@ static agave_status conv2d_transpose_forward(agave_context *ctx, const conv_geom
 {
     const int N = tN(x), Cin = tC(x), Cout = g->channels;
     const size_t R = geom_rows(g), P = geom_cols(g), y_img = (size_t)Cout * geom_plane(g);
-    const int nb = images_per_block(N, P, R), fold = P < PANEL_COLS;
-    float *col = scratch(ctx, 0, R * (size_t)nb * P, "conv2d_transpose");
-    float *xcn = fold ? scratch(ctx, 1, (size_t)Cin * nb * P, "conv2d_transpose") : NULL;
-    if (!col || (fold && !xcn))
+    const block_plan bp = plan_blocks(ctx, N, images_per_block(N, P, R));
+    const int fold = P < PANEL_COLS;
+    const size_t col_n = R * bp.nb * P, x_n = (size_t)Cin * bp.nb * P;
+    float *col_all = thread_scratch(ctx, 0, col_n, &bp, "conv2d_transpose");
+    float *x_all = fold ? thread_scratch(ctx, 1, x_n, &bp, "conv2d_transpose") : NULL;
+    if (!col_all || (fold && !x_all))
         return AGAVE_ERR_NOMEM;
     // col2im adds into y, so y starts as the bias
     fill_bias(ctx, y->data, N, Cout, geom_plane(g), bias ? bias->data : NULL);
-    for (int n0 = 0; n0 < N; n0 += nb) {
-        const int m = nb < N - n0 ? nb : N - n0;
+#pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
+    for (int blk = 0; blk < bp.nblocks; blk++) {
+        float *col = PIECE(col_all, col_n), *xcn = PIECE(x_all, x_n);
+        int n0;
+        const int m = block_images(&bp, N, blk, &n0);
         image_cols xb = as_operand(ctx, x->data + (size_t)n0 * Cin * P, m, Cin, P, fold, xcn);
         // every tap's contribution, (Cout*KH*KW, Cin) x (Cin, m*P), then scattered
         gemm_images(ctx, 1, (int)R, Cin, w->data, (int)R, xb, 0.0f, wide_cols(col, R), m, P);
@@ -456,27 +579,43 @@ agave_status conv2d_transpose_backward(agave_context *ctx, const tape_node *node
         bias_grad(ctx, y->grad, N, Cout, geom_plane(&g), gb);
     if (!gx && !gw)
         return AGAVE_OK;
-    const int nb = images_per_block(N, P, R), fold = P < PANEL_COLS;
-    float *col = scratch(ctx, 0, R * (size_t)nb * P, "conv2d_transpose backward");
-    float *xcn = fold ? scratch(ctx, 1, (size_t)Cin * nb * P, "conv2d_transpose backward") : NULL;
-    if (!col || (fold && !xcn))
+    const block_plan bp = plan_blocks(ctx, N, images_per_block(N, P, R));
+    const int fold = P < PANEL_COLS;
+    const size_t col_n = R * bp.nb * P, x_n = (size_t)Cin * bp.nb * P, w_n = (size_t)Cin * R;
+    float *col_all = thread_scratch(ctx, 0, col_n, &bp, "conv2d_transpose backward");
+    float *x_all = fold ? thread_scratch(ctx, 1, x_n, &bp, "conv2d_transpose backward") : NULL;
+    float *part = gw && bp.chunks > 1
+                      ? scratch(ctx, 3, w_n * bp.chunks, "conv2d_transpose backward")
+                      : NULL;
+    if (!col_all || (fold && !x_all) || (gw && bp.chunks > 1 && !part))
         return AGAVE_ERR_NOMEM;
-    for (int n0 = 0; n0 < N; n0 += nb) {
-        const int m = nb < N - n0 ? nb : N - n0;
-        im2col(ctx, &g, y->grad + (size_t)n0 * y_img, m, col);   // (Cout*KH*KW, m*P)
-        if (gx) {   // dx (Cin, m*P) += W (Cin, R) x col, through xcn when folded
-            float *gxb = gx + (size_t)n0 * Cin * P;
-            image_cols dx = fold ? wide_cols(xcn, (size_t)Cin) : nchw_cols(gxb, (size_t)Cin);
-            gemm_images(ctx, 0, Cin, (int)R, w->data, (int)R, wide_cols(col, R),
-                        fold ? 0.0f : 1.0f, dx, m, P);
-            if (fold)
-                cn_to_nchw(ctx, xcn, m, Cin, P, NULL, 1, gxb);
-        }
-        if (gw) {   // dW (Cin, R) += x (Cin, m*P) x col^T
-            image_cols xb = as_operand(ctx, x->data + (size_t)n0 * Cin * P, m, Cin, P, fold, xcn);
-            gemm_sum_images(ctx, Cin, (int)R, xb, wide_cols(col, R), gw, (int)R, m, P);
+#pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
+    for (int c = 0; c < bp.chunks; c++) {
+        float *col = PIECE(col_all, col_n), *xcn = PIECE(x_all, x_n);
+        float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
+        int first, end;
+        chunk_range(&bp, c, &first, &end);
+        for (int blk = first; blk < end; blk++) {
+            int n0;
+            const int m = block_images(&bp, N, blk, &n0);
+            im2col(ctx, &g, y->grad + (size_t)n0 * y_img, m, col);   // (Cout*KH*KW, m*P)
+            if (gx) {   // dx (Cin, m*P) += W (Cin, R) x col, through xcn when folded
+                float *gxb = gx + (size_t)n0 * Cin * P;
+                image_cols dx = fold ? wide_cols(xcn, (size_t)Cin) : nchw_cols(gxb, (size_t)Cin);
+                gemm_images(ctx, 0, Cin, (int)R, w->data, (int)R, wide_cols(col, R),
+                            fold ? 0.0f : 1.0f, dx, m, P);
+                if (fold)
+                    cn_to_nchw(ctx, xcn, m, Cin, P, NULL, 1, gxb);
+            }
+            if (gw) {   // dW (Cin, R) += x (Cin, m*P) x col^T
+                image_cols xb =
+                    as_operand(ctx, x->data + (size_t)n0 * Cin * P, m, Cin, P, fold, xcn);
+                gemm_sum_images(ctx, Cin, (int)R, xb, wide_cols(col, R), gw_sum, (int)R, m, P);
+            }
         }
     }
+    if (gw)
+        add_chunk_sums(ctx, &bp, part, w_n, gw);
     return AGAVE_OK;
 }
 
@@ -490,14 +629,19 @@ static agave_status nin_forward(agave_context *ctx, const agave_tensor *x,
     const size_t P = (size_t)tH(x) * tW(x);
     const int fold = P < PANEL_COLS;
     // unfolded, x and y are used in place: the whole batch is one block
-    const int nb = fold ? images_per_block(N, P, (size_t)(Cin > Cout ? Cin : Cout)) : N;
-    float *xcn = fold ? scratch(ctx, 0, (size_t)Cin * nb * P, "nin") : NULL;
-    float *ycn = fold ? scratch(ctx, 1, (size_t)Cout * nb * P, "nin") : NULL;
-    if (fold && (!xcn || !ycn))
+    const block_plan bp =
+        plan_blocks(ctx, N, fold ? images_per_block(N, P, (size_t)(Cin > Cout ? Cin : Cout)) : N);
+    const size_t x_n = (size_t)Cin * bp.nb * P, y_n = (size_t)Cout * bp.nb * P;
+    float *x_all = fold ? thread_scratch(ctx, 0, x_n, &bp, "nin") : NULL;
+    float *y_all = fold ? thread_scratch(ctx, 1, y_n, &bp, "nin") : NULL;
+    if (fold && (!x_all || !y_all))
         return AGAVE_ERR_NOMEM;
     const float *b = bias ? bias->data : NULL;
-    for (int n0 = 0; n0 < N; n0 += nb) {
-        const int m = nb < N - n0 ? nb : N - n0;
+#pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
+    for (int blk = 0; blk < bp.nblocks; blk++) {
+        float *xcn = PIECE(x_all, x_n), *ycn = PIECE(y_all, y_n);
+        int n0;
+        const int m = block_images(&bp, N, blk, &n0);
         float *yb = y->data + (size_t)n0 * Cout * P;   // (m,Cout,P)
         image_cols xb = as_operand(ctx, x->data + (size_t)n0 * Cin * P, m, Cin, P, fold, xcn);
         image_cols out = fold ? wide_cols(ycn, (size_t)Cout) : nchw_cols(yb, (size_t)Cout);
@@ -556,26 +700,42 @@ agave_status nin_backward(agave_context *ctx, const tape_node *node)
     if (!gx && !gw)
         return AGAVE_OK;
     const int fold = P < PANEL_COLS;
-    const int nb = fold ? images_per_block(N, P, (size_t)(Cin > Cout ? Cin : Cout)) : N;
-    float *xcn = fold ? scratch(ctx, 0, (size_t)Cin * nb * P, "nin backward") : NULL;
-    float *dycn = fold ? scratch(ctx, 1, (size_t)Cout * nb * P, "nin backward") : NULL;
-    if (fold && (!xcn || !dycn))
+    const block_plan bp =
+        plan_blocks(ctx, N, fold ? images_per_block(N, P, (size_t)(Cin > Cout ? Cin : Cout)) : N);
+    const size_t x_n = (size_t)Cin * bp.nb * P, dy_n = (size_t)Cout * bp.nb * P;
+    const size_t w_n = (size_t)Cout * Cin;
+    float *x_all = fold ? thread_scratch(ctx, 0, x_n, &bp, "nin backward") : NULL;
+    float *dy_all = fold ? thread_scratch(ctx, 1, dy_n, &bp, "nin backward") : NULL;
+    float *part = gw && bp.chunks > 1 ? scratch(ctx, 3, w_n * bp.chunks, "nin backward") : NULL;
+    if ((fold && (!x_all || !dy_all)) || (gw && bp.chunks > 1 && !part))
         return AGAVE_ERR_NOMEM;
-    for (int n0 = 0; n0 < N; n0 += nb) {
-        const int m = nb < N - n0 ? nb : N - n0;
-        image_cols dy = as_operand(ctx, y->grad + (size_t)n0 * Cout * P, m, Cout, P, fold, dycn);
-        if (gw) {   // dW (Cout,Cin) += dY (Cout, m*P) x x^T
-            image_cols xb = as_operand(ctx, x->data + (size_t)n0 * Cin * P, m, Cin, P, fold, xcn);
-            gemm_sum_images(ctx, Cout, Cin, dy, xb, gw, Cin, m, P);
-        }
-        if (gx) {   // dx (Cin, m*P) += W^T dY, through xcn (free again) when folded
-            float *gxb = gx + (size_t)n0 * Cin * P;
-            image_cols dx = fold ? wide_cols(xcn, (size_t)Cin) : nchw_cols(gxb, (size_t)Cin);
-            gemm_images(ctx, 1, Cin, Cout, w->data, Cin, dy, fold ? 0.0f : 1.0f, dx, m, P);
-            if (fold)
-                cn_to_nchw(ctx, xcn, m, Cin, P, NULL, 1, gxb);
+#pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
+    for (int c = 0; c < bp.chunks; c++) {
+        float *xcn = PIECE(x_all, x_n), *dycn = PIECE(dy_all, dy_n);
+        float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
+        int first, end;
+        chunk_range(&bp, c, &first, &end);
+        for (int blk = first; blk < end; blk++) {
+            int n0;
+            const int m = block_images(&bp, N, blk, &n0);
+            image_cols dy =
+                as_operand(ctx, y->grad + (size_t)n0 * Cout * P, m, Cout, P, fold, dycn);
+            if (gw) {   // dW (Cout,Cin) += dY (Cout, m*P) x x^T
+                image_cols xb =
+                    as_operand(ctx, x->data + (size_t)n0 * Cin * P, m, Cin, P, fold, xcn);
+                gemm_sum_images(ctx, Cout, Cin, dy, xb, gw_sum, Cin, m, P);
+            }
+            if (gx) {   // dx (Cin, m*P) += W^T dY, through xcn (free again) when folded
+                float *gxb = gx + (size_t)n0 * Cin * P;
+                image_cols dx = fold ? wide_cols(xcn, (size_t)Cin) : nchw_cols(gxb, (size_t)Cin);
+                gemm_images(ctx, 1, Cin, Cout, w->data, Cin, dy, fold ? 0.0f : 1.0f, dx, m, P);
+                if (fold)
+                    cn_to_nchw(ctx, xcn, m, Cin, P, NULL, 1, gxb);
+            }
         }
     }
+    if (gw)
+        add_chunk_sums(ctx, &bp, part, w_n, gw);
     return AGAVE_OK;
 }
 
@@ -614,13 +774,18 @@ static agave_status nin_add_forward(agave_context *ctx, const agave_tensor *x,
 {
     const int N = tN(x), Cin = tC(w), Cout = tN(w);
     const size_t P = (size_t)tH(x) * tW(x);
-    const int fold = P < PANEL_COLS, nb = nin_add_block(N, P, Cin, Cout);
-    float *xbuf = ce || fold ? scratch(ctx, 0, (size_t)Cin * nb * P, "nin_add") : NULL;
-    float *t = scratch(ctx, 1, (size_t)Cout * nb * P, "nin_add");
-    if (!t || ((ce || fold) && !xbuf))
+    const int fold = P < PANEL_COLS;
+    const block_plan bp = plan_blocks(ctx, N, nin_add_block(N, P, Cin, Cout));
+    const size_t x_n = (size_t)Cin * bp.nb * P, t_n = (size_t)Cout * bp.nb * P;
+    float *x_all = ce || fold ? thread_scratch(ctx, 0, x_n, &bp, "nin_add") : NULL;
+    float *t_all = thread_scratch(ctx, 1, t_n, &bp, "nin_add");
+    if (!t_all || ((ce || fold) && !x_all))
         return AGAVE_ERR_NOMEM;
-    for (int n0 = 0; n0 < N; n0 += nb) {
-        const int m = nb < N - n0 ? nb : N - n0;
+#pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
+    for (int blk = 0; blk < bp.nblocks; blk++) {
+        float *xbuf = PIECE(x_all, x_n), *t = PIECE(t_all, t_n);
+        int n0;
+        const int m = block_images(&bp, N, blk, &n0);
         const size_t off = (size_t)n0 * Cout * P;
         image_cols xb = nin_add_operand(ctx, x, n0, m, ce, fold, xbuf);
         // T (Cout, m*P) = (Cout,Cin) x (Cin, m*P)
@@ -689,33 +854,49 @@ agave_status nin_add_backward(agave_context *ctx, const tape_node *node)
         bias_grad(ctx, g, N, Cout, P, gb);
     if (!gx && !gw)
         return AGAVE_OK;
-    const int fold = P < PANEL_COLS, nb = nin_add_block(N, P, Cin, Cout);
-    float *xbuf = scratch(ctx, 0, (size_t)Cin * nb * P, "nin_add backward");
-    float *dycn = fold ? scratch(ctx, 1, (size_t)Cout * nb * P, "nin_add backward") : NULL;
-    if (!xbuf || (fold && !dycn))
+    const int fold = P < PANEL_COLS;
+    const block_plan bp = plan_blocks(ctx, N, nin_add_block(N, P, Cin, Cout));
+    const size_t x_n = (size_t)Cin * bp.nb * P, dy_n = (size_t)Cout * bp.nb * P;
+    const size_t w_n = (size_t)Cout * Cin;
+    float *x_all = thread_scratch(ctx, 0, x_n, &bp, "nin_add backward");
+    float *dy_all = fold ? thread_scratch(ctx, 1, dy_n, &bp, "nin_add backward") : NULL;
+    float *part = gw && bp.chunks > 1 ? scratch(ctx, 3, w_n * bp.chunks, "nin_add backward")
+                                      : NULL;
+    if (!x_all || (fold && !dy_all) || (gw && bp.chunks > 1 && !part))
         return AGAVE_ERR_NOMEM;
-    for (int n0 = 0; n0 < N; n0 += nb) {
-        const int m = nb < N - n0 ? nb : N - n0;
-        image_cols dy = as_operand(ctx, g + (size_t)n0 * Cout * P, m, Cout, P, fold, dycn);
-        if (gw) {   // dW (Cout,Cin) += dY (Cout, m*P) x X^T
-            image_cols xb = nin_add_operand(ctx, x, n0, m, ce, fold, xbuf);
-            gemm_sum_images(ctx, Cout, Cin, dy, xb, gw, Cin, m, P);
-        }
-        if (!gx)
-            continue;
-        float *gxb = gx + (size_t)n0 * Cx * P;
-        if (ce) {   // dX into scratch, laid out as the operand, then through concat_elu
-            image_cols dx = fold ? wide_cols(xbuf, (size_t)Cin) : nchw_cols(xbuf, (size_t)Cin);
-            gemm_images(ctx, 1, Cin, Cout, w->data, Cin, dy, 0.0f, dx, m, P);
-            concat_elu_grad_into(ctx, x->data + (size_t)n0 * Cx * P, m, Cx, P, xbuf,
-                                 fold ? (size_t)m * P : P, fold ? P : (size_t)Cin * P, gxb);
-        } else {   // as nin_backward
-            image_cols dx = fold ? wide_cols(xbuf, (size_t)Cin) : nchw_cols(gxb, (size_t)Cin);
-            gemm_images(ctx, 1, Cin, Cout, w->data, Cin, dy, fold ? 0.0f : 1.0f, dx, m, P);
-            if (fold)
-                cn_to_nchw(ctx, xbuf, m, Cin, P, NULL, 1, gxb);
+#pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
+    for (int c = 0; c < bp.chunks; c++) {
+        float *xbuf = PIECE(x_all, x_n), *dycn = PIECE(dy_all, dy_n);
+        float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
+        int first, end;
+        chunk_range(&bp, c, &first, &end);
+        for (int blk = first; blk < end; blk++) {
+            int n0;
+            const int m = block_images(&bp, N, blk, &n0);
+            image_cols dy = as_operand(ctx, g + (size_t)n0 * Cout * P, m, Cout, P, fold, dycn);
+            if (gw) {   // dW (Cout,Cin) += dY (Cout, m*P) x X^T
+                image_cols xb = nin_add_operand(ctx, x, n0, m, ce, fold, xbuf);
+                gemm_sum_images(ctx, Cout, Cin, dy, xb, gw_sum, Cin, m, P);
+            }
+            if (!gx)
+                continue;
+            float *gxb = gx + (size_t)n0 * Cx * P;
+            if (ce) {   // dX into scratch, laid out as the operand, then through concat_elu
+                image_cols dx =
+                    fold ? wide_cols(xbuf, (size_t)Cin) : nchw_cols(xbuf, (size_t)Cin);
+                gemm_images(ctx, 1, Cin, Cout, w->data, Cin, dy, 0.0f, dx, m, P);
+                concat_elu_grad_into(ctx, x->data + (size_t)n0 * Cx * P, m, Cx, P, xbuf,
+                                     fold ? (size_t)m * P : P, fold ? P : (size_t)Cin * P, gxb);
+            } else {   // as nin_backward
+                image_cols dx = fold ? wide_cols(xbuf, (size_t)Cin) : nchw_cols(gxb, (size_t)Cin);
+                gemm_images(ctx, 1, Cin, Cout, w->data, Cin, dy, fold ? 0.0f : 1.0f, dx, m, P);
+                if (fold)
+                    cn_to_nchw(ctx, xbuf, m, Cin, P, NULL, 1, gxb);
+            }
         }
     }
+    if (gw)
+        add_chunk_sums(ctx, &bp, part, w_n, gw);
     return AGAVE_OK;
 }
 

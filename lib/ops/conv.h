@@ -1,8 +1,8 @@
 /* Internal kernels of the convolution family (lib/ops/conv.c): im2col and
  * col2im over a block of images, and the layout permutes that fold a batch
- * into one GEMM. Every function here runs its own OpenMP loop (threads: see
- * data_threads in im2col.c) and must never be called from inside a parallel
- * region or while a GEMM runs. */
+ * into one GEMM. Every function here runs its own OpenMP loop on the
+ * context's threads, or on the calling thread alone inside a parallel region
+ * (data_threads in im2col.c). */
 #ifndef AGAVE_OPS_CONV_H
 #define AGAVE_OPS_CONV_H
 

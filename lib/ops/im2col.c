@@ -13,12 +13,11 @@
  * a parallel region (a few microseconds) would cost more than it saves. */
 #define PAR_MIN_WORK 32768
 
-/* Threads for the loops below: the context's. GEMMs are threaded by OpenMP
- * panels over a single-threaded OpenBLAS (core/blas.c), so these loops and the
- * GEMMs share one pool and no second pool competes for the cores. (Before
- * that, with OpenBLAS's own pthreads pool, these loops had to run on one
- * thread: docs/performance.md.) */
-static int data_threads(const agave_context *ctx) { return ctx->threads; }
+/* Threads for the loops below: the context's, or 1 when the conv runs this
+ * block on one thread of its own (ctx_region_threads). GEMMs are threaded by
+ * OpenMP panels over a single-threaded OpenBLAS (core/blas.c), so these loops
+ * and the GEMMs share one pool and no second pool competes for the cores. */
+static int data_threads(const agave_context *ctx) { return ctx_region_threads(ctx); }
 
 /* The kernel positions ow in [lo, hi) whose tap kw reads a pixel inside a
  * row of width in_w: 0 <= ow*stride + kw - pad_left < in_w. */
@@ -36,28 +35,46 @@ static void valid_range(int out_w, int in_w, int stride, int offset, int *lo, in
     *hi = (int)end;
 }
 
+/* Rows here are short (28 floats for Fashion-MNIST, with pads of 0-2), so
+ * libc's memset/memcpy cost more in calls than in bytes: with three calls a
+ * row they took 11% of a step. The loops below are vector loops (omp simd),
+ * and GCC is told not to turn them back into those calls. */
+#define NO_LIBC_IDIOMS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+
 /* One row of the column matrix for one image: tap (c, kh, kw) over the grid.
  * plane is the image's channel c (in_h, in_w); dst holds out_h*out_w floats. */
-static void im2col_row(const conv_geom *g, const float *plane, int kh, int kw, float *dst)
+NO_LIBC_IDIOMS static void im2col_row(const conv_geom *g, const float *restrict plane, int kh,
+                                      int kw, float *restrict dst)
 {
     int lo, hi;
     valid_range(g->out_w, g->in_w, g->stride, kw - g->pad_left, &lo, &hi);
-    for (int oh = 0; oh < g->out_h; oh++, dst += g->out_w) {
-        int ih = oh * g->stride + kh - g->pad_top;
+    const int out_w = g->out_w, stride = g->stride;
+    for (int oh = 0; oh < g->out_h; oh++, dst += out_w) {
+        int ih = oh * stride + kh - g->pad_top;
         if (ih < 0 || ih >= g->in_h || lo == hi) {
-            memset(dst, 0, (size_t)g->out_w * sizeof *dst);
+#pragma omp simd
+            for (int ow = 0; ow < out_w; ow++)
+                dst[ow] = 0.0f;
             continue;
         }
         /* pixel of column ow: row ih, x = ow*stride + kw - pad_left (>= 0 from lo on) */
-        const float *src = plane + (size_t)ih * g->in_w;
-        long x0 = (long)lo * g->stride + kw - g->pad_left;
-        memset(dst, 0, (size_t)lo * sizeof *dst);
-        if (g->stride == 1)
-            memcpy(dst + lo, src + x0, (size_t)(hi - lo) * sizeof *dst);
-        else
-            for (int ow = lo; ow < hi; ow++, x0 += g->stride)
-                dst[ow] = src[x0];
-        memset(dst + hi, 0, (size_t)(g->out_w - hi) * sizeof *dst);
+        const float *restrict src = plane + (size_t)ih * g->in_w;
+        const long offset = (long)kw - g->pad_left;
+#pragma omp simd
+        for (int ow = 0; ow < lo; ow++)
+            dst[ow] = 0.0f;
+        if (stride == 1) {
+#pragma omp simd
+            for (int ow = lo; ow < hi; ow++)
+                dst[ow] = src[ow + offset];
+        } else {
+#pragma omp simd
+            for (int ow = lo; ow < hi; ow++)
+                dst[ow] = src[(long)ow * stride + offset];
+        }
+#pragma omp simd
+        for (int ow = hi; ow < out_w; ow++)
+            dst[ow] = 0.0f;
     }
 }
 

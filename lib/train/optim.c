@@ -103,7 +103,10 @@ static void update_tensor(agave_optimizer *o, agave_tensor *t, float *m, float *
     const float *g = t->grad;
     if (!g)
         return;
-    for (size_t j = 0; j < t->numel; j++) {
+    // element-wise, so any split gives the same numbers; large tensors on the threads
+    const long n = (long)t->numel;
+#pragma omp parallel for num_threads(ctx_region_threads(o->ctx)) if (n > 65536) schedule(static)
+    for (long j = 0; j < n; j++) {
         float gj = g[j] * scale;
         m[j] = b1 * m[j] + (1 - b1) * gj;
         if (o->kind == AGAVE_OPTIM_ADAM) {
