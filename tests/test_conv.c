@@ -89,7 +89,8 @@ static const conv_case conv_cases[] = {
     {"1x1 kernel stride 2", 2, 3, 5, 7, 2, 1, 1, 2, 0, 0, 0, 0, 1},
     /* lib/ops/conv.c runs blocks of images: at least 1024 columns (images x Ho*Wo), more
      * while the column matrix stays under 256K floats. These two split the batch into
-     * several blocks with a partial last one (9+2, and 7x4+2). */
+     * several blocks with a partial last one (9+2, and 7x4+2); on 2 threads, into equal
+     * blocks run on both threads at once (6+5, and again 7x4+2). */
     {"32x32, 3 channels, 11 images: per-image GEMMs, partial last block", 11, 3, 32, 32, 4, 3,
      3, 1, 1, 1, 1, 1, 1},
     {"64 channels at 16x16, 30 images: folded, partial last block", 30, 64, 16, 16, 2, 3, 3, 1,
@@ -502,6 +503,69 @@ static void test_conv2d_backward_blocks(void **state)
     }
 }
 
+/* With 2 or more threads the blocks of images run on the threads at once and
+ * the weight gradient is summed per chunk of blocks, chunks handed out to
+ * whichever thread is free (lib/ops/conv.c). The sums must not depend on
+ * which thread took which chunk: repeated runs give the same bits. The sizes
+ * make each block's GEMM long enough that the threads' GEMMs overlap in time:
+ * summing straight into dW from both threads (a race) fails here. */
+#define RG_C 16   /* channels in and out */
+
+static float *weight_grads(int threads, int op)
+{
+    agave_context *ctx = NULL;
+    assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
+    assert_int_equal(agave_context_set_threads(ctx, threads), AGAVE_OK);
+    test_rng_seed(23);
+    // 37 images of 16x20x20: blocks of several images, more blocks than threads
+    agave_tensor *x = make_tensor(ctx, 4, 37, RG_C, 20, 20);
+    agave_tensor *w = op == 0   ? make_tensor(ctx, 4, RG_C, RG_C, 3, 3)
+                      : op == 1 ? make_tensor(ctx, 4, RG_C, RG_C, 2, 3)
+                                : make_tensor(ctx, 2, RG_C, RG_C, 1, 1);
+    agave_tensor *y = NULL, *R = NULL;
+    assert_int_equal(agave_tensor_set_requires_grad(w, 1), AGAVE_OK);
+    agave_status st = op == 0   ? agave_conv2d(ctx, x, w, NULL, 1, 1, 1, 1, 1, &y)
+                      : op == 1 ? agave_conv2d_transpose(ctx, x, w, NULL, 2, 0, 1, 40, 40, &y)
+                                : agave_nin(ctx, x, w, NULL, &y);
+    assert_int_equal(st, AGAVE_OK);
+    loss_against_random(ctx, y, &R);
+    size_t nw = agave_tensor_numel(w);
+    float *gw = xcalloc(nw, sizeof *gw);
+    memcpy(gw, agave_tensor_grad(w), nw * sizeof *gw);
+    agave_tensor_free(x);
+    agave_tensor_free(w);
+    agave_tensor_free(R);
+    agave_context_free(ctx);
+    return gw;
+}
+
+static void test_weight_grad_reproducible_on_threads(void **state)
+{
+    (void)state;
+    const char *names[] = {"conv2d", "conv2d_transpose", "nin"};
+    const size_t nws[] = {RG_C * RG_C * 9, RG_C * RG_C * 6, RG_C * RG_C};
+    for (int op = 0; op < 3; op++)
+        for (int threads = 2; threads <= 3; threads++) {
+            float *one = weight_grads(1, op), *first = weight_grads(threads, op);
+            for (int run = 0; run < 6; run++) {
+                float *again = weight_grads(threads, op);
+                if (memcmp(first, again, nws[op] * sizeof *first) != 0)
+                    fail_msg("%s on %d threads: run %d gave other bits", names[op], threads,
+                             run + 2);
+                free(again);
+            }
+            // and the chunks' sums are the 1-thread sums up to float rounding: measured
+            // 5e-5 apart; a lost or doubled block (hundreds of products of magnitude
+            // up to 1) moves an element by 1 or more
+            for (size_t i = 0; i < nws[op]; i++)
+                if (!(fabsf(first[i] - one[i]) <= 1e-3f))
+                    fail_msg("%s on %d threads: dW[%zu] %.9g against %.9g on 1", names[op],
+                             threads, i, (double)first[i], (double)one[i]);
+            free(one);
+            free(first);
+        }
+}
+
 static void test_conv2d_transpose_backward_blocks(void **state)
 {
     (void)state;
@@ -871,6 +935,7 @@ int main(void)
         cmocka_unit_test(test_conv2d_backward_blocks),
         cmocka_unit_test(test_conv2d_transpose_backward_blocks),
         cmocka_unit_test(test_nin_backward_blocks),
+        cmocka_unit_test(test_weight_grad_reproducible_on_threads),
         cmocka_unit_test_setup_teardown(test_conv2d_errors, err_setup, err_teardown),
         cmocka_unit_test_setup_teardown(test_conv2d_transpose_errors, err_setup, err_teardown),
         cmocka_unit_test_setup_teardown(test_nin_errors, err_setup, err_teardown),
