@@ -1,6 +1,7 @@
 #!/bin/sh
 # The paper's experiments (Lucas & Verbeek 2018) at CPU scale, on
-# Fashion-MNIST with the fashion configuration (issue 9, docs/results.md).
+# Fashion-MNIST with the fashion configuration and on CIFAR-10 with
+# cifar-small (issue 9, docs/results.md).
 # Every run is seeded, trains a fixed number of steps, and is then evaluated
 # (ELBO with its decomposition and the VAE's bound on y, on --limit test
 # images; IWAE with --samples K on the first --iwae-limit of them) and
@@ -13,7 +14,9 @@
 #   lambda   agave with lambda in 1 2 4 8 12 (the paper's Fig. 3 and 4)
 #   aux      agave at lambda 2 with b in 256 64 32 16 (s = 1) and s in 1 2 4
 #            (b = 256) (the paper's Fig. 5 and 6)
-#   all      the three above
+#   cifar    on CIFAR-10 with cifar-small (lambda 4): naive versus agave,
+#            and the baselines pixelcnn and vae
+#   all      modes, lambda and aux (not cifar: it takes far longer)
 #   plots    rebuild OUT/results.csv and the plots from the runs present
 #   publish  copy OUT/results.csv, the plots and the grids into docs/results/
 #   list     print every run's name and settings
@@ -27,6 +30,8 @@
 #   --samples K      IWAE importance samples [150]
 #   --iwae-limit N   test images for the IWAE bound [200]
 #   --data PATH      [/usr/share/datasets/fashion-mnist]
+#   --cifar-data PATH  CIFAR-10 batches [../shared/data/cifar10 beside the project]
+#   --cifar-steps N  training steps of the cifar runs [1000]
 #   --out DIR        [results/paper]
 # A run whose eval.json exists is skipped; an interrupted one resumes from its
 # checkpoint. A run's directory holds model.ckpt, train.csv, train.log,
@@ -39,6 +44,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 bin=${AGAVE_BIN:-$top/build/bin}
 steps=3000 batch=16 seed=1 jobs=1 threads="" limit=1000 samples=150 iwae_limit=200
 data=/usr/share/datasets/fashion-mnist
+cifar_data=$top/../shared/data/cifar10 cifar_steps=1000
 out=results/paper
 
 say() { echo "paper: $*" >&2; }
@@ -48,6 +54,7 @@ die() { say "$*"; exit 2; }
 runs_modes="naive agave-l2 vae pixelcnn"
 runs_lambda="agave-l1 agave-l2 agave-l4 agave-l8 agave-l12"
 runs_aux="agave-l2 agave-b64 agave-b32 agave-b16 agave-s2 agave-s4"
+runs_cifar="cifar-naive cifar-agave cifar-pixelcnn cifar-vae"
 
 settings() { # name -> key=value words
     case $1 in
@@ -57,6 +64,9 @@ settings() { # name -> key=value words
     agave-l*) echo "mode=agave lambda=${1#agave-l}" ;;
     agave-b*) echo "mode=agave lambda=2 b=${1#agave-b}" ;;
     agave-s*) echo "mode=agave lambda=2 s=${1#agave-s}" ;;
+    cifar-naive) echo "mode=naive lambda=4" ;;
+    cifar-agave) echo "mode=agave lambda=4" ;;
+    cifar-*) settings "${1#cifar-}" ;;
     *) return 1 ;;
     esac
 }
@@ -65,6 +75,8 @@ settings() { # name -> key=value words
 run_one() { # name
     name=$1
     dir=$out/runs/$name
+    config=fashion run_data=$data run_steps=$steps
+    case $name in cifar-*) config=cifar-small run_data=$cifar_data run_steps=$cifar_steps ;; esac
     sets=""
     for kv in $(settings "$name"); do sets="$sets --set $kv"; done
     if [ -s "$dir/eval.json" ] && [ -s "$dir/iwae.json" ]; then
@@ -76,26 +88,26 @@ run_one() { # name
         how="--resume"
     else
         # shellcheck disable=SC2086
-        how="--config fashion $sets --seed $seed --batch $batch"
+        how="--config $config $sets --seed $seed --batch $batch"
     fi
-    say "$name: training to step $steps ($(settings "$name"))"
+    say "$name: training $config to step $run_steps ($(settings "$name"))"
     # shellcheck disable=SC2086
-    "$bin/agave-train" $how --data "$data" --out "$dir" --steps "$steps" --threads "$threads" \
+    "$bin/agave-train" $how --data "$run_data" --out "$dir" --steps "$run_steps" --threads "$threads" \
         --checkpoint-every 500 >>"$dir/train.log" 2>&1 ||
         die "$name: agave-train failed (exit $?); see $dir/train.log"
     say "$name: evaluating"
-    "$bin/agave-eval" --checkpoint "$dir/model.ckpt" --data "$data" --limit "$limit" \
+    "$bin/agave-eval" --checkpoint "$dir/model.ckpt" --data "$run_data" --limit "$limit" \
         --samples 0 --json --output "$dir/eval.json" --threads "$threads" >/dev/null \
         2>>"$dir/train.log" || die "$name: agave-eval failed; see $dir/train.log"
-    "$bin/agave-eval" --checkpoint "$dir/model.ckpt" --data "$data" --limit "$iwae_limit" \
+    "$bin/agave-eval" --checkpoint "$dir/model.ckpt" --data "$run_data" --limit "$iwae_limit" \
         --samples "$samples" --json --output "$dir/iwae.json" --threads "$threads" >/dev/null \
         2>>"$dir/train.log" || die "$name: agave-eval --samples $samples failed"
     say "$name: sampling"
     "$bin/agave-sample" --checkpoint "$dir/model.ckpt" --count 16 --seed 1 \
         --out "$dir/samples.png" --threads "$threads" 2>>"$dir/train.log" ||
         die "$name: agave-sample failed"
-    if [ "$name" != pixelcnn ]; then   # (no latent code to reconstruct from)
-        "$bin/agave-sample" --checkpoint "$dir/model.ckpt" --reconstruct --data "$data" \
+    if [ "${name#cifar-}" != pixelcnn ]; then   # (no latent code to reconstruct from)
+        "$bin/agave-sample" --checkpoint "$dir/model.ckpt" --reconstruct --data "$run_data" \
             --count 8 --seed 1 --out "$dir/recon.png" --threads "$threads" \
             2>>"$dir/train.log" || die "$name: agave-sample --reconstruct failed"
     fi
@@ -109,7 +121,7 @@ json_num() { # file key
 
 collect() {
     csv=$out/results.csv
-    echo "name,mode,lambda,b,s,steps,elbo_bpd,recon_bpd,kl_bpd,aux_bpd,iwae_bpd,iwae_samples,baseline_bpd,images,iwae_images,iwae_images_elbo_bpd" >"$csv"
+    echo "name,mode,lambda,b,s,steps,elbo_bpd,recon_bpd,kl_bpd,aux_bpd,iwae_bpd,iwae_samples,baseline_bpd,images,iwae_images,iwae_images_elbo_bpd,config" >"$csv"
     for dir in "$out"/runs/*/; do
         name=$(basename "$dir")
         [ -s "$dir/eval.json" ] && [ -s "$dir/iwae.json" ] || continue
@@ -118,9 +130,11 @@ collect() {
             eval "${kv%%=*}=${kv#*=}"
         done
         [ "$mode" = pixelcnn ] && lambda=0
+        config=fashion
+        case $name in cifar-*) config=cifar-small ;; esac
         trained=$(tail -n 1 "$dir/train.csv" | cut -d, -f1)
         e=$dir/eval.json i=$dir/iwae.json
-        echo "$name,$mode,$lambda,$b,$s,$trained,$(json_num "$e" elbo_bpd),$(json_num "$e" recon_bpd),$(json_num "$e" kl_bpd),$(json_num "$e" aux_bpd),$(json_num "$i" iwae_bpd),$(json_num "$i" iwae_samples),$(json_num "$e" baseline_bpd),$(json_num "$e" n_images),$(json_num "$i" n_images),$(json_num "$i" elbo_bpd)" >>"$csv"
+        echo "$name,$mode,$lambda,$b,$s,$trained,$(json_num "$e" elbo_bpd),$(json_num "$e" recon_bpd),$(json_num "$e" kl_bpd),$(json_num "$e" aux_bpd),$(json_num "$i" iwae_bpd),$(json_num "$i" iwae_samples),$(json_num "$e" baseline_bpd),$(json_num "$e" n_images),$(json_num "$i" n_images),$(json_num "$i" elbo_bpd),$config" >>"$csv"
     done
     say "wrote $csv ($(($(wc -l <"$csv") - 1)) runs)"
 }
@@ -229,10 +243,12 @@ while [ $# -gt 0 ]; do
     --samples) samples=$2; shift ;;
     --iwae-limit) iwae_limit=$2; shift ;;
     --data) data=$2; shift ;;
+    --cifar-data) cifar_data=$2; shift ;;
+    --cifar-steps) cifar_steps=$2; shift ;;
     --out) out=$2; shift ;;
     --run-one) todo="$todo _one:$2"; shift ;;   # internal: one run (for --jobs)
     -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    modes | lambda | aux | all | plots | publish | list) todo="$todo $1" ;;
+    modes | lambda | aux | cifar | all | plots | publish | list) todo="$todo $1" ;;
     *) die "unknown argument '$1' (see --help)" ;;
     esac
     shift
@@ -250,8 +266,9 @@ for t in $todo; do
     modes) names="$names $runs_modes" ;;
     lambda) names="$names $runs_lambda" ;;
     aux) names="$names $runs_aux" ;;
+    cifar) names="$names $runs_cifar" ;;
     all) names="$names $runs_modes $runs_lambda $runs_aux" ;;
-    list) for n in $runs_modes $runs_lambda $runs_aux; do echo "$n: $(settings "$n")"; done | sort -u ;;
+    list) for n in $runs_modes $runs_lambda $runs_aux $runs_cifar; do echo "$n: $(settings "$n")"; done | sort -u ;;
     esac
 done
 # Each run once, in order of first mention.
@@ -260,11 +277,17 @@ for n in $names; do
     case " $unique " in *" $n "*) ;; *) unique="$unique $n" ;; esac
 done
 if [ -n "$unique" ]; then
-    [ -e "$data" ] || die "$data does not exist (scripts/deps.sh paper installs Fashion-MNIST)"
+    case $unique in *" cifar-"*)
+        [ -e "$cifar_data" ] || die "$cifar_data does not exist (give --cifar-data)" ;;
+    esac
+    case $unique in *" "[!c]*)
+        [ -e "$data" ] || die "$data does not exist (scripts/deps.sh paper installs Fashion-MNIST)" ;;
+    esac
     mkdir -p "$out"
-    say "runs:$unique; $steps steps at batch $batch, seed $seed, $jobs at once on $threads thread(s) each"
+    say "runs:$unique; $steps steps (cifar: $cifar_steps) at batch $batch, seed $seed, $jobs at once on $threads thread(s) each"
     common="--steps $steps --batch $batch --seed $seed --threads $threads --limit $limit"
     common="$common --samples $samples --iwae-limit $iwae_limit --data $data --out $out"
+    common="$common --cifar-data $cifar_data --cifar-steps $cifar_steps"
     # shellcheck disable=SC2086
     printf '%s\n' $unique | xargs -P "$jobs" -I NAME sh "$0" $common --run-one NAME
 fi
