@@ -18,7 +18,8 @@
 #            and the baselines pixelcnn and vae
 #   all      modes, lambda and aux (not cifar: it takes far longer)
 #   plots    rebuild OUT/results.csv and the plots from the runs present
-#   publish  copy OUT/results.csv, the plots and the grids into docs/results/
+#   publish  merge OUT/results.csv into docs/results/results.csv (rows of runs
+#            not in OUT are kept), redraw the plots there, copy the grids
 #   list     print every run's name and settings
 # options (defaults in brackets):
 #   --steps N        training steps per run [3000]
@@ -141,14 +142,20 @@ collect() {
 
 plots() {
     collect
-    csv=$out/results.csv
+    plot_from "$out/results.csv" "$out"
+}
+
+# The plots of the runs in CSV, written into DIR (with their .dat files).
+plot_from() { # csv dir
+    csv=$1
+    pdir=$2
     command -v gnuplot >/dev/null 2>&1 || die "gnuplot is missing: scripts/deps.sh paper"
     # lambda: the agave-l* rows, sorted by lambda.
-    grep '^agave-l' "$csv" | sort -t, -k3 -g >"$out/lambda.dat" || true
-    if [ -s "$out/lambda.dat" ]; then
+    grep '^agave-l' "$csv" | sort -t, -k3 -g >"$pdir/lambda.dat" || true
+    if [ -s "$pdir/lambda.dat" ]; then
         gnuplot <<EOF
 set terminal pngcairo size 900,560 noenhanced
-set output '$out/lambda.png'
+set output '$pdir/lambda.png'
 set datafile separator ','
 set multiplot layout 1,2 title 'AGAVE on Fashion-MNIST against lambda (KL weight)'
 set xlabel 'lambda'
@@ -157,7 +164,7 @@ set xtics (1, 2, 4, 8, 12)
 set grid
 set key below
 set title 'bounds on x (bits per dimension)'
-plot '$out/lambda.dat' using 3:7 with linespoints lw 2 title 'ELBO', \
+plot '$pdir/lambda.dat' using 3:7 with linespoints lw 2 title 'ELBO', \
      '' using 3:8 with linespoints lw 2 title 'PixelCNN reconstruction', \
      '' using 3:16 with linespoints lw 2 dt 2 title 'ELBO, first 50 images', \
      '' using 3:11 with linespoints lw 2 dt 2 title 'IWAE K=150, first 50'
@@ -166,18 +173,18 @@ set title 'the latent code (bits per dimension)'
 set y2tics
 set ylabel 'KL'
 set y2label 'VAE bound on y'
-plot '$out/lambda.dat' using 3:9 with linespoints lw 2 title 'KL', \
+plot '$pdir/lambda.dat' using 3:9 with linespoints lw 2 title 'KL', \
      '' using 3:10 axes x1y2 with linespoints lw 2 title 'VAE bound on y (right)'
 unset multiplot
 EOF
-        say "wrote $out/lambda.png"
+        say "wrote $pdir/lambda.png"
     fi
     # modes: the degenerate hybrid, AGAVE and the baselines at equal budget.
-    grep -E '^(naive|agave-l2|vae|pixelcnn),' "$csv" >"$out/modes.dat" || true
-    if [ -s "$out/modes.dat" ]; then
+    grep -E '^(naive|agave-l2|vae|pixelcnn),' "$csv" >"$pdir/modes.dat" || true
+    if [ -s "$pdir/modes.dat" ]; then
         gnuplot <<EOF
 set terminal pngcairo size 800,500 noenhanced
-set output '$out/modes.png'
+set output '$pdir/modes.png'
 set datafile separator ','
 set title 'Fashion-MNIST at equal budget (bits per dimension; KL in results.csv)'
 set ylabel 'bits per dimension'
@@ -187,18 +194,18 @@ set style fill solid 0.8 border -1
 set key outside right
 set grid ytics
 set yrange [3:4.7]
-plot '$out/modes.dat' using 7:xtic(1) title 'ELBO, 1000 images', \
+plot '$pdir/modes.dat' using 7:xtic(1) title 'ELBO, 1000 images', \
      '' using 16 title 'ELBO, first 50', '' using 11 title 'IWAE K=150, first 50', \
      '' using 13 title 'per-pixel histogram, 1000'
 EOF
-        say "wrote $out/modes.png"
+        say "wrote $pdir/modes.png"
     fi
     # aux: b at s = 1 and s at b = 256 (lambda 2), as clustered bars.
-    grep -E '^agave-(l2|b[0-9]+|s[0-9]+),' "$csv" | sort -t, -k5,5n -k4,4nr >"$out/aux.dat" || true
-    if [ -s "$out/aux.dat" ]; then
+    grep -E '^agave-(l2|b[0-9]+|s[0-9]+),' "$csv" | sort -t, -k5,5n -k4,4nr >"$pdir/aux.dat" || true
+    if [ -s "$pdir/aux.dat" ]; then
         gnuplot <<EOF
 set terminal pngcairo size 900,560 noenhanced
-set output '$out/aux.png'
+set output '$pdir/aux.png'
 set datafile separator ','
 set title 'AGAVE, lambda 2: the auxiliary image y (b colour levels, s x s pooling)'
 set ylabel 'bits per dimension'
@@ -208,26 +215,68 @@ set style fill solid 0.8 border -1
 set key below
 set grid ytics
 set xtics rotate by -20
-plot '$out/aux.dat' using 7:xtic(sprintf('b=%s s=%s', strcol(4), strcol(5))) title 'ELBO on x', \
+plot '$pdir/aux.dat' using 7:xtic(sprintf('b=%s s=%s', strcol(4), strcol(5))) title 'ELBO on x', \
      '' using 8 title 'PixelCNN reconstruction', '' using 10 title 'VAE bound on y (per dimension of y)'
 EOF
-        say "wrote $out/aux.png"
+        say "wrote $pdir/aux.png"
+    fi
+    # cifar: the cifar-small runs on CIFAR-10, as the modes plot.
+    grep -E '^cifar-' "$csv" >"$pdir/cifar.dat" || true
+    if [ -s "$pdir/cifar.dat" ]; then
+        gnuplot <<EOF
+set terminal pngcairo size 800,500 noenhanced
+set output '$pdir/cifar.png'
+set datafile separator ','
+set title 'CIFAR-10, cifar-small, equal budget (KL: results.csv)'
+set ylabel 'bits per dimension'
+set style data histogram
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key outside right
+set grid ytics
+set yrange [0:*]
+plot '$pdir/cifar.dat' using 7:xtic(1) title 'ELBO', \
+     '' using 16 title 'ELBO, IWAE images', '' using 11 title 'IWAE K=150', \
+     '' using 13 title 'per-pixel histogram'
+EOF
+        say "wrote $pdir/cifar.png"
     fi
 }
 
+# docs/results/results.csv keeps the rows of published runs that are not in
+# OUT (a sweep rerun elsewhere, or only in part), so publishing the cifar runs
+# does not drop the Fashion-MNIST ones; the plots are redrawn from the merged
+# table.
 publish() {
-    plots
+    collect
     dest=$top/docs/results
     mkdir -p "$dest"
-    cp "$out/results.csv" "$dest/"
-    for f in modes.png lambda.png aux.png; do [ -s "$out/$f" ] && cp "$out/$f" "$dest/"; done
+    merged=$out/published.csv
+    tail -n +2 "$out/results.csv" >"$merged.rows"
+    if [ -s "$dest/results.csv" ]; then
+        tail -n +2 "$dest/results.csv" | while IFS= read -r row; do
+            grep -q "^${row%%,*}," "$out/results.csv" && continue
+            # rows without the config column (older tables) are Fashion-MNIST runs
+            if [ "$(printf '%s' "$row" | tr -cd , | wc -c)" -eq 15 ]; then
+                echo "$row,fashion"
+            else
+                echo "$row"
+            fi
+        done >>"$merged.rows"
+    fi
+    { head -n 1 "$out/results.csv"; sort "$merged.rows"; } >"$merged"
+    rm -f "$merged.rows"
+    cp "$merged" "$dest/results.csv"
+    plot_from "$dest/results.csv" "$dest"
+    rm -f "$dest"/*.dat
     for dir in "$out"/runs/*/; do
+        [ -d "$dir" ] || continue
         name=$(basename "$dir")
         for g in samples recon; do
             [ -s "$dir/$g.png" ] && cp "$dir/$g.png" "$dest/$name-$g.png"
         done
     done
-    say "copied the table, plots and grids into $dest"
+    say "merged into $dest/results.csv ($(($(wc -l <"$dest/results.csv") - 1)) runs); plots redrawn, grids copied"
 }
 
 # ---- command line ----------------------------------------------------------------------------
