@@ -39,7 +39,11 @@ static void valid_range(int out_w, int in_w, int stride, int offset, int *lo, in
  * libc's memset/memcpy cost more in calls than in bytes: with three calls a
  * row they took 11% of a step. The loops below are vector loops (omp simd),
  * and GCC is told not to turn them back into those calls. */
+#if defined(__GNUC__) && !defined(__clang__)
 #define NO_LIBC_IDIOMS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_LIBC_IDIOMS   /* (clang, for the fuzz build: no such attribute) */
+#endif
 
 /* One row of the column matrix for one image: tap (c, kh, kw) over the grid.
  * plane is the image's channel c (in_h, in_w); dst holds out_h*out_w floats. */
