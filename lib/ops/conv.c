@@ -85,8 +85,8 @@ static block_plan plan_blocks(const agave_context *ctx, int N, int nb)
     const int T = ctx_region_threads(ctx);
     block_plan p = {nb, 0, 1, 1};
     if (T > 1) {   // equal blocks of at most nb images, a multiple of T of them
-        int rounds = (N + T * nb - 1) / (T * nb);
-        p.nb = (N + T * rounds - 1) / (T * rounds);
+        long rounds = ((long)N + (long)T * nb - 1) / ((long)T * nb);
+        p.nb = (int)(((long)N + T * rounds - 1) / (T * rounds));
     }
     p.nblocks = (N + p.nb - 1) / p.nb;
     if (T > 1 && p.nblocks >= T) {
