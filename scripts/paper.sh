@@ -19,7 +19,8 @@
 #   all      modes, lambda and aux (not cifar: it takes far longer)
 #   plots    rebuild OUT/results.csv and the plots from the runs present
 #   publish  merge OUT/results.csv into docs/results/results.csv (rows of runs
-#            not in OUT are kept), redraw the plots there, copy the grids
+#            not in OUT are kept), copy the grids (and the cifar runs'
+#            train.csv), redraw the plots there
 #   list     print every run's name and settings
 # options (defaults in brackets):
 #   --steps N        training steps per run [3000]
@@ -241,6 +242,30 @@ plot '$pdir/cifar.dat' using 7:xtic(1) title 'ELBO', \
 EOF
         say "wrote $pdir/cifar.png"
     fi
+    # cifar-kl: the training KL and auxiliary term of naive and agave, step by step
+    # (train.csv: the running training values, not an evaluation).
+    na=$pdir/cifar-naive-train.csv ag=$pdir/cifar-agave-train.csv
+    [ -s "$na" ] || na=$out/runs/cifar-naive/train.csv
+    [ -s "$ag" ] || ag=$out/runs/cifar-agave/train.csv
+    if [ -s "$na" ] && [ -s "$ag" ]; then
+        gnuplot <<EOF
+set terminal pngcairo size 900,500 noenhanced
+set output '$pdir/cifar-kl.png'
+set datafile separator ','
+set key autotitle columnhead
+set title 'CIFAR-10, cifar-small: the latent code during training (training batches)'
+set xlabel 'step'
+set ylabel 'KL (bits per dimension)'
+set y2label 'auxiliary term, agave (bits per dimension of y)'
+set y2tics
+set grid
+set key below
+plot '$na' using 1:6 with lines lw 2 title 'KL, naive', \
+     '$ag' using 1:6 with lines lw 2 title 'KL, agave (lambda 4)', \
+     '$ag' using 1:5 axes x1y2 with lines lw 2 dt 2 title 'auxiliary term, agave (right)'
+EOF
+        say "wrote $pdir/cifar-kl.png"
+    fi
 }
 
 # docs/results/results.csv keeps the rows of published runs that are not in
@@ -267,15 +292,16 @@ publish() {
     { head -n 1 "$out/results.csv"; sort "$merged.rows"; } >"$merged"
     rm -f "$merged.rows"
     cp "$merged" "$dest/results.csv"
-    plot_from "$dest/results.csv" "$dest"
-    rm -f "$dest"/*.dat
     for dir in "$out"/runs/*/; do
         [ -d "$dir" ] || continue
         name=$(basename "$dir")
         for g in samples recon; do
             [ -s "$dir/$g.png" ] && cp "$dir/$g.png" "$dest/$name-$g.png"
         done
+        case $name in cifar-*) cp "$dir/train.csv" "$dest/$name-train.csv" ;; esac
     done
+    plot_from "$dest/results.csv" "$dest"
+    rm -f "$dest"/*.dat
     say "merged into $dest/results.csv ($(($(wc -l <"$dest/results.csv") - 1)) runs); plots redrawn, grids copied"
 }
 
