@@ -159,9 +159,10 @@ tape_node *tape_record(agave_context *ctx, int op, op_backward_fn backward, agav
                        agave_tensor *const *in, int n_in);
 
 /* Threads for a parallel region started here: the context's, or 1 inside
- * another region. The convolution family runs blocks of images on the
- * threads at once (lib/ops/conv.c) and calls the same kernels inside them;
- * those kernels must then run on their own thread, whatever OMP_NESTED or
+ * another region. Every kernel's region takes its threads from this: the
+ * convolution family runs blocks of images on the threads at once
+ * (lib/ops/conv.c) and the cached sampler runs lanes on them, and the kernels
+ * they call must then run on their own thread, whatever OMP_NESTED or
  * OMP_MAX_ACTIVE_LEVELS say, or 2 threads would become 4. */
 int ctx_region_threads(const agave_context *ctx);
 

@@ -203,8 +203,8 @@ agave_status agave_tensor_fill_normal(agave_tensor *t, float mean, float std)
     return AGAVE_OK;
 }
 
-/* A fresh gradient is zeroed on the threads: serially, the zeroing of a
- * step's gradient buffers (first touches of recycled arena memory) held the
+/* Gradients are zeroed on the threads: serially, the zeroing of a step's
+ * fresh gradient buffers (first touches of recycled arena memory) held the
  * other thread idle for 3% of a 2-thread step. */
 static void zero_floats(const agave_context *ctx, float *p, size_t n)
 {
@@ -267,7 +267,7 @@ agave_status agave_tensor_zero_grad(agave_tensor *t)
     if (!t)
         return AGAVE_ERR_NULL;
     if (t->grad)
-        memset(t->grad, 0, t->numel * sizeof(float));
+        zero_floats(t->ctx, t->grad, t->numel);
     return AGAVE_OK;
 }
 

@@ -104,7 +104,7 @@ static void dlogistic_forward(agave_context *ctx, const uint8_t *y, const agave_
     int C = tC(mean);
     long planes = (long)tN(mean) * C;
     size_t plane = mean->numel / (size_t)planes;
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) schedule(static)
     for (long p = 0; p < planes; p++) {
         logistic_width w = level_width(log_scale[p % C], levels);   /* one per channel */
         double sum = 0, d_ls_sum = 0;
@@ -170,7 +170,7 @@ agave_status dlogistic_nll_backward(agave_context *ctx, const tape_node *node)
     size_t per_image = mean->numel / (size_t)N;
     if (g_mean) {
         long n_el = (long)mean->numel;
-#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (n_el > 65536)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) schedule(static) if (n_el > 65536)
         for (long i = 0; i < n_el; i++)
             g_mean[i] -= g[(size_t)i / per_image] * saved->d_mean[i];
     }

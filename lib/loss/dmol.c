@@ -370,7 +370,7 @@ agave_status agave_dmol_nll(agave_context *ctx, const uint8_t *x, int channels,
     /* One pass per pixel computing value and gradient; each row summed on its
      * own so the result does not depend on the thread count. */
     long rows = (long)N * H;
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) schedule(static)
     for (long r = 0; r < rows; r++) {
         size_t n = (size_t)r / H, h = (size_t)r % H;
         double sum = 0;
@@ -411,7 +411,7 @@ agave_status dmol_nll_backward(agave_context *ctx, const tape_node *node)
     const agave_tensor *params = node->in[0];
     size_t per_image = params->numel / (size_t)tN(params);
     long n_el = (long)params->numel;
-#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (n_el > 65536)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) schedule(static) if (n_el > 65536)
     for (long i = 0; i < n_el; i++)
         g_params[i] -= g[(size_t)i / per_image] * d_params[i];
     return AGAVE_OK;

@@ -54,7 +54,7 @@ static agave_status binary_op(agave_context *ctx, agave_tensor *a, agave_tensor 
     const float *pa = a->data, *pb = b->data;
     float *py = y->data;
     long n = (long)a->numel;
-#pragma omp parallel for num_threads(ctx->threads) if (n > 65536) schedule(dynamic, 16384)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > 65536) schedule(dynamic, 16384)
     for (long i = 0; i < n; i++)
         py[i] = op == OP_ADD ? pa[i] + pb[i] : op == OP_SUB ? pa[i] - pb[i] : pa[i] * pb[i];
     agave_status st;

@@ -99,11 +99,10 @@ static block_plan plan_blocks(const agave_context *ctx, int N, int nb)
     return p;
 }
 
-/* Chunk c covers blocks [*first, *end). */
-static void chunk_range(const block_plan *p, int c, int *first, int *end)
+/* Chunk c covers blocks [chunk_first(c), chunk_first(c + 1)). */
+static int chunk_first(const block_plan *p, int c)
 {
-    *first = (int)((long)c * p->nblocks / p->chunks);
-    *end = (int)((long)(c + 1) * p->nblocks / p->chunks);
+    return (int)((long)c * p->nblocks / p->chunks);
 }
 
 /* Images of block b: [*n0, *n0 + return). */
@@ -209,6 +208,18 @@ static float *scratch(agave_context *ctx, int slot, size_t floats, const char *o
     if (!p)
         ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: cannot allocate %zu floats of scratch", op, floats);
     return p;
+}
+
+/* The chunks' weight-gradient sums (chunks x size floats, scratch slot 3):
+ * NULL in *part when there is one chunk or no weight gradient. */
+static agave_status chunk_parts(agave_context *ctx, const block_plan *p, const float *gw,
+                                size_t size, const char *op, float **part)
+{
+    *part = NULL;
+    if (!gw || p->chunks == 1)
+        return AGAVE_OK;
+    *part = scratch(ctx, 3, size * p->chunks, op);
+    return *part ? AGAVE_OK : AGAVE_ERR_NOMEM;
 }
 
 /* Slot `slot` cut into one piece of `floats` per thread (pieces 64-byte
@@ -428,18 +439,16 @@ agave_status conv2d_backward(agave_context *ctx, const tape_node *node)
     float *col_all = thread_scratch(ctx, 0, col_n, &bp, "conv2d backward");   // im2col, then dcol
     float *dy_all = fold ? thread_scratch(ctx, 1, dy_n, &bp, "conv2d backward") : NULL;
     float *ce_all = ce ? thread_scratch(ctx, 2, ce_n, &bp, "conv2d backward") : NULL;
-    float *part = gw && bp.chunks > 1 ? scratch(ctx, 3, w_n * bp.chunks, "conv2d backward")
-                                      : NULL;
-    if (!col_all || (fold && !dy_all) || (ce && !ce_all) || (gw && bp.chunks > 1 && !part))
+    float *part;
+    TRY(chunk_parts(ctx, &bp, gw, w_n, "conv2d backward", &part));
+    if (!col_all || (fold && !dy_all) || (ce && !ce_all))
         return AGAVE_ERR_NOMEM;
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int c = 0; c < bp.chunks; c++) {
         float *col = PIECE(col_all, col_n), *dycn = PIECE(dy_all, dy_n);
         float *cebuf = PIECE(ce_all, ce_n);
         float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
-        int first, end;
-        chunk_range(&bp, c, &first, &end);
-        for (int blk = first; blk < end; blk++) {
+        for (int blk = chunk_first(&bp, c); blk < chunk_first(&bp, c + 1); blk++) {
             int n0;
             const int m = block_images(&bp, N, blk, &n0);
             image_cols dy =
@@ -584,18 +593,15 @@ agave_status conv2d_transpose_backward(agave_context *ctx, const tape_node *node
     const size_t col_n = R * bp.nb * P, x_n = (size_t)Cin * bp.nb * P, w_n = (size_t)Cin * R;
     float *col_all = thread_scratch(ctx, 0, col_n, &bp, "conv2d_transpose backward");
     float *x_all = fold ? thread_scratch(ctx, 1, x_n, &bp, "conv2d_transpose backward") : NULL;
-    float *part = gw && bp.chunks > 1
-                      ? scratch(ctx, 3, w_n * bp.chunks, "conv2d_transpose backward")
-                      : NULL;
-    if (!col_all || (fold && !x_all) || (gw && bp.chunks > 1 && !part))
+    float *part;
+    TRY(chunk_parts(ctx, &bp, gw, w_n, "conv2d_transpose backward", &part));
+    if (!col_all || (fold && !x_all))
         return AGAVE_ERR_NOMEM;
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int c = 0; c < bp.chunks; c++) {
         float *col = PIECE(col_all, col_n), *xcn = PIECE(x_all, x_n);
         float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
-        int first, end;
-        chunk_range(&bp, c, &first, &end);
-        for (int blk = first; blk < end; blk++) {
+        for (int blk = chunk_first(&bp, c); blk < chunk_first(&bp, c + 1); blk++) {
             int n0;
             const int m = block_images(&bp, N, blk, &n0);
             im2col(ctx, &g, y->grad + (size_t)n0 * y_img, m, col);   // (Cout*KH*KW, m*P)
@@ -685,6 +691,17 @@ agave_status agave_nin(agave_context *ctx, agave_tensor *x, agave_tensor *w, aga
     return AGAVE_OK;
 }
 
+/* dx (m,Cin,P) += W^T dY for a block of m images: in place when unfolded,
+ * else through buf in the wide layout (Cin, m*P) and permuted back. */
+static void nin_input_grad(agave_context *ctx, const float *w, int Cin, int Cout, image_cols dy,
+                           int fold, float *buf, float *gxb, int m, size_t P)
+{
+    image_cols dx = fold ? wide_cols(buf, (size_t)Cin) : nchw_cols(gxb, (size_t)Cin);
+    gemm_images(ctx, 1, Cin, Cout, w, Cin, dy, fold ? 0.0f : 1.0f, dx, m, P);
+    if (fold)
+        cn_to_nchw(ctx, buf, m, Cin, P, NULL, 1, gxb);
+}
+
 /* dbias = sum dY; dW += dY x^T; dx += W^T dY; per block of nb images. */
 agave_status nin_backward(agave_context *ctx, const tape_node *node)
 {
@@ -706,16 +723,15 @@ agave_status nin_backward(agave_context *ctx, const tape_node *node)
     const size_t w_n = (size_t)Cout * Cin;
     float *x_all = fold ? thread_scratch(ctx, 0, x_n, &bp, "nin backward") : NULL;
     float *dy_all = fold ? thread_scratch(ctx, 1, dy_n, &bp, "nin backward") : NULL;
-    float *part = gw && bp.chunks > 1 ? scratch(ctx, 3, w_n * bp.chunks, "nin backward") : NULL;
-    if ((fold && (!x_all || !dy_all)) || (gw && bp.chunks > 1 && !part))
+    float *part;
+    TRY(chunk_parts(ctx, &bp, gw, w_n, "nin backward", &part));
+    if (fold && (!x_all || !dy_all))
         return AGAVE_ERR_NOMEM;
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int c = 0; c < bp.chunks; c++) {
         float *xcn = PIECE(x_all, x_n), *dycn = PIECE(dy_all, dy_n);
         float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
-        int first, end;
-        chunk_range(&bp, c, &first, &end);
-        for (int blk = first; blk < end; blk++) {
+        for (int blk = chunk_first(&bp, c); blk < chunk_first(&bp, c + 1); blk++) {
             int n0;
             const int m = block_images(&bp, N, blk, &n0);
             image_cols dy =
@@ -725,13 +741,9 @@ agave_status nin_backward(agave_context *ctx, const tape_node *node)
                     as_operand(ctx, x->data + (size_t)n0 * Cin * P, m, Cin, P, fold, xcn);
                 gemm_sum_images(ctx, Cout, Cin, dy, xb, gw_sum, Cin, m, P);
             }
-            if (gx) {   // dx (Cin, m*P) += W^T dY, through xcn (free again) when folded
-                float *gxb = gx + (size_t)n0 * Cin * P;
-                image_cols dx = fold ? wide_cols(xcn, (size_t)Cin) : nchw_cols(gxb, (size_t)Cin);
-                gemm_images(ctx, 1, Cin, Cout, w->data, Cin, dy, fold ? 0.0f : 1.0f, dx, m, P);
-                if (fold)
-                    cn_to_nchw(ctx, xcn, m, Cin, P, NULL, 1, gxb);
-            }
+            if (gx)   // through xcn (free again) when folded
+                nin_input_grad(ctx, w->data, Cin, Cout, dy, fold, xcn,
+                               gx + (size_t)n0 * Cin * P, m, P);
         }
     }
     if (gw)
@@ -846,7 +858,7 @@ agave_status nin_add_backward(agave_context *ctx, const tape_node *node)
     const float *g = y->grad;
     if (gbase) {
         const long n = (long)y->numel;
-#pragma omp parallel for num_threads(ctx->threads) if (n > 65536) schedule(dynamic, 16384)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > 65536) schedule(dynamic, 16384)
         for (long i = 0; i < n; i++)
             gbase[i] += g[i];
     }
@@ -860,17 +872,15 @@ agave_status nin_add_backward(agave_context *ctx, const tape_node *node)
     const size_t w_n = (size_t)Cout * Cin;
     float *x_all = thread_scratch(ctx, 0, x_n, &bp, "nin_add backward");
     float *dy_all = fold ? thread_scratch(ctx, 1, dy_n, &bp, "nin_add backward") : NULL;
-    float *part = gw && bp.chunks > 1 ? scratch(ctx, 3, w_n * bp.chunks, "nin_add backward")
-                                      : NULL;
-    if (!x_all || (fold && !dy_all) || (gw && bp.chunks > 1 && !part))
+    float *part;
+    TRY(chunk_parts(ctx, &bp, gw, w_n, "nin_add backward", &part));
+    if (!x_all || (fold && !dy_all))
         return AGAVE_ERR_NOMEM;
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int c = 0; c < bp.chunks; c++) {
         float *xbuf = PIECE(x_all, x_n), *dycn = PIECE(dy_all, dy_n);
         float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
-        int first, end;
-        chunk_range(&bp, c, &first, &end);
-        for (int blk = first; blk < end; blk++) {
+        for (int blk = chunk_first(&bp, c); blk < chunk_first(&bp, c + 1); blk++) {
             int n0;
             const int m = block_images(&bp, N, blk, &n0);
             image_cols dy = as_operand(ctx, g + (size_t)n0 * Cout * P, m, Cout, P, fold, dycn);
@@ -888,10 +898,7 @@ agave_status nin_add_backward(agave_context *ctx, const tape_node *node)
                 concat_elu_grad_into(ctx, x->data + (size_t)n0 * Cx * P, m, Cx, P, xbuf,
                                      fold ? (size_t)m * P : P, fold ? P : (size_t)Cin * P, gxb);
             } else {   // as nin_backward
-                image_cols dx = fold ? wide_cols(xbuf, (size_t)Cin) : nchw_cols(gxb, (size_t)Cin);
-                gemm_images(ctx, 1, Cin, Cout, w->data, Cin, dy, fold ? 0.0f : 1.0f, dx, m, P);
-                if (fold)
-                    cn_to_nchw(ctx, xbuf, m, Cin, P, NULL, 1, gxb);
+                nin_input_grad(ctx, w->data, Cin, Cout, dy, fold, xbuf, gxb, m, P);
             }
         }
     }

@@ -69,7 +69,7 @@ agave_status dropout_backward(agave_context *ctx, const tape_node *node)
     const float *g = node->out->grad;
     float scale = node->farg[0];
     long n = (long)node->out->numel;
-#pragma omp parallel for num_threads(ctx->threads) if (n > DROPOUT_PARALLEL_MIN) schedule(dynamic, 16384)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > DROPOUT_PARALLEL_MIN) schedule(dynamic, 16384)
     for (long i = 0; i < n; i++)
         gx[i] += !keep ? g[i] : keep[i] ? g[i] * scale : 0.0f;
     return AGAVE_OK;

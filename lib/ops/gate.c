@@ -24,7 +24,7 @@ agave_status agave_gate(agave_context *ctx, agave_tensor *x, agave_tensor *c, ag
         return AGAVE_ERR_NOMEM;
     const long N = tN(x);
     const size_t block = x->numel / (size_t)N;   /* F*H*W */
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > 65536) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (x->numel > 65536) schedule(dynamic, 1)
     for (long n = 0; n < N; n++) {
         const float *xv = x->data + n * block, *a = c->data + 2 * n * block, *b = a + block;
         float *yv = y->data + n * block;
@@ -48,7 +48,7 @@ agave_status gate_backward(agave_context *ctx, const tape_node *node)
     const agave_tensor *y = node->out, *c = node->in[1];
     const long N = tN(y);
     const size_t block = y->numel / (size_t)N;
-#pragma omp parallel for num_threads(ctx->threads) if (y->numel > 65536) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (y->numel > 65536) schedule(dynamic, 1)
     for (long n = 0; n < N; n++) {
         const float *g = y->grad + n * block, *a = c->data + 2 * n * block, *b = a + block;
         for (size_t i = 0; i < block; i++) {

@@ -33,7 +33,7 @@ static void copy_channels(agave_context *ctx, const agave_tensor *src, int src_c
     size_t plane = plane_size(src), n_img = (size_t)tN(src);
     size_t src_img = (size_t)tC(src) * plane, dst_img = (size_t)dst_channels * plane;
     size_t len = (size_t)count * plane;
-#pragma omp parallel for num_threads(ctx->threads) if (n_img * len > SHAPE_PARALLEL_MIN)           \
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n_img * len > SHAPE_PARALLEL_MIN)           \
     schedule(static)
     for (long n = 0; n < (long)n_img; n++) {
         const float *s = src_data + (size_t)n * src_img + (size_t)src_c0 * plane;
@@ -176,7 +176,7 @@ static agave_status shift_op(agave_context *ctx, agave_tensor *x, agave_tensor *
         return AGAVE_ERR_NOMEM;
     long planes = (long)tN(x) * tC(x);
     size_t P = plane_size(x);
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > SHAPE_PARALLEL_MIN)              \
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (x->numel > SHAPE_PARALLEL_MIN)              \
     schedule(static)
     for (long p = 0; p < planes; p++)
         shift_plane(x->data + (size_t)p * P, y->data + (size_t)p * P, tH(x), tW(x), dh, dw);
@@ -201,7 +201,7 @@ static agave_status shift_backward(agave_context *ctx, const tape_node *node)
     const agave_tensor *y = node->out;
     long planes = (long)tN(y) * tC(y);
     size_t P = plane_size(y);
-#pragma omp parallel for num_threads(ctx->threads) if (y->numel > SHAPE_PARALLEL_MIN)              \
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (y->numel > SHAPE_PARALLEL_MIN)              \
     schedule(static)
     for (long p = 0; p < planes; p++)
         shift_plane_backward(y->grad + (size_t)p * P, gx + (size_t)p * P, tH(y), tW(y),
@@ -248,7 +248,7 @@ agave_status agave_upsample2x(agave_context *ctx, agave_tensor *x, agave_tensor 
     if (!y)
         return AGAVE_ERR_NOMEM;
     long planes = (long)tN(x) * tC(x);
-#pragma omp parallel for num_threads(ctx->threads) if (y->numel > SHAPE_PARALLEL_MIN)              \
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (y->numel > SHAPE_PARALLEL_MIN)              \
     schedule(static)
     for (long p = 0; p < planes; p++) {
         const float *src = x->data + (size_t)p * H * W;
@@ -278,7 +278,7 @@ agave_status upsample2x_backward(agave_context *ctx, const tape_node *node)
     const agave_tensor *x = node->in[0], *y = node->out;
     int H = tH(x), W = tW(x);
     long planes = (long)tN(x) * tC(x);
-#pragma omp parallel for num_threads(ctx->threads) if (y->numel > SHAPE_PARALLEL_MIN)              \
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (y->numel > SHAPE_PARALLEL_MIN)              \
     schedule(static)
     for (long p = 0; p < planes; p++) {
         const float *g = y->grad + (size_t)p * 4 * H * W;
@@ -313,7 +313,7 @@ agave_status agave_avg_pool(agave_context *ctx, agave_tensor *x, int s, agave_te
         return AGAVE_ERR_NOMEM;
     float area = (float)s * (float)s;
     long planes = (long)tN(x) * tC(x);
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > SHAPE_PARALLEL_MIN)              \
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (x->numel > SHAPE_PARALLEL_MIN)              \
     schedule(static)
     for (long p = 0; p < planes; p++) {
         const float *src = x->data + (size_t)p * tH(x) * W;
@@ -348,7 +348,7 @@ agave_status avg_pool_backward(agave_context *ctx, const tape_node *node)
     int s = node->iarg[0], W = tW(x), Ho = tH(y), Wo = tW(y);
     float area = (float)s * (float)s;
     long planes = (long)tN(x) * tC(x);
-#pragma omp parallel for num_threads(ctx->threads) if (x->numel > SHAPE_PARALLEL_MIN)              \
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (x->numel > SHAPE_PARALLEL_MIN)              \
     schedule(static)
     for (long p = 0; p < planes; p++) {
         const float *g = y->grad + (size_t)p * Ho * Wo;

@@ -42,7 +42,7 @@ agave_status agave_weight_norm(agave_context *ctx, agave_tensor *v, agave_tensor
         return AGAVE_ERR_NOMEM;
     long rows = v->dims[0];
     size_t len = v->numel / (size_t)rows;
-#pragma omp parallel for num_threads(ctx->threads) if (v->numel > WN_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (v->numel > WN_PARALLEL_MIN) schedule(static)
     for (long o = 0; o < rows; o++) {
         const float *vo = v->data + (size_t)o * len;
         float *wo = w->data + (size_t)o * len;
@@ -69,7 +69,7 @@ agave_status weight_norm_backward(agave_context *ctx, const tape_node *node)
     const agave_tensor *v = node->in[0], *g = node->in[1], *w = node->out;
     long rows = v->dims[0];
     size_t len = v->numel / (size_t)rows;
-#pragma omp parallel for num_threads(ctx->threads) if (v->numel > WN_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (v->numel > WN_PARALLEL_MIN) schedule(static)
     for (long o = 0; o < rows; o++) {
         const float *vo = v->data + (size_t)o * len, *gwo = w->grad + (size_t)o * len;
         double sumsq = row_sumsq(vo, len), n = clamped_norm(sumsq), d = 0;
@@ -130,7 +130,7 @@ agave_status agave_weight_norm_init(agave_context *ctx, agave_tensor *t, float i
     long C = tC(t);
     size_t N = (size_t)tN(t), plane = t->numel / (N * (size_t)C);
     double count = (double)N * (double)plane;
-#pragma omp parallel for num_threads(ctx->threads) if (t->numel > WN_PARALLEL_MIN) schedule(static)
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (t->numel > WN_PARALLEL_MIN) schedule(static)
     for (long c = 0; c < C; c++) {
         double sum = 0, sq = 0;
         for (size_t n = 0; n < N; n++) {
