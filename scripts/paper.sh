@@ -146,6 +146,27 @@ plots() {
     plot_from "$out/results.csv" "$out"
 }
 
+# A clustered bar chart of bits per dimension into PNG, SIZE "w,h", TITLE:
+# the shared gnuplot settings, then the chart's own (key, ranges, the plot
+# command) from standard input.
+bars() { # png size title
+    {
+        cat <<EOF
+set terminal pngcairo size $2 noenhanced
+set output '$1'
+set datafile separator ','
+set title '$3'
+set ylabel 'bits per dimension'
+set style data histogram
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set grid ytics
+EOF
+        cat
+    } | gnuplot
+    say "wrote $1"
+}
+
 # The plots of the runs in CSV, written into DIR (with their .dat files).
 plot_from() { # csv dir
     csv=$1
@@ -183,64 +204,36 @@ EOF
     # modes: the degenerate hybrid, AGAVE and the baselines at equal budget.
     grep -E '^(naive|agave-l2|vae|pixelcnn),' "$csv" >"$pdir/modes.dat" || true
     if [ -s "$pdir/modes.dat" ]; then
-        gnuplot <<EOF
-set terminal pngcairo size 800,500 noenhanced
-set output '$pdir/modes.png'
-set datafile separator ','
-set title 'Fashion-MNIST at equal budget (bits per dimension; KL in results.csv)'
-set ylabel 'bits per dimension'
-set style data histogram
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
+        bars "$pdir/modes.png" 800,500 \
+            'Fashion-MNIST at equal budget (bits per dimension; KL in results.csv)' <<EOF
 set key outside right
-set grid ytics
 set yrange [3:4.7]
 plot '$pdir/modes.dat' using 7:xtic(1) title 'ELBO, 1000 images', \
      '' using 16 title 'ELBO, first 50', '' using 11 title 'IWAE K=150, first 50', \
      '' using 13 title 'per-pixel histogram, 1000'
 EOF
-        say "wrote $pdir/modes.png"
     fi
     # aux: b at s = 1 and s at b = 256 (lambda 2), as clustered bars.
     grep -E '^agave-(l2|b[0-9]+|s[0-9]+),' "$csv" | sort -t, -k5,5n -k4,4nr >"$pdir/aux.dat" || true
     if [ -s "$pdir/aux.dat" ]; then
-        gnuplot <<EOF
-set terminal pngcairo size 900,560 noenhanced
-set output '$pdir/aux.png'
-set datafile separator ','
-set title 'AGAVE, lambda 2: the auxiliary image y (b colour levels, s x s pooling)'
-set ylabel 'bits per dimension'
-set style data histogram
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
+        bars "$pdir/aux.png" 900,560 \
+            'AGAVE, lambda 2: the auxiliary image y (b colour levels, s x s pooling)' <<EOF
 set key below
-set grid ytics
 set xtics rotate by -20
 plot '$pdir/aux.dat' using 7:xtic(sprintf('b=%s s=%s', strcol(4), strcol(5))) title 'ELBO on x', \
      '' using 8 title 'PixelCNN reconstruction', '' using 10 title 'VAE bound on y (per dimension of y)'
 EOF
-        say "wrote $pdir/aux.png"
     fi
     # cifar: the cifar-small runs on CIFAR-10, as the modes plot.
     grep -E '^cifar-' "$csv" >"$pdir/cifar.dat" || true
     if [ -s "$pdir/cifar.dat" ]; then
-        gnuplot <<EOF
-set terminal pngcairo size 800,500 noenhanced
-set output '$pdir/cifar.png'
-set datafile separator ','
-set title 'CIFAR-10, cifar-small, equal budget (KL: results.csv)'
-set ylabel 'bits per dimension'
-set style data histogram
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
+        bars "$pdir/cifar.png" 800,500 'CIFAR-10, cifar-small, equal budget (KL: results.csv)' <<EOF
 set key outside right
-set grid ytics
 set yrange [0:*]
 plot '$pdir/cifar.dat' using 7:xtic(1) title 'ELBO', \
      '' using 16 title 'ELBO, IWAE images', '' using 11 title 'IWAE K=150', \
      '' using 13 title 'per-pixel histogram'
 EOF
-        say "wrote $pdir/cifar.png"
     fi
     # cifar-kl: the training KL and auxiliary term of naive and agave, step by step
     # (train.csv: the running training values, not an evaluation).
