@@ -162,11 +162,16 @@ agave_status tape_backward(agave_context *ctx, agave_tensor *scalar, int release
 /* Appends a node; out gets TENSOR_REQUIRES_GRAD. Returns NULL (error set) on failure. */
 tape_node *tape_record(agave_context *ctx, int op, op_backward_fn backward, agave_tensor *out,
                        agave_tensor *const *in, int n_in);
+/* What node's backward needs besides its tensors, as an op-specific struct
+ * (e.g. conv2d_saved in lib/ops/conv2d.c): `bytes` of zeroed arena memory,
+ * also stored in node->saved, valid until the tape is reset. NULL (error
+ * set) on failure. */
+void *tape_save(agave_context *ctx, tape_node *node, size_t bytes);
 
 /* Threads for a parallel region started here: the context's, or 1 inside
  * another region. Every kernel's region takes its threads from this: the
  * convolution family runs blocks of images on the threads at once
- * (lib/ops/conv.c) and the cached sampler runs lanes on them, and the kernels
+ * (lib/ops/conv_blocks.h) and the cached sampler runs lanes on them, and the kernels
  * they call must then run on their own thread, whatever OMP_NESTED or
  * OMP_MAX_ACTIVE_LEVELS say, or 2 threads would become 4. */
 int ctx_region_threads(const agave_context *ctx);
