@@ -80,6 +80,10 @@ struct agave_context {
     size_t n_nodes, cap_nodes;
     int recording;
     uint64_t gemm_flops;    /* 2*M*N*K summed over every GEMM (benchmarks read it) */
+    agave_precision precision;  /* of the GEMMs, as requested (agave_context_set_precision) */
+    int gemm_engine;            /* enum gemm_engine: benchmarks and tests compare engines */
+    float **gemm_buf;           /* per OpenMP thread number: the AVX-512 GEMM's work buffer */
+    int gemm_buf_count;         /* slots in gemm_buf: the thread count, at least 1 */
     scratch_slot scratch[SCRATCH_SLOTS];
     size_t memory_limit;    /* bytes a model on this context may need; 0: none */
     /* Set by a model's training step while its batch slice is on
@@ -192,9 +196,23 @@ void slice_skip_before(agave_context *ctx, size_t per_item, unsigned draws);
 void slice_skip_after(agave_context *ctx, int n, size_t per_item, unsigned draws);
 
 /* ---- BLAS ------------------------------------------------------------------- */
-/* C (M x N) = alpha * op(A) op(B) + beta * C, row-major, using ctx's thread count. */
+/* C (M x N) = alpha * op(A) op(B) + beta * C, row-major, using ctx's thread count
+ * and precision (lib/core/blas.c). */
 void gemm(agave_context *ctx, int trans_a, int trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Which code multiplies: the library's AVX-512 kernels where the CPU has them
+ * (lib/core/gemm_avx512.c), else OpenBLAS; GEMM_OPENBLAS forces OpenBLAS for
+ * every product (for comparisons in tests and benchmarks). */
+enum gemm_engine { GEMM_AUTO = 0, GEMM_OPENBLAS = 1 };
+
+/* The precision gemm() uses on ctx: BF16 only when requested and the CPU has
+ * AVX-512 BF16. */
+agave_precision ctx_gemm_precision(const agave_context *ctx);
+
+/* Makes room for n threads' GEMM work buffers (each made on first use);
+ * AGAVE_ERR_NOMEM with the error set. Frees them with n = 0. */
+agave_status gemm_buffers_reserve(agave_context *ctx, int n);
 
 /* Makes OpenBLAS map its work buffers for `threads` concurrent callers now
  * (lib/core/blas_reserve.c says why); AGAVE_ERR_NOMEM, with the error set,
