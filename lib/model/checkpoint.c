@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "../model/model.h"
+#include "model.h"
 #include "checkpoint.h"
 
 #define CKPT_MAGIC "AGAVECKP"
