@@ -49,9 +49,16 @@ void rng_skip(agave_rng *r, uint64_t n);
 typedef struct tape_node tape_node;
 typedef agave_status (*op_backward_fn)(agave_context *ctx, const tape_node *node);
 
-struct tape_node {
-    int op;                               /* index into the op table */
+/* A differentiable op's entry: its name and its backward. Each folder with
+ * ops lists its own (lib/ops/ops_list.h, lib/loss/loss_ops.h); the table of
+ * them all lives above both (lib/model/op_table.h). */
+typedef struct op_def {
+    const char *name;
     op_backward_fn backward;
+} op_def;
+
+struct tape_node {
+    const op_def *op;
     agave_tensor *out;
     agave_tensor *in[TAPE_MAX_INPUTS];    /* NULL where unused */
     void *saved;                          /* op-specific, in the arena */
@@ -155,7 +162,7 @@ int tape_should_record(agave_context *ctx, agave_tensor *const *in, int n_in);
  * read nothing else, such as a training step. */
 agave_status tape_backward(agave_context *ctx, agave_tensor *scalar, int release);
 /* Appends a node; out gets TENSOR_REQUIRES_GRAD. Returns NULL (error set) on failure. */
-tape_node *tape_record(agave_context *ctx, int op, op_backward_fn backward, agave_tensor *out,
+tape_node *tape_record(agave_context *ctx, const op_def *op, agave_tensor *out,
                        agave_tensor *const *in, int n_in);
 
 /* Threads for a parallel region started here: the context's, or 1 inside

@@ -111,10 +111,10 @@ static void run_backward(agave_context *ctx, bwd_kernel k, const float *x, const
 }
 
 /* y = f(x) on an arena tensor shaped like x, recorded as `op`. */
-static agave_status unary_forward(agave_context *ctx, agave_tensor *x, agave_tensor **out, int op,
+static agave_status unary_forward(agave_context *ctx, agave_tensor *x, agave_tensor **out, const op_def *op,
                                   fwd_kernel k)
 {
-    const char *name = op_table[op].name;
+    const char *name = op->name;
     TRY(check_op_entry(ctx, out, name));
     TRY(check_tensor(ctx, x, name, "x"));
     agave_tensor *y = tensor_new_like(ctx, x);

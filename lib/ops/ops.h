@@ -2,7 +2,7 @@
 #ifndef AGAVE_OPS_H
 #define AGAVE_OPS_H
 
-#include "op_table.h"
+#include "ops_list.h"
 
 /* Returns st from the enclosing function if it is not OK. */
 #define TRY(expr)                                                                          \
