@@ -92,6 +92,15 @@ struct agave_context {
     char last_error[AGAVE_ERRMSG_LEN];
 };
 
+/* Returns the status of expr from the enclosing function unless it is AGAVE_OK:
+ * the library's one early return. */
+#define TRY(expr)                                                                          \
+    do {                                                                                   \
+        agave_status try_st_ = (expr);                                                     \
+        if (try_st_ != AGAVE_OK)                                                           \
+            return try_st_;                                                                \
+    } while (0)
+
 /* Records a message on ctx (may be NULL) and returns status. */
 agave_status ctx_error(agave_context *ctx, agave_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

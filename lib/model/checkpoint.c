@@ -445,7 +445,7 @@ static agave_status parse(agave_context *ctx, const char *path, const unsigned c
                          cfg.max_bad_steps,
                          (rng.s[0] | rng.s[1] | rng.s[2] | rng.s[3]) ? "set" : "all zero");
     agave_model *m;
-    MTRY(agave_model_create(ctx, &cfg, &m));
+    TRY(agave_model_create(ctx, &cfg, &m));
     m->step = (int64_t)step;
     m->rejected = (int64_t)rejected;
     m->bad_steps = bad_steps;
@@ -499,7 +499,7 @@ agave_status agave_model_load(agave_context *ctx, const char *path, const agave_
     *out = NULL;
     unsigned char *p = NULL;
     size_t len = 0;
-    MTRY(read_file(ctx, path, &p, &len));
+    TRY(read_file(ctx, path, &p, &len));
     agave_status st = load_bytes(ctx, path, p, len, expect, out);
     free(p);
     return st;

@@ -153,11 +153,4 @@ double config_step_bytes(const agave_config *c, int batch);
 agave_status model_check_memory(agave_context *ctx, const agave_config *cfg, int n,
                                 const char *fn);
 
-#define MTRY(expr)                                                                         \
-    do {                                                                                   \
-        agave_status m_st_ = (expr);                                                       \
-        if (m_st_ != AGAVE_OK)                                                             \
-            return m_st_;                                                                  \
-    } while (0)
-
 #endif

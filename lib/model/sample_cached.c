@@ -633,8 +633,8 @@ static agave_status normalised(cached_sampler *s, agave_layer *l, const float **
 {
     agave_tensor *v = l->v, *t;
     if (l->mask)
-        MTRY(agave_mul(s->ctx, v, l->mask, &v));
-    MTRY(agave_weight_norm(s->ctx, v, l->g, &t));
+        TRY(agave_mul(s->ctx, v, l->mask, &v));
+    TRY(agave_weight_norm(s->ctx, v, l->g, &t));
     *w = t->data;
     return AGAVE_OK;
 }
@@ -661,7 +661,7 @@ static agave_status lin_put(cached_sampler *s, lin *l, agave_layer *layer, int o
         return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: layer shape %dx%dx%dx%d "
                          "does not fit its place", o->out_channels, cin, kh, kw);
     const float *w;
-    MTRY(normalised(s, layer, &w));
+    TRY(normalised(s, layer, &w));
     for (int q = 0; q < l->cout; q++) {
         for (int c = 0; c < cin; c++)
             for (int t = 0; t < kh * kw; t++)
@@ -675,7 +675,7 @@ static agave_status lin_put(cached_sampler *s, lin *l, agave_layer *layer, int o
 static agave_status lin_of(cached_sampler *s, lin *l, agave_layer *layer)
 {
     const agave_layer_options *o = &layer->opt;
-    MTRY(lin_init(s, l, o->out_channels, o->in_channels * o->kernel_h * o->kernel_w));
+    TRY(lin_init(s, l, o->out_channels, o->in_channels * o->kernel_h * o->kernel_w));
     return lin_put(s, l, layer, 0);
 }
 
@@ -724,17 +724,17 @@ static agave_status gated_init(cached_sampler *s, gated *b, agave_layer *l)
     agave_layer *nin_a = child(l, "nin_a"), *nin_h = child(l, "nin_h");
     if (!conv1 || !conv2 || (l->opt.shortcut_channels && !nin_a) || (s->cond && !nin_h))
         return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: a gated block lacks a child");
-    MTRY(geometry(s, conv1, &b->g));
+    TRY(geometry(s, conv1, &b->g));
     int taps = b->g.kh * b->g.kw;
     b->shortcut = l->opt.shortcut_channels;
-    MTRY(lin_init(s, &b->c1, F, taps * 2 * F + 2 * b->shortcut));
-    MTRY(lin_put(s, &b->c1, conv1, 0));
+    TRY(lin_init(s, &b->c1, F, taps * 2 * F + 2 * b->shortcut));
+    TRY(lin_put(s, &b->c1, conv1, 0));
     if (b->shortcut)
-        MTRY(lin_put(s, &b->c1, nin_a, taps * 2 * F));
-    MTRY(lin_init(s, &b->c2, 2 * F, taps * 2 * F + (s->cond ? F : 0)));
-    MTRY(lin_put(s, &b->c2, conv2, 0));
+        TRY(lin_put(s, &b->c1, nin_a, taps * 2 * F));
+    TRY(lin_init(s, &b->c2, 2 * F, taps * 2 * F + (s->cond ? F : 0)));
+    TRY(lin_put(s, &b->c2, conv2, 0));
     if (s->cond)
-        MTRY(lin_put(s, &b->c2, nin_h, taps * 2 * F));
+        TRY(lin_put(s, &b->c2, nin_h, taps * 2 * F));
     return AGAVE_OK;
 }
 
@@ -743,22 +743,22 @@ static void gated_free(gated *b) { lin_free(&b->c1), lin_free(&b->c2); }
 static agave_status first_layers_init(cached_sampler *s)
 {
     pixelcnn_net *p = &s->m->pcnn;
-    MTRY(lin_of(s, &s->u_init, p->u_init));
-    MTRY(lin_of(s, &s->ul_a, p->ul_init_a));
-    MTRY(lin_of(s, &s->ul_b, p->ul_init_b));
-    MTRY(lin_of(s, &s->out, p->out));
-    MTRY(geometry(s, p->u_init, &s->u_init_g));
-    MTRY(geometry(s, p->ul_init_a, &s->ul_a_g));
-    MTRY(geometry(s, p->ul_init_b, &s->ul_b_g));
+    TRY(lin_of(s, &s->u_init, p->u_init));
+    TRY(lin_of(s, &s->ul_a, p->ul_init_a));
+    TRY(lin_of(s, &s->ul_b, p->ul_init_b));
+    TRY(lin_of(s, &s->out, p->out));
+    TRY(geometry(s, p->u_init, &s->u_init_g));
+    TRY(geometry(s, p->ul_init_a, &s->ul_a_g));
+    TRY(geometry(s, p->ul_init_b, &s->ul_b_g));
     for (int l = 0; l < 2; l++) {
-        MTRY(lin_of(s, &s->down_u[l], p->down_u[l]));
-        MTRY(lin_of(s, &s->down_ul[l], p->down_ul[l]));
-        MTRY(lin_of(s, &s->up_u[l], p->upsample_u[l]));
-        MTRY(lin_of(s, &s->up_ul[l], p->upsample_ul[l]));
+        TRY(lin_of(s, &s->down_u[l], p->down_u[l]));
+        TRY(lin_of(s, &s->down_ul[l], p->down_ul[l]));
+        TRY(lin_of(s, &s->up_u[l], p->upsample_u[l]));
+        TRY(lin_of(s, &s->up_ul[l], p->upsample_ul[l]));
     }
-    MTRY(geometry(s, p->down_u[0], &s->down_u_g));
-    MTRY(geometry(s, p->down_ul[0], &s->down_ul_g));
-    MTRY(geometry(s, p->upsample_u[0], &s->up_u_g));
+    TRY(geometry(s, p->down_u[0], &s->down_u_g));
+    TRY(geometry(s, p->down_ul[0], &s->down_ul_g));
+    TRY(geometry(s, p->upsample_u[0], &s->up_u_g));
     return geometry(s, p->upsample_ul[0], &s->up_ul_g);
 }
 
@@ -838,7 +838,7 @@ static agave_status lanes_init(cached_sampler *s)
     if (!s->lanes || !s->params)
         return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory");
     for (int t = 0; t < s->n_lanes; t++)
-        MTRY(lane_init(s, &s->lanes[t], t));
+        TRY(lane_init(s, &s->lanes[t], t));
     return AGAVE_OK;
 }
 
@@ -893,8 +893,8 @@ static agave_status condition(cached_sampler *s, const float *f)
         return AGAVE_ERR_NOMEM;
     memcpy(t->data, f, t->numel * sizeof(float));
     for (int up = c->s; up > 1; up /= 2)
-        MTRY(agave_upsample2x(ctx, t, &t));
-    MTRY(agave_layer_forward_cond(s->m->pcnn.cond, t, g));
+        TRY(agave_upsample2x(ctx, t, &t));
+    TRY(agave_layer_forward_cond(s->m->pcnn.cond, t, g));
     for (int q = 0; q < s->n_lanes; q++) {
         lane *l = &s->lanes[q];
         for (int lv = 0; lv < LEVELS; lv++) {
@@ -926,7 +926,7 @@ agave_status cached_sampler_begin(cached_sampler *s, const float *f, const uint8
         agave_tape_set_recording(s->ctx, 0);
         agave_status st = condition(s, f);
         agave_tape_set_recording(s->ctx, was_recording);
-        MTRY(st);
+        TRY(st);
     }
     return AGAVE_OK;
 }
@@ -985,7 +985,7 @@ agave_status sample_pixels_cached(agave_model *m, int n, const float *f, uint8_t
     const size_t plane = (size_t)c->H * c->W;
     cached_sampler *s;
     memset(x, 0, (size_t)n * c->C * plane);
-    MTRY(cached_sampler_create(m, n, f != NULL, &s));
+    TRY(cached_sampler_create(m, n, f != NULL, &s));
     agave_status st = cached_sampler_begin(s, f, x);
     if (st == AGAVE_OK && s->n_lanes > 1)
         st = sample_lanes(s, &m->ctx->rng, c->M, x);
