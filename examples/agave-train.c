@@ -217,7 +217,7 @@ static int write_state(trainer *t, char *err, size_t len)
                       "checkpoint step %lld rejected %lld epoch %" PRIu64 " index %" PRIu64 "\n",
                       p->step, p->rejected, p->epoch, p->index);
     }
-    return write_file_atomic(t->state_path, buf, (size_t)n, err, len);
+    return write_file_atomic(t->ctx, t->state_path, buf, (size_t)n, err, len);
 }
 
 /* Parses DIR/train.state; 0 with a sentence in err if it is damaged. */
@@ -493,7 +493,7 @@ static int trim_csv(trainer *t, long long step, int *missing)
     }
     char err[512];
     int rc = EXIT_OK;
-    if (keep != n && !write_file_atomic(t->csv_path, text, keep, err, sizeof err))
+    if (keep != n && !write_file_atomic(t->ctx, t->csv_path, text, keep, err, sizeof err))
         rc = fail(PROG, "%s", err);
     free(text);
     return rc;
@@ -522,8 +522,8 @@ static int open_csv(trainer *t)
              stale == 1 ? "" : "s", t->o->out);
     if (t->o->resume && trim_csv(t, t->saved.step, &fresh) != EXIT_OK)
         return EXIT_ERROR;
-    if (fresh && !write_file_atomic(t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1, err,
-                                    sizeof err))
+    if (fresh && !write_file_atomic(t->ctx, t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1,
+                                    err, sizeof err))
         return fail(PROG, "%s", err);
     t->csv = fopen(t->csv_path, "a");
     if (!t->csv)

@@ -197,6 +197,16 @@ void *ctx_scratch(agave_context *ctx, int slot, size_t bytes);
 void slice_skip_before(agave_context *ctx, size_t per_item, unsigned draws);
 void slice_skip_after(agave_context *ctx, int n, size_t per_item, unsigned draws);
 
+/* ---- files (lib/core/file.c) ------------------------------------------------- */
+/* strerror_r's text for err in buf (or "error N"); returns buf. */
+const char *errno_text(int err, char *buf, size_t len);
+/* Writes len bytes to path atomically (a temporary file beside it, flushed,
+ * renamed over it; mode 0666 less the umask): the one writer of checkpoints,
+ * image grids and the programs' files. AGAVE_ERR_IO, with a message naming
+ * the path, the failed step and the reason, leaves any old file intact. */
+agave_status file_write_atomic(agave_context *ctx, const char *path, const void *bytes,
+                               size_t len);
+
 /* ---- BLAS ------------------------------------------------------------------- */
 /* C (M x N) = alpha * op(A) op(B) + beta * C, row-major, using ctx's thread count. */
 void gemm(agave_context *ctx, int trans_a, int trans_b, int M, int N, int K, float alpha,

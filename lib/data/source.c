@@ -12,13 +12,6 @@
 
 #include "data.h"
 
-const char *errno_text(int err, char *buf, size_t len)
-{
-    if (strerror_r(err, buf, len) != 0)
-        snprintf(buf, len, "error %d", err);
-    return buf;
-}
-
 static int name_ends_with(const char *name, const char *suffix)
 {
     size_t n = strlen(name), k = strlen(suffix);

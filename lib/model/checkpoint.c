@@ -1,14 +1,11 @@
 /* Checkpoints: a versioned, checksummed little-endian file (docs/checkpoint.md)
  * holding the configuration, parameters, optimiser state, averaged parameters,
- * step counts and the random state. Written to a temporary file in the same
- * directory, flushed, synced and renamed, so a crash leaves the old file. */
+ * step counts and the random state. Written with file_write_atomic, so a
+ * crash leaves the old file. */
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include "model.h"
@@ -133,54 +130,6 @@ static void serialise(agave_model *m, bytes *b)
     }
 }
 
-/* Writes all bytes to path atomically: temp file, fsync, rename, fsync dir. */
-static agave_status write_atomically(agave_context *ctx, const char *path, const bytes *b)
-{
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16), *dir = malloc(plen + 1);
-    if (!tmp || !dir) {
-        free(tmp), free(dir);
-        return ctx_error(ctx, AGAVE_ERR_NOMEM, "checkpoint: out of memory");
-    }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    agave_status st = AGAVE_OK;
-    if (fd < 0) {
-        st = ctx_error(ctx, AGAVE_ERR_IO, "cannot create a temporary file next to %s", path);
-        goto out;
-    }
-    size_t done = 0;
-    while (done < b->len) {
-        ssize_t w = write(fd, b->p + done, b->len - done);
-        if (w <= 0)
-            break;
-        done += (size_t)w;
-    }
-    if (done != b->len || fsync(fd) != 0) {
-        close(fd);
-        unlink(tmp);
-        st = ctx_error(ctx, AGAVE_ERR_IO, "cannot write %s (disk full?): the previous file is "
-                       "intact", path);
-        goto out;
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        st = ctx_error(ctx, AGAVE_ERR_IO, "cannot rename the new checkpoint over %s", path);
-        goto out;
-    }
-    memcpy(dir, path, plen + 1);
-    int dfd = open(dirname(dir), O_RDONLY);
-    if (dfd >= 0) {
-        fsync(dfd);   /* makes the rename itself durable */
-        close(dfd);
-    }
-out:
-    free(tmp);
-    free(dir);
-    return st;
-}
-
 agave_status agave_model_save(agave_model *m, const char *path)
 {
     if (!m)
@@ -192,7 +141,7 @@ agave_status agave_model_save(agave_model *m, const char *path)
     serialise(m, &b);
     agave_status st = b.failed ? ctx_error(m->ctx, AGAVE_ERR_NOMEM,
                                            "checkpoint: cannot hold %zu bytes in memory", b.len)
-                               : write_atomically(m->ctx, path, &b);
+                               : file_write_atomic(m->ctx, path, b.p, b.len);
     free(b.p);
     return st;
 }
