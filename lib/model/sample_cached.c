@@ -185,48 +185,10 @@ static size_t lane_place(const cached_sampler *s, lane *l, float *base)
 }
 
 /* ---- element-wise ---------------------------------------------------------------- */
-/* The formulas of lib/ops/activation.c, over short runs (a position's
- * channels) in loops the compiler vectorises: libm's expf would not be, and
- * it made a third of a step's time. Compiled for AVX-512, AVX2 and baseline
- * x86-64, picked at load time like the library's element-wise kernels. */
-
-static inline float bits_to_float(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline uint32_t float_to_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-/* exp(x) for x <= 0 with only +, -, * and bit moves, so that it vectorises:
- * x = k ln2 + r with |r| <= ln2/2 (ln2 in two parts, the first exact times
- * k), exp(r) by its Taylor series to r^7 (truncation ~5e-9 relative), times
- * 2^k from the exponent bits. x is clamped at -87, where exp is ~1.6e-38, so
- * 2^k stays a normal float; NaN stays NaN (the caches' poison must show). */
-static inline float exp_nonpos(float x)
-{
-    const float round = 12582912.0f;   /* 1.5 * 2^23: t + round - round rounds t */
-    x = x < -87.0f ? -87.0f : x;
-    float t = x * 1.44269504088896341f + round;
-    float k = t - round;
-    int32_t ki = (int32_t)(float_to_bits(t) - float_to_bits(round));
-    float r = (x - k * 0.693145752f) - k * 1.42860677e-6f;
-    float p = 1.0f / 5040;
-    p = p * r + 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    return p * bits_to_float(((uint32_t)ki + 127u) << 23);
-}
+/* The formulas of lib/ops/activation.c with its exp (lib/core/simd.h), over
+ * short runs (a position's channels) in loops the compiler vectorises (libm's
+ * expf would not be). Compiled for AVX-512, AVX2 and baseline x86-64, picked
+ * at load time like the library's element-wise kernels. */
 
 /* pos[c] = elu(src[c]), neg[c] = elu(-src[c]): concat_elu's two halves. */
 SIMD_CLONES static void concat_elu_halves(const float *restrict src, int ch, float *restrict pos,
