@@ -344,7 +344,7 @@ uint64_t checkpoint_min_param_floats(const agave_config *c)
     /* PixelCNN++: 6R + 2 gated blocks per stream, each conv1 2F->F and conv2
      * 2F->2F with 2x3 kernels (u stream) or 2x2 (ul stream); four stride-2
      * (de)convolutions F->F of at least 2x2; the output nin F->P. */
-    uint64_t P = C == 1 ? 3 * (uint64_t)c->M : 10 * (uint64_t)c->M;
+    uint64_t P = (uint64_t)dmol_param_count(c->C, c->M);
     uint64_t pcnn = (6 * R + 2) * (6 * F * F * 6 + 6 * F * F * 4) + 4 * F * F * 4 + F * P;
     /* VAE, 3x3 convolutions: enc_in, 2 Rv residual blocks of two convs, two
      * stride-2 convs, enc_out Fv -> 2Z, the IAF steps (Z->2Z, Z->2Z,

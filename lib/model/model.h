@@ -4,6 +4,7 @@
 #define AGAVE_MODEL_H
 
 #include "../core/core.h"
+#include "../loss/loss.h"
 #include "../nn/nn.h"
 #include "../train/train.h"
 

@@ -58,7 +58,7 @@ agave_status pixelcnn_build(agave_model *m)
                             &p->upsample_ul[lv - 1]));
         }
     }
-    int P = c->C == 1 ? 3 * c->M : 10 * c->M;
+    int P = dmol_param_count(c->C, c->M);
     o = conv_options(F, P, 1, 1, 1, AGAVE_SHIFT_NONE, 0.1f);
     return model_add_layer(m, AGAVE_LAYER_NIN, &o, &p->out);
 }
