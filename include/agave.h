@@ -550,7 +550,9 @@ AGAVE_API agave_status agave_image_grid_write_sets(agave_context *ctx, const cha
  * Every convolution is weight-normalised (w = g * v / ||v|| per output channel,
  * plus a bias) and initialised from data: the first forward of a new layer
  * sets g and bias so that its outputs on that batch have mean 0 and standard
- * deviation init_scale per channel (Salimans & Kingma 2016). v starts as
+ * deviation init_scale per channel (Salimans & Kingma 2016); a DECONV layer
+ * takes these statistics on its full output before the crop,
+ * (H*stride + KH - 1) x (W*stride + KW - 1). v starts as
  * N(0, 0.05^2) draws from the context's generator. */
 typedef struct agave_layer agave_layer;
 

@@ -10,6 +10,10 @@
 #define MODEL_MAX_R 32
 #define MODEL_MAX_T 16
 #define MODEL_MAX_LAYERS 512
+/* The constant added to an IAF step's gate pre-activation s, so that
+ * sigma = sigmoid(s + 2) starts near 0.88 rather than 0.5 (MODEL.md, VAE;
+ * Kingma et al. 2016). */
+#define IAF_FORGET_BIAS 2.0f
 
 typedef struct vae_net {
     agave_layer *enc_in;                          /* conv3x3 C -> Fv */
