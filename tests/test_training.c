@@ -348,6 +348,414 @@ static void test_iaf_starts_near_identity(void **state)
     free(x8);
 }
 
+/* ---- parameter averaging ------------------------------------------------------------ */
+/* All parameters of m, in checkpoint order, as doubles. */
+static double *params_copy(agave_model *m)
+{
+    double *p = malloc(agave_model_param_count(m) * sizeof *p);
+    size_t off = 0;
+    for (int i = 0; i < m->n_params; i++)
+        for (size_t j = 0; j < m->params[i]->numel; j++)
+            p[off++] = m->params[i]->data[j];
+    return p;
+}
+
+/* The weights evaluation would use now, as doubles. */
+static double *evaluated_params(agave_model *m)
+{
+    model_apply_average(m);
+    double *p = params_copy(m);
+    model_restore_params(m);
+    return p;
+}
+
+/* max |a - b| over max |b|. */
+static double relative_gap(const double *a, const double *b, size_t n)
+{
+    double gap = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        gap = fmax(gap, fabs(a[i] - b[i]));
+        scale = fmax(scale, fabs(b[i]));
+    }
+    return gap / scale;
+}
+
+/* MODEL.md's rule by hand over 12 steps with ema = 0.5, so that both of its
+ * regimes occur (the warm-up (1 + t) / (10 + t) is below 0.5 for t < 8):
+ * avg_0 = the initialised parameters, avg_k = d avg_{k-1} + (1 - d) p_k with
+ * d = min(ema, (1 + t) / (10 + t)), t = k - 1, and no bias correction. The
+ * average the library evaluates with must follow it at every step (the old
+ * rule, a bias-corrected average from 0, gives p_1 itself after one step). */
+static void test_average_closed_form(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 8), AGAVE_OK);
+    agave_config cfg = tiny(1, 0);
+    cfg.ema = 0.5f;
+    uint8_t *x = random_images(4, 1, 9);
+    agave_model *m;
+    assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
+    assert_int_equal(agave_model_init(m, x, 4), AGAVE_OK);
+    size_t n = agave_model_param_count(m);
+    double *want = params_copy(m), *got = evaluated_params(m);
+    assert_true(relative_gap(got, want, n) == 0);
+    free(got);
+    agave_step_stats st = {sizeof st, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int k = 1; k <= 12; k++) {
+        assert_int_equal(agave_model_train_step(m, x, 4, &st), AGAVE_OK);
+        double t = k - 1, d = fmin(0.5, (1 + t) / (10 + t));
+        double *p = params_copy(m);
+        for (size_t i = 0; i < n; i++)
+            want[i] = d * want[i] + (1 - d) * p[i];
+        got = evaluated_params(m);
+        double gap = relative_gap(got, want, n);
+        if (gap > 1e-6)
+            fail_msg("step %d: the average is %.3g (relative) away from the rule's", k, gap);
+        double *after = params_copy(m);
+        assert_true(relative_gap(after, p, n) == 0);   /* raw parameters put back */
+        free(p), free(got), free(after);
+    }
+    free(want);
+    free(x);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
+/* Held-out ELBO in bpd of the weights m uses, with the same z draws for
+ * every call; the training run's random stream is left as it was. */
+static double heldout_elbo(agave_model *m, const uint8_t *x, int n)
+{
+    agave_eval_stats es;
+    memset(&es, 0, sizeof es);
+    es.struct_size = sizeof es;
+    agave_rng saved = m->ctx->rng;
+    assert_int_equal(agave_context_seed(m->ctx, 4242), AGAVE_OK);
+    assert_int_equal(agave_model_evaluate(m, x, n, 0, &es), AGAVE_OK);
+    m->ctx->rng = saved;
+    return es.elbo_bpd;
+}
+
+/* The old rule, kept here as the reference the new one must beat: a running
+ * sum from 0, s <- ema s + (1 - ema) p, evaluated as s / (1 - ema^t). */
+typedef struct old_average {
+    float *s;
+    int64_t t;
+} old_average;
+
+static void old_average_update(old_average *a, agave_model *m, float ema)
+{
+    size_t off = 0;
+    for (int i = 0; i < m->n_params; i++)
+        for (size_t j = 0; j < m->params[i]->numel; j++, off++)
+            a->s[off] = ema * a->s[off] + (1 - ema) * m->params[i]->data[j];
+    a->t++;
+}
+
+/* ELBO with the old rule's average in place of the raw parameters. */
+static double old_average_elbo(const old_average *a, agave_model *m, float ema, const uint8_t *x,
+                               int n)
+{
+    double *raw = params_copy(m), corr = 1.0 / (1.0 - pow(ema, (double)a->t));
+    size_t off = 0;
+    for (int i = 0; i < m->n_params; i++)
+        for (size_t j = 0; j < m->params[i]->numel; j++, off++)
+            m->params[i]->data[j] = (float)(a->s[off] * corr);
+    assert_int_equal(agave_model_set_weights(m, AGAVE_WEIGHTS_RAW), AGAVE_OK);
+    double elbo = heldout_elbo(m, x, n);
+    off = 0;
+    for (int i = 0; i < m->n_params; i++)
+        for (size_t j = 0; j < m->params[i]->numel; j++, off++)
+            m->params[i]->data[j] = (float)raw[off];
+    free(raw);
+    return elbo;
+}
+
+/* Issue 13's criterion on the tiny configuration with its defaults (ema
+ * 0.9995): after 150 and after 600 steps of batch 16, the averaged
+ * parameters evaluate no worse than the raw ones by more than 0.02 bpd on
+ * 256 held-out images (random bytes, the suite's tiny data; measured +0.008
+ * and -0.004). The old rule, followed alongside from the same raw
+ * parameters, must fail it at both points (measured +0.082 and +0.046): that
+ * is what the test is for. On data learned much faster the new rule trails
+ * by more while learning is steep (docs/model.md, "Parameter averaging"). */
+static void test_average_no_worse_than_raw(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 10), AGAVE_OK);
+    agave_config cfg = tiny(1, 0);
+    const int train_n = 2048, test_n = 256, B = 16;
+    uint8_t *train = random_images(train_n, 1, 11), *test = random_images(test_n, 1, 12);
+    agave_model *m;
+    assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
+    assert_int_equal(agave_model_init(m, train, B), AGAVE_OK);
+    old_average old = {calloc(agave_model_param_count(m), sizeof(float)), 0};
+    agave_step_stats st = {sizeof st, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int k = 1; k <= 600; k++) {
+        assert_int_equal(agave_model_train_step(m, train + (size_t)((k - 1) * B % train_n) * 64,
+                                                B, &st), AGAVE_OK);
+        old_average_update(&old, m, cfg.ema);
+        if (k != 150 && k != 600)
+            continue;
+        assert_int_equal(agave_model_set_weights(m, AGAVE_WEIGHTS_RAW), AGAVE_OK);
+        double raw = heldout_elbo(m, test, test_n);
+        assert_int_equal(agave_model_set_weights(m, AGAVE_WEIGHTS_AVERAGE), AGAVE_OK);
+        double avg = heldout_elbo(m, test, test_n);
+        double before = old_average_elbo(&old, m, cfg.ema, test, test_n);
+        print_message("step %d: held-out ELBO raw %.4f, average %.4f, old rule's average "
+                      "%.4f bpd\n", k, raw, avg, before);
+        if (avg > raw + 0.02)
+            fail_msg("step %d: the average evaluates at %.4f bpd, the raw parameters at %.4f",
+                     k, avg, raw);
+        if (!(before > raw + 0.02))
+            fail_msg("step %d: the old rule's average (%.4f bpd) passes too (raw %.4f): the "
+                     "test does not tell the rules apart", k, before, raw);
+    }
+    free(old.s);
+    free(train);
+    free(test);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
+/* ---- the weight choice ---------------------------------------------------------------- */
+static agave_model *trained_tiny(agave_context *ctx, float ema, int steps)
+{
+    agave_config cfg = tiny(1, 0);
+    cfg.ema = ema;
+    uint8_t *x = random_images(8, 1, 13);
+    agave_model *m;
+    assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
+    assert_int_equal(agave_model_init(m, x, 8), AGAVE_OK);
+    agave_step_stats st = {sizeof st, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int k = 0; k < steps; k++)
+        assert_int_equal(agave_model_train_step(m, x, 8, &st), AGAVE_OK);
+    free(x);
+    return m;
+}
+
+static void expect_error(agave_context *ctx, agave_status got, agave_status want,
+                         const char *words)
+{
+    assert_int_equal(got, want);
+    if (!strstr(agave_context_last_error(ctx), words))
+        fail_msg("message '%s' does not say '%s'", agave_context_last_error(ctx), words);
+}
+
+/* The choice and what it reports: the average by default when the model has
+ * one, refused when it has none; RAW always allowed. */
+static void test_weights_choice_states(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 14), AGAVE_OK);
+    agave_config cfg = tiny(1, 0);
+    agave_model *m;
+    assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
+    assert_int_equal(agave_model_has_average(m), 0);   /* not initialised yet */
+    assert_int_equal(agave_model_weights(m), AGAVE_WEIGHTS_RAW);
+    expect_error(ctx, agave_model_set_weights(m, AGAVE_WEIGHTS_AVERAGE), AGAVE_ERR_STATE,
+                 "no averaged parameters");
+    agave_model_free(m);
+    m = trained_tiny(ctx, 0.9995f, 2);
+    assert_int_equal(agave_model_has_average(m), 1);
+    assert_int_equal(agave_model_weights(m), AGAVE_WEIGHTS_AVERAGE);
+    assert_int_equal(agave_model_set_weights(m, AGAVE_WEIGHTS_RAW), AGAVE_OK);
+    assert_int_equal(agave_model_weights(m), AGAVE_WEIGHTS_RAW);
+    assert_int_equal(agave_model_set_weights(m, AGAVE_WEIGHTS_AVERAGE), AGAVE_OK);
+    assert_int_equal(agave_model_weights(m), AGAVE_WEIGHTS_AVERAGE);
+    expect_error(ctx, agave_model_set_weights(m, (agave_weights)7), AGAVE_ERR_INVALID_ARG,
+                 "neither");
+    agave_model_free(m);
+    m = trained_tiny(ctx, 0.0f, 2);
+    assert_int_equal(agave_model_has_average(m), 0);
+    assert_int_equal(agave_model_weights(m), AGAVE_WEIGHTS_RAW);
+    expect_error(ctx, agave_model_set_weights(m, AGAVE_WEIGHTS_AVERAGE), AGAVE_ERR_STATE,
+                 "ema");
+    assert_int_equal(agave_model_set_weights(m, AGAVE_WEIGHTS_RAW), AGAVE_OK);
+    agave_model_free(m);
+    assert_int_equal(agave_model_set_weights(NULL, AGAVE_WEIGHTS_RAW), AGAVE_ERR_NULL);
+    assert_int_equal(agave_model_weights(NULL), AGAVE_WEIGHTS_RAW);
+    assert_int_equal(agave_model_has_average(NULL), 0);
+    agave_context_free(ctx);
+}
+
+/* Evaluation, sampling and reconstruction use the chosen set: with RAW they
+ * give exactly what the same model gives once its average is discarded
+ * (agave_model_update_config with ema = 0), and with the average something
+ * else; training is unaffected by the choice. */
+static void test_weights_choice_is_used(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 15), AGAVE_OK);
+    agave_model *m = trained_tiny(ctx, 0.9995f, 20);
+    uint8_t *x = random_images(4, 1, 16);
+    uint8_t fz[3][4 * 64], xs[3][4 * 64], rf[3][4 * 64], rx[3][4 * 64];
+    double elbo[3];
+    for (int pass = 0; pass < 3; pass++) {
+        if (pass == 1)
+            assert_int_equal(agave_model_set_weights(m, AGAVE_WEIGHTS_RAW), AGAVE_OK);
+        if (pass == 2) {
+            agave_config c;
+            agave_model_get_config(m, &c);
+            c.ema = 0;
+            assert_int_equal(agave_model_update_config(m, &c), AGAVE_OK);
+            assert_int_equal(agave_model_has_average(m), 0);
+        }
+        elbo[pass] = heldout_elbo(m, x, 4);
+        assert_int_equal(agave_model_sample(m, 4, 99, fz[pass], xs[pass]), AGAVE_OK);
+        assert_int_equal(agave_model_reconstruct(m, x, 4, 98, rf[pass], rx[pass]), AGAVE_OK);
+    }
+    assert_true(elbo[1] == elbo[2]);
+    assert_memory_equal(fz[1], fz[2], sizeof fz[1]);
+    assert_memory_equal(xs[1], xs[2], sizeof xs[1]);
+    assert_memory_equal(rf[1], rf[2], sizeof rf[1]);
+    assert_memory_equal(rx[1], rx[2], sizeof rx[1]);
+    assert_true(elbo[0] != elbo[1]);
+    assert_memory_not_equal(fz[0], fz[1], sizeof fz[0]);
+    assert_memory_not_equal(rf[0], rf[1], sizeof rf[0]);
+    free(x);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
+/* ---- checkpoints keep both sets ------------------------------------------------------- */
+static char tmpdir[64];
+
+static int setup_tmpdir(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/agave_training_test_XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown_tmpdir(void **state)
+{
+    (void)state;
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *p = malloc(*len);
+    assert_int_equal(fread(p, 1, *len, f), *len);
+    fclose(f);
+    return p;
+}
+
+static void spill(const char *path, const unsigned char *p, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, len, f), len);
+    fclose(f);
+}
+
+/* Saved and loaded, a model keeps its raw and its averaged parameters (both
+ * compared value for value), and the averaging continues from them: one
+ * more step on each gives the same bits. */
+static void test_checkpoint_keeps_both_sets(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 17), AGAVE_OK);
+    agave_model *m = trained_tiny(ctx, 0.9995f, 5), *back;
+    char path[128];
+    snprintf(path, sizeof path, "%s/both.ckpt", tmpdir);
+    assert_int_equal(agave_model_save(m, path), AGAVE_OK);
+    assert_int_equal(agave_model_load(ctx, path, NULL, &back), AGAVE_OK);
+    size_t n = agave_model_param_count(m);
+    double *raw = params_copy(m), *raw2 = params_copy(back);
+    double *avg = evaluated_params(m), *avg2 = evaluated_params(back);
+    assert_true(relative_gap(raw2, raw, n) == 0);
+    assert_true(relative_gap(avg2, avg, n) == 0);
+    assert_true(relative_gap(avg, raw, n) > 0);
+    uint8_t *x = random_images(8, 1, 18);
+    agave_step_stats st = {sizeof st, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    agave_rng rng = ctx->rng;
+    assert_int_equal(agave_model_train_step(m, x, 8, &st), AGAVE_OK);
+    ctx->rng = rng;
+    assert_int_equal(agave_model_train_step(back, x, 8, &st), AGAVE_OK);
+    double *a1 = evaluated_params(m), *a2 = evaluated_params(back);
+    assert_true(relative_gap(a2, a1, n) == 0);
+    free(raw), free(raw2), free(avg), free(avg2), free(a1), free(a2), free(x);
+    agave_model_free(back);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
+static uint32_t crc32_of(const unsigned char *p, size_t len)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < len; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
+    }
+    return c ^ 0xffffffffu;
+}
+
+/* A checkpoint of format version 1 (docs/checkpoint.md) stored the old
+ * rule's running sum s, evaluated as s / (1 - ema^t). The test turns a
+ * version-2 file into the version-1 file the old library would have written
+ * for the same model (version field, s = avg (1 - ema^t), CRC) and loads it:
+ * the raw parameters are the file's and the averaged ones are s / (1 -
+ * ema^t), i.e. the average the old library evaluated with. A file at t = 0
+ * (s all zero) gets the parameters as its average. */
+static void check_v1_average(int steps)
+{
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 19), AGAVE_OK);
+    agave_model *m = trained_tiny(ctx, 0.9995f, steps), *back;
+    char path[128];
+    snprintf(path, sizeof path, "%s/v1.ckpt", tmpdir);
+    assert_int_equal(agave_model_save(m, path), AGAVE_OK);
+    size_t len, n = agave_model_param_count(m);
+    unsigned char *p = slurp(path, &len);
+    uint32_t version = 1;
+    memcpy(p + 8, &version, 4);
+    uint64_t t;   /* the averaging count precedes the average, which ends before the CRC */
+    memcpy(&t, p + len - 4 - 4 * n - 8, 8);
+    assert_true(t == (uint64_t)steps);
+    double keep = 1.0 - pow((double)0.9995f, (double)t);   /* the stored float ema */
+    double *want = evaluated_params(m), *raw = params_copy(m);
+    for (size_t i = 0; i < n; i++) {
+        float s = t ? (float)(want[i] * keep) : 0.0f;
+        memcpy(p + len - 4 - 4 * n + 4 * i, &s, 4);
+    }
+    uint32_t crc = crc32_of(p, len - 4);
+    memcpy(p + len - 4, &crc, 4);
+    spill(path, p, len);
+    assert_int_equal(agave_model_load(ctx, path, NULL, &back), AGAVE_OK);
+    assert_int_equal(agave_model_has_average(back), 1);
+    double *got = evaluated_params(back), *raw2 = params_copy(back);
+    assert_true(relative_gap(raw2, raw, n) == 0);
+    double gap = relative_gap(got, t ? want : raw, n);
+    if (gap > 1e-6)
+        fail_msg("version-1 file at t = %d: the loaded average is %.3g (relative) away from "
+                 "s / (1 - ema^t)", steps, gap);
+    free(p), free(want), free(raw), free(got), free(raw2);
+    agave_model_free(back);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
+static void test_checkpoint_version1_average(void **state)
+{
+    (void)state;
+    check_v1_average(7);
+    check_v1_average(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -356,6 +764,12 @@ int main(void)
         cmocka_unit_test(test_model_init_scales),
         cmocka_unit_test(test_iaf_forget_bias_closed_form),
         cmocka_unit_test(test_iaf_starts_near_identity),
+        cmocka_unit_test(test_average_closed_form),
+        cmocka_unit_test(test_average_no_worse_than_raw),
+        cmocka_unit_test(test_weights_choice_states),
+        cmocka_unit_test(test_weights_choice_is_used),
+        cmocka_unit_test(test_checkpoint_keeps_both_sets),
+        cmocka_unit_test(test_checkpoint_version1_average),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);
 }
