@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The programs use the data-parallel hooks, which are not yet stable. */
+#define AGAVE_EXPERIMENTAL
 #include "agave.h"
 #include "cli.h"
 #include "dist.h"
