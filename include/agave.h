@@ -37,6 +37,12 @@
  *    prints on bad input. After an error, agave_context_last_error() says what was
  *    wrong in words (which shape, which file, which offset).
  *  - Free functions accept NULL.
+ *  - Structs a program allocates start with size_t struct_size, the size of the
+ *    struct the program was compiled with: their _init macro sets it (or write
+ *    {.struct_size = sizeof s} for the statistics a call fills in). Programs
+ *    built against an older or a newer header keep working: the library reads
+ *    and writes only the fields both know, and uses defaults for the others
+ *    (docs/build.md, "ABI policy").
  *  - Tensors are float32, up to 4-D, NCHW. Shapes of fewer dimensions are (N),
  *    (N, C), (N, C, H); every op documents the shapes it takes as "x is (N,C,H,W)".
  *  - Units: log-probabilities and losses are in nats unless a name says bpd
@@ -206,8 +212,12 @@ typedef struct agave_config {
 } agave_config;
 
 /* Fills cfg with a named configuration: "tiny", "fashion", "cifar-small",
- * "cifar-paper" (MODEL.md's table). */
-AGAVE_API agave_status agave_config_init(agave_config *cfg, const char *name);
+ * "cifar-paper" (MODEL.md's table). agave_config_init(cfg, name) passes
+ * sizeof *cfg as struct_size; AGAVE_ERR_INVALID_ARG for an unknown name or a
+ * struct_size that does not reach lambda (cfg is then untouched). */
+AGAVE_API agave_status agave_config_init_sized(agave_config *cfg, size_t struct_size,
+                                               const char *name);
+#define agave_config_init(cfg, name) agave_config_init_sized((cfg), sizeof *(cfg), (name))
 /* Sets one field from text, by its MODEL.md name: C, H, W, F, R, M, dropout, Fv,
  * Rv, Z, T, b, s, lambda, mode (agave|vae|pixelcnn|naive), and lr, optimizer
  * (adamax|adam), ema, grad_clip, max_bad_steps. */
@@ -234,7 +244,12 @@ AGAVE_API agave_status agave_config_estimate_bytes(const agave_config *cfg, int 
 AGAVE_API agave_status agave_model_create(agave_context *ctx, const agave_config *cfg,
                                           agave_model **out);
 AGAVE_API void agave_model_free(agave_model *model);
-AGAVE_API agave_status agave_model_get_config(const agave_model *model, agave_config *cfg);
+/* Fills cfg with the model's configuration, as agave_config_init would;
+ * agave_model_get_config(model, cfg) passes sizeof *cfg as struct_size. */
+AGAVE_API agave_status agave_model_get_config_sized(const agave_model *model, agave_config *cfg,
+                                                    size_t struct_size);
+#define agave_model_get_config(model, cfg)                                                  \
+    agave_model_get_config_sized((model), (cfg), sizeof *(cfg))
 /* Changes the training settings of a model (e.g. after loading a checkpoint):
  * mode, lambda, dropout, lr, grad_clip, ema and max_bad_steps take cfg's values.
  * The architecture (C H W F R M Fv Rv Z T b s) and the optimizer kind must equal
@@ -430,17 +445,19 @@ AGAVE_API agave_status agave_marginal_baseline_bpd(agave_context *ctx, const uin
                                                    int width, double *bpd);
 
 /* ---- Image grids -------------------------------------------------------- */
-/* PNG image grids. Options start with their size; call agave_grid_options_init
- * first, then change fields. Passing NULL options means the defaults. */
+/* PNG image grids. Call agave_grid_options_init first, then change fields.
+ * Passing NULL options means the defaults. */
 typedef struct agave_grid_options {
-    size_t size;            /* sizeof(agave_grid_options), set by _init */
+    size_t struct_size;     /* sizeof(agave_grid_options), set by _init */
     int gap;                /* pixels between cells and around the border, 0..256; default 2 */
     int group_gap;          /* extra pixels between groups of a multi-set grid, 0..256; default 4 */
     int scale;              /* each image pixel becomes scale x scale, 1..64; default 1 */
     uint8_t background[3];  /* RGB of gaps and empty cells; default 255,255,255 (white) */
 } agave_grid_options;
 
-AGAVE_API void agave_grid_options_init(agave_grid_options *opt);
+/* agave_grid_options_init(opt) passes sizeof *opt as struct_size. */
+AGAVE_API void agave_grid_options_init_sized(agave_grid_options *opt, size_t struct_size);
+#define agave_grid_options_init(opt) agave_grid_options_init_sized((opt), sizeof *(opt))
 
 /* Writes n images (n,channels,height,width) uint8, channels 1 or 3, as a grid
  * of min(cols,n) columns and ceil(n/cols) rows, row-major, to a PNG at path.
@@ -772,7 +789,12 @@ typedef struct agave_layer_options {
     int mask_reverse;        /* 1: degrees run backwards, deg(c) = D - 1 - (c mod D) */
 } agave_layer_options;
 
-AGAVE_API agave_status agave_layer_options_init(agave_layer_options *opt);
+/* agave_layer_options_init(opt) passes sizeof *opt as struct_size. */
+AGAVE_API agave_status agave_layer_options_init_sized(agave_layer_options *opt,
+                                                      size_t struct_size);
+#define agave_layer_options_init(opt) agave_layer_options_init_sized((opt), sizeof *(opt))
+
+/* A new layer on ctx (options validated: AGAVE_ERR_INVALID_ARG names the field). */
 AGAVE_API agave_status agave_layer_create(agave_context *ctx, agave_layer_kind kind,
                                           const agave_layer_options *opt, agave_layer **out);
 AGAVE_API void agave_layer_free(agave_layer *layer);
@@ -881,6 +903,19 @@ typedef agave_status (*agave_grad_reduce_fn)(float *buf, size_t n, void *user);
 AGAVE_API agave_status agave_model_set_grad_reducer(agave_model *model, agave_grad_reduce_fn fn,
                                                     void *user);
 #endif /* AGAVE_EXPERIMENTAL */
+
+/* ---- Compatibility ------------------------------------------------------ */
+/* Functions kept so that programs built against an earlier agave.h still
+ * link. 0.1's header declared these four as functions (now they are macros
+ * that pass sizeof): they fill the fields 0.1's structs had. */
+AGAVE_DEPRECATED(agave_config_init_sized)
+AGAVE_API agave_status (agave_config_init)(agave_config *cfg, const char *name);
+AGAVE_DEPRECATED(agave_layer_options_init_sized)
+AGAVE_API agave_status (agave_layer_options_init)(agave_layer_options *opt);
+AGAVE_DEPRECATED(agave_grid_options_init_sized)
+AGAVE_API void (agave_grid_options_init)(agave_grid_options *opt);
+AGAVE_DEPRECATED(agave_model_get_config_sized)
+AGAVE_API agave_status (agave_model_get_config)(const agave_model *model, agave_config *cfg);
 
 #ifdef __cplusplus
 }

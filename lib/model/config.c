@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/core.h"
+#include "../core/struct_size.h"
+#include "config.h"
 
 typedef struct named_config {
     const char *name;
@@ -23,29 +24,59 @@ static const named_config named[] = {
     {"cifar-paper", 3, 32, 32, 160, 5, 10, 0.5f, 160, 4, 32, 2, 256, 1, 12.0f},
 };
 
-agave_status agave_config_init(agave_config *cfg, const char *name)
+/* The fields with a default of their own; the named configuration sets the rest. */
+static void config_defaults(agave_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->struct_size = sizeof *cfg;
+    cfg->mode = AGAVE_MODE_AGAVE;
+    cfg->optimizer = AGAVE_OPTIM_ADAMAX;
+    cfg->lr = 0.002f;
+    cfg->ema = 0.9995f;
+    cfg->grad_clip = 0.0f;
+    cfg->max_bad_steps = 10;
+}
+
+agave_status agave_config_init_sized(agave_config *cfg, size_t struct_size, const char *name)
 {
     if (!cfg || !name)
         return AGAVE_ERR_NULL;
+    if (struct_size < CONFIG_MIN_SIZE)
+        return AGAVE_ERR_INVALID_ARG;
     for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
         const named_config *n = &named[i];
         if (strcmp(name, n->name) != 0)
             continue;
-        memset(cfg, 0, sizeof *cfg);
-        cfg->struct_size = sizeof *cfg;
-        cfg->C = n->C, cfg->H = n->H, cfg->W = n->W;
-        cfg->F = n->F, cfg->R = n->R, cfg->M = n->M, cfg->dropout = n->dropout;
-        cfg->Fv = n->Fv, cfg->Rv = n->Rv, cfg->Z = n->Z, cfg->T = n->T;
-        cfg->b = n->b, cfg->s = n->s, cfg->lambda = n->lambda;
-        cfg->mode = AGAVE_MODE_AGAVE;
-        cfg->optimizer = AGAVE_OPTIM_ADAMAX;
-        cfg->lr = 0.002f;
-        cfg->ema = 0.9995f;
-        cfg->grad_clip = 0.0f;
-        cfg->max_bad_steps = 10;
+        agave_config c;
+        config_defaults(&c);
+        c.C = n->C, c.H = n->H, c.W = n->W;
+        c.F = n->F, c.R = n->R, c.M = n->M, c.dropout = n->dropout;
+        c.Fv = n->Fv, c.Rv = n->Rv, c.Z = n->Z, c.T = n->T;
+        c.b = n->b, c.s = n->s, c.lambda = n->lambda;
+        struct_init(cfg, struct_size, &c, sizeof c);
         return AGAVE_OK;
     }
     return AGAVE_ERR_INVALID_ARG;
+}
+
+/* Programs built against 0.1's agave.h call this symbol, with that header's
+ * struct: the fields up to max_bad_steps. */
+agave_status (agave_config_init)(agave_config *cfg, const char *name)
+{
+    return agave_config_init_sized(cfg, config_size_0_1(), name);
+}
+
+size_t config_size_0_1(void)
+{
+    return STRUCT_SIZE(agave_config, max_bad_steps);
+}
+
+agave_status config_import(const agave_config *cfg, agave_config *out, char *msg, size_t len)
+{
+    config_defaults(out);
+    return struct_read(out, sizeof *out, cfg, CONFIG_MIN_SIZE, "agave_config", msg, len)
+               ? AGAVE_OK
+               : AGAVE_ERR_CONFIG;
 }
 
 static int parse_int(const char *v, int *out)
@@ -92,6 +123,13 @@ static int parse_optimizer(const char *v, agave_optimizer_kind *k)
     return 1;
 }
 
+/* 1 when the caller's struct has the field that starts at `field`. */
+static int covers(const agave_config *cfg, const void *field, size_t size)
+{
+    size_t end = (size_t)((const char *)field - (const char *)cfg) + size;
+    return end <= struct_size_get(cfg) && end <= sizeof *cfg;
+}
+
 agave_status agave_config_set(agave_config *cfg, const char *key, const char *value)
 {
     if (!cfg || !key || !value)
@@ -106,14 +144,14 @@ agave_status agave_config_set(agave_config *cfg, const char *key, const char *va
         {"ema", &cfg->ema}, {"grad_clip", &cfg->grad_clip},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-        if (strcmp(key, ints[i].key) == 0)
+        if (strcmp(key, ints[i].key) == 0 && covers(cfg, ints[i].field, sizeof(int)))
             return parse_int(value, ints[i].field) ? AGAVE_OK : AGAVE_ERR_INVALID_ARG;
     for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
-        if (strcmp(key, floats[i].key) == 0)
+        if (strcmp(key, floats[i].key) == 0 && covers(cfg, floats[i].field, sizeof(float)))
             return parse_float(value, floats[i].field) ? AGAVE_OK : AGAVE_ERR_INVALID_ARG;
-    if (strcmp(key, "mode") == 0)
+    if (strcmp(key, "mode") == 0 && covers(cfg, &cfg->mode, sizeof cfg->mode))
         return parse_mode(value, &cfg->mode) ? AGAVE_OK : AGAVE_ERR_INVALID_ARG;
-    if (strcmp(key, "optimizer") == 0)
+    if (strcmp(key, "optimizer") == 0 && covers(cfg, &cfg->optimizer, sizeof cfg->optimizer))
         return parse_optimizer(value, &cfg->optimizer) ? AGAVE_OK : AGAVE_ERR_INVALID_ARG;
     return AGAVE_ERR_INVALID_ARG;
 }
@@ -127,15 +165,24 @@ static int is_pow2(int v) { return v > 0 && (v & (v - 1)) == 0; }
         return AGAVE_ERR_CONFIG;                                                           \
     } while (0)
 
-/* Upper bounds keep every tensor size far from overflow and refuse absurd
- * sizes before anything is allocated (issue 7: resource limits). */
 agave_status agave_config_validate(const agave_config *cfg, char *msg, size_t len)
 {
     if (!cfg)
         return AGAVE_ERR_NULL;
-    if (cfg->struct_size < sizeof *cfg)
-        REFUSE("struct_size %zu is smaller than %zu: call agave_config_init first",
-               cfg->struct_size, sizeof *cfg);
+    agave_config full;
+    return config_read(cfg, &full, msg, len);
+}
+
+/* Upper bounds keep every tensor size far from overflow and refuse absurd
+ * sizes before anything is allocated (docs/reliability.md). */
+agave_status config_read(const agave_config *cfg, agave_config *out, char *msg, size_t len)
+{
+    agave_status st = config_import(cfg, out, msg, len);
+    return st == AGAVE_OK ? config_check(out, msg, len) : st;
+}
+
+agave_status config_check(const agave_config *cfg, char *msg, size_t len)
+{
     if (cfg->C != 1 && cfg->C != 3)
         REFUSE("C = %d: images must have 1 or 3 channels", cfg->C);
     if (cfg->H < 4 || cfg->W < 4 || cfg->H > 1024 || cfg->W > 1024 || cfg->H % 4 || cfg->W % 4)
