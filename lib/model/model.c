@@ -148,13 +148,6 @@ agave_status (agave_model_get_config)(const agave_model *m, agave_config *cfg)
     return agave_model_get_config_sized(m, cfg, config_size_0_1());
 }
 
-int config_same_architecture(const agave_config *a, const agave_config *b)
-{
-    return a->C == b->C && a->H == b->H && a->W == b->W && a->F == b->F && a->R == b->R &&
-           a->M == b->M && a->Fv == b->Fv && a->Rv == b->Rv && a->Z == b->Z && a->T == b->T &&
-           a->b == b->b && a->s == b->s;
-}
-
 /* Gated blocks read their dropout from their options at every forward. */
 static void set_dropout(agave_model *m, float p)
 {
@@ -175,23 +168,19 @@ agave_status agave_model_update_config(agave_model *m, const agave_config *calle
     const agave_config *cfg = &full;
     if (config_read(caller, &full, msg, sizeof msg) != AGAVE_OK)
         return ctx_error(m->ctx, AGAVE_ERR_CONFIG, "invalid configuration: %s", msg);
-    if (!config_same_architecture(cfg, &m->cfg) || cfg->optimizer != m->cfg.optimizer)
+    if (!config_equal(cfg, &m->cfg, 0, AGAVE_KEY_TRAINING)) {
+        char names[256];
+        config_key_names(AGAVE_KEY_TRAINING, names, sizeof names);
         return ctx_error(m->ctx, AGAVE_ERR_CONFIG,
-                         "agave_model_update_config: only training settings can change (mode, "
-                         "lambda, dropout, lr, grad_clip, ema, max_bad_steps), not the "
-                         "architecture or the optimizer kind");
+                         "agave_model_update_config: only training settings can change (%s), "
+                         "not the architecture or the optimizer kind", names);
+    }
     if (cfg->ema > 0 && !(m->cfg.ema > 0) && m->initialized &&
         average_init(&m->ema, m->params, m->n_params) != AGAVE_OK)
         return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cannot allocate the parameter average");
     if (!(cfg->ema > 0))
         average_free(&m->ema);
-    m->cfg.mode = cfg->mode;
-    m->cfg.lambda = cfg->lambda;
-    m->cfg.dropout = cfg->dropout;
-    m->cfg.lr = cfg->lr;
-    m->cfg.grad_clip = cfg->grad_clip;
-    m->cfg.ema = cfg->ema;
-    m->cfg.max_bad_steps = cfg->max_bad_steps;
+    config_copy_keys(&m->cfg, cfg, AGAVE_KEY_TRAINING);
     m->opt->lr = cfg->lr;
     set_dropout(m, cfg->dropout);
     return AGAVE_OK;
@@ -224,6 +213,7 @@ agave_status agave_model_param(agave_model *m, int index, const char **name,
 }
 
 int64_t agave_model_step_count(const agave_model *m) { return m ? m->step : 0; }
+int agave_model_is_initialized(const agave_model *m) { return m ? m->initialized != 0 : 0; }
 int64_t agave_model_rejected_count(const agave_model *m) { return m ? m->rejected : 0; }
 
 void model_set_training(agave_model *m, int training)

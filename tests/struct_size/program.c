@@ -67,8 +67,27 @@ static void config_and_model(agave_context *ctx, const char *missing_keys)
     char keys[256];
     snprintf(keys, sizeof keys, "%s", missing_keys ? missing_keys : "");
     for (char *k = strtok(keys, ","); k; k = strtok(NULL, ","))
-        check(agave_config_set(&c.s, k, "1") != AGAVE_OK && canary_ok(c.canary),
-              "agave_config_set of a field the struct lacks");
+        check(agave_config_set(&c.s, k, "1") == AGAVE_ERR_UNKNOWN_KEY && canary_ok(c.canary),
+              "agave_config_set of a field the struct lacks is not AGAVE_ERR_UNKNOWN_KEY");
+    /* Every key as the library reads this struct: the defaults for the
+     * fields it lacks. */
+    printf("config:");
+    for (int i = 0; i < agave_config_key_count(); i++) {
+        WRAPPED(agave_config_key) k;
+        FILL(k);
+        k.s.struct_size = sizeof k.s;
+        SET_EXTRA(k.s);
+        check(agave_config_key_info(i, &k.s) == AGAVE_OK, "agave_config_key_info");
+        check(canary_ok(k.canary), "agave_config_key_info wrote past agave_config_key");
+#ifdef AGAVE_TEST_LONG
+        check(k.s.agave_test_extra == 1, "agave_config_key_info overwrote a field it does not know");
+#endif
+        char value[AGAVE_CONFIG_VALUE_MAX];
+        check(agave_config_get(&c.s, k.s.name, value, sizeof value) == AGAVE_OK,
+              "agave_config_get");
+        printf(" %s=%s", k.s.name, value);
+    }
+    printf("\n");
     char msg[256];
     check(agave_config_validate(&c.s, msg, sizeof msg) == AGAVE_OK, msg);
 
