@@ -32,23 +32,20 @@ skip { if ($0 ~ /^#endif/) skip = 0; next }
 NR == 1 && /^\/\*$/ { state = "overview"; next }
 state == "overview" { if ($0 ~ /^ \*\/$/) { print ""; state = "out"; next }
     t = $0; sub(/^ \* ?/, "", t); print t; next }
-# Banners: a title between two rules, or one line /* ---- Title ---- */.
-/^\/\* ------------------------------* \*\/$/ {
-    if (state == "banner") { print "## " title; print ""; state = "out" }
-    else { flush_block(); state = "banner"; title = "" }
-    next
-}
-state == "banner" { t = $0; sub(/^\/\* */, "", t); sub(/ *\*\/$/, "", t)
-    title = title (title == "" ? "" : " ") t; next }
+# Banners, one line /* ---- Title ---- */: "Part N: ..." is a level-2 heading,
+# every other title a level-3 heading.
 /^\/\* ---- .* ------* ?\*\/$/ { flush_block(); t = $0; sub(/^\/\* ---- /, "", t)
-    sub(/ ------* ?\*\/$/, "", t); print "## " t; print ""; state = "out"; next }
+    sub(/ ------* ?\*\/$/, "", t); print (t ~ /^Part / ? "## " : "### ") t; print ""
+    state = "out"; next }
+# The experimental section is documented like the rest (its banner says so).
+/^#if defined\(AGAVE_EXPERIMENTAL\)/ { next }
 # Comments, declarations, blank lines.
 state == "comment" { comment = comment $0 "\n"; if ($0 ~ /\*\//) state = "after_comment"; next }
 state == "decl" { decl = decl $0 "\n"
     if (($0 ~ /;/ && depth(decl) == 0) || $0 ~ /^#define/) state = "after_decl"; next }
 /^\/\*/ { if (state == "after_decl" || state == "after_comment") flush_block()
     comment = $0 "\n"; state = ($0 ~ /\*\//) ? "after_comment" : "comment"; next }
-/^(AGAVE_API|typedef|#define AGAVE_)/ { decl = decl $0 "\n"
+/^(AGAVE_API|AGAVE_DEPRECATED|typedef|#define AGAVE_|#define agave_)/ { decl = decl $0 "\n"
     state = (($0 ~ /;/ && depth(decl) == 0) || $0 ~ /^#define/) ? "after_decl" : "decl"; next }
 /^[ \t]*$/ { if (state == "after_comment" || state == "after_decl") flush_block(); state = "out"; next }
 END { flush_block() }
