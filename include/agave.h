@@ -354,8 +354,8 @@ typedef struct agave_step_stats {
     int rejected;             /* 1 if the step was not applied (non-finite) */
 } agave_step_stats;
 
-/* One training step on x (n,C,H,W) uint8: forward, the objective of MODEL.md
- * Eq. 7, backward, optimiser update, parameter averaging. Runs the
+/* One training step on x (n,C,H,W) uint8: forward, the objective of
+ * docs/model.md ("Objective and modes"), backward, optimiser update, parameter averaging. Runs the
  * data-dependent initialisation first if it has not run. A step whose loss or
  * gradient is not finite is rejected: parameters, optimiser state and the
  * step count stay untouched, stats->rejected is set and AGAVE_OK is returned
@@ -746,7 +746,7 @@ AGAVE_API agave_status agave_image_quantize(const uint8_t *x, size_t count, int 
                                             uint8_t *level);
 
 /* ---- Losses on plain buffers -------------------------------------------- */
-/* Discretized logistic with `levels` bins (MODEL.md "Auxiliary image"):
+/* Discretized logistic with `levels` bins (docs/model.md, "The auxiliary image y"):
  * element-wise, y[i] in 0..255 is mapped to level k = floor(y*levels/256); level k
  * covers [k*c - 0.5, (k+1)*c - 0.5) on the 0..255 scale (c = 256/levels), edges
  * mapped by e/127.5 - 1, the lowest lower edge -inf and highest upper edge +inf;
@@ -757,7 +757,7 @@ AGAVE_API agave_status agave_dlogistic_logprob(const uint8_t *y, const float *me
                                                float *logp);
 
 /* Discretized mixture of logistics (PixelCNN++): x is (n,channels,height,width)
- * uint8, params (n,P,height,width) with MODEL.md's layout (P = 3*n_mix for
+ * uint8, params (n,P,height,width) in docs/model.md's layout (P = 3*n_mix for
  * channels 1, 10*n_mix for channels 3); logp receives n*height*width per-pixel
  * log-probabilities in nats (the sum over the pixel's channels). Invalid
  * arguments return a non-OK status and write nothing. */

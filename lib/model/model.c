@@ -1,5 +1,5 @@
 /* The model handle: construction from a configuration, parameters, the
- * forward pass of MODEL.md, data-dependent initialisation and training steps. */
+ * forward pass of docs/model.md, data-dependent initialisation and training steps. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

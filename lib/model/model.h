@@ -110,7 +110,7 @@ agave_status pixelcnn_build(agave_model *m);
 agave_status pixelcnn_forward(agave_model *m, agave_tensor *x, agave_tensor *f,
                               agave_tensor **params);
 
-/* The whole forward of MODEL.md for a batch, with the given plan. */
+/* The whole forward of docs/model.md for a batch, with the given plan. */
 agave_status model_forward(agave_model *m, const uint8_t *x, int n, forward_plan plan,
                            model_terms *terms);
 
