@@ -318,7 +318,8 @@ AGAVE_API agave_status agave_model_get_config_sized(const agave_model *model, ag
  * the keys flagged AGAVE_KEY_TRAINING (mode, lambda, dropout, lr, grad_clip,
  * ema, max_bad_steps) take cfg's values; every other key must equal the
  * model's (AGAVE_ERR_CONFIG otherwise); cfg is validated first. Turning
- * averaging on starts a new average; turning it off discards it. */
+ * averaging on starts a new average at the current parameters; turning it
+ * off discards it. */
 AGAVE_API agave_status agave_model_update_config(agave_model *model, const agave_config *cfg);
 /* The number of parameter floats (the elements of all parameter tensors). */
 AGAVE_API size_t agave_model_param_numel(const agave_model *model);
@@ -375,16 +376,16 @@ typedef struct agave_eval_stats {
     int iwae_samples;         /* K */
 } agave_eval_stats;
 
-/* Bounds on x (n,C,H,W) uint8, averaged over the n images, with the averaged
- * parameters when averaging is on. iwae_samples = K >= 1 importance samples
+/* Bounds on x (n,C,H,W) uint8, averaged over the n images, with the weights
+ * agave_model_weights names. iwae_samples = K >= 1 importance samples
  * (0 skips IWAE). In mode pixelcnn the bounds are the exact PixelCNN NLL. */
 AGAVE_API agave_status agave_model_evaluate(agave_model *model, const uint8_t *x, int n,
                                             int iwae_samples, agave_eval_stats *stats);
 
-/* Sampling, seeded: n images with z ~ p(z). fz receives f(z) as an image
- * (n,C,H/s,W/s) uint8 (the means mapped to 0..255), x the PixelCNN samples
- * (n,C,H,W). Either may be NULL. In mode vae x receives f(z) upsampled; in mode
- * pixelcnn fz is left untouched. */
+/* Sampling, seeded, with the weights agave_model_weights names: n images with
+ * z ~ p(z). fz receives f(z) as an image (n,C,H/s,W/s) uint8 (the means mapped
+ * to 0..255), x the PixelCNN samples (n,C,H,W). Either may be NULL. In mode
+ * vae x receives f(z) upsampled; in mode pixelcnn fz is left untouched. */
 AGAVE_API agave_status agave_model_sample(agave_model *model, int n, uint64_t seed,
                                           uint8_t *fz, uint8_t *x);
 /* Reconstructions: z ~ q(z|x_in), then as agave_model_sample. */
@@ -399,6 +400,31 @@ AGAVE_API agave_status agave_model_save(agave_model *model, const char *path);
  * configuration's architecture must match it (AGAVE_ERR_CONFIG otherwise). */
 AGAVE_API agave_status agave_model_load(agave_context *ctx, const char *path,
                                         const agave_config *expect, agave_model **out);
+
+/* ---- Weights: averaged or raw ------------------------------------------- */
+/* With averaging on (cfg.ema > 0) a model holds two sets of parameters: the
+ * raw ones the optimiser moves and their running average (docs/model.md: it
+ * starts at the initialised parameters; after t earlier updates each step
+ * applies avg <- d avg + (1 - d) params with d = min(ema, (1 + t) / (10 + t))).
+ * Evaluation, sampling and reconstruction use the chosen set; the default is
+ * the average whenever the model has one. Both sets are saved in
+ * checkpoints; the choice itself is not (a loaded model starts at the
+ * default). Training always moves the raw parameters. */
+typedef enum agave_weights {
+    AGAVE_WEIGHTS_AVERAGE = 0,   /* the averaged parameters (the default) */
+    AGAVE_WEIGHTS_RAW = 1        /* the parameters as the last step left them */
+} agave_weights;
+
+/* AGAVE_ERR_STATE for AGAVE_WEIGHTS_AVERAGE when the model has no average
+ * (agave_model_has_average is 0). */
+AGAVE_API agave_status agave_model_set_weights(agave_model *model, agave_weights weights);
+/* The set evaluation and sampling use now: AGAVE_WEIGHTS_AVERAGE only when it
+ * was chosen (or left at the default) and the model has an average; RAW for
+ * NULL. */
+AGAVE_API agave_weights agave_model_weights(const agave_model *model);
+/* 1 when the model holds averaged parameters: averaging is on and the model
+ * is initialised (or was loaded from a checkpoint that holds them); 0 for NULL. */
+AGAVE_API int agave_model_has_average(const agave_model *model);
 
 /* ---- Data sets ---------------------------------------------------------- */
 /* Images are uint8 values 0..255 in NCHW order: image i of a data set is the
@@ -817,7 +843,9 @@ AGAVE_API double agave_nats_to_bpd(double nll_nats, double dims);
 /* Every convolution is weight-normalised (w = g * v / ||v|| per output channel,
  * plus a bias) and initialised from data: the first forward of a new layer
  * sets g and bias so that its outputs on that batch have mean 0 and standard
- * deviation init_scale per channel (Salimans & Kingma 2016). v starts as
+ * deviation init_scale per channel (Salimans & Kingma 2016); a DECONV layer
+ * takes these statistics on its full output before the crop,
+ * (H*stride + KH - 1) x (W*stride + KW - 1). v starts as
  * N(0, 0.05^2) draws from the context's generator. */
 
 typedef enum agave_layer_kind {
