@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -628,6 +629,84 @@ static void test_allocation_failure_is_nomem(void **state)
         fail_msg("child check %d failed (its stderr says which)", WEXITSTATUS(status));
 }
 
+/* ---- a large file is judged by its header ---------------------------------------- */
+
+/* A sparse 1 GiB file (no disk space used) whose first 24 bytes are the
+ * header: magic, version, flags, payload length. */
+static void sparse_file(const char *path, const char *magic, uint64_t payload)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    uint8_t head[24] = {0};
+    uint32_t version = 1;
+    memcpy(head, magic, 8);
+    memcpy(head + 8, &version, 4);
+    memcpy(head + 16, &payload, 8);
+    assert_int_equal(write(fd, head, sizeof head), (ssize_t)sizeof head);
+    assert_int_equal(ftruncate(fd, (off_t)1 << 30), 0);
+    close(fd);
+}
+
+/* In a child with 64 MiB of address space to spare: the loader reads the
+ * header before the whole file, so a gigabyte that is not a checkpoint, or
+ * whose header promises another length, is refused for what it is instead
+ * of costing a gigabyte of memory first (which here would be
+ * AGAVE_ERR_NOMEM); one whose header is right is refused with
+ * AGAVE_ERR_NOMEM and a message saying how large it is. */
+static void header_child(const char *dir)
+{
+    agave_context *ctx;
+    if (agave_context_create(&ctx, 1) != AGAVE_OK)
+        _exit(10);
+    char path[3][96];
+    for (int i = 0; i < 3; i++)
+        snprintf(path[i], sizeof path[i], "%s/big%d.ckpt", dir, i);
+    uint64_t whole = ((uint64_t)1 << 30) - 28;
+    sparse_file(path[0], "GIGABYTE", whole);
+    sparse_file(path[1], "AGAVECKP", whole - 1);
+    sparse_file(path[2], "AGAVECKP", whole);
+    struct rlimit rl;
+    getrlimit(RLIMIT_AS, &rl);
+    struct rlimit low = rl;
+    low.rlim_cur = (rlim_t)(vm_size_kib() + 64 * 1024) * 1024;
+    CHILD_EXPECT(11, setrlimit(RLIMIT_AS, &low) == 0);
+    agave_model *m = NULL;
+    CHILD_EXPECT(12, agave_model_load(ctx, path[0], NULL, &m) == AGAVE_ERR_FORMAT && !m);
+    CHILD_EXPECT(13, strstr(agave_context_last_error(ctx), "not a libagave checkpoint"));
+    CHILD_EXPECT(14, agave_model_load(ctx, path[1], NULL, &m) == AGAVE_ERR_FORMAT && !m);
+    CHILD_EXPECT(15, strstr(agave_context_last_error(ctx), "header promises"));
+    CHILD_EXPECT(16, agave_model_load(ctx, path[2], NULL, &m) == AGAVE_ERR_NOMEM && !m);
+    CHILD_EXPECT(17, strstr(agave_context_last_error(ctx), "1073741824 bytes"));
+    setrlimit(RLIMIT_AS, &rl);
+    for (int i = 0; i < 3; i++)
+        unlink(path[i]);
+    agave_context_free(ctx);
+    exit(0);
+}
+
+static void test_checkpoint_header_read_first(void **state)
+{
+    (void)state;
+    const char *vg = getenv("AGAVE_UNDER_VALGRIND");
+    if (vg && *vg == '1')
+        skip();
+    char dir[] = "/tmp/agave-test-header-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        header_child(dir);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    rmdir(dir);
+    if (WIFSIGNALED(status))
+        fail_msg("the child died of signal %d", WTERMSIG(status));
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("child check %d failed (its stderr says which)", WEXITSTATUS(status));
+}
+
 /* ---- a PNG grid under an address-space limit ----------------------------------- */
 
 /* In a new process (this program run again with --grid-child: a forked
@@ -736,6 +815,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_memory_limit_refuses),
         cmocka_unit_test(test_allocation_failure_is_nomem),
         cmocka_unit_test(test_grid_out_of_memory_is_an_error),
+        cmocka_unit_test(test_checkpoint_header_read_first),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
