@@ -76,8 +76,8 @@ check_help() { # program option...
 }
 check_help "$train" --config --set --data --steps --minutes --batch --seed --out --resume \
     --threads --checkpoint-every --log-every 'default: 16' 'default: 1000'
-check_help "$evaluate" --checkpoint --data --samples --limit --json 'default: 150'
-check_help "$sample" --checkpoint --count --seed --reconstruct --data --out 'default: 16'
+check_help "$evaluate" --checkpoint --data --samples --limit --json --weights 'default: 150'
+check_help "$sample" --checkpoint --count --seed --reconstruct --data --out --weights 'default: 16'
 echo "programs: --help of the three programs lists the interface and its defaults"
 
 # ---- error exits -----------------------------------------------------------------------
@@ -188,6 +188,35 @@ is_png "$tmp/samples.png" || fail "agave-sample did not write a PNG"
 is_png "$tmp/recon.png" || fail "agave-sample --reconstruct did not write a PNG"
 ls -a "$tmp" | grep -q '\.tmp' && fail "a temporary file was left next to the PNGs"
 echo "programs: agave-sample wrote sample and reconstruction PNGs"
+
+# --weights: the default is the average (the same figures as --weights average),
+# the raw parameters give others with the same z draws, in agave-eval and
+# agave-sample; "average" on a checkpoint trained with ema=0 is refused.
+for w in default average raw; do
+    opt=""
+    [ "$w" = default ] || opt="--weights $w"
+    # shellcheck disable=SC2086
+    "$evaluate" --checkpoint "$run/model.ckpt" --data "$data" --samples 0 --json $opt $t1 \
+        >"$tmp/eval-$w.json" 2>"$tmp/eval-$w.err" || fail "agave-eval $opt exits with $?"
+    # shellcheck disable=SC2086
+    "$sample" --checkpoint "$run/model.ckpt" --count 2 --out "$tmp/sample-$w.png" $opt $t1 \
+        >/dev/null 2>&1 || fail "agave-sample $opt exits with $?"
+done
+cmp -s "$tmp/eval-default.json" "$tmp/eval-average.json" && ! cmp -s "$tmp/eval-default.json" \
+    "$tmp/eval-raw.json" || fail "agave-eval --weights: default $(cat "$tmp/eval-default.json") \
+average $(cat "$tmp/eval-average.json") raw $(cat "$tmp/eval-raw.json")"
+grep -q 'average weights' "$tmp/eval-default.err" && grep -q 'raw weights' "$tmp/eval-raw.err" ||
+    fail "agave-eval does not say which weights it uses: $(cat "$tmp/eval-default.err")"
+cmp -s "$tmp/sample-default.png" "$tmp/sample-average.png" && ! cmp -s "$tmp/sample-default.png" \
+    "$tmp/sample-raw.png" || fail "agave-sample --weights: the PNGs do not follow the choice"
+# shellcheck disable=SC2086
+"$train" --config tiny --set ema=0 --data "$data" --steps 1 --out "$tmp/noavg" $t1 \
+    >/dev/null 2>&1 || fail "agave-train --set ema=0 exits with $?"
+expect_error "no averaged parameters" "$evaluate" --checkpoint "$tmp/noavg/model.ckpt" \
+    --data "$data" --weights average
+expect_error "expected average or raw" "$sample" --checkpoint "$run/model.ckpt" \
+    --out "$tmp/x.png" --weights mean
+echo "programs: --weights average (the default) and raw choose the parameters of agave-eval and agave-sample"
 
 # Broken checkpoints: truncated, damaged (one byte changed: CRC), not a checkpoint.
 head -c 2000 "$run/model.ckpt" >"$tmp/truncated.ckpt"
