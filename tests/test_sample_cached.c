@@ -369,6 +369,7 @@ static void test_non_finite_network_gives_defined_pixels(void **state)
         for (int i = 0; i < m->n_params; i++)
             for (size_t e = 0; e < m->params[i]->numel; e++)
                 m->params[i]->data[e] = NAN;
+        assert_int_equal(agave_model_set_weights(m, AGAVE_WEIGHTS_RAW), AGAVE_OK);
         enum { N = 2 };
         size_t D = (size_t)cfg.C * cfg.H * cfg.W, Dy = D / (size_t)(cfg.s * cfg.s);
         uint8_t *x = malloc(N * D), *fz = malloc(N * Dy), *in = random_bytes(N * D, 81);
