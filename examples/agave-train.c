@@ -16,11 +16,13 @@
  * MPI_Allreduce per step sums the gradients inside the library's step
  * (agave_model_set_grad_reducer), and rank 0 alone writes the files. The
  * files do not depend on the number of ranks, so a run resumes with any. */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -271,12 +273,12 @@ static int parse_state(char *text, run_state *s, char *err, size_t len)
 
 static int read_state(trainer *t, int *found)
 {
-    char *text = read_text_file(t->state_path, NULL);
+    char err[512];
+    int missing;
+    char *text = read_text_file(t->state_path, NULL, &missing, err, sizeof err);
     *found = text != NULL;
     if (!text)
-        return path_exists(t->state_path) ? fail(PROG, "cannot read %s", t->state_path)
-                                          : EXIT_OK;
-    char err[160];
+        return missing ? EXIT_OK : fail(PROG, "%s", err);
     int ok = parse_state(text, &t->state, err, sizeof err);
     free(text);
     if (!ok)
@@ -376,8 +378,12 @@ static int prepare_paths(trainer *t)
     t->state_path = path_join(o->out, "train.state");
     if (!t->ckpt_path || !t->csv_path || !t->state_path)
         return fail(PROG, "out of memory");
-    if (o->resume && !path_exists(t->ckpt_path))
+    struct stat st;
+    if (o->resume && lstat(t->ckpt_path, &st) != 0)
         return fail(PROG, "--resume: %s does not exist (nothing to resume)", t->ckpt_path);
+    if (o->resume && S_ISLNK(st.st_mode))
+        return fail(PROG, "--resume: %s is a symbolic link; a run directory's files must be "
+                    "its own (replace the link by the file)", t->ckpt_path);
     /* Only rank 0 writes there (and other machines may not see the directory). */
     if (!o->resume && !o->force && dist_rank() == 0 && path_exists(t->ckpt_path))
         return fail(PROG, "%s already exists: add --resume to continue that run or --force to "
@@ -468,10 +474,10 @@ static int restore_position(trainer *t, int have_state)
 static int trim_csv(trainer *t, long long step, int *missing)
 {
     size_t n;
-    char *text = read_text_file(t->csv_path, &n);
-    *missing = text == NULL && !path_exists(t->csv_path);
+    char err[512];
+    char *text = read_text_file(t->csv_path, &n, missing, err, sizeof err);
     if (!text)
-        return *missing ? EXIT_OK : fail(PROG, "cannot read %s", t->csv_path);
+        return *missing ? EXIT_OK : fail(PROG, "%s", err);
     size_t hl = strlen(CSV_HEADER);
     if (n < hl + 1 || strncmp(text, CSV_HEADER "\n", hl + 1) != 0) {
         free(text);
@@ -485,7 +491,6 @@ static int trim_csv(trainer *t, long long step, int *missing)
             break;   /* a later row, or a last line cut short */
         at = keep = (size_t)(nl - text) + 1;
     }
-    char err[512];
     int rc = EXIT_OK;
     if (keep != n && !write_file_atomic(t->csv_path, text, keep, err, sizeof err))
         rc = fail(PROG, "%s", err);
@@ -519,9 +524,14 @@ static int open_csv(trainer *t)
     if (fresh && !write_file_atomic(t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1, err,
                                     sizeof err))
         return fail(PROG, "%s", err);
-    t->csv = fopen(t->csv_path, "a");
-    if (!t->csv)
+    int fd = open_run_file(t->csv_path, O_WRONLY | O_APPEND, err, sizeof err);
+    if (fd < 0)
+        return fail(PROG, "%s", err);
+    t->csv = fdopen(fd, "a");
+    if (!t->csv) {
+        close(fd);
         return fail(PROG, "cannot open %s for appending", t->csv_path);
+    }
     return EXIT_OK;
 }
 
