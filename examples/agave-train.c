@@ -633,7 +633,7 @@ static void teardown(trainer *t)
 static uint64_t params_hash(agave_model *m)
 {
     uint64_t h = 0xcbf29ce484222325ull;
-    for (int i = 0; i < agave_model_param_tensors(m); i++) {
+    for (int i = 0; i < agave_model_param_tensor_count(m); i++) {
         agave_tensor *p;
         if (agave_model_param(m, i, NULL, &p) != AGAVE_OK)
             return 0;
@@ -813,7 +813,7 @@ static void print_header(trainer *t)
             t->o->resume ? "(from the checkpoint)" : t->o->config, cfg);
     fprintf(stderr, PROG ": %zu parameters, about %.0f MiB a training step; %zu training images "
                     "(%dx%dx%d) from %s\n",
-            agave_model_param_count(t->model), t->step_mib, agave_dataset_count(t->ds),
+            agave_model_param_numel(t->model), t->step_mib, agave_dataset_count(t->ds),
             agave_dataset_channels(t->ds), agave_dataset_height(t->ds),
             agave_dataset_width(t->ds), t->o->data);
     if (t->target_steps)
@@ -838,7 +838,7 @@ static void print_header(trainer *t)
         fprintf(stderr, PROG ": %d %s ranks share each batch: %s, %lld thread%s per rank; one "
                         "allreduce of %zu gradients per step\n",
                 P, dist_kind(), share, t->o->threads, t->o->threads == 1 ? "" : "s",
-                agave_model_param_count(t->model));
+                agave_model_param_numel(t->model));
     }
     if (t->o->resume)
         fprintf(stderr, PROG ": resuming at step %lld (epoch %" PRIu64 ", image %" PRIu64

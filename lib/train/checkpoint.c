@@ -465,7 +465,7 @@ static agave_status read_state(agave_model *m, reader *r, uint32_t version, uint
  * configuration cannot make it build a model of gigabytes and only then
  * find the parameters missing (found by fuzz/fuzz_checkpoint.c: F = 255 in a
  * 478-byte file took 11 s). tests/test_limits.c checks that the bound never
- * exceeds agave_model_param_count over a sweep of configurations. */
+ * exceeds agave_model_param_numel over a sweep of configurations. */
 uint64_t checkpoint_min_param_floats(const agave_config *c)
 {
     uint64_t F = (uint64_t)c->F, R = (uint64_t)c->R, Fv = (uint64_t)c->Fv,
