@@ -18,6 +18,7 @@
  * files do not depend on the number of ranks, so a run resumes with any. */
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,7 @@ typedef struct trainer {
     progress line;
     double step_mib;             /* agave_config_estimate_bytes at the batch, in MiB */
     int lock_fd;                 /* holds DIR/train.lock; -1 before open_csv */
+    char settings_note[1024];    /* what DIR/settings.log gets for this invocation */
 } trainer;
 
 /* ---- options -------------------------------------------------------------------- */
@@ -111,7 +113,10 @@ static cli_option *train_options(train_opts *o, char *threads_text, size_t len, 
          "with --resume", NULL, 0, 0, 0},
         {"set", CLI_LIST, &o->sets, "KEY=VALUE",
          "override one configuration field (F, R, M, dropout, Fv, Rv, Z, T, b, s, lambda, mode, "
-         "lr, optimizer, ema, grad_clip, max_bad_steps, C, H, W); repeatable", NULL, 0, 0, 0},
+         "lr, lr_warmup, lr_decay, optimizer, ema, grad_clip, max_bad_steps, C, H, W); "
+         "repeatable; on --resume only the training settings (mode among agave, vae and naive, "
+         "lambda, dropout, lr, lr_warmup, lr_decay, ema, grad_clip, max_bad_steps)", NULL, 0, 0,
+         0},
         {"data", CLI_STRING, &o->data, "PATH",
          "data set directory (CIFAR-10 batches or IDX files) or one file; its training split "
          "is used", NULL, 0, 0, 0},
@@ -278,7 +283,7 @@ static int is_known_key(const char *key)
 {
     static const char *keys[] = {"C",  "H",  "W", "F", "R", "M", "dropout", "Fv", "Rv", "Z",
                                  "T",  "b",  "s", "lambda", "mode", "lr", "optimizer", "ema",
-                                 "grad_clip", "max_bad_steps"};
+                                 "grad_clip", "max_bad_steps", "lr_warmup", "lr_decay"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (strcmp(key, keys[i]) == 0)
             return 1;
@@ -301,8 +306,8 @@ static int apply_set(agave_config *cfg, const char *kv)
         return EXIT_OK;
     if (!is_known_key(key))
         return fail(PROG, "--set %s: unknown key '%s' (keys: F, R, M, dropout, Fv, Rv, Z, T, b, "
-                    "s, lambda, mode, lr, optimizer, ema, grad_clip, max_bad_steps, C, H, W)",
-                    kv, key);
+                    "s, lambda, mode, lr, lr_warmup, lr_decay, optimizer, ema, grad_clip, "
+                    "max_bad_steps, C, H, W)", kv, key);
     return fail(PROG, "--set %s: '%s' is not a valid value for %s", kv, eq + 1, key);
 }
 
@@ -338,28 +343,83 @@ static void arch_text(const agave_config *c, char *buf, size_t len)
              c->W, c->F, c->R, c->M, c->Fv, c->Rv, c->Z, c->T, c->b, c->s);
 }
 
-/* On --resume the checkpoint's configuration wins. What the command line asks
- * for must agree with it: --config NAME (with --set) must describe the same
- * architecture, and each --set must leave the stored value unchanged, since a
- * loaded model's settings cannot be changed. */
+/* Appends ", " (unless first) and one formatted item to buf. */
+static void append_item(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void append_item(char *buf, size_t len, const char *fmt, ...)
+{
+    size_t n = strlen(buf);
+    if (n && n + 2 < len)
+        memcpy(buf + n, ", ", 3), n += 2;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, len - n, fmt, ap);
+    va_end(ap);
+}
+
+/* "key old -> new, ..." for the training settings that differ between a and
+ * b (the ones agave_model_update_config changes); "" if none. */
+static void settings_changes(const agave_config *a, const agave_config *b, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (a->mode != b->mode)
+        append_item(buf, len, "mode %s -> %s", mode_name(a->mode), mode_name(b->mode));
+    if (a->lambda != b->lambda)
+        append_item(buf, len, "lambda %g -> %g", (double)a->lambda, (double)b->lambda);
+    if (a->dropout != b->dropout)
+        append_item(buf, len, "dropout %g -> %g", (double)a->dropout, (double)b->dropout);
+    if (a->lr != b->lr)
+        append_item(buf, len, "lr %g -> %g", (double)a->lr, (double)b->lr);
+    if (a->lr_warmup != b->lr_warmup)
+        append_item(buf, len, "lr_warmup %d -> %d", a->lr_warmup, b->lr_warmup);
+    if (a->lr_decay != b->lr_decay)
+        append_item(buf, len, "lr_decay %.9g -> %.9g", (double)a->lr_decay, (double)b->lr_decay);
+    if (a->ema != b->ema)
+        append_item(buf, len, "ema %g -> %g", (double)a->ema, (double)b->ema);
+    if (a->grad_clip != b->grad_clip)
+        append_item(buf, len, "grad_clip %g -> %g", (double)a->grad_clip, (double)b->grad_clip);
+    if (a->max_bad_steps != b->max_bad_steps)
+        append_item(buf, len, "max_bad_steps %d -> %d", a->max_bad_steps, b->max_bad_steps);
+}
+
+/* One --set on a resumed run: it may change the training settings, not what
+ * the parameters' shapes or the optimiser's state depend on. */
+static int check_resume_set(const char *kv, const agave_config *before, const agave_config *after)
+{
+    if (!same_architecture(after, before))
+        return fail(PROG, "--set %s would change the architecture of the checkpoint being "
+                    "resumed (the parameters' shapes); start a new run in another --out "
+                    "directory", kv);
+    if (after->optimizer != before->optimizer)
+        return fail(PROG, "--set %s: the optimizer kind cannot change on --resume (its moments "
+                    "do not carry over); start a new run in another --out directory", kv);
+    if (after->mode != before->mode &&
+        (after->mode == AGAVE_MODE_PIXELCNN || before->mode == AGAVE_MODE_PIXELCNN))
+        return fail(PROG, "--set %s: a resumed run may switch among the modes agave, vae and "
+                    "naive (the paper's pretrain-then-joint schedule), not to or from pixelcnn "
+                    "(%s here); start a new run in another --out directory", kv,
+                    mode_name(before->mode));
+    return EXIT_OK;
+}
+
+/* On --resume the checkpoint's configuration is the starting point: --config
+ * NAME (with --set) must describe the same architecture, and each --set may
+ * change a training setting (check_resume_set). *changed receives the
+ * configuration to continue with. */
 static int check_resume_config(const train_opts *o, const agave_dataset *ds,
-                               const agave_config *stored)
+                               const agave_config *stored, agave_config *changed)
 {
     char want[160], have[160];
+    *changed = *stored;
     for (int i = 0; i < o->sets.n; i++) {
-        agave_config c = *stored;
-        if (apply_set(&c, o->sets.items[i]) != EXIT_OK)
+        agave_config c = *changed;
+        if (apply_set(changed, o->sets.items[i]) != EXIT_OK ||
+            check_resume_set(o->sets.items[i], &c, changed) != EXIT_OK)
             return EXIT_ERROR;
-        if (memcmp(&c, stored, sizeof c) == 0)
-            continue;
-        if (!same_architecture(&c, stored))
-            return fail(PROG, "--set %s would change the architecture of the checkpoint being "
-                        "resumed; start a new run in another --out directory",
-                        o->sets.items[i]);
-        return fail(PROG, "--set %s differs from the resumed checkpoint's value and a "
-                    "loaded model's settings cannot be changed; drop it to continue",
-                    o->sets.items[i]);
     }
+    char msg[256];
+    if (agave_config_validate(changed, msg, sizeof msg) != AGAVE_OK)
+        return fail(PROG, "invalid configuration: %s", msg);
     if (!o->config)
         return EXIT_OK;
     agave_config req;
@@ -415,17 +475,47 @@ static int create_model(trainer *t)
     if (agave_model_create(t->ctx, &cfg, &t->model) != AGAVE_OK)
         return fail(PROG, "%s", agave_context_last_error(t->ctx));
     t->cfg = cfg;
+    char text[768];
+    describe_config(&cfg, text, sizeof text);
+    snprintf(t->settings_note, sizeof t->settings_note, "step 0: new run: %s\n", text);
     return EXIT_OK;
+}
+
+/* DIR/settings.log: one line per invocation, the configuration a run started
+ * with and what each --resume changed, so that a run's schedule can be read
+ * back (train.csv's lr column shows its effect). Rank 0, under the lock. */
+static int log_settings(trainer *t)
+{
+    char *path = path_join(t->o->out, "settings.log");
+    FILE *f = path ? fopen(path, t->o->resume ? "a" : "w") : NULL;
+    int ok = f && fputs(t->settings_note, f) >= 0;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    int rc = ok ? EXIT_OK : fail(PROG, "cannot write %s", path ? path : "settings.log");
+    free(path);
+    return rc;
 }
 
 static int load_model(trainer *t)
 {
     if (agave_model_load(t->ctx, t->ckpt_path, NULL, &t->model) != AGAVE_OK)
         return fail(PROG, "%s", agave_context_last_error(t->ctx));
-    agave_model_get_config(t->model, &t->cfg);
-    if (check_image_shape(PROG, &t->cfg, t->ds, t->o->data) != EXIT_OK)
+    agave_config stored, changed;
+    agave_model_get_config(t->model, &stored);
+    if (check_image_shape(PROG, &stored, t->ds, t->o->data) != EXIT_OK ||
+        check_resume_config(t->o, t->ds, &stored, &changed) != EXIT_OK)
         return EXIT_ERROR;
-    return check_resume_config(t->o, t->ds, &t->cfg);
+    char what[768];
+    settings_changes(&stored, &changed, what, sizeof what);
+    if (what[0] && agave_model_update_config(t->model, &changed) != AGAVE_OK)
+        return fail(PROG, "%s", agave_context_last_error(t->ctx));
+    agave_model_get_config(t->model, &t->cfg);
+    snprintf(t->settings_note, sizeof t->settings_note, "step %lld: resumed%s%s\n",
+             (long long)agave_model_step_count(t->model), what[0] ? " with " : " unchanged",
+             what);
+    if (what[0] && dist_rank() == 0)
+        fprintf(stderr, PROG ": --resume changes the training settings: %s\n", what);
+    return EXIT_OK;
 }
 
 /* The batcher position for the loaded checkpoint: the stored one if the state
@@ -528,7 +618,7 @@ static int open_csv(trainer *t)
     t->csv = fopen(t->csv_path, "a");
     if (!t->csv)
         return fail(PROG, "cannot open %s for appending", t->csv_path);
-    return EXIT_OK;
+    return log_settings(t);
 }
 
 /* The step's memory at the global batch (every rank initialises on all of

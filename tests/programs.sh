@@ -255,6 +255,40 @@ grep -q 'nothing to do' "$tmp/again.out" || fail "no 'nothing to do': $(cat "$tm
 cmp -s "$tmp/before.csv" "$half/train.csv" || fail "a run with nothing to do changed train.csv"
 echo "programs: 3 steps + --resume to 6 give the same losses as 6 straight steps"
 
+# --resume --set: the training settings change (the paper's pretrain-then-joint
+# schedule: 3 steps of mode vae, then mode agave with a lower lr), are printed
+# and logged in settings.log, and the resumed rows train the PixelCNN; the
+# optimizer kind and switches to pixelcnn are refused.
+sched=$tmp/sched
+# shellcheck disable=SC2086
+"$train" --config tiny --set mode=vae --data "$data" --steps 3 --log-every 1 --out "$sched" $t1 \
+    >/dev/null 2>&1 || fail "agave-train --set mode=vae exits with $?"
+# shellcheck disable=SC2086
+"$train" --data "$data" --steps 5 --log-every 1 --out "$sched" --resume --set mode=agave \
+    --set lr=0.001 $t1 >/dev/null 2>"$tmp/sched.err" ||
+    fail "agave-train --resume --set mode=agave exits with $?: $(cat "$tmp/sched.err")"
+grep -q 'changes the training settings: mode vae -> agave, lr 0.002 -> 0.001' "$tmp/sched.err" ||
+    fail "--resume --set does not say what changed: $(cat "$tmp/sched.err")"
+[ "$(wc -l <"$sched/settings.log")" -eq 2 ] && grep -q '^step 0: new run: .*mode vae' \
+    "$sched/settings.log" && grep -q '^step 3: resumed with mode vae -> agave, lr 0.002 -> 0.001$' \
+    "$sched/settings.log" || fail "settings.log: $(cat "$sched/settings.log")"
+awk -F, 'NR >= 2 && NR <= 4 && $4 + 0 != 0 { bad = 1 } NR >= 5 && $4 + 0 <= 0 { bad = 1 }
+    END { exit bad }' "$sched/train.csv" ||
+    fail "pixelcnn_bpd is not 0 in mode vae and > 0 after the switch: $(cat "$sched/train.csv")"
+# shellcheck disable=SC2086
+"$evaluate" --checkpoint "$sched/model.ckpt" --data "$data" --samples 0 $t1 >/dev/null \
+    2>"$tmp/sched-eval.err" || fail "agave-eval of the switched run exits with $?"
+grep -q 'mode agave' "$tmp/sched-eval.err" ||
+    fail "the checkpoint did not keep the new mode: $(cat "$tmp/sched-eval.err")"
+expect_error "optimizer kind cannot change" "$train" --data "$data" --steps 7 --out "$sched" \
+    --resume --set optimizer=adam
+expect_error "not to or from pixelcnn" "$train" --data "$data" --steps 7 --out "$sched" \
+    --resume --set mode=pixelcnn
+expect_error "lr_decay" "$train" --data "$data" --steps 7 --out "$sched" --resume \
+    --set lr_decay=2
+[ "$(wc -l <"$sched/settings.log")" -eq 2 ] || fail "a refused --resume wrote settings.log"
+echo "programs: --resume --set switches mode vae -> agave and lr, prints and logs it; optimizer and pixelcnn switches are refused"
+
 # --memory-limit: a batch over the limit is refused before anything is
 # written, and the message names the batch that fits.
 rc=0

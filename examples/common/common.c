@@ -97,10 +97,10 @@ void describe_config(const agave_config *c, char *buf, size_t len)
 {
     snprintf(buf, len,
              "%dx%dx%d images, mode %s; PixelCNN++ F=%d R=%d M=%d dropout=%g; VAE Fv=%d Rv=%d "
-             "Z=%d T=%d; aux b=%d s=%d; lambda=%g; %s lr=%g ema=%g grad_clip=%g "
-             "max_bad_steps=%d",
+             "Z=%d T=%d; aux b=%d s=%d; lambda=%g; %s lr=%g lr_warmup=%d lr_decay=%.9g "
+             "ema=%g grad_clip=%g max_bad_steps=%d",
              c->C, c->H, c->W, mode_name(c->mode), c->F, c->R, c->M, (double)c->dropout, c->Fv,
              c->Rv, c->Z, c->T, c->b, c->s, (double)c->lambda,
-             c->optimizer == AGAVE_OPTIM_ADAM ? "adam" : "adamax", (double)c->lr,
-             (double)c->ema, (double)c->grad_clip, c->max_bad_steps);
+             c->optimizer == AGAVE_OPTIM_ADAM ? "adam" : "adamax", (double)c->lr, c->lr_warmup,
+             (double)c->lr_decay, (double)c->ema, (double)c->grad_clip, c->max_bad_steps);
 }

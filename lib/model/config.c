@@ -43,6 +43,8 @@ agave_status agave_config_init(agave_config *cfg, const char *name)
         cfg->ema = 0.9995f;
         cfg->grad_clip = 0.0f;
         cfg->max_bad_steps = 10;
+        cfg->lr_warmup = 0;
+        cfg->lr_decay = 1.0f;
         return AGAVE_OK;
     }
     return AGAVE_ERR_INVALID_ARG;
@@ -100,10 +102,11 @@ agave_status agave_config_set(agave_config *cfg, const char *key, const char *va
         {"C", &cfg->C}, {"H", &cfg->H}, {"W", &cfg->W}, {"F", &cfg->F}, {"R", &cfg->R},
         {"M", &cfg->M}, {"Fv", &cfg->Fv}, {"Rv", &cfg->Rv}, {"Z", &cfg->Z}, {"T", &cfg->T},
         {"b", &cfg->b}, {"s", &cfg->s}, {"max_bad_steps", &cfg->max_bad_steps},
+        {"lr_warmup", &cfg->lr_warmup},
     };
     struct { const char *key; float *field; } floats[] = {
         {"dropout", &cfg->dropout}, {"lambda", &cfg->lambda}, {"lr", &cfg->lr},
-        {"ema", &cfg->ema}, {"grad_clip", &cfg->grad_clip},
+        {"ema", &cfg->ema}, {"grad_clip", &cfg->grad_clip}, {"lr_decay", &cfg->lr_decay},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (strcmp(key, ints[i].key) == 0)
@@ -170,6 +173,11 @@ agave_status agave_config_validate(const agave_config *cfg, char *msg, size_t le
         REFUSE("grad_clip = %g must be >= 0 (0 turns clipping off)", (double)cfg->grad_clip);
     if (cfg->max_bad_steps < 1)
         REFUSE("max_bad_steps = %d must be >= 1", cfg->max_bad_steps);
+    if (cfg->lr_warmup < 0)
+        REFUSE("lr_warmup = %d must be >= 0 (steps of warm-up; 0: none)", cfg->lr_warmup);
+    if (!(cfg->lr_decay > 0 && cfg->lr_decay <= 1))
+        REFUSE("lr_decay = %g must be in (0, 1] (the factor per step; 1: no decay)",
+               (double)cfg->lr_decay);
     if (msg && len)
         msg[0] = '\0';
     return AGAVE_OK;

@@ -162,8 +162,8 @@ agave_status agave_model_update_config(agave_model *m, const agave_config *cfg)
     if (!config_same_architecture(cfg, &m->cfg) || cfg->optimizer != m->cfg.optimizer)
         return ctx_error(m->ctx, AGAVE_ERR_CONFIG,
                          "agave_model_update_config: only training settings can change (mode, "
-                         "lambda, dropout, lr, grad_clip, ema, max_bad_steps), not the "
-                         "architecture or the optimizer kind");
+                         "lambda, dropout, lr, lr_warmup, lr_decay, grad_clip, ema, "
+                         "max_bad_steps), not the architecture or the optimizer kind");
     if (cfg->ema > 0 && !(m->cfg.ema > 0) && m->initialized &&
         average_init(&m->ema, m->params, m->n_params) != AGAVE_OK)
         return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cannot allocate the parameter average");
@@ -176,6 +176,8 @@ agave_status agave_model_update_config(agave_model *m, const agave_config *cfg)
     m->cfg.grad_clip = cfg->grad_clip;
     m->cfg.ema = cfg->ema;
     m->cfg.max_bad_steps = cfg->max_bad_steps;
+    m->cfg.lr_warmup = cfg->lr_warmup;
+    m->cfg.lr_decay = cfg->lr_decay;
     m->opt->lr = cfg->lr;
     set_dropout(m, cfg->dropout);
     return AGAVE_OK;
@@ -517,6 +519,7 @@ static agave_status apply_update(agave_model *m, double grad_norm, agave_step_st
 {
     if (!isfinite(grad_norm))
         return reject_step(m, stats, "gradient");
+    m->opt->lr = (float)agave_model_learning_rate(m);
     agave_status st = agave_optimizer_step(m->opt, m->cfg.grad_clip);
     agave_tape_reset(m->ctx);
     if (st != AGAVE_OK)
