@@ -923,9 +923,9 @@ static void show_progress(trainer *t, int milestone)
  * (the average by default) on the first --eval-images test images, in
  * chunks with agave-eval's seed, so that `agave-eval --samples 0 --limit N`
  * gives the same figures. Rank 0 evaluates (its batch slice lifted for it);
- * then every rank reseeds its generator from the run's seed and the step,
- * so that the training run does not depend on the evaluation's draws and a
- * run resumed from a checkpoint written after it continues the same way. */
+ * then every rank reseeds its generator from the run's seed and the step:
+ * the seeding for the evaluation would otherwise restart the training
+ * stream from the same state after every evaluation. */
 static int evaluate_heldout(trainer *t, heldout *h)
 {
     long long step = agave_model_step_count(t->model);
