@@ -339,7 +339,7 @@ sched=$tmp/sched
     fail "agave-train --resume --set mode=agave exits with $?: $(cat "$tmp/sched.err")"
 grep -q 'changes the training settings: mode vae -> agave, lr 0.002 -> 0.001' "$tmp/sched.err" ||
     fail "--resume --set does not say what changed: $(cat "$tmp/sched.err")"
-[ "$(wc -l <"$sched/settings.log")" -eq 2 ] && grep -q '^step 0: new run: .*mode vae' \
+[ "$(wc -l <"$sched/settings.log")" -eq 2 ] && grep -q '^step 0: new run: .*mode=vae' \
     "$sched/settings.log" && grep -q '^step 3: resumed with mode vae -> agave, lr 0.002 -> 0.001$' \
     "$sched/settings.log" || fail "settings.log: $(cat "$sched/settings.log")"
 awk -F, 'NR >= 2 && NR <= 4 && $4 + 0 != 0 { bad = 1 } NR >= 5 && $4 + 0 <= 0 { bad = 1 }

@@ -49,9 +49,12 @@ int write_sample_grid(const char *prog, agave_context *ctx, const char *path,
                       const agave_config *cfg, const uint8_t *input, const uint8_t *fz,
                       const uint8_t *x, int n, int cols, int scale);
 
-/* "agave", "vae", "pixelcnn", "naive". */
-const char *mode_name(agave_mode mode);
-/* One line describing a configuration's fields. */
-void describe_config(const agave_config *c, char *buf, size_t len);
+/* "key=value key=value ...": the configuration's keys whose flags include
+ * all of flags (0: every key), from the library's key list. */
+void describe_config(const agave_config *c, unsigned flags, char *buf, size_t len);
+/* "C, H, W, ...": the configuration keys; "tiny, fashion, ...": the named
+ * configurations (from the library). */
+void list_keys(char *buf, size_t len);
+void list_presets(char *buf, size_t len);
 
 #endif
