@@ -257,11 +257,12 @@ static agave_status load_patched(uint8_t *p, size_t len)
     return st;
 }
 
-/* Offsets in a version 1 checkpoint (docs/checkpoint.md). */
+/* Offsets in a version 2 checkpoint with its 22 configuration fields
+ * (docs/checkpoint.md). */
 #define OFF_CFG 28               /* after the u32 field count */
 #define OFF_F (OFF_CFG + 12)
 #define OFF_R (OFF_CFG + 16)
-#define OFF_STEP (24 + 4 + 20 * 4)
+#define OFF_STEP (24 + 4 + 22 * 4)
 #define OFF_REJECTED (OFF_STEP + 8)
 #define OFF_BAD (OFF_STEP + 16)
 #define OFF_RNG (OFF_STEP + 24)

@@ -64,7 +64,10 @@ static void put_u64(bytes *b, uint64_t v) { put(b, &v, 8); }
 static void put_f32(bytes *b, float v) { put(b, &v, 4); }
 
 /* ---- the configuration block, in a fixed field order ------------------------------ */
-#define CFG_FIELDS 20
+/* 22 fields since the learning-rate schedule (lr_warmup, lr_decay at the end);
+ * files with the first 20 are read with the schedule off. */
+#define CFG_FIELDS 22
+#define CFG_FIELDS_NO_SCHEDULE 20
 static void put_config(bytes *b, const agave_config *c)
 {
     put_u32(b, CFG_FIELDS);
@@ -82,6 +85,8 @@ static void put_config(bytes *b, const agave_config *c)
     put_f32(b, c->ema);
     put_f32(b, c->grad_clip);
     put_i32(b, c->max_bad_steps);
+    put_i32(b, c->lr_warmup);
+    put_f32(b, c->lr_decay);
 }
 
 /* zlib's CRC32 over any length (crc32() takes at most 4 GiB per call). */
@@ -250,7 +255,8 @@ static void get_config(reader *r, agave_config *c)
 {
     memset(c, 0, sizeof *c);
     c->struct_size = sizeof *c;
-    if (get_u32(r) != CFG_FIELDS) {
+    uint32_t fields = get_u32(r);
+    if (fields != CFG_FIELDS && fields != CFG_FIELDS_NO_SCHEDULE) {
         r->short_read = 1;
         return;
     }
@@ -264,6 +270,12 @@ static void get_config(reader *r, agave_config *c)
     c->optimizer = (agave_optimizer_kind)get_i32(r);
     c->lr = get_f32(r), c->ema = get_f32(r), c->grad_clip = get_f32(r);
     c->max_bad_steps = get_i32(r);
+    c->lr_warmup = 0;
+    c->lr_decay = 1.0f;
+    if (fields == CFG_FIELDS) {
+        c->lr_warmup = get_i32(r);
+        c->lr_decay = get_f32(r);
+    }
 }
 
 /* Magic, version and length, in the order that gives the clearest message:
