@@ -200,6 +200,10 @@ typedef struct agave_config {
     float ema;            /* Polyak averaging decay, 0 = off; default 0.9995 */
     float grad_clip;      /* max gradient L2 norm, 0 = off; default 0 */
     int max_bad_steps;    /* consecutive non-finite steps tolerated; default 10 */
+    /* Learning-rate schedule: step k (1, 2, ...) uses
+     * lr * min(1, k / lr_warmup) * lr_decay^(k - 1) (docs/model.md). */
+    int lr_warmup;        /* steps of linear warm-up, 0 = none; default 0 */
+    float lr_decay;       /* decay per step, in (0, 1]; 1 = none; default 1 */
 } agave_config;
 
 /* Fills cfg with a named configuration (agave_config_preset_name lists them;
@@ -302,9 +306,11 @@ AGAVE_API agave_status agave_model_get_config_sized(const agave_model *model, ag
 #define agave_model_get_config(model, cfg)                                                  \
     agave_model_get_config_sized((model), (cfg), sizeof *(cfg))
 /* Changes the training settings of a model (e.g. after loading a checkpoint):
- * the keys flagged AGAVE_KEY_TRAINING (mode, lambda, dropout, lr, grad_clip,
- * ema, max_bad_steps) take cfg's values; every other key must equal the
- * model's (AGAVE_ERR_CONFIG otherwise); cfg is validated first. Turning
+ * the keys flagged AGAVE_KEY_TRAINING (mode, lambda, dropout, lr, lr_warmup,
+ * lr_decay, grad_clip, ema, max_bad_steps) take cfg's values (the schedule is a
+ * function of the step count, so the next step uses the new one at its step);
+ * every other key must equal the model's (AGAVE_ERR_CONFIG otherwise); cfg is
+ * validated first. Turning
  * averaging on starts a new average at the current parameters; turning it
  * off discards it. */
 AGAVE_API agave_status agave_model_update_config(agave_model *model, const agave_config *cfg);
@@ -320,6 +326,9 @@ AGAVE_API agave_status agave_model_param(agave_model *model, int index, const ch
  * model was created (both are saved in and restored from checkpoints). */
 AGAVE_API int64_t agave_model_step_count(const agave_model *model);
 AGAVE_API int64_t agave_model_rejected_count(const agave_model *model);
+/* The learning rate the next training step will use: the configuration's
+ * schedule at step agave_model_step_count + 1; 0 for NULL. */
+AGAVE_API double agave_model_learning_rate(const agave_model *model);
 
 /* Data-dependent initialisation from a first batch x (n,C,H,W) uint8. */
 AGAVE_API agave_status agave_model_init(agave_model *model, const uint8_t *x, int n);

@@ -19,6 +19,18 @@
 /* Network scale of an 8-bit value: x~ = v / 127.5 - 1. */
 static inline double loss_pixel_to_net(int v) { return v / 127.5 - 1.0; }
 
+/* Its inverse for any double: the nearest 8-bit value (halves up), clipped
+ * to 0..255, with NaN as 0 (-inf 0, +inf 255). Every conversion of network
+ * output to pixels goes through here: casting NaN or a value out of range
+ * to an integer is undefined behaviour. */
+static inline uint8_t loss_net_to_pixel(double v)
+{
+    double level = (v + 1.0) * 127.5 + 0.5;
+    if (!(level >= 0))   /* NaN too */
+        return 0;
+    return level >= 255 ? 255 : (uint8_t)level;   /* truncation: floor, level >= 0 */
+}
+
 /* True for a power of two in 2..256. */
 static inline int loss_levels_valid(int levels)
 {

@@ -527,6 +527,7 @@ static agave_status apply_update(agave_model *m, double grad_norm, agave_step_st
 {
     if (!isfinite(grad_norm))
         return reject_step(m, stats, "gradient");
+    m->opt->lr = (float)agave_model_learning_rate(m);
     agave_status st = agave_optimizer_step(m->opt, m->cfg.grad_clip);
     agave_tape_reset(m->ctx);
     if (st != AGAVE_OK)
