@@ -81,19 +81,6 @@ extern "C" {
 #define AGAVE_API
 #endif
 
-/* Marks a name kept only so that existing programs still build and link;
- * using it warns and names its replacement. Define AGAVE_NO_DEPRECATION_WARNINGS
- * to silence the warnings. */
-#if defined(AGAVE_BUILDING_LIBRARY) || defined(AGAVE_NO_DEPRECATION_WARNINGS)
-#define AGAVE_DEPRECATED(replacement)
-#elif defined(__GNUC__)
-#define AGAVE_DEPRECATED(replacement) __attribute__((deprecated("use " #replacement)))
-#elif defined(_MSC_VER)
-#define AGAVE_DEPRECATED(replacement) __declspec(deprecated("use " #replacement))
-#else
-#define AGAVE_DEPRECATED(replacement)
-#endif
-
 /* ---- Part 1: basics ----------------------------------------------------- */
 
 /* ---- Status codes (pinned values; only ever appended) ------------------- */
@@ -1014,9 +1001,22 @@ AGAVE_API agave_status agave_model_set_grad_reducer(agave_model *model, agave_gr
 #endif /* AGAVE_EXPERIMENTAL */
 
 /* ---- Compatibility ------------------------------------------------------ */
-/* Functions kept so that programs built against an earlier agave.h still
- * link. 0.1's header declared these four as functions (now they are macros
- * that pass sizeof): they fill the fields 0.1's structs had. */
+/* Names kept so that programs built against an earlier agave.h still build
+ * and link. Each is declared with AGAVE_DEPRECATED(replacement): using it warns
+ * and names its replacement (define AGAVE_NO_DEPRECATION_WARNINGS before
+ * including agave.h to silence the warnings). They stay for all of 1.x. */
+#if defined(AGAVE_BUILDING_LIBRARY) || defined(AGAVE_NO_DEPRECATION_WARNINGS)
+#define AGAVE_DEPRECATED(replacement)
+#elif defined(__GNUC__)
+#define AGAVE_DEPRECATED(replacement) __attribute__((deprecated("use " #replacement)))
+#elif defined(_MSC_VER)
+#define AGAVE_DEPRECATED(replacement) __declspec(deprecated("use " #replacement))
+#else
+#define AGAVE_DEPRECATED(replacement)
+#endif
+
+/* 0.1's header declared these four as functions (now they are macros that
+ * pass sizeof): they fill the fields 0.1's structs had. */
 AGAVE_DEPRECATED(agave_config_init_sized)
 AGAVE_API agave_status (agave_config_init)(agave_config *cfg, const char *name);
 AGAVE_DEPRECATED(agave_layer_options_init_sized)
