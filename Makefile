@@ -259,6 +259,11 @@ run-tests: lib tests programs
 	    TEST_TIMEOUT='$(TEST_TIMEOUT)' VERBOSE='$(V)' \
 	    sh scripts/run-tests.sh $(TEST_BIN) $(SHELL_TESTS)
 
+# The programs and scripts run-tests runs, for scripts/mutate.sh.
+.PHONY: print-tests
+print-tests:
+	@echo $(TEST_BIN) $(SHELL_TESTS)
+
 # The dependencies first (a package installed now must be visible to the build).
 check: deps
 	@$(MAKE) --no-print-directory run-tests
