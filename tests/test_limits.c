@@ -89,7 +89,7 @@ static void test_absurd_configurations(void **state)
 {
     (void)state;
     static const struct { const char *key, *value, *says; } absurd[] = {
-        {"H", "1000000", "H x W"},  {"W", "1000000", "H x W"},   {"F", "1000000", "filters"},
+        {"H", "1000000", "height"},  {"W", "1000000", "width"},   {"F", "1000000", "filters"},
         {"Fv", "1000000", "filters"}, {"R", "1000", "residual"}, {"M", "1000000", "mixture"},
         {"Z", "1000000000", "latent"}, {"T", "1000", "IAF"},     {"b", "1024", "colour"},
         {"s", "8", "pooling"},
@@ -339,11 +339,11 @@ static void test_param_bound_below_count(void **state)
         agave_model *m;
         assert_int_equal(agave_model_create(g_ctx, &cfg, &m), AGAVE_OK);
         uint64_t bound = checkpoint_min_param_floats(&cfg);
-        uint64_t count = agave_model_param_count(m);
+        uint64_t count = agave_model_param_numel(m);
         size_t counted = 0;   /* from the configuration alone: exact */
-        assert_int_equal(agave_config_param_count(&cfg, &counted), AGAVE_OK);
+        assert_int_equal(agave_config_param_numel(&cfg, &counted), AGAVE_OK);
         if (counted != count)
-            fail_msg("trial %d: agave_config_param_count %zu, the model has %llu", trial,
+            fail_msg("trial %d: agave_config_param_numel %zu, the model has %llu", trial,
                      counted, (unsigned long long)count);
         if (bound > count)
             fail_msg("trial %d: bound %llu > %llu parameters (F %d R %d Fv %d Rv %d Z %d T %d "
@@ -360,9 +360,9 @@ static void test_param_bound_below_count(void **state)
         assert_int_equal(agave_config_init(&cfg, named[i]), AGAVE_OK);
         agave_model *m;
         assert_int_equal(agave_model_create(g_ctx, &cfg, &m), AGAVE_OK);
-        uint64_t bound = checkpoint_min_param_floats(&cfg), count = agave_model_param_count(m);
+        uint64_t bound = checkpoint_min_param_floats(&cfg), count = agave_model_param_numel(m);
         size_t counted = 0;
-        assert_int_equal(agave_config_param_count(&cfg, &counted), AGAVE_OK);
+        assert_int_equal(agave_config_param_numel(&cfg, &counted), AGAVE_OK);
         assert_int_equal(counted, count);
         assert_true(bound <= count);
         assert_true(2 * bound >= count);
@@ -391,7 +391,7 @@ static double measured_step_bytes(agave_context *ctx, const agave_config *cfg, i
     double scratch = 0;
     for (int i = 0; i < SCRATCH_SLOTS; i++)
         scratch += (double)ctx->scratch[i].bytes;
-    double persistent = 4.0 * (double)agave_model_param_count(m) * (cfg->ema > 0 ? 6 : 4);
+    double persistent = 4.0 * (double)agave_model_param_numel(m) * (cfg->ema > 0 ? 6 : 4);
     double total = (double)agave_context_arena_peak(ctx) + scratch + persistent;
     agave_model_free(m);
     free(x);
@@ -495,7 +495,7 @@ static void test_memory_limit_refuses(void **state)
     assert_int_equal(agave_config_estimate_bytes(&cfg, 0, &n), AGAVE_ERR_INVALID_ARG);
     assert_int_equal(agave_config_estimate_bytes(NULL, 1, &n), AGAVE_ERR_NULL);
     cfg.H = 6;
-    assert_int_equal(agave_config_param_count(&cfg, &n), AGAVE_ERR_CONFIG);
+    assert_int_equal(agave_config_param_numel(&cfg, &n), AGAVE_ERR_CONFIG);
     agave_context_free(ctx);
 }
 

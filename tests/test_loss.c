@@ -99,8 +99,8 @@ static double chi_square_bound(int df) { return df + 6 * sqrt(2.0 * df); }
 
 /* ======================================================================== */
 /* An independent double-precision mixture of logistics, written from        */
-/* MODEL.md and openai/pixel-cnn's discretized_mix_logistic_loss as stated:  */
-/* sigmoid differences taken directly, the branch order of pixel-cnn.        */
+/* docs/model.md and openai/pixel-cnn's discretized_mix_logistic_loss as     */
+/* stated: sigmoid differences taken directly, the branch order of pixel-cnn.*/
 /* ======================================================================== */
 
 static double ref_softplus(double v) { return fmax(v, 0) + log1p(exp(-fabs(v))); }

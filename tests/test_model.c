@@ -612,7 +612,7 @@ static void test_checkpoint_round_trip(void **state)
     agave_model_get_config(m, &cfg);
     assert_int_equal(agave_model_load(ctx, path, &cfg, &back), AGAVE_OK);
     assert_int_equal(agave_model_step_count(back), 3);
-    assert_int_equal(agave_model_param_count(back), agave_model_param_count(m));
+    assert_int_equal(agave_model_param_numel(back), agave_model_param_numel(m));
     uint8_t *x = random_images(2, 3, 6);
     agave_eval_stats a = {sizeof a, 0, 0, 0, 0, 0, 0, 0}, b = {sizeof b, 0, 0, 0, 0, 0, 0, 0};
     agave_context_seed(ctx, 17);

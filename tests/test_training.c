@@ -1,4 +1,4 @@
-/* Training as MODEL.md's Training section states it: the data-dependent
+/* Training as docs/model.md's Training section states it: the data-dependent
  * initialisation (statistics of the right pre-activations on the init batch),
  * the IAF's forget-gate bias, and (further down) parameter averaging, the
  * learning-rate schedule and changing training settings of a loaded model.
@@ -70,7 +70,7 @@ static void expect_init_stats(const agave_tensor *t, double scale, const char *w
 
 static agave_tensor *layer_param(agave_layer *l, const char *name)
 {
-    for (int i = 0; i < agave_layer_param_count(l); i++) {
+    for (int i = 0; i < agave_layer_param_tensor_count(l); i++) {
         const char *n;
         agave_tensor *p;
         assert_int_equal(agave_layer_param(l, i, &n, &p), AGAVE_OK);
@@ -352,7 +352,7 @@ static void test_iaf_starts_near_identity(void **state)
 /* All parameters of m, in checkpoint order, as doubles. */
 static double *params_copy(agave_model *m)
 {
-    double *p = malloc(agave_model_param_count(m) * sizeof *p);
+    double *p = malloc(agave_model_param_numel(m) * sizeof *p);
     size_t off = 0;
     for (int i = 0; i < m->n_params; i++)
         for (size_t j = 0; j < m->params[i]->numel; j++)
@@ -380,7 +380,7 @@ static double relative_gap(const double *a, const double *b, size_t n)
     return gap / scale;
 }
 
-/* MODEL.md's rule by hand over 12 steps with ema = 0.5, so that both of its
+/* docs/model.md's rule by hand over 12 steps with ema = 0.5, so that both of its
  * regimes occur (the warm-up (1 + t) / (10 + t) is below 0.5 for t < 8):
  * avg_0 = the initialised parameters, avg_k = d avg_{k-1} + (1 - d) p_k with
  * d = min(ema, (1 + t) / (10 + t)), t = k - 1, and no bias correction. The
@@ -397,7 +397,7 @@ static void test_average_closed_form(void **state)
     agave_model *m;
     assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
     assert_int_equal(agave_model_init(m, x, 4), AGAVE_OK);
-    size_t n = agave_model_param_count(m);
+    size_t n = agave_model_param_numel(m);
     double *want = params_copy(m), *got = evaluated_params(m);
     assert_true(relative_gap(got, want, n) == 0);
     free(got);
@@ -490,7 +490,7 @@ static void test_average_no_worse_than_raw(void **state)
     agave_model *m;
     assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
     assert_int_equal(agave_model_init(m, train, B), AGAVE_OK);
-    old_average old = {calloc(agave_model_param_count(m), sizeof(float)), 0};
+    old_average old = {calloc(agave_model_param_numel(m), sizeof(float)), 0};
     agave_step_stats st = {sizeof st, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     for (int k = 1; k <= 600; k++) {
         assert_int_equal(agave_model_train_step(m, train + (size_t)((k - 1) * B % train_n) * 64,
@@ -673,7 +673,7 @@ static void test_checkpoint_keeps_both_sets(void **state)
     snprintf(path, sizeof path, "%s/both.ckpt", tmpdir);
     assert_int_equal(agave_model_save(m, path), AGAVE_OK);
     assert_int_equal(agave_model_load(ctx, path, NULL, &back), AGAVE_OK);
-    size_t n = agave_model_param_count(m);
+    size_t n = agave_model_param_numel(m);
     double *raw = params_copy(m), *raw2 = params_copy(back);
     double *avg = evaluated_params(m), *avg2 = evaluated_params(back);
     assert_true(relative_gap(raw2, raw, n) == 0);
@@ -719,7 +719,7 @@ static void check_v1_average(int steps)
     char path[128];
     snprintf(path, sizeof path, "%s/v1.ckpt", tmpdir);
     assert_int_equal(agave_model_save(m, path), AGAVE_OK);
-    size_t len, n = agave_model_param_count(m);
+    size_t len, n = agave_model_param_numel(m);
     unsigned char *p = slurp(path, &len);
     uint32_t version = 1;
     memcpy(p + 8, &version, 4);

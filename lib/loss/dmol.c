@@ -1,5 +1,5 @@
-/* The discretized mixture of logistics (PixelCNN++, MODEL.md "Discretized
- * mixture of logistics"): per-pixel kernels, the plain-buffer log-probability,
+/* The discretized mixture of logistics (PixelCNN++, docs/model.md, "The
+ * discretized mixture of logistics"): per-pixel kernels, the plain-buffer log-probability,
  * the per-image NLL op on the tape, and the sampler.
  *
  * Layout of one pixel's P parameters (channel axis), component m of M:

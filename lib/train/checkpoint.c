@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../model/config.h"
 #include "../model/model.h"
 #include "checkpoint.h"
 
@@ -464,7 +465,7 @@ static agave_status read_state(agave_model *m, reader *r, uint32_t version, uint
  * configuration cannot make it build a model of gigabytes and only then
  * find the parameters missing (found by fuzz/fuzz_checkpoint.c: F = 255 in a
  * 478-byte file took 11 s). tests/test_limits.c checks that the bound never
- * exceeds agave_model_param_count over a sweep of configurations. */
+ * exceeds agave_model_param_numel over a sweep of configurations. */
 uint64_t checkpoint_min_param_floats(const agave_config *c)
 {
     uint64_t F = (uint64_t)c->F, R = (uint64_t)c->R, Fv = (uint64_t)c->Fv,
@@ -574,10 +575,14 @@ agave_status agave_model_load(agave_context *ctx, const char *path, const agave_
     if (!path || !out)
         return ctx_error(ctx, AGAVE_ERR_NULL, "agave_model_load: NULL path or out");
     *out = NULL;
+    agave_config want;
+    char msg[256];
+    if (expect && config_import(expect, &want, msg, sizeof msg) != AGAVE_OK)
+        return ctx_error(ctx, AGAVE_ERR_CONFIG, "agave_model_load: expect: %s", msg);
     unsigned char *p = NULL;
     size_t len = 0;
     MTRY(read_file(ctx, path, &p, &len));
-    agave_status st = load_bytes(ctx, path, p, len, expect, out);
+    agave_status st = load_bytes(ctx, path, p, len, expect ? &want : NULL, out);
     free(p);
     return st;
 }
