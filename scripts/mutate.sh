@@ -18,8 +18,9 @@
 #                   a test hang counts as caught by that test's timeout)
 # The copy is built and its whole suite run once first (the baseline must
 # pass); the tests then run fastest first, as timed by the baseline, so that
-# most mutants are caught in seconds. After each mutant the file is restored
-# from the clean copy and the next build recompiles only that file.
+# most mutants are caught in seconds; a test program is linked only when its
+# turn comes. After each mutant the file is restored from the clean copy and
+# the next build recompiles only that file.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,14 +62,22 @@ mkdir -p "$src" "$clean" "$logs"
 $apply check "$mutants" "$src" >"$logs/check.txt" || true
 commit=$(cd "$top" && git rev-parse --short HEAD)
 
-# Runs one test program or shell test as make check does; exit status 0 if it passed.
-run_test() { # test
-    (cd "$src" && AGAVE_BUILD=build AGAVE_SAN= AGAVE_CC=cc MAKE=make TEST_TIMEOUT=$timeout_s \
-        sh scripts/run-tests.sh "$1") >"$logs/last-test.txt" 2>&1
+# The library alone; each test program is linked just before it runs (most
+# mutants are caught by the first few), the programs before the first shell test.
+build() {
+    (cd "$src" && make -j"$jobs" lib) >"$logs/last-build.txt" 2>&1
 }
 
-build() {
-    (cd "$src" && make -j"$jobs" lib tests programs) >"$logs/last-build.txt" 2>&1
+# Links what test $1 needs, then runs it as make check does; exit status 0
+# if it passed, 1 if it failed, 2 if it could not be built.
+run_test() { # test
+    case $1 in
+    *.sh) need=programs ;;
+    *) need=$1 ;;
+    esac
+    (cd "$src" && make -j"$jobs" "$need") >"$logs/last-test.txt" 2>&1 || return 2
+    (cd "$src" && AGAVE_BUILD=build AGAVE_SAN= AGAVE_CC=cc MAKE=make TEST_TIMEOUT=$timeout_s \
+        sh scripts/run-tests.sh "$1") >"$logs/last-test.txt" 2>&1 || return 1
 }
 
 # ---- baseline ---------------------------------------------------------------------
@@ -78,7 +87,7 @@ tests=$(cd "$src" && make -s print-tests)
 : >"$logs/times.txt"
 for t in $tests; do
     start=$(date +%s)
-    run_test "$t" || { echo "mutate: baseline: $t fails on the clean copy (see $logs/last-test.txt)" >&2; exit 1; }
+    run_test "$t" || { echo "mutate: baseline: $t fails or does not build on the clean copy (see $logs/last-test.txt)" >&2; exit 1; }
     echo "$(($(date +%s) - start)) $t" >>"$logs/times.txt"
 done
 order=$(sort -n "$logs/times.txt" | awk '{ print $2 }')
@@ -107,11 +116,13 @@ for n in $names; do
         else
             result=""
             for t in $order; do
-                if ! run_test "$t"; then
-                    cat "$logs/last-test.txt" >>"$log"
-                    result="caught by $(basename "$t")"
-                    break
-                fi
+                rc=0
+                run_test "$t" || rc=$?
+                [ "$rc" -eq 0 ] && continue
+                cat "$logs/last-test.txt" >>"$log"
+                result="caught by $(basename "$t")"
+                [ "$rc" -eq 2 ] && result="invalid ($(basename "$t") does not build)"
+                break
             done
             suite=$($apply get "$mutants" "$n" suite)
             if [ -z "$result" ] && [ -n "$suite" ]; then
@@ -119,12 +130,14 @@ for n in $names; do
                     result="caught by make $suite"
                 fi
             fi
-            if [ -n "$result" ]; then
-                caught=$((caught + 1))
-            else
+            case $result in
+            invalid*) invalid=$((invalid + 1)) ;;
+            ?*) caught=$((caught + 1)) ;;
+            *)
                 result="SURVIVED"
                 survived=$((survived + 1))
-            fi
+                ;;
+            esac
         fi
         cp "$clean/$file" "$src/$file"
     fi

@@ -65,7 +65,7 @@ static agave_layer *unit_layer(agave_layer_kind kind, int kh, int kw, agave_shif
 /* v = the unit tap (a, b), g = 1, bias 0. */
 static void set_tap(agave_layer *l, int kw, int a, int b)
 {
-    for (int i = 0; i < agave_layer_param_count(l); i++) {
+    for (int i = 0; i < agave_layer_param_tensor_count(l); i++) {
         const char *name;
         agave_tensor *p;
         assert_int_equal(agave_layer_param(l, i, &name, &p), AGAVE_OK);

@@ -8,7 +8,7 @@
  *  - one step's Jacobian is triangular in its channel order: output channel
  *    o depends on input channel i != o (at any position) only when i comes
  *    before o, and on itself only at its own position (by sigma); step 0
- *    runs over the channels in their order, step 1 in reverse (MODEL.md:
+ *    runs over the channels in their order, step 1 in reverse (docs/model.md:
  *    the order is reversed between steps).
  * Every expectation comes from these definitions and the flow's own outputs,
  * so it holds whatever the gate's bias or the initialisation. The flow is
@@ -260,7 +260,7 @@ static void make_identity(agave_model *m, int t)
 {
     agave_layer *l = m->vae.iaf_out[t];
     int Z = m->cfg.Z;
-    for (int i = 0; i < agave_layer_param_count(l); i++) {
+    for (int i = 0; i < agave_layer_param_tensor_count(l); i++) {
         const char *name;
         agave_tensor *p;
         assert_int_equal(agave_layer_param(l, i, &name, &p), AGAVE_OK);

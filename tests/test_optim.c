@@ -1,5 +1,5 @@
 /* The optimisers (lib/train/optim.c) against updates computed here by hand,
- * in double, from the formulas of MODEL.md and PixelCNN++ (beta1 0.95,
+ * in double, from the formulas of docs/model.md and PixelCNN++ (beta1 0.95,
  * beta2 0.9995, eps 1e-8):
  *   Adamax: m = b1 m + (1-b1) g;  u = max(b2 u, |g|);      p -= lr/(1-b1^t) m/(u+eps)
  *   Adam:   m = b1 m + (1-b1) g;  u = b2 u + (1-b2) g^2;   p -= lr sqrt(1-b2^t)/(1-b1^t) m/(sqrt(u)+eps)
@@ -157,7 +157,7 @@ typedef struct seen {
 static agave_status copy_gradient(float *buf, size_t n, void *user)
 {
     seen *s = user;
-    size_t P = agave_model_param_count(s->m);
+    size_t P = agave_model_param_numel(s->m);
     assert_true(n > P);
     memcpy(s->grad, buf, P * sizeof(float));
     return AGAVE_OK;
@@ -175,7 +175,7 @@ static void test_model_reports_and_clips_its_gradient(void **state)
     agave_model *m;
     assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
     assert_int_equal(agave_model_init(m, x, 4), AGAVE_OK);
-    size_t P = agave_model_param_count(m);
+    size_t P = agave_model_param_numel(m);
     seen s = {m, malloc(P * sizeof(float))};
     assert_int_equal(agave_model_set_grad_reducer(m, copy_gradient, &s), AGAVE_OK);
     agave_step_stats st;
