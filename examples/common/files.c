@@ -147,9 +147,10 @@ static const char *kind_of(mode_t mode)
            : S_ISCHR(mode) || S_ISBLK(mode) ? "a device" : "not a file";
 }
 
-int open_run_file(const char *path, int flags, char *err, size_t len)
+/* open_run_file and open_input_file: flags may include O_NOFOLLOW. */
+static int open_regular(const char *path, int flags, char *err, size_t len)
 {
-    int fd = open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
+    int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC, 0666);
     struct stat st;
     if (fd < 0) {
         int e = errno;
@@ -175,6 +176,16 @@ int open_run_file(const char *path, int flags, char *err, size_t len)
     }
     close(fd);
     return -1;
+}
+
+int open_run_file(const char *path, int flags, char *err, size_t len)
+{
+    return open_regular(path, flags | O_NOFOLLOW, err, len);
+}
+
+int open_input_file(const char *path, char *err, size_t len)
+{
+    return open_regular(path, O_RDONLY, err, len);
 }
 
 char *read_text_file(const char *path, size_t *n, int *missing, char *err, size_t len)

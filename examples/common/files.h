@@ -39,6 +39,10 @@ int remove_stale_temporaries(const char *dir, const char *base);
  * and only a regular file. Returns a blocking descriptor, or -1 with a
  * sentence in err (errno as open left it when the file does not exist). */
 int open_run_file(const char *path, int flags, char *err, size_t len);
+/* Opens a file the user named for reading (a link is fine there): only a
+ * regular file, never waiting on a FIFO. A blocking descriptor, or -1 with a
+ * sentence in err. */
+int open_input_file(const char *path, char *err, size_t len);
 /* Reads a whole (small) file of a run directory, opened by open_run_file,
  * into a NUL-terminated malloc'ed buffer; *n receives the length when n is
  * not NULL. NULL with a sentence in err if it cannot be read; *missing is
