@@ -17,13 +17,6 @@
 
 #define TEMP_NAME_TRIES 100
 
-const char *errno_text(int err, char *buf, size_t len)
-{
-    if (strerror_r(err, buf, len) != 0)
-        snprintf(buf, len, "error %d", err);
-    return buf;
-}
-
 /* dir is the directory part of path ("." when there is none). */
 static char *directory_of(const char *path)
 {
