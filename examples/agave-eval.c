@@ -231,13 +231,14 @@ static void print_summary(FILE *f, const totals *t, int K, double base, agave_mo
     fflush(f);
 }
 
-static int report(const eval_opts *o, const totals *t, double base, agave_mode mode)
+static int report(agave_context *ctx, const eval_opts *o, const totals *t, double base,
+                  agave_mode mode)
 {
     char json[1024];
     int len = format_json(json, sizeof json, t, (int)o->samples, base);
     if (o->output) {
         char err[512];
-        if (!write_file_atomic(o->output, json, (size_t)len, err, sizeof err))
+        if (!write_file_atomic(ctx, o->output, json, (size_t)len, err, sizeof err))
             return fail(PROG, "--output: %s", err);
     }
     if (o->json) {
@@ -296,7 +297,7 @@ static int run(const eval_opts *o, agave_context *ctx)
     if (rc == EXIT_OK && o->samples == 0)
         t.iwae = t.elbo;
     if (rc == EXIT_OK && root)
-        rc = report(o, &t, base, cfg.mode);
+        rc = report(ctx, o, &t, base, cfg.mode);
     agave_dataset_free(test);
     agave_model_free(m);
     return rc;

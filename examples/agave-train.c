@@ -268,7 +268,7 @@ static int write_state(trainer *t, char *err, size_t len)
                       "checkpoint step %lld rejected %lld epoch %" PRIu64 " index %" PRIu64 "\n",
                       p->step, p->rejected, p->epoch, p->index);
     }
-    return write_file_atomic(t->state_path, buf, (size_t)n, err, len);
+    return write_file_atomic(t->ctx, t->state_path, buf, (size_t)n, err, len);
 }
 
 /* Parses DIR/train.state; 0 with a sentence in err if it is damaged. */
@@ -661,7 +661,8 @@ static int trim_csv(trainer *t, long long step, int *missing)
         at = keep = (size_t)(nl - text) + 1;
     }
     int rc = EXIT_OK;
-    if ((keep != n || migrated) && !write_file_atomic(t->csv_path, text, keep, err, sizeof err))
+    if ((keep != n || migrated) &&
+        !write_file_atomic(t->ctx, t->csv_path, text, keep, err, sizeof err))
         rc = fail(PROG, "%s", err);
     free(text);
     return rc;
@@ -690,8 +691,8 @@ static int open_csv(trainer *t)
              stale == 1 ? "" : "s", t->o->out);
     if (t->o->resume && trim_csv(t, t->saved.step, &fresh) != EXIT_OK)
         return EXIT_ERROR;
-    if (fresh && !write_file_atomic(t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1, err,
-                                    sizeof err))
+    if (fresh && !write_file_atomic(t->ctx, t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1,
+                                    err, sizeof err))
         return fail(PROG, "%s", err);
     int fd = open_run_file(t->csv_path, O_WRONLY | O_APPEND, err, sizeof err);
     if (fd < 0)

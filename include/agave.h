@@ -587,6 +587,18 @@ AGAVE_API agave_status agave_image_grid_write_sets(agave_context *ctx, const cha
                                                    agave_grid_layout layout,
                                                    const agave_grid_options *opt);
 
+/* ---- Files written atomically ------------------------------------------- */
+/* The writer behind agave_model_save and the image grids, for programs' own
+ * files (logs, reports): len bytes at data go to a new temporary file beside
+ * path (path.tmp.XXXXXX), which is flushed to disk, closed and renamed over
+ * path; the directory is then synced. An interrupted write leaves the old
+ * file or the new one, never half of one (at worst a path.tmp.* file beside
+ * it). The file gets mode 0666 less the process's umask. AGAVE_ERR_IO (the
+ * message names the path, the failed step and the reason) leaves any old
+ * file intact; data may be NULL when len is 0. */
+AGAVE_API agave_status agave_file_write_atomic(agave_context *ctx, const char *path,
+                                               const void *data, size_t len);
+
 /* ---- Part 3: building blocks -------------------------------------------- */
 
 /* ---- Tensors ------------------------------------------------------------ */

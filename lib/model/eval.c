@@ -61,18 +61,18 @@ static agave_status eval_samples(agave_model *m, const uint8_t *x, const encodin
     if (!mk || !lk || (e->context && !ck) || !xk || !y)
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "evaluation: out of arena memory");
     agave_tensor *z, *log_q, *log_p_z, *f, *nll_y, *nll_x = NULL, *kl = NULL, *params;
-    MTRY(vae_posterior_sample(m, mk, lk, ck, &z, &log_q, &log_p_z));
-    MTRY(vae_decode(m, z, &f));
+    TRY(vae_posterior_sample(m, mk, lk, ck, &z, &log_q, &log_p_z));
+    TRY(vae_decode(m, z, &f));
     if (c->T == 0)
-        MTRY(agave_gaussian_kl(ctx, mk, lk, &kl));
-    MTRY(agave_image_pool(xk, k, c->C, c->H, c->W, c->s, y));
-    MTRY(agave_dlogistic_nll(ctx, y, f, m->aux_log_scale, c->b, &nll_y));
+        TRY(agave_gaussian_kl(ctx, mk, lk, &kl));
+    TRY(agave_image_pool(xk, k, c->C, c->H, c->W, c->s, y));
+    TRY(agave_dlogistic_nll(ctx, y, f, m->aux_log_scale, c->b, &nll_y));
     if (plan.pixelcnn) {
         agave_tensor *xt = image_tensor(ctx, xk, k, c->C, c->H, c->W);
         if (!xt)
             return AGAVE_ERR_NOMEM;
-        MTRY(pixelcnn_forward(m, xt, plan.condition ? f : NULL, &params));
-        MTRY(agave_dmol_nll(ctx, xk, c->C, params, c->M, &nll_x));
+        TRY(pixelcnn_forward(m, xt, plan.condition ? f : NULL, &params));
+        TRY(agave_dmol_nll(ctx, xk, c->C, params, c->M, &nll_x));
     }
     const agave_tensor *nll = nll_x ? nll_x : nll_y;   /* mode vae scores y */
     for (int i = 0; i < k; i++) {
@@ -92,7 +92,7 @@ static agave_status encode_one(agave_model *m, const uint8_t *x, encoding *e)
     agave_tensor *xt = image_tensor(m->ctx, x, 1, c->C, c->H, c->W);
     if (!xt)
         return AGAVE_ERR_NOMEM;
-    MTRY(vae_encode(m, xt, &mean, &log_std, &context));
+    TRY(vae_encode(m, xt, &mean, &log_std, &context));
     memcpy(e->dims, mean->dims, sizeof e->dims);
     memcpy(e->mean, mean->data, mean->numel * sizeof(float));
     memcpy(e->log_std, log_std->data, log_std->numel * sizeof(float));
@@ -142,8 +142,8 @@ static agave_status eval_pixelcnn(agave_model *m, const uint8_t *x, int n, eval_
         agave_tape_reset(ctx);
         const uint8_t *xs = x + (size_t)start * D;
         agave_tensor *params, *nll;
-        MTRY(pixelcnn_forward(m, image_tensor(ctx, xs, k, c->C, c->H, c->W), NULL, &params));
-        MTRY(agave_dmol_nll(ctx, xs, c->C, params, c->M, &nll));
+        TRY(pixelcnn_forward(m, image_tensor(ctx, xs, k, c->C, c->H, c->W), NULL, &params));
+        TRY(agave_dmol_nll(ctx, xs, c->C, params, c->M, &nll));
         for (int i = 0; i < k; i++) {
             s->recon += nll->data[i];
             s->iwae -= nll->data[i];
@@ -162,7 +162,7 @@ static agave_status evaluate(agave_model *m, const uint8_t *x, int n, int iwae_s
         return ctx_error(ctx, AGAVE_ERR_LIMIT,
                          "agave_model_evaluate: n = %d (%d..2^24) or K = %d (0..100000) out of "
                          "range", n, n_min, iwae_samples);
-    MTRY(model_check_slice(m, n, "agave_model_evaluate"));
+    TRY(model_check_slice(m, n, "agave_model_evaluate"));
     if (!m->initialized)
         return ctx_error(ctx, AGAVE_ERR_STATE,
                          "agave_model_evaluate: the model is not initialised: train it, call "

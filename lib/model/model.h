@@ -4,6 +4,7 @@
 #define AGAVE_MODEL_H
 
 #include "../core/core.h"
+#include "../loss/loss.h"
 #include "../nn/nn.h"
 #include "../train/train.h"
 
@@ -157,12 +158,5 @@ double config_step_bytes(const agave_config *c, int batch);
  * exceed ctx's memory limit; fn names the caller in the message. */
 agave_status model_check_memory(agave_context *ctx, const agave_config *cfg, int n,
                                 const char *fn);
-
-#define MTRY(expr)                                                                         \
-    do {                                                                                   \
-        agave_status m_st_ = (expr);                                                       \
-        if (m_st_ != AGAVE_OK)                                                             \
-            return m_st_;                                                                  \
-    } while (0)
 
 #endif
