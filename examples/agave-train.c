@@ -999,7 +999,7 @@ static int log_row(trainer *t, int eval)
         char test[96] = ",,";
         if (eval)
             snprintf(test, sizeof test, "%.6f,%.6f,%.6f", h.elbo, h.kl, h.aux);
-        fprintf(t->csv, "%lld,%.2f,%.6f,%.6f,%.6f,%.6f,%s,%.1f,%.4f,%.6g,%.6g\n",
+        fprintf(t->csv, "%lld,%.2f,%.6f,%.6f,%.6f,%.6f,%s,%.3f,%.4f,%.6g,%.6g\n",
                 (long long)agave_model_step_count(t->model), v[0], v[1], v[2], v[3], v[4], test,
                 t->elapsed_before + clock_seconds() - t->started, epochs_done(t), t->iv.lr,
                 t->iv.grad_norm / t->iv.good);

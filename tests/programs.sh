@@ -356,7 +356,7 @@ rm -f "$old/train.lock"
 grep -q "six columns; rewritten" "$tmp/old.err" || fail "no migration note: $(cat "$tmp/old.err")"
 [ "$(head -n 1 "$old/train.csv")" = "$header" ] || fail "migrated header: $(head -n 1 "$old/train.csv")"
 awk -F, 'NR > 1 && NF != 13 { bad = 1 } NR >= 2 && NR <= 7 && $10 != "" { bad = 1 }
-    NR >= 8 && $10 + 0 <= 0 { bad = 1 } END { exit bad || NR != 9 }' "$old/train.csv" ||
+    NR >= 8 && ($10 == "" || $10 + 0 < 0) { bad = 1 } END { exit bad || NR != 9 }' "$old/train.csv" ||
     fail "migrated train.csv: $(cat "$old/train.csv")"
 [ "$(sed -n 2,7p "$old/train.csv" | cut -d, -f1-6)" = "$(tail -n +2 "$half/train.csv" | cut -d, -f1-6)" ] ||
     fail "the migration changed the old rows"
