@@ -29,7 +29,7 @@
 #define PROG "agave-eval"
 
 typedef struct eval_opts {
-    const char *checkpoint, *data, *output, *per_image;
+    const char *checkpoint, *data, *output, *per_image, *weights;
     long long samples, limit, batch, seed, threads;
     int json;
 } eval_opts;
@@ -73,7 +73,7 @@ static int parse_options(int argc, char **argv, eval_opts *o, cli_program *prog,
         {"json", CLI_FLAG, &o->json, NULL,
          "print one JSON object instead of the summary line: n_images, elbo_bpd, recon_bpd, "
          "kl_bpd, aux_bpd, iwae_bpd, iwae_samples, baseline_bpd, checkpoint, step, seed, data, "
-         "images_requested, complete", NULL, 0, 0, 0},
+         "images_requested, complete, weights", NULL, 0, 0, 0},
         {"output", CLI_STRING, &o->output, "FILE",
          "also write the JSON object to FILE (atomically)", NULL, 0, 0, 0},
         {"per-image", CLI_STRING, &o->per_image, "FILE.csv",
@@ -83,6 +83,9 @@ static int parse_options(int argc, char **argv, eval_opts *o, cli_program *prog,
          "images per evaluation call (under mpirun shared by the ranks); the figures do not "
          "depend on it", "100", 1, 1 << 20, 0},
         {"seed", CLI_INT, &o->seed, "S", "seed of the z samples", "1", 0, BIG, 0},
+        {"weights", CLI_STRING, &o->weights, "average|raw",
+         "the averaged parameters or the raw ones of the last training step",
+         "average when the checkpoint has it, else raw", 0, 0, 0},
         {"threads", CLI_INT, &o->threads, "T", "threads for the library's kernels", threads_text,
          1, 1024, 0},
     };
@@ -375,6 +378,7 @@ typedef struct report_info {
     size_t requested;
     double base;
     int complete;
+    const char *weights;   /* "average" or "raw" */
 } report_info;
 
 static void format_json(textbuf *b, const totals *t, const report_info *r)
@@ -396,8 +400,10 @@ static void format_json(textbuf *b, const totals *t, const report_info *r)
     textbuf_json_string(b, r->o->checkpoint);
     textbuf_printf(b, ", \"step\": %lld, \"seed\": %lld, \"data\": ", r->step, r->o->seed);
     textbuf_json_string(b, r->o->data);
-    textbuf_printf(b, ", \"images_requested\": %zu, \"complete\": %s}\n", r->requested,
-                   r->complete ? "true" : "false");
+    textbuf_printf(b, ", \"images_requested\": %zu, \"complete\": %s, \"weights\": ",
+                   r->requested, r->complete ? "true" : "false");
+    textbuf_json_string(b, r->weights);
+    textbuf_printf(b, "}\n");
 }
 
 static void print_summary(FILE *f, const totals *t, const report_info *r)
@@ -453,11 +459,11 @@ static void print_header(const eval_opts *o, agave_context *ctx, agave_model *m,
                          const agave_config *cfg, const agave_dataset *test, size_t n,
                          double base, const char *source)
 {
-    fprintf(stderr, PROG ": %s, step %lld, mode %s; %zu of %zu test images from %s; "
-                     "IWAE K = %lld; %d thread%s\n",
-            o->checkpoint, (long long)agave_model_step_count(m), mode_name(cfg->mode), n,
-            agave_dataset_count(test), o->data, o->samples, agave_context_threads(ctx),
-            agave_context_threads(ctx) == 1 ? "" : "s");
+    fprintf(stderr, PROG ": %s, step %lld, mode %s, %s weights; %zu of %zu test images "
+                     "from %s; IWAE K = %lld; %d thread%s\n",
+            o->checkpoint, (long long)agave_model_step_count(m), mode_name(cfg->mode),
+            weights_name(m), n, agave_dataset_count(test), o->data, o->samples,
+            agave_context_threads(ctx), agave_context_threads(ctx) == 1 ? "" : "s");
     if (dist_size() > 1)
         fprintf(stderr, PROG ": %d %s ranks share each batch of %lld images\n", dist_size(),
                 dist_kind(), o->batch);
@@ -517,6 +523,8 @@ static int run(const eval_opts *o, agave_context *ctx)
     if (rc == EXIT_OK)
         agave_context_seed(ctx, (uint64_t)o->seed);
     if (rc == EXIT_OK)
+        rc = choose_weights(PROG, m, o->weights, o->checkpoint);
+    if (rc == EXIT_OK)
         rc = open_dataset(PROG, ctx, o->data, AGAVE_SPLIT_TEST, &test);
     if (rc == EXIT_OK) {
         agave_model_get_config(m, &cfg);
@@ -548,7 +556,7 @@ static int run(const eval_opts *o, agave_context *ctx)
         rc = report_stopped(ctx, o, test, n, &tab, &t, &base, &nothing);
     if (rc == EXIT_OK && root && !nothing) {
         report_info info = {o, cfg.mode, (long long)agave_model_step_count(m), n, base,
-                            !stopped};
+                            !stopped, weights_name(m)};
         rc = report(&t, &info, &tab, test);
     }
     if (rc == EXIT_OK && stopped)

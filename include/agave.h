@@ -2,7 +2,35 @@
  * libagave: training, evaluating and sampling AGAVE models
  * (Auxiliary Guided Autoregressive Variational autoEncoders, Lucas & Verbeek 2018).
  *
- * This header is the whole public, stable API. Conventions:
+ * Usage: a model from a named configuration, trained, evaluated and saved.
+ *
+ *     agave_context *ctx;
+ *     agave_config cfg;
+ *     agave_model *model;
+ *     agave_context_create(&ctx, 42);                    // seed 42
+ *     agave_config_init(&cfg, "fashion");                // docs/model.md, "Configurations"
+ *     agave_config_set(&cfg, "lambda", "8");             // any key, as text
+ *     if (agave_model_create(ctx, &cfg, &model) != AGAVE_OK)
+ *         puts(agave_context_last_error(ctx));           // says what was wrong
+ *     agave_step_stats s = {.struct_size = sizeof s};
+ *     for (...)                                          // x: n images, (n,C,H,W) uint8
+ *         agave_model_train_step(model, x, n, &s);       // s.loss_bpd, s.kl_bpd, ...
+ *     agave_eval_stats e = {.struct_size = sizeof e};
+ *     agave_model_evaluate(model, test, n_test, 10, &e); // e.elbo_bpd, e.iwae_bpd
+ *     agave_model_save(model, "model.ckpt");
+ *     agave_model_free(model);
+ *     agave_context_free(ctx);
+ *
+ * The header has four parts:
+ *  1. Basics: status codes, version, handles, the context.
+ *  2. The model-level API: configuration, the model (training, evaluation,
+ *     sampling, checkpoints), data sets, image grids.
+ *  3. Building blocks, for models of your own: tensors, the gradient tape, ops,
+ *     the auxiliary image, losses, bounds, layers, optimisers.
+ *  4. Not yet stable, declared only when AGAVE_EXPERIMENTAL is defined before
+ *     this header is included; then the names kept for compatibility.
+ *
+ * Conventions:
  *  - Every exported name starts with agave_ / AGAVE_. Handles are opaque.
  *  - Every fallible call returns agave_status; AGAVE_OK is 0. Status values are
  *    pinned: new ones are only ever appended. The library never aborts, exits or
@@ -26,7 +54,8 @@
  * Threads: a context, and everything created on it, is used by one thread at a
  * time. Different contexts may be used concurrently from different threads.
  *
- * Documentation: docs/api.md (reference, formulas and edge conventions).
+ * Documentation: docs/api.md (this header as a reference page), docs/model.md
+ * (the model this library implements), docs/build.md (the ABI policy).
  */
 #ifndef AGAVE_H
 #define AGAVE_H
@@ -46,9 +75,22 @@ extern "C" {
 #define AGAVE_API
 #endif
 
-/* ------------------------------------------------------------------------ */
-/* Status codes (pinned values; only ever appended)                          */
-/* ------------------------------------------------------------------------ */
+/* Marks a name kept only so that existing programs still build and link;
+ * using it warns and names its replacement. Define AGAVE_NO_DEPRECATION_WARNINGS
+ * to silence the warnings. */
+#if defined(AGAVE_BUILDING_LIBRARY) || defined(AGAVE_NO_DEPRECATION_WARNINGS)
+#define AGAVE_DEPRECATED(replacement)
+#elif defined(__GNUC__)
+#define AGAVE_DEPRECATED(replacement) __attribute__((deprecated("use " #replacement)))
+#elif defined(_MSC_VER)
+#define AGAVE_DEPRECATED(replacement) __declspec(deprecated("use " #replacement))
+#else
+#define AGAVE_DEPRECATED(replacement)
+#endif
+
+/* ---- Part 1: basics ----------------------------------------------------- */
+
+/* ---- Status codes (pinned values; only ever appended) ------------------- */
 typedef enum agave_status {
     AGAVE_OK = 0,
     AGAVE_ERR_NULL = 1,          /* a required pointer or handle was NULL */
@@ -75,26 +117,31 @@ AGAVE_API const char *agave_status_string(agave_status status);
 AGAVE_API const char *agave_version_string(void);
 AGAVE_API unsigned agave_version_number(void);
 
-/* ------------------------------------------------------------------------ */
-/* Context: thread count, the seeded random generator, the step arena and     */
-/* the gradient tape. No library state lives outside a context.               */
-/* ------------------------------------------------------------------------ */
-typedef struct agave_context agave_context;
+/* ---- Handles ------------------------------------------------------------ */
+/* Opaque; each is created by its _create (or _open, _load) function and freed
+ * by its _free function, which accepts NULL. */
+typedef struct agave_context agave_context;     /* threads, random generator, arena, tape */
+typedef struct agave_model agave_model;         /* an AGAVE model with its optimiser state */
+typedef struct agave_dataset agave_dataset;     /* images loaded into memory */
+typedef struct agave_batcher agave_batcher;     /* shuffled minibatches of a data set */
+typedef struct agave_tensor agave_tensor;       /* a float32 array of up to 4 dimensions */
+typedef struct agave_layer agave_layer;         /* a parameterised building block */
+typedef struct agave_optimizer agave_optimizer; /* Adamax or Adam over layers' parameters */
+
+/* ---- Context ------------------------------------------------------------ */
+/* Thread count, the seeded random generator, the step arena and the gradient
+ * tape. No library state lives outside a context. */
 
 /* Creates a context with 1 thread and the random generator seeded by seed.
- * AGAVE_ERR_NOMEM when memory is short, including when the address space
- * cannot hold OpenBLAS's work buffer (128 MiB of address space per thread,
- * mapped now rather than at the first product: OpenBLAS 0.3.21 hangs when it
- * cannot map it later). */
+ * AGAVE_ERR_NOMEM when memory or address space is short (each thread reserves
+ * a BLAS work buffer when it is set up: docs/performance.md, "Threads"). */
 AGAVE_API agave_status agave_context_create(agave_context **out, uint64_t seed);
 AGAVE_API void agave_context_free(agave_context *ctx);
 
-/* Threads used by this context's kernels (OpenMP loops and the BLAS calls
- * they make); 1 <= n <= 1024. The same seed and thread count reproduce results
- * bit for bit. OpenBLAS itself runs single-threaded (its thread count is
- * process-wide; the library sets it to 1): the n threads are OpenMP's, each
- * calling OpenBLAS on its own panel. AGAVE_ERR_NOMEM (the count unchanged)
- * when the address space cannot hold n OpenBLAS work buffers. */
+/* Threads used by this context's kernels; 1 <= n <= 1024. The same seed and
+ * thread count reproduce results bit for bit. AGAVE_ERR_NOMEM (the count
+ * unchanged) when the address space cannot hold n threads' BLAS work buffers.
+ * docs/performance.md says how the threads are used. */
 AGAVE_API agave_status agave_context_set_threads(agave_context *ctx, int n);
 AGAVE_API int agave_context_threads(const agave_context *ctx);
 
@@ -122,11 +169,403 @@ AGAVE_API const char *agave_context_last_error(const agave_context *ctx);
 AGAVE_API size_t agave_context_arena_bytes(const agave_context *ctx);
 AGAVE_API size_t agave_context_arena_peak(const agave_context *ctx);
 
-/* ------------------------------------------------------------------------ */
-/* Tensors                                                                   */
-/* ------------------------------------------------------------------------ */
-typedef struct agave_tensor agave_tensor;
+/* ---- Part 2: the model-level API ---------------------------------------- */
 
+/* ---- Configuration ------------------------------------------------------ */
+/* A model is described by an agave_config: start from a named configuration
+ * with agave_config_init, change fields by key with agave_config_set, and give
+ * it to agave_model_create. */
+
+/* The optimiser a model trains with (and agave_optimizer_create's kind). */
+typedef enum agave_optimizer_kind {
+    AGAVE_OPTIM_ADAMAX = 0,   /* Kingma & Ba 2015, the paper's choice */
+    AGAVE_OPTIM_ADAM = 1
+} agave_optimizer_kind;
+
+/* Which terms of the objective are trained (docs/model.md, "Objective and modes"). */
+typedef enum agave_mode {
+    AGAVE_MODE_AGAVE = 0,     /* PixelCNN + auxiliary term + lambda * KL */
+    AGAVE_MODE_VAE = 1,       /* auxiliary term + lambda * KL only */
+    AGAVE_MODE_PIXELCNN = 2,  /* unconditional PixelCNN++ only */
+    AGAVE_MODE_NAIVE = 3      /* PixelCNN conditioned on f(z), no auxiliary term */
+} agave_mode;
+
+typedef struct agave_config {
+    size_t struct_size;   /* sizeof(agave_config), set by agave_config_init */
+    int C, H, W;          /* image channels (1 or 3), height and width (multiples of 4) */
+    int F, R, M;          /* PixelCNN++ filters, gated blocks per stage, mixture components */
+    float dropout;        /* PixelCNN++ dropout */
+    int Fv, Rv, Z, T;     /* VAE filters, residual blocks per stage, latent channels, IAF steps */
+    int b, s;             /* auxiliary image: colour levels, pooling factor */
+    float lambda;         /* KL weight */
+    agave_mode mode;
+    /* Training */
+    agave_optimizer_kind optimizer;  /* default ADAMAX */
+    float lr;             /* default 0.002 */
+    float ema;            /* Polyak averaging decay, 0 = off; default 0.9995 */
+    float grad_clip;      /* max gradient L2 norm, 0 = off; default 0 */
+    int max_bad_steps;    /* consecutive non-finite steps tolerated; default 10 */
+} agave_config;
+
+/* Fills cfg with a named configuration: "tiny", "fashion", "cifar-small",
+ * "cifar-paper" (MODEL.md's table). */
+AGAVE_API agave_status agave_config_init(agave_config *cfg, const char *name);
+/* Sets one field from text, by its MODEL.md name: C, H, W, F, R, M, dropout, Fv,
+ * Rv, Z, T, b, s, lambda, mode (agave|vae|pixelcnn|naive), and lr, optimizer
+ * (adamax|adam), ema, grad_clip, max_bad_steps. */
+AGAVE_API agave_status agave_config_set(agave_config *cfg, const char *key, const char *value);
+/* Checks every field; on failure writes a sentence into msg (if not NULL). */
+AGAVE_API agave_status agave_config_validate(const agave_config *cfg, char *msg, size_t len);
+
+/* The exact number of parameters (floats) of cfg's model, without building it;
+ * the same as agave_model_param_count of the model. AGAVE_ERR_CONFIG if cfg
+ * is invalid. */
+AGAVE_API agave_status agave_config_param_count(const agave_config *cfg, size_t *count);
+/* An estimate, from cfg alone, of the peak bytes of a training step at batch
+ * `batch`: parameters, gradients, optimiser moments, the average (when ema > 0),
+ * the step's activations with their gradients, and convolution scratch. Fitted
+ * to measured peaks and kept above them (docs/reliability.md says how well);
+ * process overhead (libraries, OpenBLAS's buffers, data) is not included. */
+AGAVE_API agave_status agave_config_estimate_bytes(const agave_config *cfg, int batch,
+                                                   size_t *bytes);
+
+/* ---- The model ---------------------------------------------------------- */
+/* A model built from a validated configuration (AGAVE_ERR_CONFIG, with the
+ * reason in the context's last error, otherwise), with its optimiser and,
+ * when ema > 0, its parameter average. */
+AGAVE_API agave_status agave_model_create(agave_context *ctx, const agave_config *cfg,
+                                          agave_model **out);
+AGAVE_API void agave_model_free(agave_model *model);
+AGAVE_API agave_status agave_model_get_config(const agave_model *model, agave_config *cfg);
+/* Changes the training settings of a model (e.g. after loading a checkpoint):
+ * mode, lambda, dropout, lr, grad_clip, ema and max_bad_steps take cfg's values.
+ * The architecture (C H W F R M Fv Rv Z T b s) and the optimizer kind must equal
+ * the model's (AGAVE_ERR_CONFIG otherwise); cfg is validated first. Turning
+ * averaging on starts a new average at the current parameters; turning it
+ * off discards it. */
+AGAVE_API agave_status agave_model_update_config(agave_model *model, const agave_config *cfg);
+AGAVE_API size_t agave_model_param_count(const agave_model *model);
+/* Parameter tensors, in checkpoint order with names such as "layer012.conv1.v"
+ * and "aux_log_scale"; borrowed from the model (they require gradients). */
+AGAVE_API int agave_model_param_tensors(const agave_model *model);
+AGAVE_API agave_status agave_model_param(agave_model *model, int index, const char **name,
+                                         agave_tensor **param);
+/* Training steps applied so far, and steps rejected as non-finite, since the
+ * model was created (both are saved in and restored from checkpoints). */
+AGAVE_API int64_t agave_model_step_count(const agave_model *model);
+AGAVE_API int64_t agave_model_rejected_count(const agave_model *model);
+
+/* Data-dependent initialisation from a first batch x (n,C,H,W) uint8. */
+AGAVE_API agave_status agave_model_init(agave_model *model, const uint8_t *x, int n);
+
+typedef struct agave_step_stats {
+    size_t struct_size;       /* set by the caller: sizeof(agave_step_stats) */
+    double loss_bpd;          /* the minimised objective -L / (D ln 2) */
+    double pixelcnn_nll;      /* -log p(x|z), nats per image (0 in mode vae) */
+    double aux_nll;           /* -log p(y|z), nats per image (0 in modes pixelcnn, naive) */
+    double kl;                /* KL(q(z|x) || p(z)), nats per image (0 in mode pixelcnn) */
+    double pixelcnn_bpd;      /* pixelcnn_nll / (D ln 2) */
+    double aux_bpd;           /* aux_nll / (D_y ln 2), D_y = C*H*W/s^2 */
+    double kl_bpd;            /* kl / (D ln 2) */
+    double grad_norm;         /* L2 norm of the gradient before clipping */
+    int rejected;             /* 1 if the step was not applied (non-finite) */
+} agave_step_stats;
+
+/* One training step on x (n,C,H,W) uint8: forward, the objective of MODEL.md
+ * Eq. 7, backward, optimiser update, parameter averaging. Runs the
+ * data-dependent initialisation first if it has not run. A step whose loss or
+ * gradient is not finite is rejected: parameters, optimiser state and the
+ * step count stay untouched, stats->rejected is set and AGAVE_OK is returned
+ * (the last-error message says why); after max_bad_steps consecutive rejected
+ * steps it returns AGAVE_ERR_NUMERIC with a message saying training should stop. */
+AGAVE_API agave_status agave_model_train_step(agave_model *model, const uint8_t *x, int n,
+                                              agave_step_stats *stats);
+
+typedef struct agave_eval_stats {
+    size_t struct_size;       /* set by the caller: sizeof(agave_eval_stats) */
+    int n_images;
+    double elbo_bpd;          /* -(E_q log p(x|z) - KL) / (D ln 2), lambda = 1, no aux term */
+    double recon_bpd;         /* -E_q log p(x|z) / (D ln 2) */
+    double kl_bpd;            /* KL / (D ln 2) */
+    double aux_bpd;           /* -(E_q log p(y|z) - KL) / (D_y ln 2): the VAE's bound on y */
+    double iwae_bpd;          /* -IWAE_K / (D ln 2); set to elbo_bpd when K = 0 */
+    int iwae_samples;         /* K */
+} agave_eval_stats;
+
+/* Bounds on x (n,C,H,W) uint8, averaged over the n images, with the weights
+ * agave_model_weights names. iwae_samples = K >= 1 importance samples
+ * (0 skips IWAE). In mode pixelcnn the bounds are the exact PixelCNN NLL. */
+AGAVE_API agave_status agave_model_evaluate(agave_model *model, const uint8_t *x, int n,
+                                            int iwae_samples, agave_eval_stats *stats);
+
+/* Sampling, seeded, with the weights agave_model_weights names: n images with
+ * z ~ p(z). fz receives f(z) as an image (n,C,H/s,W/s) uint8 (the means mapped
+ * to 0..255), x the PixelCNN samples (n,C,H,W). Either may be NULL. In mode
+ * vae x receives f(z) upsampled; in mode pixelcnn fz is left untouched. */
+AGAVE_API agave_status agave_model_sample(agave_model *model, int n, uint64_t seed,
+                                          uint8_t *fz, uint8_t *x);
+/* Reconstructions: z ~ q(z|x_in), then as agave_model_sample. */
+AGAVE_API agave_status agave_model_reconstruct(agave_model *model, const uint8_t *x_in, int n,
+                                               uint64_t seed, uint8_t *fz, uint8_t *x);
+
+/* Checkpoints (docs/checkpoint.md): configuration, parameters, optimiser
+ * state, averaged parameters, step count and random state; written to a
+ * temporary file, flushed and renamed over path. */
+AGAVE_API agave_status agave_model_save(agave_model *model, const char *path);
+/* Loads a checkpoint into a new model on ctx. If expect is not NULL, the stored
+ * configuration's architecture must match it (AGAVE_ERR_CONFIG otherwise). */
+AGAVE_API agave_status agave_model_load(agave_context *ctx, const char *path,
+                                        const agave_config *expect, agave_model **out);
+
+/* ---- Weights: averaged or raw ------------------------------------------- */
+/* With averaging on (cfg.ema > 0) a model holds two sets of parameters: the
+ * raw ones the optimiser moves and their running average (MODEL.md: it
+ * starts at the initialised parameters; after t earlier updates each step
+ * applies avg <- d avg + (1 - d) params with d = min(ema, (1 + t) / (10 + t))).
+ * Evaluation, sampling and reconstruction use the chosen set; the default is
+ * the average whenever the model has one. Both sets are saved in
+ * checkpoints; the choice itself is not (a loaded model starts at the
+ * default). Training always moves the raw parameters. */
+typedef enum agave_weights {
+    AGAVE_WEIGHTS_AVERAGE = 0,   /* the averaged parameters (the default) */
+    AGAVE_WEIGHTS_RAW = 1        /* the parameters as the last step left them */
+} agave_weights;
+
+/* AGAVE_ERR_STATE for AGAVE_WEIGHTS_AVERAGE when the model has no average
+ * (agave_model_has_average is 0). */
+AGAVE_API agave_status agave_model_set_weights(agave_model *model, agave_weights weights);
+/* The set evaluation and sampling use now: AGAVE_WEIGHTS_AVERAGE only when it
+ * was chosen (or left at the default) and the model has an average; RAW for
+ * NULL. */
+AGAVE_API agave_weights agave_model_weights(const agave_model *model);
+/* 1 when the model holds averaged parameters: averaging is on and the model
+ * is initialised (or was loaded from a checkpoint that holds them); 0 for NULL. */
+AGAVE_API int agave_model_has_average(const agave_model *model);
+
+/* ---- Evaluation: per-image figures, progress, stopping ------------------ */
+/* agave_model_evaluate_scores is agave_model_evaluate with options: each
+ * image's own figures (for outlier and novelty detection, or to gather a data
+ * set's scores over several calls), and a progress function that is told how
+ * far the call is and may stop it. agave_model_evaluate(m, x, n, K, s) is
+ * agave_model_evaluate_scores(m, x, n, K, NULL, s). */
+
+/* How far an evaluation call is, passed to the progress function. Samples
+ * are the (image, importance sample) pairs the call scores: n * max(K, 1)
+ * of them (n in mode pixelcnn, which draws none). */
+typedef struct agave_eval_progress {
+    size_t struct_size;       /* set by the library: sizeof(agave_eval_progress) */
+    int images_done;          /* the first images_done images have their figures */
+    int images;               /* n */
+    int64_t samples_done;     /* samples scored so far */
+    int64_t samples;          /* samples of the whole call */
+} agave_eval_progress;
+
+/* Called after every forward pass of the decoder and the PixelCNN (each
+ * takes up to 64 image x sample rows, fewer for large models or under a
+ * memory limit); a non-zero return stops the call there. It must not use the
+ * model or its context. */
+typedef int (*agave_eval_progress_fn)(const agave_eval_progress *progress, void *user);
+
+typedef struct agave_eval_options {
+    size_t struct_size;       /* sizeof(agave_eval_options): agave_eval_options_init sets it */
+    /* Per-image figures, in the units and meaning of agave_eval_stats: each
+     * NULL (not wanted) or an array of n doubles that receives image i's
+     * figure in entry i. Their means over the images are the stats'. */
+    double *elbo_bpd;
+    double *recon_bpd;
+    double *kl_bpd;
+    double *aux_bpd;
+    double *iwae_bpd;
+    agave_eval_progress_fn progress;   /* NULL: none */
+    void *progress_user;               /* passed to progress */
+} agave_eval_options;
+
+/* Every field NULL, struct_size set. */
+AGAVE_API void agave_eval_options_init(agave_eval_options *options);
+
+/* agave_model_evaluate with options (NULL: none). The images are scored in
+ * order; each image's figures are final once its last sample is scored. If
+ * the progress function returns non-zero, the call stops after the forward
+ * pass it was told about and returns AGAVE_OK with stats over the images
+ * finished so far (stats->n_images of them, the first ones: possibly 0, all
+ * figures then 0); the per-image entries of unfinished images are NaN, and
+ * the random generator stays where the call stopped (under a batch slice it
+ * is not moved past the batch). The library reads min(options->struct_size,
+ * its own sizeof(agave_eval_options)) bytes of options, so that programs
+ * built with an older or newer header work: fields the caller's struct lacks
+ * keep agave_eval_options_init's values. options->struct_size below
+ * sizeof(size_t) is AGAVE_ERR_INVALID_ARG. */
+AGAVE_API agave_status agave_model_evaluate_scores(agave_model *model, const uint8_t *x, int n,
+                                                   int iwae_samples,
+                                                   const agave_eval_options *options,
+                                                   agave_eval_stats *stats);
+
+/* ---- Data sets ---------------------------------------------------------- */
+/* Images are uint8 values 0..255 in NCHW order: image i of a data set is the
+ * C*H*W bytes at offset i*C*H*W, channel planes one after the other.
+ * C is 1 (IDX files: MNIST, Fashion-MNIST) or 3 (CIFAR-10). */
+
+typedef enum agave_data_split {
+    AGAVE_SPLIT_TRAIN = 0,   /* CIFAR-10 data_batch_N.bin; IDX train-images-idx3-ubyte */
+    AGAVE_SPLIT_TEST = 1     /* CIFAR-10 test_batch.bin;   IDX t10k-images-idx3-ubyte */
+} agave_data_split;
+
+/* Limits checked before anything is allocated: the decompressed pixels of
+ * one data set (all its files together), and each image's height and width. */
+#define AGAVE_DATASET_MAX_BYTES ((uint64_t)4 << 30)   /* 4 GiB */
+#define AGAVE_DATASET_MAX_SIDE 65535
+
+/* Opens a data set and loads all its images into memory.
+ * path is either
+ *  - a directory in one of two layouts, detected from the file names:
+ *      CIFAR-10 binary: data_batch_1.bin .. data_batch_N.bin (train, all N
+ *        present, in numeric order) and test_batch.bin (test);
+ *      IDX (MNIST, Fashion-MNIST): train-images-idx3-ubyte and
+ *        t10k-images-idx3-ubyte (also *-images.idx3-ubyte, test-images-...,
+ *        and names with a prefix such as emnist-digits-train-images-idx3-ubyte);
+ *    each name optionally with ".gz"; when both foo and foo.gz exist, foo is
+ *    read. split picks the training or the test files. A directory holding
+ *    both layouts, or several IDX files for one split, is refused as
+ *    ambiguous: pass the files to agave_dataset_open_files instead.
+ *  - or one file (split is then ignored), read as agave_dataset_open_files.
+ * Every file is checked: IDX magic 0x00000803 (unsigned bytes, 3 dims; label
+ * files, 0x00000801, are refused), non-zero dimensions, file size exactly as
+ * the header promises; CIFAR-10 records of exactly 1 label byte (0..9) + 3072
+ * pixels; gzip streams intact. Errors: AGAVE_ERR_IO (missing, unreadable, not
+ * a regular file or directory, no data set files in the directory),
+ * AGAVE_ERR_FORMAT (malformed, truncated, trailing bytes, mismatched files,
+ * corrupt gzip), AGAVE_ERR_LIMIT (above the limits above), AGAVE_ERR_NOMEM.
+ * The context's last error names the file and what was expected and found.
+ * The data set is owned by the caller; free it with agave_dataset_free before
+ * the context. */
+AGAVE_API agave_status agave_dataset_open(agave_context *ctx, const char *path,
+                                          agave_data_split split, agave_dataset **out);
+
+/* Opens n_paths >= 1 files as one data set, images in the order given. Each
+ * file's format is taken from its name ("idx" in it: IDX; ending in .bin or
+ * .bin.gz: CIFAR-10) or else from its first bytes (00 00 08 01..04: IDX,
+ * otherwise CIFAR-10); gzip is recognised by its magic bytes 1f 8b (and required for
+ * names ending in .gz). All files must hold images of the same C, H and W. */
+AGAVE_API agave_status agave_dataset_open_files(agave_context *ctx, const char *const *paths,
+                                                int n_paths, agave_dataset **out);
+AGAVE_API void agave_dataset_free(agave_dataset *ds);
+
+/* Number of images, and their channels, height and width (0 for NULL). */
+AGAVE_API size_t agave_dataset_count(const agave_dataset *ds);
+AGAVE_API int agave_dataset_channels(const agave_dataset *ds);
+AGAVE_API int agave_dataset_height(const agave_dataset *ds);
+AGAVE_API int agave_dataset_width(const agave_dataset *ds);
+
+/* Copies images [first, first+count) into dst, which receives (count,C,H,W)
+ * bytes. AGAVE_ERR_INVALID_ARG if the range leaves the data set. */
+AGAVE_API agave_status agave_dataset_copy_images(const agave_dataset *ds, size_t first,
+                                                 size_t count, uint8_t *dst);
+/* Borrowed pointer to all images, (count,C,H,W) bytes, valid until
+ * agave_dataset_free; NULL for NULL. */
+AGAVE_API const uint8_t *agave_dataset_pixels(const agave_dataset *ds);
+
+/* ---- Minibatches -------------------------------------------------------- */
+/* Shuffled minibatches. An epoch visits every image of the (sub)set once, in
+ * an order that is a function of (seed, epoch) only: Fisher-Yates with a
+ * private xoshiro256** generator, so neither the context's generator nor
+ * earlier epochs matter. Batches always hold batch_size images: a batch that
+ * reaches the end of an epoch continues with the next epoch's order. */
+
+typedef enum agave_subset_mode {
+    AGAVE_SUBSET_FIRST = 0,    /* the first subset_size images of the data set */
+    AGAVE_SUBSET_RANDOM = 1    /* subset_size images drawn without replacement from the seed */
+} agave_subset_mode;
+
+/* Creates a batcher at epoch 0, index 0. batch_size >= 1 (it may exceed the
+ * subset: a batch then spans several epochs). subset_size 0 means every image,
+ * otherwise 1..count. ds must outlive the batcher; free it before the context. */
+AGAVE_API agave_status agave_batcher_create(agave_context *ctx, const agave_dataset *ds,
+                                            int batch_size, uint64_t seed, size_t subset_size,
+                                            agave_subset_mode subset_mode, agave_batcher **out);
+AGAVE_API void agave_batcher_free(agave_batcher *b);
+
+/* Fills images with the next batch, (batch_size,C,H,W) bytes, and, if indices
+ * is not NULL, indices[k] with the data set index of image k. */
+AGAVE_API agave_status agave_batcher_next(agave_batcher *b, uint8_t *images, size_t *indices);
+
+/* Images per epoch (the subset size, or the data set size), 0 for NULL. */
+AGAVE_API size_t agave_batcher_epoch_size(const agave_batcher *b);
+
+/* The position as plain integers, to store in a checkpoint: the next image is
+ * number index (0 <= index < epoch_size) of epoch epoch's order for seed seed.
+ * Any pointer may be NULL. */
+AGAVE_API agave_status agave_batcher_position(const agave_batcher *b, uint64_t *epoch,
+                                              uint64_t *index, uint64_t *seed);
+/* Moves to a stored position; a batcher made on the same data set with the same
+ * batch_size, subset_size and subset_mode then continues exactly as the one
+ * the position was read from. A different seed redraws a random subset. */
+AGAVE_API agave_status agave_batcher_set_position(agave_batcher *b, uint64_t epoch,
+                                                  uint64_t index, uint64_t seed);
+
+/* ---- A baseline to beat ------------------------------------------------- */
+/* Per-pixel marginal-histogram baseline. For every (channel,row,col) it counts
+ * the 256 values over train (n_train images), adds one to every count
+ * (Laplace smoothing: p(v) = (count(v) + 1) / (n_train + 256)) and returns in
+ * *bpd the mean negative log2-probability of the n_test images test: bits per
+ * dimension, the figure a model must beat. Both are (n,channels,height,width)
+ * uint8; n_train may be 0 (then 8 bits exactly); n_test >= 1.
+ * AGAVE_ERR_LIMIT if the 256 counts per dimension would exceed 1 GiB. */
+AGAVE_API agave_status agave_marginal_baseline_bpd(agave_context *ctx, const uint8_t *train,
+                                                   size_t n_train, const uint8_t *test,
+                                                   size_t n_test, int channels, int height,
+                                                   int width, double *bpd);
+
+/* ---- Image grids -------------------------------------------------------- */
+/* PNG image grids. Options start with their size; call agave_grid_options_init
+ * first, then change fields. Passing NULL options means the defaults. */
+typedef struct agave_grid_options {
+    size_t size;            /* sizeof(agave_grid_options), set by _init */
+    int gap;                /* pixels between cells and around the border, 0..256; default 2 */
+    int group_gap;          /* extra pixels between groups of a multi-set grid, 0..256; default 4 */
+    int scale;              /* each image pixel becomes scale x scale, 1..64; default 1 */
+    uint8_t background[3];  /* RGB of gaps and empty cells; default 255,255,255 (white) */
+} agave_grid_options;
+
+AGAVE_API void agave_grid_options_init(agave_grid_options *opt);
+
+/* Writes n images (n,channels,height,width) uint8, channels 1 or 3, as a grid
+ * of min(cols,n) columns and ceil(n/cols) rows, row-major, to a PNG at path.
+ * The PNG is grey when channels is 1 and the background is grey, RGB otherwise.
+ * The file is written under a temporary name in the same directory, flushed
+ * to disk and renamed over path, so path is either the old file or the whole
+ * new one. AGAVE_ERR_IO if the directory does not exist or is not writable;
+ * AGAVE_ERR_LIMIT if the PNG would be larger than 32768 pixels on a side or
+ * 1 GiB of pixels. */
+AGAVE_API agave_status agave_image_grid_write(agave_context *ctx, const char *path,
+                                              const uint8_t *images, int n, int channels,
+                                              int height, int width, int cols,
+                                              const agave_grid_options *opt);
+
+typedef enum agave_grid_layout {
+    /* Set s is a row: for each block of cols images, row s of the block shows
+     * set s (e.g. test images / reconstructions / conditional samples, the
+     * paper's Figure 3). Blocks are separated by group_gap. */
+    AGAVE_GRID_SETS_AS_ROWS = 0,
+    /* Image i of every set side by side in one group (e.g. f(z) beside its
+     * PixelCNN sample, the paper's Figure 1c); cols groups per row, groups
+     * separated by group_gap. */
+    AGAVE_GRID_SETS_SIDE_BY_SIDE = 1
+} agave_grid_layout;
+
+/* Writes n_sets (1..16) arrays of n images each, arranged by layout, as
+ * agave_image_grid_write. sets[s] is (n,channels,heights[s],widths[s]) uint8;
+ * every image is scaled by nearest neighbour to the largest height and width
+ * among the sets (times opt->scale), so f(z) at H/s sits beside a sample at H. */
+AGAVE_API agave_status agave_image_grid_write_sets(agave_context *ctx, const char *path,
+                                                   const uint8_t *const *sets, int n_sets,
+                                                   int n, int channels, const int *heights,
+                                                   const int *widths, int cols,
+                                                   agave_grid_layout layout,
+                                                   const agave_grid_options *opt);
+
+/* ---- Part 3: building blocks -------------------------------------------- */
+
+/* ---- Tensors ------------------------------------------------------------ */
 #define AGAVE_MAX_DIMS 4
 
 /* A zero-filled persistent tensor of ndim (1..4) dims, each >= 1. */
@@ -159,9 +598,7 @@ AGAVE_API int agave_tensor_requires_grad(const agave_tensor *t);
 AGAVE_API float *agave_tensor_grad(agave_tensor *t);
 AGAVE_API agave_status agave_tensor_zero_grad(agave_tensor *t);
 
-/* ------------------------------------------------------------------------ */
-/* Gradient tape (reverse mode)                                              */
-/* ------------------------------------------------------------------------ */
+/* ---- Gradient tape (reverse mode) --------------------------------------- */
 /* Ops record themselves while recording is on (the default) and one of their
  * inputs requires a gradient. */
 AGAVE_API agave_status agave_tape_set_recording(agave_context *ctx, int on);
@@ -175,10 +612,9 @@ AGAVE_API agave_status agave_tape_reset(agave_context *ctx);
  * tensor it depends on that requires one. Run it once per tape. */
 AGAVE_API agave_status agave_backward(agave_context *ctx, agave_tensor *scalar);
 
-/* ------------------------------------------------------------------------ */
-/* Differentiable ops. Each writes a new arena tensor to *out.               */
-/* Inputs must come from the same context.                                   */
-/* ------------------------------------------------------------------------ */
+/* ---- Differentiable ops ------------------------------------------------- */
+/* Each writes a new arena tensor to *out. Inputs must come from the same
+ * context. */
 
 /* 2-D convolution (cross-correlation), dilation 1, zero padding.
  * x is (N,Cin,H,W), w is (Cout,Cin,KH,KW), bias is (Cout) or NULL;
@@ -298,9 +734,7 @@ AGAVE_API agave_status agave_weight_norm_init(agave_context *ctx, agave_tensor *
                                               float init_scale, agave_tensor *g,
                                               agave_tensor *bias);
 
-/* ------------------------------------------------------------------------ */
-/* Auxiliary image y = Q_b(P_s(x)) (MODEL.md, the paper's Eq. 8)              */
-/* ------------------------------------------------------------------------ */
+/* ---- Auxiliary image y = Q_b(P_s(x)) (the paper's Eq. 8) ---------------- */
 /* P_s: x is (n,c,h,w) uint8; y is (n,c,h/s,w/s) uint8, each value the mean of an
  * s x s block rounded halves up, floor(mean + 0.5). s in {1,2,4} dividing h, w. */
 AGAVE_API agave_status agave_image_pool(const uint8_t *x, int n, int c, int h, int w, int s,
@@ -309,9 +743,7 @@ AGAVE_API agave_status agave_image_pool(const uint8_t *x, int n, int c, int h, i
 AGAVE_API agave_status agave_image_quantize(const uint8_t *x, size_t count, int levels,
                                             uint8_t *level);
 
-/* ------------------------------------------------------------------------ */
-/* Losses on plain buffers                                                   */
-/* ------------------------------------------------------------------------ */
+/* ---- Losses on plain buffers -------------------------------------------- */
 /* Discretized logistic with `levels` bins (MODEL.md "Auxiliary image"):
  * element-wise, y[i] in 0..255 is mapped to level k = floor(y*levels/256); level k
  * covers [k*c - 0.5, (k+1)*c - 0.5) on the 0..255 scale (c = 256/levels), edges
@@ -340,9 +772,9 @@ AGAVE_API agave_status agave_dmol_sample(agave_context *ctx, const float *params
                                          int channels, int height, int width, int n_mix,
                                          uint8_t *x);
 
-/* ------------------------------------------------------------------------ */
-/* Losses on the tape: per-image negative log-likelihoods, out is (N)         */
-/* ------------------------------------------------------------------------ */
+/* ---- Losses on the tape ------------------------------------------------ */
+/* Per-image negative log-likelihoods: out is (N). */
+
 /* Discretized logistic NLL: y is (N,C,H,W) uint8 values 0..255 (copied), mean is
  * (N,C,H,W), log_scale is (C): out[n] = -sum over c,h,w of the log-probability. */
 AGAVE_API agave_status agave_dlogistic_nll(agave_context *ctx, const uint8_t *y,
@@ -367,9 +799,7 @@ AGAVE_API agave_status agave_gaussian_logprob(agave_context *ctx, agave_tensor *
 AGAVE_API agave_status agave_gaussian_kl(agave_context *ctx, agave_tensor *mean,
                                          agave_tensor *log_std, agave_tensor **out);
 
-/* ------------------------------------------------------------------------ */
-/* Bounds                                                                    */
-/* ------------------------------------------------------------------------ */
+/* ---- Bounds ------------------------------------------------------------- */
 /* log_w is (n, k) row-major: k log-weights log p(x,z_j) - log q(z_j|x) per image.
  * elbo[i] = mean_j log_w[i,j];
  * iwae[i] = log((1/k) sum_j exp(log_w[i,j])), by log-sum-exp. */
@@ -381,180 +811,14 @@ AGAVE_API agave_status agave_iwae_from_log_weights(const double *log_w, int n, i
  * nll / (dims * ln 2). Returns NaN for dims <= 0. */
 AGAVE_API double agave_nats_to_bpd(double nll_nats, double dims);
 
-/* ------------------------------------------------------------------------ */
-/* Data sets and image grids (lib/data)                                      */
-/* ------------------------------------------------------------------------ */
-/* Images are uint8 values 0..255 in NCHW order: image i of a data set is the
- * C*H*W bytes at offset i*C*H*W, channel planes one after the other.
- * C is 1 (IDX files: MNIST, Fashion-MNIST) or 3 (CIFAR-10). */
-typedef struct agave_dataset agave_dataset;
-
-typedef enum agave_data_split {
-    AGAVE_SPLIT_TRAIN = 0,   /* CIFAR-10 data_batch_N.bin; IDX train-images-idx3-ubyte */
-    AGAVE_SPLIT_TEST = 1     /* CIFAR-10 test_batch.bin;   IDX t10k-images-idx3-ubyte */
-} agave_data_split;
-
-/* Limits checked before anything is allocated: the decompressed pixels of
- * one data set (all its files together), and each image's height and width. */
-#define AGAVE_DATASET_MAX_BYTES ((uint64_t)4 << 30)   /* 4 GiB */
-#define AGAVE_DATASET_MAX_SIDE 65535
-
-/* Opens a data set and loads all its images into memory.
- * path is either
- *  - a directory in one of two layouts, detected from the file names:
- *      CIFAR-10 binary: data_batch_1.bin .. data_batch_N.bin (train, all N
- *        present, in numeric order) and test_batch.bin (test);
- *      IDX (MNIST, Fashion-MNIST): train-images-idx3-ubyte and
- *        t10k-images-idx3-ubyte (also *-images.idx3-ubyte, test-images-...,
- *        and names with a prefix such as emnist-digits-train-images-idx3-ubyte);
- *    each name optionally with ".gz"; when both foo and foo.gz exist, foo is
- *    read. split picks the training or the test files. A directory holding
- *    both layouts, or several IDX files for one split, is refused as
- *    ambiguous: pass the files to agave_dataset_open_files instead.
- *  - or one file (split is then ignored), read as agave_dataset_open_files.
- * Every file is checked: IDX magic 0x00000803 (unsigned bytes, 3 dims; label
- * files, 0x00000801, are refused), non-zero dimensions, file size exactly as
- * the header promises; CIFAR-10 records of exactly 1 label byte (0..9) + 3072
- * pixels; gzip streams intact. Errors: AGAVE_ERR_IO (missing, unreadable, not
- * a regular file or directory, no data set files in the directory),
- * AGAVE_ERR_FORMAT (malformed, truncated, trailing bytes, mismatched files,
- * corrupt gzip), AGAVE_ERR_LIMIT (above the limits above), AGAVE_ERR_NOMEM.
- * The context's last error names the file and what was expected and found.
- * The data set is owned by the caller; free it with agave_dataset_free before
- * the context. */
-AGAVE_API agave_status agave_dataset_open(agave_context *ctx, const char *path,
-                                          agave_data_split split, agave_dataset **out);
-
-/* Opens n_paths >= 1 files as one data set, images in the order given. Each
- * file's format is taken from its name ("idx" in it: IDX; ending in .bin or
- * .bin.gz: CIFAR-10) or else from its first bytes (00 00 08 01..04: IDX,
- * otherwise CIFAR-10); gzip is recognised by its magic bytes 1f 8b (and required for
- * names ending in .gz). All files must hold images of the same C, H and W. */
-AGAVE_API agave_status agave_dataset_open_files(agave_context *ctx, const char *const *paths,
-                                                int n_paths, agave_dataset **out);
-AGAVE_API void agave_dataset_free(agave_dataset *ds);
-
-/* Number of images, and their channels, height and width (0 for NULL). */
-AGAVE_API size_t agave_dataset_count(const agave_dataset *ds);
-AGAVE_API int agave_dataset_channels(const agave_dataset *ds);
-AGAVE_API int agave_dataset_height(const agave_dataset *ds);
-AGAVE_API int agave_dataset_width(const agave_dataset *ds);
-
-/* Copies images [first, first+count) into dst, which receives (count,C,H,W)
- * bytes. AGAVE_ERR_INVALID_ARG if the range leaves the data set. */
-AGAVE_API agave_status agave_dataset_copy_images(const agave_dataset *ds, size_t first,
-                                                 size_t count, uint8_t *dst);
-/* Borrowed pointer to all images, (count,C,H,W) bytes, valid until
- * agave_dataset_free; NULL for NULL. */
-AGAVE_API const uint8_t *agave_dataset_pixels(const agave_dataset *ds);
-
-/* Shuffled minibatches. An epoch visits every image of the (sub)set once, in
- * an order that is a function of (seed, epoch) only: Fisher-Yates with a
- * private xoshiro256** generator, so neither the context's generator nor
- * earlier epochs matter. Batches always hold batch_size images: a batch that
- * reaches the end of an epoch continues with the next epoch's order. */
-typedef struct agave_batcher agave_batcher;
-
-typedef enum agave_subset_mode {
-    AGAVE_SUBSET_FIRST = 0,    /* the first subset_size images of the data set */
-    AGAVE_SUBSET_RANDOM = 1    /* subset_size images drawn without replacement from the seed */
-} agave_subset_mode;
-
-/* Creates a batcher at epoch 0, index 0. batch_size >= 1 (it may exceed the
- * subset: a batch then spans several epochs). subset_size 0 means every image,
- * otherwise 1..count. ds must outlive the batcher; free it before the context. */
-AGAVE_API agave_status agave_batcher_create(agave_context *ctx, const agave_dataset *ds,
-                                            int batch_size, uint64_t seed, size_t subset_size,
-                                            agave_subset_mode subset_mode, agave_batcher **out);
-AGAVE_API void agave_batcher_free(agave_batcher *b);
-
-/* Fills images with the next batch, (batch_size,C,H,W) bytes, and, if indices
- * is not NULL, indices[k] with the data set index of image k. */
-AGAVE_API agave_status agave_batcher_next(agave_batcher *b, uint8_t *images, size_t *indices);
-
-/* Images per epoch (the subset size, or the data set size), 0 for NULL. */
-AGAVE_API size_t agave_batcher_epoch_size(const agave_batcher *b);
-
-/* The position as plain integers, to store in a checkpoint: the next image is
- * number index (0 <= index < epoch_size) of epoch epoch's order for seed seed.
- * Any pointer may be NULL. */
-AGAVE_API agave_status agave_batcher_position(const agave_batcher *b, uint64_t *epoch,
-                                              uint64_t *index, uint64_t *seed);
-/* Moves to a stored position; a batcher made on the same data set with the same
- * batch_size, subset_size and subset_mode then continues exactly as the one
- * the position was read from. A different seed redraws a random subset. */
-AGAVE_API agave_status agave_batcher_set_position(agave_batcher *b, uint64_t epoch,
-                                                  uint64_t index, uint64_t seed);
-
-/* Per-pixel marginal-histogram baseline. For every (channel,row,col) it counts
- * the 256 values over train (n_train images), adds one to every count
- * (Laplace smoothing: p(v) = (count(v) + 1) / (n_train + 256)) and returns in
- * *bpd the mean negative log2-probability of the n_test images test: bits per
- * dimension, the figure a model must beat. Both are (n,channels,height,width)
- * uint8; n_train may be 0 (then 8 bits exactly); n_test >= 1.
- * AGAVE_ERR_LIMIT if the 256 counts per dimension would exceed 1 GiB. */
-AGAVE_API agave_status agave_marginal_baseline_bpd(agave_context *ctx, const uint8_t *train,
-                                                   size_t n_train, const uint8_t *test,
-                                                   size_t n_test, int channels, int height,
-                                                   int width, double *bpd);
-
-/* PNG image grids. Options start with their size; call agave_grid_options_init
- * first, then change fields. Passing NULL options means the defaults. */
-typedef struct agave_grid_options {
-    size_t size;            /* sizeof(agave_grid_options), set by _init */
-    int gap;                /* pixels between cells and around the border, 0..256; default 2 */
-    int group_gap;          /* extra pixels between groups of a multi-set grid, 0..256; default 4 */
-    int scale;              /* each image pixel becomes scale x scale, 1..64; default 1 */
-    uint8_t background[3];  /* RGB of gaps and empty cells; default 255,255,255 (white) */
-} agave_grid_options;
-
-AGAVE_API void agave_grid_options_init(agave_grid_options *opt);
-
-/* Writes n images (n,channels,height,width) uint8, channels 1 or 3, as a grid
- * of min(cols,n) columns and ceil(n/cols) rows, row-major, to a PNG at path.
- * The PNG is grey when channels is 1 and the background is grey, RGB otherwise.
- * The file is written under a temporary name in the same directory, flushed
- * to disk and renamed over path, so path is either the old file or the whole
- * new one. AGAVE_ERR_IO if the directory does not exist or is not writable;
- * AGAVE_ERR_LIMIT if the PNG would be larger than 32768 pixels on a side or
- * 1 GiB of pixels. */
-AGAVE_API agave_status agave_image_grid_write(agave_context *ctx, const char *path,
-                                              const uint8_t *images, int n, int channels,
-                                              int height, int width, int cols,
-                                              const agave_grid_options *opt);
-
-typedef enum agave_grid_layout {
-    /* Set s is a row: for each block of cols images, row s of the block shows
-     * set s (e.g. test images / reconstructions / conditional samples, the
-     * paper's Figure 3). Blocks are separated by group_gap. */
-    AGAVE_GRID_SETS_AS_ROWS = 0,
-    /* Image i of every set side by side in one group (e.g. f(z) beside its
-     * PixelCNN sample, the paper's Figure 1c); cols groups per row, groups
-     * separated by group_gap. */
-    AGAVE_GRID_SETS_SIDE_BY_SIDE = 1
-} agave_grid_layout;
-
-/* Writes n_sets (1..16) arrays of n images each, arranged by layout, as
- * agave_image_grid_write. sets[s] is (n,channels,heights[s],widths[s]) uint8;
- * every image is scaled by nearest neighbour to the largest height and width
- * among the sets (times opt->scale), so f(z) at H/s sits beside a sample at H. */
-AGAVE_API agave_status agave_image_grid_write_sets(agave_context *ctx, const char *path,
-                                                   const uint8_t *const *sets, int n_sets,
-                                                   int n, int channels, const int *heights,
-                                                   const int *widths, int cols,
-                                                   agave_grid_layout layout,
-                                                   const agave_grid_options *opt);
-
-/* ------------------------------------------------------------------------ */
-/* Layers and models (lib/nn, lib/model, lib/train)                          */
-/* ------------------------------------------------------------------------ */
-/* ---- Layers: parameterised building blocks (lib/nn) ----------------------
- * Every convolution is weight-normalised (w = g * v / ||v|| per output channel,
+/* ---- Layers: parameterised building blocks ------------------------------ */
+/* Every convolution is weight-normalised (w = g * v / ||v|| per output channel,
  * plus a bias) and initialised from data: the first forward of a new layer
  * sets g and bias so that its outputs on that batch have mean 0 and standard
- * deviation init_scale per channel (Salimans & Kingma 2016). v starts as
+ * deviation init_scale per channel (Salimans & Kingma 2016); a DECONV layer
+ * takes these statistics on its full output before the crop,
+ * (H*stride + KH - 1) x (W*stride + KW - 1). v starts as
  * N(0, 0.05^2) draws from the context's generator. */
-typedef struct agave_layer agave_layer;
 
 typedef enum agave_layer_kind {
     AGAVE_LAYER_CONV = 0,         /* x (N,in,H,W) -> (N,out,Ho,Wo), kernel KH x KW, stride */
@@ -631,14 +895,7 @@ AGAVE_API int agave_layer_param_count(const agave_layer *layer);
 AGAVE_API agave_status agave_layer_param(agave_layer *layer, int index, const char **name,
                                          agave_tensor **param);
 
-/* ---- Optimisers (lib/train) ------------------------------------------------ */
-typedef struct agave_optimizer agave_optimizer;
-
-typedef enum agave_optimizer_kind {
-    AGAVE_OPTIM_ADAMAX = 0,   /* Kingma & Ba 2015, the paper's choice */
-    AGAVE_OPTIM_ADAM = 1
-} agave_optimizer_kind;
-
+/* ---- Optimisers --------------------------------------------------------- */
 /* beta1 0.95, beta2 0.9995 as in PixelCNN++; lr > 0. */
 AGAVE_API agave_status agave_optimizer_create(agave_context *ctx, agave_optimizer_kind kind,
                                               float lr, agave_optimizer **out);
@@ -651,180 +908,15 @@ AGAVE_API agave_status agave_optimizer_add_layer(agave_optimizer *opt, agave_lay
  * AGAVE_ERR_NUMERIC. */
 AGAVE_API agave_status agave_optimizer_step(agave_optimizer *opt, float max_grad_norm);
 
-/* ---- Model configuration (MODEL.md) ----------------------------------------- */
-typedef enum agave_mode {
-    AGAVE_MODE_AGAVE = 0,     /* PixelCNN + auxiliary term + lambda * KL */
-    AGAVE_MODE_VAE = 1,       /* auxiliary term + lambda * KL only */
-    AGAVE_MODE_PIXELCNN = 2,  /* unconditional PixelCNN++ only */
-    AGAVE_MODE_NAIVE = 3      /* PixelCNN conditioned on f(z), no auxiliary term */
-} agave_mode;
+/* ---- Part 4: not yet stable; compatibility ------------------------------ */
+/* Declarations behind AGAVE_EXPERIMENTAL are exported by the library but are
+ * not covered by the ABI promise (docs/build.md): they may change, or go, in
+ * any release, and the CHANGELOG says when they do. Define AGAVE_EXPERIMENTAL
+ * before including agave.h to use them. */
 
-typedef struct agave_config {
-    size_t struct_size;   /* sizeof(agave_config), set by agave_config_init */
-    int C, H, W;          /* image channels (1 or 3), height and width (multiples of 4) */
-    int F, R, M;          /* PixelCNN++ filters, gated blocks per stage, mixture components */
-    float dropout;        /* PixelCNN++ dropout */
-    int Fv, Rv, Z, T;     /* VAE filters, residual blocks per stage, latent channels, IAF steps */
-    int b, s;             /* auxiliary image: colour levels, pooling factor */
-    float lambda;         /* KL weight */
-    agave_mode mode;
-    /* Training */
-    agave_optimizer_kind optimizer;  /* default ADAMAX */
-    float lr;             /* default 0.002 */
-    float ema;            /* Polyak averaging decay, 0 = off; default 0.9995 */
-    float grad_clip;      /* max gradient L2 norm, 0 = off; default 0 */
-    int max_bad_steps;    /* consecutive non-finite steps tolerated; default 10 */
-} agave_config;
-
-/* Fills cfg with a named configuration: "tiny", "fashion", "cifar-small",
- * "cifar-paper" (MODEL.md's table). */
-AGAVE_API agave_status agave_config_init(agave_config *cfg, const char *name);
-/* Sets one field from text, by its MODEL.md name: C, H, W, F, R, M, dropout, Fv,
- * Rv, Z, T, b, s, lambda, mode (agave|vae|pixelcnn|naive), and lr, optimizer
- * (adamax|adam), ema, grad_clip, max_bad_steps. */
-AGAVE_API agave_status agave_config_set(agave_config *cfg, const char *key, const char *value);
-/* Checks every field; on failure writes a sentence into msg (if not NULL). */
-AGAVE_API agave_status agave_config_validate(const agave_config *cfg, char *msg, size_t len);
-
-/* The exact number of parameters (floats) of cfg's model, without building it;
- * the same as agave_model_param_count of the model. AGAVE_ERR_CONFIG if cfg
- * is invalid. */
-AGAVE_API agave_status agave_config_param_count(const agave_config *cfg, size_t *count);
-/* An estimate, from cfg alone, of the peak bytes of a training step at batch
- * `batch`: parameters, gradients, optimiser moments, the average (when ema > 0),
- * the step's activations with their gradients, and convolution scratch. Fitted
- * to measured peaks and kept above them (docs/reliability.md says how well);
- * process overhead (libraries, OpenBLAS's buffers, data) is not included. */
-AGAVE_API agave_status agave_config_estimate_bytes(const agave_config *cfg, int batch,
-                                                   size_t *bytes);
-
-/* ---- The AGAVE model (lib/model) ----------------------------------------- */
-typedef struct agave_model agave_model;
-
-AGAVE_API agave_status agave_model_create(agave_context *ctx, const agave_config *cfg,
-                                          agave_model **out);
-AGAVE_API void agave_model_free(agave_model *model);
-AGAVE_API agave_status agave_model_get_config(const agave_model *model, agave_config *cfg);
-/* Changes the training settings of a model (e.g. after loading a checkpoint):
- * mode, lambda, dropout, lr, grad_clip, ema and max_bad_steps take cfg's values.
- * The architecture (C H W F R M Fv Rv Z T b s) and the optimizer kind must equal
- * the model's (AGAVE_ERR_CONFIG otherwise); cfg is validated first. Turning
- * averaging on starts a new average; turning it off discards it. */
-AGAVE_API agave_status agave_model_update_config(agave_model *model, const agave_config *cfg);
-AGAVE_API size_t agave_model_param_count(const agave_model *model);
-/* Parameter tensors, in checkpoint order with names such as "layer012.conv1.v"
- * and "aux_log_scale"; borrowed from the model (they require gradients). */
-AGAVE_API int agave_model_param_tensors(const agave_model *model);
-AGAVE_API agave_status agave_model_param(agave_model *model, int index, const char **name,
-                                         agave_tensor **param);
-/* Training steps applied so far, and steps rejected as non-finite, since the
- * model was created (both are saved in and restored from checkpoints). */
-AGAVE_API int64_t agave_model_step_count(const agave_model *model);
-AGAVE_API int64_t agave_model_rejected_count(const agave_model *model);
-
-/* Data-dependent initialisation from a first batch x (n,C,H,W) uint8. */
-AGAVE_API agave_status agave_model_init(agave_model *model, const uint8_t *x, int n);
-
-typedef struct agave_step_stats {
-    size_t struct_size;       /* set by the caller: sizeof(agave_step_stats) */
-    double loss_bpd;          /* the minimised objective -L / (D ln 2) */
-    double pixelcnn_nll;      /* -log p(x|z), nats per image (0 in mode vae) */
-    double aux_nll;           /* -log p(y|z), nats per image (0 in modes pixelcnn, naive) */
-    double kl;                /* KL(q(z|x) || p(z)), nats per image (0 in mode pixelcnn) */
-    double pixelcnn_bpd;      /* pixelcnn_nll / (D ln 2) */
-    double aux_bpd;           /* aux_nll / (D_y ln 2), D_y = C*H*W/s^2 */
-    double kl_bpd;            /* kl / (D ln 2) */
-    double grad_norm;         /* L2 norm of the gradient before clipping */
-    int rejected;             /* 1 if the step was not applied (non-finite) */
-} agave_step_stats;
-
-/* One training step on x (n,C,H,W) uint8: forward, the objective of MODEL.md
- * Eq. 7, backward, optimiser update, parameter averaging. Runs the
- * data-dependent initialisation first if it has not run. A step whose loss or
- * gradient is not finite is rejected: parameters, optimiser state and the
- * step count stay untouched, stats->rejected is set and AGAVE_OK is returned
- * (the last-error message says why); after max_bad_steps consecutive rejected
- * steps it returns AGAVE_ERR_NUMERIC with a message saying training should stop. */
-AGAVE_API agave_status agave_model_train_step(agave_model *model, const uint8_t *x, int n,
-                                              agave_step_stats *stats);
-
-typedef struct agave_eval_stats {
-    size_t struct_size;       /* set by the caller: sizeof(agave_eval_stats) */
-    int n_images;
-    double elbo_bpd;          /* -(E_q log p(x|z) - KL) / (D ln 2), lambda = 1, no aux term */
-    double recon_bpd;         /* -E_q log p(x|z) / (D ln 2) */
-    double kl_bpd;            /* KL / (D ln 2) */
-    double aux_bpd;           /* -(E_q log p(y|z) - KL) / (D_y ln 2): the VAE's bound on y */
-    double iwae_bpd;          /* -IWAE_K / (D ln 2); set to elbo_bpd when K = 0 */
-    int iwae_samples;         /* K */
-} agave_eval_stats;
-
-/* Bounds on x (n,C,H,W) uint8, averaged over the n images, with the averaged
- * parameters when averaging is on. iwae_samples = K >= 1 importance samples
- * (0 skips IWAE). In mode pixelcnn the bounds are the exact PixelCNN NLL. */
-AGAVE_API agave_status agave_model_evaluate(agave_model *model, const uint8_t *x, int n,
-                                            int iwae_samples, agave_eval_stats *stats);
-
-/* ---- Evaluation: per-image figures, progress, stopping ----------------------
- * agave_model_evaluate_scores is agave_model_evaluate with options: each
- * image's own figures (for outlier and novelty detection, or to gather a data
- * set's scores over several calls), and a progress function that is told how
- * far the call is and may stop it. agave_model_evaluate(m, x, n, K, s) is
- * agave_model_evaluate_scores(m, x, n, K, NULL, s). */
-
-/* How far an evaluation call is, passed to the progress function. Samples
- * are the (image, importance sample) pairs the call scores: n * max(K, 1)
- * of them (n in mode pixelcnn, which draws none). */
-typedef struct agave_eval_progress {
-    size_t struct_size;       /* set by the library: sizeof(agave_eval_progress) */
-    int images_done;          /* the first images_done images have their figures */
-    int images;               /* n */
-    int64_t samples_done;     /* samples scored so far */
-    int64_t samples;          /* samples of the whole call */
-} agave_eval_progress;
-
-/* Called after every forward pass of the decoder and the PixelCNN (each
- * takes up to 64 image x sample rows, fewer for large models or under a
- * memory limit); a non-zero return stops the call there. It must not use the
- * model or its context. */
-typedef int (*agave_eval_progress_fn)(const agave_eval_progress *progress, void *user);
-
-typedef struct agave_eval_options {
-    size_t struct_size;       /* sizeof(agave_eval_options): agave_eval_options_init sets it */
-    /* Per-image figures, in the units and meaning of agave_eval_stats: each
-     * NULL (not wanted) or an array of n doubles that receives image i's
-     * figure in entry i. Their means over the images are the stats'. */
-    double *elbo_bpd;
-    double *recon_bpd;
-    double *kl_bpd;
-    double *aux_bpd;
-    double *iwae_bpd;
-    agave_eval_progress_fn progress;   /* NULL: none */
-    void *progress_user;               /* passed to progress */
-} agave_eval_options;
-
-/* Every field NULL, struct_size set. */
-AGAVE_API void agave_eval_options_init(agave_eval_options *options);
-
-/* agave_model_evaluate with options (NULL: none). The images are scored in
- * order; each image's figures are final once its last sample is scored. If
- * the progress function returns non-zero, the call stops after the forward
- * pass it was told about and returns AGAVE_OK with stats over the images
- * finished so far (stats->n_images of them, the first ones: possibly 0, all
- * figures then 0); the per-image entries of unfinished images are NaN, and
- * the random generator stays where the call stopped (under a batch slice it
- * is not moved past the batch). The library reads min(options->struct_size,
- * its own sizeof(agave_eval_options)) bytes of options, so that programs
- * built with an older or newer header work: fields the caller's struct lacks
- * keep agave_eval_options_init's values. options->struct_size below
- * sizeof(size_t) is AGAVE_ERR_INVALID_ARG. */
-AGAVE_API agave_status agave_model_evaluate_scores(agave_model *model, const uint8_t *x, int n,
-                                                   int iwae_samples,
-                                                   const agave_eval_options *options,
-                                                   agave_eval_stats *stats);
-
-/* ---- Data-parallel training (several processes, e.g. MPI ranks) ----------
- * P processes hold the same model (same configuration, seed and parameters)
+#if defined(AGAVE_EXPERIMENTAL) || defined(AGAVE_BUILDING_LIBRARY)
+/* ---- Experimental: data-parallel training (e.g. MPI ranks) -------------- */
+/* P processes hold the same model (same configuration, seed and parameters)
  * and each trains on its own slice of a global batch. Two settings make them
  * compute what one process computes on the whole batch, and keep their
  * parameters bit-identical; the library itself does no communication and
@@ -876,25 +968,7 @@ typedef agave_status (*agave_grad_reduce_fn)(float *buf, size_t n, void *user);
  * its own mean, and the sum would be P times the mean. */
 AGAVE_API agave_status agave_model_set_grad_reducer(agave_model *model, agave_grad_reduce_fn fn,
                                                     void *user);
-
-/* Sampling, seeded: n images with z ~ p(z). fz receives f(z) as an image
- * (n,C,H/s,W/s) uint8 (the means mapped to 0..255), x the PixelCNN samples
- * (n,C,H,W). Either may be NULL. In mode vae x receives f(z) upsampled; in mode
- * pixelcnn fz is left untouched. */
-AGAVE_API agave_status agave_model_sample(agave_model *model, int n, uint64_t seed,
-                                          uint8_t *fz, uint8_t *x);
-/* Reconstructions: z ~ q(z|x_in), then as agave_model_sample. */
-AGAVE_API agave_status agave_model_reconstruct(agave_model *model, const uint8_t *x_in, int n,
-                                               uint64_t seed, uint8_t *fz, uint8_t *x);
-
-/* Checkpoints (docs/checkpoint.md): configuration, parameters, optimiser
- * state, averaged parameters, step count and random state; written to a
- * temporary file, flushed and renamed over path. */
-AGAVE_API agave_status agave_model_save(agave_model *model, const char *path);
-/* Loads a checkpoint into a new model on ctx. If expect is not NULL, the stored
- * configuration's architecture must match it (AGAVE_ERR_CONFIG otherwise). */
-AGAVE_API agave_status agave_model_load(agave_context *ctx, const char *path,
-                                        const agave_config *expect, agave_model **out);
+#endif /* AGAVE_EXPERIMENTAL */
 
 #ifdef __cplusplus
 }

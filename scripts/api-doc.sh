@@ -32,16 +32,13 @@ skip { if ($0 ~ /^#endif/) skip = 0; next }
 NR == 1 && /^\/\*$/ { state = "overview"; next }
 state == "overview" { if ($0 ~ /^ \*\/$/) { print ""; state = "out"; next }
     t = $0; sub(/^ \* ?/, "", t); print t; next }
-# Banners: a title between two rules, or one line /* ---- Title ---- */.
-/^\/\* ------------------------------* \*\/$/ {
-    if (state == "banner") { print "## " title; print ""; state = "out" }
-    else { flush_block(); state = "banner"; title = "" }
-    next
-}
-state == "banner" { t = $0; sub(/^\/\* */, "", t); sub(/ *\*\/$/, "", t)
-    title = title (title == "" ? "" : " ") t; next }
+# Banners, one line /* ---- Title ---- */: "Part N: ..." is a level-2 heading,
+# every other title a level-3 heading.
 /^\/\* ---- .* ------* ?\*\/$/ { flush_block(); t = $0; sub(/^\/\* ---- /, "", t)
-    sub(/ ------* ?\*\/$/, "", t); print "## " t; print ""; state = "out"; next }
+    sub(/ ------* ?\*\/$/, "", t); print (t ~ /^Part / ? "## " : "### ") t; print ""
+    state = "out"; next }
+# The experimental section is documented like the rest (its banner says so).
+/^#if defined\(AGAVE_EXPERIMENTAL\)/ { next }
 # Comments, declarations, blank lines.
 state == "comment" { comment = comment $0 "\n"; if ($0 ~ /\*\//) state = "after_comment"; next }
 state == "decl" { decl = decl $0 "\n"

@@ -154,14 +154,16 @@ static double model_loss_value(agave_model *m, const uint8_t *x, int n, int reco
 
 /* For every layer (and the auxiliary log-scales): a directional derivative
  * along a random direction over up to 64 entries of each of its tensors, each
- * step +-(RMS of the tensor), by central differences with eps = 1e-3 (so a
- * parameter moves by 0.1% of its scale), against the analytic gradient's dot
+ * step +-(RMS of the tensor), by central differences with eps = 3e-3 (so a
+ * parameter moves by 0.3% of its scale), against the analytic gradient's dot
  * product. The per-image losses are float sums of ~10^2..10^3 nats (ulp
- * ~1e-4), i.e. ~0.05 of noise after dividing by 2 eps; we require agreement
- * within 0.05 + 2%. The result holds for eps from 1e-2 to 1e-3, while a
+ * ~1e-4), i.e. ~0.02 of noise after dividing by 2 eps; we require agreement
+ * within 0.05 + 2%. The result holds for eps from 1e-2 to 2e-3 (at 1e-3 the
+ * IAF context conv, whose directional derivative is small since the forget
+ * bias, sees 0.11 of rounding noise), while a
  * missing term or a wrong factor in any backward moves a layer's dot product
- * by far more (doubling sum_items' backward, used by the IAF, fails 7 and 8
- * layers of the two T = 1 configurations). */
+ * by far more (doubling sum_items' backward, used by the IAF, fails 5 layers
+ * of the naive T = 1 configuration). */
 static void whole_model_gradcheck(agave_config cfg)
 {
     agave_context *ctx;
@@ -185,7 +187,7 @@ static void whole_model_gradcheck(agave_config cfg)
     test_rng_seed(5);
     for (int l = 0; l <= m->n_layers; l++) {
         int count = l < m->n_layers ? m->layers[l]->n_params : 1;
-        const double eps = 1e-3;
+        const double eps = 3e-3;
         /* direction: +-1 on up to 64 sampled entries of each tensor of this layer */
         double dot = 0;
         float **dir = calloc((size_t)count, sizeof *dir);
@@ -688,10 +690,11 @@ static void test_checkpoint_refuses_damage(void **state)
     spill(bad, p, len);
     expect_refused(ctx, bad, NULL, AGAVE_ERR_FORMAT, "not a libagave checkpoint");
     p[0] = 'A';
+    unsigned char version = p[8];
     p[8] = 99;                                                /* future version */
     spill(bad, p, len);
     expect_refused(ctx, bad, NULL, AGAVE_ERR_VERSION, "version 99");
-    p[8] = 1;
+    p[8] = version;
     spill(bad, p, len);                                       /* intact again */
     agave_model *back = NULL;
     assert_int_equal(agave_model_load(ctx, bad, NULL, &back), AGAVE_OK);

@@ -8,6 +8,7 @@
  * only difference is the order of the sums), the same random state exactly,
  * and bit-identical parameters in the two processes. The tiny configuration
  * runs with dropout 0.5 and one IAF step, so that every random draw matters. */
+#define AGAVE_EXPERIMENTAL   /* the data-parallel hooks under test */
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>

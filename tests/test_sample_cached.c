@@ -31,8 +31,10 @@
 #define TOL 1e-4
 
 /* ---- helpers --------------------------------------------------------------------- */
+/* Every structural field is explicit: the tiny configuration's values are
+ * R = 1, Rv = 1, T = 0, M = 2, W = 8. */
 typedef struct variant {
-    int C, s, R, W;
+    int C, s, R, Rv, T, M, W;
     agave_mode mode;
 } variant;
 
@@ -40,11 +42,8 @@ static agave_config tiny(variant v)
 {
     agave_config cfg;
     assert_int_equal(agave_config_init(&cfg, "tiny"), AGAVE_OK);
-    cfg.C = v.C, cfg.T = 0, cfg.s = v.s, cfg.mode = v.mode;
-    if (v.R)
-        cfg.R = v.R;
-    if (v.W)
-        cfg.W = v.W;
+    cfg.C = v.C, cfg.s = v.s, cfg.R = v.R, cfg.Rv = v.Rv, cfg.T = v.T, cfg.M = v.M;
+    cfg.W = v.W, cfg.mode = v.mode;
     return cfg;
 }
 
@@ -164,21 +163,33 @@ static float *cached_params(agave_model *m, int n, const float *f, uint8_t *x, i
     return all;
 }
 
+#define AGAVE AGAVE_MODE_AGAVE
+#define PIXELCNN AGAVE_MODE_PIXELCNN
 static const variant variants[] = {
-    {1, 1, 0, 0, AGAVE_MODE_AGAVE},    {3, 1, 0, 0, AGAVE_MODE_AGAVE},
-    {1, 2, 0, 0, AGAVE_MODE_AGAVE},    {3, 2, 0, 0, AGAVE_MODE_AGAVE},
-    {1, 1, 0, 0, AGAVE_MODE_PIXELCNN}, {3, 1, 0, 0, AGAVE_MODE_PIXELCNN},
-    {1, 2, 0, 0, AGAVE_MODE_PIXELCNN}, {3, 2, 0, 0, AGAVE_MODE_PIXELCNN},
+    /* C  s  R Rv  T  M   W  mode */
+    {1, 1, 1, 1, 0, 2, 8, AGAVE},    {3, 1, 1, 1, 0, 2, 8, AGAVE},
+    {1, 2, 1, 1, 0, 2, 8, AGAVE},    {3, 2, 1, 1, 0, 2, 8, AGAVE},
+    {1, 1, 1, 1, 0, 2, 8, PIXELCNN}, {3, 1, 1, 1, 0, 2, 8, PIXELCNN},
+    {1, 2, 1, 1, 0, 2, 8, PIXELCNN}, {3, 2, 1, 1, 0, 2, 8, PIXELCNN},
     /* more blocks per stage (the stack's order) and a non-square image */
-    {3, 2, 2, 12, AGAVE_MODE_AGAVE},   {1, 1, 3, 12, AGAVE_MODE_PIXELCNN},
+    {3, 2, 2, 1, 0, 2, 12, AGAVE},   {1, 1, 3, 1, 0, 2, 12, PIXELCNN},
+    /* the edges the configuration allows: R = 0 (no gated blocks: level 2's
+     * down pass is empty and the up stack's top feeds the deconvolution),
+     * Rv = 0, s = 4 (no decoder upsampling), IAF steps (reconstructions
+     * sample z from the flow), one mixture component */
+    {1, 1, 0, 1, 0, 2, 8, AGAVE},    {3, 4, 0, 0, 1, 2, 8, AGAVE},
+    {3, 1, 0, 1, 0, 2, 8, PIXELCNN}, {1, 4, 1, 0, 2, 1, 8, AGAVE},
+    {3, 2, 1, 0, 2, 1, 8, AGAVE},    {1, 1, 2, 0, 1, 1, 12, PIXELCNN},
 };
+#undef AGAVE
+#undef PIXELCNN
 #define N_VARIANTS (int)(sizeof variants / sizeof *variants)
 
 static const char *describe(variant v)
 {
     static char buf[96];
-    snprintf(buf, sizeof buf, "C=%d s=%d R=%d W=%d mode %s", v.C, v.s, v.R ? v.R : 1,
-             v.W ? v.W : 8, v.mode == AGAVE_MODE_AGAVE ? "agave" : "pixelcnn");
+    snprintf(buf, sizeof buf, "C=%d s=%d R=%d Rv=%d T=%d M=%d W=%d %s", v.C, v.s, v.R, v.Rv, v.T,
+             v.M, v.W, v.mode == AGAVE_MODE_AGAVE ? "agave" : "pixelcnn");
     return buf;
 }
 
@@ -265,7 +276,7 @@ static void test_comparison_detects_a_different_image(void **state)
     (void)state;
     agave_context *ctx;
     assert_int_equal(agave_context_create(&ctx, 2), AGAVE_OK);
-    variant v = {3, 1, 0, 0, AGAVE_MODE_AGAVE};
+    variant v = {3, 1, 1, 1, 0, 2, 8, AGAVE_MODE_AGAVE};
     agave_config cfg = tiny(v);
     agave_model *m = perturbed_model(ctx, &cfg);
     int n = 2, plane = cfg.H * cfg.W, p = 27;
@@ -335,7 +346,7 @@ static void test_same_images_as_naive(void **state)
 static void test_same_images_across_chunks(void **state)
 {
     (void)state;
-    variant v = {3, 2, 0, 0, AGAVE_MODE_AGAVE};
+    variant v = {3, 2, 1, 1, 0, 2, 8, AGAVE_MODE_AGAVE};
     check_same_samples(v, 17, 7, 2);
 }
 
@@ -345,7 +356,7 @@ static void test_steps_in_raster_order_only(void **state)
     (void)state;
     agave_context *ctx;
     assert_int_equal(agave_context_create(&ctx, 1), AGAVE_OK);
-    variant v = {1, 1, 0, 0, AGAVE_MODE_PIXELCNN};
+    variant v = {1, 1, 1, 1, 0, 2, 8, AGAVE_MODE_PIXELCNN};
     agave_config cfg = tiny(v);
     agave_model *m = perturbed_model(ctx, &cfg);
     uint8_t x[64] = {0};

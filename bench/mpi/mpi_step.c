@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#define AGAVE_EXPERIMENTAL   /* the data-parallel hooks */
 #include "agave.h"
 
 static double reduce_seconds, reduce_cpu;

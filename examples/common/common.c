@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include <stdio.h>
+#include <string.h>
 
 int open_context(const char *prog, uint64_t seed, int threads, agave_context **ctx)
 {
@@ -52,6 +53,29 @@ int check_image_shape(const char *prog, const agave_config *cfg, const agave_dat
         return EXIT_OK;
     return fail(prog, "%s holds %dx%dx%d images (CxHxW) but the model is for %dx%dx%d", data_path,
                 C, H, W, cfg->C, cfg->H, cfg->W);
+}
+
+int choose_weights(const char *prog, agave_model *m, const char *choice, const char *path)
+{
+    if (!choice)
+        return EXIT_OK;
+    agave_weights w;
+    if (strcmp(choice, "average") == 0)
+        w = AGAVE_WEIGHTS_AVERAGE;
+    else if (strcmp(choice, "raw") == 0)
+        w = AGAVE_WEIGHTS_RAW;
+    else
+        return fail(prog, "--weights %s: expected average or raw", choice);
+    if (w == AGAVE_WEIGHTS_AVERAGE && !agave_model_has_average(m))
+        return fail(prog, "--weights average: %s holds no averaged parameters (it was trained "
+                    "with ema=0); use --weights raw", path);
+    agave_status st = agave_model_set_weights(m, w);
+    return st == AGAVE_OK ? EXIT_OK : fail(prog, "--weights %s: %s", choice, agave_status_string(st));
+}
+
+const char *weights_name(const agave_model *m)
+{
+    return agave_model_weights(m) == AGAVE_WEIGHTS_AVERAGE ? "average" : "raw";
 }
 
 const char *mode_name(agave_mode mode)

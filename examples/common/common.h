@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The programs use the data-parallel hooks, which are not yet stable. */
+#define AGAVE_EXPERIMENTAL
 #include "agave.h"
 #include "cli.h"
 #include "dist.h"
@@ -30,6 +32,13 @@ int load_checkpoint(const char *prog, agave_context *ctx, const char *path,
 /* Checks that the data set's images have the model's shape. */
 int check_image_shape(const char *prog, const agave_config *cfg, const agave_dataset *ds,
                       const char *data_path);
+
+/* --weights average|raw on a loaded model; choice NULL keeps the library's
+ * default (the average when the checkpoint has one). Refuses "average" for
+ * a checkpoint without averaged parameters, and any other word. */
+int choose_weights(const char *prog, agave_model *model, const char *choice, const char *path);
+/* "average" or "raw": the set the model's evaluation and sampling use now. */
+const char *weights_name(const agave_model *model);
 
 /* "agave", "vae", "pixelcnn", "naive". */
 const char *mode_name(agave_mode mode);

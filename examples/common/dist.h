@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define AGAVE_EXPERIMENTAL   /* agave_grad_reduce_fn */
 #include "agave.h"
 
 /* Starts the processes' communication (MPI_Init); EXIT_OK or EXIT_ERROR. */

@@ -7,6 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The library's own headers see the whole API, the experimental part too
+ * (tests compile them without AGAVE_BUILDING_LIBRARY). */
+#ifndef AGAVE_EXPERIMENTAL
+#define AGAVE_EXPERIMENTAL
+#endif
 #include "agave.h"
 
 #define AGAVE_ERRMSG_LEN 512

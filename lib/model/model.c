@@ -216,13 +216,6 @@ void model_set_training(agave_model *m, int training)
         agave_layer_set_training(m->layers[i], training);
 }
 
-void model_apply_average(agave_model *m)
-{
-    average_apply(&m->ema, m->params, m->n_params, m->cfg.ema);
-}
-
-void model_restore_params(agave_model *m) { average_restore(&m->ema, m->params, m->n_params); }
-
 /* ---- the forward pass ------------------------------------------------------------ */
 agave_tensor *image_tensor(agave_context *ctx, const uint8_t *x, int n, int c, int h, int w)
 {

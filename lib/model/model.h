@@ -10,6 +10,10 @@
 #define MODEL_MAX_R 32
 #define MODEL_MAX_T 16
 #define MODEL_MAX_LAYERS 512
+/* The constant added to an IAF step's gate pre-activation s, so that
+ * sigma = sigmoid(s + 2) starts near 0.88 rather than 0.5 (MODEL.md, VAE;
+ * Kingma et al. 2016). */
+#define IAF_FORGET_BIAS 2.0f
 
 typedef struct vae_net {
     agave_layer *enc_in;                          /* conv3x3 C -> Fv */
@@ -49,6 +53,7 @@ struct agave_model {
     int n_params;
     agave_optimizer *opt;
     param_average ema;
+    agave_weights weights;    /* what evaluation and sampling use (default: the average) */
     int64_t step;
     int bad_steps;            /* consecutive rejected steps */
     int64_t rejected;         /* rejected steps in all */
@@ -154,8 +159,9 @@ agave_status model_evaluate(agave_model *m, const uint8_t *x, int n, int iwae_sa
 /* Rows (image x sample pairs) per forward pass of an evaluation of m. */
 int eval_chunk_rows(const agave_model *m);
 
-/* Puts the averaged parameters in place for evaluation or sampling (when
- * averaging is on and has seen a step), and the live ones back. */
+/* Puts the chosen weights in place for evaluation or sampling (the
+ * averaged parameters when the model has them and the choice is
+ * AGAVE_WEIGHTS_AVERAGE, lib/model/weights.c), and the live ones back. */
 void model_apply_average(agave_model *m);
 void model_restore_params(agave_model *m);
 void model_set_training(agave_model *m, int training);

@@ -59,7 +59,7 @@ agave_status pixelcnn_build(agave_model *m)
         }
     }
     int P = c->C == 1 ? 3 * c->M : 10 * c->M;
-    o = conv_options(F, P, 1, 1, 1, AGAVE_SHIFT_NONE, 0.1f);
+    o = conv_options(F, P, 1, 1, 1, AGAVE_SHIFT_NONE, 1.0f);
     return model_add_layer(m, AGAVE_LAYER_NIN, &o, &p->out);
 }
 

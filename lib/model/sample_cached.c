@@ -503,14 +503,23 @@ static void up_ul(const cached_sampler *s, lane *l, int lv, int I, int J)
                    &l->sul[stack_index(s, lv, r + 1)]);
 }
 
+/* The down pass's output at level lv (1 or 2): its last block's, or, at level
+ * 2 with R = 0 (no blocks there), the top of the up stack it starts from. */
+static const act *down_last(const cached_sampler *s, act out[][MODEL_MAX_R + 1],
+                            const act *stack, int lv)
+{
+    int blocks = down_blocks(s, lv);
+    return blocks ? &out[lv][blocks - 1] : &stack[stack_index(s, 2, s->R)];
+}
+
 /* Down pass of the u stream at level lv: from the top of the stack (level 2)
  * or the deconv of level lv + 1's last block. */
 static void down_u(const cached_sampler *s, lane *l, int lv, int I, int j0, int j1)
 {
     const act *x = &l->su[stack_index(s, 2, s->R)];
     if (lv < 2) {
-        conv_rows(l, &s->up_u[lv], &s->up_u_g, &l->du_out[lv + 1][down_blocks(s, lv + 1) - 1], I,
-                  j0, j1, act_at(l, &l->upu[lv], I, j0));
+        conv_rows(l, &s->up_u[lv], &s->up_u_g, down_last(s, l->du_out, l->su, lv + 1), I, j0, j1,
+                  act_at(l, &l->upu[lv], I, j0));
         x = &l->upu[lv];
     }
     for (int r = 0; r < down_blocks(s, lv); r++) {
@@ -525,8 +534,8 @@ static void down_ul(const cached_sampler *s, lane *l, int lv, int I, int J)
 {
     const act *x = &l->sul[stack_index(s, 2, s->R)];
     if (lv < 2) {
-        conv_rows(l, &s->up_ul[lv], &s->up_ul_g, &l->dul_out[lv + 1][down_blocks(s, lv + 1) - 1],
-                  I, J, J + 1, act_at(l, &l->upul[lv], I, J));
+        conv_rows(l, &s->up_ul[lv], &s->up_ul_g, down_last(s, l->dul_out, l->sul, lv + 1), I, J,
+                  J + 1, act_at(l, &l->upul[lv], I, J));
         x = &l->upul[lv];
     }
     for (int r = 0; r < down_blocks(s, lv); r++) {

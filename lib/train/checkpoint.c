@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,10 @@
 #include "checkpoint.h"
 
 #define CKPT_MAGIC "AGAVECKP"
-#define CKPT_VERSION 1u
+/* Version 2: the average section holds the averaged parameters themselves
+ * (warm-up averaging, no bias correction); version 1 held the running sum of
+ * the old bias-corrected rule, which the loader converts. */
+#define CKPT_VERSION 2u
 #define CKPT_HEADER 24          /* magic 8, version 4, flags 4, payload length 8 */
 #define CKPT_FLAG_OPTIM 1u
 #define CKPT_FLAG_AVERAGE 2u
@@ -297,7 +301,8 @@ static agave_status read_file(agave_context *ctx, const char *path, unsigned cha
 
 /* Magic, version, length and CRC, in the order that gives the clearest message. */
 static agave_status check_envelope(agave_context *ctx, const char *path,
-                                   const unsigned char *p, size_t len, uint32_t *flags)
+                                   const unsigned char *p, size_t len, uint32_t *version,
+                                   uint32_t *flags)
 {
     if (len < 8 || memcmp(p, CKPT_MAGIC, 8) != 0)
         return ctx_error(ctx, AGAVE_ERR_FORMAT,
@@ -305,15 +310,14 @@ static agave_status check_envelope(agave_context *ctx, const char *path,
     if (len < CKPT_HEADER + 4)
         return ctx_error(ctx, AGAVE_ERR_FORMAT, "checkpoint %s is truncated: %zu bytes", path,
                          len);
-    uint32_t version;
     uint64_t payload;
-    memcpy(&version, p + 8, 4);
+    memcpy(version, p + 8, 4);
     memcpy(flags, p + 12, 4);
     memcpy(&payload, p + 16, 8);
-    if (version > CKPT_VERSION || version == 0)
+    if (*version > CKPT_VERSION || *version == 0)
         return ctx_error(ctx, AGAVE_ERR_VERSION,
-                         "checkpoint %s has format version %u; this library reads version %u "
-                         "(upgrade libagave)", path, version, CKPT_VERSION);
+                         "checkpoint %s has format version %u; this library reads versions 1 to "
+                         "%u (upgrade libagave)", path, *version, CKPT_VERSION);
     if (payload != len - CKPT_HEADER - 4)
         return ctx_error(ctx, AGAVE_ERR_FORMAT,
                          "checkpoint %s is truncated or has trailing bytes: the header promises "
@@ -354,7 +358,28 @@ static agave_status read_params(agave_model *m, reader *r, const char *path)
     return AGAVE_OK;
 }
 
-static agave_status read_state(agave_model *m, reader *r, uint32_t flags, const char *path)
+/* A version-1 file holds the old rule's running sum s, which started at 0
+ * and was used as s / (1 - ema^t): that quotient is the average the model
+ * evaluated with, and the new rule continues from it. With no update yet
+ * (t = 0) the average is the parameters. */
+static void average_from_v1(agave_model *m)
+{
+    param_average *a = &m->ema;
+    if (a->t == 0) {
+        size_t off = 0;
+        for (int i = 0; i < m->n_params; i++) {
+            memcpy(a->avg + off, m->params[i]->data, m->params[i]->numel * sizeof(float));
+            off += m->params[i]->numel;
+        }
+        return;
+    }
+    double correction = 1.0 / (1.0 - pow((double)m->cfg.ema, (double)a->t));
+    for (size_t j = 0; j < a->total; j++)
+        a->avg[j] = (float)(a->avg[j] * correction);
+}
+
+static agave_status read_state(agave_model *m, reader *r, uint32_t version, uint32_t flags,
+                               const char *path)
 {
     if (flags & CKPT_FLAG_OPTIM) {
         m->opt->m = calloc(m->opt->total ? m->opt->total : 1, sizeof(float));
@@ -377,6 +402,8 @@ static agave_status read_state(agave_model *m, reader *r, uint32_t flags, const 
     if ((uint64_t)m->opt->t >= CKPT_MAX_COUNT || (uint64_t)m->ema.t >= CKPT_MAX_COUNT)
         return ctx_error(m->ctx, AGAVE_ERR_FORMAT,
                          "checkpoint %s: impossible optimiser or averaging step count", path);
+    if ((flags & CKPT_FLAG_AVERAGE) && version == 1)
+        average_from_v1(m);
     return AGAVE_OK;
 }
 
@@ -406,8 +433,8 @@ uint64_t checkpoint_min_param_floats(const agave_config *c)
 }
 
 static agave_status parse(agave_context *ctx, const char *path, const unsigned char *p,
-                          size_t len, uint32_t flags, const agave_config *expect,
-                          agave_model **out)
+                          size_t len, uint32_t version, uint32_t flags,
+                          const agave_config *expect, agave_model **out)
 {
     reader r = {p, len, CKPT_HEADER, 0};
     agave_config cfg;
@@ -452,7 +479,7 @@ static agave_status parse(agave_context *ctx, const char *path, const unsigned c
     m->initialized = initialized;
     agave_status st = read_params(m, &r, path);
     if (st == AGAVE_OK)
-        st = read_state(m, &r, flags, path);
+        st = read_state(m, &r, version, flags, path);
     if (st != AGAVE_OK) {
         agave_model_free(m);
         return st;
@@ -468,10 +495,10 @@ static agave_status parse(agave_context *ctx, const char *path, const unsigned c
 static agave_status load_bytes(agave_context *ctx, const char *name, const unsigned char *p,
                                size_t len, const agave_config *expect, agave_model **out)
 {
-    uint32_t flags = 0;
-    agave_status st = check_envelope(ctx, name, p, len, &flags);
+    uint32_t version = 0, flags = 0;
+    agave_status st = check_envelope(ctx, name, p, len, &version, &flags);
     if (st == AGAVE_OK)
-        st = parse(ctx, name, p, len, flags, expect, out);
+        st = parse(ctx, name, p, len, version, flags, expect, out);
     return st;
 }
 

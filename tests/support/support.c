@@ -1,0 +1,48 @@
+/* Helpers shared by the test programs (support.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "support.h"
+
+agave_config support_tiny_config(int C, int T, int s, int b, agave_mode mode)
+{
+    agave_config cfg;
+    assert_int_equal(agave_config_init(&cfg, "tiny"), AGAVE_OK);
+    cfg.C = C, cfg.T = T, cfg.s = s, cfg.b = b, cfg.mode = mode;
+    return cfg;
+}
+
+char *support_read_text(const char *path)
+{
+    char full[4096];
+    const char *src = getenv("AGAVE_SRCDIR");
+    snprintf(full, sizeof full, "%s%s%s", src && *src ? src : "", src && *src ? "/" : "", path);
+    FILE *f = fopen(full, "rb");
+    if (!f)
+        fail_msg("cannot open %s (set AGAVE_SRCDIR to the source tree)", full);
+    size_t cap = 1 << 16, len = 0;
+    char *p = malloc(cap);
+    assert_non_null(p);
+    size_t got;
+    while ((got = fread(p + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (cap - len - 1 == 0) {
+            cap *= 2;
+            p = realloc(p, cap);
+            assert_non_null(p);
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad)
+        fail_msg("cannot read %s", full);
+    p[len] = 0;
+    return p;
+}

@@ -1,0 +1,17 @@
+/* Helpers shared by the test programs (linked into every one of them). */
+#ifndef AGAVE_TEST_SUPPORT_H
+#define AGAVE_TEST_SUPPORT_H
+
+#include <agave.h>
+
+/* The "tiny" configuration (1x8x8, F = 8) with these fields changed: the
+ * smallest model that has every part. Fails the test if tiny is unknown. */
+agave_config support_tiny_config(int C, int T, int s, int b, agave_mode mode);
+
+/* A file of the source tree (path relative to its top), whole, as a
+ * NUL-terminated string (malloc'ed). The tree is $AGAVE_SRCDIR when set, else
+ * the working directory (make runs the tests from the top). Fails the test
+ * if the file cannot be read. */
+char *support_read_text(const char *path);
+
+#endif
