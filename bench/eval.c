@@ -1,7 +1,7 @@
 /* Evaluation speed against training speed, same model, same run.
  *
  * usage: eval [--threads N] [--batch B] [--rounds R] [--samples K[,K...]] [--rows N]
- *             [--cpu-time] [config]
+ *             [--single] [--cpu-time] [config]
  *   config        a named configuration (default fashion), mode agave
  *   --threads N   context threads (default: the online CPUs)
  *   --batch B     training batch (default 16, agave-train's)
@@ -9,6 +9,9 @@
  *   --samples K   importance samples per image to time (default 1,10,150)
  *   --rows N      image x sample rows per evaluation call (default 300): a
  *                 call takes max(1, N / K) images
+ *   --single      also time the same images evaluated one per call: each
+ *                 forward pass then holds one image's samples, as before
+ *                 evaluation batched across images
  *   --cpu-time    time by process CPU time (one thread on a shared machine)
  *
  * The model is initialised on B pseudo-random images. Each round times, one
@@ -72,7 +75,7 @@ typedef struct bench {
     agave_context *ctx;
     agave_model *m;
     uint8_t *x;
-    int batch, rows;
+    int batch, rows, single;
 } bench;
 
 /* Images/s of one training step on the batch. */
@@ -92,15 +95,18 @@ static int images_for(const bench *b, int K)
     return n < 1 ? 1 : n;
 }
 
-/* Images/s and GFLOP/s of one evaluation call with K samples. */
-static int time_eval(bench *b, int K, double *rate, double *gflops)
+/* Images/s and GFLOP/s of evaluating images_for(K) images with K samples,
+ * in one call, or (single) in one call per image. */
+static int time_eval(bench *b, int K, int single, double *rate, double *gflops)
 {
     agave_eval_stats st = {.struct_size = sizeof st};
     int n = images_for(b, K);
+    size_t D = (size_t)b->m->cfg.C * b->m->cfg.H * b->m->cfg.W;
     b->ctx->gemm_flops = 0;
     double t0 = seconds();
-    if (agave_model_evaluate(b->m, b->x, n, K, &st) != AGAVE_OK)
-        return 0;
+    for (int i = 0; i < (single ? n : 1); i++)
+        if (agave_model_evaluate(b->m, b->x + i * D, single ? 1 : n, K, &st) != AGAVE_OK)
+            return 0;
     double dt = seconds() - t0;
     *rate = n / dt;
     *gflops = (double)b->ctx->gemm_flops / dt / 1e9;
@@ -122,7 +128,7 @@ static int parse_ks(const char *s, int *ks)
 static int usage(void)
 {
     fprintf(stderr, "usage: eval [--threads N] [--batch B] [--rounds R] [--samples K[,K...]] "
-                    "[--rows N] [--cpu-time] [config]\n");
+                    "[--rows N] [--single] [--cpu-time] [config]\n");
     return 2;
 }
 
@@ -130,16 +136,19 @@ static int usage(void)
 static int measure(bench *b, const char *name, int threads, const int *ks, int n_k, int rounds)
 {
     double train[MAX_ROUNDS], eval[MAX_K][MAX_ROUNDS], gf[MAX_K][MAX_ROUNDS], rate, g;
+    double one[MAX_K][MAX_ROUNDS], gf_one[MAX_K][MAX_ROUNDS];
     size_t peak[MAX_K] = {0};
     int ok = time_train(b, &rate);   /* warm-ups: the arena grows to its size */
     for (int k = 0; ok && k < n_k; k++)
-        ok = time_eval(b, ks[k], &rate, &g);
+        ok = time_eval(b, ks[k], 0, &rate, &g);
     for (int r = 0; ok && r < rounds; r++) {
         ok = time_train(b, &train[r]);
         for (int k = 0; ok && k < n_k; k++) {
             b->ctx->arena.peak = 0;
-            ok = time_eval(b, ks[k], &eval[k][r], &gf[k][r]);
+            ok = time_eval(b, ks[k], 0, &eval[k][r], &gf[k][r]);
             peak[k] = b->ctx->arena.peak;
+            if (ok && b->single)
+                ok = time_eval(b, ks[k], 1, &one[k][r], &gf_one[k][r]);
         }
     }
     if (!ok) {
@@ -158,6 +167,11 @@ static int measure(bench *b, const char *name, int threads, const int *ks, int n
                "%.1f GFLOP/s  %d images a call, %d rows a pass, arena peak %.0f MiB\n",
                ks[k], e.median, e.lo, e.hi, e.median / t.median, f.median, images_for(b, ks[k]),
                eval_chunk_rows(b->m), (double)peak[k] / 1048576.0);
+        if (!b->single)
+            continue;
+        e = spread_of(one[k], rounds), f = spread_of(gf_one[k], rounds);
+        printf("    one image a call         %8.2f images/s [%.2f, %.2f]  %.2fx training  "
+               "%.1f GFLOP/s\n", e.median, e.lo, e.hi, e.median / t.median, f.median);
     }
     return 0;
 }
@@ -167,7 +181,7 @@ int main(int argc, char **argv)
     const char *name = "fashion";
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), rounds = 3, ks[MAX_K] = {1, 10, 150},
         n_k = 3;
-    bench b = {NULL, NULL, NULL, 16, 300};
+    bench b = {NULL, NULL, NULL, 16, 300, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--threads") && v)
@@ -182,6 +196,8 @@ int main(int argc, char **argv)
             n_k = parse_ks(argv[++i], ks);
         else if (!strcmp(a, "--cpu-time"))
             use_cpu_time = 1;
+        else if (!strcmp(a, "--single"))
+            b.single = 1;
         else if (a[0] != '-')
             name = a;
         else
