@@ -419,10 +419,26 @@ static void test_options_struct_size(void **state)
     o.struct_size = 0;
     assert_int_equal(agave_model_evaluate_scores(mc.m, mc.x, 4, 2, &o, &st),
                      AGAVE_ERR_INVALID_ARG);
-    assert_non_null(strstr(agave_context_last_error(mc.ctx), "agave_eval_options_init"));
+    assert_non_null(strstr(agave_context_last_error(mc.ctx), "agave_eval_options"));
+    /* A newer header's struct: a field more, accepted at its _init value (0)
+     * and refused once set. */
+    struct {
+        agave_eval_options o;
+        uint64_t extra;
+    } newer;
+    agave_eval_options_init_sized(&newer.o, sizeof newer);
+    assert_int_equal(newer.o.struct_size, sizeof newer);
+    assert_true(newer.extra == 0);
+    newer.o.iwae_bpd = iwae;
+    assert_int_equal(agave_model_evaluate_scores(mc.m, mc.x, 4, 2, &newer.o, &st), AGAVE_OK);
+    assert_true(isfinite(iwae[3]) && iwae[3] > 0);
+    newer.extra = 1;
+    assert_int_equal(agave_model_evaluate_scores(mc.m, mc.x, 4, 2, &newer.o, &st),
+                     AGAVE_ERR_INVALID_ARG);
+    assert_non_null(strstr(agave_context_last_error(mc.ctx), "newer agave.h"));
     assert_int_equal(agave_model_evaluate_scores(NULL, mc.x, 4, 2, NULL, &st), AGAVE_ERR_NULL);
     assert_int_equal(agave_model_evaluate_scores(mc.m, NULL, 4, 2, NULL, &st), AGAVE_ERR_NULL);
-    agave_eval_options_init(NULL);
+    agave_eval_options_init_sized(NULL, 0);
     case_close(&mc);
 }
 

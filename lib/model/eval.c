@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/struct_size.h"
 #include "model.h"
 
 /* An image waiting for its rows: its encoding and what its rows add up to. */
@@ -296,9 +297,6 @@ static void fill_stats(const eval_run *r, int iwae_samples, agave_eval_stats *st
     const agave_config *c = &r->m->cfg;
     double D = (double)c->C * c->H * c->W, Dy = D / (c->s * c->s);
     double Dx = c->mode == AGAVE_MODE_VAE ? Dy : D;   /* mode vae bounds y */
-    size_t size = stats->struct_size;
-    memset(stats, 0, sizeof *stats);
-    stats->struct_size = size;
     stats->n_images = r->done;
     stats->iwae_samples = iwae_samples;
     if (r->done == 0)
@@ -323,15 +321,9 @@ static void clear_outputs(const model_eval_out *o, int n)
             arrays[a][i] = NAN;
 }
 
-static agave_status check_call(agave_model *m, const uint8_t *x, int n, int iwae_samples,
-                               const agave_eval_stats *stats)
+static agave_status check_call(agave_model *m, int n, int iwae_samples)
 {
     agave_context *ctx = m->ctx;
-    if (!x || !stats)
-        return ctx_error(ctx, AGAVE_ERR_NULL, "agave_model_evaluate: NULL images or stats");
-    if (stats->struct_size < sizeof *stats)
-        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
-                         "agave_eval_stats.struct_size must be set to sizeof(agave_eval_stats)");
     int n_min = m->slice_total > 0 ? 0 : 1;   /* a process may have no image of a batch */
     if (n < n_min || n > 1 << 24 || iwae_samples < 0 || iwae_samples > 100000)
         return ctx_error(ctx, AGAVE_ERR_LIMIT,
@@ -370,11 +362,8 @@ static agave_status run_rows(eval_run *r)
 agave_status model_evaluate(agave_model *m, const uint8_t *x, int n, int iwae_samples,
                             const model_eval_out *out, agave_eval_stats *stats)
 {
-    if (!m)
-        return AGAVE_ERR_NULL;
     agave_context *ctx = m->ctx;
-    ctx_clear_error(ctx);
-    MTRY(check_call(m, x, n, iwae_samples, stats));
+    MTRY(check_call(m, n, iwae_samples));
     if (out)
         clear_outputs(out, n);
     const agave_config *c = &m->cfg;
@@ -405,37 +394,62 @@ agave_status model_evaluate(agave_model *m, const uint8_t *x, int n, int iwae_sa
     return AGAVE_OK;
 }
 
-agave_status agave_model_evaluate(agave_model *m, const uint8_t *x, int n, int iwae_samples,
-                                  agave_eval_stats *stats)
+static void options_defaults(agave_eval_options *o)
 {
-    return model_evaluate(m, x, n, iwae_samples, NULL, stats);
+    memset(o, 0, sizeof *o);
+    o->struct_size = sizeof *o;
 }
 
-void agave_eval_options_init(agave_eval_options *o)
+void agave_eval_options_init_sized(agave_eval_options *o, size_t struct_size)
 {
     if (!o)
         return;
-    memset(o, 0, sizeof *o);
-    o->struct_size = sizeof *o;
+    agave_eval_options d;
+    options_defaults(&d);
+    struct_init(o, struct_size, &d, sizeof d);
+}
+
+/* Both public calls: the caller's structs through the struct_size rule (the
+ * options read over the defaults, the statistics written as far as the
+ * caller's struct reaches), the evaluation on the library's own. */
+static agave_status evaluate_public(agave_model *m, const uint8_t *x, int n, int iwae_samples,
+                                    const agave_eval_options *options, agave_eval_stats *stats,
+                                    const char *fn)
+{
+    if (!m)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(m->ctx);
+    if (!x || !stats)
+        return ctx_error(m->ctx, AGAVE_ERR_NULL, "%s: NULL images or stats", fn);
+    char msg[256];
+    agave_eval_stats full;
+    memset(&full, 0, sizeof full);
+    full.struct_size = sizeof full;
+    if (!struct_write(stats, &full, sizeof full, sizeof full.struct_size, "agave_eval_stats",
+                      msg, sizeof msg))
+        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG, "%s: %s", fn, msg);
+    agave_eval_options o;
+    options_defaults(&o);
+    if (options && !struct_read(&o, sizeof o, options, sizeof o.struct_size,
+                                "agave_eval_options", msg, sizeof msg))
+        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG, "%s: %s", fn, msg);
+    model_eval_out out = {o.elbo_bpd, o.recon_bpd, o.kl_bpd, o.aux_bpd, o.iwae_bpd,
+                          o.progress, o.progress_user};
+    agave_status st = model_evaluate(m, x, n, iwae_samples, options ? &out : NULL, &full);
+    struct_write(stats, &full, sizeof full, 0, NULL, NULL, 0);
+    return st;
+}
+
+agave_status agave_model_evaluate(agave_model *m, const uint8_t *x, int n, int iwae_samples,
+                                  agave_eval_stats *stats)
+{
+    return evaluate_public(m, x, n, iwae_samples, NULL, stats, "agave_model_evaluate");
 }
 
 agave_status agave_model_evaluate_scores(agave_model *m, const uint8_t *x, int n,
                                          int iwae_samples, const agave_eval_options *options,
                                          agave_eval_stats *stats)
 {
-    if (!m)
-        return AGAVE_ERR_NULL;
-    if (!options)
-        return model_evaluate(m, x, n, iwae_samples, NULL, stats);
-    if (options->struct_size < sizeof options->struct_size)
-        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG,
-                         "agave_eval_options.struct_size is %zu: call agave_eval_options_init "
-                         "first", options->struct_size);
-    /* The caller's fields, as far as its struct reaches; the rest default. */
-    agave_eval_options o;
-    agave_eval_options_init(&o);
-    memcpy(&o, options, options->struct_size < sizeof o ? options->struct_size : sizeof o);
-    model_eval_out out = {o.elbo_bpd, o.recon_bpd, o.kl_bpd, o.aux_bpd, o.iwae_bpd,
-                          o.progress, o.progress_user};
-    return model_evaluate(m, x, n, iwae_samples, &out, stats);
+    return evaluate_public(m, x, n, iwae_samples, options, stats,
+                           "agave_model_evaluate_scores");
 }

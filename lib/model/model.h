@@ -11,7 +11,7 @@
 #define MODEL_MAX_T 16
 #define MODEL_MAX_LAYERS 512
 /* The constant added to an IAF step's gate pre-activation s, so that
- * sigma = sigmoid(s + 2) starts near 0.88 rather than 0.5 (MODEL.md, VAE;
+ * sigma = sigmoid(s + 2) starts near 0.88 rather than 0.5 (docs/model.md, The VAE;
  * Kingma et al. 2016). */
 #define IAF_FORGET_BIAS 2.0f
 
@@ -97,7 +97,6 @@ typedef struct forward_plan {
 forward_plan plan_for_mode(agave_mode mode);
 
 /* 1 if a and b build the same network (C H W F R M Fv Rv Z T b s). */
-int config_same_architecture(const agave_config *a, const agave_config *b);
 
 /* x~ = x / 127.5 - 1 as an arena tensor (N,C,H,W). */
 agave_tensor *image_tensor(agave_context *ctx, const uint8_t *x, int n, int c, int h, int w);
@@ -116,7 +115,7 @@ agave_status pixelcnn_build(agave_model *m);
 agave_status pixelcnn_forward(agave_model *m, agave_tensor *x, agave_tensor *f,
                               agave_tensor **params);
 
-/* The whole forward of MODEL.md for a batch, with the given plan. */
+/* The whole forward of docs/model.md for a batch, with the given plan. */
 agave_status model_forward(agave_model *m, const uint8_t *x, int n, forward_plan plan,
                            model_terms *terms);
 
@@ -153,7 +152,8 @@ typedef struct model_eval_out {
     void *progress_user;
 } model_eval_out;
 
-/* agave_model_evaluate with per-image figures and progress (out may be NULL). */
+/* agave_model_evaluate with per-image figures and progress (out may be NULL),
+ * into the library's own stats struct. */
 agave_status model_evaluate(agave_model *m, const uint8_t *x, int n, int iwae_samples,
                             const model_eval_out *out, agave_eval_stats *stats);
 /* Rows (image x sample pairs) per forward pass of an evaluation of m. */
