@@ -1154,11 +1154,6 @@ static void print_header(trainer *t)
                 t->saved.step, t->saved.epoch, t->saved.index);
 }
 
-static const char *signal_name(int sig)
-{
-    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
-}
-
 static void print_summary(trainer *t, int stopped_by)
 {
     double v[5];
@@ -1167,7 +1162,7 @@ static void print_summary(trainer *t, int stopped_by)
     long long step = agave_model_step_count(t->model);
     if (stopped_by)
         fprintf(stderr, PROG ": stopped by %s at step %lld; the checkpoint is saved: run the "
-                        "same command with --resume to continue\n", signal_name(stopped_by), step);
+                        "same command with --resume to continue\n", stop_signal_name(stopped_by), step);
     printf("step %lld: train %.4f bpd (pixelcnn %.4f, aux %.4f, kl %.4f), %.1f images/s, %lld "
            "rejected steps; checkpoint %s\n",
            step, v[1], v[2], v[3], v[4], v[0], (long long)agave_model_rejected_count(t->model),
@@ -1240,7 +1235,7 @@ int main(int argc, char **argv)
         int sig = stop_signal_received();
         if (dist_rank() == 0)
             fprintf(stderr, PROG ": stopped by %s before training began; no checkpoint was "
-                            "written\n", signal_name(sig));
+                            "written\n", stop_signal_name(sig));
         rc = sig ? 128 + sig : EXIT_OK;
     } else if (rc == EXIT_OK) {
         t.target_steps = o.steps;
