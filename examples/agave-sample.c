@@ -22,7 +22,7 @@
 #define CHUNK 16
 
 typedef struct sample_opts {
-    const char *checkpoint, *data, *out;
+    const char *checkpoint, *data, *out, *weights;
     long long count, seed, threads, cols, scale, first;
     int reconstruct;
 } sample_opts;
@@ -57,6 +57,9 @@ static int parse_options(int argc, char **argv, sample_opts *o, cli_program *pro
          1, 4096, 0},
         {"scale", CLI_INT, &o->scale, "N", "each pixel becomes N x N pixels",
          "2 for images up to 32 pixels, else 1", 1, 64, 0},
+        {"weights", CLI_STRING, &o->weights, "average|raw",
+         "the averaged parameters or the raw ones of the last training step",
+         "average when the checkpoint has it, else raw", 0, 0, 0},
         {"threads", CLI_INT, &o->threads, "T", "threads for the library's kernels", threads_text,
          1, 1024, 0},
     };
@@ -142,43 +145,11 @@ static int draw(const sample_opts *o, agave_context *ctx, agave_model *m,
     return EXIT_OK;
 }
 
-/* The sets of the grid, in display order, by mode: samples are {f(z), x}
- * side by side, reconstructions {input, f(z), x} as rows; a mode without
- * f(z) or without a PixelCNN leaves that set out. */
-static int grid_sets(const agave_config *cfg, const images *im, const uint8_t *sets[3],
-                     int heights[3], int widths[3])
-{
-    int n = 0;
-    if (im->input) {
-        sets[n] = im->input, heights[n] = cfg->H, widths[n++] = cfg->W;
-    }
-    if (cfg->mode != AGAVE_MODE_PIXELCNN) {
-        sets[n] = im->fz, heights[n] = cfg->H / cfg->s, widths[n++] = cfg->W / cfg->s;
-    }
-    if (cfg->mode != AGAVE_MODE_VAE) {
-        sets[n] = im->x, heights[n] = cfg->H, widths[n++] = cfg->W;
-    }
-    return n;
-}
-
 static int write_grid(const sample_opts *o, agave_context *ctx, const agave_config *cfg,
                       const images *im)
 {
-    const uint8_t *sets[3];
-    int heights[3], widths[3];
-    int n_sets = grid_sets(cfg, im, sets, heights, widths);
-    agave_grid_options opt;
-    agave_grid_options_init(&opt);
-    opt.scale = (int)(o->scale ? o->scale : (cfg->H <= 32 && cfg->W <= 32 ? 2 : 1));
-    /* A lone f(z) at H/s is drawn at the size of the images it stands for. */
-    if (n_sets == 1 && heights[0] < cfg->H && opt.scale * cfg->s <= 64)
-        opt.scale *= cfg->s;
-    int cols = (int)(o->cols ? o->cols : 8);
-    agave_grid_layout layout = im->input ? AGAVE_GRID_SETS_AS_ROWS : AGAVE_GRID_SETS_SIDE_BY_SIDE;
-    if (agave_image_grid_write_sets(ctx, o->out, sets, n_sets, (int)o->count, cfg->C, heights,
-                                    widths, cols, layout, &opt) != AGAVE_OK)
-        return fail(PROG, "%s", agave_context_last_error(ctx));
-    return EXIT_OK;
+    return write_sample_grid(PROG, ctx, o->out, cfg, im->input, im->fz, im->x, (int)o->count,
+                             (int)o->cols, (int)o->scale);
 }
 
 static int alloc_images(const sample_opts *o, const agave_config *cfg, images *im)
@@ -212,6 +183,8 @@ static int run(const sample_opts *o, agave_context *ctx)
     agave_config cfg;
     images im = {NULL, NULL, NULL};
     int rc = load_checkpoint(PROG, ctx, o->checkpoint, &m);
+    if (rc == EXIT_OK)
+        rc = choose_weights(PROG, m, o->weights, o->checkpoint);
     if (rc == EXIT_OK) {
         agave_model_get_config(m, &cfg);
         if (o->reconstruct && cfg.mode == AGAVE_MODE_PIXELCNN)
@@ -223,8 +196,10 @@ static int run(const sample_opts *o, agave_context *ctx)
     if (rc == EXIT_OK && o->reconstruct)
         rc = load_inputs(o, ctx, &cfg, im.input);
     if (rc == EXIT_OK) {
-        fprintf(stderr, PROG ": %s, step %lld, mode %s: %s %lld image%s, seed %lld, %d thread%s\n",
-                o->checkpoint, (long long)agave_model_step_count(m), mode_name(cfg.mode),
+        fprintf(stderr, PROG ": %s, step %lld, mode %s, %s weights: %s %lld image%s, seed %lld, "
+                         "%d thread%s\n",
+                o->checkpoint, (long long)agave_model_step_count(m), agave_mode_name(cfg.mode),
+                weights_name(m),
                 o->reconstruct ? "reconstructing" : "sampling", o->count,
                 o->count == 1 ? "" : "s", o->seed, agave_context_threads(ctx),
                 agave_context_threads(ctx) == 1 ? "" : "s");

@@ -33,9 +33,28 @@ int load_checkpoint(const char *prog, agave_context *ctx, const char *path,
 int check_image_shape(const char *prog, const agave_config *cfg, const agave_dataset *ds,
                       const char *data_path);
 
-/* "agave", "vae", "pixelcnn", "naive". */
-const char *mode_name(agave_mode mode);
-/* One line describing a configuration's fields. */
-void describe_config(const agave_config *c, char *buf, size_t len);
+/* --weights average|raw on a loaded model; choice NULL keeps the library's
+ * default (the average when the checkpoint has one). Refuses "average" for
+ * a checkpoint without averaged parameters, and any other word. */
+int choose_weights(const char *prog, agave_model *model, const char *choice, const char *path);
+/* "average" or "raw": the set the model's evaluation and sampling use now. */
+const char *weights_name(const agave_model *model);
+
+/* A PNG grid (written atomically by the library) of n samples, f(z) beside
+ * the PixelCNN sample, or with input not NULL of reconstructions, rows of
+ * input / f(z) / sample; a mode without f(z) or without a PixelCNN leaves
+ * that set out (grid.c). cols 0: 8; scale 0: 2 for images up to 32 pixels,
+ * else 1. */
+int write_sample_grid(const char *prog, agave_context *ctx, const char *path,
+                      const agave_config *cfg, const uint8_t *input, const uint8_t *fz,
+                      const uint8_t *x, int n, int cols, int scale);
+
+/* "key=value key=value ...": the configuration's keys whose flags include
+ * all of flags (0: every key), from the library's key list. */
+void describe_config(const agave_config *c, unsigned flags, char *buf, size_t len);
+/* "C, H, W, ...": the configuration keys; "tiny, fashion, ...": the named
+ * configurations (from the library). */
+void list_keys(char *buf, size_t len);
+void list_presets(char *buf, size_t len);
 
 #endif

@@ -1,10 +1,10 @@
 /* The one door to matrix products. Threads come from OpenMP only: a large
  * product is split into column (or row) panels handed out to the threads
- * dynamically, and each panel is a single-threaded product: the library's
- * AVX-512 kernels (gemm_avx512.c) where the CPU has them, else OpenBLAS kept
- * at one thread, so that no second thread pool competes with OpenMP's
- * (docs/performance.md, "Two thread pools fight"). OpenBLAS's thread count is
- * process-wide: the library sets it to 1. */
+ * dynamically, and each panel is a single-threaded product. In fp32 (the
+ * default) that is OpenBLAS kept at one thread, so that no second thread pool
+ * competes with OpenMP's (docs/performance.md, "Two thread pools fight");
+ * OpenBLAS's thread count is process-wide: the library sets it to 1. In bf16
+ * it is the library's AVX-512 BF16 kernel (gemm_avx512.c). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -14,10 +14,10 @@
 
 /* Below this many multiply-adds a split costs more than it gains. */
 #define GEMM_SPLIT_MIN (1u << 21)
-/* Panels start at multiples of these: whole tiles of the AVX-512 kernels
- * (48 columns, 8 rows), whole cache lines for OpenBLAS. */
-#define GEMM_COL_ALIGN 48
-#define GEMM_ROW_ALIGN 16
+/* Panels start at multiples of these: whole cache lines for OpenBLAS (16
+ * floats), whole tiles of the AVX-512 kernels (48 columns). */
+#define GEMM_PANEL_ALIGN 16
+#define GEMM_OWN_COL_ALIGN 48
 /* Panels per thread, when the product is wide enough: on a machine shared
  * with other work a thread can lose its core for a scheduler tick; with one
  * static panel per thread every product would then wait for it. With a few
@@ -113,12 +113,21 @@ static void openblas_gemm(const gemm_args *g)
                 g->B, g->ldb, g->beta, g->C, g->ldc);
 }
 
+/* 1 when ctx's products run on the AVX-512 kernels: bf16 (the kernel that
+ * can run it, agave_context_set_precision checked), or GEMM_OWN in fp32. */
+static int own_kernels(const agave_context *ctx)
+{
+    if (ctx->gemm_engine == GEMM_OPENBLAS)
+        return 0;
+    const int bf16 = ctx->precision == AGAVE_PRECISION_BF16;
+    return (bf16 || ctx->gemm_engine == GEMM_OWN) && gemm_avx512_available(bf16);
+}
+
 /* The AVX-512 kernels take alpha = 1 and beta = 0 or 1, which is every
- * product of the library's ops; anything else goes to OpenBLAS. */
+ * product of the library's ops; anything else goes to OpenBLAS (fp32). */
 static int engine_takes(const agave_context *ctx, const gemm_args *g)
 {
-    return ctx->gemm_engine == GEMM_AUTO && g->alpha == 1.0f &&
-           (g->beta == 0.0f || g->beta == 1.0f) && gemm_avx512_available(0);
+    return own_kernels(ctx) && g->alpha == 1.0f && (g->beta == 0.0f || g->beta == 1.0f);
 }
 
 static void gemm_one(agave_context *ctx, const gemm_args *g)
@@ -185,14 +194,15 @@ void gemm(agave_context *ctx, int trans_a, int trans_b, int M, int N, int K, flo
 #pragma omp atomic   // (the conv family calls gemm from several threads at once)
     ctx->gemm_flops += flops;
     const gemm_args g = {trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
+    const int col_align = own_kernels(ctx) ? GEMM_OWN_COL_ALIGN : GEMM_PANEL_ALIGN;
     int threads = ctx_region_threads(ctx);
     if (threads < 2 || (uint64_t)M * N * K < GEMM_SPLIT_MIN ||
-        (N < 2 * GEMM_COL_ALIGN && M < 2 * GEMM_ROW_ALIGN)) {
+        (N < 2 * col_align && M < 2 * GEMM_PANEL_ALIGN)) {
         gemm_one(ctx, &g);
         return;
     }
     const int by_columns = N >= M;
-    const int total = by_columns ? N : M, align = by_columns ? GEMM_COL_ALIGN : GEMM_ROW_ALIGN;
+    const int total = by_columns ? N : M, align = by_columns ? col_align : GEMM_PANEL_ALIGN;
     const int parts = panel_count(total, threads);
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (int p = 0; p < parts; p++) {

@@ -54,9 +54,16 @@ void rng_skip(agave_rng *r, uint64_t n);
 typedef struct tape_node tape_node;
 typedef agave_status (*op_backward_fn)(agave_context *ctx, const tape_node *node);
 
-struct tape_node {
-    int op;                               /* index into the op table */
+/* A differentiable op's entry: its name and its backward. Each folder with
+ * ops lists its own (lib/ops/ops_list.h, lib/loss/loss_ops.h); the table of
+ * them all lives above both (lib/model/op_table.h). */
+typedef struct op_def {
+    const char *name;
     op_backward_fn backward;
+} op_def;
+
+struct tape_node {
+    const op_def *op;
     agave_tensor *out;
     agave_tensor *in[TAPE_MAX_INPUTS];    /* NULL where unused */
     void *saved;                          /* op-specific, in the arena */
@@ -94,10 +101,35 @@ struct agave_context {
     char last_error[AGAVE_ERRMSG_LEN];
 };
 
+/* Returns the status of expr from the enclosing function unless it is AGAVE_OK:
+ * the library's one early return. */
+#define TRY(expr)                                                                          \
+    do {                                                                                   \
+        agave_status try_st_ = (expr);                                                     \
+        if (try_st_ != AGAVE_OK)                                                           \
+            return try_st_;                                                                \
+    } while (0)
+
 /* Records a message on ctx (may be NULL) and returns status. */
 agave_status ctx_error(agave_context *ctx, agave_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void ctx_clear_error(agave_context *ctx);
+
+/* ---- reading files (file_read.c) ------------------------------------------------- */
+/* strerror_r into buf; returns buf. */
+const char *errno_text(int err, char *buf, size_t len);
+
+enum { FILE_NO_SYMLINK = 1u << 0 };   /* refuse a symbolic link as the last component */
+
+/* Opens path for reading if it is a regular file, without blocking on a FIFO;
+ * anything else (directory, FIFO, device, with FILE_NO_SYMLINK a link) is
+ * AGAVE_ERR_IO with a message "<what><path>: is a directory, not a regular
+ * file". On success *fd is a blocking descriptor and *size the file's size. */
+agave_status file_open_regular(agave_context *ctx, const char *what, const char *path,
+                               unsigned flags, int *fd, uint64_t *size);
+
+/* Reads up to n bytes, fewer only at the end of the file; -1 on an error. */
+long long file_read_full(int fd, void *buf, size_t n);
 
 /* ---- tensors ------------------------------------------------------------------ */
 enum {
@@ -164,7 +196,7 @@ int tape_should_record(agave_context *ctx, agave_tensor *const *in, int n_in);
  * read nothing else, such as a training step. */
 agave_status tape_backward(agave_context *ctx, agave_tensor *scalar, int release);
 /* Appends a node; out gets TENSOR_REQUIRES_GRAD. Returns NULL (error set) on failure. */
-tape_node *tape_record(agave_context *ctx, int op, op_backward_fn backward, agave_tensor *out,
+tape_node *tape_record(agave_context *ctx, const op_def *op, agave_tensor *out,
                        agave_tensor *const *in, int n_in);
 /* What node's backward needs besides its tensors, as an op-specific struct
  * (e.g. conv2d_saved in lib/ops/conv2d.c): `bytes` of zeroed arena memory,
@@ -195,16 +227,26 @@ void *ctx_scratch(agave_context *ctx, int slot, size_t bytes);
 void slice_skip_before(agave_context *ctx, size_t per_item, unsigned draws);
 void slice_skip_after(agave_context *ctx, int n, size_t per_item, unsigned draws);
 
+/* ---- writing files (file.c) ------------------------------------------------- */
+/* Writes len bytes to path atomically (a temporary file beside it, flushed,
+ * renamed over it; mode 0666 less the umask): the one writer of checkpoints,
+ * image grids and the programs' files. AGAVE_ERR_IO, with a message naming
+ * the path, the failed step and the reason, leaves any old file intact. */
+agave_status file_write_atomic(agave_context *ctx, const char *path, const void *bytes,
+                               size_t len);
+
 /* ---- BLAS ------------------------------------------------------------------- */
 /* C (M x N) = alpha * op(A) op(B) + beta * C, row-major, using ctx's thread count
  * and precision (lib/core/blas.c). */
 void gemm(agave_context *ctx, int trans_a, int trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
-/* Which code multiplies: the library's AVX-512 kernels where the CPU has them
- * (lib/core/gemm_avx512.c), else OpenBLAS; GEMM_OPENBLAS forces OpenBLAS for
- * every product (for comparisons in tests and benchmarks). */
-enum gemm_engine { GEMM_AUTO = 0, GEMM_OPENBLAS = 1 };
+/* Which code multiplies. GEMM_AUTO: OpenBLAS in fp32, the library's AVX-512
+ * BF16 kernel (lib/core/gemm_avx512.c) in bf16. GEMM_OPENBLAS: OpenBLAS for
+ * every product, whatever the precision. GEMM_OWN: the library's AVX-512
+ * kernels in fp32 too (another summation order, so other bits; for tests and
+ * benchmarks). */
+enum gemm_engine { GEMM_AUTO = 0, GEMM_OPENBLAS = 1, GEMM_OWN = 2 };
 
 /* The precision gemm() uses on ctx: BF16 only when requested and the CPU has
  * AVX-512 BF16. */

@@ -4,12 +4,17 @@
 #define AGAVE_MODEL_H
 
 #include "../core/core.h"
+#include "../loss/loss.h"
 #include "../nn/nn.h"
 #include "../train/train.h"
 
 #define MODEL_MAX_R 32
 #define MODEL_MAX_T 16
 #define MODEL_MAX_LAYERS 512
+/* The constant added to an IAF step's gate pre-activation s, so that
+ * sigma = sigmoid(s + 2) starts near 0.88 rather than 0.5 (docs/model.md, The VAE;
+ * Kingma et al. 2016). */
+#define IAF_FORGET_BIAS 2.0f
 
 typedef struct vae_net {
     agave_layer *enc_in;                          /* conv3x3 C -> Fv */
@@ -49,6 +54,7 @@ struct agave_model {
     int n_params;
     agave_optimizer *opt;
     param_average ema;
+    agave_weights weights;    /* what evaluation and sampling use (default: the average) */
     int64_t step;
     int bad_steps;            /* consecutive rejected steps */
     int64_t rejected;         /* rejected steps in all */
@@ -92,7 +98,6 @@ typedef struct forward_plan {
 forward_plan plan_for_mode(agave_mode mode);
 
 /* 1 if a and b build the same network (C H W F R M Fv Rv Z T b s). */
-int config_same_architecture(const agave_config *a, const agave_config *b);
 
 /* x~ = x / 127.5 - 1 as an arena tensor (N,C,H,W). */
 agave_tensor *image_tensor(agave_context *ctx, const uint8_t *x, int n, int c, int h, int w);
@@ -111,7 +116,7 @@ agave_status pixelcnn_build(agave_model *m);
 agave_status pixelcnn_forward(agave_model *m, agave_tensor *x, agave_tensor *f,
                               agave_tensor **params);
 
-/* The whole forward of MODEL.md for a batch, with the given plan. */
+/* The whole forward of docs/model.md for a batch, with the given plan. */
 agave_status model_forward(agave_model *m, const uint8_t *x, int n, forward_plan plan,
                            model_terms *terms);
 
@@ -139,8 +144,25 @@ typedef enum model_sampler { MODEL_SAMPLER_CACHED = 0, MODEL_SAMPLER_NAIVE = 1 }
 agave_status model_sample_with(agave_model *m, model_sampler sampler, const uint8_t *x_in, int n,
                                uint64_t seed, uint8_t *fz, uint8_t *x);
 
-/* Puts the averaged parameters in place for evaluation or sampling (when
- * averaging is on and has seen a step), and the live ones back. */
+/* lib/model/eval.c. What an evaluation reports per image besides the means,
+ * and whom it tells of its progress (agave_eval_options without the ABI
+ * concerns). Each array is NULL or holds n figures. */
+typedef struct model_eval_out {
+    double *elbo_bpd, *recon_bpd, *kl_bpd, *aux_bpd, *iwae_bpd;
+    agave_eval_progress_fn progress;
+    void *progress_user;
+} model_eval_out;
+
+/* agave_model_evaluate with per-image figures and progress (out may be NULL),
+ * into the library's own stats struct. */
+agave_status model_evaluate(agave_model *m, const uint8_t *x, int n, int iwae_samples,
+                            const model_eval_out *out, agave_eval_stats *stats);
+/* Rows (image x sample pairs) per forward pass of an evaluation of m. */
+int eval_chunk_rows(const agave_model *m);
+
+/* Puts the chosen weights in place for evaluation or sampling (the
+ * averaged parameters when the model has them and the choice is
+ * AGAVE_WEIGHTS_AVERAGE, lib/model/weights.c), and the live ones back. */
 void model_apply_average(agave_model *m);
 void model_restore_params(agave_model *m);
 void model_set_training(agave_model *m, int training);
@@ -148,16 +170,14 @@ void model_set_training(agave_model *m, int training);
 /* lib/model/estimate.c: sizes from a configuration alone. */
 uint64_t config_param_count(const agave_config *c);
 double config_step_bytes(const agave_config *c, int batch);
+/* Bytes a model holds whatever it does (parameters, optimiser state, average). */
+double config_model_bytes(const agave_config *c);
+/* Step-arena and scratch bytes per image of a forward pass without the tape
+ * (evaluation), including its share of the conv scratch. */
+double config_forward_bytes_per_image(const agave_config *c);
 /* AGAVE_ERR_LIMIT (error set) when a training step of cfg at batch n would
  * exceed ctx's memory limit; fn names the caller in the message. */
 agave_status model_check_memory(agave_context *ctx, const agave_config *cfg, int n,
                                 const char *fn);
-
-#define MTRY(expr)                                                                         \
-    do {                                                                                   \
-        agave_status m_st_ = (expr);                                                       \
-        if (m_st_ != AGAVE_OK)                                                             \
-            return m_st_;                                                                  \
-    } while (0)
 
 #endif

@@ -5,19 +5,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/struct_size.h"
 #include "nn.h"
 
-agave_status agave_layer_options_init(agave_layer_options *opt)
+static void options_defaults(agave_layer_options *opt)
 {
-    if (!opt)
-        return AGAVE_ERR_NULL;
     memset(opt, 0, sizeof *opt);
     opt->struct_size = sizeof *opt;
     opt->kernel_h = opt->kernel_w = 3;
     opt->stride = 1;
     opt->shift = AGAVE_SHIFT_NONE;
     opt->init_scale = 1.0f;
+}
+
+agave_status agave_layer_options_init_sized(agave_layer_options *opt, size_t struct_size)
+{
+    if (!opt)
+        return AGAVE_ERR_NULL;
+    if (struct_size < sizeof opt->struct_size)
+        return AGAVE_ERR_INVALID_ARG;
+    agave_layer_options d;
+    options_defaults(&d);
+    struct_init(opt, struct_size, &d, sizeof d);
     return AGAVE_OK;
+}
+
+/* Programs built against 0.1's agave.h call this symbol with that header's
+ * struct, which ends with mask_reverse. */
+agave_status (agave_layer_options_init)(agave_layer_options *opt)
+{
+    return agave_layer_options_init_sized(opt, STRUCT_SIZE(agave_layer_options, mask_reverse));
 }
 
 static const char *kind_name(agave_layer_kind k)
@@ -34,10 +51,6 @@ static agave_status validate_options(agave_context *ctx, agave_layer_kind kind,
     const char *k = kind_name(kind);
     if ((unsigned)kind > AGAVE_LAYER_COND_STREAM)
         return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "layer kind %d is unknown", (int)kind);
-    if (o->struct_size < sizeof *o)
-        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
-                         "%s: options.struct_size %zu is smaller than %zu: call "
-                         "agave_layer_options_init first", k, o->struct_size, sizeof *o);
     int composite = kind == AGAVE_LAYER_GATED_RESNET || kind == AGAVE_LAYER_RESNET;
     if (o->in_channels < 1 || o->in_channels > 65536)
         return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s: in_channels %d is out of 1..65536", k,
@@ -80,14 +93,20 @@ agave_status agave_layer_create(agave_context *ctx, agave_layer_kind kind,
     if (!opt || !out)
         return ctx_error(ctx, AGAVE_ERR_NULL, "agave_layer_create: NULL options or out");
     *out = NULL;
-    NN_TRY(validate_options(ctx, kind, opt));
-    return layer_new(ctx, kind, opt, out);
+    agave_layer_options o;
+    char msg[256];
+    options_defaults(&o);
+    if (!struct_read(&o, sizeof o, opt, sizeof o.struct_size, "agave_layer_options", msg,
+                     sizeof msg))
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s", msg);
+    TRY(validate_options(ctx, kind, &o));
+    return layer_new(ctx, kind, &o, out);
 }
 
 static agave_status param_tensor(agave_context *ctx, int ndim, const int *dims,
                                  agave_tensor **t)
 {
-    NN_TRY(agave_tensor_create(ctx, ndim, dims, t));
+    TRY(agave_tensor_create(ctx, ndim, dims, t));
     return agave_tensor_set_requires_grad(*t, 1);
 }
 
@@ -97,13 +116,13 @@ static agave_status linear_params(agave_layer *l)
     const agave_layer_options *o = &l->opt;
     int spatial = l->kind == AGAVE_LAYER_CONV || l->kind == AGAVE_LAYER_DECONV;
     int vd[4] = {o->out_channels, o->in_channels, o->kernel_h, o->kernel_w};
-    NN_TRY(param_tensor(l->ctx, spatial ? 4 : 2, vd, &l->v));
-    NN_TRY(param_tensor(l->ctx, 1, &o->out_channels, &l->g));
-    NN_TRY(param_tensor(l->ctx, 1, &o->out_channels, &l->b));
-    NN_TRY(agave_tensor_fill_normal(l->v, 0.0f, 0.05f));
-    NN_TRY(agave_tensor_fill(l->g, 1.0f));
+    TRY(param_tensor(l->ctx, spatial ? 4 : 2, vd, &l->v));
+    TRY(param_tensor(l->ctx, 1, &o->out_channels, &l->g));
+    TRY(param_tensor(l->ctx, 1, &o->out_channels, &l->b));
+    TRY(agave_tensor_fill_normal(l->v, 0.0f, 0.05f));
+    TRY(agave_tensor_fill(l->g, 1.0f));
     if (o->mask_degrees > 0) {
-        NN_TRY(agave_tensor_create(l->ctx, 4, vd, &l->mask));
+        TRY(agave_tensor_create(l->ctx, 4, vd, &l->mask));
         int D = o->mask_degrees;
         size_t plane = (size_t)o->kernel_h * o->kernel_w;
         for (int oc = 0; oc < o->out_channels; oc++)
@@ -179,18 +198,20 @@ static agave_status push_param(agave_layer *l, const char *prefix, const char *n
 agave_status layer_collect_params(agave_layer *l)
 {
     if (l->v) {
-        NN_TRY(push_param(l, "", "v", l->v));
-        NN_TRY(push_param(l, "", "g", l->g));
-        NN_TRY(push_param(l, "", "b", l->b));
+        TRY(push_param(l, "", "v", l->v));
+        TRY(push_param(l, "", "g", l->g));
+        TRY(push_param(l, "", "b", l->b));
     }
     for (int c = 0; c < l->n_child; c++)
         for (int i = 0; i < l->child[c]->n_params; i++)
-            NN_TRY(push_param(l, l->child_name[c], l->child[c]->param_names[i],
-                              l->child[c]->params[i]));
+            TRY(push_param(l, l->child_name[c], l->child[c]->param_names[i],
+                           l->child[c]->params[i]));
     return AGAVE_OK;
 }
 
-int agave_layer_param_count(const agave_layer *l) { return l ? l->n_params : 0; }
+int agave_layer_param_tensor_count(const agave_layer *l) { return l ? l->n_params : 0; }
+/* The name before 1.0, which did not say that it counts tensors. */
+int agave_layer_param_count(const agave_layer *l) { return agave_layer_param_tensor_count(l); }
 
 agave_status agave_layer_param(agave_layer *l, int index, const char **name,
                                agave_tensor **param)
@@ -253,9 +274,9 @@ static agave_status forward_entry(agave_layer *l, agave_tensor **out, const char
 
 agave_status agave_layer_forward(agave_layer *l, agave_tensor *x, agave_tensor **out)
 {
-    NN_TRY(forward_entry(l, out, "agave_layer_forward"));
+    TRY(forward_entry(l, out, "agave_layer_forward"));
     *out = NULL;
-    NN_TRY(check_tensor(l->ctx, x, "agave_layer_forward", "x"));
+    TRY(check_tensor(l->ctx, x, "agave_layer_forward", "x"));
     switch (l->kind) {
     case AGAVE_LAYER_GATED_RESNET:
         return gated_forward(l, x, NULL, NULL, out);
@@ -273,15 +294,15 @@ agave_status agave_layer_forward(agave_layer *l, agave_tensor *x, agave_tensor *
 agave_status agave_layer_forward_gated(agave_layer *l, agave_tensor *x, agave_tensor *a,
                                        agave_tensor *h, agave_tensor **out)
 {
-    NN_TRY(forward_entry(l, out, "agave_layer_forward_gated"));
+    TRY(forward_entry(l, out, "agave_layer_forward_gated"));
     *out = NULL;
     if (l->kind != AGAVE_LAYER_GATED_RESNET)
         return ctx_error(l->ctx, AGAVE_ERR_INVALID_ARG,
                          "agave_layer_forward_gated: the layer is a %s, not a gated_resnet",
                          kind_name(l->kind));
-    NN_TRY(check_tensor(l->ctx, x, "agave_layer_forward_gated", "x"));
-    NN_TRY(check_tensor_opt(l->ctx, a, "agave_layer_forward_gated", "a"));
-    NN_TRY(check_tensor_opt(l->ctx, h, "agave_layer_forward_gated", "h"));
+    TRY(check_tensor(l->ctx, x, "agave_layer_forward_gated", "x"));
+    TRY(check_tensor_opt(l->ctx, a, "agave_layer_forward_gated", "a"));
+    TRY(check_tensor_opt(l->ctx, h, "agave_layer_forward_gated", "h"));
     return gated_forward(l, x, a, h, out);
 }
 
@@ -297,6 +318,6 @@ agave_status agave_layer_forward_cond(agave_layer *l, agave_tensor *f, agave_ten
         return ctx_error(l->ctx, AGAVE_ERR_INVALID_ARG,
                          "agave_layer_forward_cond: the layer is a %s, not a cond_stream",
                          kind_name(l->kind));
-    NN_TRY(check_tensor(l->ctx, f, "agave_layer_forward_cond", "f"));
+    TRY(check_tensor(l->ctx, f, "agave_layer_forward_cond", "f"));
     return cond_forward(l, f, out);
 }

@@ -14,4 +14,13 @@ agave_config support_tiny_config(int C, int T, int s, int b, agave_mode mode);
  * if the file cannot be read. */
 char *support_read_text(const char *path);
 
+/* A new empty directory under $TMPDIR (or /tmp), named after prefix; the
+ * path is malloc'ed. support_remove_tree removes it with everything in it
+ * (no symbolic link is followed). */
+char *support_temp_dir(const char *prefix);
+void support_remove_tree(const char *path);
+
+/* dir + "/" + name in a static ring of 8 buffers (valid for 8 calls). */
+const char *support_path(const char *dir, const char *name);
+
 #endif
