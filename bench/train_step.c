@@ -7,23 +7,27 @@
  * forward FLOPs per image (counted from the GEMMs one forward runs), the
  * achieved GFLOP/s counted as 3 x forward FLOPs per image x images/s (the
  * convention PyTorch comparisons use), its ratio to the library's own GEMM
- * peak in the step's precision, and peak RSS. The reference GEMMs (1024^3 on
- * the same threads, timed in the same child just before): OpenBLAS's sgemm,
- * the library's gemm() in fp32 and in bf16 (0 where the CPU has no bf16).
+ * peak in the step's precision (fp32: OpenBLAS's sgemm, which fp32 steps
+ * use; bf16: the library's bf16 kernel), and peak RSS. The reference GEMMs
+ * (1024^3 on the same threads, timed in the same child just before):
+ * OpenBLAS's sgemm, the library's own fp32 kernel (GEMM_OWN, not used by
+ * default) and its bf16 kernel (0 where the CPU has no AVX-512 BF16).
+ * Threads: OpenMP's only (OpenBLAS is kept at one thread per caller).
  *
  * Nothing multi-threaded runs in the parent: libgomp does not survive fork,
  * and a child forked after the parent's parallel region hung in its first one
  * on 2 threads.
  *
  * usage: train_step [--threads T] [--repeats R] [--cpu-time] [--precision fp32|bf16]
- *                   [--engine auto|openblas] [config:batch ...]
+ *                   [--engine auto|openblas|own] [config:batch ...]
  *        default: fashion:16 fashion:32 fashion:64 cifar-small:16 cifar-small:32
  *                 cifar-small:64
  * --cpu-time times the steps by process CPU time instead of wall time: with
  * one thread on a machine shared with other work, it counts the step's own
  * work, not the time the scheduler gave to others (the references are timed
- * the same way). --engine openblas multiplies with OpenBLAS only (the
- * library before its own kernels), for comparisons in the same run. */
+ * the same way). --engine openblas multiplies with OpenBLAS only (bf16
+ * too); --engine own multiplies fp32 with the library's AVX-512 kernel
+ * (other bits than the default), for comparisons in the same run. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,9 +56,8 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* GFLOP/s of C = A B on 1024^3 through the library's gemm() on `threads`
- * threads: with `engine` GEMM_OPENBLAS (OpenBLAS, one thread per OpenMP panel)
- * or GEMM_AUTO in `precision` (the library's AVX-512 kernels where the CPU
- * has them). Best of 5. */
+ * threads with engine `which` (enum gemm_engine) in precision `prec`. Best
+ * of 5. */
 static double gemm_gflops(int threads, int which, agave_precision prec)
 {
     const int n = 1024;
@@ -85,10 +88,12 @@ static double gemm_gflops(int threads, int which, agave_precision prec)
 static int run(const char *name, int batch, int threads, int repeats)
 {
     double blas = gemm_gflops(threads, GEMM_OPENBLAS, AGAVE_PRECISION_FP32);
-    double own32 = gemm_gflops(threads, GEMM_AUTO, AGAVE_PRECISION_FP32);
+    double own32 = gemm_gflops(threads, GEMM_OWN, AGAVE_PRECISION_FP32);
     double own16 = gemm_gflops(threads, GEMM_AUTO, AGAVE_PRECISION_BF16);
-    double peak = precision == AGAVE_PRECISION_BF16 ? own16 : own32;
-    printf("GEMM 1024^3 on %d thread(s), GFLOP/s: OpenBLAS sgemm %.1f, agave fp32 %.1f, "
+    double peak = engine == GEMM_OPENBLAS ? blas
+                  : precision == AGAVE_PRECISION_BF16 ? own16
+                  : engine == GEMM_OWN ? own32 : blas;
+    printf("GEMM 1024^3 on %d thread(s), GFLOP/s: OpenBLAS sgemm %.1f, agave own fp32 %.1f, "
            "agave bf16 %.1f; %s time\n", threads, blas, own32, own16,
            use_cpu_time ? "process CPU" : "wall");
     agave_context *ctx;
@@ -136,7 +141,9 @@ static int run(const char *name, int batch, int threads, int repeats)
     double faults = (double)(ru.ru_minflt - ru0.ru_minflt) / repeats;
     printf("%-12s batch %3d threads %d %s | %7.1f images/s | %6.3f s/step | fwd %.3f GFLOP/img | "
            "%6.1f GFLOP/s | %.2f of GEMM peak | peak RSS %6.0f MiB | %.0f page faults/step\n",
-           name, batch, threads, engine == GEMM_OPENBLAS ? "openblas" : agave_context_precision(ctx) == AGAVE_PRECISION_BF16 ? "bf16" : "fp32",
+           name, batch, threads, engine == GEMM_OPENBLAS ? "openblas"
+           : agave_context_precision(ctx) == AGAVE_PRECISION_BF16 ? "bf16"
+           : engine == GEMM_OWN ? "fp32own" : "fp32",
            ips, med, fwd / 1e9, gflops, peak > 0 ? gflops / peak : 0, ru.ru_maxrss / 1024.0, faults);
     free(dt);
     free(x);
@@ -168,6 +175,8 @@ int main(int argc, char **argv)
             engine = GEMM_OPENBLAS;
         else if (!strcmp(argv[first], "--engine") && !strcmp(argv[first + 1], "auto"))
             engine = GEMM_AUTO;
+        else if (!strcmp(argv[first], "--engine") && !strcmp(argv[first + 1], "own"))
+            engine = GEMM_OWN;
         else
             return fprintf(stderr, "train_step: unknown option or value %s %s\n", argv[first], argv[first + 1]), 2;
     }

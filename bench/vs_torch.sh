@@ -6,32 +6,35 @@
 # (docs/performance.md, "This machine's noise"). Prints each one's images/s
 # per round, then the range over the rounds and the ratios to PyTorch.
 #
-# usage: bench/vs_torch.sh [-r ROUNDS] [-t THREADS] [-n REPEATS] [-c] CONFIG:BATCH...
-#   -r rounds (default 3), -t threads for both (default 2), -n timed steps
-#   per run (default 7), -c: process CPU time instead of wall time (for
-#   1 thread on a machine busy with other work)
+# usage: bench/vs_torch.sh [-r ROUNDS] [-t THREADS] [-n REPEATS] [-c] [-l LOG] CONFIG:BATCH...
+#   -r rounds (default 3), -t threads for both (default 2: OpenMP threads for
+#   the library, whose OpenBLAS stays at 1; torch.set_num_threads for
+#   PyTorch), -n timed steps per run (default 7), -c: process CPU time
+#   instead of wall time (for 1 thread on a machine busy with other work),
+#   -l: append every run's full line (GFLOP/s, peak RSS) to LOG
 #   e.g. make bench && bench/vs_torch.sh -r 3 -t 2 fashion:16 fashion:32 cifar-small:16
 # Needs python3-torch (sh scripts/deps.sh bench). Takes the bench lock
 # (/work/coord/bench.lock when it exists) around each run.
 set -eu
-rounds=3 threads=2 repeats=7 cpu=""
-while getopts r:t:n:c o; do
+rounds=3 threads=2 repeats=7 cpu="" log=/dev/null
+while getopts r:t:n:cl: o; do
     case $o in
     r) rounds=$OPTARG ;;
     t) threads=$OPTARG ;;
     n) repeats=$OPTARG ;;
     c) cpu=--cpu-time ;;
-    *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    l) log=$OPTARG ;;
+    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 top=$(cd "$(dirname "$0")/.." && pwd)
 step=$top/build/bench/train_step
 [ -x "$step" ] || { echo "vs_torch.sh: build it first: make bench" >&2; exit 2; }
 lock=/work/coord/bench.lock
 locked() { if [ -e "$lock" ]; then flock "$lock" "$@"; else "$@"; fi; }
-ips() { sed -n 's/.*| *\([0-9.]*\) images\/s.*/\1/p' | tail -n 1; }
+ips() { tee -a "$log" | sed -n 's/.*| *\([0-9.]*\) images\/s.*/\1/p' | tail -n 1; }
 bf16=""
 "$step" --threads 1 --repeats 1 --precision bf16 tiny:1 >/dev/null 2>&1 && bf16=yes
 
@@ -68,3 +71,4 @@ awk '{ n[$1]++; if (!($1 in lo)) { order[k++] = $1; lo[$1] = hi[$1] = $2; blo[$1
            printf "| %s | %.1f-%.1f | %s | %.1f-%.1f | %.2f-%.2f | %s |\n", s, lo[s], hi[s],
                   (blo[s] == "-" ? "-" : sprintf("%.1f-%.1f", blo[s], bhi[s])), tlo[s], thi[s],
                   rlo[s], rhi[s], (blo[s] == "-" ? "-" : sprintf("%.2f-%.2f", slo[s], shi[s])) } }' "$out"
+echo "end: $(uptime)"
