@@ -17,14 +17,12 @@
 
 #include "model/model.h"
 #include "support/gradcheck.h"
+#include "support/support.h"
 
 /* ---- helpers --------------------------------------------------------------------- */
 static agave_config tiny(int C, int T)
 {
-    agave_config cfg;
-    assert_int_equal(agave_config_init(&cfg, "tiny"), AGAVE_OK);
-    cfg.C = C, cfg.T = T;
-    return cfg;
+    return support_tiny_config(C, T, 1, 256, AGAVE_MODE_AGAVE);
 }
 
 /* n images of C x 8 x 8 uniform random bytes. */
@@ -627,37 +625,13 @@ static char tmpdir[64];
 static int setup_tmpdir(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/agave_training_test_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return support_tmpdir_make(tmpdir, sizeof tmpdir, "agave_training_test");
 }
 
 static int teardown_tmpdir(void **state)
 {
     (void)state;
-    char cmd[96];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc(*len);
-    assert_int_equal(fread(p, 1, *len, f), *len);
-    fclose(f);
-    return p;
-}
-
-static void spill(const char *path, const unsigned char *p, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, len, f), len);
-    fclose(f);
+    return support_tmpdir_remove(tmpdir);
 }
 
 /* Saved and loaded, a model keeps its raw and its averaged parameters (both
@@ -724,7 +698,7 @@ static void check_v1_average(int steps)
     snprintf(path, sizeof path, "%s/v1.ckpt", tmpdir);
     assert_int_equal(agave_model_save(m, path), AGAVE_OK);
     size_t len, n = agave_model_param_count(m);
-    unsigned char *p = slurp(path, &len);
+    unsigned char *p = support_read_file(path, &len);
     uint32_t version = 1, fields = 20;
     memcpy(p + 8, &version, 4);
     /* Version 1's configuration block had 20 fields: no lr_warmup, lr_decay. */
@@ -745,7 +719,7 @@ static void check_v1_average(int steps)
     }
     uint32_t crc = crc32_of(p, len - 4);
     memcpy(p + len - 4, &crc, 4);
-    spill(path, p, len);
+    support_write_file(path, p, len);
     assert_int_equal(agave_model_load(ctx, path, NULL, &back), AGAVE_OK);
     assert_int_equal(agave_model_has_average(back), 1);
     agave_config c;
