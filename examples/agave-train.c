@@ -16,12 +16,14 @@
  * MPI_Allreduce per step sums the gradients inside the library's step
  * (agave_model_set_grad_reducer), and rank 0 alone writes the files. The
  * files do not depend on the number of ranks, so a run resumes with any. */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -308,12 +310,12 @@ static int parse_state(char *text, run_state *s, char *err, size_t len)
 
 static int read_state(trainer *t, int *found)
 {
-    char *text = read_text_file(t->state_path, NULL);
+    char err[512];
+    int missing;
+    char *text = read_text_file(t->state_path, NULL, &missing, err, sizeof err);
     *found = text != NULL;
     if (!text)
-        return path_exists(t->state_path) ? fail(PROG, "cannot read %s", t->state_path)
-                                          : EXIT_OK;
-    char err[160];
+        return missing ? EXIT_OK : fail(PROG, "%s", err);
     int ok = parse_state(text, &t->state, err, sizeof err);
     free(text);
     if (!ok)
@@ -459,8 +461,12 @@ static int prepare_paths(trainer *t)
     t->state_path = path_join(o->out, "train.state");
     if (!t->ckpt_path || !t->csv_path || !t->state_path)
         return fail(PROG, "out of memory");
-    if (o->resume && !path_exists(t->ckpt_path))
+    struct stat st;
+    if (o->resume && lstat(t->ckpt_path, &st) != 0)
         return fail(PROG, "--resume: %s does not exist (nothing to resume)", t->ckpt_path);
+    if (o->resume && S_ISLNK(st.st_mode))
+        return fail(PROG, "--resume: %s is a symbolic link; a run directory's files must be "
+                    "its own (replace the link by the file)", t->ckpt_path);
     /* Only rank 0 writes there (and other machines may not see the directory). */
     if (!o->resume && !o->force && dist_rank() == 0 && path_exists(t->ckpt_path))
         return fail(PROG, "%s already exists: add --resume to continue that run or --force to "
@@ -624,10 +630,10 @@ static double row_elapsed(const char *line, const char *end)
 static int trim_csv(trainer *t, long long step, int *missing)
 {
     size_t n;
-    char *text = read_text_file(t->csv_path, &n);
-    *missing = text == NULL && !path_exists(t->csv_path);
+    char err[512];
+    char *text = read_text_file(t->csv_path, &n, missing, err, sizeof err);
     if (!text)
-        return *missing ? EXIT_OK : fail(PROG, "cannot read %s", t->csv_path);
+        return *missing ? EXIT_OK : fail(PROG, "%s", err);
     int migrated = 0;
     if (n >= strlen(CSV_HEADER_V1) + 1 && strncmp(text, CSV_HEADER_V1 "\n",
                                                   strlen(CSV_HEADER_V1) + 1) == 0) {
@@ -654,7 +660,6 @@ static int trim_csv(trainer *t, long long step, int *missing)
         t->elapsed_before = row_elapsed(text + at, nl);
         at = keep = (size_t)(nl - text) + 1;
     }
-    char err[512];
     int rc = EXIT_OK;
     if ((keep != n || migrated) && !write_file_atomic(t->csv_path, text, keep, err, sizeof err))
         rc = fail(PROG, "%s", err);
@@ -688,9 +693,14 @@ static int open_csv(trainer *t)
     if (fresh && !write_file_atomic(t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1, err,
                                     sizeof err))
         return fail(PROG, "%s", err);
-    t->csv = fopen(t->csv_path, "a");
-    if (!t->csv)
+    int fd = open_run_file(t->csv_path, O_WRONLY | O_APPEND, err, sizeof err);
+    if (fd < 0)
+        return fail(PROG, "%s", err);
+    t->csv = fdopen(fd, "a");
+    if (!t->csv) {
+        close(fd);
         return fail(PROG, "cannot open %s for appending", t->csv_path);
+    }
     return log_settings(t);
 }
 
@@ -818,7 +828,7 @@ static void teardown(trainer *t)
 static uint64_t params_hash(agave_model *m)
 {
     uint64_t h = 0xcbf29ce484222325ull;
-    for (int i = 0; i < agave_model_param_tensors(m); i++) {
+    for (int i = 0; i < agave_model_param_tensor_count(m); i++) {
         agave_tensor *p;
         if (agave_model_param(m, i, NULL, &p) != AGAVE_OK)
             return 0;
@@ -1103,7 +1113,7 @@ static void print_header(trainer *t)
             t->o->resume ? "(from the checkpoint)" : t->o->config, cfg);
     fprintf(stderr, PROG ": %zu parameters, about %.0f MiB a training step; %zu training images "
                     "(%dx%dx%d) from %s\n",
-            agave_model_param_count(t->model), t->step_mib, agave_dataset_count(t->ds),
+            agave_model_param_numel(t->model), t->step_mib, agave_dataset_count(t->ds),
             agave_dataset_channels(t->ds), agave_dataset_height(t->ds),
             agave_dataset_width(t->ds), t->o->data);
     if (t->target_steps)
@@ -1128,7 +1138,7 @@ static void print_header(trainer *t)
         fprintf(stderr, PROG ": %d %s ranks share each batch: %s, %lld thread%s per rank; one "
                         "allreduce of %zu gradients per step\n",
                 P, dist_kind(), share, t->o->threads, t->o->threads == 1 ? "" : "s",
-                agave_model_param_count(t->model));
+                agave_model_param_numel(t->model));
     }
     if (t->o->eval_every)
         fprintf(stderr, PROG ": held-out ELBO, KL and aux bound every %lld steps and at the end, "

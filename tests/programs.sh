@@ -240,6 +240,43 @@ expect_error "already exists" "$train" --config tiny --data "$data" --out "$run"
 [ -e "$tmp/x.png" ] && fail "a failed agave-sample wrote its PNG"
 echo "programs: broken checkpoints and conflicting resumes are refused (exit 2, one line)"
 
+# Files that are not regular files. A FIFO would make open() wait for a writer
+# for ever (timeout turns that into a failure); a symbolic link planted in a
+# run directory would redirect the run's reads and appends (train.csv's rows
+# to the link's target). Each is refused with one line naming what it is.
+mkfifo "$tmp/fifo"
+expect_error "is a FIFO" timeout -k 5 60 "$evaluate" --checkpoint "$tmp/fifo" --data "$data"
+expect_error "is a FIFO" timeout -k 5 60 "$sample" --checkpoint "$tmp/fifo" --out "$tmp/x.png"
+expect_error "is a directory" "$evaluate" --checkpoint "$data" --data "$data"
+expect_error "$tmp/fifo" timeout -k 5 60 "$train" --config tiny --data "$tmp/fifo" --out "$out"
+mkdir "$tmp/fifo-data"
+mkfifo "$tmp/fifo-data/train-images-idx3-ubyte"
+expect_error "not a regular file" timeout -k 5 60 "$train" --config tiny --data "$tmp/fifo-data" \
+    --out "$out"
+for f in model.ckpt train.state train.csv; do
+    for kind in fifo link; do
+        rm -rf "$tmp/odd"
+        cp -R "$run" "$tmp/odd"
+        rm "$tmp/odd/$f"
+        if [ $kind = fifo ]; then
+            mkfifo "$tmp/odd/$f"
+            want="is a FIFO"
+        else
+            cp "$run/$f" "$tmp/victim.$f"
+            ln -s "$tmp/victim.$f" "$tmp/odd/$f"
+            want="symbolic link"
+        fi
+        # shellcheck disable=SC2086
+        expect_error "$want" timeout -k 5 60 "$train" --data "$data" --out "$tmp/odd" --resume \
+            --steps 8 $t1
+        if [ $kind = link ]; then
+            cmp -s "$run/$f" "$tmp/victim.$f" || fail "--resume changed the target of a link $f"
+        fi
+    done
+done
+[ -e "$tmp/x.png" ] && fail "a failed agave-sample wrote its PNG"
+echo "programs: FIFOs, directories and links in place of files are refused (exit 2, one line)"
+
 # Resume: 3 steps, then --resume to 6, must log exactly what 6 straight steps logged.
 half=$tmp/half
 # shellcheck disable=SC2086

@@ -1,4 +1,4 @@
-/* The VAE of MODEL.md: q(z|x) with an optional inverse autoregressive flow,
+/* The VAE of docs/model.md: q(z|x) with an optional inverse autoregressive flow,
  * and the decoder f(z) that the auxiliary loss and the PixelCNN both see. */
 #include "model.h"
 
@@ -10,7 +10,7 @@ static agave_status add_conv3(agave_model *m, int in, int out, int stride, float
     return model_add_layer(m, AGAVE_LAYER_CONV, &o, l);
 }
 
-/* init_scale is the block's second conv's (MODEL.md, Training: 0.1); its
+/* init_scale is the block's second conv's (docs/model.md, Training: 0.1); its
  * first conv always starts at 1.0. */
 static agave_status add_resnet(agave_model *m, int F, agave_layer **l)
 {
@@ -19,7 +19,7 @@ static agave_status add_resnet(agave_model *m, int F, agave_layer **l)
 }
 
 /* IAF step t: masked convs over the Z latent channels; odd steps reverse the
- * degrees, which is MODEL.md's channel reversal between steps. */
+ * degrees, which is docs/model.md's channel reversal between steps. */
 static agave_status add_iaf_step(agave_model *m, int t)
 {
     vae_net *v = &m->vae;
@@ -30,7 +30,7 @@ static agave_status add_iaf_step(agave_model *m, int t)
     MTRY(model_add_layer(m, AGAVE_LAYER_CONV, &o, &v->iaf_in[t]));
     o = conv_options(Z, 2 * Z, 3, 3, 1, AGAVE_SHIFT_NONE, 1.0f);
     MTRY(model_add_layer(m, AGAVE_LAYER_CONV, &o, &v->iaf_ctx[t]));
-    o = conv_options(2 * Z, 2 * Z, 3, 3, 1, AGAVE_SHIFT_NONE, 0.1f);
+    o = conv_options(2 * Z, 2 * Z, 3, 3, 1, AGAVE_SHIFT_NONE, 1.0f);
     o.mask_degrees = Z;
     o.mask_inclusive = 1;
     o.mask_reverse = t % 2;
@@ -86,8 +86,8 @@ agave_status vae_encode(agave_model *m, agave_tensor *x, agave_tensor **mean,
     return AGAVE_OK;
 }
 
-/* s + IAF_FORGET_BIAS, the gate's constant bias: s starts near 0 (its conv's
- * init scale is 0.1), so each step starts near the identity. s is (N,Z,h,w). */
+/* s + IAF_FORGET_BIAS, the gate's constant bias: s starts with mean 0 on the
+ * init batch, so each step starts near the identity. s is (N,Z,h,w). */
 static agave_status add_forget_bias(agave_context *ctx, agave_tensor *s, agave_tensor **out)
 {
     int dims[1] = {tC(s)};

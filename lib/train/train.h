@@ -26,7 +26,7 @@ agave_status optim_add_tensor(agave_optimizer *opt, agave_tensor *t);
  * lr * min(1, k / warmup) * decay^(k - 1); warmup 0 means none. */
 double lr_schedule(double lr, int warmup, double decay, int64_t k);
 
-/* Polyak averaging with a warm-up (MODEL.md, Training): avg starts equal to
+/* Polyak averaging with a warm-up (docs/model.md, Training): avg starts equal to
  * the parameters, and the update after t earlier ones is
  *   avg <- d avg + (1 - d) params,   d = min(ema, (1 + t) / (10 + t)),
  * with no bias correction, so that a short run's average covers its recent
