@@ -6,8 +6,12 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "support.h"
 
@@ -82,8 +86,51 @@ int support_tmpdir_make(char *buf, size_t len, const char *name)
 
 int support_tmpdir_remove(const char *dir)
 {
-    char cmd[4200];
-    if (snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir) >= (int)sizeof cmd)
-        return -1;
-    return system(cmd) == 0 ? 0 : -1;
+    support_remove_tree(dir);
+    return 0;
+}
+
+char *support_temp_dir(const char *prefix)
+{
+    const char *base = getenv("TMPDIR");
+    char *p = malloc(4096);
+    assert_non_null(p);
+    snprintf(p, 4096, "%s/%s.XXXXXX", base && *base ? base : "/tmp", prefix);
+    if (!mkdtemp(p))
+        fail_msg("cannot create a temporary directory %s", p);
+    return p;
+}
+
+void support_remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char *child = malloc(strlen(path) + strlen(e->d_name) + 2);
+            assert_non_null(child);
+            sprintf(child, "%s/%s", path, e->d_name);
+            support_remove_tree(child);
+            free(child);
+        }
+        if (d)
+            closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+const char *support_path(const char *dir, const char *name)
+{
+    static char ring[8][4096];
+    static int next;
+    char *p = ring[next++ % 8];
+    snprintf(p, sizeof ring[0], "%s/%s", dir, name);
+    return p;
 }

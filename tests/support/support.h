@@ -24,4 +24,13 @@ void support_write_file(const char *path, const void *p, size_t len);
 int support_tmpdir_make(char *buf, size_t len, const char *name);
 int support_tmpdir_remove(const char *dir);
 
+/* A new empty directory under $TMPDIR (or /tmp), named after prefix; the
+ * path is malloc'ed. support_remove_tree removes it with everything in it
+ * (no symbolic link is followed). */
+char *support_temp_dir(const char *prefix);
+void support_remove_tree(const char *path);
+
+/* dir + "/" + name in a static ring of 8 buffers (valid for 8 calls). */
+const char *support_path(const char *dir, const char *name);
+
 #endif
