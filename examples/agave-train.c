@@ -697,6 +697,13 @@ static void show_progress(trainer *t, int milestone)
 {
     if (dist_rank() > 0)
         return;
+    /* After a stop signal the handler's message stands below the status
+     * line and the summary follows with the same figures: drawing the line
+     * again would show them twice. */
+    if (stop_signal_received()) {
+        progress_forget(&t->line);
+        return;
+    }
     long long step = agave_model_step_count(t->model);
     double v[5];
     char eta[32], target[32] = "", rejected[48] = "";
