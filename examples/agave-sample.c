@@ -70,8 +70,9 @@ static int parse_options(int argc, char **argv, sample_opts *o, cli_program *pro
         "Writes a PNG grid of samples from a trained model: each f(z) (the VAE decoder's\n"
         "image, z ~ p(z)) beside the PixelCNN sample drawn given it (the paper's Figure 1c).\n"
         "With --reconstruct: rows of test images, f(z) for z ~ q(z|x) and the PixelCNN sample\n"
-        "given f(z) (Figure 3). The PixelCNN draws pixel by pixel, so sampling an image\n"
-        "costs far more than evaluating one.";
+        "given f(z) (Figure 3). The PixelCNN draws pixel by pixel but reuses what it\n"
+        "computed for the pixels before, so an image costs about one network pass, as much\n"
+        "as evaluating it with one sample of z.";
     prog->epilog = "exit status: 0 done, 2 error (one line on stderr).";
     prog->options = malloc(sizeof opts);
     prog->n_options = prog->options ? (int)(sizeof opts / sizeof opts[0]) : 0;
@@ -195,18 +196,19 @@ static int alloc_images(const sample_opts *o, const agave_config *cfg, images *i
     return EXIT_OK;
 }
 
-/* What the picture shows, for the closing line. */
-static const char *picture_text(const sample_opts *o, const agave_config *cfg)
+/* What the picture shows, for the closing line: "1 sample (...)", "16 samples (...)". */
+static void picture_text(const sample_opts *o, const agave_config *cfg, char *buf, size_t len)
 {
+    const char *s = plural((double)o->count);
     if (o->reconstruct)
-        return cfg->mode == AGAVE_MODE_VAE ? "reconstructions (rows: test image, f(z))"
-                                           : "reconstructions (rows: test image, f(z), "
-                                             "PixelCNN sample)";
-    if (cfg->mode == AGAVE_MODE_PIXELCNN)
-        return "PixelCNN samples";
-    if (cfg->mode == AGAVE_MODE_VAE)
-        return "VAE means f(z)";
-    return "samples (f(z) beside the PixelCNN sample)";
+        snprintf(buf, len, "%lld reconstruction%s (rows: test image, f(z)%s)", o->count, s,
+                 cfg->mode == AGAVE_MODE_VAE ? "" : ", PixelCNN sample");
+    else if (cfg->mode == AGAVE_MODE_PIXELCNN)
+        snprintf(buf, len, "%lld PixelCNN sample%s", o->count, s);
+    else if (cfg->mode == AGAVE_MODE_VAE)
+        snprintf(buf, len, "%lld VAE mean%s f(z)", o->count, s);
+    else
+        snprintf(buf, len, "%lld sample%s (f(z) beside the PixelCNN sample)", o->count, s);
 }
 
 static int run(const sample_opts *o, agave_context *ctx)
@@ -233,14 +235,17 @@ static int run(const sample_opts *o, agave_context *ctx)
                 o->checkpoint, (long long)agave_model_step_count(m), mode_name(cfg.mode),
                 weights_name(m),
                 o->reconstruct ? "reconstructing" : "sampling", o->count,
-                o->count == 1 ? "" : "s", o->seed, agave_context_threads(ctx),
-                agave_context_threads(ctx) == 1 ? "" : "s");
+                plural((double)o->count), o->seed, agave_context_threads(ctx),
+                plural(agave_context_threads(ctx)));
         rc = draw(o, ctx, m, &cfg, &im);
     }
     if (rc == EXIT_OK)
         rc = write_grid(o, ctx, &cfg, &im);
-    if (rc == EXIT_OK)
-        printf("wrote %s: %lld %s\n", o->out, o->count, picture_text(o, &cfg));
+    if (rc == EXIT_OK) {
+        char what[128];
+        picture_text(o, &cfg, what, sizeof what);
+        printf("wrote %s: %s\n", o->out, what);
+    }
     free(im.x);
     free(im.fz);
     free(im.input);

@@ -816,18 +816,20 @@ static void print_header(trainer *t)
     describe_config(&t->cfg, cfg, sizeof cfg);
     fprintf(stderr, PROG ": configuration %s: %s\n",
             t->o->resume ? "(from the checkpoint)" : t->o->config, cfg);
-    fprintf(stderr, PROG ": %zu parameters, about %.0f MiB a training step; %zu training images "
+    size_t images = agave_dataset_count(t->ds);
+    fprintf(stderr, PROG ": %zu parameters, about %.0f MiB a training step; %zu training image%s "
                     "(%dx%dx%d) from %s\n",
-            agave_model_param_count(t->model), t->step_mib, agave_dataset_count(t->ds),
+            agave_model_param_count(t->model), t->step_mib, images, plural((double)images),
             agave_dataset_channels(t->ds), agave_dataset_height(t->ds),
             agave_dataset_width(t->ds), t->o->data);
     if (t->target_steps)
         snprintf(budget, sizeof budget, "until step %lld", t->target_steps);
     if (t->o->minutes > 0)
-        snprintf(budget + strlen(budget), sizeof budget - strlen(budget), "%sfor %g minutes",
-                 t->target_steps ? " or " : "", t->o->minutes);
+        snprintf(budget + strlen(budget), sizeof budget - strlen(budget), "%sfor %g minute%s",
+                 t->target_steps ? " or " : "", t->o->minutes, plural(t->o->minutes));
     if (t->o->checkpoint_every)
-        snprintf(every, sizeof every, "every %lld steps, ", t->o->checkpoint_every);
+        snprintf(every, sizeof every, "every %lld step%s, ", t->o->checkpoint_every,
+                 plural((double)t->o->checkpoint_every));
     fprintf(stderr,
             PROG ": batch %d, seed %lld, %lld thread%s; training %s; checkpoint %sat the end "
                  "and on Ctrl-C to %s\n",
@@ -837,7 +839,7 @@ static void print_header(trainer *t)
         int P = dist_size(), least = t->batch / P, most = (t->batch + P - 1) / P;
         char share[48];
         if (least == most)
-            snprintf(share, sizeof share, "%d images each", least);
+            snprintf(share, sizeof share, "%d image%s each", least, plural(least));
         else
             snprintf(share, sizeof share, "%d or %d images each", least, most);
         fprintf(stderr, PROG ": %d %s ranks share each batch: %s, %lld thread%s per rank; one "
@@ -865,10 +867,10 @@ static void print_summary(trainer *t, int stopped_by)
     if (stopped_by)
         fprintf(stderr, PROG ": stopped by %s at step %lld; the checkpoint is saved: run the "
                         "same command with --resume to continue\n", signal_name(stopped_by), step);
+    long long rejected = (long long)agave_model_rejected_count(t->model);
     printf("step %lld: train %.4f bpd (pixelcnn %.4f, aux %.4f, kl %.4f), %.1f images/s, %lld "
-           "rejected steps; checkpoint %s\n",
-           step, v[1], v[2], v[3], v[4], v[0], (long long)agave_model_rejected_count(t->model),
-           t->ckpt_path);
+           "rejected step%s; checkpoint %s\n",
+           step, v[1], v[2], v[3], v[4], v[0], rejected, plural((double)rejected), t->ckpt_path);
     if (dist_size() > 1 && t->steps_this_run > 0)
         fprintf(stderr, PROG ": %d ranks; gradient allreduce %.1f ms per step (rank 0), %.1f%% "
                         "of the training time\n", dist_size(),

@@ -3,6 +3,9 @@
 # agave-eval and agave-sample:
 #  - Ctrl-C in a terminal: the status line is not drawn again below the
 #    "stopping" message, and no empty line is left (the summary follows);
+#  - --version: exit 0, one line naming the program and the library's
+#    version as include/agave_version.h numbers it, and listed by --help;
+#  - singular nouns for counts of one ("1 minute", "1 sample").
 #
 # usage: tests/conventions.sh   (run by make check from the top of the tree)
 # Environment: AGAVE_BUILD (build directory, default build).
@@ -55,5 +58,31 @@ $(cat "$tmp/tty.lines")"
 else
     echo "conventions: script(1) is missing (util-linux): the terminal test is skipped"
 fi
+
+# ---- --version -----------------------------------------------------------------------
+v_h=include/agave_version.h
+version=$(sed -n 's/^#define AGAVE_VERSION_MAJOR \([0-9]*\)/\1/p' $v_h).$(sed -n \
+    's/^#define AGAVE_VERSION_MINOR \([0-9]*\)/\1/p' $v_h).$(sed -n \
+    's/^#define AGAVE_VERSION_PATCH \([0-9]*\)/\1/p' $v_h)
+for p in agave-train agave-eval agave-sample; do
+    out=$("$bin/$p" --version 2>"$tmp/version.err") || fail "$p --version exits with $?"
+    [ -s "$tmp/version.err" ] && fail "$p --version writes to stderr: $(cat "$tmp/version.err")"
+    [ "$out" = "$p (libagave) $version" ] ||
+        fail "$p --version prints '$out', expected '$p (libagave) $version'"
+    "$bin/$p" --help | grep -q -- '--version' || fail "$p --help does not list --version"
+done
+echo "conventions: --version of each program: $version"
+
+# ---- singular and plural -------------------------------------------------------------
+"$bin/agave-train" --config tiny --data "$data" --steps 1 --minutes 1 --checkpoint-every 1 \
+    --out "$tmp/one" $t1 >"$tmp/one.out" 2>"$tmp/one.err" || fail "agave-train: $(cat "$tmp/one.err")"
+grep -q 'for 1 minute;' "$tmp/one.err" || fail "agave-train: not 'for 1 minute': $(cat "$tmp/one.err")"
+grep -q 'every 1 step,' "$tmp/one.err" || fail "agave-train: not 'every 1 step': $(cat "$tmp/one.err")"
+grep -q ' 0 rejected steps;' "$tmp/one.out" || fail "agave-train: not '0 rejected steps': $(cat "$tmp/one.out")"
+"$bin/agave-sample" --checkpoint "$tmp/one/model.ckpt" --count 1 --out "$tmp/one.png" $t1 \
+    >"$tmp/sample.out" 2>"$tmp/sample.err" || fail "agave-sample: $(cat "$tmp/sample.err")"
+grep -q ': 1 sample (' "$tmp/sample.out" || fail "agave-sample: not '1 sample': $(cat "$tmp/sample.out")"
+grep -q 'sampling 1 image,' "$tmp/sample.err" || fail "agave-sample: not '1 image': $(cat "$tmp/sample.err")"
+echo "conventions: counts of one take the singular"
 
 echo "conventions: all checks passed"

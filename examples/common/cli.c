@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agave.h"
+
 /* Set on the ranks other than 0 of a multi-process run (dist.h): their
  * messages are held, not printed, until it is clear that someone must see
  * them. Written once at start-up, before any signal handler exists. */
@@ -70,6 +72,8 @@ int parse_double(const char *text, double min, double max, double *out)
     return 1;
 }
 
+const char *plural(double n) { return n == 1 ? "" : "s"; }
+
 int cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -124,6 +128,7 @@ static void print_help(const cli_program *prog)
         print_wrapped(text, 25, 25);
     }
     printf("  %-22s %s\n", "--help", "print this help and exit");
+    printf("  %-22s %s\n", "--version", "print the version and exit");
     if (prog->epilog)
         printf("\n%s\n", prog->epilog);
 }
@@ -204,13 +209,27 @@ static int allocate_lists(cli_program *prog, int argc)
     return 1;
 }
 
+/* The library the program runs with, and the header it was built against
+ * when they differ (a newer libagave.so.MAJOR installed since). */
+static void print_version(const cli_program *prog)
+{
+    printf("%s (libagave) %s\n", prog->name, agave_version_string());
+    if (strcmp(agave_version_string(), AGAVE_VERSION_STRING) != 0)
+        printf("built against libagave %s\n", AGAVE_VERSION_STRING);
+}
+
 int cli_parse(cli_program *prog, int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             print_help(prog);
             return EXIT_OK;
         }
+        if (strcmp(argv[i], "--version") == 0) {
+            print_version(prog);
+            return EXIT_OK;
+        }
+    }
     if (!allocate_lists(prog, argc))
         return fail(prog->name, "out of memory");
     for (int i = 1; i < argc; i++) {
