@@ -121,7 +121,7 @@ lib: $(SHARED) $(STATIC) $(BUILD)/lib/$(SONAME) $(BUILD)/lib/libagave.so
 # flags do: `make OPT=-O0` after `make` rebuilds instead of mixing objects.
 FLAGS_FILE := $(BUILD)/flags.txt
 # (Passed through the environment to avoid any quoting of the flags.)
-$(FLAGS_FILE): export AGAVE_FLAGS = $(CC) $(LIB_CFLAGS) | $(PROG_CFLAGS) | $(SO_LDFLAGS) $(LDLIBS) | $(EXTRA_OBJ)
+$(FLAGS_FILE): export AGAVE_FLAGS = $(CC) $(LIB_CFLAGS) | $(PROG_CFLAGS) | $(SO_LDFLAGS) $(LDLIBS) | $(PROG_LDLIBS) | $(EXTRA_OBJ)
 $(FLAGS_FILE): FORCE
 	@mkdir -p $(@D)
 	@printf '%s\n' "$$AGAVE_FLAGS" >$@.new
@@ -152,17 +152,23 @@ $(STATIC): $(LIB_OBJ) $(EXTRA_OBJ)
 	$(Q)rm -f $@
 	$(Q)ar rcs $@ $(LIB_OBJ) $(EXTRA_OBJ)
 
-# Programs link the static library so build/bin works without installing. They
-# see only the public header (no -Ilib), like any user's program, plus the
-# shared command-line helpers in examples/common/.
+# Programs link the shared library, as a user's program would, so that an
+# installed libagave.so.MAJOR serves them too. The run path $ORIGIN/../lib finds
+# it beside them both in the build tree (build/bin -> build/lib, no installing
+# needed) and after `make install` (BINDIR -> LIBDIR with the default layout;
+# elsewhere the loader's usual search, ldconfig, applies). They see only the
+# public header (no -Ilib), like any user's program, plus the shared
+# command-line helpers in examples/common/.
 # examples/common/dist.c makes them one process; the MPI build below links
 # dist_mpi.c in its place.
 COMMON_SRC := $(filter-out examples/common/dist_mpi.c,$(wildcard examples/common/*.c))
+PROG_RPATH := -Wl,-rpath,'$$ORIGIN/../lib'
+PROG_LDLIBS := -L$(BUILD)/lib -lagave $(PROG_RPATH) -lm $(SAN) $(LDFLAGS)
 $(BUILD)/bin/%: examples/%.c $(wildcard examples/*.h examples/common/*.h) $(COMMON_SRC) \
-    $(STATIC) $(FLAGS_FILE)
+    $(BUILD)/lib/libagave.so $(FLAGS_FILE)
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(PROG_CFLAGS) -Iexamples $< $(COMMON_SRC) $(STATIC) $(LDLIBS) -o $@
+	$(Q)$(CC) $(PROG_CFLAGS) -Iexamples $< $(COMMON_SRC) $(PROG_LDLIBS) -o $@
 
 programs: $(PROGRAMS) $(EXAMPLES)
 

@@ -96,7 +96,22 @@ found=$(LD_LIBRARY_PATH=$prefix/lib ldd ./consumer-shared | sed -n 's/.*libagave
 run_and_check consumer-shared LD_LIBRARY_PATH="$prefix/lib" ./consumer-shared
 echo "consumer: shared link runs and passes ($(grep -c '^ok' "$tmp/consumer-shared.out") checks)"
 
-# 3b. Static.
+# 3b. The installed programs use the installed shared library: they need
+#     libagave.so.MAJOR and find the prefix's copy through their run path
+#     ($ORIGIN/../lib), with no LD_LIBRARY_PATH.
+lib_real=$(readlink -f "$prefix/lib/libagave.so.$major")
+for p in agave-train agave-eval agave-sample; do
+    exe=$prefix/bin/$p
+    readelf -d "$exe" | grep -q "NEEDED.*\[libagave\.so\.$major\]" ||
+        fail "the installed $p does not need libagave.so.$major (linked statically?)"
+    found=$(ldd "$exe" | sed -n 's/.*libagave\.so[^ ]* => \([^ ]*\).*/\1/p')
+    [ -n "$found" ] && [ "$(readlink -f "$found")" = "$lib_real" ] ||
+        fail "the installed $p loads libagave from '$found', not from the prefix"
+    [ "$("$exe" --version)" = "$p (libagave) $version" ] || fail "the installed $p does not run"
+done
+echo "consumer: the installed programs run with the installed libagave.so.$major"
+
+# 3c. Static.
 if [ -z "$san" ]; then
     # shellcheck disable=SC2086
     quiet "$cc" -static $cflags consumer.c $static_libs -lm -o consumer-static
