@@ -280,7 +280,7 @@ static int run(const eval_opts *o, agave_context *ctx)
     if (rc == EXIT_OK && root) {
         fprintf(stderr, PROG ": %s, step %lld, mode %s, %s weights; %zu of %zu test images "
                          "from %s; IWAE K = %lld; %d thread%s\n",
-                o->checkpoint, (long long)agave_model_step_count(m), mode_name(cfg.mode),
+                o->checkpoint, (long long)agave_model_step_count(m), agave_mode_name(cfg.mode),
                 weights_name(m), n,
                 agave_dataset_count(test), o->data, o->samples, agave_context_threads(ctx),
                 agave_context_threads(ctx) == 1 ? "" : "s");

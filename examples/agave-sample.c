@@ -232,7 +232,7 @@ static int run(const sample_opts *o, agave_context *ctx)
     if (rc == EXIT_OK) {
         fprintf(stderr, PROG ": %s, step %lld, mode %s, %s weights: %s %lld image%s, seed %lld, "
                          "%d thread%s\n",
-                o->checkpoint, (long long)agave_model_step_count(m), mode_name(cfg.mode),
+                o->checkpoint, (long long)agave_model_step_count(m), agave_mode_name(cfg.mode),
                 weights_name(m),
                 o->reconstruct ? "reconstructing" : "sampling", o->count,
                 plural((double)o->count), o->seed, agave_context_threads(ctx),

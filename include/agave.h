@@ -37,6 +37,12 @@
  *    prints on bad input. After an error, agave_context_last_error() says what was
  *    wrong in words (which shape, which file, which offset).
  *  - Free functions accept NULL.
+ *  - Structs a program allocates start with size_t struct_size, the size of the
+ *    struct the program was compiled with: their _init macro sets it (or write
+ *    {.struct_size = sizeof s} for the statistics a call fills in). Programs
+ *    built against an older or a newer header keep working: the library reads
+ *    and writes only the fields both know, and uses defaults for the others
+ *    (docs/build.md, "ABI policy").
  *  - Tensors are float32, up to 4-D, NCHW. Shapes of fewer dimensions are (N),
  *    (N, C), (N, C, H); every op documents the shapes it takes as "x is (N,C,H,W)".
  *  - Units: log-probabilities and losses are in nats unless a name says bpd
@@ -106,7 +112,8 @@ typedef enum agave_status {
     AGAVE_ERR_STATE = 11,        /* the call is not valid in the object's state */
     AGAVE_ERR_NUMERIC = 12,      /* a non-finite loss or gradient was produced */
     AGAVE_ERR_LIMIT = 13,        /* a size exceeds a documented limit */
-    AGAVE_ERR_INTERRUPTED = 14   /* work was stopped on request */
+    AGAVE_ERR_INTERRUPTED = 14,  /* work was stopped on request */
+    AGAVE_ERR_UNKNOWN_KEY = 15   /* a configuration key that does not exist */
 } agave_status;
 
 /* Fixed English text for a status ("invalid argument", ...); never NULL. */
@@ -171,8 +178,10 @@ AGAVE_API size_t agave_context_arena_peak(const agave_context *ctx);
 
 /* ---- Configuration ------------------------------------------------------ */
 /* A model is described by an agave_config: start from a named configuration
- * with agave_config_init, change fields by key with agave_config_set, and give
- * it to agave_model_create. */
+ * with agave_config_init, change it key by key with agave_config_set (as text,
+ * the way a command line gives it), and give it to agave_model_create. The
+ * keys, with their types, bounds, defaults and meanings, are listed by
+ * agave_config_key_info; docs/model.md says what each one does. */
 
 /* The optimiser a model trains with (and agave_optimizer_create's kind). */
 typedef enum agave_optimizer_kind {
@@ -188,6 +197,7 @@ typedef enum agave_mode {
     AGAVE_MODE_NAIVE = 3      /* PixelCNN conditioned on f(z), no auxiliary term */
 } agave_mode;
 
+/* Each field is the key of the same name. New keys are appended. */
 typedef struct agave_config {
     size_t struct_size;   /* sizeof(agave_config), set by agave_config_init */
     int C, H, W;          /* image channels (1 or 3), height and width (multiples of 4) */
@@ -196,7 +206,7 @@ typedef struct agave_config {
     int Fv, Rv, Z, T;     /* VAE filters, residual blocks per stage, latent channels, IAF steps */
     int b, s;             /* auxiliary image: colour levels, pooling factor */
     float lambda;         /* KL weight */
-    agave_mode mode;
+    agave_mode mode;      /* default AGAVE */
     /* Training */
     agave_optimizer_kind optimizer;  /* default ADAMAX */
     float lr;             /* default 0.002 */
@@ -205,15 +215,80 @@ typedef struct agave_config {
     int max_bad_steps;    /* consecutive non-finite steps tolerated; default 10 */
 } agave_config;
 
-/* Fills cfg with a named configuration: "tiny", "fashion", "cifar-small",
- * "cifar-paper" (MODEL.md's table). */
-AGAVE_API agave_status agave_config_init(agave_config *cfg, const char *name);
-/* Sets one field from text, by its MODEL.md name: C, H, W, F, R, M, dropout, Fv,
- * Rv, Z, T, b, s, lambda, mode (agave|vae|pixelcnn|naive), and lr, optimizer
- * (adamax|adam), ema, grad_clip, max_bad_steps. */
+/* Fills cfg with a named configuration (agave_config_preset_name lists them;
+ * docs/model.md, "Configurations", has the table): the architecture keys and
+ * lambda from the table, every other key its default. agave_config_init(cfg,
+ * name) passes sizeof *cfg as struct_size. AGAVE_ERR_INVALID_ARG for an unknown
+ * name or a struct_size that does not reach lambda (cfg is then untouched). */
+AGAVE_API agave_status agave_config_init_sized(agave_config *cfg, size_t struct_size,
+                                               const char *name);
+#define agave_config_init(cfg, name) agave_config_init_sized((cfg), sizeof *(cfg), (name))
+/* The names of the named configurations, index 0, 1, ...: "tiny", "fashion",
+ * "cifar-small", "cifar-paper"; NULL past the last. */
+AGAVE_API const char *agave_config_preset_name(int index);
+
+/* Sets one key from text. The text must be of the key's type (an integer, a
+ * finite number, or one of the key's words): AGAVE_ERR_INVALID_ARG otherwise.
+ * AGAVE_ERR_UNKNOWN_KEY when key is not a key, or names a field that cfg's
+ * struct_size does not reach. Ranges are checked by agave_config_validate and
+ * agave_model_create, which say what is wrong. cfg is unchanged on error. */
 AGAVE_API agave_status agave_config_set(agave_config *cfg, const char *key, const char *value);
-/* Checks every field; on failure writes a sentence into msg (if not NULL). */
+/* Writes the key's value in cfg into buf as text that agave_config_set reads
+ * back to the same value ("8", "0.002", "adamax"); a field past cfg's
+ * struct_size reads as its default. AGAVE_CONFIG_VALUE_MAX bytes always
+ * suffice. AGAVE_ERR_UNKNOWN_KEY, AGAVE_ERR_INVALID_ARG when len is too small
+ * (buf is then ""), AGAVE_ERR_CONFIG when cfg's struct_size is unusable. */
+#define AGAVE_CONFIG_VALUE_MAX 32
+AGAVE_API agave_status agave_config_get(const agave_config *cfg, const char *key, char *buf,
+                                        size_t len);
+/* Checks every key; on failure writes a sentence into msg (if not NULL), such
+ * as "F = 0: PixelCNN++ filters must be in 1..1024". */
 AGAVE_API agave_status agave_config_validate(const agave_config *cfg, char *msg, size_t len);
+
+/* What a key holds. */
+typedef enum agave_key_type {
+    AGAVE_KEY_INT = 0,      /* an integer */
+    AGAVE_KEY_FLOAT = 1,    /* a finite real number */
+    AGAVE_KEY_CHOICE = 2    /* one of the words of choices (an enum in agave_config) */
+} agave_key_type;
+
+/* Key flags. ARCHITECTURE: shapes the network; fixed once a model exists, and a
+ * checkpoint's must match. TRAINING: agave_model_update_config may change it on
+ * an existing model. A key with neither (optimizer) is fixed but not part of
+ * the network's shape. */
+#define AGAVE_KEY_ARCHITECTURE 0x1u
+#define AGAVE_KEY_TRAINING 0x2u
+
+/* One key, described by agave_config_key_info. The strings are the library's,
+ * valid for as long as it is loaded. */
+typedef struct agave_config_key {
+    size_t struct_size;         /* set by the caller: sizeof(agave_config_key) */
+    const char *name;           /* "lr": what agave_config_set and _get take */
+    agave_key_type type;
+    unsigned flags;             /* AGAVE_KEY_ARCHITECTURE, AGAVE_KEY_TRAINING */
+    double min, max;            /* INT, FLOAT: values outside [min, max] are invalid (0 for CHOICE) */
+    const char *range;          /* the valid values in words: "a power of two in 2..256" */
+    const char *choices;        /* CHOICE: the words in enum order, "adamax|adam"; "" otherwise */
+    const char *default_value;  /* as text; NULL when the named configuration sets it */
+    const char *description;    /* "PixelCNN++ filters" */
+} agave_config_key;
+
+/* The keys, index 0 .. agave_config_key_count() - 1, in a fixed order (new
+ * keys are appended). agave_config_key_info fills info (the struct_size rule;
+ * AGAVE_ERR_INVALID_ARG for an index out of range); agave_config_key_index
+ * gives a name's index, -1 if it is not a key. */
+AGAVE_API int agave_config_key_count(void);
+AGAVE_API agave_status agave_config_key_info(int index, agave_config_key *info);
+AGAVE_API int agave_config_key_index(const char *name);
+
+/* 1 when a and b hold the same value for every key whose flags include all of
+ * `flags` (0: every key; AGAVE_KEY_ARCHITECTURE: the same network), 0 when
+ * they differ or either cannot be read (NULL, an unusable struct_size). */
+AGAVE_API int agave_config_equal(const agave_config *a, const agave_config *b, unsigned flags);
+
+/* "agave", "vae", "pixelcnn", "naive" (the words of the mode key); NULL for a
+ * value that is not a mode. */
+AGAVE_API const char *agave_mode_name(agave_mode mode);
 
 /* The exact number of parameters (floats) of cfg's model, without building it;
  * the same as agave_model_param_count of the model. AGAVE_ERR_CONFIG if cfg
@@ -234,7 +309,12 @@ AGAVE_API agave_status agave_config_estimate_bytes(const agave_config *cfg, int 
 AGAVE_API agave_status agave_model_create(agave_context *ctx, const agave_config *cfg,
                                           agave_model **out);
 AGAVE_API void agave_model_free(agave_model *model);
-AGAVE_API agave_status agave_model_get_config(const agave_model *model, agave_config *cfg);
+/* Fills cfg with the model's configuration, as agave_config_init would;
+ * agave_model_get_config(model, cfg) passes sizeof *cfg as struct_size. */
+AGAVE_API agave_status agave_model_get_config_sized(const agave_model *model, agave_config *cfg,
+                                                    size_t struct_size);
+#define agave_model_get_config(model, cfg)                                                  \
+    agave_model_get_config_sized((model), (cfg), sizeof *(cfg))
 /* Changes the training settings of a model (e.g. after loading a checkpoint):
  * mode, lambda, dropout, lr, grad_clip, ema and max_bad_steps take cfg's values.
  * The architecture (C H W F R M Fv Rv Z T b s) and the optimizer kind must equal
@@ -255,6 +335,11 @@ AGAVE_API int64_t agave_model_rejected_count(const agave_model *model);
 
 /* Data-dependent initialisation from a first batch x (n,C,H,W) uint8. */
 AGAVE_API agave_status agave_model_init(agave_model *model, const uint8_t *x, int n);
+/* 1 once the model's weights are initialised: by agave_model_init, by the
+ * first training step (which initialises from its batch), or by loading a
+ * checkpoint of an initialised model; 0 otherwise (and for NULL).
+ * Evaluation, sampling and reconstruction need an initialised model. */
+AGAVE_API int agave_model_is_initialized(const agave_model *model);
 
 typedef struct agave_step_stats {
     size_t struct_size;       /* set by the caller: sizeof(agave_step_stats) */
@@ -456,17 +541,19 @@ AGAVE_API agave_status agave_marginal_baseline_bpd(agave_context *ctx, const uin
                                                    int width, double *bpd);
 
 /* ---- Image grids -------------------------------------------------------- */
-/* PNG image grids. Options start with their size; call agave_grid_options_init
- * first, then change fields. Passing NULL options means the defaults. */
+/* PNG image grids. Call agave_grid_options_init first, then change fields.
+ * Passing NULL options means the defaults. */
 typedef struct agave_grid_options {
-    size_t size;            /* sizeof(agave_grid_options), set by _init */
+    size_t struct_size;     /* sizeof(agave_grid_options), set by _init */
     int gap;                /* pixels between cells and around the border, 0..256; default 2 */
     int group_gap;          /* extra pixels between groups of a multi-set grid, 0..256; default 4 */
     int scale;              /* each image pixel becomes scale x scale, 1..64; default 1 */
     uint8_t background[3];  /* RGB of gaps and empty cells; default 255,255,255 (white) */
 } agave_grid_options;
 
-AGAVE_API void agave_grid_options_init(agave_grid_options *opt);
+/* agave_grid_options_init(opt) passes sizeof *opt as struct_size. */
+AGAVE_API void agave_grid_options_init_sized(agave_grid_options *opt, size_t struct_size);
+#define agave_grid_options_init(opt) agave_grid_options_init_sized((opt), sizeof *(opt))
 
 /* Writes n images (n,channels,height,width) uint8, channels 1 or 3, as a grid
  * of min(cols,n) columns and ceil(n/cols) rows, row-major, to a PNG at path.
@@ -800,7 +887,12 @@ typedef struct agave_layer_options {
     int mask_reverse;        /* 1: degrees run backwards, deg(c) = D - 1 - (c mod D) */
 } agave_layer_options;
 
-AGAVE_API agave_status agave_layer_options_init(agave_layer_options *opt);
+/* agave_layer_options_init(opt) passes sizeof *opt as struct_size. */
+AGAVE_API agave_status agave_layer_options_init_sized(agave_layer_options *opt,
+                                                      size_t struct_size);
+#define agave_layer_options_init(opt) agave_layer_options_init_sized((opt), sizeof *(opt))
+
+/* A new layer on ctx (options validated: AGAVE_ERR_INVALID_ARG names the field). */
 AGAVE_API agave_status agave_layer_create(agave_context *ctx, agave_layer_kind kind,
                                           const agave_layer_options *opt, agave_layer **out);
 AGAVE_API void agave_layer_free(agave_layer *layer);
@@ -909,6 +1001,19 @@ typedef agave_status (*agave_grad_reduce_fn)(float *buf, size_t n, void *user);
 AGAVE_API agave_status agave_model_set_grad_reducer(agave_model *model, agave_grad_reduce_fn fn,
                                                     void *user);
 #endif /* AGAVE_EXPERIMENTAL */
+
+/* ---- Compatibility ------------------------------------------------------ */
+/* Functions kept so that programs built against an earlier agave.h still
+ * link. 0.1's header declared these four as functions (now they are macros
+ * that pass sizeof): they fill the fields 0.1's structs had. */
+AGAVE_DEPRECATED(agave_config_init_sized)
+AGAVE_API agave_status (agave_config_init)(agave_config *cfg, const char *name);
+AGAVE_DEPRECATED(agave_layer_options_init_sized)
+AGAVE_API agave_status (agave_layer_options_init)(agave_layer_options *opt);
+AGAVE_DEPRECATED(agave_grid_options_init_sized)
+AGAVE_API void (agave_grid_options_init)(agave_grid_options *opt);
+AGAVE_DEPRECATED(agave_model_get_config_sized)
+AGAVE_API agave_status (agave_model_get_config)(const agave_model *model, agave_config *cfg);
 
 #ifdef __cplusplus
 }

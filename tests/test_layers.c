@@ -433,7 +433,7 @@ static void test_config_set(void **state)
     assert_int_equal(agave_config_set(&c, "F", ""), AGAVE_ERR_INVALID_ARG);
     assert_int_equal(agave_config_set(&c, "lambda", "nan"), AGAVE_ERR_INVALID_ARG);
     assert_int_equal(agave_config_set(&c, "mode", "gan"), AGAVE_ERR_INVALID_ARG);
-    assert_int_equal(agave_config_set(&c, "depth", "3"), AGAVE_ERR_INVALID_ARG);
+    assert_int_equal(agave_config_set(&c, "depth", "3"), AGAVE_ERR_UNKNOWN_KEY);
     assert_int_equal(agave_config_set(&c, NULL, "3"), AGAVE_ERR_NULL);
     assert_int_equal(c.F, 12);   /* failed sets change nothing */
 }
@@ -456,8 +456,8 @@ static void expect_invalid(const char *key, const char *value, const char *word)
 static void test_config_validation(void **state)
 {
     (void)state;
-    expect_invalid("H", "10", "multiples of 4");
-    expect_invalid("W", "1000000", "multiples of 4");
+    expect_invalid("H", "10", "multiple of 4");
+    expect_invalid("W", "1000000", "multiple of 4");
     expect_invalid("b", "24", "power of two");
     expect_invalid("b", "512", "power of two");
     expect_invalid("s", "3", "1, 2 or 4");

@@ -86,7 +86,7 @@ static void test_absurd_configurations(void **state)
 {
     (void)state;
     static const struct { const char *key, *value, *says; } absurd[] = {
-        {"H", "1000000", "H x W"},  {"W", "1000000", "H x W"},   {"F", "1000000", "filters"},
+        {"H", "1000000", "height"},  {"W", "1000000", "width"},   {"F", "1000000", "filters"},
         {"Fv", "1000000", "filters"}, {"R", "1000", "residual"}, {"M", "1000000", "mixture"},
         {"Z", "1000000000", "latent"}, {"T", "1000", "IAF"},     {"b", "1024", "colour"},
         {"s", "8", "pooling"},

@@ -35,11 +35,11 @@ int load_checkpoint(const char *prog, agave_context *ctx, const char *path,
         const char *msg = agave_context_last_error(ctx);
         return fail(prog, "%s", *msg ? msg : agave_status_string(st));
     }
-    if (agave_model_step_count(*model) == 0) {
-        /* A model saved before its first step has no initialised weights. */
+    if (!agave_model_is_initialized(*model)) {
         agave_model_free(*model);
         *model = NULL;
-        return fail(prog, "checkpoint %s holds an untrained model (step 0)", path);
+        return fail(prog, "checkpoint %s holds a model that was never initialised (saved "
+                    "before its first step)", path);
     }
     return EXIT_OK;
 }
@@ -78,29 +78,43 @@ const char *weights_name(const agave_model *m)
     return agave_model_weights(m) == AGAVE_WEIGHTS_AVERAGE ? "average" : "raw";
 }
 
-const char *mode_name(agave_mode mode)
+void describe_config(const agave_config *c, unsigned flags, char *buf, size_t len)
 {
-    switch (mode) {
-    case AGAVE_MODE_AGAVE:
-        return "agave";
-    case AGAVE_MODE_VAE:
-        return "vae";
-    case AGAVE_MODE_PIXELCNN:
-        return "pixelcnn";
-    case AGAVE_MODE_NAIVE:
-        return "naive";
+    size_t at = 0;
+    if (len)
+        buf[0] = '\0';
+    for (int i = 0; i < agave_config_key_count() && at < len; i++) {
+        agave_config_key k = {.struct_size = sizeof k};
+        char value[AGAVE_CONFIG_VALUE_MAX];
+        if (agave_config_key_info(i, &k) != AGAVE_OK || (k.flags & flags) != flags ||
+            agave_config_get(c, k.name, value, sizeof value) != AGAVE_OK)
+            continue;
+        int n = snprintf(buf + at, len - at, "%s%s=%s", at ? " " : "", k.name, value);
+        at += n > 0 ? (size_t)n : 0;
     }
-    return "?";
 }
 
-void describe_config(const agave_config *c, char *buf, size_t len)
+void list_keys(char *buf, size_t len)
 {
-    snprintf(buf, len,
-             "%dx%dx%d images, mode %s; PixelCNN++ F=%d R=%d M=%d dropout=%g; VAE Fv=%d Rv=%d "
-             "Z=%d T=%d; aux b=%d s=%d; lambda=%g; %s lr=%g ema=%g grad_clip=%g "
-             "max_bad_steps=%d",
-             c->C, c->H, c->W, mode_name(c->mode), c->F, c->R, c->M, (double)c->dropout, c->Fv,
-             c->Rv, c->Z, c->T, c->b, c->s, (double)c->lambda,
-             c->optimizer == AGAVE_OPTIM_ADAM ? "adam" : "adamax", (double)c->lr,
-             (double)c->ema, (double)c->grad_clip, c->max_bad_steps);
+    size_t at = 0;
+    if (len)
+        buf[0] = '\0';
+    for (int i = 0; i < agave_config_key_count() && at < len; i++) {
+        agave_config_key k = {.struct_size = sizeof k};
+        if (agave_config_key_info(i, &k) == AGAVE_OK) {
+            int n = snprintf(buf + at, len - at, "%s%s", at ? ", " : "", k.name);
+            at += n > 0 ? (size_t)n : 0;
+        }
+    }
+}
+
+void list_presets(char *buf, size_t len)
+{
+    size_t at = 0;
+    if (len)
+        buf[0] = '\0';
+    for (int i = 0; agave_config_preset_name(i) && at < len; i++) {
+        int n = snprintf(buf + at, len - at, "%s%s", at ? ", " : "", agave_config_preset_name(i));
+        at += n > 0 ? (size_t)n : 0;
+    }
 }

@@ -40,9 +40,12 @@ int choose_weights(const char *prog, agave_model *model, const char *choice, con
 /* "average" or "raw": the set the model's evaluation and sampling use now. */
 const char *weights_name(const agave_model *model);
 
-/* "agave", "vae", "pixelcnn", "naive". */
-const char *mode_name(agave_mode mode);
-/* One line describing a configuration's fields. */
-void describe_config(const agave_config *c, char *buf, size_t len);
+/* "key=value key=value ...": the configuration's keys whose flags include
+ * all of flags (0: every key), from the library's key list. */
+void describe_config(const agave_config *c, unsigned flags, char *buf, size_t len);
+/* "C, H, W, ...": the configuration keys; "tiny, fashion, ...": the named
+ * configurations (from the library). */
+void list_keys(char *buf, size_t len);
+void list_presets(char *buf, size_t len);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/struct_size.h"
 #include "data.h"
 
 #define STB_IMAGE_WRITE_STATIC
@@ -31,33 +32,43 @@
 
 typedef unsigned long long ull;
 
-void agave_grid_options_init(agave_grid_options *opt)
+static void options_defaults(agave_grid_options *opt)
 {
-    if (!opt)
-        return;
     memset(opt, 0, sizeof *opt);
-    opt->size = sizeof *opt;
+    opt->struct_size = sizeof *opt;
     opt->gap = 2;
     opt->group_gap = 4;
     opt->scale = 1;
     opt->background[0] = opt->background[1] = opt->background[2] = 255;
 }
 
-/* Copies the caller's options over the defaults; a caller built against an
- * older, shorter struct keeps the defaults for the fields it does not know. */
+void agave_grid_options_init_sized(agave_grid_options *opt, size_t struct_size)
+{
+    if (!opt)
+        return;
+    agave_grid_options d;
+    options_defaults(&d);
+    struct_init(opt, struct_size, &d, sizeof d);
+}
+
+/* Programs built against 0.1's agave.h call this symbol with that header's
+ * struct, which ends with background. */
+void (agave_grid_options_init)(agave_grid_options *opt)
+{
+    agave_grid_options_init_sized(opt, STRUCT_SIZE(agave_grid_options, background));
+}
+
+/* The caller's options over the defaults (the struct_size rule). */
 static agave_status grid_options(agave_context *ctx, const agave_grid_options *opt,
                                  agave_grid_options *o)
 {
-    agave_grid_options_init(o);
+    options_defaults(o);
     if (!opt)
         return AGAVE_OK;
-    if (opt->size < sizeof *o)   /* the first version is the smallest there will be */
-        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
-                         "grid options: size field is %llu, expected %llu: call "
-                         "agave_grid_options_init first",
-                         (ull)opt->size, (ull)sizeof *o);
-    memcpy(o, opt, sizeof *o);
-    o->size = sizeof *o;
+    char msg[256];
+    if (!struct_read(o, sizeof *o, opt, sizeof o->struct_size, "agave_grid_options", msg,
+                     sizeof msg))
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "grid options: %s", msg);
     if (o->gap < 0 || o->gap > 256 || o->group_gap < 0 || o->group_gap > 256 || o->scale < 1 ||
         o->scale > 64)
         return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,

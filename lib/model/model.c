@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/struct_size.h"
+#include "config.h"
 #include "model.h"
 
 agave_layer_options conv_options(int in, int out, int kh, int kw, int stride, agave_shift shift,
@@ -85,15 +87,15 @@ agave_status agave_model_create(agave_context *ctx, const agave_config *cfg, aga
         return ctx_error(ctx, AGAVE_ERR_NULL, "agave_model_create: NULL configuration or out");
     *out = NULL;
     char msg[256];
-    if (agave_config_validate(cfg, msg, sizeof msg) != AGAVE_OK)
+    agave_config full;
+    if (config_read(cfg, &full, msg, sizeof msg) != AGAVE_OK)
         return ctx_error(ctx, AGAVE_ERR_CONFIG, "invalid configuration: %s", msg);
-    MTRY(model_check_memory(ctx, cfg, 1, "agave_model_create"));
+    MTRY(model_check_memory(ctx, &full, 1, "agave_model_create"));
     agave_model *m = calloc(1, sizeof *m);
     if (!m)
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate a model");
     m->ctx = ctx;
-    m->cfg = *cfg;
-    m->cfg.struct_size = sizeof m->cfg;
+    m->cfg = full;
     agave_status st = vae_build(m);
     if (st == AGAVE_OK)
         st = pixelcnn_build(m);
@@ -126,19 +128,24 @@ void agave_model_free(agave_model *m)
     free(m);
 }
 
-agave_status agave_model_get_config(const agave_model *m, agave_config *cfg)
+agave_status agave_model_get_config_sized(const agave_model *m, agave_config *cfg,
+                                          size_t struct_size)
 {
     if (!m || !cfg)
         return AGAVE_ERR_NULL;
-    *cfg = m->cfg;
+    if (struct_size < CONFIG_MIN_SIZE)
+        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG,
+                         "agave_model_get_config: struct_size %zu does not reach lambda (%zu)",
+                         struct_size, (size_t)CONFIG_MIN_SIZE);
+    struct_init(cfg, struct_size, &m->cfg, sizeof m->cfg);
     return AGAVE_OK;
 }
 
-int config_same_architecture(const agave_config *a, const agave_config *b)
+/* Programs built against 0.1's agave.h call this symbol with that header's
+ * struct, which ends with max_bad_steps. */
+agave_status (agave_model_get_config)(const agave_model *m, agave_config *cfg)
 {
-    return a->C == b->C && a->H == b->H && a->W == b->W && a->F == b->F && a->R == b->R &&
-           a->M == b->M && a->Fv == b->Fv && a->Rv == b->Rv && a->Z == b->Z && a->T == b->T &&
-           a->b == b->b && a->s == b->s;
+    return agave_model_get_config_sized(m, cfg, config_size_0_1());
 }
 
 /* Gated blocks read their dropout from their options at every forward. */
@@ -149,33 +156,31 @@ static void set_dropout(agave_model *m, float p)
             m->layers[i]->opt.dropout = p;
 }
 
-agave_status agave_model_update_config(agave_model *m, const agave_config *cfg)
+agave_status agave_model_update_config(agave_model *m, const agave_config *caller)
 {
     if (!m)
         return AGAVE_ERR_NULL;
     ctx_clear_error(m->ctx);
-    if (!cfg)
+    if (!caller)
         return ctx_error(m->ctx, AGAVE_ERR_NULL, "agave_model_update_config: cfg is NULL");
     char msg[256];
-    if (agave_config_validate(cfg, msg, sizeof msg) != AGAVE_OK)
+    agave_config full;
+    const agave_config *cfg = &full;
+    if (config_read(caller, &full, msg, sizeof msg) != AGAVE_OK)
         return ctx_error(m->ctx, AGAVE_ERR_CONFIG, "invalid configuration: %s", msg);
-    if (!config_same_architecture(cfg, &m->cfg) || cfg->optimizer != m->cfg.optimizer)
+    if (!config_equal(cfg, &m->cfg, 0, AGAVE_KEY_TRAINING)) {
+        char names[256];
+        config_key_names(AGAVE_KEY_TRAINING, names, sizeof names);
         return ctx_error(m->ctx, AGAVE_ERR_CONFIG,
-                         "agave_model_update_config: only training settings can change (mode, "
-                         "lambda, dropout, lr, grad_clip, ema, max_bad_steps), not the "
-                         "architecture or the optimizer kind");
+                         "agave_model_update_config: only training settings can change (%s), "
+                         "not the architecture or the optimizer kind", names);
+    }
     if (cfg->ema > 0 && !(m->cfg.ema > 0) && m->initialized &&
         average_init(&m->ema, m->params, m->n_params) != AGAVE_OK)
         return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cannot allocate the parameter average");
     if (!(cfg->ema > 0))
         average_free(&m->ema);
-    m->cfg.mode = cfg->mode;
-    m->cfg.lambda = cfg->lambda;
-    m->cfg.dropout = cfg->dropout;
-    m->cfg.lr = cfg->lr;
-    m->cfg.grad_clip = cfg->grad_clip;
-    m->cfg.ema = cfg->ema;
-    m->cfg.max_bad_steps = cfg->max_bad_steps;
+    config_copy_keys(&m->cfg, cfg, AGAVE_KEY_TRAINING);
     m->opt->lr = cfg->lr;
     set_dropout(m, cfg->dropout);
     return AGAVE_OK;
@@ -208,6 +213,7 @@ agave_status agave_model_param(agave_model *m, int index, const char **name,
 }
 
 int64_t agave_model_step_count(const agave_model *m) { return m ? m->step : 0; }
+int agave_model_is_initialized(const agave_model *m) { return m ? m->initialized != 0 : 0; }
 int64_t agave_model_rejected_count(const agave_model *m) { return m ? m->rejected : 0; }
 
 void model_set_training(agave_model *m, int training)
@@ -583,22 +589,11 @@ static agave_status train_step_parallel(agave_model *m, const uint8_t *x, int n,
     return apply_update(m, grad_norm, stats);
 }
 
-agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
-                                    agave_step_stats *stats)
+/* The step itself; stats, when not NULL, is the library's own struct, zeroed. */
+static agave_status train_step(agave_model *m, const uint8_t *x, int n, agave_step_stats *stats)
 {
-    if (!m)
-        return AGAVE_ERR_NULL;
-    ctx_clear_error(m->ctx);
     MTRY(check_batch(m, x, n, "agave_model_train_step"));
     MTRY(model_check_memory(m->ctx, &m->cfg, n, "agave_model_train_step"));
-    if (stats && stats->struct_size < sizeof *stats)
-        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG,
-                         "agave_step_stats.struct_size must be set to sizeof(agave_step_stats)");
-    if (stats) {
-        size_t size = stats->struct_size;
-        memset(stats, 0, sizeof *stats);
-        stats->struct_size = size;
-    }
     if (m->slice_total > 0 || m->reduce_fn)
         return train_step_parallel(m, x, n, stats);
     if (!m->initialized)
@@ -630,4 +625,23 @@ agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
     if (stats)
         copy_step_stats(&terms, grad_norm, stats);
     return apply_update(m, grad_norm, stats);
+}
+
+agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
+                                    agave_step_stats *stats)
+{
+    if (!m)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(m->ctx);
+    agave_step_stats full;
+    memset(&full, 0, sizeof full);
+    full.struct_size = sizeof full;
+    char msg[256];
+    if (stats && !struct_write(stats, &full, sizeof full, sizeof full.struct_size,
+                               "agave_step_stats", msg, sizeof msg))
+        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG, "agave_model_train_step: %s", msg);
+    agave_status st = train_step(m, x, n, stats ? &full : NULL);
+    if (stats)
+        struct_write(stats, &full, sizeof full, 0, NULL, NULL, 0);
+    return st;
 }

@@ -97,7 +97,6 @@ typedef struct forward_plan {
 forward_plan plan_for_mode(agave_mode mode);
 
 /* 1 if a and b build the same network (C H W F R M Fv Rv Z T b s). */
-int config_same_architecture(const agave_config *a, const agave_config *b);
 
 /* x~ = x / 127.5 - 1 as an arena tensor (N,C,H,W). */
 agave_tensor *image_tensor(agave_context *ctx, const uint8_t *x, int n, int c, int h, int w);

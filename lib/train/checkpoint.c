@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../model/config.h"
 #include "../model/model.h"
 #include "checkpoint.h"
 
@@ -524,10 +525,14 @@ agave_status agave_model_load(agave_context *ctx, const char *path, const agave_
     if (!path || !out)
         return ctx_error(ctx, AGAVE_ERR_NULL, "agave_model_load: NULL path or out");
     *out = NULL;
+    agave_config want;
+    char msg[256];
+    if (expect && config_import(expect, &want, msg, sizeof msg) != AGAVE_OK)
+        return ctx_error(ctx, AGAVE_ERR_CONFIG, "agave_model_load: expect: %s", msg);
     unsigned char *p = NULL;
     size_t len = 0;
     MTRY(read_file(ctx, path, &p, &len));
-    agave_status st = load_bytes(ctx, path, p, len, expect, out);
+    agave_status st = load_bytes(ctx, path, p, len, expect ? &want : NULL, out);
     free(p);
     return st;
 }
