@@ -452,7 +452,8 @@ typedef enum agave_data_split {
  *    read. split picks the training or the test files. A directory holding
  *    both layouts, or several IDX files for one split, is refused as
  *    ambiguous: pass the files to agave_dataset_open_files instead.
- *  - or one file (split is then ignored), read as agave_dataset_open_files.
+ *  - or one file (split is then ignored), read as agave_dataset_open_files;
+ *  - or a folder of image files, as agave_dataset_open_v2 (below) describes.
  * Every file is checked: IDX magic 0x00000803 (unsigned bytes, 3 dims; label
  * files, 0x00000801, are refused), non-zero dimensions, file size exactly as
  * the header promises; CIFAR-10 records of exactly 1 label byte (0..9) + 3072
@@ -488,6 +489,59 @@ AGAVE_API agave_status agave_dataset_copy_images(const agave_dataset *ds, size_t
 /* Borrowed pointer to all images, (count,C,H,W) bytes, valid until
  * agave_dataset_free; NULL for NULL. */
 AGAVE_API const uint8_t *agave_dataset_pixels(const agave_dataset *ds);
+
+/* ---- Image folders, crop and resize ------------------------------------- */
+/* agave_dataset_open_v2 also reads folders of image files (PNG, JPEG, BMP,
+ * binary PGM/PPM; docs/data.md) and gives every image one size:
+ *  - a directory with no CIFAR-10 or IDX file is an image folder: DIR/train
+ *    and DIR/test when either exists, otherwise every image under DIR, a file
+ *    being a test image when the FNV-1a 64-bit hash of its path relative to
+ *    DIR, modulo 100, is below test_percent. Subfolders are searched (up to
+ *    16 deep), names starting with "." skipped, images taken in the byte
+ *    order of their paths. Grey files (with or without alpha) give 1
+ *    channel, colour files 3; alpha is dropped, 16-bit samples keep their
+ *    high byte. All images must have the same channels and, after the crop
+ *    and resize below, the same size: the first that does not is named in
+ *    the error (AGAVE_ERR_FORMAT), as is a file of a format not read (GIF,
+ *    TIFF, WebP, ...). One file may have at most 256 MiB and 64 Mi pixels.
+ *  - every data set, image folder or not, is then cropped and resized:
+ *    first the centred crop window (top = (h - crop_height) / 2, left =
+ *    (w - crop_width) / 2, rounded down), then area-average resampling to
+ *    resize_height x resize_width (each output pixel the mean of the source
+ *    over its footprint, computed exactly in integers, rounded half up). */
+#define AGAVE_CROP_ASPECT (-1)
+
+typedef struct agave_dataset_options {
+    size_t struct_size;      /* sizeof(agave_dataset_options), set by _init */
+    /* 0 x 0 (default): no crop. > 0: the centred window of that size (an
+     * image smaller than it is refused). AGAVE_CROP_ASPECT in both: the
+     * largest centred window with the aspect ratio of the resize size. */
+    int crop_height, crop_width;
+    /* 0 x 0 (default): no resize; 1..AGAVE_DATASET_MAX_SIDE: the size every
+     * image (after the crop) is resampled to. */
+    int resize_height, resize_width;
+    /* One image folder without train/ and test/: the percent of its files
+     * in the test split, 1..99; default 10. */
+    int test_percent;
+} agave_dataset_options;
+
+/* agave_dataset_options_init(opt) passes sizeof *opt as struct_size. */
+AGAVE_API void agave_dataset_options_init_sized(agave_dataset_options *opt, size_t struct_size);
+#define agave_dataset_options_init(opt) agave_dataset_options_init_sized((opt), sizeof *(opt))
+
+/* agave_dataset_open with options (NULL: the defaults, which is
+ * agave_dataset_open): image folders besides CIFAR-10 and IDX, and the crop
+ * and resize above. AGAVE_ERR_INVALID_ARG for options out of range. */
+AGAVE_API agave_status agave_dataset_open_v2(agave_context *ctx, const char *path,
+                                             agave_data_split split,
+                                             const agave_dataset_options *options,
+                                             agave_dataset **out);
+
+/* The name of image i when the data set came from an image folder: its path
+ * relative to the folder opened ("train/cats/001.png", or "001.png" for one
+ * folder split by name), valid until agave_dataset_free. NULL for other data
+ * sets, for NULL and for i out of range. */
+AGAVE_API const char *agave_dataset_image_name(const agave_dataset *ds, size_t i);
 
 /* ---- Minibatches -------------------------------------------------------- */
 /* Shuffled minibatches. An epoch visits every image of the (sub)set once, in

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "data.h"
+#include "image.h"
 
 #define IDX_HEADER 16
 #define IDX_IMAGE_MAGIC 0x00000803u
@@ -302,18 +303,37 @@ agave_status cifar_read(byte_source *s, pixel_buffer *pb, image_geometry *geo)
 
 /* ---- either ----------------------------------------------------------------- */
 
+/* An image file where a data file was expected (a PNG passed as a CIFAR-10
+ * batch) is named as what it is, not as a file of the wrong size. */
+static agave_status refuse_image(byte_source *s, data_format format, const uint8_t *head,
+                                 size_t got)
+{
+    image_kind kind = image_kind_of(head, got);
+    if (kind == IMAGE_NONE)
+        return AGAVE_OK;
+    return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                     "%s: a %s image, not %s: image files are read from a folder (open the "
+                     "folder that holds them; docs/data.md)",
+                     s->name, image_kind_name(kind),
+                     format == FORMAT_IDX     ? "an IDX file"
+                     : format == FORMAT_CIFAR ? "a CIFAR-10 batch"
+                                              : "a CIFAR-10 batch or an IDX file");
+}
+
 agave_status read_any(byte_source *s, pixel_buffer *pb, image_geometry *geo)
 {
     data_format format = format_from_name(s->name);
+    uint8_t head[8];
+    size_t got;
+    agave_status st = src_peek(s, head, sizeof head, &got);
+    if (st == AGAVE_OK)
+        st = refuse_image(s, format, head, got);
+    if (st != AGAVE_OK)
+        return st;
     if (format == FORMAT_UNKNOWN) {
         /* No telling name: an IDX file of bytes starts 00 00 08 <1..4 dims>; CIFAR-10
          * has no magic (a record would need label 0 and red pixels 0, 8, 1..4). */
-        uint8_t head[4];
-        size_t got;
-        agave_status st = src_peek(s, head, sizeof head, &got);
-        if (st != AGAVE_OK)
-            return st;
-        int idx_like = got == 4 && head[0] == 0 && head[1] == 0 && head[2] == 0x08 &&
+        int idx_like = got >= 4 && head[0] == 0 && head[1] == 0 && head[2] == 0x08 &&
                        head[3] >= 1 && head[3] <= 4;
         format = idx_like ? FORMAT_IDX : FORMAT_CIFAR;
     }

@@ -1,0 +1,165 @@
+/* Image files to planar pixels: stb_image (Debian's libstb-dev) decodes PNG,
+ * JPEG, BMP and binary PGM/PPM from memory. It is compiled into this file
+ * only, every function static, so no stb symbol leaves the library; the other
+ * formats stb knows (GIF, PSD, TGA, HDR, PIC) are left out, which keeps their
+ * decoders out of reach of untrusted files. Sizes are checked from the
+ * header before the pixels are decoded. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image.h"
+
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_NO_STDIO
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_BMP
+#define STBI_ONLY_PNM
+#define STBI_MAX_DIMENSIONS AGAVE_DATASET_MAX_SIDE
+/* stb declares static functions of the formats left out, which GCC reports
+ * at the end of the file: silenced for the whole file. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#include <stb/stb_image.h>
+#pragma GCC diagnostic pop
+
+typedef unsigned long long ull;
+
+image_kind image_kind_of(const uint8_t *h, size_t n)
+{
+    static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (n >= 8 && memcmp(h, png, 8) == 0)
+        return IMAGE_PNG;
+    if (n >= 3 && h[0] == 0xff && h[1] == 0xd8 && h[2] == 0xff)
+        return IMAGE_JPEG;
+    if (n >= 2 && h[0] == 'B' && h[1] == 'M')
+        return IMAGE_BMP;
+    if (n >= 2 && h[0] == 'P' && (h[1] == '5' || h[1] == '6'))
+        return IMAGE_PNM;
+    if (n >= 2 && h[0] == 'P' && h[1] >= '1' && h[1] <= '4')
+        return IMAGE_PNM_TEXT;
+    if (n >= 4 && memcmp(h, "GIF8", 4) == 0)
+        return IMAGE_GIF;
+    if (n >= 4 && (memcmp(h, "II*\0", 4) == 0 || memcmp(h, "MM\0*", 4) == 0))
+        return IMAGE_TIFF;
+    if (n >= 12 && memcmp(h, "RIFF", 4) == 0 && memcmp(h + 8, "WEBP", 4) == 0)
+        return IMAGE_WEBP;
+    return IMAGE_NONE;
+}
+
+const char *image_kind_name(image_kind kind)
+{
+    switch (kind) {
+    case IMAGE_PNG:
+        return "PNG";
+    case IMAGE_JPEG:
+        return "JPEG";
+    case IMAGE_BMP:
+        return "BMP";
+    case IMAGE_PNM:
+        return "PGM/PPM";
+    case IMAGE_PNM_TEXT:
+        return "ASCII PNM or PBM";
+    case IMAGE_GIF:
+        return "GIF";
+    case IMAGE_TIFF:
+        return "TIFF";
+    case IMAGE_WEBP:
+        return "WebP";
+    case IMAGE_NONE:
+        break;
+    }
+    return "unknown";
+}
+
+int image_kind_readable(image_kind kind)
+{
+    return kind == IMAGE_PNG || kind == IMAGE_JPEG || kind == IMAGE_BMP || kind == IMAGE_PNM;
+}
+
+void image_free(image *im)
+{
+    if (!im)
+        return;
+    free(im->pixels);
+    im->pixels = NULL;
+}
+
+/* The header's size and channel count, checked against the limits. */
+static agave_status probe(agave_context *ctx, const char *name, const uint8_t *bytes, size_t len,
+                          uint64_t max_pixels, int *w, int *h, int *comp)
+{
+    image_kind kind = image_kind_of(bytes, len);
+    if (kind == IMAGE_NONE)
+        return ctx_error(ctx, AGAVE_ERR_FORMAT, "%s: not an image file: expected a PNG, JPEG, "
+                         "BMP or binary PGM/PPM image", name);
+    if (!image_kind_readable(kind))
+        return ctx_error(ctx, AGAVE_ERR_FORMAT, "%s: a %s image, which is not read: convert it "
+                         "to PNG (PNG, JPEG, BMP and binary PGM/PPM are read)",
+                         name, image_kind_name(kind));
+    if (len > IMAGE_MAX_FILE_BYTES || len > INT_MAX)
+        return ctx_error(ctx, AGAVE_ERR_LIMIT, "%s: %llu bytes, above the limit of %llu for one "
+                         "image file", name, (ull)len, (ull)IMAGE_MAX_FILE_BYTES);
+    if (!stbi_info_from_memory(bytes, (int)len, w, h, comp))
+        return ctx_error(ctx, AGAVE_ERR_FORMAT, "%s: a damaged %s file: %s", name,
+                         image_kind_name(kind), stbi_failure_reason());
+    if (*w < 1 || *h < 1 || *w > AGAVE_DATASET_MAX_SIDE || *h > AGAVE_DATASET_MAX_SIDE ||
+        *comp < 1 || *comp > 4)
+        return ctx_error(ctx, AGAVE_ERR_FORMAT, "%s: %s header gives %dx%d pixels (WxH) and %d "
+                         "channels; expected 1..%d per side and 1..4 channels",
+                         name, image_kind_name(kind), *w, *h, *comp, AGAVE_DATASET_MAX_SIDE);
+    if ((uint64_t)*w * (uint64_t)*h > max_pixels)
+        return ctx_error(ctx, AGAVE_ERR_LIMIT, "%s: %dx%d pixels (WxH), above the limit of %llu "
+                         "pixels for one image", name, *w, *h, (ull)max_pixels);
+    return AGAVE_OK;
+}
+
+/* Interleaved (h,w,c) to planar (c,h,w). */
+static void to_planar(const uint8_t *src, int c, int h, int w, uint8_t *dst)
+{
+    size_t plane = (size_t)h * (size_t)w;
+    for (size_t p = 0; p < plane; p++)
+        for (int k = 0; k < c; k++)
+            dst[(size_t)k * plane + p] = src[p * (size_t)c + (size_t)k];
+}
+
+agave_status image_decode(agave_context *ctx, const char *name, const uint8_t *bytes, size_t len,
+                          uint64_t max_pixels, image *out)
+{
+    memset(out, 0, sizeof *out);
+    int w, h, comp;
+    agave_status st = probe(ctx, name, bytes, len, max_pixels, &w, &h, &comp);
+    if (st != AGAVE_OK)
+        return st;
+    int channels = comp <= 2 ? 1 : 3;   /* grey (+ alpha) or colour (+ alpha) */
+    int dw, dh, dcomp;
+    uint8_t *interleaved = stbi_load_from_memory(bytes, (int)len, &dw, &dh, &dcomp, channels);
+    if (!interleaved)
+        return ctx_error(ctx, AGAVE_ERR_FORMAT, "%s: a damaged %s file: %s", name,
+                         image_kind_name(image_kind_of(bytes, len)), stbi_failure_reason());
+    if (dw != w || dh != h) {
+        stbi_image_free(interleaved);
+        return ctx_error(ctx, AGAVE_ERR_FORMAT, "%s: the header says %dx%d pixels but the data "
+                         "decodes to %dx%d", name, w, h, dw, dh);
+    }
+    out->pixels = malloc((size_t)channels * (size_t)w * (size_t)h);
+    if (!out->pixels) {
+        stbi_image_free(interleaved);
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name, w, h);
+    }
+    to_planar(interleaved, channels, h, w, out->pixels);
+    stbi_image_free(interleaved);
+    out->channels = channels;
+    out->height = h;
+    out->width = w;
+    return AGAVE_OK;
+}
