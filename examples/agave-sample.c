@@ -25,6 +25,7 @@ typedef struct sample_opts {
     const char *checkpoint, *data, *out, *weights;
     long long count, seed, threads, cols, scale, first;
     int reconstruct;
+    data_opts images;   /* --resize, --crop, --test-percent */
 } sample_opts;
 
 typedef struct images {
@@ -37,6 +38,7 @@ static int parse_options(int argc, char **argv, sample_opts *o, cli_program *pro
     static const double BIG = 9.3e18;
     snprintf(threads_text, len, "the number of online CPUs, %d here", cpu_count());
     memset(o, 0, sizeof *o);
+    data_opts_init(&o->images);
     o->count = 16, o->seed = 1, o->threads = cpu_count();
     cli_option opts[] = {
         {"checkpoint", CLI_STRING, &o->checkpoint, "FILE", "the model to sample from", NULL, 0,
@@ -50,6 +52,7 @@ static int parse_options(int argc, char **argv, sample_opts *o, cli_program *pro
          "f(z), z ~ q(z|x) (needs --data)", NULL, 0, 0, 0},
         {"data", CLI_STRING, &o->data, "PATH",
          "data set directory or one file whose test split --reconstruct uses", NULL, 0, 0, 0},
+        DATA_OPTIONS(&o->images),
         {"first", CLI_INT, &o->first, "I", "--reconstruct starts at test image I", "0", 0, BIG,
          0},
         {"cols", CLI_INT, &o->cols, "N",
@@ -101,7 +104,7 @@ static int load_inputs(const sample_opts *o, agave_context *ctx, const agave_con
                        uint8_t *dst)
 {
     agave_dataset *test = NULL;
-    int rc = open_dataset(PROG, ctx, o->data, AGAVE_SPLIT_TEST, &test);
+    int rc = open_dataset(PROG, ctx, o->data, AGAVE_SPLIT_TEST, &o->images, &test);
     if (rc == EXIT_OK)
         rc = check_image_shape(PROG, cfg, test, o->data);
     size_t have = test ? agave_dataset_count(test) : 0;

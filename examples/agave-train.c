@@ -36,6 +36,7 @@ typedef struct train_opts {
     long long steps, batch, seed, threads, checkpoint_every, log_every;
     double minutes, memory_limit;   /* memory_limit in MiB, 0: none */
     int resume, force;
+    data_opts images;               /* --resize, --crop, --test-percent */
 } train_opts;
 
 /* Where the data order stood when a checkpoint was written. */
@@ -122,8 +123,9 @@ static cli_option *train_options(train_opts *o, help_texts *h, int *n)
         {"config", CLI_STRING, &o->config, "NAME", h->config, NULL, 0, 0, 0},
         {"set", CLI_LIST, &o->sets, "KEY=VALUE", h->set, NULL, 0, 0, 0},
         {"data", CLI_STRING, &o->data, "PATH",
-         "data set directory (CIFAR-10 batches or IDX files) or one file; its training split "
-         "is used", NULL, 0, 0, 0},
+         "data set directory (CIFAR-10 batches, IDX files or image files) or one file; its "
+         "training split is used", NULL, 0, 0, 0},
+        DATA_OPTIONS(&o->images),
         {"out", CLI_STRING, &o->out, "DIR",
          "output directory, created if missing: model.ckpt, train.csv, train.state", NULL, 0, 0,
          0},
@@ -169,6 +171,7 @@ static int parse_options(int argc, char **argv, train_opts *o, cli_program *prog
                          help_texts *h)
 {
     memset(o, 0, sizeof *o);
+    data_opts_init(&o->images);
     o->steps = DEFAULT_STEPS, o->batch = 16, o->seed = 1, o->threads = default_threads();
     o->checkpoint_every = 500, o->log_every = 10;
     prog->name = PROG;
@@ -578,7 +581,7 @@ static int setup(trainer *t, const cli_program *prog)
         resume_defaults(t, prog, have_state);
     t->batch = (int)o->batch;
     if (open_context(PROG, (uint64_t)o->seed, (int)o->threads, &t->ctx) != EXIT_OK ||
-        open_dataset(PROG, t->ctx, o->data, AGAVE_SPLIT_TRAIN, &t->ds) != EXIT_OK)
+        open_dataset(PROG, t->ctx, o->data, AGAVE_SPLIT_TRAIN, &o->images, &t->ds) != EXIT_OK)
         return EXIT_ERROR;
     if (o->memory_limit > 0)
         agave_context_set_memory_limit(t->ctx, (size_t)(o->memory_limit * 1048576.0));

@@ -20,9 +20,26 @@
 /* A context seeded with seed, using threads threads. */
 int open_context(const char *prog, uint64_t seed, int threads, agave_context **ctx);
 
-/* agave_dataset_open with the library's message on failure. */
+/* How a data set's images are read: the programs' --resize, --crop and
+ * --test-percent (docs/data.md, "Image folders"). */
+typedef struct data_opts {
+    const char *resize, *crop;   /* "HxW" (or "N" for N x N), crop also "aspect"; NULL: none */
+    long long test_percent;      /* 1..99 */
+} data_opts;
+
+/* The three options, for a program's option table (d: a data_opts *, which
+ * data_opts_init has set). */
+#define DATA_OPTIONS(d)                                                                        {"resize", CLI_STRING, &(d)->resize, "HxW",                                                "resample every image to H x W pixels by area averaging (after --crop)", NULL, 0, 0, 0},     {"crop", CLI_STRING, &(d)->crop, "HxW|aspect",                                             "cut the centred H x W window out of every image; aspect: the largest centred "           "window of --resize's shape", NULL, 0, 0, 0},                                            {"test-percent", CLI_INT, &(d)->test_percent, "P",                                         "one image folder without train/ and test/: the percent of its files (chosen by a "       "hash of their names) that form the test split", "10", 1, 99, 0}
+
+void data_opts_init(data_opts *d);
+/* The library's options for d; on a malformed --resize or --crop prints one
+ * line and returns EXIT_ERROR. */
+int data_opts_make(const char *prog, const data_opts *d, agave_dataset_options *out);
+
+/* agave_dataset_open_v2 with d's options (NULL: none), the library's
+ * message on failure. */
 int open_dataset(const char *prog, agave_context *ctx, const char *path, agave_data_split split,
-                 agave_dataset **ds);
+                 const data_opts *d, agave_dataset **ds);
 
 /* agave_model_load; refuses a checkpoint that is not initialised (nothing to
  * evaluate or sample). */
