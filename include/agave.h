@@ -391,6 +391,30 @@ AGAVE_API agave_status agave_model_sample(agave_model *model, int n, uint64_t se
 AGAVE_API agave_status agave_model_reconstruct(agave_model *model, const uint8_t *x_in, int n,
                                                uint64_t seed, uint8_t *fz, uint8_t *x);
 
+/* ---- Latent codes ------------------------------------------------------ */
+/* The latent z of one image is (Z, H/4, W/4) floats, channel planes one after
+ * the other (docs/model.md). Encoding and decoding use the weights
+ * agave_model_weights names; mode pixelcnn has no latent code
+ * (AGAVE_ERR_STATE), and the model must be initialised (AGAVE_ERR_STATE). */
+
+/* z's channels, height and width (Z, H/4, W/4); 0, 0, 0 in mode pixelcnn. */
+AGAVE_API agave_status agave_model_latent_shape(const agave_model *model, int *channels,
+                                                int *height, int *width);
+
+/* Encodes x (n,C,H,W) uint8, 1 <= n <= 4096, to z (n,Z,H/4,W/4): the mean of
+ * q(z|x). With IAF steps (T > 0) it is the Gaussian's mean carried through the
+ * flow (the noise set to 0), a point of high posterior density rather than the
+ * flow's exact mean. Deterministic: no random number is drawn. */
+AGAVE_API agave_status agave_model_encode(agave_model *model, const uint8_t *x, int n, float *z);
+
+/* Decodes z (n,Z,H/4,W/4), finite floats (AGAVE_ERR_INVALID_ARG otherwise):
+ * fz receives f(z) as an image (n,C,H/s,W/s) uint8 and x the PixelCNN sample
+ * given f(z) (n,C,H,W), both as agave_model_sample gives them (mode vae: x is
+ * f(z) upsampled). Either may be NULL. The PixelCNN's draws come from a stream
+ * seeded by seed; the context's generator is left as it was. */
+AGAVE_API agave_status agave_model_decode(agave_model *model, const float *z, int n,
+                                          uint64_t seed, uint8_t *fz, uint8_t *x);
+
 /* Checkpoints (docs/checkpoint.md): configuration, parameters, optimiser
  * state, averaged parameters, step count and random state; written to a
  * temporary file, flushed and renamed over path. */
