@@ -85,7 +85,8 @@ if [ "${FUZZ_COVERAGE:-1}" != 0 ]; then
     llvm-profdata merge -sparse "$prof"/*.profraw -o "$prof/all.profdata"
     echo
     echo "coverage of the corpus (llvm-cov; lines and branches of the fuzzed sources):"
-    sources="lib/data/readers.c lib/data/source.c lib/data/dataset.c lib/train/checkpoint.c"
+    sources="lib/data/readers.c lib/data/source.c lib/data/dataset.c lib/train/checkpoint.c
+        lib/data/image_decode.c lib/data/image_fit.c lib/data/image_folder.c"
     printf '    %-22s %18s %18s %18s\n' file regions lines branches
     # shellcheck disable=SC2086 # one word per option or file
     llvm-cov report $objects -instr-profile="$prof/all.profdata" $sources |
@@ -93,7 +94,7 @@ if [ "${FUZZ_COVERAGE:-1}" != 0 ]; then
     # The same, counting only the functions a memory input can reach: not
     # the checkpoint writer, nor the opening of files and directories by
     # name (tests/test_data.c and tests/test_model.c cover those).
-    unreachable='agave_model_save|serialise|put|put_u32|put_u64|put_config|put_f32|put_i32|put_floats|write_atomically|agave_model_load|read_file|src_open_file|errno_text|agave_dataset_open_files|check_same_geometry|agave_dataset_open|open_directory|scan_directory|scan_entry|strip_gz|ends_with|cifar_batch_number|list_push|idx_split_of|choose_files|sort_and_dedupe|found_cmp|split_name|open_found'
+    unreachable='agave_model_save|serialise|put|put_u32|put_u64|put_config|put_f32|put_i32|put_floats|write_atomically|agave_model_load|read_file|src_open_file|errno_text|agave_dataset_open_files|check_same_geometry|agave_dataset_open|open_directory|scan_directory|scan_entry|strip_gz|ends_with|cifar_batch_number|list_push|idx_split_of|choose_files|sort_and_dedupe|found_cmp|split_name|open_found|list_free|extension_of|classify_name|join|walk|visit|rel_cmp|keep_split|read_whole|make_names|load_images|is_dir|check_listing|image_folder_open|dataset_fit|dataset_options_read|check_options|side_ok|options_defaults|agave_dataset_options_init_sized|agave_dataset_open_v2|image_folder_is_test'
     echo "    the functions a memory input can reach:"
     # shellcheck disable=SC2086
     llvm-cov report $objects -instr-profile="$prof/all.profdata" -show-functions $sources |

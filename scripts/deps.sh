@@ -7,9 +7,11 @@
 set -eu
 
 # The library: compiler, C library headers (and libc.a for static links),
-# OpenBLAS (cblas.h, libopenblas.so/.a, openblas.pc), zlib, stb_image_write,
+# OpenBLAS (cblas.h, libopenblas.so/.a, openblas.pc), zlib, stb_image(_write),
+# libpng and libjpeg-turbo (PNG and JPEG images; stb_image decodes BMP),
 # pkg-config. GCC brings libgomp (OpenMP) and the ASan/UBSan runtimes.
-build="gcc make libc6-dev libopenblas-dev zlib1g-dev libstb-dev pkg-config"
+build="gcc make libc6-dev libopenblas-dev zlib1g-dev libstb-dev libpng-dev libjpeg62-turbo-dev
+    pkg-config"
 # make check: cmocka for the unit tests; abigail-tools (abidw, abidiff) for the
 # ABI check; binutils (nm, readelf) for the export and consumer tests; gfortran
 # for libgfortran.a, which openblas.pc names for static links (the consumer

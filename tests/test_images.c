@@ -326,6 +326,62 @@ static void test_bad_files(void **state)
     STBIW_FREE(png);
 }
 
+static void decode_expect(const char *bytes, size_t len, agave_status want, const char *words)
+{
+    image im;
+    agave_status st = image_decode(g_ctx, "x.pnm", (const uint8_t *)bytes, len,
+                                   IMAGE_MAX_PIXELS, &im);
+    if (st != want)
+        fail_msg("'%.*s': status %d, expected %d (%s)", (int)(len < 20 ? len : 20), bytes, st,
+                 want, agave_context_last_error(g_ctx));
+    if (words && !strstr(agave_context_last_error(g_ctx), words))
+        fail_msg("message '%s' lacks '%s'", agave_context_last_error(g_ctx), words);
+    if (st != AGAVE_OK)
+        assert_null(im.pixels);
+    image_free(&im);
+}
+
+/* PGM/PPM by Netpbm's rules: comments, maxval scaling, 16-bit samples. */
+static void test_pnm_rules(void **state)
+{
+    (void)state;
+    image im;
+    /* maxval 15: 0, 5, 15 -> 0, 85, 255; a comment in the header. */
+    static const char p15[] = "P5 # grey\n3 # three wide\n1\n15\n\0\5\17";
+    assert_int_equal(image_decode(g_ctx, "a.pgm", (const uint8_t *)p15, sizeof p15 - 1,
+                                  IMAGE_MAX_PIXELS, &im), AGAVE_OK);
+    assert_int_equal(im.pixels[0], 0);
+    assert_int_equal(im.pixels[1], 85);
+    assert_int_equal(im.pixels[2], 255);
+    image_free(&im);
+    /* 16-bit big-endian, maxval 65535: 0x8000 -> round(32768 * 255 / 65535) = 128. */
+    static const char p16[] = "P6 1 1 65535\n\x80\x00\xff\xff\x00\x00";
+    assert_int_equal(image_decode(g_ctx, "b.ppm", (const uint8_t *)p16, sizeof p16 - 1,
+                                  IMAGE_MAX_PIXELS, &im), AGAVE_OK);
+    assert_int_equal(im.channels, 3);
+    assert_int_equal(im.pixels[0], 128);
+    assert_int_equal(im.pixels[1], 255);
+    assert_int_equal(im.pixels[2], 0);
+    image_free(&im);
+    static const char above[] = "P5 2 1 10\n\5\13";
+    decode_expect(above, sizeof above - 1, AGAVE_ERR_FORMAT, "sample 1 is 11, above the maxval 10");
+    static const char cut[] = "P6 2 2 255\n\1\2\3";
+    decode_expect(cut, sizeof cut - 1, AGAVE_ERR_FORMAT, "truncated PGM/PPM file: 12 bytes");
+    static const char huge[] = "P6 2553625536 5\n";
+    decode_expect(huge, sizeof huge - 1, AGAVE_ERR_FORMAT, "damaged PGM/PPM header");
+    static const char zero[] = "P5 0 1 255\n";
+    decode_expect(zero, sizeof zero - 1, AGAVE_ERR_FORMAT, "damaged PGM/PPM header");
+    static const char nospace[] = "P5 1 1 255";
+    decode_expect(nospace, sizeof nospace - 1, AGAVE_ERR_FORMAT, "damaged PGM/PPM header");
+    static const char big[] = "P5 2048 2048 255\n";
+    decode_expect(big, sizeof big - 1, AGAVE_ERR_FORMAT, "truncated");
+    image_fit none = {0, 0, 0, 0, 0};
+    agave_dataset *ds = NULL;
+    assert_int_equal(image_open_memory(g_ctx, "big.pgm", (const uint8_t *)big, sizeof big - 1,
+                                       &none, 1000, &ds), AGAVE_ERR_LIMIT);
+    assert_null(ds);
+}
+
 /* ---- crop and resize ------------------------------------------------------------ */
 
 /* The area average by its definition: every source pixel's overlap with the
@@ -659,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_lossless_formats_round_trip),
         cmocka_unit_test(test_jpeg_and_alpha),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_pnm_rules),
         cmocka_unit_test(test_resize_against_the_definition),
         cmocka_unit_test(test_resize_closed_forms),
         cmocka_unit_test(test_crop_windows),

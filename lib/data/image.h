@@ -36,13 +36,25 @@ typedef struct image {
 } image;
 
 /* Decodes len bytes of one file (name only for messages). Grey files, with
- * or without alpha, give 1 channel, colour ones 3; alpha is dropped and
- * 16-bit samples keep their high byte. max_pixels bounds height * width
+ * or without alpha, give 1 channel, colour ones 3; alpha is dropped, 16-bit
+ * PNG samples keep their high byte and PGM/PPM samples are scaled from
+ * 0..maxval to 0..255. max_pixels bounds height * width
  * (AGAVE_ERR_LIMIT above it, before any decoding). AGAVE_ERR_FORMAT for a
  * file that is not a readable image, with the decoder's reason. */
 agave_status image_decode(agave_context *ctx, const char *name, const uint8_t *bytes, size_t len,
                           uint64_t max_pixels, image *out);
 void image_free(image *im);
+/* The JPEG part of image_decode (lib/data/image_jpeg.c, libjpeg-turbo). */
+agave_status image_decode_jpeg(agave_context *ctx, const char *name, const uint8_t *bytes,
+                               size_t len, uint64_t max_pixels, image *out);
+/* The PNG part (lib/data/image_png.c, libpng). */
+agave_status image_decode_png(agave_context *ctx, const char *name, const uint8_t *bytes,
+                              size_t len, uint64_t max_pixels, image *out);
+/* The PGM/PPM part (lib/data/image_pnm.c). */
+agave_status image_decode_pnm(agave_context *ctx, const char *name, const uint8_t *bytes,
+                              size_t len, uint64_t max_pixels, image *out);
+/* Interleaved (h,w,c) pixels to planar (c,h,w). */
+void image_to_planar(const uint8_t *src, int c, int h, int w, uint8_t *dst);
 
 /* ---- one size for all: crop, then resize ------------------------------------- */
 /* What agave_dataset_options asks for, checked: a centred crop window (0 x 0:

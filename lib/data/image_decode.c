@@ -1,9 +1,11 @@
-/* Image files to planar pixels: stb_image (Debian's libstb-dev) decodes PNG,
- * JPEG, BMP and binary PGM/PPM from memory. It is compiled into this file
- * only, every function static, so no stb symbol leaves the library; the other
- * formats stb knows (GIF, PSD, TGA, HDR, PIC) are left out, which keeps their
- * decoders out of reach of untrusted files. Sizes are checked from the
- * header before the pixels are decoded. */
+/* Image files to planar pixels. stb_image (Debian's libstb-dev) decodes BMP
+ * from memory; PNG goes to libpng (lib/data/image_png.c), JPEG to
+ * libjpeg-turbo (lib/data/image_jpeg.c) and PGM/PPM to lib/data/image_pnm.c,
+ * each of which says what the fuzzer found in stb_image 2.27's decoder for
+ * that format. stb_image is compiled into this file only, every function
+ * static, so no stb symbol leaves the library; the formats it is not used for
+ * are left out of it, which keeps their decoders out of reach of untrusted
+ * files. Sizes are checked from the header before the pixels are decoded. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +15,7 @@
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_NO_STDIO
-#define STBI_ONLY_PNG
-#define STBI_ONLY_JPEG
 #define STBI_ONLY_BMP
-#define STBI_ONLY_PNM
 #define STBI_MAX_DIMENSIONS AGAVE_DATASET_MAX_SIDE
 /* stb declares static functions of the formats left out, which GCC reports
  * at the end of the file: silenced for the whole file. */
@@ -123,8 +122,7 @@ static agave_status probe(agave_context *ctx, const char *name, const uint8_t *b
     return AGAVE_OK;
 }
 
-/* Interleaved (h,w,c) to planar (c,h,w). */
-static void to_planar(const uint8_t *src, int c, int h, int w, uint8_t *dst)
+void image_to_planar(const uint8_t *src, int c, int h, int w, uint8_t *dst)
 {
     size_t plane = (size_t)h * (size_t)w;
     for (size_t p = 0; p < plane; p++)
@@ -136,7 +134,17 @@ agave_status image_decode(agave_context *ctx, const char *name, const uint8_t *b
                           uint64_t max_pixels, image *out)
 {
     memset(out, 0, sizeof *out);
-    int w, h, comp;
+    if (len > IMAGE_MAX_FILE_BYTES)
+        return ctx_error(ctx, AGAVE_ERR_LIMIT, "%s: %llu bytes, above the limit of %llu for one "
+                         "image file", name, (ull)len, (ull)IMAGE_MAX_FILE_BYTES);
+    image_kind kind = image_kind_of(bytes, len);
+    if (kind == IMAGE_JPEG)
+        return image_decode_jpeg(ctx, name, bytes, len, max_pixels, out);
+    if (kind == IMAGE_PNM)
+        return image_decode_pnm(ctx, name, bytes, len, max_pixels, out);
+    if (kind == IMAGE_PNG)
+        return image_decode_png(ctx, name, bytes, len, max_pixels, out);
+    int w = 0, h = 0, comp = 0;
     agave_status st = probe(ctx, name, bytes, len, max_pixels, &w, &h, &comp);
     if (st != AGAVE_OK)
         return st;
@@ -156,7 +164,7 @@ agave_status image_decode(agave_context *ctx, const char *name, const uint8_t *b
         stbi_image_free(interleaved);
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name, w, h);
     }
-    to_planar(interleaved, channels, h, w, out->pixels);
+    image_to_planar(interleaved, channels, h, w, out->pixels);
     stbi_image_free(interleaved);
     out->channels = channels;
     out->height = h;
