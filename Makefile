@@ -26,6 +26,18 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+CMAKEDIR ?= $(LIBDIR)/cmake/agave
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/libagave
+# The Python binding goes where the prefix's Python finds packages: Debian
+# keeps /usr's in lib/python3/dist-packages and other prefixes' in
+# lib/python3.X/dist-packages. PYTHON is only asked for its version; without
+# a Python 3 the binding is not installed (make install says so).
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
+PYTHON_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' \
+    2>/dev/null)
+PYTHONDIR ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(if \
+    $(PYTHON_VERSION),$(PREFIX)/lib/python$(PYTHON_VERSION)/dist-packages))
 
 # ---- how things are built -----------------------------------------------------
 # CC defaults to make's built-in `cc`. BUILD is the output directory, so that
@@ -111,9 +123,9 @@ Q := @
 msg = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
-.PHONY: all lib programs tests check run-tests sanitize bench clean deps install uninstall \
+.PHONY: all lib programs man tests check run-tests sanitize bench clean deps install uninstall \
     abi-dump abi-check FORCE
-all: lib programs
+all: lib programs man
 
 lib: $(SHARED) $(STATIC) $(BUILD)/lib/$(SONAME) $(BUILD)/lib/libagave.so
 
@@ -171,6 +183,23 @@ $(BUILD)/bin/%: examples/%.c $(wildcard examples/*.h examples/common/*.h) $(COMM
 	$(Q)$(CC) $(PROG_CFLAGS) -Iexamples $< $(COMMON_SRC) $(PROG_LDLIBS) -o $@
 
 programs: $(PROGRAMS) $(EXAMPLES)
+
+# Man pages: each program's is man/PROGRAM.1.in (man/default.1.in if there is
+# none) with the synopsis, description and options the program prints itself
+# (scripts/man.sh), so the pages cannot drift from --help; libagave(3) is
+# written by hand (tests/man_pages.sh checks every name it uses).
+MAN1 := $(PROGRAMS:$(BUILD)/bin/%=$(BUILD)/man/%.1)
+MAN3 := $(BUILD)/man/libagave.3
+$(BUILD)/man/%.1: $(BUILD)/bin/% $(wildcard man/*.1.in) scripts/man.sh $(VERSION_H)
+	$(call msg,MAN,$@)
+	@mkdir -p $(@D)
+	$(Q)sh scripts/man.sh $< $(VERSION) >$@.tmp && mv $@.tmp $@
+$(BUILD)/man/%.3: man/%.3.in scripts/man.sh $(VERSION_H)
+	$(call msg,MAN,$@)
+	@mkdir -p $(@D)
+	$(Q)sh scripts/man.sh --page $< $(VERSION) >$@.tmp && mv $@.tmp $@
+
+man: $(MAN1) $(MAN3)
 
 # Tests link the static library and may use internal headers (lib/).
 $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(wildcard tests/support/*.h) $(STATIC) \
@@ -260,7 +289,7 @@ deps:
 # even after a failure, and ends with the line "N passed, N failed".
 # The shell tests read the build through these variables.
 TEST_TIMEOUT ?= 900
-run-tests: lib tests programs
+run-tests: lib tests programs man
 	@AGAVE_BUILD='$(BUILD)' AGAVE_SAN='$(SAN)' AGAVE_CC='$(CC)' MAKE='$(MAKE)' \
 	    TEST_TIMEOUT='$(TEST_TIMEOUT)' VERBOSE='$(V)' \
 	    sh scripts/run-tests.sh $(TEST_BIN) $(SHELL_TESTS)
@@ -407,8 +436,25 @@ $(BUILD)/agave.pc: pkgconfig/agave.pc.in $(VERSION_H) FORCE
 	    -e 's|@INCLUDEDIR@|$(call pc_path,$(INCLUDEDIR))|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    $< > $@
 
+# The CMake package (cmake/*.cmake.in) with the install paths and the static
+# link line filled in, like agave.pc.
+STATIC_DEPS = $(shell pkg-config --static --libs openblas zlib libjpeg libpng16 2>/dev/null) -lgomp -lm
+cmake_subst = sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' \
+    -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+    -e 's|@STATIC_LIBS@|$(subst $(space),;,$(strip $(STATIC_DEPS)))|g'
+space := $(subst ,, )
+$(BUILD)/cmake/%.cmake: cmake/%.cmake.in $(VERSION_H) FORCE
+	@mkdir -p $(@D)
+	$(Q)$(cmake_subst) $< >$@
+
+CMAKE_FILES := $(BUILD)/cmake/agaveConfig.cmake $(BUILD)/cmake/agaveConfigVersion.cmake
+# README.md's links (docs/...) work in the installed copy too.
+DOC_FILES := LICENSE README.md CHANGELOG.md
+DOC_PAGES := $(wildcard docs/*.md)
+DOC_RESULTS := $(wildcard docs/results/*)
+
 # Only the two public headers are installed: nothing internal.
-install: lib programs $(BUILD)/agave.pc
+install: lib programs man $(BUILD)/agave.pc $(CMAKE_FILES)
 	install -d '$(DESTDIR)$(INCLUDEDIR)' '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(PKGCONFIGDIR)'
 	install -m 644 include/agave.h include/agave_version.h '$(DESTDIR)$(INCLUDEDIR)/'
 	install -m 755 $(SHARED) '$(DESTDIR)$(LIBDIR)/'
@@ -416,9 +462,25 @@ install: lib programs $(BUILD)/agave.pc
 	ln -sf $(SONAME) '$(DESTDIR)$(LIBDIR)/libagave.so'
 	install -m 644 $(STATIC) '$(DESTDIR)$(LIBDIR)/'
 	install -m 644 $(BUILD)/agave.pc '$(DESTDIR)$(PKGCONFIGDIR)/agave.pc'
+	install -d '$(DESTDIR)$(CMAKEDIR)'
+	install -m 644 $(CMAKE_FILES) '$(DESTDIR)$(CMAKEDIR)/'
 ifneq ($(PROGRAMS),)
-	install -d '$(DESTDIR)$(BINDIR)'
+	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(MANDIR)/man1'
 	install -m 755 $(PROGRAMS) '$(DESTDIR)$(BINDIR)/'
+	install -m 644 $(MAN1) '$(DESTDIR)$(MANDIR)/man1/'
+endif
+	install -d '$(DESTDIR)$(MANDIR)/man3' '$(DESTDIR)$(DOCDIR)/docs/results'
+	install -m 644 $(MAN3) '$(DESTDIR)$(MANDIR)/man3/'
+	install -m 644 $(DOC_FILES) '$(DESTDIR)$(DOCDIR)/'
+	install -m 644 $(DOC_PAGES) '$(DESTDIR)$(DOCDIR)/docs/'
+	install -m 644 $(DOC_RESULTS) '$(DESTDIR)$(DOCDIR)/docs/results/'
+ifneq ($(PYTHONDIR),)
+	install -d '$(DESTDIR)$(PYTHONDIR)/agave'
+	install -m 644 python/agave/__init__.py '$(DESTDIR)$(PYTHONDIR)/agave/'
+	printf '# Written by make install: the library this binding loads.\nLIBRARY = "%s"\n' \
+	    '$(LIBDIR)/$(SONAME)' >'$(DESTDIR)$(PYTHONDIR)/agave/_paths.py'
+else
+	@echo "make install: no Python 3 found ($(PYTHON)): the Python binding is not installed"
 endif
 
 uninstall:
@@ -426,7 +488,19 @@ uninstall:
 	rm -f '$(DESTDIR)$(LIBDIR)/libagave.so.$(VERSION)' '$(DESTDIR)$(LIBDIR)/$(SONAME)' \
 	    '$(DESTDIR)$(LIBDIR)/libagave.so' '$(DESTDIR)$(LIBDIR)/libagave.a'
 	rm -f '$(DESTDIR)$(PKGCONFIGDIR)/agave.pc'
+	rm -f $(foreach f,$(notdir $(CMAKE_FILES)),'$(DESTDIR)$(CMAKEDIR)/$(f)')
+	-rmdir '$(DESTDIR)$(CMAKEDIR)' 2>/dev/null
 	rm -f $(foreach p,$(notdir $(PROGRAMS)),'$(DESTDIR)$(BINDIR)/$(p)')
+	rm -f $(foreach m,$(notdir $(MAN1)),'$(DESTDIR)$(MANDIR)/man1/$(m)')
+	rm -f $(foreach m,$(notdir $(MAN3)),'$(DESTDIR)$(MANDIR)/man3/$(m)')
+	rm -f $(foreach f,$(notdir $(DOC_FILES)),'$(DESTDIR)$(DOCDIR)/$(f)')
+	rm -f $(foreach f,$(notdir $(DOC_PAGES)),'$(DESTDIR)$(DOCDIR)/docs/$(f)')
+	rm -f $(foreach f,$(notdir $(DOC_RESULTS)),'$(DESTDIR)$(DOCDIR)/docs/results/$(f)')
+	-rmdir '$(DESTDIR)$(DOCDIR)/docs/results' '$(DESTDIR)$(DOCDIR)/docs' '$(DESTDIR)$(DOCDIR)' \
+	    2>/dev/null
+ifneq ($(PYTHONDIR),)
+	rm -rf '$(DESTDIR)$(PYTHONDIR)/agave'
+endif
 
 clean:
 	rm -rf build build-san build-tsan build-fuzz build-cov build-mpi $(BUILD) $(MPI_BUILD)

@@ -15,8 +15,10 @@ build="gcc make libc6-dev libopenblas-dev zlib1g-dev libstb-dev libpng-dev libjp
 # make check: cmocka for the unit tests; abigail-tools (abidw, abidiff) for the
 # ABI check; binutils (nm, readelf) for the export and consumer tests; gfortran
 # for libgfortran.a, which openblas.pc names for static links (the consumer
-# test links a fully static program).
-check="libcmocka-dev abigail-tools binutils gfortran"
+# test links a fully static program); cmake for the CMake package's test;
+# python3-numpy for the Python binding's; groff-base to render the man pages;
+# gnuplot-nox for scripts/agave-plot's.
+check="libcmocka-dev abigail-tools binutils gfortran cmake python3-numpy groff-base gnuplot-nox"
 
 case "${1:-build}" in
 build) pkgs="$build" ;;

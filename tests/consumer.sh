@@ -45,7 +45,11 @@ major=${version%%.*}
 #    come through the environment and MAKEFLAGS).
 quiet "$make" --no-print-directory install BUILD="$build" PREFIX="$prefix" DESTDIR=
 for f in include/agave.h include/agave_version.h lib/libagave.a "lib/libagave.so.$version" \
-    "lib/libagave.so.$major" lib/libagave.so lib/pkgconfig/agave.pc; do
+    "lib/libagave.so.$major" lib/libagave.so lib/pkgconfig/agave.pc \
+    lib/cmake/agave/agaveConfig.cmake lib/cmake/agave/agaveConfigVersion.cmake \
+    share/man/man1/agave-train.1 share/man/man1/agave-eval.1 share/man/man1/agave-sample.1 \
+    share/man/man3/libagave.3 share/doc/libagave/LICENSE share/doc/libagave/README.md \
+    share/doc/libagave/CHANGELOG.md share/doc/libagave/docs/data.md; do
     [ -e "$prefix/$f" ] || fail "make install did not install $f"
 done
 extra=$(find "$prefix/include" -mindepth 1 ! -name agave.h ! -name agave_version.h)
