@@ -81,19 +81,6 @@ extern "C" {
 #define AGAVE_API
 #endif
 
-/* Marks a name kept only so that existing programs still build and link;
- * using it warns and names its replacement. Define AGAVE_NO_DEPRECATION_WARNINGS
- * to silence the warnings. */
-#if defined(AGAVE_BUILDING_LIBRARY) || defined(AGAVE_NO_DEPRECATION_WARNINGS)
-#define AGAVE_DEPRECATED(replacement)
-#elif defined(__GNUC__)
-#define AGAVE_DEPRECATED(replacement) __attribute__((deprecated("use " #replacement)))
-#elif defined(_MSC_VER)
-#define AGAVE_DEPRECATED(replacement) __declspec(deprecated("use " #replacement))
-#else
-#define AGAVE_DEPRECATED(replacement)
-#endif
-
 /* ---- Part 1: basics ----------------------------------------------------- */
 
 /* ---- Status codes (pinned values; only ever appended) ------------------- */
@@ -213,6 +200,10 @@ typedef struct agave_config {
     float ema;            /* Polyak averaging decay, 0 = off; default 0.9995 */
     float grad_clip;      /* max gradient L2 norm, 0 = off; default 0 */
     int max_bad_steps;    /* consecutive non-finite steps tolerated; default 10 */
+    /* Learning-rate schedule: step k (1, 2, ...) uses
+     * lr * min(1, k / lr_warmup) * lr_decay^(k - 1) (docs/model.md). */
+    int lr_warmup;        /* steps of linear warm-up, 0 = none; default 0 */
+    float lr_decay;       /* decay per step, in (0, 1]; 1 = none; default 1 */
 } agave_config;
 
 /* Fills cfg with a named configuration (agave_config_preset_name lists them;
@@ -290,10 +281,9 @@ AGAVE_API int agave_config_equal(const agave_config *a, const agave_config *b, u
  * value that is not a mode. */
 AGAVE_API const char *agave_mode_name(agave_mode mode);
 
-/* The exact number of parameters (floats) of cfg's model, without building it;
- * the same as agave_model_param_count of the model. AGAVE_ERR_CONFIG if cfg
- * is invalid. */
-AGAVE_API agave_status agave_config_param_count(const agave_config *cfg, size_t *count);
+/* The exact number of parameter floats of cfg's model, without building it:
+ * agave_model_param_numel of the model. AGAVE_ERR_CONFIG if cfg is invalid. */
+AGAVE_API agave_status agave_config_param_numel(const agave_config *cfg, size_t *count);
 /* An estimate, from cfg alone, of the peak bytes of a training step at batch
  * `batch`: parameters, gradients, optimiser moments, the average (when ema > 0),
  * the step's activations with their gradients, and convolution scratch. Fitted
@@ -316,22 +306,29 @@ AGAVE_API agave_status agave_model_get_config_sized(const agave_model *model, ag
 #define agave_model_get_config(model, cfg)                                                  \
     agave_model_get_config_sized((model), (cfg), sizeof *(cfg))
 /* Changes the training settings of a model (e.g. after loading a checkpoint):
- * mode, lambda, dropout, lr, grad_clip, ema and max_bad_steps take cfg's values.
- * The architecture (C H W F R M Fv Rv Z T b s) and the optimizer kind must equal
- * the model's (AGAVE_ERR_CONFIG otherwise); cfg is validated first. Turning
+ * the keys flagged AGAVE_KEY_TRAINING (mode, lambda, dropout, lr, lr_warmup,
+ * lr_decay, grad_clip, ema, max_bad_steps) take cfg's values (the schedule is a
+ * function of the step count, so the next step uses the new one at its step);
+ * every other key must equal the model's (AGAVE_ERR_CONFIG otherwise); cfg is
+ * validated first. Turning
  * averaging on starts a new average at the current parameters; turning it
  * off discards it. */
 AGAVE_API agave_status agave_model_update_config(agave_model *model, const agave_config *cfg);
-AGAVE_API size_t agave_model_param_count(const agave_model *model);
-/* Parameter tensors, in checkpoint order with names such as "layer012.conv1.v"
- * and "aux_log_scale"; borrowed from the model (they require gradients). */
-AGAVE_API int agave_model_param_tensors(const agave_model *model);
+/* The number of parameter floats (the elements of all parameter tensors). */
+AGAVE_API size_t agave_model_param_numel(const agave_model *model);
+/* The number of parameter tensors, and tensor index (0 .. count - 1), in
+ * checkpoint order with names such as "layer012.conv1.v" and "aux_log_scale";
+ * borrowed from the model (they require gradients). */
+AGAVE_API int agave_model_param_tensor_count(const agave_model *model);
 AGAVE_API agave_status agave_model_param(agave_model *model, int index, const char **name,
                                          agave_tensor **param);
 /* Training steps applied so far, and steps rejected as non-finite, since the
  * model was created (both are saved in and restored from checkpoints). */
 AGAVE_API int64_t agave_model_step_count(const agave_model *model);
 AGAVE_API int64_t agave_model_rejected_count(const agave_model *model);
+/* The learning rate the next training step will use: the configuration's
+ * schedule at step agave_model_step_count + 1; 0 for NULL. */
+AGAVE_API double agave_model_learning_rate(const agave_model *model);
 
 /* Data-dependent initialisation from a first batch x (n,C,H,W) uint8. */
 AGAVE_API agave_status agave_model_init(agave_model *model, const uint8_t *x, int n);
@@ -354,8 +351,8 @@ typedef struct agave_step_stats {
     int rejected;             /* 1 if the step was not applied (non-finite) */
 } agave_step_stats;
 
-/* One training step on x (n,C,H,W) uint8: forward, the objective of MODEL.md
- * Eq. 7, backward, optimiser update, parameter averaging. Runs the
+/* One training step on x (n,C,H,W) uint8: forward, the objective of
+ * docs/model.md ("Objective and modes"), backward, optimiser update, parameter averaging. Runs the
  * data-dependent initialisation first if it has not run. A step whose loss or
  * gradient is not finite is rejected: parameters, optimiser state and the
  * step count stay untouched, stats->rejected is set and AGAVE_OK is returned
@@ -426,7 +423,7 @@ AGAVE_API agave_status agave_model_load(agave_context *ctx, const char *path,
 
 /* ---- Weights: averaged or raw ------------------------------------------- */
 /* With averaging on (cfg.ema > 0) a model holds two sets of parameters: the
- * raw ones the optimiser moves and their running average (MODEL.md: it
+ * raw ones the optimiser moves and their running average (docs/model.md: it
  * starts at the initialised parameters; after t earlier updates each step
  * applies avg <- d avg + (1 - d) params with d = min(ema, (1 + t) / (10 + t))).
  * Evaluation, sampling and reconstruction use the chosen set; the default is
@@ -849,7 +846,7 @@ AGAVE_API agave_status agave_image_quantize(const uint8_t *x, size_t count, int 
                                             uint8_t *level);
 
 /* ---- Losses on plain buffers -------------------------------------------- */
-/* Discretized logistic with `levels` bins (MODEL.md "Auxiliary image"):
+/* Discretized logistic with `levels` bins (docs/model.md, "The auxiliary image y"):
  * element-wise, y[i] in 0..255 is mapped to level k = floor(y*levels/256); level k
  * covers [k*c - 0.5, (k+1)*c - 0.5) on the 0..255 scale (c = 256/levels), edges
  * mapped by e/127.5 - 1, the lowest lower edge -inf and highest upper edge +inf;
@@ -860,7 +857,7 @@ AGAVE_API agave_status agave_dlogistic_logprob(const uint8_t *y, const float *me
                                                float *logp);
 
 /* Discretized mixture of logistics (PixelCNN++): x is (n,channels,height,width)
- * uint8, params (n,P,height,width) with MODEL.md's layout (P = 3*n_mix for
+ * uint8, params (n,P,height,width) in docs/model.md's layout (P = 3*n_mix for
  * channels 1, 10*n_mix for channels 3); logp receives n*height*width per-pixel
  * log-probabilities in nats (the sum over the pixel's channels). Invalid
  * arguments return a non-OK status and write nothing. */
@@ -999,9 +996,10 @@ AGAVE_API int agave_layer_initialized(const agave_layer *layer);
 /* Marks the layer initialised without a data pass (e.g. after loading weights). */
 AGAVE_API agave_status agave_layer_skip_init(agave_layer *layer);
 
-/* Parameters, depth-first with dotted names ("conv1.v", "conv1.g", "conv1.b").
- * The tensors are owned by the layer and require gradients. */
-AGAVE_API int agave_layer_param_count(const agave_layer *layer);
+/* The number of parameter tensors, and tensor index, depth-first with dotted
+ * names ("conv1.v", "conv1.g", "conv1.b"). The tensors are owned by the layer
+ * and require gradients. */
+AGAVE_API int agave_layer_param_tensor_count(const agave_layer *layer);
 AGAVE_API agave_status agave_layer_param(agave_layer *layer, int index, const char **name,
                                          agave_tensor **param);
 
@@ -1062,7 +1060,7 @@ typedef agave_status (*agave_grad_reduce_fn)(float *buf, size_t n, void *user);
 
 /* Installs fn (NULL removes it). From then on every agave_model_train_step,
  * after its backward pass, packs into ONE buffer every parameter's gradient
- * (in checkpoint order: agave_model_param_count floats) followed by a few
+ * (in checkpoint order: agave_model_param_numel floats) followed by a few
  * floats of the step's loss sums, image count and a non-finite flag, calls
  * fn(buf, n, user) exactly once, and continues with the sums: the
  * non-finite check (a non-finite loss or gradient in any process rejects the
@@ -1081,9 +1079,22 @@ AGAVE_API agave_status agave_model_set_grad_reducer(agave_model *model, agave_gr
 #endif /* AGAVE_EXPERIMENTAL */
 
 /* ---- Compatibility ------------------------------------------------------ */
-/* Functions kept so that programs built against an earlier agave.h still
- * link. 0.1's header declared these four as functions (now they are macros
- * that pass sizeof): they fill the fields 0.1's structs had. */
+/* Names kept so that programs built against an earlier agave.h still build
+ * and link. Each is declared with AGAVE_DEPRECATED(replacement): using it warns
+ * and names its replacement (define AGAVE_NO_DEPRECATION_WARNINGS before
+ * including agave.h to silence the warnings). They stay for all of 1.x. */
+#if defined(AGAVE_BUILDING_LIBRARY) || defined(AGAVE_NO_DEPRECATION_WARNINGS)
+#define AGAVE_DEPRECATED(replacement)
+#elif defined(__GNUC__)
+#define AGAVE_DEPRECATED(replacement) __attribute__((deprecated("use " #replacement)))
+#elif defined(_MSC_VER)
+#define AGAVE_DEPRECATED(replacement) __declspec(deprecated("use " #replacement))
+#else
+#define AGAVE_DEPRECATED(replacement)
+#endif
+
+/* 0.1's header declared these four as functions (now they are macros that
+ * pass sizeof): they fill the fields 0.1's structs had. */
 AGAVE_DEPRECATED(agave_config_init_sized)
 AGAVE_API agave_status (agave_config_init)(agave_config *cfg, const char *name);
 AGAVE_DEPRECATED(agave_layer_options_init_sized)
@@ -1092,6 +1103,17 @@ AGAVE_DEPRECATED(agave_grid_options_init_sized)
 AGAVE_API void (agave_grid_options_init)(agave_grid_options *opt);
 AGAVE_DEPRECATED(agave_model_get_config_sized)
 AGAVE_API agave_status (agave_model_get_config)(const agave_model *model, agave_config *cfg);
+
+/* The names before 1.0 of the parameter counts, which did not say what they
+ * count: floats for the model and the configuration, tensors for the layer. */
+AGAVE_DEPRECATED(agave_model_param_numel)
+AGAVE_API size_t agave_model_param_count(const agave_model *model);
+AGAVE_DEPRECATED(agave_model_param_tensor_count)
+AGAVE_API int agave_model_param_tensors(const agave_model *model);
+AGAVE_DEPRECATED(agave_layer_param_tensor_count)
+AGAVE_API int agave_layer_param_count(const agave_layer *layer);
+AGAVE_DEPRECATED(agave_config_param_numel)
+AGAVE_API agave_status agave_config_param_count(const agave_config *cfg, size_t *count);
 
 #ifdef __cplusplus
 }

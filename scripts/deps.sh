@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages a target needs, when missing.
-# usage: scripts/deps.sh build|check|demo|fuzz|valgrind|mpi|paper
+# usage: scripts/deps.sh build|check|demo|fuzz|mutate|valgrind|mpi|paper
 # As root it runs apt-get; otherwise it prints the exact apt-get line and stops
 # (exit 1). Prints nothing when everything is there. Every name below exists in
 # Debian 12 (bookworm).
@@ -28,6 +28,8 @@ demo) pkgs="$build dataset-fashion-mnist" ;;
 # LLVM's OpenMP runtime for clang's -fopenmp (libomp-dev), llvm-cov and
 # llvm-profdata for the coverage report (llvm).
 fuzz) pkgs="$build libcmocka-dev clang libclang-rt-dev libomp-dev llvm" ;;
+# mutate: scripts/mutate.sh, make check's packages and python3 (its mutant applier).
+mutate) pkgs="$build $check python3" ;;
 # valgrind: memcheck over the test suite (make valgrind).
 valgrind) pkgs="$build libcmocka-dev valgrind" ;;
 # mpi: make MPI=1 and make check-mpi: Open MPI's mpicc and headers
@@ -37,7 +39,7 @@ mpi) pkgs="$build libopenmpi-dev openmpi-bin" ;;
 # paper: scripts/paper.sh, the paper's experiments on Fashion-MNIST, plotted
 # with gnuplot (PNG terminal, no X).
 paper) pkgs="$build dataset-fashion-mnist gnuplot-nox" ;;
-*) echo "deps.sh: unknown target '$1' (build, check, demo, fuzz, valgrind, mpi, paper)" >&2; exit 2 ;;
+*) echo "deps.sh: unknown target '$1' (build, check, demo, fuzz, mutate, valgrind, mpi, paper)" >&2; exit 2 ;;
 esac
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

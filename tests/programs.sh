@@ -130,12 +130,19 @@ run=$tmp/run
 for f in model.ckpt train.csv train.state; do
     [ -s "$run/$f" ] || fail "agave-train did not write $f"
 done
-[ "$(head -n 1 "$run/train.csv")" = "step,images_per_s,train_bpd,pixelcnn_bpd,aux_bpd,kl_bpd" ] ||
+header="step,images_per_s,train_bpd,pixelcnn_bpd,aux_bpd,kl_bpd,test_elbo_bpd,test_kl_bpd"
+header="$header,test_aux_bpd,elapsed_s,epoch,lr,grad_norm"
+[ "$(head -n 1 "$run/train.csv")" = "$header" ] ||
     fail "train.csv header: $(head -n 1 "$run/train.csv")"
 [ "$(cut -d, -f1 "$run/train.csv" | tail -n +2 | paste -sd' ')" = "1 2 3 4 5 6" ] ||
     fail "train.csv does not have one row per step 1..6: $(cat "$run/train.csv")"
-awk -F, 'NR > 1 && (NF != 6 || $3 + 0 <= 0 || $4 + 0 <= 0 || $5 + 0 <= 0 || $6 + 0 < 0) { bad = 1 }
-    END { exit bad }' "$run/train.csv" || fail "train.csv has bad figures: $(cat "$run/train.csv")"
+# Without --eval-every the test_* columns stay empty (and nothing is evaluated);
+# epoch is the data position (16 of 64 images a step), lr the default rate.
+awk -F, 'NR > 1 && (NF != 13 || $3 + 0 <= 0 || $4 + 0 <= 0 || $5 + 0 <= 0 || $6 + 0 < 0 ||
+    $7 != "" || $8 != "" || $9 != "" || $10 + 0 <= 0 || $11 != sprintf("%.4f", (NR - 1) / 4) ||
+    $12 != "0.002" || $13 + 0 <= 0) { bad = 1 } END { exit bad }' "$run/train.csv" ||
+    fail "train.csv has bad figures: $(cat "$run/train.csv")"
+[ -e "$run/samples" ] && fail "a run without --sample-every made a samples directory"
 grep -q '^step 6: train' "$tmp/train.out" || fail "agave-train summary: $(cat "$tmp/train.out")"
 grep -q ' parameters, about [0-9]* MiB a training step; ' "$tmp/train.err" ||
     fail "agave-train does not print the parameter count and the step's memory"
@@ -233,6 +240,43 @@ expect_error "already exists" "$train" --config tiny --data "$data" --out "$run"
 [ -e "$tmp/x.png" ] && fail "a failed agave-sample wrote its PNG"
 echo "programs: broken checkpoints and conflicting resumes are refused (exit 2, one line)"
 
+# Files that are not regular files. A FIFO would make open() wait for a writer
+# for ever (timeout turns that into a failure); a symbolic link planted in a
+# run directory would redirect the run's reads and appends (train.csv's rows
+# to the link's target). Each is refused with one line naming what it is.
+mkfifo "$tmp/fifo"
+expect_error "is a FIFO" timeout -k 5 60 "$evaluate" --checkpoint "$tmp/fifo" --data "$data"
+expect_error "is a FIFO" timeout -k 5 60 "$sample" --checkpoint "$tmp/fifo" --out "$tmp/x.png"
+expect_error "is a directory" "$evaluate" --checkpoint "$data" --data "$data"
+expect_error "$tmp/fifo" timeout -k 5 60 "$train" --config tiny --data "$tmp/fifo" --out "$out"
+mkdir "$tmp/fifo-data"
+mkfifo "$tmp/fifo-data/train-images-idx3-ubyte"
+expect_error "not a regular file" timeout -k 5 60 "$train" --config tiny --data "$tmp/fifo-data" \
+    --out "$out"
+for f in model.ckpt train.state train.csv; do
+    for kind in fifo link; do
+        rm -rf "$tmp/odd"
+        cp -R "$run" "$tmp/odd"
+        rm "$tmp/odd/$f"
+        if [ $kind = fifo ]; then
+            mkfifo "$tmp/odd/$f"
+            want="is a FIFO"
+        else
+            cp "$run/$f" "$tmp/victim.$f"
+            ln -s "$tmp/victim.$f" "$tmp/odd/$f"
+            want="symbolic link"
+        fi
+        # shellcheck disable=SC2086
+        expect_error "$want" timeout -k 5 60 "$train" --data "$data" --out "$tmp/odd" --resume \
+            --steps 8 $t1
+        if [ $kind = link ]; then
+            cmp -s "$run/$f" "$tmp/victim.$f" || fail "--resume changed the target of a link $f"
+        fi
+    done
+done
+[ -e "$tmp/x.png" ] && fail "a failed agave-sample wrote its PNG"
+echo "programs: FIFOs, directories and links in place of files are refused (exit 2, one line)"
+
 # Resume: 3 steps, then --resume to 6, must log exactly what 6 straight steps logged.
 half=$tmp/half
 # shellcheck disable=SC2086
@@ -241,8 +285,9 @@ half=$tmp/half
 # shellcheck disable=SC2086
 "$train" $cfg --data "$data" --steps 6 --log-every 1 --out "$half" --resume $t1 >/dev/null \
     2>"$tmp/resume.err" || fail "agave-train --resume exits with $?: $(cat "$tmp/resume.err")"
-cut -d, -f1,3- "$run/train.csv" >"$tmp/straight.csv"
-cut -d, -f1,3- "$half/train.csv" >"$tmp/resumed.csv"
+# (all columns but the timings images_per_s and elapsed_s)
+cut -d, -f1,3-9,11- "$run/train.csv" >"$tmp/straight.csv"
+cut -d, -f1,3-9,11- "$half/train.csv" >"$tmp/resumed.csv"
 cmp -s "$tmp/straight.csv" "$tmp/resumed.csv" ||
     fail "3 + 3 resumed steps differ from 6 straight steps:
 $(diff "$tmp/straight.csv" "$tmp/resumed.csv")"
@@ -254,6 +299,102 @@ cp "$half/train.csv" "$tmp/before.csv"
 grep -q 'nothing to do' "$tmp/again.out" || fail "no 'nothing to do': $(cat "$tmp/again.out")"
 cmp -s "$tmp/before.csv" "$half/train.csv" || fail "a run with nothing to do changed train.csv"
 echo "programs: 3 steps + --resume to 6 give the same losses as 6 straight steps"
+
+# --eval-every and --sample-every: held-out figures in train.csv's test_*
+# columns at steps 3 and 6 only (rows also at the --log-every steps), the
+# same figures as agave-eval --samples 0 on the final checkpoint (same seed,
+# weights and images), samples at steps 3 and 6; and a run resumed at step 3
+# logs what the straight run logged (the evaluation leaves the training
+# stream reseeded from the run's seed and step).
+watch=$tmp/watch
+wopts="--eval-every 3 --eval-images 10 --sample-every 3 --log-every 2"
+# shellcheck disable=SC2086
+"$train" $cfg --data "$data" --steps 6 $wopts --out "$watch" $t1 >/dev/null 2>"$tmp/watch.err" ||
+    fail "agave-train --eval-every exits with $?: $(cat "$tmp/watch.err")"
+[ "$(cut -d, -f1 "$watch/train.csv" | tail -n +2 | paste -sd' ')" = "2 3 4 6" ] ||
+    fail "--eval-every 3 --log-every 2: rows $(cut -d, -f1 "$watch/train.csv" | paste -sd' ')"
+awk -F, 'NR > 1 && (($1 % 3 == 0) != ($7 != "" && $8 != "" && $9 != "") ||
+    ($1 % 3 == 0 && ($7 + 0 <= 0 || $8 + 0 < 0 || $9 + 0 <= 0))) { bad = 1 } END { exit bad }' \
+    "$watch/train.csv" || fail "test_* columns: $(cat "$watch/train.csv")"
+grep -q 'step 3 held-out (10 test images): ELBO' "$tmp/watch.err" ||
+    fail "agave-train does not print the held-out figures: $(cat "$tmp/watch.err")"
+# shellcheck disable=SC2086
+"$evaluate" --checkpoint "$watch/model.ckpt" --data "$data" --samples 0 --limit 10 --json $t1 \
+    >"$tmp/watch.json" 2>/dev/null || fail "agave-eval of the watched run exits with $?"
+last=$(tail -n 1 "$watch/train.csv")
+for pair in "7 elbo_bpd" "8 kl_bpd" "9 aux_bpd"; do
+    set -- $pair
+    csv=$(echo "$last" | cut -d, -f"$1")
+    json=$(sed -n "s/.*\"$2\": \([0-9.-]*\).*/\1/p" "$tmp/watch.json")
+    [ "$csv" = "$json" ] || fail "train.csv's step-6 $2 $csv differs from agave-eval's $json"
+done
+for step in 000003 000006; do
+    is_png "$watch/samples/step-$step.png" || fail "--sample-every 3: no samples/step-$step.png"
+done
+[ "$(ls "$watch/samples" | wc -l)" -eq 2 ] || fail "samples/: $(ls "$watch/samples")"
+wsplit=$tmp/wsplit
+# shellcheck disable=SC2086
+"$train" $cfg --data "$data" --steps 3 $wopts --out "$wsplit" $t1 >/dev/null 2>&1 &&
+    "$train" $cfg --data "$data" --steps 6 $wopts --out "$wsplit" --resume $t1 >/dev/null 2>&1 ||
+    fail "agave-train --eval-every 3 + --resume exits with $?"
+cut -d, -f1,3-9,11- "$watch/train.csv" >"$tmp/straight.csv"
+cut -d, -f1,3-9,11- "$wsplit/train.csv" >"$tmp/resumed.csv"
+cmp -s "$tmp/straight.csv" "$tmp/resumed.csv" || fail "with --eval-every, 3 + 3 resumed steps \
+differ from 6 straight steps: $(diff "$tmp/straight.csv" "$tmp/resumed.csv")"
+echo "programs: --eval-every fills test_* (= agave-eval's figures) at its steps, --sample-every writes samples/, a resumed run logs the same"
+
+# A train.csv of libagave 0.1 (six columns) is migrated on --resume: its rows
+# get the new columns empty, the program says so, new rows are complete.
+old=$tmp/oldlog
+cp -r "$half" "$old"
+rm -f "$old/train.lock"
+{ echo "step,images_per_s,train_bpd,pixelcnn_bpd,aux_bpd,kl_bpd"
+  tail -n +2 "$half/train.csv" | cut -d, -f1-6; } >"$old/train.csv"
+# shellcheck disable=SC2086
+"$train" --data "$data" --steps 8 --log-every 1 --out "$old" --resume $t1 >/dev/null \
+    2>"$tmp/old.err" || fail "agave-train --resume on a 0.1 train.csv exits with $?: $(cat "$tmp/old.err")"
+grep -q "six columns; rewritten" "$tmp/old.err" || fail "no migration note: $(cat "$tmp/old.err")"
+[ "$(head -n 1 "$old/train.csv")" = "$header" ] || fail "migrated header: $(head -n 1 "$old/train.csv")"
+awk -F, 'NR > 1 && NF != 13 { bad = 1 } NR >= 2 && NR <= 7 && $10 != "" { bad = 1 }
+    NR >= 8 && $10 + 0 <= 0 { bad = 1 } END { exit bad || NR != 9 }' "$old/train.csv" ||
+    fail "migrated train.csv: $(cat "$old/train.csv")"
+[ "$(sed -n 2,7p "$old/train.csv" | cut -d, -f1-6)" = "$(tail -n +2 "$half/train.csv" | cut -d, -f1-6)" ] ||
+    fail "the migration changed the old rows"
+echo "programs: a six-column train.csv from libagave 0.1 is migrated on --resume"
+
+# --resume --set: the training settings change (the paper's pretrain-then-joint
+# schedule: 3 steps of mode vae, then mode agave with a lower lr), are printed
+# and logged in settings.log, and the resumed rows train the PixelCNN; the
+# optimizer kind and switches to pixelcnn are refused.
+sched=$tmp/sched
+# shellcheck disable=SC2086
+"$train" --config tiny --set mode=vae --data "$data" --steps 3 --log-every 1 --out "$sched" $t1 \
+    >/dev/null 2>&1 || fail "agave-train --set mode=vae exits with $?"
+# shellcheck disable=SC2086
+"$train" --data "$data" --steps 5 --log-every 1 --out "$sched" --resume --set mode=agave \
+    --set lr=0.001 $t1 >/dev/null 2>"$tmp/sched.err" ||
+    fail "agave-train --resume --set mode=agave exits with $?: $(cat "$tmp/sched.err")"
+grep -q 'changes the training settings: mode vae -> agave, lr 0.002 -> 0.001' "$tmp/sched.err" ||
+    fail "--resume --set does not say what changed: $(cat "$tmp/sched.err")"
+[ "$(wc -l <"$sched/settings.log")" -eq 2 ] && grep -q '^step 0: new run: .*mode=vae' \
+    "$sched/settings.log" && grep -q '^step 3: resumed with mode vae -> agave, lr 0.002 -> 0.001$' \
+    "$sched/settings.log" || fail "settings.log: $(cat "$sched/settings.log")"
+awk -F, 'NR >= 2 && NR <= 4 && $4 + 0 != 0 { bad = 1 } NR >= 5 && $4 + 0 <= 0 { bad = 1 }
+    END { exit bad }' "$sched/train.csv" ||
+    fail "pixelcnn_bpd is not 0 in mode vae and > 0 after the switch: $(cat "$sched/train.csv")"
+# shellcheck disable=SC2086
+"$evaluate" --checkpoint "$sched/model.ckpt" --data "$data" --samples 0 $t1 >/dev/null \
+    2>"$tmp/sched-eval.err" || fail "agave-eval of the switched run exits with $?"
+grep -q 'mode agave' "$tmp/sched-eval.err" ||
+    fail "the checkpoint did not keep the new mode: $(cat "$tmp/sched-eval.err")"
+expect_error "optimizer kind cannot change" "$train" --data "$data" --steps 7 --out "$sched" \
+    --resume --set optimizer=adam
+expect_error "not to or from pixelcnn" "$train" --data "$data" --steps 7 --out "$sched" \
+    --resume --set mode=pixelcnn
+expect_error "lr_decay" "$train" --data "$data" --steps 7 --out "$sched" --resume \
+    --set lr_decay=2
+[ "$(wc -l <"$sched/settings.log")" -eq 2 ] || fail "a refused --resume wrote settings.log"
+echo "programs: --resume --set switches mode vae -> agave and lr, prints and logs it; optimizer and pixelcnn switches are refused"
 
 # --memory-limit: a batch over the limit is refused before anything is
 # written, and the message names the batch that fits.

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -611,7 +612,7 @@ static void test_checkpoint_round_trip(void **state)
     agave_model_get_config(m, &cfg);
     assert_int_equal(agave_model_load(ctx, path, &cfg, &back), AGAVE_OK);
     assert_int_equal(agave_model_step_count(back), 3);
-    assert_int_equal(agave_model_param_count(back), agave_model_param_count(m));
+    assert_int_equal(agave_model_param_numel(back), agave_model_param_numel(m));
     uint8_t *x = random_images(2, 3, 6);
     agave_eval_stats a = {sizeof a, 0, 0, 0, 0, 0, 0, 0}, b = {sizeof b, 0, 0, 0, 0, 0, 0, 0};
     agave_context_seed(ctx, 17);
@@ -705,6 +706,81 @@ static void test_checkpoint_refuses_damage(void **state)
     path_in_tmp(bad, sizeof bad, "missing.ckpt");
     expect_refused(ctx, bad, NULL, AGAVE_ERR_IO, "cannot open");
     free(p);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
+/* A directory, a FIFO (open() would wait for a writer for ever: the alarm
+ * turns a hang into a failure) and a device are refused with what they are;
+ * a symbolic link to a checkpoint is an ordinary way to name one and loads. */
+static void test_checkpoint_must_be_a_regular_file(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 1), AGAVE_OK);
+    char dir[128], fifo[128], good[128], link[128];
+    path_in_tmp(dir, sizeof dir, "dir.ckpt");
+    path_in_tmp(fifo, sizeof fifo, "fifo.ckpt");
+    path_in_tmp(good, sizeof good, "regular.ckpt");
+    path_in_tmp(link, sizeof link, "link.ckpt");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    alarm(20);
+    expect_refused(ctx, dir, NULL, AGAVE_ERR_IO, "is a directory");
+    expect_refused(ctx, fifo, NULL, AGAVE_ERR_IO, "is a FIFO");
+    expect_refused(ctx, "/dev/zero", NULL, AGAVE_ERR_IO, "is a character device");
+    alarm(0);
+    agave_model *m = trained_tiny(ctx, 1, 0, 1), *back = NULL;
+    assert_int_equal(agave_model_save(m, good), AGAVE_OK);
+    assert_int_equal(symlink(good, link), 0);
+    assert_int_equal(agave_model_load(ctx, link, NULL, &back), AGAVE_OK);
+    agave_model_free(back);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
+/* A checkpoint whose CRC is right but whose numbers are not finite (a run
+ * that diverged, a file edited by hand) is refused at load, naming the
+ * part: a parameter, either optimiser moment (the second never negative),
+ * the average. Each case saves the trained model with one value changed. */
+static void test_checkpoint_refuses_non_finite(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 1), AGAVE_OK);
+    agave_model *m = trained_tiny(ctx, 1, 0, 2);
+    assert_non_null(m->opt->m);
+    assert_non_null(m->ema.avg);
+    char bad[128];
+    path_in_tmp(bad, sizeof bad, "non-finite.ckpt");
+    struct {
+        float *at;
+        float value;
+        const char *says;
+    } cases[] = {
+        {&m->params[0]->data[0], NAN, m->param_names[0]},
+        {&m->params[m->n_params - 1]->data[m->params[m->n_params - 1]->numel - 1], INFINITY,
+         m->param_names[m->n_params - 1]},
+        {&m->params[1]->data[0], -INFINITY, m->param_names[1]},
+        {&m->opt->m[m->opt->total / 2], NAN, "first moment"},
+        {&m->opt->u[3], INFINITY, "second moment"},
+        {&m->opt->u[m->opt->total - 1], -0.5f, "second moment"},
+        {&m->ema.avg[m->ema.total / 3], NAN, "average"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        float saved = *cases[k].at;
+        *cases[k].at = cases[k].value;
+        assert_int_equal(agave_model_save(m, bad), AGAVE_OK);
+        *cases[k].at = saved;
+        expect_refused(ctx, bad, NULL, AGAVE_ERR_FORMAT, cases[k].says);
+        assert_non_null(strstr(agave_context_last_error(ctx),
+                               cases[k].value < 0 && isfinite(cases[k].value) ? "negative"
+                                                                                : "non-finite"));
+    }
+    assert_int_equal(agave_model_save(m, bad), AGAVE_OK);   /* the values restored: it loads */
+    agave_model *back = NULL;
+    assert_int_equal(agave_model_load(ctx, bad, NULL, &back), AGAVE_OK);
+    agave_model_free(back);
     agave_model_free(m);
     agave_context_free(ctx);
 }
@@ -868,6 +944,8 @@ int main(void)
         cmocka_unit_test(test_lambda_scales_only_kl),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_checkpoint_refuses_damage),
+        cmocka_unit_test(test_checkpoint_refuses_non_finite),
+        cmocka_unit_test(test_checkpoint_must_be_a_regular_file),
         cmocka_unit_test(test_interrupted_save_keeps_previous),
         cmocka_unit_test(test_resume_continues_the_same_run),
         cmocka_unit_test(test_sampling_is_seeded),

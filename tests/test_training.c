@@ -1,4 +1,4 @@
-/* Training as MODEL.md's Training section states it: the data-dependent
+/* Training as docs/model.md's Training section states it: the data-dependent
  * initialisation (statistics of the right pre-activations on the init batch),
  * the IAF's forget-gate bias, and (further down) parameter averaging, the
  * learning-rate schedule and changing training settings of a loaded model.
@@ -70,7 +70,7 @@ static void expect_init_stats(const agave_tensor *t, double scale, const char *w
 
 static agave_tensor *layer_param(agave_layer *l, const char *name)
 {
-    for (int i = 0; i < agave_layer_param_count(l); i++) {
+    for (int i = 0; i < agave_layer_param_tensor_count(l); i++) {
         const char *n;
         agave_tensor *p;
         assert_int_equal(agave_layer_param(l, i, &n, &p), AGAVE_OK);
@@ -352,7 +352,7 @@ static void test_iaf_starts_near_identity(void **state)
 /* All parameters of m, in checkpoint order, as doubles. */
 static double *params_copy(agave_model *m)
 {
-    double *p = malloc(agave_model_param_count(m) * sizeof *p);
+    double *p = malloc(agave_model_param_numel(m) * sizeof *p);
     size_t off = 0;
     for (int i = 0; i < m->n_params; i++)
         for (size_t j = 0; j < m->params[i]->numel; j++)
@@ -380,7 +380,7 @@ static double relative_gap(const double *a, const double *b, size_t n)
     return gap / scale;
 }
 
-/* MODEL.md's rule by hand over 12 steps with ema = 0.5, so that both of its
+/* docs/model.md's rule by hand over 12 steps with ema = 0.5, so that both of its
  * regimes occur (the warm-up (1 + t) / (10 + t) is below 0.5 for t < 8):
  * avg_0 = the initialised parameters, avg_k = d avg_{k-1} + (1 - d) p_k with
  * d = min(ema, (1 + t) / (10 + t)), t = k - 1, and no bias correction. The
@@ -397,7 +397,7 @@ static void test_average_closed_form(void **state)
     agave_model *m;
     assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
     assert_int_equal(agave_model_init(m, x, 4), AGAVE_OK);
-    size_t n = agave_model_param_count(m);
+    size_t n = agave_model_param_numel(m);
     double *want = params_copy(m), *got = evaluated_params(m);
     assert_true(relative_gap(got, want, n) == 0);
     free(got);
@@ -490,7 +490,7 @@ static void test_average_no_worse_than_raw(void **state)
     agave_model *m;
     assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
     assert_int_equal(agave_model_init(m, train, B), AGAVE_OK);
-    old_average old = {calloc(agave_model_param_count(m), sizeof(float)), 0};
+    old_average old = {calloc(agave_model_param_numel(m), sizeof(float)), 0};
     agave_step_stats st = {sizeof st, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     for (int k = 1; k <= 600; k++) {
         assert_int_equal(agave_model_train_step(m, train + (size_t)((k - 1) * B % train_n) * 64,
@@ -673,7 +673,7 @@ static void test_checkpoint_keeps_both_sets(void **state)
     snprintf(path, sizeof path, "%s/both.ckpt", tmpdir);
     assert_int_equal(agave_model_save(m, path), AGAVE_OK);
     assert_int_equal(agave_model_load(ctx, path, NULL, &back), AGAVE_OK);
-    size_t n = agave_model_param_count(m);
+    size_t n = agave_model_param_numel(m);
     double *raw = params_copy(m), *raw2 = params_copy(back);
     double *avg = evaluated_params(m), *avg2 = evaluated_params(back);
     assert_true(relative_gap(raw2, raw, n) == 0);
@@ -716,13 +716,24 @@ static void check_v1_average(int steps)
     agave_context *ctx;
     assert_int_equal(agave_context_create(&ctx, 19), AGAVE_OK);
     agave_model *m = trained_tiny(ctx, 0.9995f, steps), *back;
+    agave_config c0;
+    agave_model_get_config(m, &c0);
+    c0.lr_warmup = 9, c0.lr_decay = 0.5f;   /* dropped with the 2 fields */
+    assert_int_equal(agave_model_update_config(m, &c0), AGAVE_OK);
     char path[128];
     snprintf(path, sizeof path, "%s/v1.ckpt", tmpdir);
     assert_int_equal(agave_model_save(m, path), AGAVE_OK);
-    size_t len, n = agave_model_param_count(m);
+    size_t len, n = agave_model_param_numel(m);
     unsigned char *p = slurp(path, &len);
-    uint32_t version = 1;
+    uint32_t version = 1, fields = 20;
     memcpy(p + 8, &version, 4);
+    /* Version 1's configuration block had 20 fields: no lr_warmup, lr_decay. */
+    const size_t cut = 24 + 4 + 20 * 4;
+    memmove(p + cut, p + cut + 8, len - cut - 8);
+    len -= 8;
+    uint64_t payload = len - 24 - 4;
+    memcpy(p + 16, &payload, 8);
+    memcpy(p + 24, &fields, 4);
     uint64_t t;   /* the averaging count precedes the average, which ends before the CRC */
     memcpy(&t, p + len - 4 - 4 * n - 8, 8);
     assert_true(t == (uint64_t)steps);
@@ -737,6 +748,9 @@ static void check_v1_average(int steps)
     spill(path, p, len);
     assert_int_equal(agave_model_load(ctx, path, NULL, &back), AGAVE_OK);
     assert_int_equal(agave_model_has_average(back), 1);
+    agave_config c;
+    agave_model_get_config(back, &c);
+    assert_true(c.lr_warmup == 0 && c.lr_decay == 1.0f);   /* no schedule */
     double *got = evaluated_params(back), *raw2 = params_copy(back);
     assert_true(relative_gap(raw2, raw, n) == 0);
     double gap = relative_gap(got, t ? want : raw, n);
@@ -756,6 +770,113 @@ static void test_checkpoint_version1_average(void **state)
     check_v1_average(0);
 }
 
+/* ---- the learning-rate schedule ------------------------------------------------------ */
+/* lr * min(1, k / warmup) * decay^(k - 1) for step k, by hand. */
+static double schedule(double lr, int warmup, double decay, int k)
+{
+    double ramp = warmup > 0 && k < warmup ? (double)k / warmup : 1.0;
+    double d = 1;
+    for (int i = 1; i < k; i++)
+        d *= decay;
+    return lr * ramp * d;
+}
+
+/* agave_model_learning_rate follows the schedule step by step, and the
+ * optimiser uses it: Adamax's first update moves every parameter with a
+ * nonzero gradient by exactly the step's learning rate (m = (1 - b1) g,
+ * u = |g|, bias correction 1 / (1 - b1): the step is lr * sign(g)), which
+ * is lr / warmup here, not lr. Changing the schedule with
+ * agave_model_update_config takes effect at the next step's count. */
+static void test_lr_schedule(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 20), AGAVE_OK);
+    agave_config cfg = tiny(1, 0);
+    cfg.lr = 0.01f, cfg.lr_warmup = 4, cfg.lr_decay = 0.9f;
+    uint8_t *x = random_images(8, 1, 21);
+    agave_model *m;
+    assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
+    assert_int_equal(agave_model_init(m, x, 8), AGAVE_OK);
+    size_t n = agave_model_param_numel(m);
+    double *before = params_copy(m);
+    agave_step_stats st = {sizeof st, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int k = 1; k <= 8; k++) {
+        double want = schedule(0.01f, 4, 0.9f, k), got = agave_model_learning_rate(m);
+        if (fabs(got - want) > 1e-6 * want)
+            fail_msg("step %d: learning rate %.9g, the schedule gives %.9g", k, got, want);
+        assert_int_equal(agave_model_train_step(m, x, 8, &st), AGAVE_OK);
+        if (k > 1)
+            continue;
+        /* |g| / (|g| + 1e-8) shortens the step of a tiny gradient (never lengthens it). */
+        double *after = params_copy(m);
+        int moved = 0, exact = 0;
+        for (size_t i = 0; i < n; i++) {
+            double d = fabs(after[i] - before[i]);
+            if (d == 0)
+                continue;   /* no gradient (e.g. a part the mode does not train) */
+            moved++;
+            exact += fabs(d - want) <= 1e-4 * want + 4e-7 * fabs(before[i]);
+            if (d > want * (1 + 1e-4) + 4e-7 * fabs(before[i]))
+                fail_msg("parameter value %zu moved by %.6g in the first step, the step's "
+                         "learning rate is %.6g", i, d, want);
+        }
+        assert_true(moved > (int)(n / 2));
+        if (exact < moved * 0.9)
+            fail_msg("only %d of %d moved parameter values moved by the learning rate %.6g",
+                     exact, moved, want);
+        free(after);
+    }
+    agave_model_get_config(m, &cfg);
+    cfg.lr = 0.004f, cfg.lr_decay = 0.5f;
+    assert_int_equal(agave_model_update_config(m, &cfg), AGAVE_OK);
+    double want = schedule(0.004f, 4, 0.5f, 9), got = agave_model_learning_rate(m);
+    assert_true(fabs(got - want) <= 1e-6 * want);
+    assert_true(agave_model_learning_rate(NULL) == 0);
+    free(before);
+    free(x);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
+/* The schedule's keys: set by text, validated, kept by checkpoints. */
+static void test_lr_schedule_keys(void **state)
+{
+    (void)state;
+    agave_config cfg = tiny(1, 0);
+    char msg[256];
+    assert_int_equal(agave_config_set(&cfg, "lr_warmup", "250"), AGAVE_OK);
+    assert_int_equal(agave_config_set(&cfg, "lr_decay", "0.9999"), AGAVE_OK);
+    assert_true(cfg.lr_warmup == 250 && cfg.lr_decay == 0.9999f);
+    assert_int_equal(agave_config_validate(&cfg, msg, sizeof msg), AGAVE_OK);
+    assert_int_equal(agave_config_set(&cfg, "lr_warmup", "x"), AGAVE_ERR_INVALID_ARG);
+    cfg.lr_warmup = -1;
+    assert_int_equal(agave_config_validate(&cfg, msg, sizeof msg), AGAVE_ERR_CONFIG);
+    assert_non_null(strstr(msg, "lr_warmup"));
+    cfg.lr_warmup = 250;
+    float bad[] = {0.0f, 1.5f, -0.1f, NAN};
+    for (int i = 0; i < 4; i++) {
+        cfg.lr_decay = bad[i];
+        assert_int_equal(agave_config_validate(&cfg, msg, sizeof msg), AGAVE_ERR_CONFIG);
+        assert_non_null(strstr(msg, "lr_decay"));
+    }
+    cfg.lr_decay = 0.9999f;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 22), AGAVE_OK);
+    agave_model *m, *back;
+    assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
+    char path[128];
+    snprintf(path, sizeof path, "%s/schedule.ckpt", tmpdir);
+    assert_int_equal(agave_model_save(m, path), AGAVE_OK);
+    assert_int_equal(agave_model_load(ctx, path, NULL, &back), AGAVE_OK);
+    agave_config got;
+    agave_model_get_config(back, &got);
+    assert_true(got.lr_warmup == 250 && got.lr_decay == 0.9999f);
+    agave_model_free(back);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -770,6 +891,8 @@ int main(void)
         cmocka_unit_test(test_weights_choice_is_used),
         cmocka_unit_test(test_checkpoint_keeps_both_sets),
         cmocka_unit_test(test_checkpoint_version1_average),
+        cmocka_unit_test(test_lr_schedule),
+        cmocka_unit_test(test_lr_schedule_keys),
     };
     return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);
 }

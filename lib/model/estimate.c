@@ -144,7 +144,7 @@ agave_status model_check_memory(agave_context *ctx, const agave_config *cfg, int
                      (double)limit / 1048576.0, fits);
 }
 
-agave_status agave_config_param_count(const agave_config *caller, size_t *count)
+agave_status agave_config_param_numel(const agave_config *caller, size_t *count)
 {
     if (!caller || !count)
         return AGAVE_ERR_NULL;
@@ -167,4 +167,10 @@ agave_status agave_config_estimate_bytes(const agave_config *caller, int batch, 
     double b = config_step_bytes(&cfg, batch);
     *bytes = b >= (double)SIZE_MAX ? SIZE_MAX : (size_t)b;
     return AGAVE_OK;
+}
+
+/* The name before 1.0. */
+agave_status agave_config_param_count(const agave_config *cfg, size_t *count)
+{
+    return agave_config_param_numel(cfg, count);
 }

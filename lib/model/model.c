@@ -1,5 +1,5 @@
 /* The model handle: construction from a configuration, parameters, the
- * forward pass of MODEL.md, data-dependent initialisation and training steps. */
+ * forward pass of docs/model.md, data-dependent initialisation and training steps. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,7 +186,7 @@ agave_status agave_model_update_config(agave_model *m, const agave_config *calle
     return AGAVE_OK;
 }
 
-size_t agave_model_param_count(const agave_model *m)
+size_t agave_model_param_numel(const agave_model *m)
 {
     size_t n = 0;
     for (int i = 0; m && i < m->n_params; i++)
@@ -194,7 +194,11 @@ size_t agave_model_param_count(const agave_model *m)
     return n;
 }
 
-int agave_model_param_tensors(const agave_model *m) { return m ? m->n_params : 0; }
+int agave_model_param_tensor_count(const agave_model *m) { return m ? m->n_params : 0; }
+
+/* The names before 1.0, which did not say what they count. */
+size_t agave_model_param_count(const agave_model *m) { return agave_model_param_numel(m); }
+int agave_model_param_tensors(const agave_model *m) { return agave_model_param_tensor_count(m); }
 
 agave_status agave_model_param(agave_model *m, int index, const char **name,
                                agave_tensor **param)
@@ -468,7 +472,7 @@ static double sum_of(const agave_tensor *t)
  * every process) sends zeros and gets none back, as in a one-process step. */
 static agave_status reduce_step(agave_model *m, float extra[REDUCE_EXTRA])
 {
-    size_t len = agave_model_param_count(m) + REDUCE_EXTRA, off = 0;
+    size_t len = agave_model_param_numel(m) + REDUCE_EXTRA, off = 0;
     if (!m->reduce_buf && !(m->reduce_buf = malloc(len * sizeof(float))))
         return ctx_error(m->ctx, AGAVE_ERR_NOMEM,
                          "cannot allocate the gradient reduction buffer (%zu floats)", len);
@@ -523,6 +527,7 @@ static agave_status apply_update(agave_model *m, double grad_norm, agave_step_st
 {
     if (!isfinite(grad_norm))
         return reject_step(m, stats, "gradient");
+    m->opt->lr = (float)agave_model_learning_rate(m);
     agave_status st = agave_optimizer_step(m->opt, m->cfg.grad_clip);
     agave_tape_reset(m->ctx);
     if (st != AGAVE_OK)

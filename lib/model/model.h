@@ -11,7 +11,7 @@
 #define MODEL_MAX_T 16
 #define MODEL_MAX_LAYERS 512
 /* The constant added to an IAF step's gate pre-activation s, so that
- * sigma = sigmoid(s + 2) starts near 0.88 rather than 0.5 (MODEL.md, VAE;
+ * sigma = sigmoid(s + 2) starts near 0.88 rather than 0.5 (docs/model.md, The VAE;
  * Kingma et al. 2016). */
 #define IAF_FORGET_BIAS 2.0f
 
@@ -118,7 +118,7 @@ agave_status pixelcnn_build(agave_model *m);
 agave_status pixelcnn_forward(agave_model *m, agave_tensor *x, agave_tensor *f,
                               agave_tensor **params);
 
-/* The whole forward of MODEL.md for a batch, with the given plan. */
+/* The whole forward of docs/model.md for a batch, with the given plan. */
 agave_status model_forward(agave_model *m, const uint8_t *x, int n, forward_plan plan,
                            model_terms *terms);
 

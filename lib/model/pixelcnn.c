@@ -1,4 +1,4 @@
-/* The conditional PixelCNN++ of MODEL.md (Salimans et al. 2017, as in
+/* The conditional PixelCNN++ of docs/model.md (Salimans et al. 2017, as in
  * openai/pixel-cnn), with AGAVE's conditioning stream feeding every gated block. */
 #include "model.h"
 

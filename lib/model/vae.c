@@ -1,4 +1,4 @@
-/* The VAE of MODEL.md: q(z|x) with an optional inverse autoregressive flow,
+/* The VAE of docs/model.md: q(z|x) with an optional inverse autoregressive flow,
  * and the decoder f(z) that the auxiliary loss and the PixelCNN both see. */
 #include "model.h"
 
@@ -10,7 +10,7 @@ static agave_status add_conv3(agave_model *m, int in, int out, int stride, float
     return model_add_layer(m, AGAVE_LAYER_CONV, &o, l);
 }
 
-/* init_scale is the block's second conv's (MODEL.md, Training: 0.1); its
+/* init_scale is the block's second conv's (docs/model.md, Training: 0.1); its
  * first conv always starts at 1.0. */
 static agave_status add_resnet(agave_model *m, int F, agave_layer **l)
 {
@@ -19,7 +19,7 @@ static agave_status add_resnet(agave_model *m, int F, agave_layer **l)
 }
 
 /* IAF step t: masked convs over the Z latent channels; odd steps reverse the
- * degrees, which is MODEL.md's channel reversal between steps. */
+ * degrees, which is docs/model.md's channel reversal between steps. */
 static agave_status add_iaf_step(agave_model *m, int t)
 {
     vae_net *v = &m->vae;

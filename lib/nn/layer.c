@@ -209,7 +209,9 @@ agave_status layer_collect_params(agave_layer *l)
     return AGAVE_OK;
 }
 
-int agave_layer_param_count(const agave_layer *l) { return l ? l->n_params : 0; }
+int agave_layer_param_tensor_count(const agave_layer *l) { return l ? l->n_params : 0; }
+/* The name before 1.0, which did not say that it counts tensors. */
+int agave_layer_param_count(const agave_layer *l) { return agave_layer_param_tensor_count(l); }
 
 agave_status agave_layer_param(agave_layer *l, int index, const char **name,
                                agave_tensor **param)

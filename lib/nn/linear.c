@@ -80,7 +80,7 @@ static agave_status deconv_full(agave_layer *l, agave_tensor *x, agave_tensor *w
 
 /* Data-dependent init: with g = 1, b = 0 run the layer on this batch (not
  * recorded), then choose g, b so that each output channel has mean 0 and std
- * init_scale (MODEL.md, Training). A transposed conv takes these statistics
+ * init_scale (docs/model.md, Training). A transposed conv takes these statistics
  * on its full output, before the crop, and then runs again for the cropped
  * one. *y is the layer's output with the chosen g, b. */
 static agave_status init_params(agave_layer *l, agave_tensor *x, agave_tensor **y)

@@ -64,7 +64,10 @@ static void put_u64(bytes *b, uint64_t v) { put(b, &v, 8); }
 static void put_f32(bytes *b, float v) { put(b, &v, 4); }
 
 /* ---- the configuration block, in a fixed field order ------------------------------ */
-#define CFG_FIELDS 20
+/* 22 fields since the learning-rate schedule (lr_warmup, lr_decay at the end);
+ * files with the first 20 are read with the schedule off. */
+#define CFG_FIELDS 22
+#define CFG_FIELDS_NO_SCHEDULE 20
 static void put_config(bytes *b, const agave_config *c)
 {
     put_u32(b, CFG_FIELDS);
@@ -82,6 +85,8 @@ static void put_config(bytes *b, const agave_config *c)
     put_f32(b, c->ema);
     put_f32(b, c->grad_clip);
     put_i32(b, c->max_bad_steps);
+    put_i32(b, c->lr_warmup);
+    put_f32(b, c->lr_decay);
 }
 
 /* zlib's CRC32 over any length (crc32() takes at most 4 GiB per call). */
@@ -250,7 +255,8 @@ static void get_config(reader *r, agave_config *c)
 {
     memset(c, 0, sizeof *c);
     c->struct_size = sizeof *c;
-    if (get_u32(r) != CFG_FIELDS) {
+    uint32_t fields = get_u32(r);
+    if (fields != CFG_FIELDS && fields != CFG_FIELDS_NO_SCHEDULE) {
         r->short_read = 1;
         return;
     }
@@ -264,53 +270,26 @@ static void get_config(reader *r, agave_config *c)
     c->optimizer = (agave_optimizer_kind)get_i32(r);
     c->lr = get_f32(r), c->ema = get_f32(r), c->grad_clip = get_f32(r);
     c->max_bad_steps = get_i32(r);
+    c->lr_warmup = 0;
+    c->lr_decay = 1.0f;
+    if (fields == CFG_FIELDS) {
+        c->lr_warmup = get_i32(r);
+        c->lr_decay = get_f32(r);
+    }
 }
 
-static agave_status read_file(agave_context *ctx, const char *path, unsigned char **data,
-                              size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ctx_error(ctx, AGAVE_ERR_IO, "cannot open checkpoint %s: %s", path,
-                         strerror(errno));
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return ctx_error(ctx, AGAVE_ERR_IO, "cannot read checkpoint %s (not a regular file?)",
-                         path);
-    }
-    if ((uint64_t)size > CKPT_MAX_BYTES) {
-        fclose(f);
-        return ctx_error(ctx, AGAVE_ERR_LIMIT, "checkpoint %s is %ld bytes, over the 16 GiB "
-                         "limit", path, size);
-    }
-    *data = malloc(size ? (size_t)size : 1);
-    if (!*data) {
-        fclose(f);
-        return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot hold checkpoint %s in memory", path);
-    }
-    *len = fread(*data, 1, (size_t)size, f);
-    fclose(f);
-    if (*len != (size_t)size) {
-        free(*data);
-        return ctx_error(ctx, AGAVE_ERR_IO, "short read on checkpoint %s", path);
-    }
-    return AGAVE_OK;
-}
-
-/* Magic, version, length and CRC, in the order that gives the clearest message. */
-static agave_status check_envelope(agave_context *ctx, const char *path,
-                                   const unsigned char *p, size_t len, uint32_t *version,
-                                   uint32_t *flags)
+/* Magic, version and length, in the order that gives the clearest message:
+ * the first bytes p[0..len) of a file of file_len bytes (len may be less). */
+static agave_status check_header(agave_context *ctx, const char *path, const unsigned char *p,
+                                 size_t len, uint64_t file_len, uint32_t *version,
+                                 uint32_t *flags)
 {
     if (len < 8 || memcmp(p, CKPT_MAGIC, 8) != 0)
         return ctx_error(ctx, AGAVE_ERR_FORMAT,
                          "%s is not a libagave checkpoint (wrong magic number)", path);
-    if (len < CKPT_HEADER + 4)
-        return ctx_error(ctx, AGAVE_ERR_FORMAT, "checkpoint %s is truncated: %zu bytes", path,
-                         len);
+    if (len < CKPT_HEADER || file_len < CKPT_HEADER + 4)
+        return ctx_error(ctx, AGAVE_ERR_FORMAT, "checkpoint %s is truncated: %llu bytes", path,
+                         (unsigned long long)file_len);
     uint64_t payload;
     memcpy(version, p + 8, 4);
     memcpy(flags, p + 12, 4);
@@ -319,17 +298,85 @@ static agave_status check_envelope(agave_context *ctx, const char *path,
         return ctx_error(ctx, AGAVE_ERR_VERSION,
                          "checkpoint %s has format version %u; this library reads versions 1 to "
                          "%u (upgrade libagave)", path, *version, CKPT_VERSION);
-    if (payload != len - CKPT_HEADER - 4)
+    if (payload != file_len - CKPT_HEADER - 4)
         return ctx_error(ctx, AGAVE_ERR_FORMAT,
                          "checkpoint %s is truncated or has trailing bytes: the header promises "
-                         "%llu bytes of payload, the file has %zu", path,
-                         (unsigned long long)payload, len - CKPT_HEADER - 4);
+                         "%llu bytes of payload, the file has %llu", path,
+                         (unsigned long long)payload,
+                         (unsigned long long)(file_len - CKPT_HEADER - 4));
+    return AGAVE_OK;
+}
+
+/* The header, then the CRC-32 of a whole checkpoint in memory. */
+static agave_status check_envelope(agave_context *ctx, const char *path,
+                                   const unsigned char *p, size_t len, uint32_t *version,
+                                   uint32_t *flags)
+{
+    agave_status st = check_header(ctx, path, p, len, len, version, flags);
+    if (st != AGAVE_OK)
+        return st;
     uint32_t stored, crc = crc_of(p, len - 4);
     memcpy(&stored, p + len - 4, 4);
     if (crc != stored)
         return ctx_error(ctx, AGAVE_ERR_CHECKSUM,
                          "checkpoint %s is damaged: CRC32 %08x does not match the stored "
                          "%08x", path, (unsigned)crc, (unsigned)stored);
+    return AGAVE_OK;
+}
+
+/* Reads the header first, so that a large file that is no checkpoint (or a
+ * checkpoint whose length does not match its header) is refused before
+ * memory is taken for all of it; then the whole file. */
+static agave_status read_file(agave_context *ctx, const char *path, unsigned char **data,
+                              size_t *len)
+{
+    int fd;
+    uint64_t size;
+    agave_status st = file_open_regular(ctx, "checkpoint ", path, 0, &fd, &size);
+    if (st != AGAVE_OK)
+        return st;
+    unsigned char head[CKPT_HEADER];
+    long long got = file_read_full(fd, head, sizeof head);
+    uint32_t version, flags;
+    if (got < 0)
+        st = ctx_error(ctx, AGAVE_ERR_IO, "cannot read checkpoint %s: %s", path, strerror(errno));
+    else
+        st = check_header(ctx, path, head, (size_t)got, size, &version, &flags);
+    if (st == AGAVE_OK && size > CKPT_MAX_BYTES)
+        st = ctx_error(ctx, AGAVE_ERR_LIMIT, "checkpoint %s is %llu bytes, over the 16 GiB "
+                       "limit", path, (unsigned long long)size);
+    if (st == AGAVE_OK && !(*data = malloc((size_t)size)))
+        st = ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot hold checkpoint %s (%llu bytes) in memory",
+                       path, (unsigned long long)size);
+    if (st == AGAVE_OK) {
+        memcpy(*data, head, sizeof head);
+        got = file_read_full(fd, *data + sizeof head, (size_t)size - sizeof head);
+        if (got != (long long)(size - sizeof head)) {
+            st = ctx_error(ctx, AGAVE_ERR_IO, "short read on checkpoint %s (did it change while "
+                           "being read?)", path);
+            free(*data);
+            *data = NULL;
+        }
+    }
+    close(fd);
+    *len = (size_t)size;
+    return st;
+}
+
+/* Refuses a value that is NaN or infinite (or, with non_negative, below 0):
+ * a run that diverged must not come back as a model that samples garbage. */
+static agave_status check_values(agave_context *ctx, const char *path, const char *what,
+                                 const char *name, const float *p, size_t n, int non_negative)
+{
+    for (size_t i = 0; i < n; i++) {
+        int finite = isfinite(p[i]);
+        if (finite && !(non_negative && p[i] < 0))
+            continue;
+        return ctx_error(ctx, AGAVE_ERR_FORMAT,
+                         "checkpoint %s: %s%s holds %s value (%g at element %zu): it cannot "
+                         "be used", path, what, name, finite ? "a negative" : "a non-finite",
+                         (double)p[i], i);
+    }
     return AGAVE_OK;
 }
 
@@ -355,6 +402,10 @@ static agave_status read_params(agave_model *m, reader *r, const char *path)
             return ctx_error(m->ctx, AGAVE_ERR_FORMAT,
                              "checkpoint %s: parameter '%s' has the wrong shape or is cut short",
                              path, m->param_names[i]);
+        agave_status st = check_values(m->ctx, path, "parameter ", m->param_names[i], t->data,
+                                       t->numel, 0);
+        if (st != AGAVE_OK)
+            return st;
     }
     return AGAVE_OK;
 }
@@ -405,7 +456,18 @@ static agave_status read_state(agave_model *m, reader *r, uint32_t version, uint
                          "checkpoint %s: impossible optimiser or averaging step count", path);
     if ((flags & CKPT_FLAG_AVERAGE) && version == 1)
         average_from_v1(m);
-    return AGAVE_OK;
+    agave_status st = AGAVE_OK;
+    if (flags & CKPT_FLAG_OPTIM) {
+        st = check_values(m->ctx, path, "the optimiser's first moment", "", m->opt->m,
+                          m->opt->total, 0);
+        if (st == AGAVE_OK)   /* Adam's mean square and Adamax's norm are never negative */
+            st = check_values(m->ctx, path, "the optimiser's second moment", "", m->opt->u,
+                              m->opt->total, 1);
+    }
+    if (st == AGAVE_OK && (flags & CKPT_FLAG_AVERAGE))
+        st = check_values(m->ctx, path, "the parameter average", "", m->ema.avg, m->ema.total,
+                          0);
+    return st;
 }
 
 /* A lower bound on the parameter values the configuration's model holds:
@@ -415,7 +477,7 @@ static agave_status read_state(agave_model *m, reader *r, uint32_t version, uint
  * configuration cannot make it build a model of gigabytes and only then
  * find the parameters missing (found by fuzz/fuzz_checkpoint.c: F = 255 in a
  * 478-byte file took 11 s). tests/test_limits.c checks that the bound never
- * exceeds agave_model_param_count over a sweep of configurations. */
+ * exceeds agave_model_param_numel over a sweep of configurations. */
 uint64_t checkpoint_min_param_floats(const agave_config *c)
 {
     uint64_t F = (uint64_t)c->F, R = (uint64_t)c->R, Fv = (uint64_t)c->Fv,
