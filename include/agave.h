@@ -616,14 +616,21 @@ AGAVE_API agave_status agave_marginal_baseline_bpd(agave_context *ctx, const uin
                                                    int width, double *bpd);
 
 /* ---- Image grids -------------------------------------------------------- */
-/* PNG image grids. Call agave_grid_options_init first, then change fields.
- * Passing NULL options means the defaults. */
+/* Image grids (PNG, BMP, PGM/PPM). Call agave_grid_options_init first, then
+ * change fields. Passing NULL options means the defaults. */
 typedef struct agave_grid_options {
     size_t struct_size;     /* sizeof(agave_grid_options), set by _init */
     int gap;                /* pixels between cells and around the border, 0..256; default 2 */
     int group_gap;          /* extra pixels between groups of a multi-set grid, 0..256; default 4 */
     int scale;              /* each image pixel becomes scale x scale, 1..64; default 1 */
     uint8_t background[3];  /* RGB of gaps and empty cells; default 255,255,255 (white) */
+    /* Text drawn above the grid (NULL, the default: none), saying what the
+     * rows and columns show: printable ASCII in a 5x7 bitmap font (twice that
+     * size when scale >= 2), black on a light background and white on a dark
+     * one; "\n" starts a line and lines wrap at spaces to the picture's width
+     * (widened to hold 24 characters a line); at most 4096 characters. The
+     * text is read during the call only. */
+    const char *caption;
 } agave_grid_options;
 
 /* agave_grid_options_init(opt) passes sizeof *opt as struct_size. */
@@ -631,8 +638,12 @@ AGAVE_API void agave_grid_options_init_sized(agave_grid_options *opt, size_t str
 #define agave_grid_options_init(opt) agave_grid_options_init_sized((opt), sizeof *(opt))
 
 /* Writes n images (n,channels,height,width) uint8, channels 1 or 3, as a grid
- * of min(cols,n) columns and ceil(n/cols) rows, row-major, to a PNG at path.
- * The PNG is grey when channels is 1 and the background is grey, RGB otherwise.
+ * of min(cols,n) columns and ceil(n/cols) rows, row-major, to a picture at
+ * path: a BMP for a name ending in .bmp, PPM for .ppm, PGM for .pgm, PNM (PGM
+ * or PPM) for .pnm, PNG otherwise; a name ending in .jpg, .jpeg, .gif, .tif,
+ * .tiff or .webp is refused (AGAVE_ERR_INVALID_ARG: those formats are not
+ * written), as is .pgm for a colour picture. The picture is grey when
+ * channels is 1 and the background is grey, RGB otherwise.
  * The file is written under a temporary name in the same directory, flushed
  * to disk and renamed over path, so path is either the old file or the whole
  * new one. AGAVE_ERR_IO if the directory does not exist or is not writable;
@@ -642,6 +653,13 @@ AGAVE_API agave_status agave_image_grid_write(agave_context *ctx, const char *pa
                                               const uint8_t *images, int n, int channels,
                                               int height, int width, int cols,
                                               const agave_grid_options *opt);
+
+/* AGAVE_OK when agave_image_grid_write can write a picture of `channels`
+ * channels (1 or 3; a grid of grey images on a grey background is grey) under
+ * path's name: the same refusal and message as the write, nothing written. A
+ * program calls it before the work that makes the picture. */
+AGAVE_API agave_status agave_image_grid_check_name(agave_context *ctx, const char *path,
+                                                   int channels);
 
 typedef enum agave_grid_layout {
     /* Set s is a row: for each block of cols images, row s of the block shows

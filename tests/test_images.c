@@ -228,7 +228,7 @@ static void test_lossless_formats_round_trip(void **state)
     write_pnm(tmp_path("rgb/a.ppm"), rgb, 3, 5, 7);
     write_bmp(tmp_path("rgb/b.bmp"), rgb, 5, 7);
     write_stb(tmp_path("rgb/c.png"), rgb, 3, 5, 7, 0);
-    image im;
+    decoded_image im;
     for (int f = 0; f < 3; f++) {
         const char *name = tmp_path(f == 0 ? "rgb/a.ppm" : f == 1 ? "rgb/b.bmp" : "rgb/c.png");
         FILE *in = fopen(name, "rb");
@@ -275,7 +275,7 @@ static void test_jpeg_and_alpha(void **state)
     }
     int len;
     unsigned char *png = stbi_write_png_to_mem(rgba, 8, 2, 2, 4, &len);
-    image im;
+    decoded_image im;
     assert_int_equal(image_decode(g_ctx, "rgba.png", png, (size_t)len, IMAGE_MAX_PIXELS, &im),
                      AGAVE_OK);
     assert_int_equal(im.channels, 3);
@@ -300,7 +300,7 @@ static void test_jpeg_and_alpha(void **state)
 static void test_bad_files(void **state)
 {
     (void)state;
-    image im;
+    decoded_image im;
     const char *msg;
     static const uint8_t text[] = "hello, world";
     assert_int_equal(image_decode(g_ctx, "x.png", text, sizeof text, IMAGE_MAX_PIXELS, &im),
@@ -328,7 +328,7 @@ static void test_bad_files(void **state)
 
 static void decode_expect(const char *bytes, size_t len, agave_status want, const char *words)
 {
-    image im;
+    decoded_image im;
     agave_status st = image_decode(g_ctx, "x.pnm", (const uint8_t *)bytes, len,
                                    IMAGE_MAX_PIXELS, &im);
     if (st != want)
@@ -345,7 +345,7 @@ static void decode_expect(const char *bytes, size_t len, agave_status want, cons
 static void test_pnm_rules(void **state)
 {
     (void)state;
-    image im;
+    decoded_image im;
     /* maxval 15: 0, 5, 15 -> 0, 85, 255; a comment in the header. */
     static const char p15[] = "P5 # grey\n3 # three wide\n1\n15\n\0\5\17";
     assert_int_equal(image_decode(g_ctx, "a.pgm", (const uint8_t *)p15, sizeof p15 - 1,

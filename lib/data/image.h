@@ -30,10 +30,10 @@ int image_kind_readable(image_kind kind);
 /* ---- decoding ---------------------------------------------------------------- */
 /* A decoded image: channels (1: grey, 3: RGB) planes of height x width, the
  * layout of a data set's images. */
-typedef struct image {
+typedef struct decoded_image {
     int channels, height, width;
     uint8_t *pixels;         /* (channels,height,width), malloc'ed */
-} image;
+} decoded_image;
 
 /* Decodes len bytes of one file (name only for messages). Grey files, with
  * or without alpha, give 1 channel, colour ones 3; alpha is dropped, 16-bit
@@ -42,17 +42,17 @@ typedef struct image {
  * (AGAVE_ERR_LIMIT above it, before any decoding). AGAVE_ERR_FORMAT for a
  * file that is not a readable image, with the decoder's reason. */
 agave_status image_decode(agave_context *ctx, const char *name, const uint8_t *bytes, size_t len,
-                          uint64_t max_pixels, image *out);
-void image_free(image *im);
+                          uint64_t max_pixels, decoded_image *out);
+void image_free(decoded_image *im);
 /* The JPEG part of image_decode (lib/data/image_jpeg.c, libjpeg-turbo). */
 agave_status image_decode_jpeg(agave_context *ctx, const char *name, const uint8_t *bytes,
-                               size_t len, uint64_t max_pixels, image *out);
+                               size_t len, uint64_t max_pixels, decoded_image *out);
 /* The PNG part (lib/data/image_png.c, libpng). */
 agave_status image_decode_png(agave_context *ctx, const char *name, const uint8_t *bytes,
-                              size_t len, uint64_t max_pixels, image *out);
+                              size_t len, uint64_t max_pixels, decoded_image *out);
 /* The PGM/PPM part (lib/data/image_pnm.c). */
 agave_status image_decode_pnm(agave_context *ctx, const char *name, const uint8_t *bytes,
-                              size_t len, uint64_t max_pixels, image *out);
+                              size_t len, uint64_t max_pixels, decoded_image *out);
 /* Interleaved (h,w,c) pixels to planar (c,h,w). */
 void image_to_planar(const uint8_t *src, int c, int h, int w, uint8_t *dst);
 
@@ -100,6 +100,21 @@ agave_status image_folder_open(agave_context *ctx, const char *dir, agave_data_s
  * folder is rel falls in the test split (FNV-1a 64 of the path's bytes,
  * modulo 100, below test_percent). */
 int image_folder_is_test(const char *rel, int test_percent);
+
+/* ---- writing pictures (lib/data/image_encode.c) ------------------------------ */
+typedef enum image_format { IMAGE_OUT_PNG, IMAGE_OUT_BMP, IMAGE_OUT_PPM, IMAGE_OUT_PGM } image_format;
+
+/* The format a picture of `channels` (1 or 3) channels is written in, from
+ * path's ending: .bmp, .ppm, .pgm (grey pictures only), .pnm (PGM for grey,
+ * PPM for colour), otherwise PNG. AGAVE_ERR_INVALID_ARG for a format that is
+ * not written (.jpg, .jpeg, .gif, .tif, .webp, ...) or a colour .pgm. */
+agave_status image_format_of(agave_context *ctx, const char *path, int channels,
+                             image_format *format);
+/* Encodes interleaved (h,w,channels) pixels as BMP or PGM/PPM into *bytes
+ * (malloc'ed, *len bytes). */
+agave_status image_encode_plain(agave_context *ctx, const char *path, image_format format,
+                                const uint8_t *pixels, int w, int h, int channels,
+                                uint8_t **bytes, size_t *len);
 
 /* ---- options ------------------------------------------------------------------ */
 /* Reads agave_dataset_options (NULL: the defaults) into a checked fit and the

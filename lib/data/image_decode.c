@@ -85,7 +85,7 @@ int image_kind_readable(image_kind kind)
     return kind == IMAGE_PNG || kind == IMAGE_JPEG || kind == IMAGE_BMP || kind == IMAGE_PNM;
 }
 
-void image_free(image *im)
+void image_free(decoded_image *im)
 {
     if (!im)
         return;
@@ -122,6 +122,40 @@ static agave_status probe(agave_context *ctx, const char *name, const uint8_t *b
     return AGAVE_OK;
 }
 
+static uint32_t le(const uint8_t *p, int n)
+{
+    uint32_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* 1 for a BMP of 1, 4 or 8 bits per pixel whose palette entries are all grey
+ * (R = G = B). The header: its size at byte 14 (12 for OS/2's, with 16-bit
+ * fields and 3-byte entries; 40 or more otherwise), then the palette. */
+static int bmp_grey_palette(const uint8_t *b, size_t len)
+{
+    if (len < 30 || b[0] != 'B' || b[1] != 'M')
+        return 0;
+    uint32_t header = le(b + 14, 4);
+    int os2 = header == 12;
+    uint32_t bpp = os2 ? le(b + 24, 2) : le(b + 28, 2);
+    if (bpp != 1 && bpp != 4 && bpp != 8)
+        return 0;
+    uint32_t entries = !os2 && len >= 50 ? le(b + 46, 4) : 0;
+    if (entries == 0 || entries > (1u << bpp))
+        entries = 1u << bpp;
+    size_t at = 14 + (size_t)header, size = os2 ? 3 : 4;
+    if (header > len || len - 14 - header < entries * size)
+        return 0;   /* stb_image will refuse it */
+    for (uint32_t i = 0; i < entries; i++) {
+        const uint8_t *e = b + at + i * size;
+        if (e[0] != e[1] || e[1] != e[2])
+            return 0;
+    }
+    return 1;
+}
+
 void image_to_planar(const uint8_t *src, int c, int h, int w, uint8_t *dst)
 {
     size_t plane = (size_t)h * (size_t)w;
@@ -131,7 +165,7 @@ void image_to_planar(const uint8_t *src, int c, int h, int w, uint8_t *dst)
 }
 
 agave_status image_decode(agave_context *ctx, const char *name, const uint8_t *bytes, size_t len,
-                          uint64_t max_pixels, image *out)
+                          uint64_t max_pixels, decoded_image *out)
 {
     memset(out, 0, sizeof *out);
     if (len > IMAGE_MAX_FILE_BYTES)
@@ -148,7 +182,9 @@ agave_status image_decode(agave_context *ctx, const char *name, const uint8_t *b
     agave_status st = probe(ctx, name, bytes, len, max_pixels, &w, &h, &comp);
     if (st != AGAVE_OK)
         return st;
-    int channels = comp <= 2 ? 1 : 3;   /* grey (+ alpha) or colour (+ alpha) */
+    /* grey (+ alpha) or colour (+ alpha); a BMP of grey palette entries is
+     * grey, as the 8-bit BMPs that image programs write for grey pictures. */
+    int channels = comp <= 2 || bmp_grey_palette(bytes, len) ? 1 : 3;
     int dw, dh, dcomp;
     uint8_t *interleaved = stbi_load_from_memory(bytes, (int)len, &dw, &dh, &dcomp, channels);
     if (!interleaved)

@@ -255,7 +255,7 @@ static agave_status append_image(agave_context *ctx, const char *name, const uin
                                  size_t len, const image_fit *fit, uint64_t max_pixels,
                                  folder_geometry *g, pixel_buffer *pb)
 {
-    image im;
+    decoded_image im;
     agave_status st = image_decode(ctx, name, bytes, len, max_pixels, &im);
     if (st != AGAVE_OK)
         return st;

@@ -108,7 +108,7 @@ static agave_status decode(agave_context *ctx, const char *name, const uint8_t *
 }
 
 agave_status image_decode_jpeg(agave_context *ctx, const char *name, const uint8_t *bytes,
-                               size_t len, uint64_t max_pixels, image *out)
+                               size_t len, uint64_t max_pixels, decoded_image *out)
 {
     memset(out, 0, sizeof *out);
     uint8_t *interleaved = NULL;

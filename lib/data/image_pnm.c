@@ -77,7 +77,7 @@ static agave_status read_samples(agave_context *ctx, const char *name, const pnm
 }
 
 agave_status image_decode_pnm(agave_context *ctx, const char *name, const uint8_t *bytes,
-                              size_t len, uint64_t max_pixels, image *out)
+                              size_t len, uint64_t max_pixels, decoded_image *out)
 {
     memset(out, 0, sizeof *out);
     pnm_cursor c = {bytes, len, 2};
