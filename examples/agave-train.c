@@ -978,7 +978,8 @@ static int write_samples(trainer *t)
     else if (agave_model_sample(t->model, SAMPLE_COUNT, (uint64_t)t->o->seed, fz, x) != AGAVE_OK)
         rc = fail(PROG, "--sample-every: %s", agave_context_last_error(t->ctx));
     else
-        rc = write_sample_grid(PROG, t->ctx, path, &t->cfg, NULL, fz, x, SAMPLE_COUNT, 8, 0);
+        rc = write_sample_grid(PROG, t->ctx, path, &t->cfg, NULL, fz, x, SAMPLE_COUNT, 8, 0,
+                               NULL);
     free(fz), free(x), free(path);
     return rc;
 }
