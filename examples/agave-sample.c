@@ -187,12 +187,16 @@ static int parse_options(int argc, char **argv, sample_opts *o, cli_program *pro
 
 /* Once every input is read and checked: what is about to be drawn. */
 static void print_header(const sample_opts *o, agave_context *ctx, const agave_model *m,
-                         const agave_config *cfg)
+                         const agave_config *cfg, int n)
 {
-    fprintf(stderr, PROG ": %s, step %lld, mode %s, %s weights, seed %lld, %d thread%s\n",
+    static const char *const verbs[] = {"sampling", "reconstructing", "interpolating",
+                                        "encoding", "decoding"};
+    fprintf(stderr, PROG ": %s, step %lld, mode %s, %s weights: %s %d %s%s, seed %lld, %d "
+                    "thread%s\n",
             o->checkpoint, (long long)agave_model_step_count(m), agave_mode_name(cfg->mode),
-            weights_name(m), o->seed, agave_context_threads(ctx),
-            plural(agave_context_threads(ctx)));
+            weights_name(m), verbs[o->task], n,
+            o->task == TASK_INTERPOLATE ? "point" : o->task == TASK_DECODE ? "code" : "image",
+            plural(n), o->seed, agave_context_threads(ctx), plural(agave_context_threads(ctx)));
 }
 
 /* ---- inputs ----------------------------------------------------------------------- */
@@ -317,7 +321,7 @@ static int encode_task(const sample_opts *o, agave_context *ctx, agave_model *m,
     if (rc == EXIT_OK)
         rc = take_range(o, test, x);
     if (rc == EXIT_OK)
-        print_header(o, ctx, m, cfg);
+        print_header(o, ctx, m, cfg, (int)o->count);
     if (rc == EXIT_OK && agave_model_encode(m, x, (int)o->count, z) != AGAVE_OK)
         rc = fail(PROG, "%s", agave_context_last_error(ctx));
     if (rc == EXIT_OK)
@@ -455,7 +459,7 @@ static int interpolate_task(const sample_opts *o, agave_context *ctx, agave_mode
     if (rc == EXIT_OK) {
         agave_dataset_copy_images(test, (size_t)o->from, 1, ends);
         agave_dataset_copy_images(test, (size_t)o->to, 1, ends + D);
-        print_header(o, ctx, m, cfg);
+        print_header(o, ctx, m, cfg, n);
         if (agave_model_encode(m, ends, 2, z) != AGAVE_OK)
             rc = fail(PROG, "%s", agave_context_last_error(ctx));
     }
@@ -596,7 +600,7 @@ static int grid_task(const sample_opts *o, agave_context *ctx, agave_model *m,
         agave_dataset_free(test);
     }
     if (rc == EXIT_OK) {
-        print_header(o, ctx, m, cfg);
+        print_header(o, ctx, m, cfg, n);
         rc = draw(o, ctx, m, cfg, im, z);
     }
     *caption = caption_text(o, cfg, n, buf, len);
