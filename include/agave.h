@@ -468,14 +468,16 @@ typedef enum agave_data_split {
  *        present, in numeric order) and test_batch.bin (test);
  *      IDX (MNIST, Fashion-MNIST): train-images-idx3-ubyte and
  *        t10k-images-idx3-ubyte (also *-images.idx3-ubyte, test-images-...,
- *        and names with a prefix such as emnist-digits-train-images-idx3-ubyte);
+ *        names with a prefix such as emnist-digits-train-images-idx3-ubyte,
+ *        and *-images-idx4-ubyte for colour IDX files, as agave-convert writes);
  *    each name optionally with ".gz"; when both foo and foo.gz exist, foo is
  *    read. split picks the training or the test files. A directory holding
  *    both layouts, or several IDX files for one split, is refused as
  *    ambiguous: pass the files to agave_dataset_open_files instead.
  *  - or one file (split is then ignored), read as agave_dataset_open_files;
  *  - or a folder of image files, as agave_dataset_open_v2 (below) describes.
- * Every file is checked: IDX magic 0x00000803 (unsigned bytes, 3 dims; label
+ * Every file is checked: IDX magic 0x00000803 (unsigned bytes, 3 dims: count,
+ * rows, cols) or 0x00000804 (4 dims: count, channels 1 or 3, rows, cols; label
  * files, 0x00000801, are refused), non-zero dimensions, file size exactly as
  * the header promises; CIFAR-10 records of exactly 1 label byte (0..9) + 3072
  * pixels; gzip streams intact. Errors: AGAVE_ERR_IO (missing, unreadable, not

@@ -690,6 +690,30 @@ static void test_fit_of_idx_data(void **state)
     agave_dataset_free(ds);
 }
 
+/* Colour IDX: magic 00 00 08 04, count, channels, rows, cols, then NCHW bytes. */
+static void test_colour_idx(void **state)
+{
+    (void)state;
+    uint8_t file[20 + 2 * 12] = {0, 0, 8, 4, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2};
+    for (int i = 0; i < 24; i++)
+        file[20 + i] = (uint8_t)(i * 11);
+    write_bytes(tmp_path("rgb-images-idx4-ubyte"), file, sizeof file);
+    agave_dataset *ds = open_ok(tmp_path("rgb-images-idx4-ubyte"), AGAVE_SPLIT_TRAIN, NULL);
+    assert_int_equal(agave_dataset_count(ds), 2);
+    assert_int_equal(agave_dataset_channels(ds), 3);
+    assert_int_equal(agave_dataset_height(ds) * 10 + agave_dataset_width(ds), 22);
+    assert_memory_equal(agave_dataset_pixels(ds), file + 20, 24);
+    agave_dataset_free(ds);
+    file[11] = 2;   /* two channels */
+    write_bytes(tmp_path("two-images-idx4-ubyte"), file, sizeof file);
+    open_fails(tmp_path("two-images-idx4-ubyte"), AGAVE_SPLIT_TRAIN, NULL, AGAVE_ERR_FORMAT,
+               "2 channels in the header; expected 1 or 3", NULL);
+    file[11] = 3;
+    write_bytes(tmp_path("cut-images-idx4-ubyte"), file, sizeof file - 1);
+    open_fails(tmp_path("cut-images-idx4-ubyte"), AGAVE_SPLIT_TRAIN, NULL, AGAVE_ERR_FORMAT,
+               "header promises 2 images of 3x2x2, 44 bytes with the header", NULL);
+}
+
 static void test_options_checked(void **state)
 {
     (void)state;
@@ -725,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_mixed_folders),
         cmocka_unit_test(test_png_given_as_data_file),
         cmocka_unit_test(test_fit_of_idx_data),
+        cmocka_unit_test(test_colour_idx),
         cmocka_unit_test(test_options_checked),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -168,9 +168,11 @@ static int cifar_batch_number(const char *stem)
 
 static int idx_split_of(const char *stem, agave_data_split *split)
 {
-    static const char *const train[] = {"train-images-idx3-ubyte", "train-images.idx3-ubyte"};
+    static const char *const train[] = {"train-images-idx3-ubyte", "train-images.idx3-ubyte",
+                                        "train-images-idx4-ubyte"};
     static const char *const test[] = {"t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte",
-                                       "test-images-idx3-ubyte", "test-images.idx3-ubyte"};
+                                       "test-images-idx3-ubyte", "test-images.idx3-ubyte",
+                                       "t10k-images-idx4-ubyte", "test-images-idx4-ubyte"};
     for (size_t i = 0; i < sizeof train / sizeof *train; i++)
         if (ends_with(stem, train[i]))
             return *split = AGAVE_SPLIT_TRAIN, 1;
