@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/common.h"
+#include "common/textbuf.h"
 
 #define PROG "agave-sample"
 /* agave_model_sample draws at most this many images per call here, so that
@@ -281,32 +282,27 @@ static void free_images(images *im)
 /* ---- latent codes: --encode and --decode ------------------------------------------ */
 
 /* The CSV --encode writes: a header, then per image its index, its file name
- * (empty outside image folders; commas and quotes replaced) and z. */
-static int write_codes(const sample_opts *o, const agave_dataset *test, const float *z, int n,
-                       size_t Dz)
+ * (empty outside image folders; quoted as agave-eval's --per-image does) and z. */
+static int write_codes(const sample_opts *o, agave_context *ctx, const agave_dataset *test,
+                       const float *z, int n, size_t Dz)
 {
-    size_t cap = 64 + Dz * 8 + (size_t)n * (Dz * 16 + 300);
-    char *text = malloc(cap);
-    if (!text)
-        return fail(PROG, "out of memory for the codes of %d images", n);
-    size_t at = (size_t)snprintf(text, cap, "index,name");
+    textbuf b = {0};
+    textbuf_printf(&b, "index,name");
     for (size_t k = 0; k < Dz; k++)
-        at += (size_t)snprintf(text + at, cap - at, ",z%zu", k);
-    at += (size_t)snprintf(text + at, cap - at, "\n");
+        textbuf_printf(&b, ",z%zu", k);
+    textbuf_printf(&b, "\n");
     for (int i = 0; i < n; i++) {
         size_t index = (size_t)o->first + (size_t)i;
-        const char *name = agave_dataset_image_name(test, index);
-        at += (size_t)snprintf(text + at, cap - at, "%zu,", index);
-        for (const char *p = name ? name : ""; *p && at + 2 < cap; p++)
-            text[at++] = *p == ',' || *p == '"' || *p == '\n' ? '_' : *p;
+        textbuf_printf(&b, "%zu,", index);
+        textbuf_csv_field(&b, agave_dataset_image_name(test, index));
         for (size_t k = 0; k < Dz; k++)
-            at += (size_t)snprintf(text + at, cap - at, ",%.9g", (double)z[(size_t)i * Dz + k]);
-        at += (size_t)snprintf(text + at, cap - at, "\n");
+            textbuf_printf(&b, ",%.9g", (double)z[(size_t)i * Dz + k]);
+        textbuf_printf(&b, "\n");
     }
     char err[512];
-    int ok = write_file_atomic(o->out, text, at, err, sizeof err);
-    free(text);
-    return ok ? EXIT_OK : fail(PROG, "%s", err);
+    int ok = !b.failed && write_file_atomic(ctx, o->out, b.data, b.len, err, sizeof err);
+    textbuf_free(&b);
+    return ok ? EXIT_OK : fail(PROG, "%s", b.failed ? "out of memory" : err);
 }
 
 static int encode_task(const sample_opts *o, agave_context *ctx, agave_model *m,
@@ -325,7 +321,7 @@ static int encode_task(const sample_opts *o, agave_context *ctx, agave_model *m,
     if (rc == EXIT_OK && agave_model_encode(m, x, (int)o->count, z) != AGAVE_OK)
         rc = fail(PROG, "%s", agave_context_last_error(ctx));
     if (rc == EXIT_OK)
-        rc = write_codes(o, test, z, (int)o->count, Dz);
+        rc = write_codes(o, ctx, test, z, (int)o->count, Dz);
     if (rc == EXIT_OK)
         printf("wrote %s: the latent codes of %lld test image%s (%d x %d x %d numbers each)\n",
                o->out, o->count, plural((double)o->count), cfg->Z, cfg->H / 4, cfg->W / 4);

@@ -271,7 +271,7 @@ static int write_state(trainer *t, char *err, size_t len)
                       "checkpoint step %lld rejected %lld epoch %" PRIu64 " index %" PRIu64 "\n",
                       p->step, p->rejected, p->epoch, p->index);
     }
-    return write_file_atomic(t->state_path, buf, (size_t)n, err, len);
+    return write_file_atomic(t->ctx, t->state_path, buf, (size_t)n, err, len);
 }
 
 /* Parses DIR/train.state; 0 with a sentence in err if it is damaged. */
@@ -664,7 +664,8 @@ static int trim_csv(trainer *t, long long step, int *missing)
         at = keep = (size_t)(nl - text) + 1;
     }
     int rc = EXIT_OK;
-    if ((keep != n || migrated) && !write_file_atomic(t->csv_path, text, keep, err, sizeof err))
+    if ((keep != n || migrated) &&
+        !write_file_atomic(t->ctx, t->csv_path, text, keep, err, sizeof err))
         rc = fail(PROG, "%s", err);
     free(text);
     return rc;
@@ -693,8 +694,8 @@ static int open_csv(trainer *t)
              stale == 1 ? "" : "s", t->o->out);
     if (t->o->resume && trim_csv(t, t->saved.step, &fresh) != EXIT_OK)
         return EXIT_ERROR;
-    if (fresh && !write_file_atomic(t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1, err,
-                                    sizeof err))
+    if (fresh && !write_file_atomic(t->ctx, t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1,
+                                    err, sizeof err))
         return fail(PROG, "%s", err);
     int fd = open_run_file(t->csv_path, O_WRONLY | O_APPEND, err, sizeof err);
     if (fd < 0)
@@ -1009,7 +1010,7 @@ static int log_row(trainer *t, int eval)
         char test[96] = ",,";
         if (eval)
             snprintf(test, sizeof test, "%.6f,%.6f,%.6f", h.elbo, h.kl, h.aux);
-        fprintf(t->csv, "%lld,%.2f,%.6f,%.6f,%.6f,%.6f,%s,%.1f,%.4f,%.6g,%.6g\n",
+        fprintf(t->csv, "%lld,%.2f,%.6f,%.6f,%.6f,%.6f,%s,%.3f,%.4f,%.6g,%.6g\n",
                 (long long)agave_model_step_count(t->model), v[0], v[1], v[2], v[3], v[4], test,
                 t->elapsed_before + clock_seconds() - t->started, epochs_done(t), t->iv.lr,
                 t->iv.grad_norm / t->iv.good);
@@ -1166,11 +1167,6 @@ static void print_header(trainer *t)
                 t->saved.step, t->saved.epoch, t->saved.index);
 }
 
-static const char *signal_name(int sig)
-{
-    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
-}
-
 static void print_summary(trainer *t, int stopped_by)
 {
     double v[5];
@@ -1179,7 +1175,7 @@ static void print_summary(trainer *t, int stopped_by)
     long long step = agave_model_step_count(t->model);
     if (stopped_by)
         fprintf(stderr, PROG ": stopped by %s at step %lld; the checkpoint is saved: run the "
-                        "same command with --resume to continue\n", signal_name(stopped_by), step);
+                        "same command with --resume to continue\n", stop_signal_name(stopped_by), step);
     long long rejected = (long long)agave_model_rejected_count(t->model);
     printf("step %lld: train %.4f bpd (pixelcnn %.4f, aux %.4f, kl %.4f), %.1f images/s, %lld "
            "rejected step%s; checkpoint %s\n",
@@ -1252,7 +1248,7 @@ int main(int argc, char **argv)
         int sig = stop_signal_received();
         if (dist_rank() == 0)
             fprintf(stderr, PROG ": stopped by %s before training began; no checkpoint was "
-                            "written\n", signal_name(sig));
+                            "written\n", stop_signal_name(sig));
         rc = sig ? 128 + sig : EXIT_OK;
     } else if (rc == EXIT_OK) {
         t.target_steps = o.steps;

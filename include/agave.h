@@ -145,8 +145,10 @@ AGAVE_API int agave_context_threads(const agave_context *ctx);
  * agave_model_train_step refuse a batch that would, all with
  * AGAVE_ERR_LIMIT before allocating anything, the message giving the
  * estimate and the largest batch that fits. The figure compared is
- * agave_config_estimate_bytes; evaluation and sampling are not checked
- * (they need less than a training step at batch 32). */
+ * agave_config_estimate_bytes. Evaluation sizes its forward passes (how many
+ * image x sample rows each takes) to stay within the limit, and within about
+ * 256 MiB of activations without one; sampling is not checked (it needs less
+ * than a training step at batch 32). */
 AGAVE_API agave_status agave_context_set_memory_limit(agave_context *ctx, size_t bytes);
 AGAVE_API size_t agave_context_memory_limit(const agave_context *ctx);
 
@@ -446,6 +448,67 @@ AGAVE_API agave_weights agave_model_weights(const agave_model *model);
  * is initialised (or was loaded from a checkpoint that holds them); 0 for NULL. */
 AGAVE_API int agave_model_has_average(const agave_model *model);
 
+/* ---- Evaluation: per-image figures, progress, stopping ------------------ */
+/* agave_model_evaluate_scores is agave_model_evaluate with options: each
+ * image's own figures (for outlier and novelty detection, or to gather a data
+ * set's scores over several calls), and a progress function that is told how
+ * far the call is and may stop it. agave_model_evaluate(m, x, n, K, s) is
+ * agave_model_evaluate_scores(m, x, n, K, NULL, s). */
+
+/* How far an evaluation call is, passed to the progress function. Samples
+ * are the (image, importance sample) pairs the call scores: n * max(K, 1)
+ * of them (n in mode pixelcnn, which draws none). */
+typedef struct agave_eval_progress {
+    size_t struct_size;       /* set by the library: sizeof(agave_eval_progress) */
+    int images_done;          /* the first images_done images have their figures */
+    int images;               /* n */
+    int64_t samples_done;     /* samples scored so far */
+    int64_t samples;          /* samples of the whole call */
+} agave_eval_progress;
+
+/* Called after every forward pass of the decoder and the PixelCNN (each
+ * takes up to 64 image x sample rows, fewer for large models or under a
+ * memory limit); a non-zero return stops the call there. It must not use the
+ * model or its context. */
+typedef int (*agave_eval_progress_fn)(const agave_eval_progress *progress, void *user);
+
+typedef struct agave_eval_options {
+    size_t struct_size;       /* set by agave_eval_options_init */
+    /* Per-image figures, in the units and meaning of agave_eval_stats: each
+     * NULL (not wanted) or an array of n doubles that receives image i's
+     * figure in entry i. Their means over the images are the stats'. */
+    double *elbo_bpd;
+    double *recon_bpd;
+    double *kl_bpd;
+    double *aux_bpd;
+    double *iwae_bpd;
+    agave_eval_progress_fn progress;   /* NULL: none */
+    void *progress_user;               /* passed to progress */
+} agave_eval_options;
+
+/* Every field NULL; agave_eval_options_init(options) passes sizeof *options
+ * as struct_size. */
+AGAVE_API void agave_eval_options_init_sized(agave_eval_options *options, size_t struct_size);
+#define agave_eval_options_init(options)                                                    \
+    agave_eval_options_init_sized((options), sizeof *(options))
+
+/* agave_model_evaluate with options (NULL: none). The images are scored in
+ * order; each image's figures are final once its last sample is scored. If
+ * the progress function returns non-zero, the call stops after the forward
+ * pass it was told about and returns AGAVE_OK with stats over the images
+ * finished so far (stats->n_images of them, the first ones: possibly 0, all
+ * figures then 0); the per-image entries of unfinished images are NaN, and
+ * the random generator stays where the call stopped (under a batch slice it
+ * is not moved past the batch). options follows the struct_size rule: the
+ * fields a program's older header lacks keep agave_eval_options_init's
+ * values, and a field of a newer header that this library does not know must
+ * be left at its _init value (AGAVE_ERR_INVALID_ARG otherwise, as for a
+ * struct_size below sizeof(size_t)). */
+AGAVE_API agave_status agave_model_evaluate_scores(agave_model *model, const uint8_t *x, int n,
+                                                   int iwae_samples,
+                                                   const agave_eval_options *options,
+                                                   agave_eval_stats *stats);
+
 /* ---- Data sets ---------------------------------------------------------- */
 /* Images are uint8 values 0..255 in NCHW order: image i of a data set is the
  * C*H*W bytes at offset i*C*H*W, channel planes one after the other.
@@ -684,6 +747,18 @@ AGAVE_API agave_status agave_image_grid_write_sets(agave_context *ctx, const cha
                                                    const int *widths, int cols,
                                                    agave_grid_layout layout,
                                                    const agave_grid_options *opt);
+
+/* ---- Files written atomically ------------------------------------------- */
+/* The writer behind agave_model_save and the image grids, for programs' own
+ * files (logs, reports): len bytes at data go to a new temporary file beside
+ * path (path.tmp.XXXXXX), which is flushed to disk, closed and renamed over
+ * path; the directory is then synced. An interrupted write leaves the old
+ * file or the new one, never half of one (at worst a path.tmp.* file beside
+ * it). The file gets mode 0666 less the process's umask. AGAVE_ERR_IO (the
+ * message names the path, the failed step and the reason) leaves any old
+ * file intact; data may be NULL when len is 0. */
+AGAVE_API agave_status agave_file_write_atomic(agave_context *ctx, const char *path,
+                                               const void *data, size_t len);
 
 /* ---- Part 3: building blocks -------------------------------------------- */
 

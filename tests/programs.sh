@@ -76,7 +76,8 @@ check_help() { # program option...
 }
 check_help "$train" --config --set --data --steps --minutes --batch --seed --out --resume \
     --threads --checkpoint-every --log-every 'default: 16' 'default: 1000'
-check_help "$evaluate" --checkpoint --data --samples --limit --json --weights 'default: 150'
+check_help "$evaluate" --checkpoint --data --samples --limit --json --per-image --weights \
+    'default: 150'
 check_help "$sample" --checkpoint --count --seed --reconstruct --data --out --weights 'default: 16'
 echo "programs: --help of the three programs lists the interface and its defaults"
 
@@ -112,6 +113,8 @@ expect_error "does not exist" "$train" --config tiny --data "$data" --out "$out"
 expect_error "--count" "$sample" --checkpoint x.ckpt --out "$out.png" --count 0
 expect_error "--data PATH is required" "$evaluate" --checkpoint x.ckpt
 expect_error "unknown option" "$evaluate" --checkpoint x.ckpt --data "$data" --iwae 3
+expect_error "--per-image" "$evaluate" --checkpoint x.ckpt --data "$data" \
+    --per-image "$tmp/missing/scores.csv"
 # A truncated data file is refused by the reader, with the file named.
 mkdir "$tmp/broken"
 head -c 1000 "$data/train-images-idx3-ubyte" >"$tmp/broken/train-images-idx3-ubyte"
@@ -149,24 +152,48 @@ grep -q ' parameters, about [0-9]* MiB a training step; ' "$tmp/train.err" ||
 grep -q "64 training images" "$tmp/train.err" || fail "agave-train does not print the data set size"
 echo "programs: agave-train wrote model.ckpt, train.state and train.csv with one row per step"
 
-# Evaluation: one JSON object with the documented keys, all numbers.
+# Evaluation: one JSON object with the documented keys, all numbers, then
+# the run's description (new keys only ever appended); --per-image: one CSV
+# row per image whose columns average to the JSON figures.
 # shellcheck disable=SC2086
 "$evaluate" --checkpoint "$run/model.ckpt" --data "$data" --samples 3 --json $t1 \
-    >"$tmp/eval.json" 2>"$tmp/eval.err" || fail "agave-eval exits with $?: $(cat "$tmp/eval.err")"
+    --per-image "$tmp/scores.csv" >"$tmp/eval.json" 2>"$tmp/eval.err" ||
+    fail "agave-eval exits with $?: $(cat "$tmp/eval.err")"
 [ "$(wc -l <"$tmp/eval.json")" -eq 1 ] || fail "agave-eval --json prints more than one line"
 keys="n_images elbo_bpd recon_bpd kl_bpd aux_bpd iwae_bpd iwae_samples baseline_bpd"
 if command -v python3 >/dev/null 2>&1; then
-    python3 - "$tmp/eval.json" $keys <<'EOF' || fail "agave-eval --json: $(cat "$tmp/eval.json")"
-import json, math, sys
+    # shellcheck disable=SC2086
+    python3 - "$tmp/eval.json" "$tmp/scores.csv" "$run/model.ckpt" "$data" $keys <<'EOF' ||
+import csv, json, math, sys
 d = json.load(open(sys.argv[1]))
-for k in sys.argv[2:]:
+keys = sys.argv[5:]
+for k in keys:
     assert k in d, "missing key " + k
     assert isinstance(d[k], (int, float)) and math.isfinite(d[k]), k + " is not a number"
+assert list(d)[:len(keys)] == keys, "the original keys are not first, in order: %s" % list(d)
 assert d["n_images"] == 16 and d["iwae_samples"] == 3, "wrong n_images or iwae_samples"
 assert 0 < d["baseline_bpd"] <= 8, "baseline out of range"
 assert abs(d["elbo_bpd"] - d["recon_bpd"] - d["kl_bpd"]) < 1e-4, "elbo != recon + kl"
+described = {"checkpoint": sys.argv[3], "step": 6, "seed": 1, "data": sys.argv[4],
+             "images_requested": 16, "complete": True, "weights": "average"}
+assert list(d)[len(keys):] == list(described), "the appended keys: %s" % list(d)
+for k, v in described.items():
+    assert d[k] == v and type(d[k]) == type(v), "%s is %r, expected %r" % (k, d[k], v)
+rows = list(csv.reader(open(sys.argv[2])))
+figures = ["elbo_bpd", "recon_bpd", "kl_bpd", "aux_bpd", "iwae_bpd"]
+assert rows[0] == ["index", "name"] + figures, "CSV header: %s" % rows[0]
+assert [r[0] for r in rows[1:]] == [str(i) for i in range(16)], "CSV indices"
+for c, k in enumerate(figures):
+    column = [float(r[c + 2]) for r in rows[1:]]
+    # (with an IAF step the KL is a sampled estimate: an image's may be negative)
+    low = -1 if k == "kl_bpd" else 0
+    assert all(low < v < 20 for v in column), k + ": a figure out of range"
+    # every figure is printed to 1e-6, so their mean is within 1e-6 of the JSON's
+    assert abs(sum(column) / 16 - d[k]) < 1.5e-6, "mean of %s %.7f, JSON %f" % (
+        k, sum(column) / 16, d[k])
 EOF
-    echo "programs: agave-eval --json parses (python3) and has every key as a number"
+        fail "agave-eval --json --per-image: $(cat "$tmp/eval.json") $(head -3 "$tmp/scores.csv")"
+    echo "programs: agave-eval --json has every key (python3); the --per-image rows average to it"
 else
     for k in $keys; do
         grep -q "\"$k\": [0-9.-]" "$tmp/eval.json" || fail "agave-eval --json lacks $k"
@@ -356,7 +383,7 @@ rm -f "$old/train.lock"
 grep -q "six columns; rewritten" "$tmp/old.err" || fail "no migration note: $(cat "$tmp/old.err")"
 [ "$(head -n 1 "$old/train.csv")" = "$header" ] || fail "migrated header: $(head -n 1 "$old/train.csv")"
 awk -F, 'NR > 1 && NF != 13 { bad = 1 } NR >= 2 && NR <= 7 && $10 != "" { bad = 1 }
-    NR >= 8 && $10 + 0 <= 0 { bad = 1 } END { exit bad || NR != 9 }' "$old/train.csv" ||
+    NR >= 8 && ($10 == "" || $10 + 0 < 0) { bad = 1 } END { exit bad || NR != 9 }' "$old/train.csv" ||
     fail "migrated train.csv: $(cat "$old/train.csv")"
 [ "$(sed -n 2,7p "$old/train.csv" | cut -d, -f1-6)" = "$(tail -n +2 "$half/train.csv" | cut -d, -f1-6)" ] ||
     fail "the migration changed the old rows"
@@ -456,6 +483,60 @@ stop_run() { # signal expected-status
 }
 stop_run INT 130
 stop_run TERM 143
+
+# SIGINT during an evaluation: it stops within a forward pass, inside a batch
+# (a call of --batch 2 images, 2 x 2000 samples, is under way), reports the
+# images finished so far (JSON complete false, their CSV rows, which average
+# to the JSON figures) and exits with 130. Before that it printed an estimate
+# of its running time.
+# shellcheck disable=SC2086
+env --default-signal=INT "$evaluate" --checkpoint "$run/model.ckpt" --data "$data" \
+    --samples 2000 --batch 2 --json --per-image "$tmp/part.csv" $t1 >"$tmp/part.json" \
+    2>"$tmp/part.err" &
+bg_pid=$!
+i=0
+until grep -q '^evaluated 2/16 images' "$tmp/part.err"; do
+    i=$((i + 1))
+    [ "$i" -le 1200 ] || fail "agave-eval finished no batch in 120 s"
+    kill -0 "$bg_pid" 2>/dev/null || fail "agave-eval ended early: $(cat "$tmp/part.err")"
+    sleep 0.1
+done
+kill -INT "$bg_pid"
+sent=$(date +%s)
+rc=0
+wait "$bg_pid" || rc=$?
+bg_pid=""
+[ $(($(date +%s) - sent)) -le 10 ] || fail "agave-eval took over 10 s to stop after SIGINT"
+[ "$rc" -eq 130 ] || fail "agave-eval after SIGINT: exit $rc, expected 130: $(cat "$tmp/part.err")"
+grep -q 'stopped by SIGINT after [0-9]* of 16 images' "$tmp/part.err" ||
+    fail "agave-eval after SIGINT: no message: $(cat "$tmp/part.err")"
+grep -q '^agave-eval: about .* in all, .* left, for 16 images x 2000 samples' "$tmp/part.err" ||
+    fail "agave-eval printed no running-time estimate: $(cat "$tmp/part.err")"
+if command -v python3 >/dev/null 2>&1; then
+    python3 - "$tmp/part.json" "$tmp/part.csv" <<'EOF' ||
+import csv, json, sys
+d = json.load(open(sys.argv[1]))
+rows = list(csv.reader(open(sys.argv[2])))[1:]
+n = d["n_images"]
+assert d["complete"] is False and d["images_requested"] == 16, "complete/images_requested"
+# the signal came during the second call (images 2 and 3): it must stop there
+assert 2 <= n <= 3, "%d images finished, not those before the stop's batch" % n
+assert [r[0] for r in rows] == [str(i) for i in range(n)], "CSV rows of the finished images"
+for c, k in enumerate(["elbo_bpd", "recon_bpd", "kl_bpd", "aux_bpd", "iwae_bpd"]):
+    mean = sum(float(r[c + 2]) for r in rows) / n
+    assert abs(mean - d[k]) < 1.5e-6, "mean of %s %.7f, JSON %f" % (k, mean, d[k])
+EOF
+        fail "agave-eval after SIGINT: $(cat "$tmp/part.json") $(cat "$tmp/part.csv")"
+fi
+# Its baseline is that of the finished images, as when only they are asked for.
+done_images=$(($(wc -l <"$tmp/part.csv") - 1))
+# shellcheck disable=SC2086
+"$evaluate" --checkpoint "$run/model.ckpt" --data "$data" --samples 0 --limit "$done_images" \
+    --json $t1 >"$tmp/first.json" 2>/dev/null || fail "agave-eval --limit $done_images exits with $?"
+base() { sed 's/.*"baseline_bpd": \([0-9.]*\).*/\1/' "$1"; }
+[ "$(base "$tmp/part.json")" = "$(base "$tmp/first.json")" ] ||
+    fail "the stopped run's baseline $(base "$tmp/part.json") is not that of its $done_images images, $(base "$tmp/first.json")"
+echo "programs: SIGINT during agave-eval: exit 130, the figures of the $done_images finished images"
 
 # A signal ignored at start stays ignored (nohup's SIGHUP): the run goes on
 # after SIGHUP and still stops cleanly on SIGTERM.

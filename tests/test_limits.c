@@ -6,7 +6,7 @@
  *    batch and sample counts, tensor sizes;
  *  - data set headers that promise more than the 4 GiB data set limit;
  *  - checkpoints whose configuration needs more parameters than the file
- *    holds, or whose counters no run can reach (lib/train/checkpoint.c), and
+ *    holds, or whose counters no run can reach (lib/model/checkpoint.c), and
  *    the lower bound behind the first check, against real models;
  *  - allocation failure: a child process lowers its address-space limit
  *    (RLIMIT_AS, what `ulimit -v` sets) to what it has mapped plus 192 MiB,
@@ -38,7 +38,7 @@
 #include "agave.h"
 #include "core/core.h"
 #include "data/data.h"
-#include "train/checkpoint.h"
+#include "model/checkpoint.h"
 
 static agave_context *g_ctx;
 

@@ -30,7 +30,7 @@
 #include "agave.h"
 #include "data/data.h"
 #include "data/image.h"
-#include "train/checkpoint.h"
+#include "model/checkpoint.h"
 
 typedef struct expectation {
     const char *file;

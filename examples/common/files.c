@@ -66,61 +66,13 @@ int make_dirs(const char *dir, char *err, size_t len)
     return 1;
 }
 
-/* Syncs the directory holding path so that a rename into it is durable. */
-static void sync_parent(const char *path)
+int write_file_atomic(agave_context *ctx, const char *path, const char *data, size_t n, char *err,
+                      size_t len)
 {
-    char *d = strdup(path);
-    if (!d)
-        return;
-    char *slash = strrchr(d, '/');
-    const char *dir = slash ? (slash == d ? "/" : (*slash = '\0', d)) : ".";
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(d);
-}
-
-int write_file_atomic(const char *path, const char *data, size_t n, char *err, size_t len)
-{
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) {
-        snprintf(err, len, "out of memory");
-        return 0;
-    }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        snprintf(err, len, "cannot create a temporary file next to %s: %s", path,
-                 strerror(errno));
-        free(tmp);
-        return 0;
-    }
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, data + done, n - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        done += (size_t)w;
-    }
-    /* mkstemp makes the file 0600; give it the usual permissions. */
-    mode_t mask = umask(0);
-    umask(mask);
-    int ok = done == n && fchmod(fd, 0666 & ~mask) == 0 && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(err, len, "cannot write %s: %s", path, strerror(errno ? errno : EIO));
-        unlink(tmp);
-        free(tmp);
-        return 0;
-    }
-    free(tmp);
-    sync_parent(path);
-    return 1;
+    if (agave_file_write_atomic(ctx, path, data, n) == AGAVE_OK)
+        return 1;
+    snprintf(err, len, "%s", agave_context_last_error(ctx));
+    return 0;
 }
 
 int output_dir_ok(const char *path, char *err, size_t len)

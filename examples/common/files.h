@@ -1,11 +1,13 @@
 /* Small file helpers. Every file the programs write themselves (not the
  * library's checkpoints and PNGs) is either appended line by line (train.csv)
- * or written whole under a temporary name and renamed, so that an interrupted
+ * or written whole by the library's atomic writer, so that an interrupted
  * program leaves the old file or the new one, never half of one. */
 #ifndef AGAVE_EXAMPLES_FILES_H
 #define AGAVE_EXAMPLES_FILES_H
 
 #include <stddef.h>
+
+#include <agave.h>
 
 /* dir + "/" + name, malloc'ed (NULL when out of memory). */
 char *path_join(const char *dir, const char *name);
@@ -16,10 +18,12 @@ int is_directory(const char *path);
 /* Creates dir and its missing parents (mode 0777 minus the umask). On failure
  * writes a sentence into err and returns 0. */
 int make_dirs(const char *dir, char *err, size_t len);
-/* Writes n bytes to path atomically: a temporary file in the same directory,
- * fsync, rename over path. On failure the temporary file is removed, path is
- * untouched, err gets a sentence and 0 is returned. */
-int write_file_atomic(const char *path, const char *data, size_t n, char *err, size_t len);
+/* Writes n bytes to path atomically with the library's writer
+ * (agave_file_write_atomic: a temporary file beside it, flushed, renamed
+ * over it). On failure path is untouched, err gets the library's sentence
+ * and 0 is returned. */
+int write_file_atomic(agave_context *ctx, const char *path, const char *data, size_t n, char *err,
+                      size_t len);
 /* 1 if the directory that would hold path exists and is writable; otherwise
  * a sentence in err. Lets a program refuse a bad output path before it
  * spends minutes computing what it would write there. */

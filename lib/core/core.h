@@ -54,9 +54,16 @@ void rng_skip(agave_rng *r, uint64_t n);
 typedef struct tape_node tape_node;
 typedef agave_status (*op_backward_fn)(agave_context *ctx, const tape_node *node);
 
-struct tape_node {
-    int op;                               /* index into the op table */
+/* A differentiable op's entry: its name and its backward. Each folder with
+ * ops lists its own (lib/ops/ops_list.h, lib/loss/loss_ops.h); the table of
+ * them all lives above both (lib/model/op_table.h). */
+typedef struct op_def {
+    const char *name;
     op_backward_fn backward;
+} op_def;
+
+struct tape_node {
+    const op_def *op;
     agave_tensor *out;
     agave_tensor *in[TAPE_MAX_INPUTS];    /* NULL where unused */
     void *saved;                          /* op-specific, in the arena */
@@ -89,6 +96,15 @@ struct agave_context {
     int64_t slice_offset, slice_total;
     char last_error[AGAVE_ERRMSG_LEN];
 };
+
+/* Returns the status of expr from the enclosing function unless it is AGAVE_OK:
+ * the library's one early return. */
+#define TRY(expr)                                                                          \
+    do {                                                                                   \
+        agave_status try_st_ = (expr);                                                     \
+        if (try_st_ != AGAVE_OK)                                                           \
+            return try_st_;                                                                \
+    } while (0)
 
 /* Records a message on ctx (may be NULL) and returns status. */
 agave_status ctx_error(agave_context *ctx, agave_status status, const char *fmt, ...)
@@ -176,7 +192,7 @@ int tape_should_record(agave_context *ctx, agave_tensor *const *in, int n_in);
  * read nothing else, such as a training step. */
 agave_status tape_backward(agave_context *ctx, agave_tensor *scalar, int release);
 /* Appends a node; out gets TENSOR_REQUIRES_GRAD. Returns NULL (error set) on failure. */
-tape_node *tape_record(agave_context *ctx, int op, op_backward_fn backward, agave_tensor *out,
+tape_node *tape_record(agave_context *ctx, const op_def *op, agave_tensor *out,
                        agave_tensor *const *in, int n_in);
 
 /* Threads for a parallel region started here: the context's, or 1 inside
@@ -201,6 +217,14 @@ void *ctx_scratch(agave_context *ctx, int slot, size_t bytes);
  * agave_context.slice_offset). slice_skip_after skips those after it. */
 void slice_skip_before(agave_context *ctx, size_t per_item, unsigned draws);
 void slice_skip_after(agave_context *ctx, int n, size_t per_item, unsigned draws);
+
+/* ---- writing files (file.c) ------------------------------------------------- */
+/* Writes len bytes to path atomically (a temporary file beside it, flushed,
+ * renamed over it; mode 0666 less the umask): the one writer of checkpoints,
+ * image grids and the programs' files. AGAVE_ERR_IO, with a message naming
+ * the path, the failed step and the reason, leaves any old file intact. */
+agave_status file_write_atomic(agave_context *ctx, const char *path, const void *bytes,
+                               size_t len);
 
 /* ---- BLAS ------------------------------------------------------------------- */
 /* C (M x N) = alpha * op(A) op(B) + beta * C, row-major, using ctx's thread count. */

@@ -47,8 +47,8 @@ static agave_status encode_chunk(agave_model *m, const uint8_t *x, int k, float 
     if (!xt)
         return AGAVE_ERR_NOMEM;
     agave_tensor *mean, *log_std, *context, *z;
-    MTRY(vae_encode(m, xt, &mean, &log_std, &context));
-    MTRY(vae_posterior_mean(m, mean, context, &z));
+    TRY(vae_encode(m, xt, &mean, &log_std, &context));
+    TRY(vae_posterior_mean(m, mean, context, &z));
     memcpy(out, z->data, z->numel * sizeof(float));
     return AGAVE_OK;
 }

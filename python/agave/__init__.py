@@ -109,15 +109,9 @@ _ds_width = _fn("agave_dataset_width", _c.c_int, _p)
 _ds_pixels = _fn("agave_dataset_pixels", _u8p, _p)
 _ds_name = _fn("agave_dataset_image_name", _c.c_char_p, _p, _c.c_size_t)
 
-# The evaluation with per-image figures (agave_model_evaluate_scores) is
-# used when the library has it; older libraries score one image per call.
-_evaluate_scores = getattr(_lib, "agave_model_evaluate_scores", None)
-_eval_options_init = getattr(_lib, "agave_eval_options_init", None)
-if _evaluate_scores is not None and _eval_options_init is not None:
-    _evaluate_scores.restype = _c.c_int
-    _evaluate_scores.argtypes = [_p, _u8p, _c.c_int, _c.c_int, _p, _p]
-    _eval_options_init.restype = None
-    _eval_options_init.argtypes = [_p]
+_evaluate_scores = _fn("agave_model_evaluate_scores", _c.c_int, _p, _u8p, _c.c_int, _c.c_int,
+                       _p, _p)
+_eval_options_init = _fn("agave_eval_options_init_sized", None, _p, _c.c_size_t)
 
 # ---- structs ------------------------------------------------------------------
 # Opaque structs (agave_config, agave_dataset_options) live in a zeroed buffer
@@ -362,20 +356,14 @@ class Model:
         n = x.shape[0]
         keys = ("elbo_bpd", "recon_bpd", "kl_bpd", "aux_bpd", "iwae_bpd")
         out = {k: np.full(n, np.nan) for k in keys}
-        if _evaluate_scores is not None:
-            opt = _EvalOptions()
-            _eval_options_init(_c.byref(opt))
-            for k in keys:
-                setattr(opt, k, out[k].ctypes.data_as(_f64p))
-            s = _EvalStats()
-            s.struct_size = _c.sizeof(_EvalStats)
-            self._ctx.check(_evaluate_scores(self._m, _u8(x), n, int(samples), _c.byref(opt),
-                                             _c.byref(s)))
-            return out
-        for i in range(n):
-            one = self.evaluate(x[i:i + 1], samples)
-            for k in keys:
-                out[k][i] = one[k]
+        opt = _EvalOptions()
+        _eval_options_init(_c.byref(opt), _c.sizeof(_EvalOptions))
+        for k in keys:
+            setattr(opt, k, out[k].ctypes.data_as(_f64p))
+        s = _EvalStats()
+        s.struct_size = _c.sizeof(_EvalStats)
+        self._ctx.check(_evaluate_scores(self._m, _u8(x), n, int(samples), _c.byref(opt),
+                                         _c.byref(s)))
         return out
 
     # -- sampling and latents ----------------------------------------------------
