@@ -1,7 +1,8 @@
 #!/bin/sh
 # The programs on a folder of image files (docs/data.md, "Image folders"):
 #  - agave-train, agave-eval and agave-sample --reconstruct read DIR/train and
-#    DIR/test of PGM files of another size with --resize 8x8;
+#    DIR/test of PGM files of another size with --resize 8x8; agave-eval's
+#    --per-image CSV names each test image by its path in the folder;
 #  - --crop and --resize in the wrong form, a folder of mixed sizes, a model
 #    of another size and a PNG given as a data file: exit 2 with one line on
 #    stderr that says what is wrong (naming the offending file).
@@ -59,10 +60,17 @@ grep -q '12 training images (1x8x8)' "$tmp/train.err" ||
     --json $t1 >"$tmp/eval.json" 2>"$tmp/eval.err" || fail "agave-eval: $(cat "$tmp/eval.err")"
 grep -q '"n_images": 4' "$tmp/eval.json" || fail "agave-eval did not read 4 test images"
 # shellcheck disable=SC2086
+"$bin/agave-eval" --checkpoint "$tmp/run/model.ckpt" --data "$tmp/faces" --resize 8 --samples 0 \
+    --per-image "$tmp/scores.csv" $t1 >/dev/null 2>"$tmp/eval.err" ||
+    fail "agave-eval --per-image: $(cat "$tmp/eval.err")"
+[ "$(cut -d, -f1,2 "$tmp/scores.csv" | tr '\n' ' ')" = \
+    "index,name 0,test/1.pgm 1,test/2.pgm 2,test/3.pgm 3,test/4.pgm " ] ||
+    fail "agave-eval --per-image does not name the images: $(cut -d, -f1,2 "$tmp/scores.csv")"
+# shellcheck disable=SC2086
 "$bin/agave-sample" --checkpoint "$tmp/run/model.ckpt" --reconstruct --data "$tmp/faces" \
     --resize 8x8 --count 4 --out "$tmp/recon.png" $t1 >/dev/null 2>"$tmp/sample.err" ||
     fail "agave-sample --reconstruct: $(cat "$tmp/sample.err")"
-echo "image_folders: train, evaluate and reconstruct on a folder of 12x10 PGMs with --resize 8x8"
+echo "image_folders: train, evaluate (images named in --per-image) and reconstruct on a folder of 12x10 PGMs with --resize 8x8"
 
 # ---- refusals ------------------------------------------------------------------------
 refused "--resize 8y8: expected HxW" "$bin/agave-train" --config tiny --data "$tmp/faces" \
