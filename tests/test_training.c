@@ -17,14 +17,12 @@
 
 #include "model/model.h"
 #include "support/gradcheck.h"
+#include "support/support.h"
 
 /* ---- helpers --------------------------------------------------------------------- */
 static agave_config tiny(int C, int T)
 {
-    agave_config cfg;
-    assert_int_equal(agave_config_init(&cfg, "tiny"), AGAVE_OK);
-    cfg.C = C, cfg.T = T;
-    return cfg;
+    return support_tiny_config(C, T, 1, 256, AGAVE_MODE_AGAVE);
 }
 
 /* n images of C x 8 x 8 uniform random bytes. */
@@ -312,9 +310,11 @@ static void test_iaf_forget_bias_closed_form(void **state)
 /* Right after the init, on the init batch, with T = 3 steps: the flow's part
  * of log q, log q(z_T|x) - log q_0(z_0|x) = -sum log sigma, measured as the
  * difference between the library's log q and the base Gaussian's log-density
- * of the same z_0, is close to the closed form softplus(-2) = 0.127 nats per
- * latent element and step (s starts with a spread of 0.1, which moves the
- * mean by less than 0.001), not the ln 2 = 0.693 of a gate at sigmoid(0). */
+ * of the same z_0, is close to E softplus(-(2 + s)) = 0.1827 nats per latent
+ * element and step for s ~ N(0, 1) (the gate's pre-activation starts with
+ * mean 0 and standard deviation 1 per channel on the init batch; the
+ * integral is taken here numerically), not the 0.806 of a gate without the
+ * bias. The batch's s is only roughly Gaussian: 0.02 of tolerance. */
 static void test_iaf_starts_near_identity(void **state)
 {
     (void)state;
@@ -338,11 +338,15 @@ static void test_iaf_starts_near_identity(void **state)
     for (int n = 0; n < INIT_N; n++)
         flow += agave_tensor_data(log_q)[n] - agave_tensor_data(log_q0)[n];
     double per_element = flow / ((double)agave_tensor_numel(z0) * T);
-    double closed = log1p(exp(-2.0));
-    if (fabs(per_element - closed) > 0.01)
+    double expected = 0;   /* E softplus(-(2 + s)), s ~ N(0, 1), by the midpoint rule */
+    for (int i = 0; i < 20000; i++) {
+        double s = -10 + (i + 0.5) * 20.0 / 20000;
+        expected += log1p(exp(-(2 + s))) * exp(-0.5 * s * s) / sqrt(2 * M_PI) * 20.0 / 20000;
+    }
+    if (fabs(per_element - expected) > 0.02)
         fail_msg("-log sigma is %.4f nats per latent element and step at the start, the "
-                 "forget bias gives %.4f (a gate at sigmoid(0) gives ln 2 = 0.693)",
-                 per_element, closed);
+                 "forget bias gives %.4f (a gate without it gives 0.806)", per_element,
+                 expected);
     agave_model_free(m);
     agave_context_free(ctx);
     free(x8);
@@ -471,8 +475,8 @@ static double old_average_elbo(const old_average *a, agave_model *m, float ema, 
     return elbo;
 }
 
-/* Issue 13's criterion on the tiny configuration with its defaults (ema
- * 0.9995): after 150 and after 600 steps of batch 16, the averaged
+/* Issue 13's criterion on the tiny configuration (ema 0.9995, the constant
+ * rate 0.002 it was set for): after 150 and after 600 steps of batch 16, the averaged
  * parameters evaluate no worse than the raw ones by more than 0.02 bpd on
  * 256 held-out images (random bytes, the suite's tiny data; measured +0.008
  * and -0.004). The old rule, followed alongside from the same raw
@@ -485,6 +489,7 @@ static void test_average_no_worse_than_raw(void **state)
     agave_context *ctx;
     assert_int_equal(agave_context_create(&ctx, 10), AGAVE_OK);
     agave_config cfg = tiny(1, 0);
+    cfg.lr = 0.002f, cfg.lr_warmup = 0;   /* docs/model.md gives both rates */
     const int train_n = 2048, test_n = 256, B = 16;
     uint8_t *train = random_images(train_n, 1, 11), *test = random_images(test_n, 1, 12);
     agave_model *m;
@@ -627,37 +632,13 @@ static char tmpdir[64];
 static int setup_tmpdir(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/agave_training_test_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return support_tmpdir_make(tmpdir, sizeof tmpdir, "agave_training_test");
 }
 
 static int teardown_tmpdir(void **state)
 {
     (void)state;
-    char cmd[96];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc(*len);
-    assert_int_equal(fread(p, 1, *len, f), *len);
-    fclose(f);
-    return p;
-}
-
-static void spill(const char *path, const unsigned char *p, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, len, f), len);
-    fclose(f);
+    return support_tmpdir_remove(tmpdir);
 }
 
 /* Saved and loaded, a model keeps its raw and its averaged parameters (both
@@ -724,7 +705,7 @@ static void check_v1_average(int steps)
     snprintf(path, sizeof path, "%s/v1.ckpt", tmpdir);
     assert_int_equal(agave_model_save(m, path), AGAVE_OK);
     size_t len, n = agave_model_param_numel(m);
-    unsigned char *p = slurp(path, &len);
+    unsigned char *p = support_read_file(path, &len);
     uint32_t version = 1, fields = 20;
     memcpy(p + 8, &version, 4);
     /* Version 1's configuration block had 20 fields: no lr_warmup, lr_decay. */
@@ -745,7 +726,7 @@ static void check_v1_average(int steps)
     }
     uint32_t crc = crc32_of(p, len - 4);
     memcpy(p + len - 4, &crc, 4);
-    spill(path, p, len);
+    support_write_file(path, p, len);
     assert_int_equal(agave_model_load(ctx, path, NULL, &back), AGAVE_OK);
     assert_int_equal(agave_model_has_average(back), 1);
     agave_config c;

@@ -51,6 +51,45 @@ char *support_read_text(const char *path)
     return p;
 }
 
+unsigned char *support_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    assert_true(n >= 0 && fseek(f, 0, SEEK_SET) == 0);
+    unsigned char *p = malloc(n ? (size_t)n : 1);
+    assert_non_null(p);
+    *len = fread(p, 1, (size_t)n, f);
+    fclose(f);
+    if (*len != (size_t)n)
+        fail_msg("short read on %s", path);
+    return p;
+}
+
+void support_write_file(const char *path, const void *p, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        fail_msg("cannot create %s", path);
+    size_t done = fwrite(p, 1, len, f);
+    if (fclose(f) != 0 || done != len)
+        fail_msg("cannot write %s", path);
+}
+
+int support_tmpdir_make(char *buf, size_t len, const char *name)
+{
+    if (snprintf(buf, len, "/tmp/%s_XXXXXX", name) >= (int)len)
+        return -1;
+    return mkdtemp(buf) ? 0 : -1;
+}
+
+int support_tmpdir_remove(const char *dir)
+{
+    support_remove_tree(dir);
+    return 0;
+}
+
 char *support_temp_dir(const char *prefix)
 {
     const char *base = getenv("TMPDIR");
