@@ -141,10 +141,11 @@ header="$header,test_aux_bpd,elapsed_s,epoch,lr,grad_norm"
 [ "$(cut -d, -f1 "$run/train.csv" | tail -n +2 | paste -sd' ')" = "1 2 3 4 5 6" ] ||
     fail "train.csv does not have one row per step 1..6: $(cat "$run/train.csv")"
 # Without --eval-every the test_* columns stay empty (and nothing is evaluated);
-# epoch is the data position (16 of 64 images a step), lr the default rate.
+# epoch is the data position (16 of 64 images a step), lr the default schedule
+# (0.004 warmed up linearly over 100 steps: 0.00004 k at step k).
 awk -F, 'NR > 1 && (NF != 13 || $3 + 0 <= 0 || $4 + 0 <= 0 || $5 + 0 <= 0 || $6 + 0 < 0 ||
     $7 != "" || $8 != "" || $9 != "" || $10 + 0 <= 0 || $11 != sprintf("%.4f", (NR - 1) / 4) ||
-    $12 != "0.002" || $13 + 0 <= 0) { bad = 1 } END { exit bad }' "$run/train.csv" ||
+    ($12 - 0.00004 * (NR - 1)) ^ 2 > 1e-18 || $13 + 0 <= 0) { bad = 1 } END { exit bad }' "$run/train.csv" ||
     fail "train.csv has bad figures: $(cat "$run/train.csv")"
 [ -e "$run/samples" ] && fail "a run without --sample-every made a samples directory"
 grep -q '^step 6: train' "$tmp/train.out" || fail "agave-train summary: $(cat "$tmp/train.out")"
@@ -472,10 +473,10 @@ sched=$tmp/sched
 "$train" --data "$data" --steps 5 --log-every 1 --out "$sched" --resume --set mode=agave \
     --set lr=0.001 $t1 >/dev/null 2>"$tmp/sched.err" ||
     fail "agave-train --resume --set mode=agave exits with $?: $(cat "$tmp/sched.err")"
-grep -q 'changes the training settings: mode vae -> agave, lr 0.002 -> 0.001' "$tmp/sched.err" ||
+grep -q 'changes the training settings: mode vae -> agave, lr 0.004 -> 0.001' "$tmp/sched.err" ||
     fail "--resume --set does not say what changed: $(cat "$tmp/sched.err")"
 [ "$(wc -l <"$sched/settings.log")" -eq 2 ] && grep -q '^step 0: new run: .*mode=vae' \
-    "$sched/settings.log" && grep -q '^step 3: resumed with mode vae -> agave, lr 0.002 -> 0.001$' \
+    "$sched/settings.log" && grep -q '^step 3: resumed with mode vae -> agave, lr 0.004 -> 0.001$' \
     "$sched/settings.log" || fail "settings.log: $(cat "$sched/settings.log")"
 awk -F, 'NR >= 2 && NR <= 4 && $4 + 0 != 0 { bad = 1 } NR >= 5 && $4 + 0 <= 0 { bad = 1 }
     END { exit bad }' "$sched/train.csv" ||
@@ -505,6 +506,25 @@ rc=0
     fail "--memory-limit 5 --batch 64: exit $rc: $(cat "$tmp/capped.err")"
 [ ! -e "$tmp/capped" ] || fail "a run refused by --memory-limit created its output directory"
 echo "programs: --memory-limit refuses a batch over it before writing: $(cat "$tmp/capped.err")"
+
+# --precision: an unknown name is refused before anything is written; bf16
+# trains where the CPU has AVX-512 BF16 and is refused, by name, elsewhere.
+# shellcheck disable=SC2086
+expect_error "expected fp32 or bf16" "$train" --config tiny --data "$data" --steps 1 \
+    --precision fp16 --out "$tmp/prec" $t1
+[ ! -e "$tmp/prec" ] || fail "a run refused by --precision created its output directory"
+rc=0
+# shellcheck disable=SC2086
+"$train" --config tiny --data "$data" --steps 3 --precision bf16 --out "$tmp/bf16" $t1 \
+    >/dev/null 2>"$tmp/bf16.err" || rc=$?
+if [ "$rc" -eq 0 ]; then
+    [ -s "$tmp/bf16/model.ckpt" ] || fail "--precision bf16 wrote no checkpoint"
+    echo "programs: --precision fp16 refused; --precision bf16 trains (this CPU has AVX-512 BF16)"
+else
+    [ "$rc" -eq 2 ] && grep -q "AVX-512 BF16" "$tmp/bf16.err" ||
+        fail "--precision bf16: exit $rc: $(cat "$tmp/bf16.err")"
+    echo "programs: --precision fp16 refused; --precision bf16 refused here: $(cat "$tmp/bf16.err")"
+fi
 
 # A time budget stops a run that has a step budget far out of reach.
 # shellcheck disable=SC2086
