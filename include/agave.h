@@ -221,13 +221,13 @@ typedef struct agave_config {
     agave_mode mode;      /* default AGAVE */
     /* Training */
     agave_optimizer_kind optimizer;  /* default ADAMAX */
-    float lr;             /* default 0.002 */
+    float lr;             /* default 0.004 */
     float ema;            /* Polyak averaging decay, 0 = off; default 0.9995 */
     float grad_clip;      /* max gradient L2 norm, 0 = off; default 0 */
     int max_bad_steps;    /* consecutive non-finite steps tolerated; default 10 */
     /* Learning-rate schedule: step k (1, 2, ...) uses
      * lr * min(1, k / lr_warmup) * lr_decay^(k - 1) (docs/model.md). */
-    int lr_warmup;        /* steps of linear warm-up, 0 = none; default 0 */
+    int lr_warmup;        /* steps of linear warm-up, 0 = none; default 100 */
     float lr_decay;       /* decay per step, in (0, 1]; 1 = none; default 1 */
 } agave_config;
 

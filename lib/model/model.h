@@ -60,7 +60,8 @@ struct agave_model {
     int64_t rejected;         /* rejected steps in all */
     int initialized;
     /* Data parallelism (agave_model_set_batch_slice / _set_grad_reducer). */
-    int64_t slice_offset, slice_total;            /* total 0: no slice */
+    rng_span slice;          /* this process's items of each batch; RNG_WHOLE_BATCH: no slice */
+    rng_span span;           /* of the forward running now: the slice during a step */
     agave_grad_reduce_fn reduce_fn;
     void *reduce_user;
     float *reduce_buf;                            /* gradients + REDUCE_EXTRA, lazily */
@@ -173,6 +174,10 @@ int eval_chunk_rows(const agave_model *m);
 void model_apply_average(agave_model *m);
 void model_restore_params(agave_model *m);
 void model_set_training(agave_model *m, int training);
+/* Where the batch of the forward about to run sits in the random stream:
+ * the model's batch slice for a data-parallel training step, else
+ * RNG_WHOLE_BATCH. Given to every layer (dropout) and the posterior sample. */
+void model_set_span(agave_model *m, rng_span span);
 
 /* lib/model/estimate.c: sizes from a configuration alone. */
 uint64_t config_param_count(const agave_config *c);

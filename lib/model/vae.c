@@ -130,7 +130,7 @@ agave_status vae_posterior_sample(agave_model *m, agave_tensor *mean, agave_tens
                                   agave_tensor **log_q, agave_tensor **log_p_z)
 {
     agave_context *ctx = m->ctx;
-    TRY(agave_gaussian_sample(ctx, mean, log_std, z));
+    TRY(gaussian_sample_span(ctx, mean, log_std, m->span, z));
     TRY(agave_gaussian_logprob(ctx, *z, mean, log_std, log_q));
     for (int t = 0; t < m->cfg.T; t++)
         TRY(iaf_step(m, t, context, z, log_q));
