@@ -454,31 +454,35 @@ static void round_trip(agave_model *m, const agave_codec_options *opt, const uin
     }
 }
 
+/* tiny, grey and colour: mode agave on 200 images with 1 and 2 threads, and
+ * modes naive (no per-image CRCs) and pixelcnn (no latent code) on 60. */
 static void test_round_trip_tiny(void **state)
 {
     (void)state;
-    const agave_mode modes[3] = {AGAVE_MODE_AGAVE, AGAVE_MODE_NAIVE, AGAVE_MODE_PIXELCNN};
+    const struct {
+        agave_mode mode;
+        int threads, n, batch, chunk, bits, image_crc;
+    } runs[4] = {{AGAVE_MODE_AGAVE, 1, 200, 7, 60, 8, 1},   /* several chunks, the last short */
+                 {AGAVE_MODE_AGAVE, 2, 200, 64, 4096, 12, 1},
+                 {AGAVE_MODE_NAIVE, 2, 60, 17, 30, 4, 0},
+                 {AGAVE_MODE_PIXELCNN, 1, 60, 27, 60, 8, 1}};
     for (int C = 1; C <= 3; C += 2)
-        for (int mi = 0; mi < 3; mi++)
-            for (int threads = 1; threads <= 2; threads++) {
-                agave_context *ctx;
-                assert_int_equal(agave_context_create(&ctx, 5), AGAVE_OK);
-                assert_int_equal(agave_context_set_threads(ctx, threads), AGAVE_OK);
-                agave_config cfg = support_tiny_config(C, 0, 1, 256, modes[mi]);
-                int n = 150;
-                uint8_t *x = test_images(n, C, 8, 8, 31 + C);
-                agave_model *m = trained(ctx, cfg, x, n);
-                agave_codec_options opt;
-                agave_codec_options_init(&opt);
-                opt.batch = 7 + 10 * mi;   /* uneven batches, several chunks, the last short */
-                opt.chunk = 60;
-                opt.latent_bits = 4 + 4 * mi;
-                opt.image_crc = mi != 1;
-                round_trip(m, &opt, x, n, (size_t)C * 64, NULL);
-                free(x);
-                agave_model_free(m);
-                agave_context_free(ctx);
-            }
+        for (int r = 0; r < 4; r++) {
+            agave_context *ctx;
+            assert_int_equal(agave_context_create(&ctx, 5), AGAVE_OK);
+            assert_int_equal(agave_context_set_threads(ctx, runs[r].threads), AGAVE_OK);
+            agave_config cfg = support_tiny_config(C, 0, 1, 256, runs[r].mode);
+            uint8_t *x = test_images(runs[r].n, C, 8, 8, 31 + C);
+            agave_model *m = trained(ctx, cfg, x, runs[r].n);
+            agave_codec_options opt;
+            agave_codec_options_init(&opt);
+            opt.batch = runs[r].batch, opt.chunk = runs[r].chunk;
+            opt.latent_bits = runs[r].bits, opt.image_crc = runs[r].image_crc;
+            round_trip(m, &opt, x, runs[r].n, (size_t)C * 64, NULL);
+            free(x);
+            agave_model_free(m);
+            agave_context_free(ctx);
+        }
 }
 
 /* A fashion-shaped model (1x28x28, every part, small widths), 300 images. */
@@ -589,6 +593,214 @@ static void test_streaming(void **state)
     agave_context_free(ctx);
 }
 
+/* ---- refusals ------------------------------------------------------------------------ */
+/* A tiny model and a compressed file of n of its images (one chunk). */
+typedef struct fixture {
+    agave_context *ctx;
+    agave_model *m;
+    uint8_t *x;
+    int n;
+    buffer file;
+} fixture;
+
+static void fixture_make(fixture *f, int n, int image_crc, unsigned seed)
+{
+    assert_int_equal(agave_context_create(&f->ctx, seed), AGAVE_OK);
+    agave_config cfg = support_tiny_config(1, 0, 1, 256, AGAVE_MODE_AGAVE);
+    f->n = n;
+    f->x = test_images(n, 1, 8, 8, seed);
+    f->m = trained(f->ctx, cfg, f->x, n);
+    agave_codec_options opt;
+    agave_codec_options_init(&opt);
+    opt.batch = 8;
+    opt.image_crc = image_crc;
+    memset(&f->file, 0, sizeof f->file);
+    round_trip(f->m, &opt, f->x, n, 64, &f->file);
+}
+
+static void fixture_free(fixture *f)
+{
+    free(f->file.p), free(f->x);
+    agave_model_free(f->m);
+    agave_context_free(f->ctx);
+}
+
+/* Decoding data must fail with an error status and a message, and whatever
+ * it wrote into y must be the true images: a chunk is handed out only once
+ * it is checked (the file here has one chunk; only bytes after it let its
+ * images out before the error). */
+static agave_status decode_refused(fixture *f, const uint8_t *data, size_t size)
+{
+    uint8_t *y = malloc((size_t)f->n * 64);
+    memset(y, 0x5a, (size_t)f->n * 64);
+    int64_t got = -1;
+    agave_status st = agave_codec_decode(f->m, data, size, y, f->n, &got);
+    if (st == AGAVE_OK)
+        fail_msg("damaged data of %zu bytes decoded without an error", size);
+    assert_true(agave_context_last_error(f->ctx)[0] != '\0');
+    assert_int_equal(got, 0);
+    for (int i = 0; i < f->n; i++) {
+        const uint8_t *img = y + (size_t)i * 64;
+        int untouched = 1;
+        for (int k = 0; k < 64; k++)
+            untouched &= img[k] == 0x5a;
+        if (!untouched)
+            assert_memory_equal(img, f->x + (size_t)i * 64, 64);
+    }
+    free(y);
+    return st;
+}
+
+/* One flipped bit anywhere (every bit of the header, every 5th bit after
+ * it) and every truncation are refused, by the CRCs and the framing. */
+static void test_refuses_damage(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_make(&f, 24, 1, 61);
+    size_t size = f.file.len, header = get_le32(f.file.p + 12);
+    uint8_t *copy = malloc(size + 1);
+    for (size_t bit = 0; bit < 8 * size; bit += bit < 8 * header ? 1 : 5) {
+        memcpy(copy, f.file.p, size);
+        copy[bit / 8] ^= (uint8_t)(1u << bit % 8);
+        agave_status st = decode_refused(&f, copy, size);
+        assert_true(st == AGAVE_ERR_CHECKSUM || st == AGAVE_ERR_FORMAT ||
+                    st == AGAVE_ERR_VERSION);
+    }
+    for (size_t len = 0; len < size; len++)
+        assert_int_equal(decode_refused(&f, f.file.p, len), AGAVE_ERR_FORMAT);
+    memcpy(copy, f.file.p, size);
+    copy[size] = 0;
+    assert_int_equal(decode_refused(&f, copy, size + 1), AGAVE_ERR_FORMAT);   /* trailing byte */
+    free(copy);
+    fixture_free(&f);
+}
+
+/* Damage that passes the stream's CRC (the chunk CRC recomputed over the
+ * damaged bytes, as a careless repair tool might): the decoded images no
+ * longer match, which the per-image CRCs, the per-chunk CRC and the stacks'
+ * return to their seeds each catch. */
+static void test_refuses_consistent_damage(void **state)
+{
+    (void)state;
+    for (int image_crc = 0; image_crc <= 1; image_crc++) {
+        fixture f;
+        fixture_make(&f, 24, image_crc, 62 + (unsigned)image_crc);
+        size_t size = f.file.len, header = get_le32(f.file.p + 12);
+        size_t words_at = header + 16 + 12 + 4 + (image_crc ? 4u * f.n : 0);
+        uint8_t *copy = malloc(size);
+        for (size_t at = header + 16; at < size - 4; at += 7) {
+            if (at >= words_at - 4 && at < words_at)
+                continue;   /* the stored chunk CRC of the pixels itself */
+            memcpy(copy, f.file.p, size);
+            copy[at] ^= 0x10;
+            put_le32(copy + size - 4, (uint32_t)crc32(0, copy + header, (uInt)(size - 4 - header)));
+            agave_status st = decode_refused(&f, copy, size);
+            assert_true(st == AGAVE_ERR_CHECKSUM || st == AGAVE_ERR_FORMAT);
+        }
+        free(copy);
+        fixture_free(&f);
+    }
+}
+
+/* Another model, another thread count, another machine: refused before
+ * anything is decoded, with a message that says which; the same file then
+ * decodes once the thread count is right. */
+static void test_refuses_other_setups(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_make(&f, 10, 1, 63);
+    uint8_t *y = malloc((size_t)f.n * 64);
+    int64_t got;
+    /* another model: the same configuration, other weights */
+    agave_context *ctx2;
+    assert_int_equal(agave_context_create(&ctx2, 64), AGAVE_OK);
+    agave_model *m2 = trained(ctx2, support_tiny_config(1, 0, 1, 256, AGAVE_MODE_AGAVE), f.x, f.n);
+    assert_int_equal(agave_codec_decode(m2, f.file.p, f.file.len, y, f.n, &got), AGAVE_ERR_CONFIG);
+    assert_non_null(strstr(agave_context_last_error(ctx2), "another model"));
+    agave_model_free(m2);
+    agave_context_free(ctx2);
+    /* another thread count */
+    assert_int_equal(agave_context_set_threads(f.ctx, 2), AGAVE_OK);
+    assert_int_equal(agave_codec_decode(f.m, f.file.p, f.file.len, y, f.n, &got), AGAVE_ERR_STATE);
+    assert_non_null(strstr(agave_context_last_error(f.ctx), "1 threads"));
+    assert_int_equal(agave_context_set_threads(f.ctx, 1), AGAVE_OK);
+    assert_int_equal(agave_codec_decode(f.m, f.file.p, f.file.len, y, f.n, &got), AGAVE_OK);
+    assert_memory_equal(y, f.x, (size_t)f.n * 64);
+    /* another machine: the header's description changed, its CRC repaired */
+    size_t header = get_le32(f.file.p + 12);
+    uint8_t *copy = malloc(f.file.len);
+    memcpy(copy, f.file.p, f.file.len);
+    assert_int_equal(memcmp(copy + CODEC_HEADER_FIXED, "libagave ", 9), 0);
+    copy[CODEC_HEADER_FIXED] = 'L';
+    put_le32(copy + header - 4, (uint32_t)crc32(0, copy, (uInt)(header - 4)));
+    assert_int_equal(agave_codec_decode(f.m, copy, f.file.len, y, f.n, &got), AGAVE_ERR_STATE);
+    assert_non_null(strstr(agave_context_last_error(f.ctx), "Libagave"));
+    /* too little room, a buffer that is not a compressed file */
+    assert_int_equal(agave_codec_decode(f.m, f.file.p, f.file.len, y, f.n - 1, &got),
+                     AGAVE_ERR_LIMIT);
+    agave_codec_info info = {.struct_size = sizeof info};
+    assert_int_equal(agave_codec_peek(f.ctx, f.x, 64, &info), AGAVE_ERR_FORMAT);
+    assert_int_equal(agave_codec_peek(f.ctx, f.file.p, f.file.len, &info), AGAVE_OK);
+    assert_int_equal(info.n_images, f.n);
+    assert_int_equal(info.C * info.H * info.W, 64);
+    free(copy), free(y);
+    fixture_free(&f);
+}
+
+/* What the encoder refuses: models it cannot code, bad options, bad calls. */
+static void test_encoder_refusals(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 65), AGAVE_OK);
+    uint8_t *x = test_images(8, 1, 8, 8, 65);
+    buffer b = {0};
+    agave_codec_encoder *e = (agave_codec_encoder *)1;
+    agave_model *m;
+    /* mode vae: no model of x; T > 0: no factorised posterior; not initialised */
+    agave_config cfg = support_tiny_config(1, 0, 1, 256, AGAVE_MODE_VAE);
+    m = trained(ctx, cfg, x, 8);
+    assert_int_equal(agave_codec_encoder_create(m, NULL, 8, buffer_write, &b, &e), AGAVE_ERR_CONFIG);
+    assert_null(e);
+    agave_model_free(m);
+    m = trained(ctx, support_tiny_config(1, 1, 1, 256, AGAVE_MODE_AGAVE), x, 8);
+    assert_int_equal(agave_codec_encoder_create(m, NULL, 8, buffer_write, &b, &e), AGAVE_ERR_CONFIG);
+    agave_model_free(m);
+    cfg = support_tiny_config(1, 0, 1, 256, AGAVE_MODE_AGAVE);
+    assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
+    assert_int_equal(agave_codec_encoder_create(m, NULL, 8, buffer_write, &b, &e), AGAVE_ERR_STATE);
+    assert_int_equal(agave_model_init(m, x, 8), AGAVE_OK);
+    /* options */
+    agave_codec_options opt;
+    agave_codec_options_init(&opt);
+    opt.latent_bits = 17;
+    assert_int_equal(agave_codec_encoder_create(m, &opt, 8, buffer_write, &b, &e),
+                     AGAVE_ERR_INVALID_ARG);
+    agave_codec_options_init(&opt);
+    opt.chunk = opt.batch - 1;
+    assert_int_equal(agave_codec_encoder_create(m, &opt, 8, buffer_write, &b, &e),
+                     AGAVE_ERR_INVALID_ARG);
+    opt.struct_size = 0;
+    assert_int_equal(agave_codec_encoder_create(m, &opt, 8, buffer_write, &b, &e),
+                     AGAVE_ERR_INVALID_ARG);
+    assert_int_equal(agave_codec_encoder_create(m, NULL, -1, buffer_write, &b, &e), AGAVE_ERR_LIMIT);
+    assert_int_equal(agave_codec_encoder_create(m, NULL, 8, NULL, &b, &e), AGAVE_ERR_NULL);
+    assert_int_equal(agave_codec_encoder_create(NULL, NULL, 8, buffer_write, &b, &e), AGAVE_ERR_NULL);
+    /* an output buffer that is too small */
+    uint8_t small[100];
+    size_t size;
+    assert_int_equal(agave_codec_encode(m, NULL, x, 8, small, sizeof small, &size), AGAVE_ERR_LIMIT);
+    assert_non_null(strstr(agave_context_last_error(ctx), "agave_codec_bound"));
+    /* free functions accept NULL */
+    agave_codec_encoder_free(NULL);
+    agave_codec_decoder_free(NULL);
+    free(b.p), free(x);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -602,6 +814,13 @@ int main(void)
         cmocka_unit_test(test_round_trip_tiny),
         cmocka_unit_test(test_streaming),
         cmocka_unit_test(test_round_trip_fashion),
+        cmocka_unit_test(test_refuses_damage),
+        cmocka_unit_test(test_refuses_consistent_damage),
+        cmocka_unit_test(test_refuses_other_setups),
+        cmocka_unit_test(test_encoder_refusals),
     };
+    /* CODEC_TEST=pattern runs only the matching tests (e.g. while timing them). */
+    if (getenv("CODEC_TEST"))
+        cmocka_set_test_filter(getenv("CODEC_TEST"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -82,45 +82,84 @@ static void sync_parent(const char *path)
     free(d);
 }
 
-int write_file_atomic(const char *path, const char *data, size_t n, char *err, size_t len)
+int atomic_open(atomic_file *f, const char *path, char *err, size_t len)
 {
     size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) {
+    f->path = path;
+    f->fd = -1;
+    f->failed = 0;
+    f->tmp = malloc(plen + 16);
+    if (!f->tmp) {
         snprintf(err, len, "out of memory");
         return 0;
     }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
+    snprintf(f->tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    f->fd = mkstemp(f->tmp);
+    if (f->fd < 0) {
         snprintf(err, len, "cannot create a temporary file next to %s: %s", path,
                  strerror(errno));
-        free(tmp);
+        free(f->tmp);
+        f->tmp = NULL;
         return 0;
     }
+    return 1;
+}
+
+int atomic_write(atomic_file *f, const void *data, size_t n)
+{
+    const char *p = data;
     size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, data + done, n - done);
+    while (done < n && !f->failed) {
+        ssize_t w = write(f->fd, p + done, n - done);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0)
+        if (w <= 0) {
+            f->failed = errno ? errno : EIO;
             break;
+        }
         done += (size_t)w;
     }
+    return !f->failed;
+}
+
+void atomic_abort(atomic_file *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    if (f->tmp)
+        unlink(f->tmp);
+    free(f->tmp);
+    f->tmp = NULL;
+    f->fd = -1;
+}
+
+int atomic_commit(atomic_file *f, char *err, size_t len)
+{
     /* mkstemp makes the file 0600; give it the usual permissions. */
     mode_t mask = umask(0);
     umask(mask);
-    int ok = done == n && fchmod(fd, 0666 & ~mask) == 0 && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(err, len, "cannot write %s: %s", path, strerror(errno ? errno : EIO));
-        unlink(tmp);
-        free(tmp);
+    errno = f->failed;
+    int ok = !f->failed && fchmod(f->fd, 0666 & ~mask) == 0 && fsync(f->fd) == 0;
+    ok = close(f->fd) == 0 && ok;
+    f->fd = -1;
+    if (!ok || rename(f->tmp, f->path) != 0) {
+        snprintf(err, len, "cannot write %s: %s", f->path, strerror(errno ? errno : EIO));
+        atomic_abort(f);
         return 0;
     }
-    free(tmp);
-    sync_parent(path);
+    free(f->tmp);
+    f->tmp = NULL;
+    sync_parent(f->path);
     return 1;
+}
+
+int write_file_atomic(const char *path, const char *data, size_t n, char *err, size_t len)
+{
+    atomic_file f;
+    if (!atomic_open(&f, path, err, len))
+        return 0;
+    atomic_write(&f, data, n);
+    return atomic_commit(&f, err, len);
 }
 
 int output_dir_ok(const char *path, char *err, size_t len)

@@ -20,6 +20,22 @@ int make_dirs(const char *dir, char *err, size_t len);
  * fsync, rename over path. On failure the temporary file is removed, path is
  * untouched, err gets a sentence and 0 is returned. */
 int write_file_atomic(const char *path, const char *data, size_t n, char *err, size_t len);
+/* The same for a file written piece by piece: atomic_open creates the
+ * temporary file (0 and a sentence in err on failure), atomic_write appends
+ * (0 once a write failed; the error is reported by atomic_commit),
+ * atomic_commit syncs and renames it over path (0 and a sentence on failure,
+ * the temporary file removed), atomic_abort removes it. path must stay valid
+ * until the commit or abort. */
+typedef struct atomic_file {
+    const char *path;
+    char *tmp;
+    int fd;
+    int failed;     /* errno of the first failed write, 0 if none */
+} atomic_file;
+int atomic_open(atomic_file *f, const char *path, char *err, size_t len);
+int atomic_write(atomic_file *f, const void *data, size_t n);
+int atomic_commit(atomic_file *f, char *err, size_t len);
+void atomic_abort(atomic_file *f);
 /* 1 if the directory that would hold path exists and is writable; otherwise
  * a sentence in err. Lets a program refuse a bad output path before it
  * spends minutes computing what it would write there. */

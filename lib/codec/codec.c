@@ -716,10 +716,9 @@ agave_status agave_codec_encode(agave_model *m, const agave_codec_options *opt,
         return ctx_error(m->ctx, AGAVE_ERR_NULL, "agave_codec_encode: x, dst or size is NULL");
     *size = 0;
     mem_out o = {dst, capacity, 0, 0};
-    agave_codec_encoder *e;
-    MTRY(agave_codec_encoder_create(m, opt, n, mem_write, &o, &e));
-    const size_t D = e->core.plan.D;
-    agave_status st = AGAVE_OK;
+    agave_codec_encoder *e = NULL;
+    agave_status st = agave_codec_encoder_create(m, opt, n, mem_write, &o, &e);
+    const size_t D = e ? e->core.plan.D : 0;
     for (int64_t at = 0; at < n && st == AGAVE_OK; at += CODEC_MAX_BATCH) {
         int k = n - at < CODEC_MAX_BATCH ? (int)(n - at) : CODEC_MAX_BATCH;
         st = agave_codec_encoder_add(e, x + (size_t)at * D, k);
