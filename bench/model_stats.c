@@ -61,7 +61,7 @@ static int stats(const char *name)
     int dec_out = index_of(m, m->vae.dec_out), cond = index_of(m, m->pcnn.cond);
     size_t vae_params = count_layers(m, 0, dec_out) + (size_t)cfg.C;
     size_t cond_params = count_layers(m, cond, cond);
-    size_t total = agave_model_param_count(m);
+    size_t total = agave_model_param_numel(m);
     printf("| %s | %zu | %zu | %zu | %zu | %.3f | %.3f | %.3f |\n", name, total, vae_params,
            cond_params, total - vae_params - cond_params, flops[0] / 1e9, flops[1] / 1e9,
            flops[2] / 1e9);

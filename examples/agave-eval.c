@@ -22,7 +22,7 @@
 #define PROG "agave-eval"
 
 typedef struct eval_opts {
-    const char *checkpoint, *data, *output;
+    const char *checkpoint, *data, *output, *weights;
     long long samples, limit, batch, seed, threads;
     int json;
 } eval_opts;
@@ -64,6 +64,9 @@ static int parse_options(int argc, char **argv, eval_opts *o, cli_program *prog,
          "images per evaluation call (only the progress granularity; under mpirun shared by "
          "the ranks)", "100", 1, 1 << 20, 0},
         {"seed", CLI_INT, &o->seed, "S", "seed of the z samples", "1", 0, BIG, 0},
+        {"weights", CLI_STRING, &o->weights, "average|raw",
+         "the averaged parameters or the raw ones of the last training step",
+         "average when the checkpoint has it, else raw", 0, 0, 0},
         {"threads", CLI_INT, &o->threads, "T", "threads for the library's kernels", threads_text,
          1, 1024, 0},
     };
@@ -260,6 +263,8 @@ static int run(const eval_opts *o, agave_context *ctx)
     if (rc == EXIT_OK)
         agave_context_seed(ctx, (uint64_t)o->seed);
     if (rc == EXIT_OK)
+        rc = choose_weights(PROG, m, o->weights, o->checkpoint);
+    if (rc == EXIT_OK)
         rc = open_dataset(PROG, ctx, o->data, AGAVE_SPLIT_TEST, &test);
     if (rc == EXIT_OK) {
         agave_model_get_config(m, &cfg);
@@ -273,9 +278,10 @@ static int run(const eval_opts *o, agave_context *ctx)
         rc = baseline(ctx, o, test, n, &base, &source);
     rc = dist_agree(rc);   /* every rank has its model and data, or all stop */
     if (rc == EXIT_OK && root) {
-        fprintf(stderr, PROG ": %s, step %lld, mode %s; %zu of %zu test images from %s; "
-                         "IWAE K = %lld; %d thread%s\n",
-                o->checkpoint, (long long)agave_model_step_count(m), mode_name(cfg.mode), n,
+        fprintf(stderr, PROG ": %s, step %lld, mode %s, %s weights; %zu of %zu test images "
+                         "from %s; IWAE K = %lld; %d thread%s\n",
+                o->checkpoint, (long long)agave_model_step_count(m), agave_mode_name(cfg.mode),
+                weights_name(m), n,
                 agave_dataset_count(test), o->data, o->samples, agave_context_threads(ctx),
                 agave_context_threads(ctx) == 1 ? "" : "s");
         if (dist_size() > 1)

@@ -22,7 +22,7 @@
 #define CHUNK 16
 
 typedef struct sample_opts {
-    const char *checkpoint, *data, *out;
+    const char *checkpoint, *data, *out, *weights;
     long long count, seed, threads, cols, scale, first;
     int reconstruct;
 } sample_opts;
@@ -57,6 +57,9 @@ static int parse_options(int argc, char **argv, sample_opts *o, cli_program *pro
          1, 4096, 0},
         {"scale", CLI_INT, &o->scale, "N", "each pixel becomes N x N pixels",
          "2 for images up to 32 pixels, else 1", 1, 64, 0},
+        {"weights", CLI_STRING, &o->weights, "average|raw",
+         "the averaged parameters or the raw ones of the last training step",
+         "average when the checkpoint has it, else raw", 0, 0, 0},
         {"threads", CLI_INT, &o->threads, "T", "threads for the library's kernels", threads_text,
          1, 1024, 0},
     };
@@ -212,6 +215,8 @@ static int run(const sample_opts *o, agave_context *ctx)
     agave_config cfg;
     images im = {NULL, NULL, NULL};
     int rc = load_checkpoint(PROG, ctx, o->checkpoint, &m);
+    if (rc == EXIT_OK)
+        rc = choose_weights(PROG, m, o->weights, o->checkpoint);
     if (rc == EXIT_OK) {
         agave_model_get_config(m, &cfg);
         if (o->reconstruct && cfg.mode == AGAVE_MODE_PIXELCNN)
@@ -223,8 +228,10 @@ static int run(const sample_opts *o, agave_context *ctx)
     if (rc == EXIT_OK && o->reconstruct)
         rc = load_inputs(o, ctx, &cfg, im.input);
     if (rc == EXIT_OK) {
-        fprintf(stderr, PROG ": %s, step %lld, mode %s: %s %lld image%s, seed %lld, %d thread%s\n",
-                o->checkpoint, (long long)agave_model_step_count(m), mode_name(cfg.mode),
+        fprintf(stderr, PROG ": %s, step %lld, mode %s, %s weights: %s %lld image%s, seed %lld, "
+                         "%d thread%s\n",
+                o->checkpoint, (long long)agave_model_step_count(m), agave_mode_name(cfg.mode),
+                weights_name(m),
                 o->reconstruct ? "reconstructing" : "sampling", o->count,
                 o->count == 1 ? "" : "s", o->seed, agave_context_threads(ctx),
                 agave_context_threads(ctx) == 1 ? "" : "s");

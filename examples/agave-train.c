@@ -16,11 +16,13 @@
  * MPI_Allreduce per step sums the gradients inside the library's step
  * (agave_model_set_grad_reducer), and rank 0 alone writes the files. The
  * files do not depend on the number of ranks, so a run resumes with any. */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -96,22 +98,31 @@ static int default_threads(void)
     return n > 0 ? n : 1;
 }
 
-static cli_option *train_options(train_opts *o, char *threads_text, size_t len, int *n)
+/* --help texts made at run time: the thread default, and the library's lists
+ * of named configurations and keys. */
+typedef struct help_texts {
+    char threads[160], config[512], set[512];
+} help_texts;
+
+static cli_option *train_options(train_opts *o, help_texts *h, int *n)
 {
     if (dist_local_size() > 1)
-        snprintf(threads_text, len, "the online CPUs shared by the %d ranks on this machine, "
-                 "%d here; on --resume, the run's", dist_local_size(), default_threads());
+        snprintf(h->threads, sizeof h->threads, "the online CPUs shared by the %d ranks on this "
+                 "machine, %d here; on --resume, the run's", dist_local_size(), default_threads());
     else
-        snprintf(threads_text, len, "the number of online CPUs, %d here; on --resume, the run's",
-                 cpu_count());
+        snprintf(h->threads, sizeof h->threads, "the number of online CPUs, %d here; on --resume, "
+                 "the run's", cpu_count());
+    char list[256];
+    list_presets(list, sizeof list);
+    snprintf(h->config, sizeof h->config, "named configuration: %s (docs/model.md); optional "
+             "with --resume", list);
+    list_keys(list, sizeof list);
+    snprintf(h->set, sizeof h->set, "set one configuration key (%.400s; docs/model.md); "
+             "repeatable", list);
     static const double BIG = 9.3e18;
     cli_option opts[] = {
-        {"config", CLI_STRING, &o->config, "NAME",
-         "named configuration: tiny, fashion, cifar-small, cifar-paper (MODEL.md); optional "
-         "with --resume", NULL, 0, 0, 0},
-        {"set", CLI_LIST, &o->sets, "KEY=VALUE",
-         "override one configuration field (F, R, M, dropout, Fv, Rv, Z, T, b, s, lambda, mode, "
-         "lr, optimizer, ema, grad_clip, max_bad_steps, C, H, W); repeatable", NULL, 0, 0, 0},
+        {"config", CLI_STRING, &o->config, "NAME", h->config, NULL, 0, 0, 0},
+        {"set", CLI_LIST, &o->sets, "KEY=VALUE", h->set, NULL, 0, 0, 0},
         {"data", CLI_STRING, &o->data, "PATH",
          "data set directory (CIFAR-10 batches or IDX files) or one file; its training split "
          "is used", NULL, 0, 0, 0},
@@ -135,7 +146,7 @@ static cli_option *train_options(train_opts *o, char *threads_text, size_t len, 
          "1; on --resume, the run's", 0, BIG, 0},
         {"threads", CLI_INT, &o->threads, "T",
          "threads for the library's kernels; results are reproducible for a given seed and "
-         "thread count", threads_text, 1, 1024, 0},
+         "thread count", h->threads, 1, 1024, 0},
         {"checkpoint-every", CLI_INT, &o->checkpoint_every, "N",
          "also write the checkpoint every N steps (0: only at the end and when stopped)", "500",
          0, BIG, 0},
@@ -157,7 +168,7 @@ static cli_option *train_options(train_opts *o, char *threads_text, size_t len, 
 }
 
 static int parse_options(int argc, char **argv, train_opts *o, cli_program *prog,
-                         char *threads_text, size_t len)
+                         help_texts *h)
 {
     memset(o, 0, sizeof *o);
     o->steps = DEFAULT_STEPS, o->batch = 16, o->seed = 1, o->threads = default_threads();
@@ -178,7 +189,7 @@ static int parse_options(int argc, char **argv, train_opts *o, cli_program *prog
         "start (nohup's SIGHUP) stays ignored. One agave-train per DIR (DIR/train.lock).\n"
         "exit status: 0 budget reached, 2 error (one line on stderr), 3 training diverged\n"
         "(too many non-finite steps in a row; the last checkpoint is kept), 130/143/129 stopped.";
-    prog->options = train_options(o, threads_text, len, &prog->n_options);
+    prog->options = train_options(o, h, &prog->n_options);
     if (!prog->options)
         return fail(PROG, "out of memory");
     int rc = cli_parse(prog, argc, argv);
@@ -188,8 +199,11 @@ static int parse_options(int argc, char **argv, train_opts *o, cli_program *prog
         return fail(PROG, "--data PATH is required (see " PROG " --help)");
     if (!o->out)
         return fail(PROG, "--out DIR is required (see " PROG " --help)");
-    if (!o->config && !o->resume)
-        return fail(PROG, "--config NAME is required (tiny, fashion, cifar-small, cifar-paper)");
+    if (!o->config && !o->resume) {
+        char presets[256];
+        list_presets(presets, sizeof presets);
+        return fail(PROG, "--config NAME is required (%s)", presets);
+    }
     if (o->resume && o->force)
         return fail(PROG, "--resume and --force contradict each other");
     if (cli_find(prog, "minutes")->given && !cli_find(prog, "steps")->given)
@@ -259,12 +273,12 @@ static int parse_state(char *text, run_state *s, char *err, size_t len)
 
 static int read_state(trainer *t, int *found)
 {
-    char *text = read_text_file(t->state_path, NULL);
+    char err[512];
+    int missing;
+    char *text = read_text_file(t->state_path, NULL, &missing, err, sizeof err);
     *found = text != NULL;
     if (!text)
-        return path_exists(t->state_path) ? fail(PROG, "cannot read %s", t->state_path)
-                                          : EXIT_OK;
-    char err[160];
+        return missing ? EXIT_OK : fail(PROG, "%s", err);
     int ok = parse_state(text, &t->state, err, sizeof err);
     free(text);
     if (!ok)
@@ -274,45 +288,40 @@ static int read_state(trainer *t, int *found)
 }
 
 /* ---- configuration ---------------------------------------------------------------- */
-static int is_known_key(const char *key)
-{
-    static const char *keys[] = {"C",  "H",  "W", "F", "R", "M", "dropout", "Fv", "Rv", "Z",
-                                 "T",  "b",  "s", "lambda", "mode", "lr", "optimizer", "ema",
-                                 "grad_clip", "max_bad_steps"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (strcmp(key, keys[i]) == 0)
-            return 1;
-    return 0;
-}
-
-/* Applies one "key=value" to cfg; *key_out gets a copy of the key. */
+/* Applies one "key=value" to cfg. */
 static int apply_set(agave_config *cfg, const char *kv)
 {
     const char *eq = strchr(kv, '=');
     if (!eq || eq == kv)
         return fail(PROG, "--set '%s': expected KEY=VALUE, e.g. --set lr=0.001", kv);
-    char key[64];
+    char key[64], keys[384];
     size_t n = (size_t)(eq - kv);
     if (n >= sizeof key)
-        return fail(PROG, "--set '%s': unknown key", kv);
+        n = sizeof key - 1;   /* too long for any key: refused as unknown below */
     memcpy(key, kv, n);
     key[n] = '\0';
-    if (agave_config_set(cfg, key, eq + 1) == AGAVE_OK)
+    agave_status st = agave_config_set(cfg, key, eq + 1);
+    if (st == AGAVE_OK)
         return EXIT_OK;
-    if (!is_known_key(key))
-        return fail(PROG, "--set %s: unknown key '%s' (keys: F, R, M, dropout, Fv, Rv, Z, T, b, "
-                    "s, lambda, mode, lr, optimizer, ema, grad_clip, max_bad_steps, C, H, W)",
-                    kv, key);
-    return fail(PROG, "--set %s: '%s' is not a valid value for %s", kv, eq + 1, key);
+    if (st == AGAVE_ERR_UNKNOWN_KEY) {
+        list_keys(keys, sizeof keys);
+        return fail(PROG, "--set %s: unknown key '%s' (keys: %s)", kv, key, keys);
+    }
+    agave_config_key k = {.struct_size = sizeof k};
+    agave_config_key_info(agave_config_key_index(key), &k);
+    return fail(PROG, "--set %s: '%s' is not a valid value for %s (%s: %s)", kv, eq + 1, key,
+                k.description ? k.description : key, k.range ? k.range : "?");
 }
 
 /* The named configuration, the image shape of the data (unless --set C/H/W
  * says otherwise), then the overrides in order. */
 static int requested_config(const train_opts *o, const agave_dataset *ds, agave_config *cfg)
 {
-    if (agave_config_init(cfg, o->config) != AGAVE_OK)
-        return fail(PROG, "--config %s: unknown configuration (tiny, fashion, cifar-small, "
-                    "cifar-paper)", o->config);
+    if (agave_config_init(cfg, o->config) != AGAVE_OK) {
+        char presets[256];
+        list_presets(presets, sizeof presets);
+        return fail(PROG, "--config %s: unknown configuration (%s)", o->config, presets);
+    }
     cfg->C = agave_dataset_channels(ds);
     cfg->H = agave_dataset_height(ds);
     cfg->W = agave_dataset_width(ds);
@@ -325,19 +334,6 @@ static int requested_config(const train_opts *o, const agave_dataset *ds, agave_
     return check_image_shape(PROG, cfg, ds, o->data);
 }
 
-static int same_architecture(const agave_config *a, const agave_config *b)
-{
-    return a->C == b->C && a->H == b->H && a->W == b->W && a->F == b->F && a->R == b->R &&
-           a->M == b->M && a->Fv == b->Fv && a->Rv == b->Rv && a->Z == b->Z && a->T == b->T &&
-           a->b == b->b && a->s == b->s;
-}
-
-static void arch_text(const agave_config *c, char *buf, size_t len)
-{
-    snprintf(buf, len, "%dx%dx%d F=%d R=%d M=%d Fv=%d Rv=%d Z=%d T=%d b=%d s=%d", c->C, c->H,
-             c->W, c->F, c->R, c->M, c->Fv, c->Rv, c->Z, c->T, c->b, c->s);
-}
-
 /* On --resume the checkpoint's configuration wins. What the command line asks
  * for must agree with it: --config NAME (with --set) must describe the same
  * architecture, and each --set must leave the stored value unchanged, since a
@@ -345,14 +341,14 @@ static void arch_text(const agave_config *c, char *buf, size_t len)
 static int check_resume_config(const train_opts *o, const agave_dataset *ds,
                                const agave_config *stored)
 {
-    char want[160], have[160];
+    char want[256], have[256];
     for (int i = 0; i < o->sets.n; i++) {
         agave_config c = *stored;
         if (apply_set(&c, o->sets.items[i]) != EXIT_OK)
             return EXIT_ERROR;
-        if (memcmp(&c, stored, sizeof c) == 0)
+        if (agave_config_equal(&c, stored, 0))
             continue;
-        if (!same_architecture(&c, stored))
+        if (!agave_config_equal(&c, stored, AGAVE_KEY_ARCHITECTURE))
             return fail(PROG, "--set %s would change the architecture of the checkpoint being "
                         "resumed; start a new run in another --out directory",
                         o->sets.items[i]);
@@ -365,10 +361,10 @@ static int check_resume_config(const train_opts *o, const agave_dataset *ds,
     agave_config req;
     if (requested_config(o, ds, &req) != EXIT_OK)
         return EXIT_ERROR;
-    if (same_architecture(&req, stored))
+    if (agave_config_equal(&req, stored, AGAVE_KEY_ARCHITECTURE))
         return EXIT_OK;
-    arch_text(&req, want, sizeof want);
-    arch_text(stored, have, sizeof have);
+    describe_config(&req, AGAVE_KEY_ARCHITECTURE, want, sizeof want);
+    describe_config(stored, AGAVE_KEY_ARCHITECTURE, have, sizeof have);
     return fail(PROG, "--config %s asks for %s but the checkpoint in %s has %s; drop --config to "
                 "resume it", o->config, want, o->out, have);
 }
@@ -382,8 +378,12 @@ static int prepare_paths(trainer *t)
     t->state_path = path_join(o->out, "train.state");
     if (!t->ckpt_path || !t->csv_path || !t->state_path)
         return fail(PROG, "out of memory");
-    if (o->resume && !path_exists(t->ckpt_path))
+    struct stat st;
+    if (o->resume && lstat(t->ckpt_path, &st) != 0)
         return fail(PROG, "--resume: %s does not exist (nothing to resume)", t->ckpt_path);
+    if (o->resume && S_ISLNK(st.st_mode))
+        return fail(PROG, "--resume: %s is a symbolic link; a run directory's files must be "
+                    "its own (replace the link by the file)", t->ckpt_path);
     /* Only rank 0 writes there (and other machines may not see the directory). */
     if (!o->resume && !o->force && dist_rank() == 0 && path_exists(t->ckpt_path))
         return fail(PROG, "%s already exists: add --resume to continue that run or --force to "
@@ -474,10 +474,10 @@ static int restore_position(trainer *t, int have_state)
 static int trim_csv(trainer *t, long long step, int *missing)
 {
     size_t n;
-    char *text = read_text_file(t->csv_path, &n);
-    *missing = text == NULL && !path_exists(t->csv_path);
+    char err[512];
+    char *text = read_text_file(t->csv_path, &n, missing, err, sizeof err);
     if (!text)
-        return *missing ? EXIT_OK : fail(PROG, "cannot read %s", t->csv_path);
+        return *missing ? EXIT_OK : fail(PROG, "%s", err);
     size_t hl = strlen(CSV_HEADER);
     if (n < hl + 1 || strncmp(text, CSV_HEADER "\n", hl + 1) != 0) {
         free(text);
@@ -491,7 +491,6 @@ static int trim_csv(trainer *t, long long step, int *missing)
             break;   /* a later row, or a last line cut short */
         at = keep = (size_t)(nl - text) + 1;
     }
-    char err[512];
     int rc = EXIT_OK;
     if (keep != n && !write_file_atomic(t->csv_path, text, keep, err, sizeof err))
         rc = fail(PROG, "%s", err);
@@ -525,9 +524,14 @@ static int open_csv(trainer *t)
     if (fresh && !write_file_atomic(t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1, err,
                                     sizeof err))
         return fail(PROG, "%s", err);
-    t->csv = fopen(t->csv_path, "a");
-    if (!t->csv)
+    int fd = open_run_file(t->csv_path, O_WRONLY | O_APPEND, err, sizeof err);
+    if (fd < 0)
+        return fail(PROG, "%s", err);
+    t->csv = fdopen(fd, "a");
+    if (!t->csv) {
+        close(fd);
         return fail(PROG, "cannot open %s for appending", t->csv_path);
+    }
     return EXIT_OK;
 }
 
@@ -629,7 +633,7 @@ static void teardown(trainer *t)
 static uint64_t params_hash(agave_model *m)
 {
     uint64_t h = 0xcbf29ce484222325ull;
-    for (int i = 0; i < agave_model_param_tensors(m); i++) {
+    for (int i = 0; i < agave_model_param_tensor_count(m); i++) {
         agave_tensor *p;
         if (agave_model_param(m, i, NULL, &p) != AGAVE_OK)
             return 0;
@@ -769,10 +773,8 @@ static int train_one(trainer *t)
         return fail(PROG, "%s", agave_context_last_error(t->ctx));
     /* The data-dependent initialisation sees the whole first batch in every
      * rank, so all start from the same parameters (in one process this is
-     * what the first step does by itself). A model that has made no step,
-     * applied or rejected, has not been initialised: agave-train saves a
-     * checkpoint only after a step or when stopped before the first one. */
-    if (agave_model_step_count(t->model) == 0 && agave_model_rejected_count(t->model) == 0 &&
+     * what the first step does by itself). */
+    if (!agave_model_is_initialized(t->model) &&
         agave_model_init(t->model, t->x, t->batch) != AGAVE_OK)
         return fail(PROG, "%s", agave_context_last_error(t->ctx));
     size_t D = (size_t)t->cfg.C * t->cfg.H * t->cfg.W;
@@ -805,13 +807,13 @@ static int train_one(trainer *t)
 
 static void print_header(trainer *t)
 {
-    char cfg[512], budget[96] = "", every[64] = "";
-    describe_config(&t->cfg, cfg, sizeof cfg);
+    char cfg[1024], budget[96] = "", every[64] = "";
+    describe_config(&t->cfg, 0, cfg, sizeof cfg);
     fprintf(stderr, PROG ": configuration %s: %s\n",
             t->o->resume ? "(from the checkpoint)" : t->o->config, cfg);
     fprintf(stderr, PROG ": %zu parameters, about %.0f MiB a training step; %zu training images "
                     "(%dx%dx%d) from %s\n",
-            agave_model_param_count(t->model), t->step_mib, agave_dataset_count(t->ds),
+            agave_model_param_numel(t->model), t->step_mib, agave_dataset_count(t->ds),
             agave_dataset_channels(t->ds), agave_dataset_height(t->ds),
             agave_dataset_width(t->ds), t->o->data);
     if (t->target_steps)
@@ -836,7 +838,7 @@ static void print_header(trainer *t)
         fprintf(stderr, PROG ": %d %s ranks share each batch: %s, %lld thread%s per rank; one "
                         "allreduce of %zu gradients per step\n",
                 P, dist_kind(), share, t->o->threads, t->o->threads == 1 ? "" : "s",
-                agave_model_param_count(t->model));
+                agave_model_param_numel(t->model));
     }
     if (t->o->resume)
         fprintf(stderr, PROG ": resuming at step %lld (epoch %" PRIu64 ", image %" PRIu64
@@ -909,10 +911,10 @@ int main(int argc, char **argv)
 {
     train_opts o;
     cli_program prog;
-    char threads_text[160];
+    help_texts help;
     if (dist_init(&argc, &argv) != EXIT_OK)
         return EXIT_ERROR;
-    int rc = parse_options(argc, argv, &o, &prog, threads_text, sizeof threads_text);
+    int rc = parse_options(argc, argv, &o, &prog, &help);
     if (rc >= 0) {
         cli_free(&prog);
         free(prog.options);

@@ -240,7 +240,7 @@ static void checkpoint_seeds(void)
     seed("checkpoint", "cut-28", -1, p, 28);
     seed("checkpoint", "cut-half", -1, p, len / 2);
     seed("checkpoint", "cut-4", -1, p, len - 4);
-    p[9] ^= 1;   /* version 1 -> 0x101 */
+    p[9] ^= 1;   /* version v -> v + 0x100 */
     seed("checkpoint", "version", -1, p, len);
     p[9] ^= 1;
     p[len / 2] ^= 0x40;   /* a flipped bit: CRC mismatch */

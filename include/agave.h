@@ -37,6 +37,12 @@
  *    prints on bad input. After an error, agave_context_last_error() says what was
  *    wrong in words (which shape, which file, which offset).
  *  - Free functions accept NULL.
+ *  - Structs a program allocates start with size_t struct_size, the size of the
+ *    struct the program was compiled with: their _init macro sets it (or write
+ *    {.struct_size = sizeof s} for the statistics a call fills in). Programs
+ *    built against an older or a newer header keep working: the library reads
+ *    and writes only the fields both know, and uses defaults for the others
+ *    (docs/build.md, "ABI policy").
  *  - Tensors are float32, up to 4-D, NCHW. Shapes of fewer dimensions are (N),
  *    (N, C), (N, C, H); every op documents the shapes it takes as "x is (N,C,H,W)".
  *  - Units: log-probabilities and losses are in nats unless a name says bpd
@@ -106,7 +112,8 @@ typedef enum agave_status {
     AGAVE_ERR_STATE = 11,        /* the call is not valid in the object's state */
     AGAVE_ERR_NUMERIC = 12,      /* a non-finite loss or gradient was produced */
     AGAVE_ERR_LIMIT = 13,        /* a size exceeds a documented limit */
-    AGAVE_ERR_INTERRUPTED = 14   /* work was stopped on request */
+    AGAVE_ERR_INTERRUPTED = 14,  /* work was stopped on request */
+    AGAVE_ERR_UNKNOWN_KEY = 15   /* a configuration key that does not exist */
 } agave_status;
 
 /* Fixed English text for a status ("invalid argument", ...); never NULL. */
@@ -171,8 +178,10 @@ AGAVE_API size_t agave_context_arena_peak(const agave_context *ctx);
 
 /* ---- Configuration ------------------------------------------------------ */
 /* A model is described by an agave_config: start from a named configuration
- * with agave_config_init, change fields by key with agave_config_set, and give
- * it to agave_model_create. */
+ * with agave_config_init, change it key by key with agave_config_set (as text,
+ * the way a command line gives it), and give it to agave_model_create. The
+ * keys, with their types, bounds, defaults and meanings, are listed by
+ * agave_config_key_info; docs/model.md says what each one does. */
 
 /* The optimiser a model trains with (and agave_optimizer_create's kind). */
 typedef enum agave_optimizer_kind {
@@ -188,6 +197,7 @@ typedef enum agave_mode {
     AGAVE_MODE_NAIVE = 3      /* PixelCNN conditioned on f(z), no auxiliary term */
 } agave_mode;
 
+/* Each field is the key of the same name. New keys are appended. */
 typedef struct agave_config {
     size_t struct_size;   /* sizeof(agave_config), set by agave_config_init */
     int C, H, W;          /* image channels (1 or 3), height and width (multiples of 4) */
@@ -196,7 +206,7 @@ typedef struct agave_config {
     int Fv, Rv, Z, T;     /* VAE filters, residual blocks per stage, latent channels, IAF steps */
     int b, s;             /* auxiliary image: colour levels, pooling factor */
     float lambda;         /* KL weight */
-    agave_mode mode;
+    agave_mode mode;      /* default AGAVE */
     /* Training */
     agave_optimizer_kind optimizer;  /* default ADAMAX */
     float lr;             /* default 0.002 */
@@ -205,20 +215,84 @@ typedef struct agave_config {
     int max_bad_steps;    /* consecutive non-finite steps tolerated; default 8 */
 } agave_config;
 
-/* Fills cfg with a named configuration: "tiny", "fashion", "cifar-small",
- * "cifar-paper" (MODEL.md's table). */
-AGAVE_API agave_status agave_config_init(agave_config *cfg, const char *name);
-/* Sets one field from text, by its MODEL.md name: C, H, W, F, R, M, dropout, Fv,
- * Rv, Z, T, b, s, lambda, mode (agave|vae|pixelcnn|naive), and lr, optimizer
- * (adamax|adam), ema, grad_clip, max_bad_steps. */
+/* Fills cfg with a named configuration (agave_config_preset_name lists them;
+ * docs/model.md, "Configurations", has the table): the architecture keys and
+ * lambda from the table, every other key its default. agave_config_init(cfg,
+ * name) passes sizeof *cfg as struct_size. AGAVE_ERR_INVALID_ARG for an unknown
+ * name or a struct_size that does not reach lambda (cfg is then untouched). */
+AGAVE_API agave_status agave_config_init_sized(agave_config *cfg, size_t struct_size,
+                                               const char *name);
+#define agave_config_init(cfg, name) agave_config_init_sized((cfg), sizeof *(cfg), (name))
+/* The names of the named configurations, index 0, 1, ...: "tiny", "fashion",
+ * "cifar-small", "cifar-paper"; NULL past the last. */
+AGAVE_API const char *agave_config_preset_name(int index);
+
+/* Sets one key from text. The text must be of the key's type (an integer, a
+ * finite number, or one of the key's words): AGAVE_ERR_INVALID_ARG otherwise.
+ * AGAVE_ERR_UNKNOWN_KEY when key is not a key, or names a field that cfg's
+ * struct_size does not reach. Ranges are checked by agave_config_validate and
+ * agave_model_create, which say what is wrong. cfg is unchanged on error. */
 AGAVE_API agave_status agave_config_set(agave_config *cfg, const char *key, const char *value);
-/* Checks every field; on failure writes a sentence into msg (if not NULL). */
+/* Writes the key's value in cfg into buf as text that agave_config_set reads
+ * back to the same value ("8", "0.002", "adamax"); a field past cfg's
+ * struct_size reads as its default. AGAVE_CONFIG_VALUE_MAX bytes always
+ * suffice. AGAVE_ERR_UNKNOWN_KEY, AGAVE_ERR_INVALID_ARG when len is too small
+ * (buf is then ""), AGAVE_ERR_CONFIG when cfg's struct_size is unusable. */
+#define AGAVE_CONFIG_VALUE_MAX 32
+AGAVE_API agave_status agave_config_get(const agave_config *cfg, const char *key, char *buf,
+                                        size_t len);
+/* Checks every key; on failure writes a sentence into msg (if not NULL), such
+ * as "F = 0: PixelCNN++ filters must be in 1..1024". */
 AGAVE_API agave_status agave_config_validate(const agave_config *cfg, char *msg, size_t len);
 
-/* The exact number of parameters (floats) of cfg's model, without building it;
- * the same as agave_model_param_count of the model. AGAVE_ERR_CONFIG if cfg
- * is invalid. */
-AGAVE_API agave_status agave_config_param_count(const agave_config *cfg, size_t *count);
+/* What a key holds. */
+typedef enum agave_key_type {
+    AGAVE_KEY_INT = 0,      /* an integer */
+    AGAVE_KEY_FLOAT = 1,    /* a finite real number */
+    AGAVE_KEY_CHOICE = 2    /* one of the words of choices (an enum in agave_config) */
+} agave_key_type;
+
+/* Key flags. ARCHITECTURE: shapes the network; fixed once a model exists, and a
+ * checkpoint's must match. TRAINING: agave_model_update_config may change it on
+ * an existing model. A key with neither (optimizer) is fixed but not part of
+ * the network's shape. */
+#define AGAVE_KEY_ARCHITECTURE 0x1u
+#define AGAVE_KEY_TRAINING 0x2u
+
+/* One key, described by agave_config_key_info. The strings are the library's,
+ * valid for as long as it is loaded. */
+typedef struct agave_config_key {
+    size_t struct_size;         /* set by the caller: sizeof(agave_config_key) */
+    const char *name;           /* "lr": what agave_config_set and _get take */
+    agave_key_type type;
+    unsigned flags;             /* AGAVE_KEY_ARCHITECTURE, AGAVE_KEY_TRAINING */
+    double min, max;            /* INT, FLOAT: values outside [min, max] are invalid (0 for CHOICE) */
+    const char *range;          /* the valid values in words: "a power of two in 2..256" */
+    const char *choices;        /* CHOICE: the words in enum order, "adamax|adam"; "" otherwise */
+    const char *default_value;  /* as text; NULL when the named configuration sets it */
+    const char *description;    /* "PixelCNN++ filters" */
+} agave_config_key;
+
+/* The keys, index 0 .. agave_config_key_count() - 1, in a fixed order (new
+ * keys are appended). agave_config_key_info fills info (the struct_size rule;
+ * AGAVE_ERR_INVALID_ARG for an index out of range); agave_config_key_index
+ * gives a name's index, -1 if it is not a key. */
+AGAVE_API int agave_config_key_count(void);
+AGAVE_API agave_status agave_config_key_info(int index, agave_config_key *info);
+AGAVE_API int agave_config_key_index(const char *name);
+
+/* 1 when a and b hold the same value for every key whose flags include all of
+ * `flags` (0: every key; AGAVE_KEY_ARCHITECTURE: the same network), 0 when
+ * they differ or either cannot be read (NULL, an unusable struct_size). */
+AGAVE_API int agave_config_equal(const agave_config *a, const agave_config *b, unsigned flags);
+
+/* "agave", "vae", "pixelcnn", "naive" (the words of the mode key); NULL for a
+ * value that is not a mode. */
+AGAVE_API const char *agave_mode_name(agave_mode mode);
+
+/* The exact number of parameter floats of cfg's model, without building it:
+ * agave_model_param_numel of the model. AGAVE_ERR_CONFIG if cfg is invalid. */
+AGAVE_API agave_status agave_config_param_numel(const agave_config *cfg, size_t *count);
 /* An estimate, from cfg alone, of the peak bytes of a training step at batch
  * `batch`: parameters, gradients, optimiser moments, the average (when ema > 0),
  * the step's activations with their gradients, and convolution scratch. Fitted
@@ -234,17 +308,25 @@ AGAVE_API agave_status agave_config_estimate_bytes(const agave_config *cfg, int 
 AGAVE_API agave_status agave_model_create(agave_context *ctx, const agave_config *cfg,
                                           agave_model **out);
 AGAVE_API void agave_model_free(agave_model *model);
-AGAVE_API agave_status agave_model_get_config(const agave_model *model, agave_config *cfg);
+/* Fills cfg with the model's configuration, as agave_config_init would;
+ * agave_model_get_config(model, cfg) passes sizeof *cfg as struct_size. */
+AGAVE_API agave_status agave_model_get_config_sized(const agave_model *model, agave_config *cfg,
+                                                    size_t struct_size);
+#define agave_model_get_config(model, cfg)                                                  \
+    agave_model_get_config_sized((model), (cfg), sizeof *(cfg))
 /* Changes the training settings of a model (e.g. after loading a checkpoint):
- * mode, lambda, dropout, lr, grad_clip, ema and max_bad_steps take cfg's values.
- * The architecture (C H W F R M Fv Rv Z T b s) and the optimizer kind must equal
- * the model's (AGAVE_ERR_CONFIG otherwise); cfg is validated first. Turning
- * averaging on starts a new average; turning it off discards it. */
+ * the keys flagged AGAVE_KEY_TRAINING (mode, lambda, dropout, lr, grad_clip,
+ * ema, max_bad_steps) take cfg's values; every other key must equal the
+ * model's (AGAVE_ERR_CONFIG otherwise); cfg is validated first. Turning
+ * averaging on starts a new average at the current parameters; turning it
+ * off discards it. */
 AGAVE_API agave_status agave_model_update_config(agave_model *model, const agave_config *cfg);
-AGAVE_API size_t agave_model_param_count(const agave_model *model);
-/* Parameter tensors, in checkpoint order with names such as "layer012.conv1.v"
- * and "aux_log_scale"; borrowed from the model (they require gradients). */
-AGAVE_API int agave_model_param_tensors(const agave_model *model);
+/* The number of parameter floats (the elements of all parameter tensors). */
+AGAVE_API size_t agave_model_param_numel(const agave_model *model);
+/* The number of parameter tensors, and tensor index (0 .. count - 1), in
+ * checkpoint order with names such as "layer012.conv1.v" and "aux_log_scale";
+ * borrowed from the model (they require gradients). */
+AGAVE_API int agave_model_param_tensor_count(const agave_model *model);
 AGAVE_API agave_status agave_model_param(agave_model *model, int index, const char **name,
                                          agave_tensor **param);
 /* Training steps applied so far, and steps rejected as non-finite, since the
@@ -254,6 +336,11 @@ AGAVE_API int64_t agave_model_rejected_count(const agave_model *model);
 
 /* Data-dependent initialisation from a first batch x (n,C,H,W) uint8. */
 AGAVE_API agave_status agave_model_init(agave_model *model, const uint8_t *x, int n);
+/* 1 once the model's weights are initialised: by agave_model_init, by the
+ * first training step (which initialises from its batch), or by loading a
+ * checkpoint of an initialised model; 0 otherwise (and for NULL).
+ * Evaluation, sampling and reconstruction need an initialised model. */
+AGAVE_API int agave_model_is_initialized(const agave_model *model);
 
 typedef struct agave_step_stats {
     size_t struct_size;       /* set by the caller: sizeof(agave_step_stats) */
@@ -268,8 +355,8 @@ typedef struct agave_step_stats {
     int rejected;             /* 1 if the step was not applied (non-finite) */
 } agave_step_stats;
 
-/* One training step on x (n,C,H,W) uint8: forward, the objective of MODEL.md
- * Eq. 7, backward, optimiser update, parameter averaging. Runs the
+/* One training step on x (n,C,H,W) uint8: forward, the objective of
+ * docs/model.md ("Objective and modes"), backward, optimiser update, parameter averaging. Runs the
  * data-dependent initialisation first if it has not run. A step whose loss or
  * gradient is not finite is rejected: parameters, optimiser state and the
  * step count stay untouched, stats->rejected is set and AGAVE_OK is returned
@@ -289,16 +376,16 @@ typedef struct agave_eval_stats {
     int iwae_samples;         /* K */
 } agave_eval_stats;
 
-/* Bounds on x (n,C,H,W) uint8, averaged over the n images, with the averaged
- * parameters when averaging is on. iwae_samples = K >= 1 importance samples
+/* Bounds on x (n,C,H,W) uint8, averaged over the n images, with the weights
+ * agave_model_weights names. iwae_samples = K >= 1 importance samples
  * (0 skips IWAE). In mode pixelcnn the bounds are the exact PixelCNN NLL. */
 AGAVE_API agave_status agave_model_evaluate(agave_model *model, const uint8_t *x, int n,
                                             int iwae_samples, agave_eval_stats *stats);
 
-/* Sampling, seeded: n images with z ~ p(z). fz receives f(z) as an image
- * (n,C,H/s,W/s) uint8 (the means mapped to 0..255), x the PixelCNN samples
- * (n,C,H,W). Either may be NULL. In mode vae x receives f(z) upsampled; in mode
- * pixelcnn fz is left untouched. */
+/* Sampling, seeded, with the weights agave_model_weights names: n images with
+ * z ~ p(z). fz receives f(z) as an image (n,C,H/s,W/s) uint8 (the means mapped
+ * to 0..255), x the PixelCNN samples (n,C,H,W). Either may be NULL. In mode
+ * vae x receives f(z) upsampled; in mode pixelcnn fz is left untouched. */
 AGAVE_API agave_status agave_model_sample(agave_model *model, int n, uint64_t seed,
                                           uint8_t *fz, uint8_t *x);
 /* Reconstructions: z ~ q(z|x_in), then as agave_model_sample. */
@@ -313,6 +400,31 @@ AGAVE_API agave_status agave_model_save(agave_model *model, const char *path);
  * configuration's architecture must match it (AGAVE_ERR_CONFIG otherwise). */
 AGAVE_API agave_status agave_model_load(agave_context *ctx, const char *path,
                                         const agave_config *expect, agave_model **out);
+
+/* ---- Weights: averaged or raw ------------------------------------------- */
+/* With averaging on (cfg.ema > 0) a model holds two sets of parameters: the
+ * raw ones the optimiser moves and their running average (docs/model.md: it
+ * starts at the initialised parameters; after t earlier updates each step
+ * applies avg <- d avg + (1 - d) params with d = min(ema, (1 + t) / (10 + t))).
+ * Evaluation, sampling and reconstruction use the chosen set; the default is
+ * the average whenever the model has one. Both sets are saved in
+ * checkpoints; the choice itself is not (a loaded model starts at the
+ * default). Training always moves the raw parameters. */
+typedef enum agave_weights {
+    AGAVE_WEIGHTS_AVERAGE = 0,   /* the averaged parameters (the default) */
+    AGAVE_WEIGHTS_RAW = 1        /* the parameters as the last step left them */
+} agave_weights;
+
+/* AGAVE_ERR_STATE for AGAVE_WEIGHTS_AVERAGE when the model has no average
+ * (agave_model_has_average is 0). */
+AGAVE_API agave_status agave_model_set_weights(agave_model *model, agave_weights weights);
+/* The set evaluation and sampling use now: AGAVE_WEIGHTS_AVERAGE only when it
+ * was chosen (or left at the default) and the model has an average; RAW for
+ * NULL. */
+AGAVE_API agave_weights agave_model_weights(const agave_model *model);
+/* 1 when the model holds averaged parameters: averaging is on and the model
+ * is initialised (or was loaded from a checkpoint that holds them); 0 for NULL. */
+AGAVE_API int agave_model_has_average(const agave_model *model);
 
 /* ---- Data sets ---------------------------------------------------------- */
 /* Images are uint8 values 0..255 in NCHW order: image i of a data set is the
@@ -430,17 +542,19 @@ AGAVE_API agave_status agave_marginal_baseline_bpd(agave_context *ctx, const uin
                                                    int width, double *bpd);
 
 /* ---- Image grids -------------------------------------------------------- */
-/* PNG image grids. Options start with their size; call agave_grid_options_init
- * first, then change fields. Passing NULL options means the defaults. */
+/* PNG image grids. Call agave_grid_options_init first, then change fields.
+ * Passing NULL options means the defaults. */
 typedef struct agave_grid_options {
-    size_t size;            /* sizeof(agave_grid_options), set by _init */
+    size_t struct_size;     /* sizeof(agave_grid_options), set by _init */
     int gap;                /* pixels between cells and around the border, 0..256; default 2 */
     int group_gap;          /* extra pixels between groups of a multi-set grid, 0..256; default 4 */
     int scale;              /* each image pixel becomes scale x scale, 1..64; default 1 */
     uint8_t background[3];  /* RGB of gaps and empty cells; default 255,255,255 (white) */
 } agave_grid_options;
 
-AGAVE_API void agave_grid_options_init(agave_grid_options *opt);
+/* agave_grid_options_init(opt) passes sizeof *opt as struct_size. */
+AGAVE_API void agave_grid_options_init_sized(agave_grid_options *opt, size_t struct_size);
+#define agave_grid_options_init(opt) agave_grid_options_init_sized((opt), sizeof *(opt))
 
 /* Writes n images (n,channels,height,width) uint8, channels 1 or 3, as a grid
  * of min(cols,n) columns and ceil(n/cols) rows, row-major, to a PNG at path.
@@ -783,7 +897,7 @@ AGAVE_API agave_status agave_image_quantize(const uint8_t *x, size_t count, int 
                                             uint8_t *level);
 
 /* ---- Losses on plain buffers -------------------------------------------- */
-/* Discretized logistic with `levels` bins (MODEL.md "Auxiliary image"):
+/* Discretized logistic with `levels` bins (docs/model.md, "The auxiliary image y"):
  * element-wise, y[i] in 0..255 is mapped to level k = floor(y*levels/256); level k
  * covers [k*c - 0.5, (k+1)*c - 0.5) on the 0..255 scale (c = 256/levels), edges
  * mapped by e/127.5 - 1, the lowest lower edge -inf and highest upper edge +inf;
@@ -794,7 +908,7 @@ AGAVE_API agave_status agave_dlogistic_logprob(const uint8_t *y, const float *me
                                                float *logp);
 
 /* Discretized mixture of logistics (PixelCNN++): x is (n,channels,height,width)
- * uint8, params (n,P,height,width) with MODEL.md's layout (P = 3*n_mix for
+ * uint8, params (n,P,height,width) in docs/model.md's layout (P = 3*n_mix for
  * channels 1, 10*n_mix for channels 3); logp receives n*height*width per-pixel
  * log-probabilities in nats (the sum over the pixel's channels). Invalid
  * arguments return a non-OK status and write nothing. */
@@ -854,7 +968,9 @@ AGAVE_API double agave_nats_to_bpd(double nll_nats, double dims);
 /* Every convolution is weight-normalised (w = g * v / ||v|| per output channel,
  * plus a bias) and initialised from data: the first forward of a new layer
  * sets g and bias so that its outputs on that batch have mean 0 and standard
- * deviation init_scale per channel (Salimans & Kingma 2016). v starts as
+ * deviation init_scale per channel (Salimans & Kingma 2016); a DECONV layer
+ * takes these statistics on its full output before the crop,
+ * (H*stride + KH - 1) x (W*stride + KW - 1). v starts as
  * N(0, 0.05^2) draws from the context's generator. */
 
 typedef enum agave_layer_kind {
@@ -897,7 +1013,12 @@ typedef struct agave_layer_options {
     int mask_reverse;        /* 1: degrees run backwards, deg(c) = D - 1 - (c mod D) */
 } agave_layer_options;
 
-AGAVE_API agave_status agave_layer_options_init(agave_layer_options *opt);
+/* agave_layer_options_init(opt) passes sizeof *opt as struct_size. */
+AGAVE_API agave_status agave_layer_options_init_sized(agave_layer_options *opt,
+                                                      size_t struct_size);
+#define agave_layer_options_init(opt) agave_layer_options_init_sized((opt), sizeof *(opt))
+
+/* A new layer on ctx (options validated: AGAVE_ERR_INVALID_ARG names the field). */
 AGAVE_API agave_status agave_layer_create(agave_context *ctx, agave_layer_kind kind,
                                           const agave_layer_options *opt, agave_layer **out);
 AGAVE_API void agave_layer_free(agave_layer *layer);
@@ -926,9 +1047,10 @@ AGAVE_API int agave_layer_initialized(const agave_layer *layer);
 /* Marks the layer initialised without a data pass (e.g. after loading weights). */
 AGAVE_API agave_status agave_layer_skip_init(agave_layer *layer);
 
-/* Parameters, depth-first with dotted names ("conv1.v", "conv1.g", "conv1.b").
- * The tensors are owned by the layer and require gradients. */
-AGAVE_API int agave_layer_param_count(const agave_layer *layer);
+/* The number of parameter tensors, and tensor index, depth-first with dotted
+ * names ("conv1.v", "conv1.g", "conv1.b"). The tensors are owned by the layer
+ * and require gradients. */
+AGAVE_API int agave_layer_param_tensor_count(const agave_layer *layer);
 AGAVE_API agave_status agave_layer_param(agave_layer *layer, int index, const char **name,
                                          agave_tensor **param);
 
@@ -989,7 +1111,7 @@ typedef agave_status (*agave_grad_reduce_fn)(float *buf, size_t n, void *user);
 
 /* Installs fn (NULL removes it). From then on every agave_model_train_step,
  * after its backward pass, packs into ONE buffer every parameter's gradient
- * (in checkpoint order: agave_model_param_count floats) followed by a few
+ * (in checkpoint order: agave_model_param_numel floats) followed by a few
  * floats of the step's loss sums, image count and a non-finite flag, calls
  * fn(buf, n, user) exactly once, and continues with the sums: the
  * non-finite check (a non-finite loss or gradient in any process rejects the
@@ -1006,6 +1128,30 @@ typedef agave_status (*agave_grad_reduce_fn)(float *buf, size_t n, void *user);
 AGAVE_API agave_status agave_model_set_grad_reducer(agave_model *model, agave_grad_reduce_fn fn,
                                                     void *user);
 #endif /* AGAVE_EXPERIMENTAL */
+
+/* ---- Compatibility ------------------------------------------------------ */
+/* Functions kept so that programs built against an earlier agave.h still
+ * link. 0.1's header declared these four as functions (now they are macros
+ * that pass sizeof): they fill the fields 0.1's structs had. */
+AGAVE_DEPRECATED(agave_config_init_sized)
+AGAVE_API agave_status (agave_config_init)(agave_config *cfg, const char *name);
+AGAVE_DEPRECATED(agave_layer_options_init_sized)
+AGAVE_API agave_status (agave_layer_options_init)(agave_layer_options *opt);
+AGAVE_DEPRECATED(agave_grid_options_init_sized)
+AGAVE_API void (agave_grid_options_init)(agave_grid_options *opt);
+AGAVE_DEPRECATED(agave_model_get_config_sized)
+AGAVE_API agave_status (agave_model_get_config)(const agave_model *model, agave_config *cfg);
+
+/* The names before 1.0 of the parameter counts, which did not say what they
+ * count: floats for the model and the configuration, tensors for the layer. */
+AGAVE_DEPRECATED(agave_model_param_numel)
+AGAVE_API size_t agave_model_param_count(const agave_model *model);
+AGAVE_DEPRECATED(agave_model_param_tensor_count)
+AGAVE_API int agave_model_param_tensors(const agave_model *model);
+AGAVE_DEPRECATED(agave_layer_param_tensor_count)
+AGAVE_API int agave_layer_param_count(const agave_layer *layer);
+AGAVE_DEPRECATED(agave_config_param_numel)
+AGAVE_API agave_status agave_config_param_count(const agave_config *cfg, size_t *count);
 
 #ifdef __cplusplus
 }

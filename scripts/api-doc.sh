@@ -45,7 +45,7 @@ state == "decl" { decl = decl $0 "\n"
     if (($0 ~ /;/ && depth(decl) == 0) || $0 ~ /^#define/) state = "after_decl"; next }
 /^\/\*/ { if (state == "after_decl" || state == "after_comment") flush_block()
     comment = $0 "\n"; state = ($0 ~ /\*\//) ? "after_comment" : "comment"; next }
-/^(AGAVE_API|typedef|#define AGAVE_)/ { decl = decl $0 "\n"
+/^(AGAVE_API|AGAVE_DEPRECATED|typedef|#define AGAVE_|#define agave_)/ { decl = decl $0 "\n"
     state = (($0 ~ /;/ && depth(decl) == 0) || $0 ~ /^#define/) ? "after_decl" : "decl"; next }
 /^[ \t]*$/ { if (state == "after_comment" || state == "after_decl") flush_block(); state = "out"; next }
 END { flush_block() }

@@ -76,8 +76,8 @@ check_help() { # program option...
 }
 check_help "$train" --config --set --data --steps --minutes --batch --seed --out --resume \
     --threads --checkpoint-every --log-every 'default: 16' 'default: 1000'
-check_help "$evaluate" --checkpoint --data --samples --limit --json 'default: 150'
-check_help "$sample" --checkpoint --count --seed --reconstruct --data --out 'default: 16'
+check_help "$evaluate" --checkpoint --data --samples --limit --json --weights 'default: 150'
+check_help "$sample" --checkpoint --count --seed --reconstruct --data --out --weights 'default: 16'
 echo "programs: --help of the three programs lists the interface and its defaults"
 
 # ---- error exits -----------------------------------------------------------------------
@@ -189,6 +189,35 @@ is_png "$tmp/recon.png" || fail "agave-sample --reconstruct did not write a PNG"
 ls -a "$tmp" | grep -q '\.tmp' && fail "a temporary file was left next to the PNGs"
 echo "programs: agave-sample wrote sample and reconstruction PNGs"
 
+# --weights: the default is the average (the same figures as --weights average),
+# the raw parameters give others with the same z draws, in agave-eval and
+# agave-sample; "average" on a checkpoint trained with ema=0 is refused.
+for w in default average raw; do
+    opt=""
+    [ "$w" = default ] || opt="--weights $w"
+    # shellcheck disable=SC2086
+    "$evaluate" --checkpoint "$run/model.ckpt" --data "$data" --samples 0 --json $opt $t1 \
+        >"$tmp/eval-$w.json" 2>"$tmp/eval-$w.err" || fail "agave-eval $opt exits with $?"
+    # shellcheck disable=SC2086
+    "$sample" --checkpoint "$run/model.ckpt" --count 2 --out "$tmp/sample-$w.png" $opt $t1 \
+        >/dev/null 2>&1 || fail "agave-sample $opt exits with $?"
+done
+cmp -s "$tmp/eval-default.json" "$tmp/eval-average.json" && ! cmp -s "$tmp/eval-default.json" \
+    "$tmp/eval-raw.json" || fail "agave-eval --weights: default $(cat "$tmp/eval-default.json") \
+average $(cat "$tmp/eval-average.json") raw $(cat "$tmp/eval-raw.json")"
+grep -q 'average weights' "$tmp/eval-default.err" && grep -q 'raw weights' "$tmp/eval-raw.err" ||
+    fail "agave-eval does not say which weights it uses: $(cat "$tmp/eval-default.err")"
+cmp -s "$tmp/sample-default.png" "$tmp/sample-average.png" && ! cmp -s "$tmp/sample-default.png" \
+    "$tmp/sample-raw.png" || fail "agave-sample --weights: the PNGs do not follow the choice"
+# shellcheck disable=SC2086
+"$train" --config tiny --set ema=0 --data "$data" --steps 1 --out "$tmp/noavg" $t1 \
+    >/dev/null 2>&1 || fail "agave-train --set ema=0 exits with $?"
+expect_error "no averaged parameters" "$evaluate" --checkpoint "$tmp/noavg/model.ckpt" \
+    --data "$data" --weights average
+expect_error "expected average or raw" "$sample" --checkpoint "$run/model.ckpt" \
+    --out "$tmp/x.png" --weights mean
+echo "programs: --weights average (the default) and raw choose the parameters of agave-eval and agave-sample"
+
 # Broken checkpoints: truncated, damaged (one byte changed: CRC), not a checkpoint.
 head -c 2000 "$run/model.ckpt" >"$tmp/truncated.ckpt"
 cp "$run/model.ckpt" "$tmp/damaged.ckpt"
@@ -203,6 +232,43 @@ expect_error "architecture" "$train" --data "$data" --out "$run" --resume --set 
 expect_error "already exists" "$train" --config tiny --data "$data" --out "$run"
 [ -e "$tmp/x.png" ] && fail "a failed agave-sample wrote its PNG"
 echo "programs: broken checkpoints and conflicting resumes are refused (exit 2, one line)"
+
+# Files that are not regular files. A FIFO would make open() wait for a writer
+# for ever (timeout turns that into a failure); a symbolic link planted in a
+# run directory would redirect the run's reads and appends (train.csv's rows
+# to the link's target). Each is refused with one line naming what it is.
+mkfifo "$tmp/fifo"
+expect_error "is a FIFO" timeout -k 5 60 "$evaluate" --checkpoint "$tmp/fifo" --data "$data"
+expect_error "is a FIFO" timeout -k 5 60 "$sample" --checkpoint "$tmp/fifo" --out "$tmp/x.png"
+expect_error "is a directory" "$evaluate" --checkpoint "$data" --data "$data"
+expect_error "$tmp/fifo" timeout -k 5 60 "$train" --config tiny --data "$tmp/fifo" --out "$out"
+mkdir "$tmp/fifo-data"
+mkfifo "$tmp/fifo-data/train-images-idx3-ubyte"
+expect_error "not a regular file" timeout -k 5 60 "$train" --config tiny --data "$tmp/fifo-data" \
+    --out "$out"
+for f in model.ckpt train.state train.csv; do
+    for kind in fifo link; do
+        rm -rf "$tmp/odd"
+        cp -R "$run" "$tmp/odd"
+        rm "$tmp/odd/$f"
+        if [ $kind = fifo ]; then
+            mkfifo "$tmp/odd/$f"
+            want="is a FIFO"
+        else
+            cp "$run/$f" "$tmp/victim.$f"
+            ln -s "$tmp/victim.$f" "$tmp/odd/$f"
+            want="symbolic link"
+        fi
+        # shellcheck disable=SC2086
+        expect_error "$want" timeout -k 5 60 "$train" --data "$data" --out "$tmp/odd" --resume \
+            --steps 8 $t1
+        if [ $kind = link ]; then
+            cmp -s "$run/$f" "$tmp/victim.$f" || fail "--resume changed the target of a link $f"
+        fi
+    done
+done
+[ -e "$tmp/x.png" ] && fail "a failed agave-sample wrote its PNG"
+echo "programs: FIFOs, directories and links in place of files are refused (exit 2, one line)"
 
 # Resume: 3 steps, then --resume to 6, must log exactly what 6 straight steps logged.
 half=$tmp/half

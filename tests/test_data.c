@@ -974,7 +974,7 @@ static void test_grid_errors(void **state)
                                             &opt),
                      AGAVE_ERR_LIMIT);
     free(wide);
-    opt.size = 4;   /* not initialised */
+    opt.struct_size = 4;   /* not initialised */
     assert_int_equal(agave_image_grid_write(g_ctx, tmp_path("x.png"), img, 1, 1, 4, 4, 1, &opt),
                      AGAVE_ERR_INVALID_ARG);
     assert_int_equal(access(tmp_path("x.png"), F_OK), -1);

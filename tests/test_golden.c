@@ -161,7 +161,7 @@ static flat average_state(const agave_model *m)
 static uint64_t params_hash(agave_model *m)
 {
     uint64_t h = FNV_START;
-    for (int i = 0; i < agave_model_param_tensors(m); i++) {
+    for (int i = 0; i < agave_model_param_tensor_count(m); i++) {
         agave_tensor *t;
         assert_int_equal(agave_model_param(m, i, NULL, &t), AGAVE_OK);
         h = fnv(h, agave_tensor_data(t), agave_tensor_numel(t));
@@ -171,7 +171,7 @@ static uint64_t params_hash(agave_model *m)
 
 static void tensor_lines(text *out, const char *name, agave_model *m)
 {
-    for (int i = 0; i < agave_model_param_tensors(m); i++) {
+    for (int i = 0; i < agave_model_param_tensor_count(m); i++) {
         agave_tensor *t;
         const char *pname;
         assert_int_equal(agave_model_param(m, i, &pname, &t), AGAVE_OK);

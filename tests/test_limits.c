@@ -25,7 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <malloc.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -86,7 +89,7 @@ static void test_absurd_configurations(void **state)
 {
     (void)state;
     static const struct { const char *key, *value, *says; } absurd[] = {
-        {"H", "1000000", "H x W"},  {"W", "1000000", "H x W"},   {"F", "1000000", "filters"},
+        {"H", "1000000", "height"},  {"W", "1000000", "width"},   {"F", "1000000", "filters"},
         {"Fv", "1000000", "filters"}, {"R", "1000", "residual"}, {"M", "1000000", "mixture"},
         {"Z", "1000000000", "latent"}, {"T", "1000", "IAF"},     {"b", "1024", "colour"},
         {"s", "8", "pooling"},
@@ -336,11 +339,11 @@ static void test_param_bound_below_count(void **state)
         agave_model *m;
         assert_int_equal(agave_model_create(g_ctx, &cfg, &m), AGAVE_OK);
         uint64_t bound = checkpoint_min_param_floats(&cfg);
-        uint64_t count = agave_model_param_count(m);
+        uint64_t count = agave_model_param_numel(m);
         size_t counted = 0;   /* from the configuration alone: exact */
-        assert_int_equal(agave_config_param_count(&cfg, &counted), AGAVE_OK);
+        assert_int_equal(agave_config_param_numel(&cfg, &counted), AGAVE_OK);
         if (counted != count)
-            fail_msg("trial %d: agave_config_param_count %zu, the model has %llu", trial,
+            fail_msg("trial %d: agave_config_param_numel %zu, the model has %llu", trial,
                      counted, (unsigned long long)count);
         if (bound > count)
             fail_msg("trial %d: bound %llu > %llu parameters (F %d R %d Fv %d Rv %d Z %d T %d "
@@ -357,9 +360,9 @@ static void test_param_bound_below_count(void **state)
         assert_int_equal(agave_config_init(&cfg, named[i]), AGAVE_OK);
         agave_model *m;
         assert_int_equal(agave_model_create(g_ctx, &cfg, &m), AGAVE_OK);
-        uint64_t bound = checkpoint_min_param_floats(&cfg), count = agave_model_param_count(m);
+        uint64_t bound = checkpoint_min_param_floats(&cfg), count = agave_model_param_numel(m);
         size_t counted = 0;
-        assert_int_equal(agave_config_param_count(&cfg, &counted), AGAVE_OK);
+        assert_int_equal(agave_config_param_numel(&cfg, &counted), AGAVE_OK);
         assert_int_equal(counted, count);
         assert_true(bound <= count);
         assert_true(2 * bound >= count);
@@ -388,7 +391,7 @@ static double measured_step_bytes(agave_context *ctx, const agave_config *cfg, i
     double scratch = 0;
     for (int i = 0; i < SCRATCH_SLOTS; i++)
         scratch += (double)ctx->scratch[i].bytes;
-    double persistent = 4.0 * (double)agave_model_param_count(m) * (cfg->ema > 0 ? 6 : 4);
+    double persistent = 4.0 * (double)agave_model_param_numel(m) * (cfg->ema > 0 ? 6 : 4);
     double total = (double)agave_context_arena_peak(ctx) + scratch + persistent;
     agave_model_free(m);
     free(x);
@@ -492,7 +495,7 @@ static void test_memory_limit_refuses(void **state)
     assert_int_equal(agave_config_estimate_bytes(&cfg, 0, &n), AGAVE_ERR_INVALID_ARG);
     assert_int_equal(agave_config_estimate_bytes(NULL, 1, &n), AGAVE_ERR_NULL);
     cfg.H = 6;
-    assert_int_equal(agave_config_param_count(&cfg, &n), AGAVE_ERR_CONFIG);
+    assert_int_equal(agave_config_param_numel(&cfg, &n), AGAVE_ERR_CONFIG);
     agave_context_free(ctx);
 }
 
@@ -626,8 +629,180 @@ static void test_allocation_failure_is_nomem(void **state)
         fail_msg("child check %d failed (its stderr says which)", WEXITSTATUS(status));
 }
 
-int main(void)
+/* ---- a large file is judged by its header ---------------------------------------- */
+
+/* A sparse 1 GiB file (no disk space used) whose first 24 bytes are the
+ * header: magic, version, flags, payload length. */
+static void sparse_file(const char *path, const char *magic, uint64_t payload)
 {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    uint8_t head[24] = {0};
+    uint32_t version = 1;
+    memcpy(head, magic, 8);
+    memcpy(head + 8, &version, 4);
+    memcpy(head + 16, &payload, 8);
+    assert_int_equal(write(fd, head, sizeof head), (ssize_t)sizeof head);
+    assert_int_equal(ftruncate(fd, (off_t)1 << 30), 0);
+    close(fd);
+}
+
+/* In a child with 64 MiB of address space to spare: the loader reads the
+ * header before the whole file, so a gigabyte that is not a checkpoint, or
+ * whose header promises another length, is refused for what it is instead
+ * of costing a gigabyte of memory first (which here would be
+ * AGAVE_ERR_NOMEM); one whose header is right is refused with
+ * AGAVE_ERR_NOMEM and a message saying how large it is. */
+static void header_child(const char *dir)
+{
+    agave_context *ctx;
+    if (agave_context_create(&ctx, 1) != AGAVE_OK)
+        _exit(10);
+    char path[3][96];
+    for (int i = 0; i < 3; i++)
+        snprintf(path[i], sizeof path[i], "%s/big%d.ckpt", dir, i);
+    uint64_t whole = ((uint64_t)1 << 30) - 28;
+    sparse_file(path[0], "GIGABYTE", whole);
+    sparse_file(path[1], "AGAVECKP", whole - 1);
+    sparse_file(path[2], "AGAVECKP", whole);
+    struct rlimit rl;
+    getrlimit(RLIMIT_AS, &rl);
+    struct rlimit low = rl;
+    low.rlim_cur = (rlim_t)(vm_size_kib() + 64 * 1024) * 1024;
+    CHILD_EXPECT(11, setrlimit(RLIMIT_AS, &low) == 0);
+    agave_model *m = NULL;
+    CHILD_EXPECT(12, agave_model_load(ctx, path[0], NULL, &m) == AGAVE_ERR_FORMAT && !m);
+    CHILD_EXPECT(13, strstr(agave_context_last_error(ctx), "not a libagave checkpoint"));
+    CHILD_EXPECT(14, agave_model_load(ctx, path[1], NULL, &m) == AGAVE_ERR_FORMAT && !m);
+    CHILD_EXPECT(15, strstr(agave_context_last_error(ctx), "header promises"));
+    CHILD_EXPECT(16, agave_model_load(ctx, path[2], NULL, &m) == AGAVE_ERR_NOMEM && !m);
+    CHILD_EXPECT(17, strstr(agave_context_last_error(ctx), "1073741824 bytes"));
+    setrlimit(RLIMIT_AS, &rl);
+    for (int i = 0; i < 3; i++)
+        unlink(path[i]);
+    agave_context_free(ctx);
+    exit(0);
+}
+
+static void test_checkpoint_header_read_first(void **state)
+{
+    (void)state;
+    const char *vg = getenv("AGAVE_UNDER_VALGRIND");
+    if (vg && *vg == '1')
+        skip();
+    char dir[] = "/tmp/agave-test-header-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        header_child(dir);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    rmdir(dir);
+    if (WIFSIGNALED(status))
+        fail_msg("the child died of signal %d", WTERMSIG(status));
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("child check %d failed (its stderr says which)", WEXITSTATUS(status));
+}
+
+/* ---- a PNG grid under an address-space limit ----------------------------------- */
+
+/* In a new process (this program run again with --grid-child: a forked
+ * child would inherit the heap's free blocks, which serve allocations
+ * whatever the limit): writes a 512x512 RGB grid of incompressible pixels
+ * (about 0.8 MB for each of the canvas, stb's filtered copy, the zlib
+ * stream and the PNG) under limits from what is mapped now upwards, in
+ * 64 KiB steps until three calls in a row succeed, so that each allocation
+ * of the encoder fails in turn. Every call must return AGAVE_OK or
+ * AGAVE_ERR_NOMEM with a message naming the file, and a failed call must
+ * leave the previous picture as it was. */
+static void grid_child(const char *path)
+{
+    agave_context *ctx;
+    if (agave_context_create(&ctx, 1) != AGAVE_OK)
+        _exit(10);
+    /* A fixed threshold: glibc would otherwise raise it to the first freed
+     * block's size and serve the next calls from memory it already has. */
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+    enum { SIDE = 512 };
+    uint8_t *img = malloc((size_t)3 * SIDE * SIDE);
+    CHILD_EXPECT(11, img != NULL);
+    uint32_t r = 12345;
+    for (size_t i = 0; i < (size_t)3 * SIDE * SIDE; i++) {
+        r = r * 1664525u + 1013904223u;
+        img[i] = (uint8_t)(r >> 24);
+    }
+    agave_grid_options opt;
+    agave_grid_options_init(&opt);
+    opt.gap = 0;
+    agave_status first = agave_image_grid_write(ctx, path, img, 1, 3, SIDE, SIDE, 1, &opt);
+    CHILD_EXPECT(12, first == AGAVE_OK);
+    struct stat before;
+    CHILD_EXPECT(13, stat(path, &before) == 0);
+    struct rlimit rl;
+    getrlimit(RLIMIT_AS, &rl);
+    int ok = 0, nomem = 0, ok_in_a_row = 0;
+    for (int k = 0; k <= 96 && ok_in_a_row < 3; k++) {
+        struct rlimit low = rl;
+        low.rlim_cur = (rlim_t)vm_size_kib() * 1024 + (rlim_t)k * 64 * 1024;
+        CHILD_EXPECT(14, setrlimit(RLIMIT_AS, &low) == 0);
+        img[0] = (uint8_t)k;   /* a new picture each time */
+        agave_status st = agave_image_grid_write(ctx, path, img, 1, 3, SIDE, SIDE, 1, &opt);
+        setrlimit(RLIMIT_AS, &rl);
+        CHILD_EXPECT(15, st == AGAVE_OK || st == AGAVE_ERR_NOMEM);
+        struct stat now;
+        CHILD_EXPECT(16, stat(path, &now) == 0);
+        if (st == AGAVE_OK) {
+            ok++, ok_in_a_row++;
+            before = now;
+            continue;
+        }
+        nomem++, ok_in_a_row = 0;
+        CHILD_EXPECT(17, strstr(agave_context_last_error(ctx), path) != NULL);
+        CHILD_EXPECT(18, now.st_ino == before.st_ino && now.st_size == before.st_size);
+    }
+    fprintf(stderr, "grid under a memory limit: %d written, %d out of memory\n", ok, nomem);
+    CHILD_EXPECT(19, ok > 0 && nomem > 0);   /* the sweep crossed the encoder's needs */
+    free(img);
+    agave_context_free(ctx);
+    exit(0);
+}
+
+static void test_grid_out_of_memory_is_an_error(void **state)
+{
+    (void)state;
+    const char *vg = getenv("AGAVE_UNDER_VALGRIND");
+    if (vg && *vg == '1')
+        skip();
+    char dir[] = "/tmp/agave-test-grid-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/grid.png", dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_limits", "--grid-child", path, (char *)NULL);
+        _exit(9);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    unlink(path);
+    rmdir(dir);
+    if (WIFSIGNALED(status))
+        fail_msg("the child died of signal %d writing a PNG under a memory limit",
+                 WTERMSIG(status));
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("child check %d failed (its stderr says which)", WEXITSTATUS(status));
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--grid-child") == 0)
+        grid_child(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_absurd_configurations),
         cmocka_unit_test(test_absurd_counts),
@@ -639,6 +814,8 @@ int main(void)
         cmocka_unit_test(test_estimate_bounds_measured_peak),
         cmocka_unit_test(test_memory_limit_refuses),
         cmocka_unit_test(test_allocation_failure_is_nomem),
+        cmocka_unit_test(test_grid_out_of_memory_is_an_error),
+        cmocka_unit_test(test_checkpoint_header_read_first),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

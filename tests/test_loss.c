@@ -99,8 +99,8 @@ static double chi_square_bound(int df) { return df + 6 * sqrt(2.0 * df); }
 
 /* ======================================================================== */
 /* An independent double-precision mixture of logistics, written from        */
-/* MODEL.md and openai/pixel-cnn's discretized_mix_logistic_loss as stated:  */
-/* sigmoid differences taken directly, the branch order of pixel-cnn.        */
+/* docs/model.md and openai/pixel-cnn's discretized_mix_logistic_loss as     */
+/* stated: sigmoid differences taken directly, the branch order of pixel-cnn.*/
 /* ======================================================================== */
 
 static double ref_softplus(double v) { return fmax(v, 0) + log1p(exp(-fabs(v))); }
@@ -703,6 +703,63 @@ static void test_dmol_sample_sharp_component(void **state)
     agave_context_free(ctx);
 }
 
+/* Network scale to pixels, by hand: x~ = v/127.5 - 1 maps back to v; a
+ * value 0.49 of a level above v still rounds to v, 0.51 to v + 1; the edges
+ * clip; NaN is 0, infinities and values beyond the double range clip. */
+static void test_net_to_pixel(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 256; v++) {
+        assert_int_equal(loss_net_to_pixel(loss_pixel_to_net(v)), v);
+        assert_int_equal(loss_net_to_pixel((v + 0.49) / 127.5 - 1), v);
+        assert_int_equal(loss_net_to_pixel((v - 0.49) / 127.5 - 1), v);
+        if (v < 255)
+            assert_int_equal(loss_net_to_pixel((v + 0.51) / 127.5 - 1), v + 1);
+    }
+    assert_int_equal(loss_net_to_pixel(0.0), 128);   /* 127.5: halves up */
+    assert_int_equal(loss_net_to_pixel(-1.0 - 0.6 / 127.5), 0);
+    assert_int_equal(loss_net_to_pixel(1.0 + 0.6 / 127.5), 255);
+    assert_int_equal(loss_net_to_pixel(-3.0), 0);
+    assert_int_equal(loss_net_to_pixel(3.0), 255);
+    assert_int_equal(loss_net_to_pixel(1e300), 255);
+    assert_int_equal(loss_net_to_pixel(-1e300), 0);
+    assert_int_equal(loss_net_to_pixel(DBL_MAX), 255);   /* (v + 1) * 127.5 overflows */
+    assert_int_equal(loss_net_to_pixel(-DBL_MAX), 0);
+    assert_int_equal(loss_net_to_pixel(INFINITY), 255);
+    assert_int_equal(loss_net_to_pixel(-INFINITY), 0);
+    assert_int_equal(loss_net_to_pixel(NAN), 0);
+    assert_int_equal(loss_net_to_pixel(-NAN), 0);
+}
+
+/* Sampling from non-finite mixture parameters gives defined pixels: a NaN
+ * mean 0, an infinite one the edge it points to (the conversion to uint8_t
+ * would be undefined behaviour: make sanitize reports it). */
+static void test_dmol_sample_non_finite(void **state)
+{
+    (void)state;
+    enum { M = 1, P = 10 * M, HW = 16 };
+    float one[P] = {0};
+    one[M + 0] = NAN;        /* R */
+    one[M + 3 * M] = INFINITY;   /* G */
+    one[M + 6 * M] = -INFINITY;  /* B */
+    float *params = replicate(one, P, HW);
+    uint8_t x[3 * HW];
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
+    assert_int_equal(agave_dmol_sample(ctx, params, 1, 3, 4, 4, M, x), AGAVE_OK);
+    for (int i = 0; i < HW; i++)
+        assert_true(x[i] == 0 && x[HW + i] == 255 && x[2 * HW + i] == 0);
+    for (int k = 0; k < P; k++)
+        one[k] = NAN;
+    free(params);
+    params = replicate(one, P, HW);
+    assert_int_equal(agave_dmol_sample(ctx, params, 1, 3, 4, 4, M, x), AGAVE_OK);
+    for (int i = 0; i < 3 * HW; i++)
+        assert_int_equal(x[i], 0);
+    free(params);
+    agave_context_free(ctx);
+}
+
 /* C = 1, three components (one near each edge, so 0 and 255 carry mass): the
  * histogram of 100,000 draws against exp(log p) of all 256 values. */
 static void test_dmol_sample_histogram_c1(void **state)
@@ -1183,6 +1240,8 @@ int main(void)
         cmocka_unit_test(test_dmol_prepared_matches_pixel_kernel),
         cmocka_unit_test(test_dmol_nll_matches_logprob),
         cmocka_unit_test(test_dmol_sample_sharp_component),
+        cmocka_unit_test(test_net_to_pixel),
+        cmocka_unit_test(test_dmol_sample_non_finite),
         cmocka_unit_test(test_dmol_sample_histogram_c1),
         cmocka_unit_test(test_dmol_sample_histogram_c3),
         cmocka_unit_test(test_gaussian_known_values),

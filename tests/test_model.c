@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -154,14 +155,16 @@ static double model_loss_value(agave_model *m, const uint8_t *x, int n, int reco
 
 /* For every layer (and the auxiliary log-scales): a directional derivative
  * along a random direction over up to 64 entries of each of its tensors, each
- * step +-(RMS of the tensor), by central differences with eps = 1e-3 (so a
- * parameter moves by 0.1% of its scale), against the analytic gradient's dot
+ * step +-(RMS of the tensor), by central differences with eps = 3e-3 (so a
+ * parameter moves by 0.3% of its scale), against the analytic gradient's dot
  * product. The per-image losses are float sums of ~10^2..10^3 nats (ulp
- * ~1e-4), i.e. ~0.05 of noise after dividing by 2 eps; we require agreement
- * within 0.05 + 2%. The result holds for eps from 1e-2 to 1e-3, while a
+ * ~1e-4), i.e. ~0.02 of noise after dividing by 2 eps; we require agreement
+ * within 0.05 + 2%. The result holds for eps from 1e-2 to 2e-3 (at 1e-3 the
+ * IAF context conv, whose directional derivative is small since the forget
+ * bias, sees 0.11 of rounding noise), while a
  * missing term or a wrong factor in any backward moves a layer's dot product
- * by far more (doubling sum_items' backward, used by the IAF, fails 7 and 8
- * layers of the two T = 1 configurations). */
+ * by far more (doubling sum_items' backward, used by the IAF, fails 5 layers
+ * of the naive T = 1 configuration). */
 static void whole_model_gradcheck(agave_config cfg)
 {
     agave_context *ctx;
@@ -185,7 +188,7 @@ static void whole_model_gradcheck(agave_config cfg)
     test_rng_seed(5);
     for (int l = 0; l <= m->n_layers; l++) {
         int count = l < m->n_layers ? m->layers[l]->n_params : 1;
-        const double eps = 1e-3;
+        const double eps = 3e-3;
         /* direction: +-1 on up to 64 sampled entries of each tensor of this layer */
         double dot = 0;
         float **dir = calloc((size_t)count, sizeof *dir);
@@ -609,7 +612,7 @@ static void test_checkpoint_round_trip(void **state)
     agave_model_get_config(m, &cfg);
     assert_int_equal(agave_model_load(ctx, path, &cfg, &back), AGAVE_OK);
     assert_int_equal(agave_model_step_count(back), 3);
-    assert_int_equal(agave_model_param_count(back), agave_model_param_count(m));
+    assert_int_equal(agave_model_param_numel(back), agave_model_param_numel(m));
     uint8_t *x = random_images(2, 3, 6);
     agave_eval_stats a = {sizeof a, 0, 0, 0, 0, 0, 0, 0}, b = {sizeof b, 0, 0, 0, 0, 0, 0, 0};
     agave_context_seed(ctx, 17);
@@ -688,10 +691,11 @@ static void test_checkpoint_refuses_damage(void **state)
     spill(bad, p, len);
     expect_refused(ctx, bad, NULL, AGAVE_ERR_FORMAT, "not a libagave checkpoint");
     p[0] = 'A';
+    unsigned char version = p[8];
     p[8] = 99;                                                /* future version */
     spill(bad, p, len);
     expect_refused(ctx, bad, NULL, AGAVE_ERR_VERSION, "version 99");
-    p[8] = 1;
+    p[8] = version;
     spill(bad, p, len);                                       /* intact again */
     agave_model *back = NULL;
     assert_int_equal(agave_model_load(ctx, bad, NULL, &back), AGAVE_OK);
@@ -702,6 +706,81 @@ static void test_checkpoint_refuses_damage(void **state)
     path_in_tmp(bad, sizeof bad, "missing.ckpt");
     expect_refused(ctx, bad, NULL, AGAVE_ERR_IO, "cannot open");
     free(p);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
+/* A directory, a FIFO (open() would wait for a writer for ever: the alarm
+ * turns a hang into a failure) and a device are refused with what they are;
+ * a symbolic link to a checkpoint is an ordinary way to name one and loads. */
+static void test_checkpoint_must_be_a_regular_file(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 1), AGAVE_OK);
+    char dir[128], fifo[128], good[128], link[128];
+    path_in_tmp(dir, sizeof dir, "dir.ckpt");
+    path_in_tmp(fifo, sizeof fifo, "fifo.ckpt");
+    path_in_tmp(good, sizeof good, "regular.ckpt");
+    path_in_tmp(link, sizeof link, "link.ckpt");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    alarm(20);
+    expect_refused(ctx, dir, NULL, AGAVE_ERR_IO, "is a directory");
+    expect_refused(ctx, fifo, NULL, AGAVE_ERR_IO, "is a FIFO");
+    expect_refused(ctx, "/dev/zero", NULL, AGAVE_ERR_IO, "is a character device");
+    alarm(0);
+    agave_model *m = trained_tiny(ctx, 1, 0, 1), *back = NULL;
+    assert_int_equal(agave_model_save(m, good), AGAVE_OK);
+    assert_int_equal(symlink(good, link), 0);
+    assert_int_equal(agave_model_load(ctx, link, NULL, &back), AGAVE_OK);
+    agave_model_free(back);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
+/* A checkpoint whose CRC is right but whose numbers are not finite (a run
+ * that diverged, a file edited by hand) is refused at load, naming the
+ * part: a parameter, either optimiser moment (the second never negative),
+ * the average. Each case saves the trained model with one value changed. */
+static void test_checkpoint_refuses_non_finite(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 1), AGAVE_OK);
+    agave_model *m = trained_tiny(ctx, 1, 0, 2);
+    assert_non_null(m->opt->m);
+    assert_non_null(m->ema.avg);
+    char bad[128];
+    path_in_tmp(bad, sizeof bad, "non-finite.ckpt");
+    struct {
+        float *at;
+        float value;
+        const char *says;
+    } cases[] = {
+        {&m->params[0]->data[0], NAN, m->param_names[0]},
+        {&m->params[m->n_params - 1]->data[m->params[m->n_params - 1]->numel - 1], INFINITY,
+         m->param_names[m->n_params - 1]},
+        {&m->params[1]->data[0], -INFINITY, m->param_names[1]},
+        {&m->opt->m[m->opt->total / 2], NAN, "first moment"},
+        {&m->opt->u[3], INFINITY, "second moment"},
+        {&m->opt->u[m->opt->total - 1], -0.5f, "second moment"},
+        {&m->ema.avg[m->ema.total / 3], NAN, "average"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        float saved = *cases[k].at;
+        *cases[k].at = cases[k].value;
+        assert_int_equal(agave_model_save(m, bad), AGAVE_OK);
+        *cases[k].at = saved;
+        expect_refused(ctx, bad, NULL, AGAVE_ERR_FORMAT, cases[k].says);
+        assert_non_null(strstr(agave_context_last_error(ctx),
+                               cases[k].value < 0 && isfinite(cases[k].value) ? "negative"
+                                                                                : "non-finite"));
+    }
+    assert_int_equal(agave_model_save(m, bad), AGAVE_OK);   /* the values restored: it loads */
+    agave_model *back = NULL;
+    assert_int_equal(agave_model_load(ctx, bad, NULL, &back), AGAVE_OK);
+    agave_model_free(back);
     agave_model_free(m);
     agave_context_free(ctx);
 }
@@ -865,6 +944,8 @@ int main(void)
         cmocka_unit_test(test_lambda_scales_only_kl),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_checkpoint_refuses_damage),
+        cmocka_unit_test(test_checkpoint_refuses_non_finite),
+        cmocka_unit_test(test_checkpoint_must_be_a_regular_file),
         cmocka_unit_test(test_interrupted_save_keeps_previous),
         cmocka_unit_test(test_resume_continues_the_same_run),
         cmocka_unit_test(test_sampling_is_seeded),

@@ -60,10 +60,10 @@ static void make_images(uint8_t *x, int n, unsigned seed)
 /* All parameters of a model, concatenated (malloc'ed). */
 static float *params_of(agave_model *m, size_t *n)
 {
-    *n = agave_model_param_count(m);
+    *n = agave_model_param_numel(m);
     float *p = malloc(*n * sizeof *p);
     size_t off = 0;
-    for (int i = 0; i < agave_model_param_tensors(m); i++) {
+    for (int i = 0; i < agave_model_param_tensor_count(m); i++) {
         agave_tensor *t;
         assert_int_equal(agave_model_param(m, i, NULL, &t), AGAVE_OK);
         size_t k = agave_tensor_numel(t);

@@ -350,6 +350,47 @@ static void test_same_images_across_chunks(void **state)
     check_same_samples(v, 17, 7, 2);
 }
 
+/* ---- non-finite networks ------------------------------------------------------------ */
+/* A model whose every parameter is NaN (what a diverged run holds in memory;
+ * the loader refuses such checkpoints) samples, reconstructs and decodes into
+ * defined pixels: all 0, since NaN maps to 0. Casting NaN to uint8_t, as
+ * f(z)'s conversion once did, is undefined behaviour: it happened to give 0
+ * on x86-64, so the plain build cannot tell, and make sanitize reports it. */
+static void test_non_finite_network_gives_defined_pixels(void **state)
+{
+    (void)state;
+    static const agave_mode modes[] = {AGAVE_MODE_AGAVE, AGAVE_MODE_VAE};
+    for (int k = 0; k < 2; k++) {
+        agave_context *ctx;
+        assert_int_equal(agave_context_create(&ctx, 2), AGAVE_OK);
+        variant v = {3, 2, 1, 1, 1, 2, 8, modes[k]};
+        agave_config cfg = tiny(v);
+        agave_model *m = perturbed_model(ctx, &cfg);
+        for (int i = 0; i < m->n_params; i++)
+            for (size_t e = 0; e < m->params[i]->numel; e++)
+                m->params[i]->data[e] = NAN;
+        assert_int_equal(agave_model_set_weights(m, AGAVE_WEIGHTS_RAW), AGAVE_OK);
+        enum { N = 2 };
+        size_t D = (size_t)cfg.C * cfg.H * cfg.W, Dy = D / (size_t)(cfg.s * cfg.s);
+        uint8_t *x = malloc(N * D), *fz = malloc(N * Dy), *in = random_bytes(N * D, 81);
+        memset(x, 7, N * D), memset(fz, 7, N * Dy);
+        assert_int_equal(agave_model_sample(m, N, 5, fz, x), AGAVE_OK);
+        for (size_t i = 0; i < N * D; i++)
+            assert_int_equal(x[i], 0);
+        for (size_t i = 0; i < N * Dy; i++)
+            assert_int_equal(fz[i], 0);
+        memset(x, 7, N * D), memset(fz, 7, N * Dy);
+        assert_int_equal(agave_model_reconstruct(m, in, N, 5, fz, x), AGAVE_OK);
+        for (size_t i = 0; i < N * D; i++)
+            assert_int_equal(x[i], 0);
+        for (size_t i = 0; i < N * Dy; i++)
+            assert_int_equal(fz[i], 0);
+        free(x), free(fz), free(in);
+        agave_model_free(m);
+        agave_context_free(ctx);
+    }
+}
+
 /* ---- misuse ------------------------------------------------------------------------- */
 static void test_steps_in_raster_order_only(void **state)
 {
@@ -384,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_comparison_detects_a_different_image),
         cmocka_unit_test(test_same_images_as_naive),
         cmocka_unit_test(test_same_images_across_chunks),
+        cmocka_unit_test(test_non_finite_network_gives_defined_pixels),
         cmocka_unit_test(test_steps_in_raster_order_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

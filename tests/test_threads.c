@@ -78,7 +78,7 @@ typedef struct run_args {
 static uint64_t hash_params(agave_model *m)
 {
     uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < agave_model_param_tensors(m); i++) {
+    for (int i = 0; i < agave_model_param_tensor_count(m); i++) {
         const char *name;
         agave_tensor *t;
         if (agave_model_param(m, i, &name, &t) != AGAVE_OK)

@@ -131,7 +131,7 @@ int main(int argc, char **argv)
     MPI_Gather(&mine, 1, MPI_DOUBLE, load, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
 
     /* The allreduce alone, on a buffer of the step's size. */
-    size_t n = agave_model_param_count(m) + 5;
+    size_t n = agave_model_param_numel(m) + 5;
     float *buf = calloc(n, sizeof *buf);
     double pure = 0;
     for (int i = 0; size > 1 && buf && i < repeats; i++) {

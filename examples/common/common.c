@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include <stdio.h>
+#include <string.h>
 
 int open_context(const char *prog, uint64_t seed, int threads, agave_context **ctx)
 {
@@ -34,11 +35,11 @@ int load_checkpoint(const char *prog, agave_context *ctx, const char *path,
         const char *msg = agave_context_last_error(ctx);
         return fail(prog, "%s", *msg ? msg : agave_status_string(st));
     }
-    if (agave_model_step_count(*model) == 0) {
-        /* A model saved before its first step has no initialised weights. */
+    if (!agave_model_is_initialized(*model)) {
         agave_model_free(*model);
         *model = NULL;
-        return fail(prog, "checkpoint %s holds an untrained model (step 0)", path);
+        return fail(prog, "checkpoint %s holds a model that was never initialised (saved "
+                    "before its first step)", path);
     }
     return EXIT_OK;
 }
@@ -54,29 +55,66 @@ int check_image_shape(const char *prog, const agave_config *cfg, const agave_dat
                 C, H, W, cfg->C, cfg->H, cfg->W);
 }
 
-const char *mode_name(agave_mode mode)
+int choose_weights(const char *prog, agave_model *m, const char *choice, const char *path)
 {
-    switch (mode) {
-    case AGAVE_MODE_AGAVE:
-        return "agave";
-    case AGAVE_MODE_VAE:
-        return "vae";
-    case AGAVE_MODE_PIXELCNN:
-        return "pixelcnn";
-    case AGAVE_MODE_NAIVE:
-        return "naive";
-    }
-    return "?";
+    if (!choice)
+        return EXIT_OK;
+    agave_weights w;
+    if (strcmp(choice, "average") == 0)
+        w = AGAVE_WEIGHTS_AVERAGE;
+    else if (strcmp(choice, "raw") == 0)
+        w = AGAVE_WEIGHTS_RAW;
+    else
+        return fail(prog, "--weights %s: expected average or raw", choice);
+    if (w == AGAVE_WEIGHTS_AVERAGE && !agave_model_has_average(m))
+        return fail(prog, "--weights average: %s holds no averaged parameters (it was trained "
+                    "with ema=0); use --weights raw", path);
+    agave_status st = agave_model_set_weights(m, w);
+    return st == AGAVE_OK ? EXIT_OK : fail(prog, "--weights %s: %s", choice, agave_status_string(st));
 }
 
-void describe_config(const agave_config *c, char *buf, size_t len)
+const char *weights_name(const agave_model *m)
 {
-    snprintf(buf, len,
-             "%dx%dx%d images, mode %s; PixelCNN++ F=%d R=%d M=%d dropout=%g; VAE Fv=%d Rv=%d "
-             "Z=%d T=%d; aux b=%d s=%d; lambda=%g; %s lr=%g ema=%g grad_clip=%g "
-             "max_bad_steps=%d",
-             c->C, c->H, c->W, mode_name(c->mode), c->F, c->R, c->M, (double)c->dropout, c->Fv,
-             c->Rv, c->Z, c->T, c->b, c->s, (double)c->lambda,
-             c->optimizer == AGAVE_OPTIM_ADAM ? "adam" : "adamax", (double)c->lr,
-             (double)c->ema, (double)c->grad_clip, c->max_bad_steps);
+    return agave_model_weights(m) == AGAVE_WEIGHTS_AVERAGE ? "average" : "raw";
+}
+
+void describe_config(const agave_config *c, unsigned flags, char *buf, size_t len)
+{
+    size_t at = 0;
+    if (len)
+        buf[0] = '\0';
+    for (int i = 0; i < agave_config_key_count() && at < len; i++) {
+        agave_config_key k = {.struct_size = sizeof k};
+        char value[AGAVE_CONFIG_VALUE_MAX];
+        if (agave_config_key_info(i, &k) != AGAVE_OK || (k.flags & flags) != flags ||
+            agave_config_get(c, k.name, value, sizeof value) != AGAVE_OK)
+            continue;
+        int n = snprintf(buf + at, len - at, "%s%s=%s", at ? " " : "", k.name, value);
+        at += n > 0 ? (size_t)n : 0;
+    }
+}
+
+void list_keys(char *buf, size_t len)
+{
+    size_t at = 0;
+    if (len)
+        buf[0] = '\0';
+    for (int i = 0; i < agave_config_key_count() && at < len; i++) {
+        agave_config_key k = {.struct_size = sizeof k};
+        if (agave_config_key_info(i, &k) == AGAVE_OK) {
+            int n = snprintf(buf + at, len - at, "%s%s", at ? ", " : "", k.name);
+            at += n > 0 ? (size_t)n : 0;
+        }
+    }
+}
+
+void list_presets(char *buf, size_t len)
+{
+    size_t at = 0;
+    if (len)
+        buf[0] = '\0';
+    for (int i = 0; agave_config_preset_name(i) && at < len; i++) {
+        int n = snprintf(buf + at, len - at, "%s%s", at ? ", " : "", agave_config_preset_name(i));
+        at += n > 0 ? (size_t)n : 0;
+    }
 }

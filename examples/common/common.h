@@ -33,9 +33,19 @@ int load_checkpoint(const char *prog, agave_context *ctx, const char *path,
 int check_image_shape(const char *prog, const agave_config *cfg, const agave_dataset *ds,
                       const char *data_path);
 
-/* "agave", "vae", "pixelcnn", "naive". */
-const char *mode_name(agave_mode mode);
-/* One line describing a configuration's fields. */
-void describe_config(const agave_config *c, char *buf, size_t len);
+/* --weights average|raw on a loaded model; choice NULL keeps the library's
+ * default (the average when the checkpoint has one). Refuses "average" for
+ * a checkpoint without averaged parameters, and any other word. */
+int choose_weights(const char *prog, agave_model *model, const char *choice, const char *path);
+/* "average" or "raw": the set the model's evaluation and sampling use now. */
+const char *weights_name(const agave_model *model);
+
+/* "key=value key=value ...": the configuration's keys whose flags include
+ * all of flags (0: every key), from the library's key list. */
+void describe_config(const agave_config *c, unsigned flags, char *buf, size_t len);
+/* "C, H, W, ...": the configuration keys; "tiny, fashion, ...": the named
+ * configurations (from the library). */
+void list_keys(char *buf, size_t len);
+void list_presets(char *buf, size_t len);
 
 #endif

@@ -179,17 +179,61 @@ int output_dir_ok(const char *path, char *err, size_t len)
     return ok;
 }
 
-char *read_text_file(const char *path, size_t *n)
+static const char *kind_of(mode_t mode)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    return S_ISDIR(mode) ? "a directory" : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISLNK(mode) ? "a symbolic link" : S_ISSOCK(mode) ? "a socket"
+           : S_ISCHR(mode) || S_ISBLK(mode) ? "a device" : "not a file";
+}
+
+int open_run_file(const char *path, int flags, char *err, size_t len)
+{
+    int fd = open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
+    struct stat st;
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP)
+            snprintf(err, len, "%s is a symbolic link; a run directory's files must be its own "
+                     "(replace the link by the file)", path);
+        else if (e != ENOENT && lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+            snprintf(err, len, "%s is %s, not a regular file", path, kind_of(st.st_mode));
+        else
+            snprintf(err, len, "cannot open %s: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    int fl;
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, len, "cannot use %s: %s", path, strerror(errno));
+    } else if (!S_ISREG(st.st_mode)) {
+        snprintf(err, len, "%s is %s, not a regular file", path, kind_of(st.st_mode));
+    } else if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        snprintf(err, len, "cannot use %s: %s", path, strerror(errno));
+    } else {
+        return fd;
+    }
+    close(fd);
+    return -1;
+}
+
+char *read_text_file(const char *path, size_t *n, int *missing, char *err, size_t len)
+{
+    int fd = open_run_file(path, O_RDONLY, err, len);
+    *missing = fd < 0 && errno == ENOENT;
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        if (fd >= 0) {
+            snprintf(err, len, "cannot read %s: %s", path, strerror(errno));
+            close(fd);
+        }
         return NULL;
-    size_t cap = 4096, len = 0;
+    }
+    size_t cap = 4096, used = 0;
     char *buf = malloc(cap);
     while (buf) {
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-        if (len + 1 < cap)
+        size_t got = fread(buf + used, 1, cap - used - 1, f);
+        used += got;
+        if (used + 1 < cap)
             break;
         char *bigger = realloc(buf, cap * 2);
         if (!bigger) {
@@ -203,12 +247,13 @@ char *read_text_file(const char *path, size_t *n)
     int bad = ferror(f);
     fclose(f);
     if (!buf || bad) {
+        snprintf(err, len, "cannot read %s: %s", path, buf ? "read error" : "out of memory");
         free(buf);
         return NULL;
     }
-    buf[len] = '\0';
+    buf[used] = '\0';
     if (n)
-        *n = len;
+        *n = used;
     return buf;
 }
 
@@ -219,10 +264,8 @@ int lock_file(const char *dir, const char *name, char *err, size_t len)
         snprintf(err, len, "out of memory");
         return -1;
     }
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        snprintf(err, len, "cannot create %s: %s", path, strerror(errno));
-    } else if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int fd = open_run_file(path, O_RDWR | O_CREAT, err, len);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
         if (errno == EWOULDBLOCK)
             snprintf(err, len, "another process is using %s (it holds %s); wait for it to end "
                      "or choose another directory", dir, path);

@@ -49,8 +49,16 @@ int lock_file(const char *dir, const char *name, char *err, size_t len);
  * write_file_atomic or agave_model_save killed before its rename leaves
  * behind. Only safe while holding the directory's lock. Returns how many. */
 int remove_stale_temporaries(const char *dir, const char *base);
-/* Reads a whole (small) file into a NUL-terminated malloc'ed buffer; NULL if it
- * cannot be read. *n receives the length when n is not NULL. */
-char *read_text_file(const char *path, size_t *n);
+/* Opens a file of a run directory (open(2) flags such as O_RDONLY or
+ * O_WRONLY | O_APPEND, O_CREAT allowed): never through a symbolic link (one
+ * planted there would redirect the run's writes), never waiting on a FIFO,
+ * and only a regular file. Returns a blocking descriptor, or -1 with a
+ * sentence in err (errno as open left it when the file does not exist). */
+int open_run_file(const char *path, int flags, char *err, size_t len);
+/* Reads a whole (small) file of a run directory, opened by open_run_file,
+ * into a NUL-terminated malloc'ed buffer; *n receives the length when n is
+ * not NULL. NULL with a sentence in err if it cannot be read; *missing is
+ * then 1 if the file does not exist. */
+char *read_text_file(const char *path, size_t *n, int *missing, char *err, size_t len);
 
 #endif

@@ -95,6 +95,22 @@ agave_status ctx_error(agave_context *ctx, agave_status status, const char *fmt,
     __attribute__((format(printf, 3, 4)));
 void ctx_clear_error(agave_context *ctx);
 
+/* ---- reading files (file_read.c) ------------------------------------------------- */
+/* strerror_r into buf; returns buf. */
+const char *errno_text(int err, char *buf, size_t len);
+
+enum { FILE_NO_SYMLINK = 1u << 0 };   /* refuse a symbolic link as the last component */
+
+/* Opens path for reading if it is a regular file, without blocking on a FIFO;
+ * anything else (directory, FIFO, device, with FILE_NO_SYMLINK a link) is
+ * AGAVE_ERR_IO with a message "<what><path>: is a directory, not a regular
+ * file". On success *fd is a blocking descriptor and *size the file's size. */
+agave_status file_open_regular(agave_context *ctx, const char *what, const char *path,
+                               unsigned flags, int *fd, uint64_t *size);
+
+/* Reads up to n bytes, fewer only at the end of the file; -1 on an error. */
+long long file_read_full(int fd, void *buf, size_t n);
+
 /* ---- tensors ------------------------------------------------------------------ */
 enum {
     TENSOR_REQUIRES_GRAD = 1u << 0,

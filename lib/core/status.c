@@ -22,6 +22,7 @@ const char *agave_status_string(agave_status status)
     case AGAVE_ERR_NUMERIC: return "non-finite loss or gradient";
     case AGAVE_ERR_LIMIT: return "size exceeds a limit";
     case AGAVE_ERR_INTERRUPTED: return "interrupted";
+    case AGAVE_ERR_UNKNOWN_KEY: return "unknown configuration key";
     }
     return "unknown status";
 }

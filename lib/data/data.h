@@ -88,7 +88,4 @@ struct agave_dataset {
 agave_status dataset_open_memory(agave_context *ctx, const char *name, const void *data,
                                  size_t size, agave_dataset **out);
 
-/* strerror_r into buf; returns buf. */
-const char *errno_text(int err, char *buf, size_t len);
-
 #endif

@@ -2,17 +2,33 @@
  * PNG is encoded in memory by stb_image_write (compiled into this file only,
  * all of it static, so no stb symbol leaves the library) and the bytes are
  * written to a temporary file that is flushed and renamed over the target:
- * an interrupted run leaves the old picture or the new one, never half. */
+ * an interrupted run leaves the old picture or the new one, never half.
+ *
+ * Out of memory is an error, never an abort: stb's own deflate grows its
+ * buffers with an assert() on realloc, so zlib's compress2 takes its place
+ * (STBIW_ZLIB_COMPRESS), and stb's other allocations are checked by stb.
+ * What remains of STBIW_ASSERT checks stb's own arithmetic, not memory, and
+ * is compiled out so that nothing in the library can call abort(). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
+#include "../core/struct_size.h"
 #include "data.h"
+
+static unsigned char *grid_zlib_compress(unsigned char *data, int len, int *out_len, int quality);
+static void grid_stb_free(void *p);
 
 #define STB_IMAGE_WRITE_STATIC
 #define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STBIW_ZLIB_COMPRESS grid_zlib_compress
+#define STBIW_ASSERT(x) ((void)0)
+#define STBIW_MALLOC(sz) malloc(sz)
+#define STBIW_REALLOC(p, sz) realloc(p, sz)
+#define STBIW_FREE(p) grid_stb_free(p)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wunused-parameter"
@@ -24,6 +40,36 @@
 #include <stb/stb_image_write.h>
 #pragma GCC diagnostic pop
 
+/* stb_image_write returns NULL without freeing the compressed stream when
+ * the allocation after it fails. The stream this thread's call to
+ * grid_zlib_compress made and stb has not freed yet is kept here, so that
+ * encode_and_write can free it; it is set and cleared within one call. */
+static _Thread_local unsigned char *grid_pending_stream;
+
+/* zlib's deflate for stb: NULL when memory runs out; quality is stb's level. */
+static unsigned char *grid_zlib_compress(unsigned char *data, int len, int *out_len, int quality)
+{
+    uLongf bound = compressBound((uLong)len);
+    unsigned char *out = malloc(bound);
+    if (!out)
+        return NULL;
+    int level = quality < 1 ? 1 : quality > 9 ? 9 : quality;
+    if (compress2(out, &bound, data, (uLong)len, level) != Z_OK || bound > INT32_MAX) {
+        free(out);
+        return NULL;
+    }
+    *out_len = (int)bound;
+    grid_pending_stream = out;
+    return out;
+}
+
+static void grid_stb_free(void *p)
+{
+    if (p && p == grid_pending_stream)
+        grid_pending_stream = NULL;
+    free(p);
+}
+
 #define GRID_MAX_SIDE 32768                      /* canvas pixels per side */
 #define GRID_MAX_BYTES ((uint64_t)1 << 30)       /* canvas bytes */
 #define GRID_MAX_SETS 16
@@ -31,33 +77,43 @@
 
 typedef unsigned long long ull;
 
-void agave_grid_options_init(agave_grid_options *opt)
+static void options_defaults(agave_grid_options *opt)
 {
-    if (!opt)
-        return;
     memset(opt, 0, sizeof *opt);
-    opt->size = sizeof *opt;
+    opt->struct_size = sizeof *opt;
     opt->gap = 2;
     opt->group_gap = 4;
     opt->scale = 1;
     opt->background[0] = opt->background[1] = opt->background[2] = 255;
 }
 
-/* Copies the caller's options over the defaults; a caller built against an
- * older, shorter struct keeps the defaults for the fields it does not know. */
+void agave_grid_options_init_sized(agave_grid_options *opt, size_t struct_size)
+{
+    if (!opt)
+        return;
+    agave_grid_options d;
+    options_defaults(&d);
+    struct_init(opt, struct_size, &d, sizeof d);
+}
+
+/* Programs built against 0.1's agave.h call this symbol with that header's
+ * struct, which ends with background. */
+void (agave_grid_options_init)(agave_grid_options *opt)
+{
+    agave_grid_options_init_sized(opt, STRUCT_SIZE(agave_grid_options, background));
+}
+
+/* The caller's options over the defaults (the struct_size rule). */
 static agave_status grid_options(agave_context *ctx, const agave_grid_options *opt,
                                  agave_grid_options *o)
 {
-    agave_grid_options_init(o);
+    options_defaults(o);
     if (!opt)
         return AGAVE_OK;
-    if (opt->size < sizeof *o)   /* the first version is the smallest there will be */
-        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
-                         "grid options: size field is %llu, expected %llu: call "
-                         "agave_grid_options_init first",
-                         (ull)opt->size, (ull)sizeof *o);
-    memcpy(o, opt, sizeof *o);
-    o->size = sizeof *o;
+    char msg[256];
+    if (!struct_read(o, sizeof *o, opt, sizeof o->struct_size, "agave_grid_options", msg,
+                     sizeof msg))
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "grid options: %s", msg);
     if (o->gap < 0 || o->gap > 256 || o->group_gap < 0 || o->group_gap > 256 || o->scale < 1 ||
         o->scale > 64)
         return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
@@ -329,7 +385,10 @@ static agave_status encode_and_write(agave_context *ctx, const char *path, const
 {
     int w = (int)g->canvas_w, h = (int)g->canvas_h, c = g->out_channels;
     int png_len = 0;
+    grid_pending_stream = NULL;
     unsigned char *png = stbi_write_png_to_mem(canvas, w * c, w, h, c, &png_len);
+    free(grid_pending_stream);   /* set only when stb failed after compressing */
+    grid_pending_stream = NULL;
     if (!png || png_len <= 0) {
         free(png);
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory encoding a %dx%d PNG", path,

@@ -12,13 +12,6 @@
 
 #include "data.h"
 
-const char *errno_text(int err, char *buf, size_t len)
-{
-    if (strerror_r(err, buf, len) != 0)
-        snprintf(buf, len, "error %d", err);
-    return buf;
-}
-
 static int name_ends_with(const char *name, const char *suffix)
 {
     size_t n = strlen(name), k = strlen(suffix);
@@ -88,26 +81,11 @@ agave_status src_open_file(byte_source *s, agave_context *ctx, const char *path)
     s->ctx = ctx;
     s->name = path;
     char why[128];
-    /* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return ctx_error(ctx, AGAVE_ERR_IO, "%s: cannot open: %s", path,
-                         errno_text(errno, why, sizeof why));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int err = errno;
-        close(fd);
-        return ctx_error(ctx, AGAVE_ERR_IO, "%s: cannot stat: %s", path,
-                         errno_text(err, why, sizeof why));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return ctx_error(ctx, AGAVE_ERR_IO, "%s: not a regular file%s", path,
-                         S_ISDIR(st.st_mode) ? " (a directory)" : "");
-    }
-    int flags = fcntl(fd, F_GETFL);
-    if (flags >= 0)
-        (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    int fd;
+    uint64_t size;
+    agave_status st = file_open_regular(ctx, "", path, 0, &fd, &size);
+    if (st != AGAVE_OK)
+        return st;
     s->file = fdopen(fd, "rb");
     if (!s->file) {
         int err = errno;
@@ -115,7 +93,7 @@ agave_status src_open_file(byte_source *s, agave_context *ctx, const char *path)
         return ctx_error(ctx, AGAVE_ERR_IO, "%s: cannot open: %s", path,
                          errno_text(err, why, sizeof why));
     }
-    s->raw_size = (uint64_t)st.st_size;
+    s->raw_size = size;
     return detect_gzip(s);
 }
 

@@ -1,4 +1,4 @@
-/* The auxiliary image y = Q_b(P_s(x)) (MODEL.md "Auxiliary image y", the
+/* The auxiliary image y = Q_b(P_s(x)) (docs/model.md, "The auxiliary image y", the
  * paper's Eq. 8), on 8-bit images. Integer arithmetic only, so the rounding is
  * exact: no float mean can land a hair below a half. */
 #include "loss.h"

@@ -1,4 +1,4 @@
-/* Bound arithmetic (MODEL.md "Bounds reported"): ELBO and IWAE_K from
+/* Bound arithmetic (docs/model.md, "Bounds reported"): ELBO and IWAE_K from
  * per-sample log-weights log w = log p(x,z) - log q(z|x), and nats to bits per
  * dimension. Everything in double. */
 #include <math.h>

@@ -1,5 +1,5 @@
-/* The auxiliary image's discretized logistic with b levels (MODEL.md
- * "Auxiliary image y", the paper's Eq. 8): the plain-buffer log-probability
+/* The auxiliary image's discretized logistic with b levels (docs/model.md,
+ * "The auxiliary image y", the paper's Eq. 8): the plain-buffer log-probability
  * and the per-image NLL op on the tape.
  *
  * Level k of b covers [k*c - 0.5, (k+1)*c - 0.5) on the 0..255 scale,

@@ -1,5 +1,5 @@
-/* The discretized mixture of logistics (PixelCNN++, MODEL.md "Discretized
- * mixture of logistics"): per-pixel kernels, the plain-buffer log-probability,
+/* The discretized mixture of logistics (PixelCNN++, docs/model.md, "The
+ * discretized mixture of logistics"): per-pixel kernels, the plain-buffer log-probability,
  * the per-image NLL op on the tape, and the sampler.
  *
  * Layout of one pixel's P parameters (channel axis), component m of M:
@@ -257,9 +257,8 @@ void dmol_pixel_sample(const float *params, size_t stride, int channels, int n_m
         double u = rng_uniform_double(rng);
         double s = exp(comp.width[c].log_scale);   /* clamped at -7 */
         double v = mean[c] + s * (log(u) - log1p(-u));   /* logistic(mean, s) */
-        v = !(v >= -1) ? -1 : v > 1 ? 1 : v;   /* clip; NaN becomes -1 */
-        int level = (int)lround((v + 1) * 127.5);
-        x[c * x_stride] = (uint8_t)level;
+        uint8_t level = loss_net_to_pixel(v);   /* clipped to [-1, 1]; NaN becomes 0 */
+        x[c * x_stride] = level;
         xn[c] = loss_pixel_to_net(level);
     }
 }

@@ -1,4 +1,4 @@
-/* Diagonal Gaussian terms of the VAE (MODEL.md "VAE"): the reparameterised
+/* Diagonal Gaussian terms of the VAE (docs/model.md, "The VAE"): the reparameterised
  * sample, the log-density and the analytic KL to N(0, I), each an op on the
  * tape. mean and log_std have one shape (N,...); the densities are summed per
  * image (over the numel/N elements of each), in double, into out (N). */

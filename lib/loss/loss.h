@@ -19,6 +19,18 @@
 /* Network scale of an 8-bit value: x~ = v / 127.5 - 1. */
 static inline double loss_pixel_to_net(int v) { return v / 127.5 - 1.0; }
 
+/* Its inverse for any double: the nearest 8-bit value (halves up), clipped
+ * to 0..255, with NaN as 0 (-inf 0, +inf 255). Every conversion of network
+ * output to pixels goes through here: casting NaN or a value out of range
+ * to an integer is undefined behaviour. */
+static inline uint8_t loss_net_to_pixel(double v)
+{
+    double level = (v + 1.0) * 127.5 + 0.5;
+    if (!(level >= 0))   /* NaN too */
+        return 0;
+    return level >= 255 ? 255 : (uint8_t)level;   /* truncation: floor, level >= 0 */
+}
+
 /* True for a power of two in 2..256. */
 static inline int loss_levels_valid(int levels)
 {
@@ -38,8 +50,8 @@ static inline float loss_to_float(double v)
 }
 
 /* ---- discretized logistic with `levels` bins (lib/loss/dlogistic.c) --------- */
-/* log p(level | mean, s = exp(log_scale)) on the network scale, MODEL.md
- * "Auxiliary image": level in 0..levels-1, levels a power of two in 2..256.
+/* log p(level | mean, s = exp(log_scale)) on the network scale, docs/model.md,
+ * "The auxiliary image y": level in 0..levels-1, levels a power of two in 2..256.
  * If d_mean / d_log_scale are non-NULL they receive d log p / d mean and
  * d log p / d log_scale. No clamp and no fallback: the exact bin mass. */
 double dlogistic_level_logprob(int level, int levels, double mean, double log_scale,
@@ -47,7 +59,7 @@ double dlogistic_level_logprob(int level, int levels, double mean, double log_sc
 
 /* ---- discretized mixture of logistics (lib/loss/dmol.c) ---------------------- */
 /* One pixel. params[k * stride] is parameter channel k of the pixel in
- * MODEL.md's layout (P = 3*n_mix for channels 1, 10*n_mix for channels 3;
+ * docs/model.md's layout (P = 3*n_mix for channels 1, 10*n_mix for channels 3;
  * stride = H*W for an NCHW tensor). x[c * x_stride] is sub-pixel c, 0..255.
  * Returns log p(x) in nats: log-sum-exp over components of
  * log_softmax(logits) + the sum over channels of each channel's log-probability. */

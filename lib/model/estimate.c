@@ -3,6 +3,7 @@
  * context's memory limit (agave_context_set_memory_limit) is checked against. */
 #include <stdint.h>
 
+#include "config.h"
 #include "model.h"
 
 /* ---- parameter count: vae_build and pixelcnn_build, layer by layer -------------- */
@@ -143,25 +144,33 @@ agave_status model_check_memory(agave_context *ctx, const agave_config *cfg, int
                      (double)limit / 1048576.0, fits);
 }
 
-agave_status agave_config_param_count(const agave_config *cfg, size_t *count)
+agave_status agave_config_param_numel(const agave_config *caller, size_t *count)
 {
-    if (!cfg || !count)
+    if (!caller || !count)
         return AGAVE_ERR_NULL;
     *count = 0;
-    if (agave_config_validate(cfg, NULL, 0) != AGAVE_OK)
+    agave_config cfg;
+    if (config_read(caller, &cfg, NULL, 0) != AGAVE_OK)
         return AGAVE_ERR_CONFIG;
-    *count = (size_t)config_param_count(cfg);
+    *count = (size_t)config_param_count(&cfg);
     return AGAVE_OK;
 }
 
-agave_status agave_config_estimate_bytes(const agave_config *cfg, int batch, size_t *bytes)
+agave_status agave_config_estimate_bytes(const agave_config *caller, int batch, size_t *bytes)
 {
-    if (!cfg || !bytes)
+    if (!caller || !bytes)
         return AGAVE_ERR_NULL;
     *bytes = 0;
-    if (batch < 1 || agave_config_validate(cfg, NULL, 0) != AGAVE_OK)
+    agave_config cfg;
+    if (batch < 1 || config_read(caller, &cfg, NULL, 0) != AGAVE_OK)
         return batch < 1 ? AGAVE_ERR_INVALID_ARG : AGAVE_ERR_CONFIG;
-    double b = config_step_bytes(cfg, batch);
+    double b = config_step_bytes(&cfg, batch);
     *bytes = b >= (double)SIZE_MAX ? SIZE_MAX : (size_t)b;
     return AGAVE_OK;
+}
+
+/* The name before 1.0. */
+agave_status agave_config_param_count(const agave_config *cfg, size_t *count)
+{
+    return agave_config_param_numel(cfg, count);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/struct_size.h"
 #include "model.h"
 
 #define EVAL_CHUNK 32
@@ -151,18 +152,11 @@ static agave_status eval_pixelcnn(agave_model *m, const uint8_t *x, int n, eval_
     return AGAVE_OK;
 }
 
-agave_status agave_model_evaluate(agave_model *m, const uint8_t *x, int n, int iwae_samples,
-                                  agave_eval_stats *stats)
+/* The evaluation itself; stats is the library's own struct. */
+static agave_status evaluate(agave_model *m, const uint8_t *x, int n, int iwae_samples,
+                             agave_eval_stats *stats)
 {
-    if (!m)
-        return AGAVE_ERR_NULL;
     agave_context *ctx = m->ctx;
-    ctx_clear_error(ctx);
-    if (!x || !stats)
-        return ctx_error(ctx, AGAVE_ERR_NULL, "agave_model_evaluate: NULL images or stats");
-    if (stats->struct_size < sizeof *stats)
-        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
-                         "agave_eval_stats.struct_size must be set to sizeof(agave_eval_stats)");
     int n_min = m->slice_total > 0 ? 0 : 1;   /* a process may have no image of a batch */
     if (n < n_min || n > 1 << 24 || iwae_samples < 0 || iwae_samples > 100000)
         return ctx_error(ctx, AGAVE_ERR_LIMIT,
@@ -231,4 +225,24 @@ agave_status agave_model_evaluate(agave_model *m, const uint8_t *x, int n, int i
      * it uses the analytic KL, which one log-weight would only estimate). */
     stats->iwae_bpd = iwae_samples > 0 ? agave_nats_to_bpd(-s.iwae / n, Dx) : stats->elbo_bpd;
     return AGAVE_OK;
+}
+
+agave_status agave_model_evaluate(agave_model *m, const uint8_t *x, int n, int iwae_samples,
+                                  agave_eval_stats *stats)
+{
+    if (!m)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(m->ctx);
+    if (!x || !stats)
+        return ctx_error(m->ctx, AGAVE_ERR_NULL, "agave_model_evaluate: NULL images or stats");
+    agave_eval_stats full;
+    memset(&full, 0, sizeof full);
+    full.struct_size = sizeof full;
+    char msg[256];
+    if (!struct_write(stats, &full, sizeof full, sizeof full.struct_size, "agave_eval_stats",
+                      msg, sizeof msg))
+        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG, "agave_model_evaluate: %s", msg);
+    agave_status st = evaluate(m, x, n, iwae_samples, &full);
+    struct_write(stats, &full, sizeof full, 0, NULL, NULL, 0);
+    return st;
 }

@@ -1,10 +1,12 @@
 /* The model handle: construction from a configuration, parameters, the
- * forward pass of MODEL.md, data-dependent initialisation and training steps. */
+ * forward pass of docs/model.md, data-dependent initialisation and training steps. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/struct_size.h"
+#include "config.h"
 #include "model.h"
 
 agave_layer_options conv_options(int in, int out, int kh, int kw, int stride, agave_shift shift,
@@ -85,15 +87,15 @@ agave_status agave_model_create(agave_context *ctx, const agave_config *cfg, aga
         return ctx_error(ctx, AGAVE_ERR_NULL, "agave_model_create: NULL configuration or out");
     *out = NULL;
     char msg[256];
-    if (agave_config_validate(cfg, msg, sizeof msg) != AGAVE_OK)
+    agave_config full;
+    if (config_read(cfg, &full, msg, sizeof msg) != AGAVE_OK)
         return ctx_error(ctx, AGAVE_ERR_CONFIG, "invalid configuration: %s", msg);
-    MTRY(model_check_memory(ctx, cfg, 1, "agave_model_create"));
+    MTRY(model_check_memory(ctx, &full, 1, "agave_model_create"));
     agave_model *m = calloc(1, sizeof *m);
     if (!m)
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate a model");
     m->ctx = ctx;
-    m->cfg = *cfg;
-    m->cfg.struct_size = sizeof m->cfg;
+    m->cfg = full;
     agave_status st = vae_build(m);
     if (st == AGAVE_OK)
         st = pixelcnn_build(m);
@@ -126,19 +128,24 @@ void agave_model_free(agave_model *m)
     free(m);
 }
 
-agave_status agave_model_get_config(const agave_model *m, agave_config *cfg)
+agave_status agave_model_get_config_sized(const agave_model *m, agave_config *cfg,
+                                          size_t struct_size)
 {
     if (!m || !cfg)
         return AGAVE_ERR_NULL;
-    *cfg = m->cfg;
+    if (struct_size < CONFIG_MIN_SIZE)
+        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG,
+                         "agave_model_get_config: struct_size %zu does not reach lambda (%zu)",
+                         struct_size, (size_t)CONFIG_MIN_SIZE);
+    struct_init(cfg, struct_size, &m->cfg, sizeof m->cfg);
     return AGAVE_OK;
 }
 
-int config_same_architecture(const agave_config *a, const agave_config *b)
+/* Programs built against 0.1's agave.h call this symbol with that header's
+ * struct, which ends with max_bad_steps. */
+agave_status (agave_model_get_config)(const agave_model *m, agave_config *cfg)
 {
-    return a->C == b->C && a->H == b->H && a->W == b->W && a->F == b->F && a->R == b->R &&
-           a->M == b->M && a->Fv == b->Fv && a->Rv == b->Rv && a->Z == b->Z && a->T == b->T &&
-           a->b == b->b && a->s == b->s;
+    return agave_model_get_config_sized(m, cfg, config_size_0_1());
 }
 
 /* Gated blocks read their dropout from their options at every forward. */
@@ -149,39 +156,37 @@ static void set_dropout(agave_model *m, float p)
             m->layers[i]->opt.dropout = p;
 }
 
-agave_status agave_model_update_config(agave_model *m, const agave_config *cfg)
+agave_status agave_model_update_config(agave_model *m, const agave_config *caller)
 {
     if (!m)
         return AGAVE_ERR_NULL;
     ctx_clear_error(m->ctx);
-    if (!cfg)
+    if (!caller)
         return ctx_error(m->ctx, AGAVE_ERR_NULL, "agave_model_update_config: cfg is NULL");
     char msg[256];
-    if (agave_config_validate(cfg, msg, sizeof msg) != AGAVE_OK)
+    agave_config full;
+    const agave_config *cfg = &full;
+    if (config_read(caller, &full, msg, sizeof msg) != AGAVE_OK)
         return ctx_error(m->ctx, AGAVE_ERR_CONFIG, "invalid configuration: %s", msg);
-    if (!config_same_architecture(cfg, &m->cfg) || cfg->optimizer != m->cfg.optimizer)
+    if (!config_equal(cfg, &m->cfg, 0, AGAVE_KEY_TRAINING)) {
+        char names[256];
+        config_key_names(AGAVE_KEY_TRAINING, names, sizeof names);
         return ctx_error(m->ctx, AGAVE_ERR_CONFIG,
-                         "agave_model_update_config: only training settings can change (mode, "
-                         "lambda, dropout, lr, grad_clip, ema, max_bad_steps), not the "
-                         "architecture or the optimizer kind");
+                         "agave_model_update_config: only training settings can change (%s), "
+                         "not the architecture or the optimizer kind", names);
+    }
     if (cfg->ema > 0 && !(m->cfg.ema > 0) && m->initialized &&
         average_init(&m->ema, m->params, m->n_params) != AGAVE_OK)
         return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cannot allocate the parameter average");
     if (!(cfg->ema > 0))
         average_free(&m->ema);
-    m->cfg.mode = cfg->mode;
-    m->cfg.lambda = cfg->lambda;
-    m->cfg.dropout = cfg->dropout;
-    m->cfg.lr = cfg->lr;
-    m->cfg.grad_clip = cfg->grad_clip;
-    m->cfg.ema = cfg->ema;
-    m->cfg.max_bad_steps = cfg->max_bad_steps;
+    config_copy_keys(&m->cfg, cfg, AGAVE_KEY_TRAINING);
     m->opt->lr = cfg->lr;
     set_dropout(m, cfg->dropout);
     return AGAVE_OK;
 }
 
-size_t agave_model_param_count(const agave_model *m)
+size_t agave_model_param_numel(const agave_model *m)
 {
     size_t n = 0;
     for (int i = 0; m && i < m->n_params; i++)
@@ -189,7 +194,11 @@ size_t agave_model_param_count(const agave_model *m)
     return n;
 }
 
-int agave_model_param_tensors(const agave_model *m) { return m ? m->n_params : 0; }
+int agave_model_param_tensor_count(const agave_model *m) { return m ? m->n_params : 0; }
+
+/* The names before 1.0, which did not say what they count. */
+size_t agave_model_param_count(const agave_model *m) { return agave_model_param_numel(m); }
+int agave_model_param_tensors(const agave_model *m) { return agave_model_param_tensor_count(m); }
 
 agave_status agave_model_param(agave_model *m, int index, const char **name,
                                agave_tensor **param)
@@ -208,6 +217,7 @@ agave_status agave_model_param(agave_model *m, int index, const char **name,
 }
 
 int64_t agave_model_step_count(const agave_model *m) { return m ? m->step : 0; }
+int agave_model_is_initialized(const agave_model *m) { return m ? m->initialized != 0 : 0; }
 int64_t agave_model_rejected_count(const agave_model *m) { return m ? m->rejected : 0; }
 
 void model_set_training(agave_model *m, int training)
@@ -215,13 +225,6 @@ void model_set_training(agave_model *m, int training)
     for (int i = 0; i < m->n_layers; i++)
         agave_layer_set_training(m->layers[i], training);
 }
-
-void model_apply_average(agave_model *m)
-{
-    average_apply(&m->ema, m->params, m->n_params, m->cfg.ema);
-}
-
-void model_restore_params(agave_model *m) { average_restore(&m->ema, m->params, m->n_params); }
 
 /* ---- the forward pass ------------------------------------------------------------ */
 agave_tensor *image_tensor(agave_context *ctx, const uint8_t *x, int n, int c, int h, int w)
@@ -469,7 +472,7 @@ static double sum_of(const agave_tensor *t)
  * every process) sends zeros and gets none back, as in a one-process step. */
 static agave_status reduce_step(agave_model *m, float extra[REDUCE_EXTRA])
 {
-    size_t len = agave_model_param_count(m) + REDUCE_EXTRA, off = 0;
+    size_t len = agave_model_param_numel(m) + REDUCE_EXTRA, off = 0;
     if (!m->reduce_buf && !(m->reduce_buf = malloc(len * sizeof(float))))
         return ctx_error(m->ctx, AGAVE_ERR_NOMEM,
                          "cannot allocate the gradient reduction buffer (%zu floats)", len);
@@ -590,22 +593,11 @@ static agave_status train_step_parallel(agave_model *m, const uint8_t *x, int n,
     return apply_update(m, grad_norm, stats);
 }
 
-agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
-                                    agave_step_stats *stats)
+/* The step itself; stats, when not NULL, is the library's own struct, zeroed. */
+static agave_status train_step(agave_model *m, const uint8_t *x, int n, agave_step_stats *stats)
 {
-    if (!m)
-        return AGAVE_ERR_NULL;
-    ctx_clear_error(m->ctx);
     MTRY(check_batch(m, x, n, "agave_model_train_step"));
     MTRY(model_check_memory(m->ctx, &m->cfg, n, "agave_model_train_step"));
-    if (stats && stats->struct_size < sizeof *stats)
-        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG,
-                         "agave_step_stats.struct_size must be set to sizeof(agave_step_stats)");
-    if (stats) {
-        size_t size = stats->struct_size;
-        memset(stats, 0, sizeof *stats);
-        stats->struct_size = size;
-    }
     if (m->slice_total > 0 || m->reduce_fn)
         return train_step_parallel(m, x, n, stats);
     if (!m->initialized)
@@ -637,4 +629,23 @@ agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
     if (stats)
         copy_step_stats(&terms, grad_norm, stats);
     return apply_update(m, grad_norm, stats);
+}
+
+agave_status agave_model_train_step(agave_model *m, const uint8_t *x, int n,
+                                    agave_step_stats *stats)
+{
+    if (!m)
+        return AGAVE_ERR_NULL;
+    ctx_clear_error(m->ctx);
+    agave_step_stats full;
+    memset(&full, 0, sizeof full);
+    full.struct_size = sizeof full;
+    char msg[256];
+    if (stats && !struct_write(stats, &full, sizeof full, sizeof full.struct_size,
+                               "agave_step_stats", msg, sizeof msg))
+        return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG, "agave_model_train_step: %s", msg);
+    agave_status st = train_step(m, x, n, stats ? &full : NULL);
+    if (stats)
+        struct_write(stats, &full, sizeof full, 0, NULL, NULL, 0);
+    return st;
 }

@@ -10,6 +10,10 @@
 #define MODEL_MAX_R 32
 #define MODEL_MAX_T 16
 #define MODEL_MAX_LAYERS 512
+/* The constant added to an IAF step's gate pre-activation s, so that
+ * sigma = sigmoid(s + 2) starts near 0.88 rather than 0.5 (docs/model.md, The VAE;
+ * Kingma et al. 2016). */
+#define IAF_FORGET_BIAS 2.0f
 
 typedef struct vae_net {
     agave_layer *enc_in;                          /* conv3x3 C -> Fv */
@@ -49,6 +53,7 @@ struct agave_model {
     int n_params;
     agave_optimizer *opt;
     param_average ema;
+    agave_weights weights;    /* what evaluation and sampling use (default: the average) */
     int64_t step;
     int bad_steps;            /* consecutive rejected steps */
     int64_t rejected;         /* rejected steps in all */
@@ -92,7 +97,6 @@ typedef struct forward_plan {
 forward_plan plan_for_mode(agave_mode mode);
 
 /* 1 if a and b build the same network (C H W F R M Fv Rv Z T b s). */
-int config_same_architecture(const agave_config *a, const agave_config *b);
 
 /* x~ = x / 127.5 - 1 as an arena tensor (N,C,H,W). */
 agave_tensor *image_tensor(agave_context *ctx, const uint8_t *x, int n, int c, int h, int w);
@@ -111,7 +115,7 @@ agave_status pixelcnn_build(agave_model *m);
 agave_status pixelcnn_forward(agave_model *m, agave_tensor *x, agave_tensor *f,
                               agave_tensor **params);
 
-/* The whole forward of MODEL.md for a batch, with the given plan. */
+/* The whole forward of docs/model.md for a batch, with the given plan. */
 agave_status model_forward(agave_model *m, const uint8_t *x, int n, forward_plan plan,
                            model_terms *terms);
 
@@ -139,8 +143,9 @@ typedef enum model_sampler { MODEL_SAMPLER_CACHED = 0, MODEL_SAMPLER_NAIVE = 1 }
 agave_status model_sample_with(agave_model *m, model_sampler sampler, const uint8_t *x_in, int n,
                                uint64_t seed, uint8_t *fz, uint8_t *x);
 
-/* Puts the averaged parameters in place for evaluation or sampling (when
- * averaging is on and has seen a step), and the live ones back. */
+/* Puts the chosen weights in place for evaluation or sampling (the
+ * averaged parameters when the model has them and the choice is
+ * AGAVE_WEIGHTS_AVERAGE, lib/model/weights.c), and the live ones back. */
 void model_apply_average(agave_model *m);
 void model_restore_params(agave_model *m);
 void model_set_training(agave_model *m, int training);

@@ -1,4 +1,4 @@
-/* The conditional PixelCNN++ of MODEL.md (Salimans et al. 2017, as in
+/* The conditional PixelCNN++ of docs/model.md (Salimans et al. 2017, as in
  * openai/pixel-cnn), with AGAVE's conditioning stream feeding every gated block. */
 #include "model.h"
 
@@ -59,7 +59,7 @@ agave_status pixelcnn_build(agave_model *m)
         }
     }
     int P = c->C == 1 ? 3 * c->M : 10 * c->M;
-    o = conv_options(F, P, 1, 1, 1, AGAVE_SHIFT_NONE, 0.1f);
+    o = conv_options(F, P, 1, 1, 1, AGAVE_SHIFT_NONE, 1.0f);
     return model_add_layer(m, AGAVE_LAYER_NIN, &o, &p->out);
 }
 

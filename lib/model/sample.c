@@ -13,12 +13,10 @@
 #define SAMPLE_CHUNK 16
 
 /* Network-scale means -> 0..255, rounded to the nearest level and clipped. */
-static void means_to_image(const agave_tensor *f, uint8_t *out)
+static void means_to_image(const float *f, size_t count, uint8_t *out)
 {
-    for (size_t i = 0; i < f->numel; i++) {
-        double v = floor(((double)f->data[i] + 1.0) * 127.5 + 0.5);
-        out[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-    }
+    for (size_t i = 0; i < count; i++)
+        out[i] = loss_net_to_pixel(f[i]);
 }
 
 /* Nearest-neighbour upsampling of (n,C,h,w) by s into (n,C,h*s,w*s). */
@@ -78,7 +76,7 @@ static agave_status sample_chunk(agave_model *m, model_sampler sampler, int n, a
             return ctx_error(ctx, AGAVE_ERR_NOMEM, "sampling: cannot keep f(z)");
         memcpy(f_saved, f->data, f_count * sizeof(float));
         if (fz)
-            means_to_image(f, fz);
+            means_to_image(f->data, f->numel, fz);
     }
     agave_status st = AGAVE_OK;
     if (x && m->cfg.mode == AGAVE_MODE_VAE) {
@@ -86,10 +84,7 @@ static agave_status sample_chunk(agave_model *m, model_sampler sampler, int n, a
         if (!small)
             st = ctx_error(ctx, AGAVE_ERR_NOMEM, "sampling: out of memory");
         else {
-            for (size_t i = 0; i < f_count; i++) {
-                double v = floor(((double)f_saved[i] + 1.0) * 127.5 + 0.5);
-                small[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-            }
+            means_to_image(f_saved, f_count, small);
             upsample_image(small, n, c->C, c->H / c->s, c->W / c->s, c->s, x);
             free(small);
         }

@@ -1,4 +1,4 @@
-/* The VAE of MODEL.md: q(z|x) with an optional inverse autoregressive flow,
+/* The VAE of docs/model.md: q(z|x) with an optional inverse autoregressive flow,
  * and the decoder f(z) that the auxiliary loss and the PixelCNN both see. */
 #include "model.h"
 
@@ -10,14 +10,16 @@ static agave_status add_conv3(agave_model *m, int in, int out, int stride, float
     return model_add_layer(m, AGAVE_LAYER_CONV, &o, l);
 }
 
+/* init_scale is the block's second conv's (docs/model.md, Training: 0.1); its
+ * first conv always starts at 1.0. */
 static agave_status add_resnet(agave_model *m, int F, agave_layer **l)
 {
-    agave_layer_options o = conv_options(F, F, 3, 3, 1, AGAVE_SHIFT_NONE, 1.0f);
+    agave_layer_options o = conv_options(F, F, 3, 3, 1, AGAVE_SHIFT_NONE, 0.1f);
     return model_add_layer(m, AGAVE_LAYER_RESNET, &o, l);
 }
 
 /* IAF step t: masked convs over the Z latent channels; odd steps reverse the
- * degrees, which is MODEL.md's channel reversal between steps. */
+ * degrees, which is docs/model.md's channel reversal between steps. */
 static agave_status add_iaf_step(agave_model *m, int t)
 {
     vae_net *v = &m->vae;
@@ -84,8 +86,20 @@ agave_status vae_encode(agave_model *m, agave_tensor *x, agave_tensor **mean,
     return AGAVE_OK;
 }
 
-/* One IAF step: [m, s] = AR(z, h); sigma = sigmoid(s); z' = m + sigma (z - m);
- * log q decreases by sum log sigma = -sum softplus(-s). */
+/* s + IAF_FORGET_BIAS, the gate's constant bias: s starts near 0 (its conv's
+ * init scale is 0.1), so each step starts near the identity. s is (N,Z,h,w). */
+static agave_status add_forget_bias(agave_context *ctx, agave_tensor *s, agave_tensor **out)
+{
+    int dims[1] = {tC(s)};
+    agave_tensor *bias = tensor_new_arena(ctx, 1, dims);
+    if (!bias)
+        return AGAVE_ERR_NOMEM;
+    agave_tensor_fill(bias, IAF_FORGET_BIAS);
+    return agave_bias_add(ctx, s, bias, out);
+}
+
+/* One IAF step: [m, s] = AR(z, h); sigma = sigmoid(s + IAF_FORGET_BIAS);
+ * z' = m + sigma (z - m); log q decreases by sum log sigma = -sum softplus(-s). */
 static agave_status iaf_step(agave_model *m, int t, agave_tensor *context, agave_tensor **z,
                              agave_tensor **log_q)
 {
@@ -100,6 +114,7 @@ static agave_status iaf_step(agave_model *m, int t, agave_tensor *context, agave
     MTRY(agave_layer_forward(v->iaf_out[t], hid, &ms));
     MTRY(agave_split(ctx, ms, 0, Z, &mu));
     MTRY(agave_split(ctx, ms, Z, Z, &s));
+    MTRY(add_forget_bias(ctx, s, &s));
     MTRY(agave_sigmoid(ctx, s, &sigma));
     MTRY(agave_sub(ctx, *z, mu, &t1));
     MTRY(agave_mul(ctx, sigma, t1, &t1));

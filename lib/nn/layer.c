@@ -5,19 +5,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/struct_size.h"
 #include "nn.h"
 
-agave_status agave_layer_options_init(agave_layer_options *opt)
+static void options_defaults(agave_layer_options *opt)
 {
-    if (!opt)
-        return AGAVE_ERR_NULL;
     memset(opt, 0, sizeof *opt);
     opt->struct_size = sizeof *opt;
     opt->kernel_h = opt->kernel_w = 3;
     opt->stride = 1;
     opt->shift = AGAVE_SHIFT_NONE;
     opt->init_scale = 1.0f;
+}
+
+agave_status agave_layer_options_init_sized(agave_layer_options *opt, size_t struct_size)
+{
+    if (!opt)
+        return AGAVE_ERR_NULL;
+    if (struct_size < sizeof opt->struct_size)
+        return AGAVE_ERR_INVALID_ARG;
+    agave_layer_options d;
+    options_defaults(&d);
+    struct_init(opt, struct_size, &d, sizeof d);
     return AGAVE_OK;
+}
+
+/* Programs built against 0.1's agave.h call this symbol with that header's
+ * struct, which ends with mask_reverse. */
+agave_status (agave_layer_options_init)(agave_layer_options *opt)
+{
+    return agave_layer_options_init_sized(opt, STRUCT_SIZE(agave_layer_options, mask_reverse));
 }
 
 static const char *kind_name(agave_layer_kind k)
@@ -34,10 +51,6 @@ static agave_status validate_options(agave_context *ctx, agave_layer_kind kind,
     const char *k = kind_name(kind);
     if ((unsigned)kind > AGAVE_LAYER_COND_STREAM)
         return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "layer kind %d is unknown", (int)kind);
-    if (o->struct_size < sizeof *o)
-        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
-                         "%s: options.struct_size %zu is smaller than %zu: call "
-                         "agave_layer_options_init first", k, o->struct_size, sizeof *o);
     int composite = kind == AGAVE_LAYER_GATED_RESNET || kind == AGAVE_LAYER_RESNET;
     if (o->in_channels < 1 || o->in_channels > 65536)
         return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s: in_channels %d is out of 1..65536", k,
@@ -80,8 +93,14 @@ agave_status agave_layer_create(agave_context *ctx, agave_layer_kind kind,
     if (!opt || !out)
         return ctx_error(ctx, AGAVE_ERR_NULL, "agave_layer_create: NULL options or out");
     *out = NULL;
-    NN_TRY(validate_options(ctx, kind, opt));
-    return layer_new(ctx, kind, opt, out);
+    agave_layer_options o;
+    char msg[256];
+    options_defaults(&o);
+    if (!struct_read(&o, sizeof o, opt, sizeof o.struct_size, "agave_layer_options", msg,
+                     sizeof msg))
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s", msg);
+    NN_TRY(validate_options(ctx, kind, &o));
+    return layer_new(ctx, kind, &o, out);
 }
 
 static agave_status param_tensor(agave_context *ctx, int ndim, const int *dims,
@@ -190,7 +209,9 @@ agave_status layer_collect_params(agave_layer *l)
     return AGAVE_OK;
 }
 
-int agave_layer_param_count(const agave_layer *l) { return l ? l->n_params : 0; }
+int agave_layer_param_tensor_count(const agave_layer *l) { return l ? l->n_params : 0; }
+/* The name before 1.0, which did not say that it counts tensors. */
+int agave_layer_param_count(const agave_layer *l) { return agave_layer_param_tensor_count(l); }
 
 agave_status agave_layer_param(agave_layer *l, int index, const char **name,
                                agave_tensor **param)

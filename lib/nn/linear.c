@@ -63,26 +63,52 @@ static agave_status normalised_weight(agave_layer *l, agave_tensor **w)
     return agave_weight_norm(l->ctx, v, l->g, w);
 }
 
+/* A transposed conv's whole output plane before the crop, TensorFlow's size
+ * (H*stride + KH - 1) x (W*stride + KW - 1) as openai/pixel-cnn's deconv2d
+ * computes it (its last row and column get no input, only the bias).
+ * x is (N,in,H,W) -> full (N,out,H*stride+KH-1,W*stride+KW-1). */
+static agave_status deconv_full(agave_layer *l, agave_tensor *x, agave_tensor *w,
+                                agave_tensor **full)
+{
+    const agave_layer_options *o = &l->opt;
+    agave_tensor *wt;   /* (in,out,KH,KW) */
+    NN_TRY(agave_transpose01(l->ctx, w, &wt));
+    return agave_conv2d_transpose(l->ctx, x, wt, l->b, o->stride, 0, 0,
+                                  tH(x) * o->stride + o->kernel_h - 1,
+                                  tW(x) * o->stride + o->kernel_w - 1, full);
+}
+
 /* Data-dependent init: with g = 1, b = 0 run the layer on this batch (not
  * recorded), then choose g, b so that each output channel has mean 0 and std
- * init_scale. *y is that output, rescaled accordingly. */
+ * init_scale (docs/model.md, Training). A transposed conv takes these statistics
+ * on its full output, before the crop, and then runs again for the cropped
+ * one. *y is the layer's output with the chosen g, b. */
 static agave_status init_params(agave_layer *l, agave_tensor *x, agave_tensor **y)
 {
     agave_context *ctx = l->ctx;
+    const int deconv = l->kind == AGAVE_LAYER_DECONV;
     int was_recording = agave_tape_recording(ctx);
     agave_tape_set_recording(ctx, 0);
     agave_tensor_fill(l->g, 1.0f);
     agave_tensor_fill(l->b, 0.0f);
-    agave_tensor *w = NULL;
+    agave_tensor *w = NULL, *stats_on = NULL;
     agave_status st = normalised_weight(l, &w);
     if (st == AGAVE_OK)
-        st = apply_linear(l, x, w, y);
+        st = deconv ? deconv_full(l, x, w, &stats_on) : apply_linear(l, x, w, &stats_on);
     if (st == AGAVE_OK)
-        st = agave_weight_norm_init(ctx, *y, l->opt.init_scale, l->g, l->b);
+        st = agave_weight_norm_init(ctx, stats_on, l->opt.init_scale, l->g, l->b);
+    if (st == AGAVE_OK && deconv) {
+        tensor_release_buffers(stats_on);
+        st = normalised_weight(l, &w);
+        if (st == AGAVE_OK)
+            st = apply_linear(l, x, w, &stats_on);
+    }
     agave_tape_set_recording(ctx, was_recording);
-    if (st == AGAVE_OK)
-        l->initialized = 1;
-    return st;
+    if (st != AGAVE_OK)
+        return st;
+    *y = stats_on;
+    l->initialized = 1;
+    return AGAVE_OK;
 }
 
 static agave_status init_forward(agave_layer *l, agave_tensor *x, agave_tensor **out)

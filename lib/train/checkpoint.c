@@ -5,17 +5,22 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../model/config.h"
 #include "../model/model.h"
 #include "checkpoint.h"
 
 #define CKPT_MAGIC "AGAVECKP"
-#define CKPT_VERSION 1u
+/* Version 2: the average section holds the averaged parameters themselves
+ * (warm-up averaging, no bias correction); version 1 held the running sum of
+ * the old bias-corrected rule, which the loader converts. */
+#define CKPT_VERSION 2u
 #define CKPT_HEADER 24          /* magic 8, version 4, flags 4, payload length 8 */
 #define CKPT_FLAG_OPTIM 1u
 #define CKPT_FLAG_AVERAGE 2u
@@ -261,70 +266,105 @@ static void get_config(reader *r, agave_config *c)
     c->max_bad_steps = get_i32(r);
 }
 
-static agave_status read_file(agave_context *ctx, const char *path, unsigned char **data,
-                              size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ctx_error(ctx, AGAVE_ERR_IO, "cannot open checkpoint %s: %s", path,
-                         strerror(errno));
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return ctx_error(ctx, AGAVE_ERR_IO, "cannot read checkpoint %s (not a regular file?)",
-                         path);
-    }
-    if ((uint64_t)size > CKPT_MAX_BYTES) {
-        fclose(f);
-        return ctx_error(ctx, AGAVE_ERR_LIMIT, "checkpoint %s is %ld bytes, over the 16 GiB "
-                         "limit", path, size);
-    }
-    *data = malloc(size ? (size_t)size : 1);
-    if (!*data) {
-        fclose(f);
-        return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot hold checkpoint %s in memory", path);
-    }
-    *len = fread(*data, 1, (size_t)size, f);
-    fclose(f);
-    if (*len != (size_t)size) {
-        free(*data);
-        return ctx_error(ctx, AGAVE_ERR_IO, "short read on checkpoint %s", path);
-    }
-    return AGAVE_OK;
-}
-
-/* Magic, version, length and CRC, in the order that gives the clearest message. */
-static agave_status check_envelope(agave_context *ctx, const char *path,
-                                   const unsigned char *p, size_t len, uint32_t *flags)
+/* Magic, version and length, in the order that gives the clearest message:
+ * the first bytes p[0..len) of a file of file_len bytes (len may be less). */
+static agave_status check_header(agave_context *ctx, const char *path, const unsigned char *p,
+                                 size_t len, uint64_t file_len, uint32_t *version,
+                                 uint32_t *flags)
 {
     if (len < 8 || memcmp(p, CKPT_MAGIC, 8) != 0)
         return ctx_error(ctx, AGAVE_ERR_FORMAT,
                          "%s is not a libagave checkpoint (wrong magic number)", path);
-    if (len < CKPT_HEADER + 4)
-        return ctx_error(ctx, AGAVE_ERR_FORMAT, "checkpoint %s is truncated: %zu bytes", path,
-                         len);
-    uint32_t version;
+    if (len < CKPT_HEADER || file_len < CKPT_HEADER + 4)
+        return ctx_error(ctx, AGAVE_ERR_FORMAT, "checkpoint %s is truncated: %llu bytes", path,
+                         (unsigned long long)file_len);
     uint64_t payload;
-    memcpy(&version, p + 8, 4);
+    memcpy(version, p + 8, 4);
     memcpy(flags, p + 12, 4);
     memcpy(&payload, p + 16, 8);
-    if (version > CKPT_VERSION || version == 0)
+    if (*version > CKPT_VERSION || *version == 0)
         return ctx_error(ctx, AGAVE_ERR_VERSION,
-                         "checkpoint %s has format version %u; this library reads version %u "
-                         "(upgrade libagave)", path, version, CKPT_VERSION);
-    if (payload != len - CKPT_HEADER - 4)
+                         "checkpoint %s has format version %u; this library reads versions 1 to "
+                         "%u (upgrade libagave)", path, *version, CKPT_VERSION);
+    if (payload != file_len - CKPT_HEADER - 4)
         return ctx_error(ctx, AGAVE_ERR_FORMAT,
                          "checkpoint %s is truncated or has trailing bytes: the header promises "
-                         "%llu bytes of payload, the file has %zu", path,
-                         (unsigned long long)payload, len - CKPT_HEADER - 4);
+                         "%llu bytes of payload, the file has %llu", path,
+                         (unsigned long long)payload,
+                         (unsigned long long)(file_len - CKPT_HEADER - 4));
+    return AGAVE_OK;
+}
+
+/* The header, then the CRC-32 of a whole checkpoint in memory. */
+static agave_status check_envelope(agave_context *ctx, const char *path,
+                                   const unsigned char *p, size_t len, uint32_t *version,
+                                   uint32_t *flags)
+{
+    agave_status st = check_header(ctx, path, p, len, len, version, flags);
+    if (st != AGAVE_OK)
+        return st;
     uint32_t stored, crc = crc_of(p, len - 4);
     memcpy(&stored, p + len - 4, 4);
     if (crc != stored)
         return ctx_error(ctx, AGAVE_ERR_CHECKSUM,
                          "checkpoint %s is damaged: CRC32 %08x does not match the stored "
                          "%08x", path, (unsigned)crc, (unsigned)stored);
+    return AGAVE_OK;
+}
+
+/* Reads the header first, so that a large file that is no checkpoint (or a
+ * checkpoint whose length does not match its header) is refused before
+ * memory is taken for all of it; then the whole file. */
+static agave_status read_file(agave_context *ctx, const char *path, unsigned char **data,
+                              size_t *len)
+{
+    int fd;
+    uint64_t size;
+    agave_status st = file_open_regular(ctx, "checkpoint ", path, 0, &fd, &size);
+    if (st != AGAVE_OK)
+        return st;
+    unsigned char head[CKPT_HEADER];
+    long long got = file_read_full(fd, head, sizeof head);
+    uint32_t version, flags;
+    if (got < 0)
+        st = ctx_error(ctx, AGAVE_ERR_IO, "cannot read checkpoint %s: %s", path, strerror(errno));
+    else
+        st = check_header(ctx, path, head, (size_t)got, size, &version, &flags);
+    if (st == AGAVE_OK && size > CKPT_MAX_BYTES)
+        st = ctx_error(ctx, AGAVE_ERR_LIMIT, "checkpoint %s is %llu bytes, over the 16 GiB "
+                       "limit", path, (unsigned long long)size);
+    if (st == AGAVE_OK && !(*data = malloc((size_t)size)))
+        st = ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot hold checkpoint %s (%llu bytes) in memory",
+                       path, (unsigned long long)size);
+    if (st == AGAVE_OK) {
+        memcpy(*data, head, sizeof head);
+        got = file_read_full(fd, *data + sizeof head, (size_t)size - sizeof head);
+        if (got != (long long)(size - sizeof head)) {
+            st = ctx_error(ctx, AGAVE_ERR_IO, "short read on checkpoint %s (did it change while "
+                           "being read?)", path);
+            free(*data);
+            *data = NULL;
+        }
+    }
+    close(fd);
+    *len = (size_t)size;
+    return st;
+}
+
+/* Refuses a value that is NaN or infinite (or, with non_negative, below 0):
+ * a run that diverged must not come back as a model that samples garbage. */
+static agave_status check_values(agave_context *ctx, const char *path, const char *what,
+                                 const char *name, const float *p, size_t n, int non_negative)
+{
+    for (size_t i = 0; i < n; i++) {
+        int finite = isfinite(p[i]);
+        if (finite && !(non_negative && p[i] < 0))
+            continue;
+        return ctx_error(ctx, AGAVE_ERR_FORMAT,
+                         "checkpoint %s: %s%s holds %s value (%g at element %zu): it cannot "
+                         "be used", path, what, name, finite ? "a negative" : "a non-finite",
+                         (double)p[i], i);
+    }
     return AGAVE_OK;
 }
 
@@ -350,11 +390,36 @@ static agave_status read_params(agave_model *m, reader *r, const char *path)
             return ctx_error(m->ctx, AGAVE_ERR_FORMAT,
                              "checkpoint %s: parameter '%s' has the wrong shape or is cut short",
                              path, m->param_names[i]);
+        agave_status st = check_values(m->ctx, path, "parameter ", m->param_names[i], t->data,
+                                       t->numel, 0);
+        if (st != AGAVE_OK)
+            return st;
     }
     return AGAVE_OK;
 }
 
-static agave_status read_state(agave_model *m, reader *r, uint32_t flags, const char *path)
+/* A version-1 file holds the old rule's running sum s, which started at 0
+ * and was used as s / (1 - ema^t): that quotient is the average the model
+ * evaluated with, and the new rule continues from it. With no update yet
+ * (t = 0) the average is the parameters. */
+static void average_from_v1(agave_model *m)
+{
+    param_average *a = &m->ema;
+    if (a->t == 0) {
+        size_t off = 0;
+        for (int i = 0; i < m->n_params; i++) {
+            memcpy(a->avg + off, m->params[i]->data, m->params[i]->numel * sizeof(float));
+            off += m->params[i]->numel;
+        }
+        return;
+    }
+    double correction = 1.0 / (1.0 - pow((double)m->cfg.ema, (double)a->t));
+    for (size_t j = 0; j < a->total; j++)
+        a->avg[j] = (float)(a->avg[j] * correction);
+}
+
+static agave_status read_state(agave_model *m, reader *r, uint32_t version, uint32_t flags,
+                               const char *path)
 {
     if (flags & CKPT_FLAG_OPTIM) {
         m->opt->m = calloc(m->opt->total ? m->opt->total : 1, sizeof(float));
@@ -377,7 +442,20 @@ static agave_status read_state(agave_model *m, reader *r, uint32_t flags, const 
     if ((uint64_t)m->opt->t >= CKPT_MAX_COUNT || (uint64_t)m->ema.t >= CKPT_MAX_COUNT)
         return ctx_error(m->ctx, AGAVE_ERR_FORMAT,
                          "checkpoint %s: impossible optimiser or averaging step count", path);
-    return AGAVE_OK;
+    if ((flags & CKPT_FLAG_AVERAGE) && version == 1)
+        average_from_v1(m);
+    agave_status st = AGAVE_OK;
+    if (flags & CKPT_FLAG_OPTIM) {
+        st = check_values(m->ctx, path, "the optimiser's first moment", "", m->opt->m,
+                          m->opt->total, 0);
+        if (st == AGAVE_OK)   /* Adam's mean square and Adamax's norm are never negative */
+            st = check_values(m->ctx, path, "the optimiser's second moment", "", m->opt->u,
+                              m->opt->total, 1);
+    }
+    if (st == AGAVE_OK && (flags & CKPT_FLAG_AVERAGE))
+        st = check_values(m->ctx, path, "the parameter average", "", m->ema.avg, m->ema.total,
+                          0);
+    return st;
 }
 
 /* A lower bound on the parameter values the configuration's model holds:
@@ -387,7 +465,7 @@ static agave_status read_state(agave_model *m, reader *r, uint32_t flags, const 
  * configuration cannot make it build a model of gigabytes and only then
  * find the parameters missing (found by fuzz/fuzz_checkpoint.c: F = 255 in a
  * 478-byte file took 11 s). tests/test_limits.c checks that the bound never
- * exceeds agave_model_param_count over a sweep of configurations. */
+ * exceeds agave_model_param_numel over a sweep of configurations. */
 uint64_t checkpoint_min_param_floats(const agave_config *c)
 {
     uint64_t F = (uint64_t)c->F, R = (uint64_t)c->R, Fv = (uint64_t)c->Fv,
@@ -406,8 +484,8 @@ uint64_t checkpoint_min_param_floats(const agave_config *c)
 }
 
 static agave_status parse(agave_context *ctx, const char *path, const unsigned char *p,
-                          size_t len, uint32_t flags, const agave_config *expect,
-                          agave_model **out)
+                          size_t len, uint32_t version, uint32_t flags,
+                          const agave_config *expect, agave_model **out)
 {
     reader r = {p, len, CKPT_HEADER, 0};
     agave_config cfg;
@@ -452,7 +530,7 @@ static agave_status parse(agave_context *ctx, const char *path, const unsigned c
     m->initialized = initialized;
     agave_status st = read_params(m, &r, path);
     if (st == AGAVE_OK)
-        st = read_state(m, &r, flags, path);
+        st = read_state(m, &r, version, flags, path);
     if (st != AGAVE_OK) {
         agave_model_free(m);
         return st;
@@ -468,10 +546,10 @@ static agave_status parse(agave_context *ctx, const char *path, const unsigned c
 static agave_status load_bytes(agave_context *ctx, const char *name, const unsigned char *p,
                                size_t len, const agave_config *expect, agave_model **out)
 {
-    uint32_t flags = 0;
-    agave_status st = check_envelope(ctx, name, p, len, &flags);
+    uint32_t version = 0, flags = 0;
+    agave_status st = check_envelope(ctx, name, p, len, &version, &flags);
     if (st == AGAVE_OK)
-        st = parse(ctx, name, p, len, flags, expect, out);
+        st = parse(ctx, name, p, len, version, flags, expect, out);
     return st;
 }
 
@@ -497,10 +575,14 @@ agave_status agave_model_load(agave_context *ctx, const char *path, const agave_
     if (!path || !out)
         return ctx_error(ctx, AGAVE_ERR_NULL, "agave_model_load: NULL path or out");
     *out = NULL;
+    agave_config want;
+    char msg[256];
+    if (expect && config_import(expect, &want, msg, sizeof msg) != AGAVE_OK)
+        return ctx_error(ctx, AGAVE_ERR_CONFIG, "agave_model_load: expect: %s", msg);
     unsigned char *p = NULL;
     size_t len = 0;
     MTRY(read_file(ctx, path, &p, &len));
-    agave_status st = load_bytes(ctx, path, p, len, expect, out);
+    agave_status st = load_bytes(ctx, path, p, len, expect ? &want : NULL, out);
     free(p);
     return st;
 }

@@ -157,39 +157,49 @@ agave_status average_init(param_average *a, agave_tensor *const *params, int n)
     memset(a, 0, sizeof *a);
     for (int i = 0; i < n; i++)
         a->total += params[i]->numel;
-    a->avg = calloc(a->total ? a->total : 1, sizeof(float));
+    a->avg = malloc((a->total ? a->total : 1) * sizeof(float));
     a->backup = malloc((a->total ? a->total : 1) * sizeof(float));
     if (!a->avg || !a->backup) {
         average_free(a);
         return AGAVE_ERR_NOMEM;
     }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(a->avg + off, params[i]->data, params[i]->numel * sizeof(float));
+        off += params[i]->numel;
+    }
     return AGAVE_OK;
 }
 
-void average_update(param_average *a, agave_tensor *const *params, int n, float decay)
+float average_decay(int64_t t, float ema)
 {
+    double warm = (1.0 + (double)t) / (10.0 + (double)t);
+    return warm < ema ? (float)warm : ema;
+}
+
+void average_update(param_average *a, agave_tensor *const *params, int n, float ema)
+{
+    const float d = average_decay(a->t, ema);
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         const float *p = params[i]->data;
         float *avg = a->avg + off;
         for (size_t j = 0; j < params[i]->numel; j++)
-            avg[j] = decay * avg[j] + (1 - decay) * p[j];
+            avg[j] = d * avg[j] + (1 - d) * p[j];
         off += params[i]->numel;
     }
     a->t++;
 }
 
-void average_apply(param_average *a, agave_tensor *const *params, int n, float decay)
+void average_apply(param_average *a, agave_tensor *const *params, int n)
 {
-    if (!a->avg || a->applied || a->t == 0)
+    if (!a->avg || a->applied)
         return;
-    float correction = (float)(1.0 / (1.0 - pow(decay, (double)a->t)));
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         float *p = params[i]->data;
         memcpy(a->backup + off, p, params[i]->numel * sizeof(float));
-        for (size_t j = 0; j < params[i]->numel; j++)
-            p[j] = a->avg[off + j] * correction;
+        memcpy(p, a->avg + off, params[i]->numel * sizeof(float));
         off += params[i]->numel;
     }
     a->applied = 1;

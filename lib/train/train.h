@@ -22,22 +22,28 @@ void optim_zero_grads(agave_optimizer *opt);
 /* Registers one tensor (used by the model, which is not a single layer). */
 agave_status optim_add_tensor(agave_optimizer *opt, agave_tensor *t);
 
-/* Polyak averaging with bias correction: avg starts at 0 and follows
- * avg = decay * avg + (1 - decay) * params; the averaged parameters are
- * avg / (1 - decay^t) after t updates, a weighted mean of the visited
- * parameters that is usable from the first step (Adam's correction). */
+/* Polyak averaging with a warm-up (docs/model.md, Training): avg starts equal to
+ * the parameters, and the update after t earlier ones is
+ *   avg <- d avg + (1 - d) params,   d = min(ema, (1 + t) / (10 + t)),
+ * with no bias correction, so that a short run's average covers its recent
+ * steps (about the last (10 + t) / 9 of them while d < ema) instead of being
+ * dominated by its first ones. t counts the updates since the average began:
+ * the step count minus one when averaging has been on since the init. */
 typedef struct param_average {
     size_t total;
     int64_t t;          /* updates so far */
-    float *avg;         /* the running, uncorrected average */
+    float *avg;         /* the averaged parameters */
     float *backup;      /* live parameters while the average is applied */
     int applied;
 } param_average;
 
+/* Starts the average at the current parameters. */
 agave_status average_init(param_average *a, agave_tensor *const *params, int n);
-void average_update(param_average *a, agave_tensor *const *params, int n, float decay);
-/* Puts the corrected average into the parameters (saving the live values) and back. */
-void average_apply(param_average *a, agave_tensor *const *params, int n, float decay);
+/* d for the update after t earlier ones. */
+float average_decay(int64_t t, float ema);
+void average_update(param_average *a, agave_tensor *const *params, int n, float ema);
+/* Puts the average into the parameters (saving the live values) and back. */
+void average_apply(param_average *a, agave_tensor *const *params, int n);
 void average_restore(param_average *a, agave_tensor *const *params, int n);
 void average_free(param_average *a);
 

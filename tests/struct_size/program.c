@@ -1,0 +1,216 @@
+/* A program built against a variant of agave.h, linked to the library of
+ * this tree (tests/struct_size.sh). The variants: the header itself; every
+ * size-prefixed struct shorter (as if built against an older header); every
+ * one with a field more, agave_test_extra (a newer header). It prints the
+ * figures that depend on what the library read from its structs, which must
+ * be the same whatever the variant, and checks on its own that the library
+ * never wrote past a struct (each sits before a canary) and, with the field
+ * more, that a set unknown field is refused and never overwritten.
+ *
+ * usage: program OUT.png [KEY,KEY,...]   (keys the short agave_config lacks) */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agave.h"
+
+#define CANARY 0xA5
+#define N_IMAGES 4
+
+static int failures;
+
+static void check(int ok, const char *what)
+{
+    if (!ok) {
+        fprintf(stderr, "struct_size program: FAIL: %s\n", what);
+        failures++;
+    }
+}
+
+/* A struct followed by 64 canary bytes; the whole is first filled with them. */
+#define WRAPPED(type) struct { type s; unsigned char canary[64]; }
+#define FILL(w) memset(&(w), CANARY, sizeof(w))
+
+static int canary_ok(const unsigned char *c)
+{
+    for (int i = 0; i < 64; i++)
+        if (c[i] != CANARY)
+            return 0;
+    return 1;
+}
+
+#ifdef AGAVE_TEST_LONG
+/* A field the library does not know, set: refused by a reader. */
+#define SET_EXTRA(s) ((s).agave_test_extra = 1)
+#define CLEAR_EXTRA(s) ((s).agave_test_extra = 0)
+#else
+#define SET_EXTRA(s) ((void)0)
+#define CLEAR_EXTRA(s) ((void)0)
+#endif
+
+static void images(uint8_t *x)
+{
+    for (int i = 0; i < N_IMAGES * 64; i++)
+        x[i] = (uint8_t)(i * 37 % 251);
+}
+
+static void config_and_model(agave_context *ctx, const char *missing_keys)
+{
+    WRAPPED(agave_config) c, got;
+    FILL(c);
+    check(agave_config_init(&c.s, "tiny") == AGAVE_OK, "agave_config_init");
+    check(canary_ok(c.canary), "agave_config_init wrote past the caller's agave_config");
+    check(c.s.struct_size == sizeof c.s, "agave_config_init: struct_size is not sizeof");
+    check(agave_config_set(&c.s, "lr", "0.001") == AGAVE_OK, "agave_config_set lr");
+    /* Keys of fields this struct lacks cannot be set, and nothing is written. */
+    char keys[256];
+    snprintf(keys, sizeof keys, "%s", missing_keys ? missing_keys : "");
+    for (char *k = strtok(keys, ","); k; k = strtok(NULL, ","))
+        check(agave_config_set(&c.s, k, "1") == AGAVE_ERR_UNKNOWN_KEY && canary_ok(c.canary),
+              "agave_config_set of a field the struct lacks is not AGAVE_ERR_UNKNOWN_KEY");
+    /* Every key as the library reads this struct: the defaults for the
+     * fields it lacks. */
+    printf("config:");
+    for (int i = 0; i < agave_config_key_count(); i++) {
+        WRAPPED(agave_config_key) k;
+        FILL(k);
+        k.s.struct_size = sizeof k.s;
+        SET_EXTRA(k.s);
+        check(agave_config_key_info(i, &k.s) == AGAVE_OK, "agave_config_key_info");
+        check(canary_ok(k.canary), "agave_config_key_info wrote past agave_config_key");
+#ifdef AGAVE_TEST_LONG
+        check(k.s.agave_test_extra == 1, "agave_config_key_info overwrote a field it does not know");
+#endif
+        char value[AGAVE_CONFIG_VALUE_MAX];
+        check(agave_config_get(&c.s, k.s.name, value, sizeof value) == AGAVE_OK,
+              "agave_config_get");
+        printf(" %s=%s", k.s.name, value);
+    }
+    printf("\n");
+    char msg[256];
+    check(agave_config_validate(&c.s, msg, sizeof msg) == AGAVE_OK, msg);
+
+    agave_model *m = NULL;
+    SET_EXTRA(c.s);
+#ifdef AGAVE_TEST_LONG
+    check(agave_model_create(ctx, &c.s, &m) == AGAVE_ERR_CONFIG,
+          "agave_model_create accepted a set field it does not know");
+    check(strstr(agave_context_last_error(ctx), "newer agave.h") != NULL,
+          "the refusal does not say the header is newer");
+#endif
+    CLEAR_EXTRA(c.s);
+    if (agave_model_create(ctx, &c.s, &m) != AGAVE_OK) {
+        check(0, agave_context_last_error(ctx));
+        return;
+    }
+    FILL(got);
+    check(agave_model_get_config(m, &got.s) == AGAVE_OK, "agave_model_get_config");
+    check(canary_ok(got.canary), "agave_model_get_config wrote past the caller's struct");
+#ifdef AGAVE_TEST_LONG
+    check(got.s.agave_test_extra == 0, "agave_model_get_config left a field it does not know set");
+#endif
+    check(memcmp(&got.s, &c.s, sizeof c.s) == 0,
+          "agave_model_get_config differs from the configuration given");
+
+    uint8_t x[N_IMAGES * 64];
+    images(x);
+    for (int step = 1; step <= 2; step++) {
+        WRAPPED(agave_step_stats) st;
+        FILL(st);
+        st.s.struct_size = sizeof st.s;
+        SET_EXTRA(st.s);
+        check(agave_model_train_step(m, x, N_IMAGES, &st.s) == AGAVE_OK, "train step");
+        check(canary_ok(st.canary), "agave_model_train_step wrote past agave_step_stats");
+#ifdef AGAVE_TEST_LONG
+        check(st.s.agave_test_extra == 1, "the train step overwrote a field it does not know");
+#endif
+        check(st.s.struct_size == sizeof st.s, "the train step changed struct_size");
+        printf("step %d: loss %.9g pixelcnn %.9g aux %.9g kl %.9g grad_norm %.9g\n", step,
+               st.s.loss_bpd, st.s.pixelcnn_bpd, st.s.aux_bpd, st.s.kl_bpd, st.s.grad_norm);
+    }
+    WRAPPED(agave_eval_stats) ev;
+    FILL(ev);
+    ev.s.struct_size = sizeof ev.s;
+    SET_EXTRA(ev.s);
+    check(agave_model_evaluate(m, x, N_IMAGES, 3, &ev.s) == AGAVE_OK, "evaluate");
+    check(canary_ok(ev.canary), "agave_model_evaluate wrote past agave_eval_stats");
+#ifdef AGAVE_TEST_LONG
+    check(ev.s.agave_test_extra == 1, "evaluate overwrote a field it does not know");
+#endif
+    printf("eval: images %d elbo %.9g recon %.9g kl %.9g aux %.9g iwae %.9g\n", ev.s.n_images,
+           ev.s.elbo_bpd, ev.s.recon_bpd, ev.s.kl_bpd, ev.s.aux_bpd, ev.s.iwae_bpd);
+    agave_model_free(m);
+}
+
+/* A masked convolution: its output depends on every mask field the library reads. */
+static void layer(agave_context *ctx)
+{
+    WRAPPED(agave_layer_options) o;
+    FILL(o);
+    check(agave_layer_options_init(&o.s) == AGAVE_OK, "agave_layer_options_init");
+    check(canary_ok(o.canary), "agave_layer_options_init wrote past the caller's struct");
+    o.s.in_channels = o.s.out_channels = 4;
+    o.s.mask_degrees = 2;
+    agave_layer *l = NULL;
+    SET_EXTRA(o.s);
+#ifdef AGAVE_TEST_LONG
+    check(agave_layer_create(ctx, AGAVE_LAYER_CONV, &o.s, &l) == AGAVE_ERR_INVALID_ARG,
+          "agave_layer_create accepted a set field it does not know");
+#endif
+    CLEAR_EXTRA(o.s);
+    if (agave_layer_create(ctx, AGAVE_LAYER_CONV, &o.s, &l) != AGAVE_OK) {
+        check(0, agave_context_last_error(ctx));
+        return;
+    }
+    int dims[4] = {2, 4, 4, 4};
+    agave_tensor *t = NULL, *y = NULL;
+    check(agave_tensor_create(ctx, 4, dims, &t) == AGAVE_OK, "tensor");
+    float *d = agave_tensor_data(t);
+    for (int i = 0; i < 128; i++)
+        d[i] = (float)((i * 7) % 13) / 13.0f - 0.5f;
+    check(agave_layer_forward(l, t, &y) == AGAVE_OK, "layer forward");
+    const float *yd = agave_tensor_data(y);
+    double sum = 0, weighted = 0;
+    for (size_t i = 0; y && i < agave_tensor_numel(y); i++)
+        sum += yd[i], weighted += yd[i] * (double)(i % 17);
+    printf("masked conv: sum %.9g weighted %.9g\n", sum, weighted);
+    agave_tensor_free(t);
+    agave_layer_free(l);
+}
+
+static void grid(agave_context *ctx, const char *png)
+{
+    WRAPPED(agave_grid_options) g;
+    FILL(g);
+    agave_grid_options_init(&g.s);
+    check(canary_ok(g.canary), "agave_grid_options_init wrote past the caller's struct");
+    g.s.gap = 3;
+    uint8_t x[N_IMAGES * 64];
+    images(x);
+    SET_EXTRA(g.s);
+#ifdef AGAVE_TEST_LONG
+    check(agave_image_grid_write(ctx, png, x, N_IMAGES, 1, 8, 8, 2, &g.s) == AGAVE_ERR_INVALID_ARG,
+          "agave_image_grid_write accepted a set field it does not know");
+#endif
+    CLEAR_EXTRA(g.s);
+    check(agave_image_grid_write(ctx, png, x, N_IMAGES, 1, 8, 8, 2, &g.s) == AGAVE_OK,
+          agave_context_last_error(ctx));
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    agave_context *ctx;
+    if (agave_context_create(&ctx, 7) != AGAVE_OK)
+        return 1;
+    config_and_model(ctx, argc > 2 ? argv[2] : NULL);
+    layer(ctx);
+    grid(ctx, argv[1]);
+    agave_context_free(ctx);
+    printf("sizes: config %zu step_stats %zu eval_stats %zu layer_options %zu grid_options %zu\n",
+           sizeof(agave_config), sizeof(agave_step_stats), sizeof(agave_eval_stats),
+           sizeof(agave_layer_options), sizeof(agave_grid_options));
+    return failures ? 1 : 0;
+}
