@@ -196,7 +196,7 @@ static int run(const compress_opts *o, agave_context *ctx)
     if (rc == EXIT_OK) {
         fprintf(stderr, PROG ": %s, step %lld, mode %s; %zu of %zu images from %s; batch %lld, "
                         "%d thread%s\n",
-                o->checkpoint, (long long)agave_model_step_count(m), mode_name(cfg.mode), n,
+                o->checkpoint, (long long)agave_model_step_count(m), agave_mode_name(cfg.mode), n,
                 agave_dataset_count(ds), o->data, o->batch, agave_context_threads(ctx),
                 agave_context_threads(ctx) == 1 ? "" : "s");
         stop_signals_set_message(PROG ": stopping; no file will be written");

@@ -635,8 +635,10 @@ typedef struct agave_codec_options {
     void *progress_user;
 } agave_codec_options;
 
-/* The defaults (decoders read only progress and progress_user). */
-AGAVE_API void agave_codec_options_init(agave_codec_options *opt);
+/* The defaults (decoders read only progress and progress_user).
+ * agave_codec_options_init(opt) passes sizeof *opt as struct_size. */
+AGAVE_API void agave_codec_options_init_sized(agave_codec_options *opt, size_t struct_size);
+#define agave_codec_options_init(opt) agave_codec_options_init_sized((opt), sizeof *(opt))
 
 /* What a file's header says. */
 typedef struct agave_codec_info {

@@ -5,38 +5,42 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "../core/struct_size.h"
 #include "codec.h"
 
 #define CHUNK_FIXED 16      /* magic, index, images, chains */
 #define CHAIN_ENTRY 12      /* final state (u64), words (u32) */
 #define WORD_BLOCK 4096     /* words converted to little-endian at a time */
 
-/* Options read up to the caller's struct_size, defaults for the rest. */
+static agave_codec_options default_options(void)
+{
+    agave_codec_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.batch = 64;
+    o.chunk = 4096;
+    o.latent_bits = 8;
+    o.image_crc = 1;
+    return o;
+}
+
+void agave_codec_options_init_sized(agave_codec_options *opt, size_t struct_size)
+{
+    agave_codec_options d = default_options();
+    if (opt)
+        struct_init(opt, struct_size, &d, sizeof d);
+}
+
+/* The caller's options over the defaults (the struct_size rule). */
 static agave_status read_options(agave_context *ctx, const agave_codec_options *opt,
                                  agave_codec_options *out)
 {
-    agave_codec_options_init(out);
-    if (!opt)
-        return AGAVE_OK;
-    if (opt->struct_size < offsetof(agave_codec_options, latent_bits))
-        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "agave_codec_options.struct_size is %zu: "
-                         "call agave_codec_options_init first", opt->struct_size);
-    size_t n = opt->struct_size < sizeof *out ? opt->struct_size : sizeof *out;
-    memcpy(out, opt, n);
-    out->struct_size = sizeof *out;
+    *out = default_options();
+    char why[256];
+    if (opt && !struct_read(out, sizeof *out, opt, STRUCT_END(agave_codec_options, struct_size),
+                            "agave_codec_options", why, sizeof why))
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "codec: %s", why);
     return AGAVE_OK;
-}
-
-void agave_codec_options_init(agave_codec_options *opt)
-{
-    if (!opt)
-        return;
-    memset(opt, 0, sizeof *opt);
-    opt->struct_size = sizeof *opt;
-    opt->batch = 64;
-    opt->chunk = 4096;
-    opt->latent_bits = 8;
-    opt->image_crc = 1;
 }
 
 /* The model in evaluation state (average weights, no dropout, no tape) for
@@ -60,12 +64,12 @@ static void eval_leave(agave_model *m, eval_state s)
     agave_tape_reset(m->ctx);
 }
 
-static void fill_info(const codec_plan *p, agave_codec_info *info)
+/* Writes what a header says into the caller's info (the struct_size rule). */
+static agave_status fill_info(agave_context *ctx, const codec_plan *p, agave_codec_info *info)
 {
-    size_t size = info->struct_size;
     agave_codec_info full;
     memset(&full, 0, sizeof full);
-    full.struct_size = size;
+    full.struct_size = sizeof full;
     full.n_images = p->n_images;
     full.C = p->C, full.H = p->H, full.W = p->W;
     full.mode = p->mode;
@@ -75,7 +79,11 @@ static void fill_info(const codec_plan *p, agave_codec_info *info)
     full.model_hash = p->model_hash;
     _Static_assert(sizeof full.environment == CODEC_ENV_MAX, "environment text size");
     memcpy(full.environment, p->env, CODEC_ENV_MAX);
-    memcpy(info, &full, size < sizeof full ? size : sizeof full);
+    char why[256];
+    if (!struct_write(info, &full, sizeof full, sizeof full.struct_size, "agave_codec_info", why,
+                      sizeof why))
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "codec: %s", why);
+    return AGAVE_OK;
 }
 
 /* ---- the encoder ------------------------------------------------------------------- */
@@ -296,26 +304,27 @@ agave_status agave_codec_encoder_finish(agave_codec_encoder *e)
     return AGAVE_OK;
 }
 
-agave_status agave_codec_encoder_stats(const agave_codec_encoder *e, agave_codec_stats *s)
+agave_status agave_codec_encoder_stats(const agave_codec_encoder *e, agave_codec_stats *stats)
 {
-    if (!e || !s)
+    if (!e || !stats)
         return AGAVE_ERR_NULL;
-    if (s->struct_size < sizeof *s)
-        return ctx_error(e->core.ctx, AGAVE_ERR_INVALID_ARG,
-                         "agave_codec_stats.struct_size must be set to sizeof(agave_codec_stats)");
-    size_t size = s->struct_size;
-    memset(s, 0, sizeof *s);
-    s->struct_size = size;
-    s->n_images = e->coded;
-    s->bytes = e->bytes;
+    agave_codec_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    s.n_images = e->coded;
+    s.bytes = e->bytes;
     for (int t = 0; t < e->core.plan.chains; t++) {
         const codec_counts *c = &e->core.counts[t];
-        s->pixel_bits += c->pixel_bits;
-        s->pixel_model_bits += c->pixel_model_bits;
-        s->latent_prior_bits += c->prior_bits;
-        s->latent_posterior_bits += c->posterior_bits;
+        s.pixel_bits += c->pixel_bits;
+        s.pixel_model_bits += c->pixel_model_bits;
+        s.latent_prior_bits += c->prior_bits;
+        s.latent_posterior_bits += c->posterior_bits;
     }
-    s->initial_bits = e->initial_bits;
+    s.initial_bits = e->initial_bits;
+    char why[256];
+    if (!struct_write(stats, &s, sizeof s, sizeof s.struct_size, "agave_codec_stats", why,
+                      sizeof why))
+        return ctx_error(e->core.ctx, AGAVE_ERR_INVALID_ARG, "codec: %s", why);
     return AGAVE_OK;
 }
 
@@ -440,11 +449,7 @@ agave_status agave_codec_decoder_info(const agave_codec_decoder *d, agave_codec_
 {
     if (!d || !info)
         return AGAVE_ERR_NULL;
-    if (info->struct_size < offsetof(agave_codec_info, environment))
-        return ctx_error(d->core.ctx, AGAVE_ERR_INVALID_ARG,
-                         "agave_codec_info.struct_size must be set to sizeof(agave_codec_info)");
-    fill_info(&d->core.plan, info);
-    return AGAVE_OK;
+    return fill_info(d->core.ctx, &d->core.plan, info);
 }
 
 /* The chunk's framing: which chunk, how many images, the chains' states and
@@ -651,17 +656,13 @@ agave_status agave_codec_peek(agave_context *ctx, const void *data, size_t size,
     ctx_clear_error(ctx);
     if (!data || !info)
         return ctx_error(ctx, AGAVE_ERR_NULL, "agave_codec_peek: data or info is NULL");
-    if (info->struct_size < offsetof(agave_codec_info, environment))
-        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
-                         "agave_codec_info.struct_size must be set to sizeof(agave_codec_info)");
     codec_plan plan;
     size_t need = 0;
     MTRY(codec_header_read(ctx, "the buffer", data, size, &need, &plan));
     if (size < need)
         return ctx_error(ctx, AGAVE_ERR_FORMAT, "the buffer is truncated: %zu bytes, its "
                          "header alone has %zu", size, need);
-    fill_info(&plan, info);
-    return AGAVE_OK;
+    return fill_info(ctx, &plan, info);
 }
 
 agave_status agave_codec_bound(const agave_model *m, const agave_codec_options *opt,
