@@ -188,7 +188,7 @@ static void random_params(float *p, int C, int M)
             p[M * (2 + 3 * c) + m] = (float)test_uniform(-8, 0.5);
 }
 
-/* The mixture's joint probability of pixel x straight from MODEL.md, in
+/* The mixture's joint probability of pixel x straight from docs/model.md, in
  * long double: sum over components of pi_m times the product over channels
  * of the logistic bin masses, with the coupled means on the true values. */
 static double reference_joint(const float *p, int C, int M, const uint8_t *x)
@@ -221,7 +221,7 @@ static double reference_joint(const float *p, int C, int M, const uint8_t *x)
  * decoder's search finds every value the encoder codes, and the integer
  * probabilities are the model's: the product over channels of the coded
  * conditionals equals the mixture's joint probability of the pixel (from
- * MODEL.md's formula, reference_joint) to within the 2^-24 quantisation. */
+ * docs/model.md's formula, reference_joint) to within the 2^-24 quantisation. */
 static void check_pixel_tables(int C, int M, unsigned seed)
 {
     test_rng_seed(seed);
