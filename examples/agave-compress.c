@@ -17,7 +17,7 @@
 #define PROG "agave-compress"
 
 typedef struct compress_opts {
-    const char *checkpoint, *data, *out;
+    const char *checkpoint, *data, *out, *weights;
     long long limit, batch, chunk, latent_bits, threads;
     int no_image_crc;
 } compress_opts;
@@ -53,6 +53,9 @@ static int parse_options(int argc, char **argv, compress_opts *o, cli_program *p
          "each latent dimension in 2^K buckets of equal prior mass", bits_text, 2, 16, 0},
         {"no-image-crc", CLI_FLAG, &o->no_image_crc, NULL,
          "one CRC-32 per chunk instead of one per image (4 bytes less per image)", NULL, 0, 0, 0},
+        {"weights", CLI_STRING, &o->weights, "average|raw",
+         "the averaged parameters or the raw ones of the last training step; decompressing "
+         "needs the same", "average when the checkpoint has it, else raw", 0, 0, 0},
         {"threads", CLI_INT, &o->threads, "T",
          "threads for the library's kernels; decompressing needs the same number", threads_text,
          1, 1024, 0},
@@ -185,6 +188,8 @@ static int run(const compress_opts *o, agave_context *ctx)
     agave_config cfg;
     int rc = load_checkpoint(PROG, ctx, o->checkpoint, &m);
     if (rc == EXIT_OK)
+        rc = choose_weights(PROG, m, o->weights, o->checkpoint);
+    if (rc == EXIT_OK)
         rc = open_dataset(PROG, ctx, o->data, AGAVE_SPLIT_TEST, &ds);
     if (rc == EXIT_OK) {
         agave_model_get_config(m, &cfg);
@@ -194,9 +199,10 @@ static int run(const compress_opts *o, agave_context *ctx)
     if (o->limit > 0 && (size_t)o->limit < n)
         n = (size_t)o->limit;
     if (rc == EXIT_OK) {
-        fprintf(stderr, PROG ": %s, step %lld, mode %s; %zu of %zu images from %s; batch %lld, "
-                        "%d thread%s\n",
-                o->checkpoint, (long long)agave_model_step_count(m), agave_mode_name(cfg.mode), n,
+        fprintf(stderr, PROG ": %s, step %lld, mode %s, %s weights; %zu of %zu images from %s; "
+                        "batch %lld, %d thread%s\n",
+                o->checkpoint, (long long)agave_model_step_count(m), agave_mode_name(cfg.mode),
+                weights_name(m), n,
                 agave_dataset_count(ds), o->data, o->batch, agave_context_threads(ctx),
                 agave_context_threads(ctx) == 1 ? "" : "s");
         stop_signals_set_message(PROG ": stopping; no file will be written");

@@ -17,7 +17,7 @@
 #define READ_BATCH 256
 
 typedef struct decompress_opts {
-    const char *checkpoint, *out, *idx, *file;
+    const char *checkpoint, *out, *idx, *file, *weights;
     long long threads;
 } decompress_opts;
 
@@ -33,6 +33,9 @@ static int parse_options(int argc, char **argv, decompress_opts *o, cli_program 
         {"idx", CLI_STRING, &o->idx, "FILE",
          "write the images as one IDX file instead (3-D for grey images, as MNIST; 4-D n x C x "
          "H x W for colour), atomically", NULL, 0, 0, 0},
+        {"weights", CLI_STRING, &o->weights, "average|raw",
+         "the parameters the file was compressed with (agave-compress --weights)",
+         "average when the checkpoint has it, else raw", 0, 0, 0},
         {"threads", CLI_INT, &o->threads, "T",
          "threads for the library's kernels; only the file's own count decodes it", "the file's",
          1, 1024, 0},
@@ -220,6 +223,8 @@ static int run(const decompress_opts *o)
         rc = fail(PROG, "%d threads: %s", threads, agave_context_last_error(ctx));
     if (rc == EXIT_OK)
         rc = load_checkpoint(PROG, ctx, o->checkpoint, &m);
+    if (rc == EXIT_OK)
+        rc = choose_weights(PROG, m, o->weights, o->checkpoint);
     if (rc == EXIT_OK) {
         stop_signals_set_message(PROG ": stopping");
         rc = decompress(m, ctx, f, o);

@@ -85,7 +85,8 @@ if [ "${FUZZ_COVERAGE:-1}" != 0 ]; then
     llvm-profdata merge -sparse "$prof"/*.profraw -o "$prof/all.profdata"
     echo
     echo "coverage of the corpus (llvm-cov; lines and branches of the fuzzed sources):"
-    sources="lib/data/readers.c lib/data/source.c lib/data/dataset.c lib/train/checkpoint.c"
+    sources="lib/data/readers.c lib/data/source.c lib/data/dataset.c lib/train/checkpoint.c
+        lib/codec/codec.c lib/codec/format.c lib/codec/bitsback.c lib/codec/rans.c lib/codec/tables.c"
     printf '    %-22s %18s %18s %18s\n' file regions lines branches
     # shellcheck disable=SC2086 # one word per option or file
     llvm-cov report $objects -instr-profile="$prof/all.profdata" $sources |

@@ -132,7 +132,7 @@ agave_status codec_plan_check(agave_model *m, const codec_plan *plan)
     if (plan->mode != c->mode || plan->model_hash != hash)
         return ctx_error(ctx, AGAVE_ERR_CONFIG, "the file was written with another model "
                          "(parameter hash %016llx, this model's %016llx): decode it with the "
-                         "checkpoint and weights it was compressed with",
+                         "checkpoint and weights (average or raw) it was compressed with",
                          (unsigned long long)plan->model_hash, (unsigned long long)hash);
     if (plan->threads != ctx->threads)
         return ctx_error(ctx, AGAVE_ERR_STATE, "the file was compressed with %d threads and is "
