@@ -120,11 +120,14 @@ typedef struct sink {
     long long written;
 } sink;
 
+/* An IDX file is started at once (under a temporary name); a directory is
+ * made only when the first checked images arrive, so that a file refused at
+ * its first chunk leaves nothing behind. */
 static int sink_open(sink *s)
 {
     char err[512];
     if (s->o->out)
-        return make_dirs(s->o->out, err, sizeof err) ? EXIT_OK : fail(PROG, "--out %s", err);
+        return EXIT_OK;
     if (!atomic_open(&s->idx, s->o->idx, err, sizeof err))
         return fail(PROG, "%s", err);
     /* IDX: magic 0x0000080D (unsigned bytes, D dimensions), then each size, big-endian */
@@ -151,6 +154,9 @@ static int sink_put(sink *s, const uint8_t *x, int n)
         s->written += n;
         return EXIT_OK;
     }
+    char err[512];
+    if (s->written == 0 && n > 0 && !make_dirs(s->o->out, err, sizeof err))
+        return fail(PROG, "--out %s", err);
     agave_grid_options g;
     agave_grid_options_init(&g);
     g.gap = 0;
@@ -196,6 +202,8 @@ static int decompress(agave_model *m, agave_context *ctx, FILE *f, const decompr
     }
     progress_end(&w.line);
     char err[512];
+    if (o->out && rc == EXIT_OK && s.written == 0 && !make_dirs(o->out, err, sizeof err))
+        rc = fail(PROG, "--out %s", err);   /* a file of no images: an empty directory */
     if (o->idx && rc == EXIT_OK && !atomic_commit(&s.idx, err, sizeof err))
         rc = fail(PROG, "%s", err);
     else if (o->idx && rc != EXIT_OK && s.idx.tmp)
