@@ -82,7 +82,8 @@ agave_status codec_core_start_chunk(codec_core *k, int64_t index)
 }
 
 /* ---- the networks ------------------------------------------------------------------ */
-/* The sampler for a batch of n (kept while n stays the same). */
+/* The sampler for a batch of n (kept while n stays the same). Its lanes are
+ * the chains: never more of them than the plan has stacks. */
 static agave_status sampler_for(codec_core *k, int n)
 {
     if (k->sampler && k->sampler_n == n)
@@ -91,6 +92,10 @@ static agave_status sampler_for(codec_core *k, int n)
     k->sampler = NULL;
     MTRY(cached_sampler_create(k->m, n, k->plan.latent > 0, &k->sampler));
     k->sampler_n = n;
+    if (cached_sampler_lanes(k->sampler) > k->plan.chains)
+        return ctx_error(k->ctx, AGAVE_ERR_STATE, "codec: %d lanes for %d chains: the context's "
+                         "thread count changed since the coder was made",
+                         cached_sampler_lanes(k->sampler), k->plan.chains);
     return AGAVE_OK;
 }
 
