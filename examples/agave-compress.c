@@ -127,10 +127,11 @@ static void print_summary(const agave_codec_stats *s, size_t n, size_t D, const 
 {
     double dims = (double)n * (double)D;
     double net = s->pixel_bits + s->latent_prior_bits - s->latent_posterior_bits;
-    printf("%zu images into %s: %llu bytes, %.4f bits/dim (pixels %.4f + latent prior %.4f - "
-           "bits back %.4f = %.4f, initial bits %.4f, container %.4f)\n",
+    printf("%zu images into %s: %llu bytes, %.4f bits/dim (pixels %.4f [%.4f unquantised] + "
+           "latent prior %.4f - bits back %.4f = %.4f, initial bits %.4f, container %.4f)\n",
            n, out, (unsigned long long)s->bytes, 8.0 * (double)s->bytes / dims,
-           s->pixel_bits / dims, s->latent_prior_bits / dims, s->latent_posterior_bits / dims,
+           s->pixel_bits / dims, s->pixel_model_bits / dims, s->latent_prior_bits / dims,
+           s->latent_posterior_bits / dims,
            net / dims, s->initial_bits / dims,
            (8.0 * (double)s->bytes - net - s->initial_bits) / dims);
     fflush(stdout);

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages a target needs, when missing.
-# usage: scripts/deps.sh build|check|demo|fuzz|valgrind|mpi|paper
+# usage: scripts/deps.sh build|check|demo|fuzz|valgrind|mpi|paper|bench
 # As root it runs apt-get; otherwise it prints the exact apt-get line and stops
 # (exit 1). Prints nothing when everything is there. Every name below exists in
 # Debian 12 (bookworm).
@@ -33,7 +33,10 @@ mpi) pkgs="$build libopenmpi-dev openmpi-bin" ;;
 # paper: scripts/paper.sh, the paper's experiments on Fashion-MNIST, plotted
 # with gnuplot (PNG terminal, no X).
 paper) pkgs="$build dataset-fashion-mnist gnuplot-nox" ;;
-*) echo "deps.sh: unknown target '$1' (build, check, demo, fuzz, valgrind, mpi, paper)" >&2; exit 2 ;;
+# bench: bench/codec.sh compares the codec with PNG (optipng), WebP (cwebp) and
+# JPEG XL (cjxl) on Fashion-MNIST; python3 writes the PNGs and the tables.
+bench) pkgs="$build dataset-fashion-mnist optipng webp libjxl-tools python3" ;;
+*) echo "deps.sh: unknown target '$1' (build, check, demo, fuzz, valgrind, mpi, paper, bench)" >&2; exit 2 ;;
 esac
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
