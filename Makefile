@@ -5,8 +5,9 @@
 #   make sanitize         the same test suite built with ASan + UBSan, in build-san/
 #   make valgrind         a subset of the suite and the programs under valgrind memcheck
 #   make tsan             the thread-safety test under ThreadSanitizer, in build-tsan/
-#   make fuzz             libFuzzer harnesses of the readers and the checkpoint loader,
-#                         FUZZ_SECONDS each (default 60), in build-fuzz/ (docs/reliability.md)
+#   make fuzz             libFuzzer harnesses of the readers, the checkpoint loader and the
+#                         configuration parser, FUZZ_SECONDS each (default 60), in
+#                         build-fuzz/ (docs/reliability.md)
 #   make install          headers, libraries, agave.pc and programs under $(DESTDIR)$(PREFIX)
 #   make uninstall        removes what `make install` put there
 #   make abi-check        compares the built library's ABI with the baseline abi/libagave.abi
@@ -181,6 +182,19 @@ $(BUILD)/bench/%: bench/%.c $(STATIC) $(FLAGS_FILE)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PROG_CFLAGS) -O3 -Ilib $< $(STATIC) $(LDLIBS) -o $@
 
+# bench/gemm compares matrix-product sources: oneDNN and libxsmm join in when
+# their headers are installed (scripts/deps.sh bench); the library links neither.
+HAVE_DNNL := $(wildcard /usr/include/oneapi/dnnl/dnnl.h)
+HAVE_XSMM := $(wildcard /usr/include/libxsmm.h)
+BENCH_GEMM_FLAGS := $(if $(HAVE_DNNL),-DHAVE_DNNL) $(if $(HAVE_XSMM),-DHAVE_XSMM)
+BENCH_GEMM_LIBS := $(if $(HAVE_DNNL),-ldnnl) \
+    $(if $(HAVE_XSMM),/usr/lib/libxsmm.a /usr/lib/libxsmmnoblas.a -ldl -lpthread)
+$(BUILD)/bench/gemm: bench/gemm.c $(STATIC) $(FLAGS_FILE)
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PROG_CFLAGS) -O3 -Ilib $(BENCH_GEMM_FLAGS) $< $(STATIC) $(BENCH_GEMM_LIBS) \
+	    $(LDLIBS) -o $@
+
 bench: $(BENCH_BIN)
 
 # ---- MPI: data-parallel agave-train and agave-eval (optional) ------------------
@@ -259,6 +273,11 @@ run-tests: lib tests programs
 	    TEST_TIMEOUT='$(TEST_TIMEOUT)' VERBOSE='$(V)' \
 	    sh scripts/run-tests.sh $(TEST_BIN) $(SHELL_TESTS)
 
+# The programs and scripts run-tests runs, for scripts/mutate.sh.
+.PHONY: print-tests
+print-tests:
+	@echo $(TEST_BIN) $(SHELL_TESTS)
+
 # The dependencies first (a package installed now must be visible to the build).
 check: deps
 	@$(MAKE) --no-print-directory run-tests
@@ -318,10 +337,12 @@ tsan: deps
 	    TEST_TIMEOUT='$(TEST_TIMEOUT)' VERBOSE='$(V)' sh scripts/run-tests.sh build-tsan/tests/test_threads
 
 # ---- fuzzing (docs/reliability.md) ----------------------------------------------
-# libFuzzer harnesses fuzz/fuzz_*.c (IDX reader, CIFAR-10 reader, checkpoint
-# loader) built with clang against the static library compiled with
+# libFuzzer harnesses fuzz/fuzz_*.c (every file there: IDX reader, CIFAR-10
+# reader, checkpoint loader, configuration parser, and any harness added)
+# built with clang against the static library compiled with
 # -fsanitize=fuzzer-no-link,address,undefined in build-fuzz/, each run for
-# FUZZ_SECONDS on a corpus seeded by fuzz/make_corpus.c (fuzz/run.sh). Any
+# FUZZ_SECONDS (or, with FUZZ_BUDGET=S, S seconds shared by all of them) on a
+# corpus seeded by fuzz/make_corpus.c and fuzz/seeds/KIND/ (fuzz/run.sh). Any
 # crash, leak, timeout, out-of-memory or sanitizer report fails the target and
 # keeps the input in build-fuzz/fuzz/artifacts/. Then (unless FUZZ_COVERAGE=0)
 # the corpus is replayed through a coverage build (build-cov/) and llvm-cov
@@ -331,6 +352,7 @@ tsan: deps
 # -Wno-pass-failed: clang warns that the sanitizers keep `omp simd` loops
 # from vectorising; that costs nothing but speed in this build.
 FUZZ_SECONDS ?= 60
+FUZZ_BUDGET ?=
 FUZZ_COVERAGE ?= 1
 FUZZ_CC ?= clang
 FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
@@ -346,7 +368,8 @@ ifneq ($(FUZZ_COVERAGE),0)
 	    CFLAGS='$(CFLAGS) -Wno-pass-failed' \
 	    SAN='-fprofile-instr-generate -fcoverage-mapping' fuzz-cov-build
 endif
-	@FUZZ_COVERAGE='$(FUZZ_COVERAGE)' sh fuzz/run.sh build-fuzz build-cov '$(FUZZ_SECONDS)' \
+	@FUZZ_COVERAGE='$(FUZZ_COVERAGE)' FUZZ_BUDGET='$(FUZZ_BUDGET)' \
+	    sh fuzz/run.sh build-fuzz build-cov '$(FUZZ_SECONDS)' \
 	    $(FUZZ_HARNESSES)
 
 # (Run inside the sub-makes above, with BUILD, CC and SAN set.)

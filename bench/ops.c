@@ -29,7 +29,6 @@
 #include <agave.h>
 
 #include "core/core.h"
-#include "ops/op_table.h"
 
 #define WARMUP 3
 #define RUNS 15
@@ -186,7 +185,7 @@ static void bench(agave_context *ctx, const bench_case *c, double ref_gflops)
             g[i] = (float)(i % 13) * 0.01f - 0.06f;
         const tape_node *node = &ctx->nodes[ctx->n_nodes - 1];
         double t2 = now();
-        if (!g || node->backward(ctx, node) != AGAVE_OK) {
+        if (!g || node->op->backward(ctx, node) != AGAVE_OK) {
             fprintf(stderr, "%s backward: %s\n", c->name, agave_context_last_error(ctx));
             exit(1);
         }

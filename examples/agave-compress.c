@@ -3,8 +3,9 @@
  *   agave-compress --checkpoint M.ckpt --data PATH [--limit N] --out F.agz
  *
  * Streams the test split of a data set (or one data file) through the
- * library's bits-back encoder (agave_codec_encoder_*) into F.agz, written
- * under a temporary name and renamed when complete. Progress goes to stderr,
+ * library's bits-back encoder (agave_codec_encoder_*) into memory, then
+ * writes F.agz whole with the library's atomic writer (a compressed file is
+ * a few hundred bytes an image). Progress goes to stderr,
  * one summary line to stdout. docs/codec.md describes the method and the
  * file; docs/programs.md the program. */
 #include <math.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "common/common.h"
+#include "common/textbuf.h"
 
 #define PROG "agave-compress"
 
@@ -91,10 +93,12 @@ static int parse_options(int argc, char **argv, compress_opts *o, cli_program *p
     return -1;
 }
 
-/* The encoder's output goes to the temporary file. */
+/* The encoder's output is gathered in memory. */
 static agave_status write_out(const void *data, size_t len, void *user)
 {
-    return atomic_write(user, data, len) ? AGAVE_OK : AGAVE_ERR_IO;
+    textbuf *b = user;
+    textbuf_append(b, data, len);
+    return b->failed ? AGAVE_ERR_NOMEM : AGAVE_OK;
 }
 
 typedef struct watch {
@@ -143,9 +147,7 @@ static int compress(agave_model *m, agave_context *ctx, const agave_dataset *ds,
     const size_t D = (size_t)agave_dataset_channels(ds) * agave_dataset_height(ds) *
                      agave_dataset_width(ds);
     char err[512];
-    atomic_file file;
-    if (!atomic_open(&file, o->out, err, sizeof err))
-        return fail(PROG, "%s", err);
+    textbuf file = {0};
     agave_codec_encoder *enc = NULL;
     watch w = {.started = clock_seconds(), .dims = (double)D, .enc = (const agave_codec_encoder *const *)&enc};
     progress_init(&w.line, stderr);
@@ -170,16 +172,15 @@ static int compress(agave_model *m, agave_context *ctx, const agave_dataset *ds,
     if (st == AGAVE_ERR_INTERRUPTED && stop_signal_received())
         rc = 128 + stop_signal_received();
     else if (st != AGAVE_OK)
-        rc = fail(PROG, "%s", file.failed ? "cannot write the output" : agave_context_last_error(ctx));
+        rc = fail(PROG, "%s", file.failed ? "out of memory for the compressed file"
+                                          : agave_context_last_error(ctx));
     agave_codec_encoder_free(enc);
-    if (rc != EXIT_OK) {
-        atomic_abort(&file);
-        return rc;
-    }
-    if (!atomic_commit(&file, err, sizeof err))
-        return fail(PROG, "%s", err);
-    print_summary(&s, n, D, o->out);
-    return EXIT_OK;
+    if (rc == EXIT_OK && !write_file_atomic(ctx, o->out, file.data, file.len, err, sizeof err))
+        rc = fail(PROG, "%s", err);
+    textbuf_free(&file);
+    if (rc == EXIT_OK)
+        print_summary(&s, n, D, o->out);
+    return rc;
 }
 
 static int run(const compress_opts *o, agave_context *ctx)

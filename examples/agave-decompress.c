@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/common.h"
+#include "common/textbuf.h"
 
 #define PROG "agave-decompress"
 #define READ_BATCH 256
@@ -116,20 +118,18 @@ typedef struct sink {
     const decompress_opts *o;
     agave_context *ctx;
     agave_codec_info info;
-    atomic_file idx;
+    textbuf idx;             /* the IDX file, written whole at the end */
     long long written;
 } sink;
 
-/* An IDX file is started at once (under a temporary name); a directory is
- * made only when the first checked images arrive, so that a file refused at
- * its first chunk leaves nothing behind. */
+/* An IDX file is gathered in memory and written by the library's atomic
+ * writer once every image is checked; a directory is made only when the
+ * first checked images arrive. Either way a file refused at its first chunk
+ * leaves nothing behind. */
 static int sink_open(sink *s)
 {
-    char err[512];
     if (s->o->out)
         return EXIT_OK;
-    if (!atomic_open(&s->idx, s->o->idx, err, sizeof err))
-        return fail(PROG, "%s", err);
     /* IDX: magic 0x0000080D (unsigned bytes, D dimensions), then each size, big-endian */
     const agave_codec_info *i = &s->info;
     uint32_t dims[4] = {(uint32_t)i->n_images, (uint32_t)i->C, (uint32_t)i->H, (uint32_t)i->W};
@@ -140,8 +140,8 @@ static int sink_open(sink *s)
     for (int d = 0; d < nd; d++)
         for (int b = 0; b < 4; b++)
             head[4 + 4 * d + b] = (uint8_t)(dims[d] >> (24 - 8 * b));
-    atomic_write(&s->idx, head, 4 + 4 * (size_t)nd);
-    return EXIT_OK;
+    textbuf_append(&s->idx, head, 4 + 4 * (size_t)nd);
+    return s->idx.failed ? fail(PROG, "out of memory") : EXIT_OK;
 }
 
 static int sink_put(sink *s, const uint8_t *x, int n)
@@ -149,8 +149,9 @@ static int sink_put(sink *s, const uint8_t *x, int n)
     const agave_codec_info *i = &s->info;
     size_t D = (size_t)i->C * i->H * i->W;
     if (s->o->idx) {
-        if (!atomic_write(&s->idx, x, (size_t)n * D))
-            return fail(PROG, "cannot write %s", s->o->idx);
+        textbuf_append(&s->idx, x, (size_t)n * D);
+        if (s->idx.failed)
+            return fail(PROG, "out of memory for %s", s->o->idx);
         s->written += n;
         return EXIT_OK;
     }
@@ -204,10 +205,10 @@ static int decompress(agave_model *m, agave_context *ctx, FILE *f, const decompr
     char err[512];
     if (o->out && rc == EXIT_OK && s.written == 0 && !make_dirs(o->out, err, sizeof err))
         rc = fail(PROG, "--out %s", err);   /* a file of no images: an empty directory */
-    if (o->idx && rc == EXIT_OK && !atomic_commit(&s.idx, err, sizeof err))
+    if (o->idx && rc == EXIT_OK &&
+        !write_file_atomic(ctx, o->idx, s.idx.data, s.idx.len, err, sizeof err))
         rc = fail(PROG, "%s", err);
-    else if (o->idx && rc != EXIT_OK && s.idx.tmp)
-        atomic_abort(&s.idx);
+    textbuf_free(&s.idx);
     if (rc == EXIT_OK)
         printf("%lld images (%dx%dx%d) from %s into %s\n", s.written, s.info.C, s.info.H,
                s.info.W, o->file, o->out ? o->out : o->idx);
@@ -218,9 +219,14 @@ static int decompress(agave_model *m, agave_context *ctx, FILE *f, const decompr
 
 static int run(const decompress_opts *o)
 {
-    FILE *f = fopen(o->file, "rb");
-    if (!f)
-        return fail(PROG, "cannot open %s", o->file);
+    char err[512];
+    int fd = open_input_file(o->file, err, sizeof err);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
+        return fail(PROG, "%s", fd < 0 ? err : "out of memory");
+    }
     agave_context *ctx = NULL;
     agave_model *m = NULL;
     int threads = (int)o->threads;

@@ -145,43 +145,11 @@ static int draw(const sample_opts *o, agave_context *ctx, agave_model *m,
     return EXIT_OK;
 }
 
-/* The sets of the grid, in display order, by mode: samples are {f(z), x}
- * side by side, reconstructions {input, f(z), x} as rows; a mode without
- * f(z) or without a PixelCNN leaves that set out. */
-static int grid_sets(const agave_config *cfg, const images *im, const uint8_t *sets[3],
-                     int heights[3], int widths[3])
-{
-    int n = 0;
-    if (im->input) {
-        sets[n] = im->input, heights[n] = cfg->H, widths[n++] = cfg->W;
-    }
-    if (cfg->mode != AGAVE_MODE_PIXELCNN) {
-        sets[n] = im->fz, heights[n] = cfg->H / cfg->s, widths[n++] = cfg->W / cfg->s;
-    }
-    if (cfg->mode != AGAVE_MODE_VAE) {
-        sets[n] = im->x, heights[n] = cfg->H, widths[n++] = cfg->W;
-    }
-    return n;
-}
-
 static int write_grid(const sample_opts *o, agave_context *ctx, const agave_config *cfg,
                       const images *im)
 {
-    const uint8_t *sets[3];
-    int heights[3], widths[3];
-    int n_sets = grid_sets(cfg, im, sets, heights, widths);
-    agave_grid_options opt;
-    agave_grid_options_init(&opt);
-    opt.scale = (int)(o->scale ? o->scale : (cfg->H <= 32 && cfg->W <= 32 ? 2 : 1));
-    /* A lone f(z) at H/s is drawn at the size of the images it stands for. */
-    if (n_sets == 1 && heights[0] < cfg->H && opt.scale * cfg->s <= 64)
-        opt.scale *= cfg->s;
-    int cols = (int)(o->cols ? o->cols : 8);
-    agave_grid_layout layout = im->input ? AGAVE_GRID_SETS_AS_ROWS : AGAVE_GRID_SETS_SIDE_BY_SIDE;
-    if (agave_image_grid_write_sets(ctx, o->out, sets, n_sets, (int)o->count, cfg->C, heights,
-                                    widths, cols, layout, &opt) != AGAVE_OK)
-        return fail(PROG, "%s", agave_context_last_error(ctx));
-    return EXIT_OK;
+    return write_sample_grid(PROG, ctx, o->out, cfg, im->input, im->fz, im->x, (int)o->count,
+                             (int)o->cols, (int)o->scale);
 }
 
 static int alloc_images(const sample_opts *o, const agave_config *cfg, images *im)

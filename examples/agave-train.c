@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,14 +29,27 @@
 #include "common/common.h"
 
 #define PROG "agave-train"
-#define CSV_HEADER "step,images_per_s,train_bpd,pixelcnn_bpd,aux_bpd,kl_bpd"
+#define CSV_HEADER                                                                        \
+    "step,images_per_s,train_bpd,pixelcnn_bpd,aux_bpd,kl_bpd,test_elbo_bpd,test_kl_bpd,"   \
+    "test_aux_bpd,elapsed_s,epoch,lr,grad_norm"
+/* The header of libagave 0.1's train.csv: a log that starts with it is
+ * migrated on --resume (its rows get empty new columns). */
+#define CSV_HEADER_V1 "step,images_per_s,train_bpd,pixelcnn_bpd,aux_bpd,kl_bpd"
+#define CSV_NEW_COLUMNS 7
+/* Images per agave_model_evaluate call of --eval-every, and the seed of its z
+ * draws: agave-eval's defaults, so that its --samples 0 --limit N figures
+ * are the same. */
+#define EVAL_CHUNK 100
+#define EVAL_SEED 1
+#define SAMPLE_COUNT 16
 #define STATE_MAGIC "agave-train state 1"
 #define DEFAULT_STEPS 1000
 
 typedef struct train_opts {
-    const char *config, *data, *out;
+    const char *config, *data, *out, *precision;
     cli_list sets;
     long long steps, batch, seed, threads, checkpoint_every, log_every;
+    long long eval_every, eval_images, sample_every;
     double minutes, memory_limit;   /* memory_limit in MiB, 0: none */
     int resume, force;
 } train_opts;
@@ -61,8 +75,14 @@ typedef struct interval {
     int good;                  /* applied steps */
     long long images;          /* images of every step, rejected ones too */
     double seconds;            /* time in batches and steps */
-    double loss, pixelcnn, aux, kl;
+    double loss, pixelcnn, aux, kl, grad_norm;
+    double lr;                 /* the learning rate of the last applied step */
 } interval;
+
+/* Held-out figures of one --eval-every evaluation, in bpd. */
+typedef struct heldout {
+    double elbo, kl, aux;
+} heldout;
 
 typedef struct trainer {
     train_opts *o;
@@ -88,6 +108,11 @@ typedef struct trainer {
     progress line;
     double step_mib;             /* agave_config_estimate_bytes at the batch, in MiB */
     int lock_fd;                 /* holds DIR/train.lock; -1 before open_csv */
+    char settings_note[1024];    /* what DIR/settings.log gets for this invocation */
+    double elapsed_before;       /* elapsed_s of the log's last row kept on --resume */
+    uint8_t *eval_x;             /* the first --eval-images test images, or NULL */
+    int eval_n;
+    char *samples_dir;           /* DIR/samples, for --sample-every */
 } trainer;
 
 /* ---- options -------------------------------------------------------------------- */
@@ -117,8 +142,9 @@ static cli_option *train_options(train_opts *o, help_texts *h, int *n)
     snprintf(h->config, sizeof h->config, "named configuration: %s (docs/model.md); optional "
              "with --resume", list);
     list_keys(list, sizeof list);
-    snprintf(h->set, sizeof h->set, "set one configuration key (%.400s; docs/model.md); "
-             "repeatable", list);
+    snprintf(h->set, sizeof h->set, "set one configuration key (%.300s; docs/model.md); "
+             "repeatable; on --resume only the training keys (mode among agave, vae and naive)",
+             list);
     static const double BIG = 9.3e18;
     cli_option opts[] = {
         {"config", CLI_STRING, &o->config, "NAME", h->config, NULL, 0, 0, 0},
@@ -147,12 +173,26 @@ static cli_option *train_options(train_opts *o, help_texts *h, int *n)
         {"threads", CLI_INT, &o->threads, "T",
          "threads for the library's kernels; results are reproducible for a given seed and "
          "thread count", h->threads, 1, 1024, 0},
+        {"precision", CLI_STRING, &o->precision, "P",
+         "arithmetic of the matrix products: fp32, or bf16 (bfloat16 factors, float32 sums "
+         "and weights; faster on CPUs with AVX-512 BF16, refused on others; docs/performance.md "
+         "says what it changes)", "fp32", 0, 0, 0},
         {"checkpoint-every", CLI_INT, &o->checkpoint_every, "N",
          "also write the checkpoint every N steps (0: only at the end and when stopped)", "500",
          0, BIG, 0},
         {"log-every", CLI_INT, &o->log_every, "N",
          "one train.csv row (and, when stderr is not a terminal, one progress line) every N "
          "steps", "10", 1, BIG, 0},
+        {"eval-every", CLI_INT, &o->eval_every, "N",
+         "every N steps (and at the end), evaluate the held-out ELBO, KL and auxiliary bound "
+         "on the first --eval-images test images with the averaged parameters, in train.csv's "
+         "test_* columns (0: never)", "0", 0, BIG, 0},
+        {"eval-images", CLI_INT, &o->eval_images, "N",
+         "test images of each --eval-every evaluation (the data set's test split)", "500", 1,
+         1 << 20, 0},
+        {"sample-every", CLI_INT, &o->sample_every, "N",
+         "every N steps, write DIR/samples/step-NNNNNN.png: 16 samples, f(z) beside the "
+         "PixelCNN sample, the same z and seed each time (0: never)", "0", 0, BIG, 0},
         {"resume", CLI_FLAG, &o->resume, NULL,
          "continue the run in DIR: its checkpoint, configuration, data order and log", NULL, 0, 0,
          0},
@@ -167,12 +207,25 @@ static cli_option *train_options(train_opts *o, help_texts *h, int *n)
     return copy;
 }
 
+/* --precision: fp32 (also when not given) or bf16. */
+static int set_precision(agave_context *ctx, const char *name)
+{
+    agave_precision p = AGAVE_PRECISION_FP32;
+    if (name && !strcmp(name, "bf16"))
+        p = AGAVE_PRECISION_BF16;
+    else if (name && strcmp(name, "fp32"))
+        return fail(PROG, "--precision %s: expected fp32 or bf16", name);
+    if (agave_context_set_precision(ctx, p) != AGAVE_OK)
+        return fail(PROG, "--precision %s: %s", name, agave_context_last_error(ctx));
+    return EXIT_OK;
+}
+
 static int parse_options(int argc, char **argv, train_opts *o, cli_program *prog,
                          help_texts *h)
 {
     memset(o, 0, sizeof *o);
     o->steps = DEFAULT_STEPS, o->batch = 16, o->seed = 1, o->threads = default_threads();
-    o->checkpoint_every = 500, o->log_every = 10;
+    o->checkpoint_every = 500, o->log_every = 10, o->eval_images = 500;
     prog->name = PROG;
     prog->usage = PROG " --config NAME [--set key=value]... --data PATH [--steps N | --minutes M]\n"
                        "                   [--batch B] [--seed S] --out DIR [--resume] [options]";
@@ -182,7 +235,8 @@ static int parse_options(int argc, char **argv, train_opts *o, cli_program *prog
         "running train bits per dimension with its PixelCNN, auxiliary and KL terms.";
     prog->epilog =
         "files: DIR/model.ckpt (checkpoint), DIR/train.csv (header " CSV_HEADER "),\n"
-        "       DIR/train.state (data order, for --resume).\n"
+        "       DIR/train.state (data order, for --resume), DIR/settings.log (the settings\n"
+        "       and what each --resume changed), DIR/samples/ (--sample-every).\n"
         "SIGINT, SIGTERM and SIGHUP stop training after the current step: the checkpoint is\n"
         "written and the program exits with 128 + the signal number (130 for Ctrl-C);\n"
         "a second signal quits at once, leaving the previous checkpoint. A signal ignored at\n"
@@ -231,7 +285,7 @@ static int write_state(trainer *t, char *err, size_t len)
                       "checkpoint step %lld rejected %lld epoch %" PRIu64 " index %" PRIu64 "\n",
                       p->step, p->rejected, p->epoch, p->index);
     }
-    return write_file_atomic(t->state_path, buf, (size_t)n, err, len);
+    return write_file_atomic(t->ctx, t->state_path, buf, (size_t)n, err, len);
 }
 
 /* Parses DIR/train.state; 0 with a sentence in err if it is damaged. */
@@ -334,28 +388,74 @@ static int requested_config(const train_opts *o, const agave_dataset *ds, agave_
     return check_image_shape(PROG, cfg, ds, o->data);
 }
 
-/* On --resume the checkpoint's configuration wins. What the command line asks
- * for must agree with it: --config NAME (with --set) must describe the same
- * architecture, and each --set must leave the stored value unchanged, since a
- * loaded model's settings cannot be changed. */
+/* Appends ", " (unless first) and one formatted item to buf. */
+static void append_item(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void append_item(char *buf, size_t len, const char *fmt, ...)
+{
+    size_t n = strlen(buf);
+    if (n && n + 2 < len)
+        memcpy(buf + n, ", ", 3), n += 2;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, len - n, fmt, ap);
+    va_end(ap);
+}
+
+/* "key old -> new, ..." for the training keys whose values differ between a
+ * and b (what agave_model_update_config changes); "" if none. */
+static void settings_changes(const agave_config *a, const agave_config *b, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < agave_config_key_count(); i++) {
+        agave_config_key k = {.struct_size = sizeof k};
+        char va[AGAVE_CONFIG_VALUE_MAX], vb[AGAVE_CONFIG_VALUE_MAX];
+        if (agave_config_key_info(i, &k) != AGAVE_OK || !(k.flags & AGAVE_KEY_TRAINING) ||
+            agave_config_get(a, k.name, va, sizeof va) != AGAVE_OK ||
+            agave_config_get(b, k.name, vb, sizeof vb) != AGAVE_OK || strcmp(va, vb) == 0)
+            continue;
+        append_item(buf, len, "%s %s -> %s", k.name, va, vb);
+    }
+}
+
+/* One --set on a resumed run: it may change the training keys, not what the
+ * parameters' shapes or the optimiser's state depend on. */
+static int check_resume_set(const char *kv, const agave_config *before, const agave_config *after)
+{
+    if (!agave_config_equal(after, before, AGAVE_KEY_ARCHITECTURE))
+        return fail(PROG, "--set %s would change the architecture of the checkpoint being "
+                    "resumed (the parameters' shapes); start a new run in another --out "
+                    "directory", kv);
+    if (after->optimizer != before->optimizer)
+        return fail(PROG, "--set %s: the optimizer kind cannot change on --resume (its moments "
+                    "do not carry over); start a new run in another --out directory", kv);
+    if (after->mode != before->mode &&
+        (after->mode == AGAVE_MODE_PIXELCNN || before->mode == AGAVE_MODE_PIXELCNN))
+        return fail(PROG, "--set %s: a resumed run may switch among the modes agave, vae and "
+                    "naive (the paper's pretrain-then-joint schedule), not to or from pixelcnn "
+                    "(%s here); start a new run in another --out directory", kv,
+                    agave_mode_name(before->mode));
+    return EXIT_OK;
+}
+
+/* On --resume the checkpoint's configuration is the starting point: --config
+ * NAME (with --set) must describe the same architecture, and each --set may
+ * change a training key (check_resume_set). *changed receives the
+ * configuration to continue with. */
 static int check_resume_config(const train_opts *o, const agave_dataset *ds,
-                               const agave_config *stored)
+                               const agave_config *stored, agave_config *changed)
 {
     char want[256], have[256];
+    *changed = *stored;
     for (int i = 0; i < o->sets.n; i++) {
-        agave_config c = *stored;
-        if (apply_set(&c, o->sets.items[i]) != EXIT_OK)
+        agave_config c = *changed;
+        if (apply_set(changed, o->sets.items[i]) != EXIT_OK ||
+            check_resume_set(o->sets.items[i], &c, changed) != EXIT_OK)
             return EXIT_ERROR;
-        if (agave_config_equal(&c, stored, 0))
-            continue;
-        if (!agave_config_equal(&c, stored, AGAVE_KEY_ARCHITECTURE))
-            return fail(PROG, "--set %s would change the architecture of the checkpoint being "
-                        "resumed; start a new run in another --out directory",
-                        o->sets.items[i]);
-        return fail(PROG, "--set %s differs from the resumed checkpoint's value and a "
-                    "loaded model's settings cannot be changed; drop it to continue",
-                    o->sets.items[i]);
     }
+    char msg[256];
+    if (agave_config_validate(changed, msg, sizeof msg) != AGAVE_OK)
+        return fail(PROG, "invalid configuration: %s", msg);
     if (!o->config)
         return EXIT_OK;
     agave_config req;
@@ -415,17 +515,47 @@ static int create_model(trainer *t)
     if (agave_model_create(t->ctx, &cfg, &t->model) != AGAVE_OK)
         return fail(PROG, "%s", agave_context_last_error(t->ctx));
     t->cfg = cfg;
+    char text[768];
+    describe_config(&cfg, 0, text, sizeof text);
+    snprintf(t->settings_note, sizeof t->settings_note, "step 0: new run: %s\n", text);
     return EXIT_OK;
+}
+
+/* DIR/settings.log: one line per invocation, the configuration a run started
+ * with and what each --resume changed, so that a run's schedule can be read
+ * back (train.csv's lr column shows its effect). Rank 0, under the lock. */
+static int log_settings(trainer *t)
+{
+    char *path = path_join(t->o->out, "settings.log");
+    FILE *f = path ? fopen(path, t->o->resume ? "a" : "w") : NULL;
+    int ok = f && fputs(t->settings_note, f) >= 0;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    int rc = ok ? EXIT_OK : fail(PROG, "cannot write %s", path ? path : "settings.log");
+    free(path);
+    return rc;
 }
 
 static int load_model(trainer *t)
 {
     if (agave_model_load(t->ctx, t->ckpt_path, NULL, &t->model) != AGAVE_OK)
         return fail(PROG, "%s", agave_context_last_error(t->ctx));
-    agave_model_get_config(t->model, &t->cfg);
-    if (check_image_shape(PROG, &t->cfg, t->ds, t->o->data) != EXIT_OK)
+    agave_config stored, changed;
+    agave_model_get_config(t->model, &stored);
+    if (check_image_shape(PROG, &stored, t->ds, t->o->data) != EXIT_OK ||
+        check_resume_config(t->o, t->ds, &stored, &changed) != EXIT_OK)
         return EXIT_ERROR;
-    return check_resume_config(t->o, t->ds, &t->cfg);
+    char what[768];
+    settings_changes(&stored, &changed, what, sizeof what);
+    if (what[0] && agave_model_update_config(t->model, &changed) != AGAVE_OK)
+        return fail(PROG, "%s", agave_context_last_error(t->ctx));
+    agave_model_get_config(t->model, &t->cfg);
+    snprintf(t->settings_note, sizeof t->settings_note, "step %lld: resumed%s%s\n",
+             (long long)agave_model_step_count(t->model), what[0] ? " with " : " unchanged",
+             what);
+    if (what[0] && dist_rank() == 0)
+        fprintf(stderr, PROG ": --resume changes the training settings: %s\n", what);
+    return EXIT_OK;
 }
 
 /* The batcher position for the loaded checkpoint: the stored one if the state
@@ -468,8 +598,51 @@ static int restore_position(trainer *t, int have_state)
 }
 
 /* ---- train.csv ------------------------------------------------------------------- */
+/* libagave 0.1's log (header CSV_HEADER_V1) as this version writes it: the
+ * same rows with the new columns empty; a last line cut short is dropped.
+ * Returns the new text (malloc'd, *len its length) or NULL. */
+static char *migrate_csv_v1(const char *text, size_t n, size_t *len)
+{
+    size_t rows = 0, hl = strlen(CSV_HEADER_V1) + 1;
+    for (size_t i = hl; i < n; i++)
+        rows += text[i] == '\n';
+    char *out = malloc(strlen(CSV_HEADER) + 1 + (n - hl) + rows * CSV_NEW_COLUMNS + 1);
+    if (!out)
+        return NULL;
+    size_t k = (size_t)sprintf(out, "%s\n", CSV_HEADER);
+    for (size_t at = hl; at < n;) {
+        const char *nl = memchr(text + at, '\n', n - at);
+        if (!nl)
+            break;
+        size_t line = (size_t)(nl - (text + at));
+        memcpy(out + k, text + at, line);
+        k += line;
+        memset(out + k, ',', CSV_NEW_COLUMNS);
+        k += CSV_NEW_COLUMNS;
+        out[k++] = '\n';
+        at += line + 1;
+    }
+    *len = k;
+    return out;
+}
+
+/* The elapsed_s field (the tenth) of the row at line; 0 when it is empty (a
+ * migrated row). */
+static double row_elapsed(const char *line, const char *end)
+{
+    for (int field = 1; field < 10; field++) {
+        line = memchr(line, ',', (size_t)(end - line));
+        if (!line)
+            return 0;
+        line++;
+    }
+    return strtod(line, NULL);
+}
+
 /* On resume, rows written after the checkpoint (by a run that died without
- * saving) are dropped, so that the resumed rows continue the log exactly.
+ * saving) are dropped, so that the resumed rows continue the log exactly; a
+ * log with libagave 0.1's header is first migrated to the new columns (the
+ * program says so). t->elapsed_before gets the last kept row's elapsed_s.
  * *missing is set when there is no log yet. */
 static int trim_csv(trainer *t, long long step, int *missing)
 {
@@ -478,6 +651,18 @@ static int trim_csv(trainer *t, long long step, int *missing)
     char *text = read_text_file(t->csv_path, &n, missing, err, sizeof err);
     if (!text)
         return *missing ? EXIT_OK : fail(PROG, "%s", err);
+    int migrated = 0;
+    if (n >= strlen(CSV_HEADER_V1) + 1 && strncmp(text, CSV_HEADER_V1 "\n",
+                                                  strlen(CSV_HEADER_V1) + 1) == 0) {
+        char *v2 = migrate_csv_v1(text, n, &n);
+        free(text);
+        if (!(text = v2))
+            return fail(PROG, "out of memory migrating %s", t->csv_path);
+        migrated = 1;
+        note(PROG, "%s had libagave 0.1's six columns; rewritten with the columns "
+             "test_elbo_bpd,test_kl_bpd,test_aux_bpd,elapsed_s,epoch,lr,grad_norm added "
+             "(empty on its old rows)", t->csv_path);
+    }
     size_t hl = strlen(CSV_HEADER);
     if (n < hl + 1 || strncmp(text, CSV_HEADER "\n", hl + 1) != 0) {
         free(text);
@@ -489,10 +674,12 @@ static int trim_csv(trainer *t, long long step, int *missing)
         char *nl = memchr(text + at, '\n', n - at);
         if (!nl || strtoll(text + at, NULL, 10) > step)
             break;   /* a later row, or a last line cut short */
+        t->elapsed_before = row_elapsed(text + at, nl);
         at = keep = (size_t)(nl - text) + 1;
     }
     int rc = EXIT_OK;
-    if (keep != n && !write_file_atomic(t->csv_path, text, keep, err, sizeof err))
+    if ((keep != n || migrated) &&
+        !write_file_atomic(t->ctx, t->csv_path, text, keep, err, sizeof err))
         rc = fail(PROG, "%s", err);
     free(text);
     return rc;
@@ -521,8 +708,8 @@ static int open_csv(trainer *t)
              stale == 1 ? "" : "s", t->o->out);
     if (t->o->resume && trim_csv(t, t->saved.step, &fresh) != EXIT_OK)
         return EXIT_ERROR;
-    if (fresh && !write_file_atomic(t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1, err,
-                                    sizeof err))
+    if (fresh && !write_file_atomic(t->ctx, t->csv_path, CSV_HEADER "\n", strlen(CSV_HEADER) + 1,
+                                    err, sizeof err))
         return fail(PROG, "%s", err);
     int fd = open_run_file(t->csv_path, O_WRONLY | O_APPEND, err, sizeof err);
     if (fd < 0)
@@ -532,7 +719,7 @@ static int open_csv(trainer *t)
         close(fd);
         return fail(PROG, "cannot open %s for appending", t->csv_path);
     }
-    return EXIT_OK;
+    return log_settings(t);
 }
 
 /* The step's memory at the global batch (every rank initialises on all of
@@ -576,6 +763,30 @@ static int setup_ranks(trainer *t)
     return EXIT_OK;
 }
 
+/* --eval-every: the first --eval-images images of the data's test split,
+ * held in memory for the run; --sample-every: the samples directory. */
+static int load_eval_images(trainer *t)
+{
+    const train_opts *o = t->o;
+    if (o->sample_every && !(t->samples_dir = path_join(o->out, "samples")))
+        return fail(PROG, "out of memory");
+    if (!o->eval_every)
+        return EXIT_OK;
+    agave_dataset *test = NULL;
+    if (agave_dataset_open(t->ctx, o->data, AGAVE_SPLIT_TEST, &test) != AGAVE_OK)
+        return fail(PROG, "--eval-every needs the test split of --data %s: %s", o->data,
+                    agave_context_last_error(t->ctx));
+    int rc = check_image_shape(PROG, &t->cfg, test, o->data);
+    size_t n = agave_dataset_count(test), D = (size_t)t->cfg.C * t->cfg.H * t->cfg.W;
+    t->eval_n = (int)((size_t)o->eval_images < n ? (size_t)o->eval_images : n);
+    if (rc == EXIT_OK && !(t->eval_x = malloc((size_t)t->eval_n * D)))
+        rc = fail(PROG, "cannot allocate %d test images for --eval-every", t->eval_n);
+    if (rc == EXIT_OK)
+        agave_dataset_copy_images(test, 0, (size_t)t->eval_n, t->eval_x);
+    agave_dataset_free(test);
+    return rc;
+}
+
 static int setup(trainer *t, const cli_program *prog)
 {
     train_opts *o = t->o;
@@ -592,6 +803,8 @@ static int setup(trainer *t, const cli_program *prog)
         return EXIT_ERROR;
     if (o->memory_limit > 0)
         agave_context_set_memory_limit(t->ctx, (size_t)(o->memory_limit * 1048576.0));
+    if (set_precision(t->ctx, o->precision) != EXIT_OK)
+        return EXIT_ERROR;
     if ((o->resume ? load_model(t) : create_model(t)) != EXIT_OK || check_memory(t) != EXIT_OK)
         return EXIT_ERROR;
     if (agave_batcher_create(t->ctx, t->ds, t->batch, (uint64_t)o->seed, 0, AGAVE_SUBSET_FIRST,
@@ -607,13 +820,15 @@ static int setup(trainer *t, const cli_program *prog)
     t->x = malloc((size_t)t->batch * D);
     if (!t->x)
         return fail(PROG, "cannot allocate a batch of %d images", t->batch);
-    if (setup_ranks(t) != EXIT_OK)
+    if (setup_ranks(t) != EXIT_OK || load_eval_images(t) != EXIT_OK)
         return EXIT_ERROR;
     return open_csv(t);
 }
 
 static void teardown(trainer *t)
 {
+    free(t->eval_x);
+    free(t->samples_dir);
     if (t->csv)
         fclose(t->csv);
     if (t->lock_fd >= 0)
@@ -716,21 +931,107 @@ static void show_progress(trainer *t, int milestone)
                     step, target, v[0], eta, v[1], v[2], v[3], v[4], rejected);
 }
 
-/* One CSV row with the interval's averages; the interval starts again. */
-static int log_row(trainer *t)
+/* ---- watching a run: held-out figures and samples ----------------------------------- */
+/* The held-out ELBO, KL and auxiliary bound of the weights evaluation uses
+ * (the average by default) on the first --eval-images test images, in
+ * chunks with agave-eval's seed, so that `agave-eval --samples 0 --limit N`
+ * gives the same figures. Rank 0 evaluates (its batch slice lifted for it);
+ * then every rank reseeds its generator from the run's seed and the step:
+ * the seeding for the evaluation would otherwise restart the training
+ * stream from the same state after every evaluation. */
+static int evaluate_heldout(trainer *t, heldout *h)
+{
+    long long step = agave_model_step_count(t->model);
+    size_t D = (size_t)t->cfg.C * t->cfg.H * t->cfg.W;
+    int rc = EXIT_OK;
+    if (dist_rank() == 0) {
+        double sums[3] = {0, 0, 0};
+        agave_context_seed(t->ctx, EVAL_SEED);
+        if (dist_size() > 1)
+            agave_model_set_batch_slice(t->model, 0, 0);
+        for (int first = 0; first < t->eval_n && rc == EXIT_OK; first += EVAL_CHUNK) {
+            int k = t->eval_n - first < EVAL_CHUNK ? t->eval_n - first : EVAL_CHUNK;
+            agave_eval_stats es;
+            memset(&es, 0, sizeof es);
+            es.struct_size = sizeof es;
+            if (agave_model_evaluate(t->model, t->eval_x + (size_t)first * D, k, 0, &es) !=
+                AGAVE_OK)
+                rc = fail(PROG, "--eval-every: %s", agave_context_last_error(t->ctx));
+            sums[0] += k * es.elbo_bpd, sums[1] += k * es.kl_bpd, sums[2] += k * es.aux_bpd;
+        }
+        if (dist_size() > 1 && rc == EXIT_OK &&
+            agave_model_set_batch_slice(t->model, t->first, t->batch) != AGAVE_OK)
+            rc = fail(PROG, "%s", agave_context_last_error(t->ctx));
+        h->elbo = sums[0] / t->eval_n, h->kl = sums[1] / t->eval_n, h->aux = sums[2] / t->eval_n;
+    }
+    agave_context_seed(t->ctx, (uint64_t)t->o->seed ^ ((uint64_t)step * 0x9e3779b97f4a7c15ull));
+    return rc;
+}
+
+/* --sample-every: DIR/samples/step-NNNNNN.png, SAMPLE_COUNT samples drawn
+ * with the same seed each time (agave_model_sample leaves the training run's
+ * generator as it was), so the pictures show the model change. Rank 0. */
+static int write_samples(trainer *t)
+{
+    if (dist_rank() > 0)
+        return EXIT_OK;
+    char err[512], name[48];
+    if (!make_dirs(t->samples_dir, err, sizeof err))
+        return fail(PROG, "%s: %s", t->samples_dir, err);
+    snprintf(name, sizeof name, "step-%06lld.png", (long long)agave_model_step_count(t->model));
+    size_t D = (size_t)t->cfg.C * t->cfg.H * t->cfg.W;
+    uint8_t *fz = malloc(SAMPLE_COUNT * D), *x = malloc(SAMPLE_COUNT * D);
+    char *path = path_join(t->samples_dir, name);
+    int rc = EXIT_OK;
+    if (!fz || !x || !path)
+        rc = fail(PROG, "out of memory drawing samples");
+    else if (agave_model_sample(t->model, SAMPLE_COUNT, (uint64_t)t->o->seed, fz, x) != AGAVE_OK)
+        rc = fail(PROG, "--sample-every: %s", agave_context_last_error(t->ctx));
+    else
+        rc = write_sample_grid(PROG, t->ctx, path, &t->cfg, NULL, fz, x, SAMPLE_COUNT, 8, 0);
+    free(fz), free(x), free(path);
+    return rc;
+}
+
+/* The data order's position after the last step, in epochs (1.5: half-way
+ * through the second pass). */
+static double epochs_done(const trainer *t)
+{
+    uint64_t epoch = 0, index = 0;
+    agave_batcher_position(t->batcher, &epoch, &index, NULL);
+    return (double)epoch + (double)index / (double)agave_dataset_count(t->ds);
+}
+
+/* One CSV row with the interval's averages (and, with eval, the held-out
+ * figures); the interval starts again. */
+static int log_row(trainer *t, int eval)
 {
     double v[5];
+    heldout h = {0, 0, 0};
     if (t->iv.good == 0)
         return EXIT_OK;
+    if (eval && evaluate_heldout(t, &h) != EXIT_OK)
+        return EXIT_ERROR;
     averages(t, v);
     memcpy(t->shown, v, sizeof v);
     if (t->csv) {   /* rank 0 */
-        fprintf(t->csv, "%lld,%.2f,%.6f,%.6f,%.6f,%.6f\n",
-                (long long)agave_model_step_count(t->model), v[0], v[1], v[2], v[3], v[4]);
+        char test[96] = ",,";
+        if (eval)
+            snprintf(test, sizeof test, "%.6f,%.6f,%.6f", h.elbo, h.kl, h.aux);
+        fprintf(t->csv, "%lld,%.2f,%.6f,%.6f,%.6f,%.6f,%s,%.3f,%.4f,%.6g,%.6g\n",
+                (long long)agave_model_step_count(t->model), v[0], v[1], v[2], v[3], v[4], test,
+                t->elapsed_before + clock_seconds() - t->started, epochs_done(t), t->iv.lr,
+                t->iv.grad_norm / t->iv.good);
         if (fflush(t->csv) != 0 || ferror(t->csv))
             return fail(PROG, "cannot write %s (disk full?)", t->csv_path);
     }
     show_progress(t, 1);
+    if (eval && dist_rank() == 0) {
+        progress_end(&t->line);
+        fprintf(stderr, PROG ": step %lld held-out (%d test images): ELBO %.4f bpd, KL %.4f, "
+                        "aux %.4f\n", (long long)agave_model_step_count(t->model), t->eval_n,
+                h.elbo, h.kl, h.aux);
+    }
     memset(&t->iv, 0, sizeof t->iv);
     return EXIT_OK;
 }
@@ -760,10 +1061,21 @@ static void account(trainer *t, const agave_step_stats *s, double seconds)
     t->iv.pixelcnn += s->pixelcnn_bpd;
     t->iv.aux += s->aux_bpd;
     t->iv.kl += s->kl_bpd;
+    t->iv.grad_norm += s->grad_norm;
 }
 
-/* One step; after an applied step, a log row and a checkpoint when due. */
-static int train_one(trainer *t)
+/* Whether the run stops after this step: the budget or a signal, decided by
+ * all ranks together (a time budget or a signal seen by one rank stops all
+ * of them after the same step). */
+static int stop_now(const trainer *t)
+{
+    return dist_any(!budget_left(t) || stop_signal_received());
+}
+
+/* One step; after an applied step, a log row (with the held-out figures
+ * every --eval-every steps and at the end of the budget), samples and a
+ * checkpoint when due. *stop says whether the run ends after it. */
+static int train_one(trainer *t, int *stop)
 {
     agave_step_stats s;
     memset(&s, 0, sizeof s);
@@ -778,6 +1090,7 @@ static int train_one(trainer *t)
         agave_model_init(t->model, t->x, t->batch) != AGAVE_OK)
         return fail(PROG, "%s", agave_context_last_error(t->ctx));
     size_t D = (size_t)t->cfg.C * t->cfg.H * t->cfg.W;
+    double lr = agave_model_learning_rate(t->model);
     agave_status st = agave_model_train_step(t->model, t->x + (size_t)t->first * D,
                                              t->last - t->first, &s);
     if (st == AGAVE_ERR_NUMERIC) {
@@ -794,13 +1107,20 @@ static int train_one(trainer *t)
         return fail(PROG, "%s", agave_context_last_error(t->ctx));
     }
     account(t, &s, clock_seconds() - t0);
+    *stop = stop_now(t);
     if (s.rejected)
         return EXIT_OK;
+    t->iv.lr = lr;
     long long step = agave_model_step_count(t->model);
-    if (step % t->o->log_every == 0 && log_row(t) != EXIT_OK)
+    const train_opts *o = t->o;
+    int eval = o->eval_every && (step % o->eval_every == 0 ||
+                                 (*stop && !dist_any(stop_signal_received())));
+    if ((step % o->log_every == 0 || eval || *stop) && log_row(t, eval) != EXIT_OK)
+        return EXIT_ERROR;
+    if (o->sample_every && step % o->sample_every == 0 && write_samples(t) != EXIT_OK)
         return EXIT_ERROR;
     show_progress(t, 0);
-    if (t->o->checkpoint_every && step % t->o->checkpoint_every == 0)
+    if (o->checkpoint_every && step % o->checkpoint_every == 0)
         return save_checkpoint(t);
     return EXIT_OK;
 }
@@ -840,15 +1160,17 @@ static void print_header(trainer *t)
                 P, dist_kind(), share, t->o->threads, t->o->threads == 1 ? "" : "s",
                 agave_model_param_numel(t->model));
     }
+    if (t->o->eval_every)
+        fprintf(stderr, PROG ": held-out ELBO, KL and aux bound every %lld steps and at the end, "
+                        "on the first %d test images (%s parameters)\n",
+                t->o->eval_every, t->eval_n, t->cfg.ema > 0 ? "averaged" : "raw");
+    if (t->o->sample_every)
+        fprintf(stderr, PROG ": %d samples every %lld steps in %s\n", SAMPLE_COUNT,
+                t->o->sample_every, t->samples_dir);
     if (t->o->resume)
         fprintf(stderr, PROG ": resuming at step %lld (epoch %" PRIu64 ", image %" PRIu64
                         " of the data order)\n",
                 t->saved.step, t->saved.epoch, t->saved.index);
-}
-
-static const char *signal_name(int sig)
-{
-    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
 }
 
 static void print_summary(trainer *t, int stopped_by)
@@ -859,7 +1181,7 @@ static void print_summary(trainer *t, int stopped_by)
     long long step = agave_model_step_count(t->model);
     if (stopped_by)
         fprintf(stderr, PROG ": stopped by %s at step %lld; the checkpoint is saved: run the "
-                        "same command with --resume to continue\n", signal_name(stopped_by), step);
+                        "same command with --resume to continue\n", stop_signal_name(stopped_by), step);
     printf("step %lld: train %.4f bpd (pixelcnn %.4f, aux %.4f, kl %.4f), %.1f images/s, %lld "
            "rejected steps; checkpoint %s\n",
            step, v[1], v[2], v[3], v[4], v[0], (long long)agave_model_rejected_count(t->model),
@@ -890,16 +1212,14 @@ static int run(trainer *t)
     t->started = clock_seconds();
     if (t->o->minutes > 0)
         t->deadline = t->started + t->o->minutes * 60.0;
-    int rc = EXIT_OK;
-    /* The ranks decide together whether to go on: a time budget or a signal
-     * seen by one rank stops all of them after the same step. */
-    while (rc == EXIT_OK && !dist_any(!budget_left(t) || stop_signal_received()))
-        rc = train_one(t);
+    int rc = EXIT_OK, stop = stop_now(t);
+    while (rc == EXIT_OK && !stop)
+        rc = train_one(t, &stop);
     if (rc == EXIT_ERROR)
         return dist_abort(rc);   /* the other ranks may be waiting for this one */
     if (rc != EXIT_OK)
         return rc;               /* diverged: every rank saw the same steps */
-    if ((rc = log_row(t)) != EXIT_OK || (rc = save_checkpoint(t)) != EXIT_OK)
+    if ((rc = log_row(t, 0)) != EXIT_OK || (rc = save_checkpoint(t)) != EXIT_OK)
         return dist_abort(rc);
     int sig = stop_signal_received();
     if (root)
@@ -934,7 +1254,7 @@ int main(int argc, char **argv)
         int sig = stop_signal_received();
         if (dist_rank() == 0)
             fprintf(stderr, PROG ": stopped by %s before training began; no checkpoint was "
-                            "written\n", signal_name(sig));
+                            "written\n", stop_signal_name(sig));
         rc = sig ? 128 + sig : EXIT_OK;
     } else if (rc == EXIT_OK) {
         t.target_steps = o.steps;

@@ -1,5 +1,5 @@
 /* libFuzzer harness: the checkpoint loader behind agave_model_load, through
- * its memory entry checkpoint_load_memory (lib/train/checkpoint.h), which
+ * its memory entry checkpoint_load_memory (lib/model/checkpoint.h), which
  * agave_model_load calls with the file's bytes.
  *
  * Each input is loaded twice:
@@ -16,7 +16,7 @@
 #include <zlib.h>
 
 #include "fuzz_common.h"
-#include "train/checkpoint.h"
+#include "model/checkpoint.h"
 
 #define HEADER 24   /* magic 8, version 4, flags 4, payload length 8 (docs/checkpoint.md) */
 

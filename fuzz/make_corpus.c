@@ -3,6 +3,7 @@
  *   DIR/cifar/       CIFAR-10 batches (for fuzz_cifar)
  *   DIR/checkpoint/  checkpoints (for fuzz_checkpoint)
  *   DIR/codec/       compressed files of fuzz/codec_model.h's model (for fuzz_codec)
+ *   DIR/config/      configuration texts (for fuzz_config)
  * Each kind: small valid files, gzip variants (compressed here and compressed
  * by the harness, one and two members), truncations, trailing bytes and the
  * usual mistakes (an IDX label file, a bad CIFAR label, a wrong magic). The
@@ -291,6 +292,30 @@ static void codec_seeds(void)
     codec_seed(m, "nine-16-bits", 9, 9, 9, 16, 1, 2);
     agave_model_free(m);
     agave_context_free(ctx);
+/* Text seeds of fuzz_config: each named configuration with edits, every key
+ * with a good and a bad value, the edges the validation draws, and the
+ * hostile spellings a command line may bring (hex, spaces, NaN, inf, huge). */
+static void config_seeds(void)
+{
+    static const char *const texts[][2] = {
+        {"tiny", "tiny\n"},
+        {"fashion", "fashion\nlambda=8\nb=32\n"},
+        {"cifar-small", "cifar-small\nmode=naive\nlr=0.001\n"},
+        {"cifar-paper", "cifar-paper\nT=0\nR=0\ndropout=0\n"},
+        {"unknown-name", "huge\nF=16\n"},
+        {"edges", "tiny\nR=0\nRv=0\ns=4\nM=1\nT=2\nb=2\nC=3\n"},
+        {"every-int", "tiny\nC=3\nH=12\nW=16\nF=4\nR=2\nM=3\nFv=4\nRv=2\nZ=2\nT=1\n"
+                      "b=64\ns=2\nmax_bad_steps=3\n"},
+        {"every-float", "tiny\ndropout=0.25\nlambda=0\nlr=1e-4\nema=0\ngrad_clip=1.5\n"},
+        {"words", "tiny\nmode=vae\nmode=pixelcnn\noptimizer=adam\noptimizer=sgd\n"},
+        {"bad-values", "tiny\nF=x\nF=\nF= 8\nF=8 \nF=0x10\nF=99999999999\nlr=nan\n"
+                       "lr=inf\nlambda=-1\ndropout=1\nema=1\ns=3\nb=3\nH=10\n"},
+        {"no-equals", "tiny\nF\n=8\n==\nlambda==2\n"},
+        {"too-large", "tiny\nF=1024\nR=32\nH=1024\nW=1024\nM=64\nZ=1024\nT=16\n"},
+        {"invalid", "tiny\nC=2\n"},
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+        seed("config", texts[i][0], -1, (const uint8_t *)texts[i][1], strlen(texts[i][1]));
 }
 
 int main(int argc, char **argv)
@@ -306,6 +331,7 @@ int main(int argc, char **argv)
     cifar_seeds();
     checkpoint_seeds();
     codec_seeds();
-    printf("make_corpus: %d seeds in %s/{idx,cifar,checkpoint,codec}\n", g_written, g_dir);
+    config_seeds();
+    printf("make_corpus: %d seeds in %s/{idx,cifar,checkpoint,codec,config}\n", g_written, g_dir);
     return 0;
 }

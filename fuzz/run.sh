@@ -42,11 +42,22 @@ mkdir -p "$dir/artifacts"
 #  -print_final_stats=1  the execution count for the report
 # ASan and UBSan stop at the first report (the build has
 # -fno-sanitize-recover=all); LeakSanitizer checks each input for leaks.
+# FUZZ_BUDGET, when set, is the whole run's time, shared by the harnesses
+# (at least 10 s each): CI's time stays the same as harnesses are added.
+if [ -n "${FUZZ_BUDGET:-}" ]; then
+    seconds=$((FUZZ_BUDGET / $#))
+    [ "$seconds" -ge 10 ] || seconds=10
+fi
 failed=0
 passed=0
 for h in "$@"; do
     kind=${h#fuzz_}
-    mkdir -p "$dir/corpus/$kind"
+    # Seeds: what make_corpus wrote for this kind, plus fixed files in
+    # fuzz/seeds/KIND/ (a harness may have either, or none).
+    mkdir -p "$dir/corpus/$kind" "$dir/seeds/$kind"
+    if [ -d "fuzz/seeds/$kind" ]; then
+        cp fuzz/seeds/"$kind"/* "$dir/seeds/$kind/" 2>/dev/null || true
+    fi
     log=$dir/$kind.log
     rc=0
     "$dir/$h" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
@@ -85,8 +96,14 @@ if [ "${FUZZ_COVERAGE:-1}" != 0 ]; then
     llvm-profdata merge -sparse "$prof"/*.profraw -o "$prof/all.profdata"
     echo
     echo "coverage of the corpus (llvm-cov; lines and branches of the fuzzed sources):"
-    sources="lib/data/readers.c lib/data/source.c lib/data/dataset.c lib/train/checkpoint.c
-        lib/codec/codec.c lib/codec/format.c lib/codec/bitsback.c lib/codec/rans.c lib/codec/tables.c"
+    # The sources the harnesses target (a moved file is found by its name).
+    sources=""
+    for f in data/readers.c data/source.c data/dataset.c checkpoint.c model/config.c \
+        codec/codec.c codec/format.c codec/bitsback.c codec/rans.c codec/tables.c \
+        ${FUZZ_SOURCES:-}; do
+        found=$(ls lib/$f lib/*/$f 2>/dev/null | head -n 1)
+        sources="$sources${found:+ $found}"
+    done
     printf '    %-22s %18s %18s %18s\n' file regions lines branches
     # shellcheck disable=SC2086 # one word per option or file
     llvm-cov report $objects -instr-profile="$prof/all.profdata" $sources |

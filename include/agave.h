@@ -81,19 +81,6 @@ extern "C" {
 #define AGAVE_API
 #endif
 
-/* Marks a name kept only so that existing programs still build and link;
- * using it warns and names its replacement. Define AGAVE_NO_DEPRECATION_WARNINGS
- * to silence the warnings. */
-#if defined(AGAVE_BUILDING_LIBRARY) || defined(AGAVE_NO_DEPRECATION_WARNINGS)
-#define AGAVE_DEPRECATED(replacement)
-#elif defined(__GNUC__)
-#define AGAVE_DEPRECATED(replacement) __attribute__((deprecated("use " #replacement)))
-#elif defined(_MSC_VER)
-#define AGAVE_DEPRECATED(replacement) __declspec(deprecated("use " #replacement))
-#else
-#define AGAVE_DEPRECATED(replacement)
-#endif
-
 /* ---- Part 1: basics ----------------------------------------------------- */
 
 /* ---- Status codes (pinned values; only ever appended) ------------------- */
@@ -158,8 +145,10 @@ AGAVE_API int agave_context_threads(const agave_context *ctx);
  * agave_model_train_step refuse a batch that would, all with
  * AGAVE_ERR_LIMIT before allocating anything, the message giving the
  * estimate and the largest batch that fits. The figure compared is
- * agave_config_estimate_bytes; evaluation and sampling are not checked
- * (they need less than a training step at batch 32). */
+ * agave_config_estimate_bytes. Evaluation sizes its forward passes (how many
+ * image x sample rows each takes) to stay within the limit, and within about
+ * 256 MiB of activations without one; sampling is not checked (it needs less
+ * than a training step at batch 32). */
 AGAVE_API agave_status agave_context_set_memory_limit(agave_context *ctx, size_t bytes);
 AGAVE_API size_t agave_context_memory_limit(const agave_context *ctx);
 
@@ -173,6 +162,29 @@ AGAVE_API const char *agave_context_last_error(const agave_context *ctx);
 /* Bytes currently reserved by the step arena, and its peak since creation. */
 AGAVE_API size_t agave_context_arena_bytes(const agave_context *ctx);
 AGAVE_API size_t agave_context_arena_peak(const agave_context *ctx);
+
+/* ---- Precision ---------------------------------------------------------- */
+/* The arithmetic of the matrix products (convolutions, dense layers), which
+ * are nearly all of a training step's work. FP32, the default, multiplies
+ * float32 numbers and gives the same bits for the same seed and thread count
+ * on the same machine. BF16 rounds both factors of every product to bfloat16
+ * (8 bits of mantissa) and sums the products in float32, about twice as fast
+ * on CPUs with AVX-512 BF16 (vdpbf16ps); parameters, gradients, the optimiser
+ * and the losses stay float32. docs/performance.md compares both, speed and
+ * training results. */
+typedef enum agave_precision {
+    AGAVE_PRECISION_FP32 = 0,
+    AGAVE_PRECISION_BF16 = 1
+} agave_precision;
+
+/* Sets the precision of this context's matrix products. AGAVE_ERR_INVALID_ARG
+ * for an unknown value, or for BF16 on a CPU without AVX-512 BF16 (the
+ * message says so; the precision is then unchanged). */
+AGAVE_API agave_status agave_context_set_precision(agave_context *ctx, agave_precision p);
+/* The context's precision (AGAVE_PRECISION_FP32 for NULL). */
+AGAVE_API agave_precision agave_context_precision(const agave_context *ctx);
+/* 1 if this CPU can run precision p, else 0. */
+AGAVE_API int agave_precision_available(agave_precision p);
 
 /* ---- Part 2: the model-level API ---------------------------------------- */
 
@@ -212,7 +224,11 @@ typedef struct agave_config {
     float lr;             /* default 0.002 */
     float ema;            /* Polyak averaging decay, 0 = off; default 0.9995 */
     float grad_clip;      /* max gradient L2 norm, 0 = off; default 0 */
-    int max_bad_steps;    /* consecutive non-finite steps tolerated; default 8 */
+    int max_bad_steps;    /* consecutive non-finite steps tolerated; default 10 */
+    /* Learning-rate schedule: step k (1, 2, ...) uses
+     * lr * min(1, k / lr_warmup) * lr_decay^(k - 1) (docs/model.md). */
+    int lr_warmup;        /* steps of linear warm-up, 0 = none; default 0 */
+    float lr_decay;       /* decay per step, in (0, 1]; 1 = none; default 1 */
 } agave_config;
 
 /* Fills cfg with a named configuration (agave_config_preset_name lists them;
@@ -315,9 +331,11 @@ AGAVE_API agave_status agave_model_get_config_sized(const agave_model *model, ag
 #define agave_model_get_config(model, cfg)                                                  \
     agave_model_get_config_sized((model), (cfg), sizeof *(cfg))
 /* Changes the training settings of a model (e.g. after loading a checkpoint):
- * the keys flagged AGAVE_KEY_TRAINING (mode, lambda, dropout, lr, grad_clip,
- * ema, max_bad_steps) take cfg's values; every other key must equal the
- * model's (AGAVE_ERR_CONFIG otherwise); cfg is validated first. Turning
+ * the keys flagged AGAVE_KEY_TRAINING (mode, lambda, dropout, lr, lr_warmup,
+ * lr_decay, grad_clip, ema, max_bad_steps) take cfg's values (the schedule is a
+ * function of the step count, so the next step uses the new one at its step);
+ * every other key must equal the model's (AGAVE_ERR_CONFIG otherwise); cfg is
+ * validated first. Turning
  * averaging on starts a new average at the current parameters; turning it
  * off discards it. */
 AGAVE_API agave_status agave_model_update_config(agave_model *model, const agave_config *cfg);
@@ -333,6 +351,9 @@ AGAVE_API agave_status agave_model_param(agave_model *model, int index, const ch
  * model was created (both are saved in and restored from checkpoints). */
 AGAVE_API int64_t agave_model_step_count(const agave_model *model);
 AGAVE_API int64_t agave_model_rejected_count(const agave_model *model);
+/* The learning rate the next training step will use: the configuration's
+ * schedule at step agave_model_step_count + 1; 0 for NULL. */
+AGAVE_API double agave_model_learning_rate(const agave_model *model);
 
 /* Data-dependent initialisation from a first batch x (n,C,H,W) uint8. */
 AGAVE_API agave_status agave_model_init(agave_model *model, const uint8_t *x, int n);
@@ -425,6 +446,67 @@ AGAVE_API agave_weights agave_model_weights(const agave_model *model);
 /* 1 when the model holds averaged parameters: averaging is on and the model
  * is initialised (or was loaded from a checkpoint that holds them); 0 for NULL. */
 AGAVE_API int agave_model_has_average(const agave_model *model);
+
+/* ---- Evaluation: per-image figures, progress, stopping ------------------ */
+/* agave_model_evaluate_scores is agave_model_evaluate with options: each
+ * image's own figures (for outlier and novelty detection, or to gather a data
+ * set's scores over several calls), and a progress function that is told how
+ * far the call is and may stop it. agave_model_evaluate(m, x, n, K, s) is
+ * agave_model_evaluate_scores(m, x, n, K, NULL, s). */
+
+/* How far an evaluation call is, passed to the progress function. Samples
+ * are the (image, importance sample) pairs the call scores: n * max(K, 1)
+ * of them (n in mode pixelcnn, which draws none). */
+typedef struct agave_eval_progress {
+    size_t struct_size;       /* set by the library: sizeof(agave_eval_progress) */
+    int images_done;          /* the first images_done images have their figures */
+    int images;               /* n */
+    int64_t samples_done;     /* samples scored so far */
+    int64_t samples;          /* samples of the whole call */
+} agave_eval_progress;
+
+/* Called after every forward pass of the decoder and the PixelCNN (each
+ * takes up to 64 image x sample rows, fewer for large models or under a
+ * memory limit); a non-zero return stops the call there. It must not use the
+ * model or its context. */
+typedef int (*agave_eval_progress_fn)(const agave_eval_progress *progress, void *user);
+
+typedef struct agave_eval_options {
+    size_t struct_size;       /* set by agave_eval_options_init */
+    /* Per-image figures, in the units and meaning of agave_eval_stats: each
+     * NULL (not wanted) or an array of n doubles that receives image i's
+     * figure in entry i. Their means over the images are the stats'. */
+    double *elbo_bpd;
+    double *recon_bpd;
+    double *kl_bpd;
+    double *aux_bpd;
+    double *iwae_bpd;
+    agave_eval_progress_fn progress;   /* NULL: none */
+    void *progress_user;               /* passed to progress */
+} agave_eval_options;
+
+/* Every field NULL; agave_eval_options_init(options) passes sizeof *options
+ * as struct_size. */
+AGAVE_API void agave_eval_options_init_sized(agave_eval_options *options, size_t struct_size);
+#define agave_eval_options_init(options)                                                    \
+    agave_eval_options_init_sized((options), sizeof *(options))
+
+/* agave_model_evaluate with options (NULL: none). The images are scored in
+ * order; each image's figures are final once its last sample is scored. If
+ * the progress function returns non-zero, the call stops after the forward
+ * pass it was told about and returns AGAVE_OK with stats over the images
+ * finished so far (stats->n_images of them, the first ones: possibly 0, all
+ * figures then 0); the per-image entries of unfinished images are NaN, and
+ * the random generator stays where the call stopped (under a batch slice it
+ * is not moved past the batch). options follows the struct_size rule: the
+ * fields a program's older header lacks keep agave_eval_options_init's
+ * values, and a field of a newer header that this library does not know must
+ * be left at its _init value (AGAVE_ERR_INVALID_ARG otherwise, as for a
+ * struct_size below sizeof(size_t)). */
+AGAVE_API agave_status agave_model_evaluate_scores(agave_model *model, const uint8_t *x, int n,
+                                                   int iwae_samples,
+                                                   const agave_eval_options *options,
+                                                   agave_eval_stats *stats);
 
 /* ---- Data sets ---------------------------------------------------------- */
 /* Images are uint8 values 0..255 in NCHW order: image i of a data set is the
@@ -717,6 +799,17 @@ AGAVE_API agave_status agave_codec_encode(agave_model *model, const agave_codec_
  * AGAVE_ERR_LIMIT if the file holds more) and sets *n. */
 AGAVE_API agave_status agave_codec_decode(agave_model *model, const void *data, size_t size,
                                           uint8_t *x, int64_t capacity, int64_t *n);
+/* ---- Files written atomically ------------------------------------------- */
+/* The writer behind agave_model_save and the image grids, for programs' own
+ * files (logs, reports): len bytes at data go to a new temporary file beside
+ * path (path.tmp.XXXXXX), which is flushed to disk, closed and renamed over
+ * path; the directory is then synced. An interrupted write leaves the old
+ * file or the new one, never half of one (at worst a path.tmp.* file beside
+ * it). The file gets mode 0666 less the process's umask. AGAVE_ERR_IO (the
+ * message names the path, the failed step and the reason) leaves any old
+ * file intact; data may be NULL when len is 0. */
+AGAVE_API agave_status agave_file_write_atomic(agave_context *ctx, const char *path,
+                                               const void *data, size_t len);
 
 /* ---- Part 3: building blocks -------------------------------------------- */
 
@@ -1132,9 +1225,22 @@ AGAVE_API agave_status agave_model_set_grad_reducer(agave_model *model, agave_gr
 #endif /* AGAVE_EXPERIMENTAL */
 
 /* ---- Compatibility ------------------------------------------------------ */
-/* Functions kept so that programs built against an earlier agave.h still
- * link. 0.1's header declared these four as functions (now they are macros
- * that pass sizeof): they fill the fields 0.1's structs had. */
+/* Names kept so that programs built against an earlier agave.h still build
+ * and link. Each is declared with AGAVE_DEPRECATED(replacement): using it warns
+ * and names its replacement (define AGAVE_NO_DEPRECATION_WARNINGS before
+ * including agave.h to silence the warnings). They stay for all of 1.x. */
+#if defined(AGAVE_BUILDING_LIBRARY) || defined(AGAVE_NO_DEPRECATION_WARNINGS)
+#define AGAVE_DEPRECATED(replacement)
+#elif defined(__GNUC__)
+#define AGAVE_DEPRECATED(replacement) __attribute__((deprecated("use " #replacement)))
+#elif defined(_MSC_VER)
+#define AGAVE_DEPRECATED(replacement) __declspec(deprecated("use " #replacement))
+#else
+#define AGAVE_DEPRECATED(replacement)
+#endif
+
+/* 0.1's header declared these four as functions (now they are macros that
+ * pass sizeof): they fill the fields 0.1's structs had. */
 AGAVE_DEPRECATED(agave_config_init_sized)
 AGAVE_API agave_status (agave_config_init)(agave_config *cfg, const char *name);
 AGAVE_DEPRECATED(agave_layer_options_init_sized)

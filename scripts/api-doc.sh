@@ -30,7 +30,7 @@ skip { if ($0 ~ /^#endif/) skip = 0; next }
 /^#(ifndef|define|endif) AGAVE_H/ || /^#include/ || /^#ifdef __cplusplus/ || /^extern "C"/ || /^}$/ || /^#endif/ { next }
 # The opening comment is the overview, as text.
 NR == 1 && /^\/\*$/ { state = "overview"; next }
-state == "overview" { if ($0 ~ /^ \*\/$/) { print ""; state = "out"; next }
+state == "overview" { if ($0 ~ /^ \*\/$/) { print ""; print "@@CONTENTS@@"; state = "out"; next }
     t = $0; sub(/^ \* ?/, "", t); print t; next }
 # Banners, one line /* ---- Title ---- */: "Part N: ..." is a level-2 heading,
 # every other title a level-3 heading.
@@ -49,4 +49,17 @@ state == "decl" { decl = decl $0 "\n"
     state = (($0 ~ /;/ && depth(decl) == 0) || $0 ~ /^#define/) ? "after_decl" : "decl"; next }
 /^[ \t]*$/ { if (state == "after_comment" || state == "after_decl") flush_block(); state = "out"; next }
 END { flush_block() }
-' "$header"
+' "$header" | awk -v header="$header" '
+# The contents: every banner of the header, linked to its heading (GitHub anchors).
+function slug(t) { t = tolower(t); gsub(/[^a-z0-9 _-]/, "", t); gsub(/ /, "-", t); return t }
+/^@@CONTENTS@@$/ {
+    print "Contents:"; print ""
+    while ((getline line < header) > 0) {
+        if (line !~ /^\/\* ---- .* ------* ?\*\/$/) continue
+        t = line; sub(/^\/\* ---- /, "", t); sub(/ ------* ?\*\/$/, "", t)
+        if (t ~ /^Part /) print "- [" t "](#" slug(t) ")"
+        else print "  - [" t "](#" slug(t) ")"
+    }
+    print ""; next
+}
+{ print }'

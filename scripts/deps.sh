@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages a target needs, when missing.
-# usage: scripts/deps.sh build|check|demo|fuzz|valgrind|mpi|paper|bench
+# usage: scripts/deps.sh build|check|demo|fuzz|mutate|valgrind|mpi|bench|paper
 # As root it runs apt-get; otherwise it prints the exact apt-get line and stops
 # (exit 1). Prints nothing when everything is there. Every name below exists in
 # Debian 12 (bookworm).
@@ -24,19 +24,24 @@ demo) pkgs="$build dataset-fashion-mnist" ;;
 # LLVM's OpenMP runtime for clang's -fopenmp (libomp-dev), llvm-cov and
 # llvm-profdata for the coverage report (llvm).
 fuzz) pkgs="$build libcmocka-dev clang libclang-rt-dev libomp-dev llvm" ;;
+# mutate: scripts/mutate.sh, make check's packages and python3 (its mutant applier).
+mutate) pkgs="$build $check python3" ;;
 # valgrind: memcheck over the test suite (make valgrind).
 valgrind) pkgs="$build libcmocka-dev valgrind" ;;
 # mpi: make MPI=1 and make check-mpi: Open MPI's mpicc and headers
 # (libopenmpi-dev) and mpirun (openmpi-bin). Only the programs in build-mpi/
 # use them; the library never links MPI.
 mpi) pkgs="$build libopenmpi-dev openmpi-bin" ;;
+# bench: the benchmark programs; bench/gemm also times oneDNN (libdnnl-dev) and
+# libxsmm (libxsmm-dev) beside the library's kernels, and bench/torch_step.py
+# runs the same model in PyTorch (python3-torch) for the same-run comparison
+# of docs/performance.md. bench/codec.sh compares the codec with PNG (optipng),
+# WebP (cwebp) and JPEG XL (cjxl) on Fashion-MNIST. The library links none of them.
+bench) pkgs="$build libdnnl-dev libxsmm-dev python3-torch dataset-fashion-mnist optipng webp libjxl-tools" ;;
 # paper: scripts/paper.sh, the paper's experiments on Fashion-MNIST, plotted
 # with gnuplot (PNG terminal, no X).
 paper) pkgs="$build dataset-fashion-mnist gnuplot-nox" ;;
-# bench: bench/codec.sh compares the codec with PNG (optipng), WebP (cwebp) and
-# JPEG XL (cjxl) on Fashion-MNIST; python3 writes the PNGs and the tables.
-bench) pkgs="$build dataset-fashion-mnist optipng webp libjxl-tools python3" ;;
-*) echo "deps.sh: unknown target '$1' (build, check, demo, fuzz, valgrind, mpi, paper, bench)" >&2; exit 2 ;;
+*) echo "deps.sh: unknown target '$1' (build, check, demo, fuzz, mutate, valgrind, mpi, bench, paper)" >&2; exit 2 ;;
 esac
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

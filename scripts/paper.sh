@@ -16,6 +16,11 @@
 #            (b = 256) (the paper's Fig. 5 and 6)
 #   cifar    on CIFAR-10 with cifar-small (lambda 4): naive versus agave,
 #            and the baselines pixelcnn and vae
+#   long     the paper's central claim at a longer budget on Fashion-MNIST:
+#            agave (lambda 2), naive and the unconditional pixelcnn, batch 32,
+#            --long-steps steps each with the library's defaults, held-out
+#            ELBO and KL every --long-eval-every steps in train.csv (plotted in
+#            long-curves.png), IWAE K = --samples on --long-iwae-limit images
 #   all      modes, lambda and aux (not cifar: it takes far longer)
 #   plots    rebuild OUT/results.csv and the plots from the runs present
 #   publish  merge OUT/results.csv into docs/results/results.csv (rows of runs
@@ -34,6 +39,10 @@
 #   --data PATH      [/usr/share/datasets/fashion-mnist]
 #   --cifar-data PATH  CIFAR-10 batches [../shared/data/cifar10 beside the project]
 #   --cifar-steps N  training steps of the cifar runs [1000]
+#   --long-steps N   training steps of the long runs [3300: about 60 minutes
+#                    of one idle core at batch 32]
+#   --long-eval-every N  held-out evaluation interval of the long runs [250]
+#   --long-iwae-limit N  test images of the long runs' ELBO and IWAE [500]
 #   --out DIR        [results/paper]
 # A run whose eval.json exists is skipped; an interrupted one resumes from its
 # checkpoint. A run's directory holds model.ckpt, train.csv, train.log,
@@ -47,6 +56,7 @@ bin=${AGAVE_BIN:-$top/build/bin}
 steps=3000 batch=16 seed=1 jobs=1 threads="" limit=1000 samples=150 iwae_limit=200
 data=/usr/share/datasets/fashion-mnist
 cifar_data=$top/../shared/data/cifar10 cifar_steps=1000
+long_steps=3300 long_eval_every=250 long_iwae_limit=500
 out=results/paper
 
 say() { echo "paper: $*" >&2; }
@@ -57,6 +67,7 @@ runs_modes="naive agave-l2 vae pixelcnn"
 runs_lambda="agave-l1 agave-l2 agave-l4 agave-l8 agave-l12"
 runs_aux="agave-l2 agave-b64 agave-b32 agave-b16 agave-s2 agave-s4"
 runs_cifar="cifar-naive cifar-agave cifar-pixelcnn cifar-vae"
+runs_long="long-agave long-naive long-pixelcnn"
 
 settings() { # name -> key=value words
     case $1 in
@@ -69,6 +80,8 @@ settings() { # name -> key=value words
     cifar-naive) echo "mode=naive lambda=4" ;;
     cifar-agave) echo "mode=agave lambda=4" ;;
     cifar-*) settings "${1#cifar-}" ;;
+    long-agave) echo "mode=agave lambda=2" ;;
+    long-*) settings "${1#long-}" ;;
     *) return 1 ;;
     esac
 }
@@ -77,8 +90,14 @@ settings() { # name -> key=value words
 run_one() { # name
     name=$1
     dir=$out/runs/$name
-    config=fashion run_data=$data run_steps=$steps
-    case $name in cifar-*) config=cifar-small run_data=$cifar_data run_steps=$cifar_steps ;; esac
+    config=fashion run_data=$data run_steps=$steps run_batch=$batch watch="" run_iwae=$iwae_limit
+    case $name in
+    cifar-*) config=cifar-small run_data=$cifar_data run_steps=$cifar_steps ;;
+    long-*)
+        run_steps=$long_steps run_batch=32 run_iwae=$long_iwae_limit
+        watch="--eval-every $long_eval_every --eval-images $long_iwae_limit --log-every 50"
+        ;;
+    esac
     sets=""
     for kv in $(settings "$name"); do sets="$sets --set $kv"; done
     if [ -s "$dir/eval.json" ] && [ -s "$dir/iwae.json" ]; then
@@ -90,25 +109,25 @@ run_one() { # name
         how="--resume"
     else
         # shellcheck disable=SC2086
-        how="--config $config $sets --seed $seed --batch $batch"
+        how="--config $config $sets --seed $seed --batch $run_batch"
     fi
     say "$name: training $config to step $run_steps ($(settings "$name"))"
     # shellcheck disable=SC2086
     "$bin/agave-train" $how --data "$run_data" --out "$dir" --steps "$run_steps" --threads "$threads" \
-        --checkpoint-every 500 >>"$dir/train.log" 2>&1 ||
+        --checkpoint-every 500 $watch >>"$dir/train.log" 2>&1 ||
         die "$name: agave-train failed (exit $?); see $dir/train.log"
     say "$name: evaluating"
     "$bin/agave-eval" --checkpoint "$dir/model.ckpt" --data "$run_data" --limit "$limit" \
         --samples 0 --json --output "$dir/eval.json" --threads "$threads" >/dev/null \
         2>>"$dir/train.log" || die "$name: agave-eval failed; see $dir/train.log"
-    "$bin/agave-eval" --checkpoint "$dir/model.ckpt" --data "$run_data" --limit "$iwae_limit" \
+    "$bin/agave-eval" --checkpoint "$dir/model.ckpt" --data "$run_data" --limit "$run_iwae" \
         --samples "$samples" --json --output "$dir/iwae.json" --threads "$threads" >/dev/null \
         2>>"$dir/train.log" || die "$name: agave-eval --samples $samples failed"
     say "$name: sampling"
     "$bin/agave-sample" --checkpoint "$dir/model.ckpt" --count 16 --seed 1 \
         --out "$dir/samples.png" --threads "$threads" 2>>"$dir/train.log" ||
         die "$name: agave-sample failed"
-    if [ "${name#cifar-}" != pixelcnn ]; then   # (no latent code to reconstruct from)
+    if [ "${name#*-}" != pixelcnn ] && [ "$name" != pixelcnn ]; then   # (no latent code)
         "$bin/agave-sample" --checkpoint "$dir/model.ckpt" --reconstruct --data "$run_data" \
             --count 8 --seed 1 --out "$dir/recon.png" --threads "$threads" \
             2>>"$dir/train.log" || die "$name: agave-sample --reconstruct failed"
@@ -144,6 +163,7 @@ collect() {
 plots() {
     collect
     plot_from "$out/results.csv" "$out"
+    plot_long "$out"
 }
 
 # A clustered bar chart of bits per dimension into PNG, SIZE "w,h", TITLE:
@@ -261,6 +281,43 @@ EOF
     fi
 }
 
+# long-curves.png: the held-out ELBO and KL of the long runs against the step
+# (train.csv's test_* columns, written by agave-train --eval-every).
+plot_long() { # the plot's directory (its long-NAME-train.csv, else OUT/runs/NAME/train.csv)
+    pdir=$1
+    for name in $runs_long; do
+        f=$pdir/$name-train.csv
+        [ -s "$f" ] || f=$out/runs/$name/train.csv
+        [ -s "$f" ] || continue
+        awk -F, 'NR > 1 && $7 != "" { print $1 "," $7 "," $8 "," $10 }' "$f" >"$pdir/$name-curve.dat"
+    done
+    ls "$pdir"/long-*-curve.dat >/dev/null 2>&1 || return 0
+    lines_elbo="" lines_kl=""
+    for name in $runs_long; do
+        d=$pdir/$name-curve.dat
+        [ -s "$d" ] || continue
+        lines_elbo="$lines_elbo${lines_elbo:+, }'$d' using 1:2 with linespoints lw 2 title '${name#long-}'"
+        lines_kl="$lines_kl${lines_kl:+, }'$d' using 1:3 with linespoints lw 2 title '${name#long-}'"
+    done
+    gnuplot <<EOF
+set terminal pngcairo size 1000,480 noenhanced
+set output '$pdir/long-curves.png'
+set datafile separator ','
+set multiplot layout 1,2 title 'Fashion-MNIST, batch 32: held-out ELBO and KL during training (first $long_iwae_limit test images)'
+set xlabel 'step'
+set grid
+set key top right
+set title 'ELBO (bits per dimension)'
+plot $lines_elbo
+set title 'KL (bits per dimension)'
+set key top left
+plot $lines_kl
+unset multiplot
+EOF
+    rm -f "$pdir"/long-*-curve.dat
+    say "wrote $pdir/long-curves.png"
+}
+
 # docs/results/results.csv keeps the rows of published runs that are not in
 # OUT (a sweep rerun elsewhere, or only in part), so publishing the cifar runs
 # does not drop the Fashion-MNIST ones; the plots are redrawn from the merged
@@ -291,9 +348,10 @@ publish() {
         for g in samples recon; do
             [ -s "$dir/$g.png" ] && cp "$dir/$g.png" "$dest/$name-$g.png"
         done
-        case $name in cifar-*) cp "$dir/train.csv" "$dest/$name-train.csv" ;; esac
+        case $name in cifar-* | long-*) cp "$dir/train.csv" "$dest/$name-train.csv" ;; esac
     done
     plot_from "$dest/results.csv" "$dest"
+    plot_long "$dest"
     rm -f "$dest"/*.dat
     say "merged into $dest/results.csv ($(($(wc -l <"$dest/results.csv") - 1)) runs); plots redrawn, grids copied"
 }
@@ -313,10 +371,13 @@ while [ $# -gt 0 ]; do
     --data) data=$2; shift ;;
     --cifar-data) cifar_data=$2; shift ;;
     --cifar-steps) cifar_steps=$2; shift ;;
+    --long-steps) long_steps=$2; shift ;;
+    --long-eval-every) long_eval_every=$2; shift ;;
+    --long-iwae-limit) long_iwae_limit=$2; shift ;;
     --out) out=$2; shift ;;
     --run-one) todo="$todo _one:$2"; shift ;;   # internal: one run (for --jobs)
     -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    modes | lambda | aux | cifar | all | plots | publish | list) todo="$todo $1" ;;
+    modes | lambda | aux | cifar | long | all | plots | publish | list) todo="$todo $1" ;;
     *) die "unknown argument '$1' (see --help)" ;;
     esac
     shift
@@ -335,8 +396,9 @@ for t in $todo; do
     lambda) names="$names $runs_lambda" ;;
     aux) names="$names $runs_aux" ;;
     cifar) names="$names $runs_cifar" ;;
+    long) names="$names $runs_long" ;;
     all) names="$names $runs_modes $runs_lambda $runs_aux" ;;
-    list) for n in $runs_modes $runs_lambda $runs_aux $runs_cifar; do echo "$n: $(settings "$n")"; done | sort -u ;;
+    list) for n in $runs_modes $runs_lambda $runs_aux $runs_cifar $runs_long; do echo "$n: $(settings "$n")"; done | sort -u ;;
     esac
 done
 # Each run once, in order of first mention.
@@ -355,7 +417,8 @@ if [ -n "$unique" ]; then
     say "runs:$unique; $steps steps (cifar: $cifar_steps) at batch $batch, seed $seed, $jobs at once on $threads thread(s) each"
     common="--steps $steps --batch $batch --seed $seed --threads $threads --limit $limit"
     common="$common --samples $samples --iwae-limit $iwae_limit --data $data --out $out"
-    common="$common --cifar-data $cifar_data --cifar-steps $cifar_steps"
+    common="$common --cifar-data $cifar_data --cifar-steps $cifar_steps --long-steps $long_steps"
+    common="$common --long-eval-every $long_eval_every --long-iwae-limit $long_iwae_limit"
     # shellcheck disable=SC2086
     printf '%s\n' $unique | xargs -P "$jobs" -I NAME sh "$0" $common --run-one NAME
 fi

@@ -13,7 +13,8 @@
 # The subset (about 4 minutes on 2 cores; the whole suite would take over
 # half an hour, memcheck running the numerical tests 30-60 times slower):
 #   test_data test_regress test_limits test_threads test_ops test_layers
-#   test_gradcheck test_conv, and scripts/valgrind-programs.sh (agave-train,
+#   test_gradcheck test_conv test_optim test_geometry test_iaf, and
+#   scripts/valgrind-programs.sh (agave-train,
 #   agave-eval, agave-sample on a tiny data set, which covers the model's
 #   training step, evaluation, sampling and checkpoints end to end).
 # Left out: test_loss (7 minutes under memcheck), test_model (over 15),
@@ -26,7 +27,7 @@
 set -eu
 
 build=$1
-tests=${VALGRIND_TESTS:-"test_data test_regress test_limits test_threads test_ops test_layers test_gradcheck test_conv"}
+tests=${VALGRIND_TESTS:-"test_data test_regress test_limits test_threads test_ops test_layers test_gradcheck test_conv test_optim test_geometry test_iaf"}
 dir=$build/valgrind
 rm -rf "$dir"
 mkdir -p "$dir/bin"

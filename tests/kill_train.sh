@@ -256,7 +256,7 @@ final=$(checkpoint_step)
 # train.csv: the header, then whole rows with strictly increasing steps (rows
 # written after a checkpoint by a killed run are dropped on resume).
 awk -F, 'NR == 1 { next }
-         NF != 6 || $1 !~ /^[0-9]+$/ { print "row " NR " is damaged: " $0; exit 1 }
+         NF != 13 || $1 !~ /^[0-9]+$/ { print "row " NR " is damaged: " $0; exit 1 }
          $1 + 0 <= prev { print "row " NR " goes back to step " $1 " after " prev; exit 1 }
          { prev = $1 + 0 }' "$out/train.csv" >"$tmp/csv.err" ||
     fail "train.csv: $(cat "$tmp/csv.err")"

@@ -76,7 +76,8 @@ check_help() { # program option...
 }
 check_help "$train" --config --set --data --steps --minutes --batch --seed --out --resume \
     --threads --checkpoint-every --log-every 'default: 16' 'default: 1000'
-check_help "$evaluate" --checkpoint --data --samples --limit --json --weights 'default: 150'
+check_help "$evaluate" --checkpoint --data --samples --limit --json --per-image --weights \
+    'default: 150'
 check_help "$sample" --checkpoint --count --seed --reconstruct --data --out --weights 'default: 16'
 echo "programs: --help of the three programs lists the interface and its defaults"
 
@@ -112,6 +113,8 @@ expect_error "does not exist" "$train" --config tiny --data "$data" --out "$out"
 expect_error "--count" "$sample" --checkpoint x.ckpt --out "$out.png" --count 0
 expect_error "--data PATH is required" "$evaluate" --checkpoint x.ckpt
 expect_error "unknown option" "$evaluate" --checkpoint x.ckpt --data "$data" --iwae 3
+expect_error "--per-image" "$evaluate" --checkpoint x.ckpt --data "$data" \
+    --per-image "$tmp/missing/scores.csv"
 # A truncated data file is refused by the reader, with the file named.
 mkdir "$tmp/broken"
 head -c 1000 "$data/train-images-idx3-ubyte" >"$tmp/broken/train-images-idx3-ubyte"
@@ -130,36 +133,67 @@ run=$tmp/run
 for f in model.ckpt train.csv train.state; do
     [ -s "$run/$f" ] || fail "agave-train did not write $f"
 done
-[ "$(head -n 1 "$run/train.csv")" = "step,images_per_s,train_bpd,pixelcnn_bpd,aux_bpd,kl_bpd" ] ||
+header="step,images_per_s,train_bpd,pixelcnn_bpd,aux_bpd,kl_bpd,test_elbo_bpd,test_kl_bpd"
+header="$header,test_aux_bpd,elapsed_s,epoch,lr,grad_norm"
+[ "$(head -n 1 "$run/train.csv")" = "$header" ] ||
     fail "train.csv header: $(head -n 1 "$run/train.csv")"
 [ "$(cut -d, -f1 "$run/train.csv" | tail -n +2 | paste -sd' ')" = "1 2 3 4 5 6" ] ||
     fail "train.csv does not have one row per step 1..6: $(cat "$run/train.csv")"
-awk -F, 'NR > 1 && (NF != 6 || $3 + 0 <= 0 || $4 + 0 <= 0 || $5 + 0 <= 0 || $6 + 0 < 0) { bad = 1 }
-    END { exit bad }' "$run/train.csv" || fail "train.csv has bad figures: $(cat "$run/train.csv")"
+# Without --eval-every the test_* columns stay empty (and nothing is evaluated);
+# epoch is the data position (16 of 64 images a step), lr the default rate.
+awk -F, 'NR > 1 && (NF != 13 || $3 + 0 <= 0 || $4 + 0 <= 0 || $5 + 0 <= 0 || $6 + 0 < 0 ||
+    $7 != "" || $8 != "" || $9 != "" || $10 + 0 <= 0 || $11 != sprintf("%.4f", (NR - 1) / 4) ||
+    $12 != "0.002" || $13 + 0 <= 0) { bad = 1 } END { exit bad }' "$run/train.csv" ||
+    fail "train.csv has bad figures: $(cat "$run/train.csv")"
+[ -e "$run/samples" ] && fail "a run without --sample-every made a samples directory"
 grep -q '^step 6: train' "$tmp/train.out" || fail "agave-train summary: $(cat "$tmp/train.out")"
 grep -q ' parameters, about [0-9]* MiB a training step; ' "$tmp/train.err" ||
     fail "agave-train does not print the parameter count and the step's memory"
 grep -q "64 training images" "$tmp/train.err" || fail "agave-train does not print the data set size"
 echo "programs: agave-train wrote model.ckpt, train.state and train.csv with one row per step"
 
-# Evaluation: one JSON object with the documented keys, all numbers.
+# Evaluation: one JSON object with the documented keys, all numbers, then
+# the run's description (new keys only ever appended); --per-image: one CSV
+# row per image whose columns average to the JSON figures.
 # shellcheck disable=SC2086
 "$evaluate" --checkpoint "$run/model.ckpt" --data "$data" --samples 3 --json $t1 \
-    >"$tmp/eval.json" 2>"$tmp/eval.err" || fail "agave-eval exits with $?: $(cat "$tmp/eval.err")"
+    --per-image "$tmp/scores.csv" >"$tmp/eval.json" 2>"$tmp/eval.err" ||
+    fail "agave-eval exits with $?: $(cat "$tmp/eval.err")"
 [ "$(wc -l <"$tmp/eval.json")" -eq 1 ] || fail "agave-eval --json prints more than one line"
 keys="n_images elbo_bpd recon_bpd kl_bpd aux_bpd iwae_bpd iwae_samples baseline_bpd"
 if command -v python3 >/dev/null 2>&1; then
-    python3 - "$tmp/eval.json" $keys <<'EOF' || fail "agave-eval --json: $(cat "$tmp/eval.json")"
-import json, math, sys
+    # shellcheck disable=SC2086
+    python3 - "$tmp/eval.json" "$tmp/scores.csv" "$run/model.ckpt" "$data" $keys <<'EOF' ||
+import csv, json, math, sys
 d = json.load(open(sys.argv[1]))
-for k in sys.argv[2:]:
+keys = sys.argv[5:]
+for k in keys:
     assert k in d, "missing key " + k
     assert isinstance(d[k], (int, float)) and math.isfinite(d[k]), k + " is not a number"
+assert list(d)[:len(keys)] == keys, "the original keys are not first, in order: %s" % list(d)
 assert d["n_images"] == 16 and d["iwae_samples"] == 3, "wrong n_images or iwae_samples"
 assert 0 < d["baseline_bpd"] <= 8, "baseline out of range"
 assert abs(d["elbo_bpd"] - d["recon_bpd"] - d["kl_bpd"]) < 1e-4, "elbo != recon + kl"
+described = {"checkpoint": sys.argv[3], "step": 6, "seed": 1, "data": sys.argv[4],
+             "images_requested": 16, "complete": True, "weights": "average"}
+assert list(d)[len(keys):] == list(described), "the appended keys: %s" % list(d)
+for k, v in described.items():
+    assert d[k] == v and type(d[k]) == type(v), "%s is %r, expected %r" % (k, d[k], v)
+rows = list(csv.reader(open(sys.argv[2])))
+figures = ["elbo_bpd", "recon_bpd", "kl_bpd", "aux_bpd", "iwae_bpd"]
+assert rows[0] == ["index", "name"] + figures, "CSV header: %s" % rows[0]
+assert [r[0] for r in rows[1:]] == [str(i) for i in range(16)], "CSV indices"
+for c, k in enumerate(figures):
+    column = [float(r[c + 2]) for r in rows[1:]]
+    # (with an IAF step the KL is a sampled estimate: an image's may be negative)
+    low = -1 if k == "kl_bpd" else 0
+    assert all(low < v < 20 for v in column), k + ": a figure out of range"
+    # every figure is printed to 1e-6, so their mean is within 1e-6 of the JSON's
+    assert abs(sum(column) / 16 - d[k]) < 1.5e-6, "mean of %s %.7f, JSON %f" % (
+        k, sum(column) / 16, d[k])
 EOF
-    echo "programs: agave-eval --json parses (python3) and has every key as a number"
+        fail "agave-eval --json --per-image: $(cat "$tmp/eval.json") $(head -3 "$tmp/scores.csv")"
+    echo "programs: agave-eval --json has every key (python3); the --per-image rows average to it"
 else
     for k in $keys; do
         grep -q "\"$k\": [0-9.-]" "$tmp/eval.json" || fail "agave-eval --json lacks $k"
@@ -278,8 +312,9 @@ half=$tmp/half
 # shellcheck disable=SC2086
 "$train" $cfg --data "$data" --steps 6 --log-every 1 --out "$half" --resume $t1 >/dev/null \
     2>"$tmp/resume.err" || fail "agave-train --resume exits with $?: $(cat "$tmp/resume.err")"
-cut -d, -f1,3- "$run/train.csv" >"$tmp/straight.csv"
-cut -d, -f1,3- "$half/train.csv" >"$tmp/resumed.csv"
+# (all columns but the timings images_per_s and elapsed_s)
+cut -d, -f1,3-9,11- "$run/train.csv" >"$tmp/straight.csv"
+cut -d, -f1,3-9,11- "$half/train.csv" >"$tmp/resumed.csv"
 cmp -s "$tmp/straight.csv" "$tmp/resumed.csv" ||
     fail "3 + 3 resumed steps differ from 6 straight steps:
 $(diff "$tmp/straight.csv" "$tmp/resumed.csv")"
@@ -292,6 +327,102 @@ grep -q 'nothing to do' "$tmp/again.out" || fail "no 'nothing to do': $(cat "$tm
 cmp -s "$tmp/before.csv" "$half/train.csv" || fail "a run with nothing to do changed train.csv"
 echo "programs: 3 steps + --resume to 6 give the same losses as 6 straight steps"
 
+# --eval-every and --sample-every: held-out figures in train.csv's test_*
+# columns at steps 3 and 6 only (rows also at the --log-every steps), the
+# same figures as agave-eval --samples 0 on the final checkpoint (same seed,
+# weights and images), samples at steps 3 and 6; and a run resumed at step 3
+# logs what the straight run logged (the evaluation leaves the training
+# stream reseeded from the run's seed and step).
+watch=$tmp/watch
+wopts="--eval-every 3 --eval-images 10 --sample-every 3 --log-every 2"
+# shellcheck disable=SC2086
+"$train" $cfg --data "$data" --steps 6 $wopts --out "$watch" $t1 >/dev/null 2>"$tmp/watch.err" ||
+    fail "agave-train --eval-every exits with $?: $(cat "$tmp/watch.err")"
+[ "$(cut -d, -f1 "$watch/train.csv" | tail -n +2 | paste -sd' ')" = "2 3 4 6" ] ||
+    fail "--eval-every 3 --log-every 2: rows $(cut -d, -f1 "$watch/train.csv" | paste -sd' ')"
+awk -F, 'NR > 1 && (($1 % 3 == 0) != ($7 != "" && $8 != "" && $9 != "") ||
+    ($1 % 3 == 0 && ($7 + 0 <= 0 || $8 + 0 < 0 || $9 + 0 <= 0))) { bad = 1 } END { exit bad }' \
+    "$watch/train.csv" || fail "test_* columns: $(cat "$watch/train.csv")"
+grep -q 'step 3 held-out (10 test images): ELBO' "$tmp/watch.err" ||
+    fail "agave-train does not print the held-out figures: $(cat "$tmp/watch.err")"
+# shellcheck disable=SC2086
+"$evaluate" --checkpoint "$watch/model.ckpt" --data "$data" --samples 0 --limit 10 --json $t1 \
+    >"$tmp/watch.json" 2>/dev/null || fail "agave-eval of the watched run exits with $?"
+last=$(tail -n 1 "$watch/train.csv")
+for pair in "7 elbo_bpd" "8 kl_bpd" "9 aux_bpd"; do
+    set -- $pair
+    csv=$(echo "$last" | cut -d, -f"$1")
+    json=$(sed -n "s/.*\"$2\": \([0-9.-]*\).*/\1/p" "$tmp/watch.json")
+    [ "$csv" = "$json" ] || fail "train.csv's step-6 $2 $csv differs from agave-eval's $json"
+done
+for step in 000003 000006; do
+    is_png "$watch/samples/step-$step.png" || fail "--sample-every 3: no samples/step-$step.png"
+done
+[ "$(ls "$watch/samples" | wc -l)" -eq 2 ] || fail "samples/: $(ls "$watch/samples")"
+wsplit=$tmp/wsplit
+# shellcheck disable=SC2086
+"$train" $cfg --data "$data" --steps 3 $wopts --out "$wsplit" $t1 >/dev/null 2>&1 &&
+    "$train" $cfg --data "$data" --steps 6 $wopts --out "$wsplit" --resume $t1 >/dev/null 2>&1 ||
+    fail "agave-train --eval-every 3 + --resume exits with $?"
+cut -d, -f1,3-9,11- "$watch/train.csv" >"$tmp/straight.csv"
+cut -d, -f1,3-9,11- "$wsplit/train.csv" >"$tmp/resumed.csv"
+cmp -s "$tmp/straight.csv" "$tmp/resumed.csv" || fail "with --eval-every, 3 + 3 resumed steps \
+differ from 6 straight steps: $(diff "$tmp/straight.csv" "$tmp/resumed.csv")"
+echo "programs: --eval-every fills test_* (= agave-eval's figures) at its steps, --sample-every writes samples/, a resumed run logs the same"
+
+# A train.csv of libagave 0.1 (six columns) is migrated on --resume: its rows
+# get the new columns empty, the program says so, new rows are complete.
+old=$tmp/oldlog
+cp -r "$half" "$old"
+rm -f "$old/train.lock"
+{ echo "step,images_per_s,train_bpd,pixelcnn_bpd,aux_bpd,kl_bpd"
+  tail -n +2 "$half/train.csv" | cut -d, -f1-6; } >"$old/train.csv"
+# shellcheck disable=SC2086
+"$train" --data "$data" --steps 8 --log-every 1 --out "$old" --resume $t1 >/dev/null \
+    2>"$tmp/old.err" || fail "agave-train --resume on a 0.1 train.csv exits with $?: $(cat "$tmp/old.err")"
+grep -q "six columns; rewritten" "$tmp/old.err" || fail "no migration note: $(cat "$tmp/old.err")"
+[ "$(head -n 1 "$old/train.csv")" = "$header" ] || fail "migrated header: $(head -n 1 "$old/train.csv")"
+awk -F, 'NR > 1 && NF != 13 { bad = 1 } NR >= 2 && NR <= 7 && $10 != "" { bad = 1 }
+    NR >= 8 && ($10 == "" || $10 + 0 < 0) { bad = 1 } END { exit bad || NR != 9 }' "$old/train.csv" ||
+    fail "migrated train.csv: $(cat "$old/train.csv")"
+[ "$(sed -n 2,7p "$old/train.csv" | cut -d, -f1-6)" = "$(tail -n +2 "$half/train.csv" | cut -d, -f1-6)" ] ||
+    fail "the migration changed the old rows"
+echo "programs: a six-column train.csv from libagave 0.1 is migrated on --resume"
+
+# --resume --set: the training settings change (the paper's pretrain-then-joint
+# schedule: 3 steps of mode vae, then mode agave with a lower lr), are printed
+# and logged in settings.log, and the resumed rows train the PixelCNN; the
+# optimizer kind and switches to pixelcnn are refused.
+sched=$tmp/sched
+# shellcheck disable=SC2086
+"$train" --config tiny --set mode=vae --data "$data" --steps 3 --log-every 1 --out "$sched" $t1 \
+    >/dev/null 2>&1 || fail "agave-train --set mode=vae exits with $?"
+# shellcheck disable=SC2086
+"$train" --data "$data" --steps 5 --log-every 1 --out "$sched" --resume --set mode=agave \
+    --set lr=0.001 $t1 >/dev/null 2>"$tmp/sched.err" ||
+    fail "agave-train --resume --set mode=agave exits with $?: $(cat "$tmp/sched.err")"
+grep -q 'changes the training settings: mode vae -> agave, lr 0.002 -> 0.001' "$tmp/sched.err" ||
+    fail "--resume --set does not say what changed: $(cat "$tmp/sched.err")"
+[ "$(wc -l <"$sched/settings.log")" -eq 2 ] && grep -q '^step 0: new run: .*mode=vae' \
+    "$sched/settings.log" && grep -q '^step 3: resumed with mode vae -> agave, lr 0.002 -> 0.001$' \
+    "$sched/settings.log" || fail "settings.log: $(cat "$sched/settings.log")"
+awk -F, 'NR >= 2 && NR <= 4 && $4 + 0 != 0 { bad = 1 } NR >= 5 && $4 + 0 <= 0 { bad = 1 }
+    END { exit bad }' "$sched/train.csv" ||
+    fail "pixelcnn_bpd is not 0 in mode vae and > 0 after the switch: $(cat "$sched/train.csv")"
+# shellcheck disable=SC2086
+"$evaluate" --checkpoint "$sched/model.ckpt" --data "$data" --samples 0 $t1 >/dev/null \
+    2>"$tmp/sched-eval.err" || fail "agave-eval of the switched run exits with $?"
+grep -q 'mode agave' "$tmp/sched-eval.err" ||
+    fail "the checkpoint did not keep the new mode: $(cat "$tmp/sched-eval.err")"
+expect_error "optimizer kind cannot change" "$train" --data "$data" --steps 7 --out "$sched" \
+    --resume --set optimizer=adam
+expect_error "not to or from pixelcnn" "$train" --data "$data" --steps 7 --out "$sched" \
+    --resume --set mode=pixelcnn
+expect_error "lr_decay" "$train" --data "$data" --steps 7 --out "$sched" --resume \
+    --set lr_decay=2
+[ "$(wc -l <"$sched/settings.log")" -eq 2 ] || fail "a refused --resume wrote settings.log"
+echo "programs: --resume --set switches mode vae -> agave and lr, prints and logs it; optimizer and pixelcnn switches are refused"
+
 # --memory-limit: a batch over the limit is refused before anything is
 # written, and the message names the batch that fits.
 rc=0
@@ -303,6 +434,25 @@ rc=0
     fail "--memory-limit 5 --batch 64: exit $rc: $(cat "$tmp/capped.err")"
 [ ! -e "$tmp/capped" ] || fail "a run refused by --memory-limit created its output directory"
 echo "programs: --memory-limit refuses a batch over it before writing: $(cat "$tmp/capped.err")"
+
+# --precision: an unknown name is refused before anything is written; bf16
+# trains where the CPU has AVX-512 BF16 and is refused, by name, elsewhere.
+# shellcheck disable=SC2086
+expect_error "expected fp32 or bf16" "$train" --config tiny --data "$data" --steps 1 \
+    --precision fp16 --out "$tmp/prec" $t1
+[ ! -e "$tmp/prec" ] || fail "a run refused by --precision created its output directory"
+rc=0
+# shellcheck disable=SC2086
+"$train" --config tiny --data "$data" --steps 3 --precision bf16 --out "$tmp/bf16" $t1 \
+    >/dev/null 2>"$tmp/bf16.err" || rc=$?
+if [ "$rc" -eq 0 ]; then
+    [ -s "$tmp/bf16/model.ckpt" ] || fail "--precision bf16 wrote no checkpoint"
+    echo "programs: --precision fp16 refused; --precision bf16 trains (this CPU has AVX-512 BF16)"
+else
+    [ "$rc" -eq 2 ] && grep -q "AVX-512 BF16" "$tmp/bf16.err" ||
+        fail "--precision bf16: exit $rc: $(cat "$tmp/bf16.err")"
+    echo "programs: --precision fp16 refused; --precision bf16 refused here: $(cat "$tmp/bf16.err")"
+fi
 
 # A time budget stops a run that has a step budget far out of reach.
 # shellcheck disable=SC2086
@@ -352,6 +502,60 @@ stop_run() { # signal expected-status
 }
 stop_run INT 130
 stop_run TERM 143
+
+# SIGINT during an evaluation: it stops within a forward pass, inside a batch
+# (a call of --batch 2 images, 2 x 2000 samples, is under way), reports the
+# images finished so far (JSON complete false, their CSV rows, which average
+# to the JSON figures) and exits with 130. Before that it printed an estimate
+# of its running time.
+# shellcheck disable=SC2086
+env --default-signal=INT "$evaluate" --checkpoint "$run/model.ckpt" --data "$data" \
+    --samples 2000 --batch 2 --json --per-image "$tmp/part.csv" $t1 >"$tmp/part.json" \
+    2>"$tmp/part.err" &
+bg_pid=$!
+i=0
+until grep -q '^evaluated 2/16 images' "$tmp/part.err"; do
+    i=$((i + 1))
+    [ "$i" -le 1200 ] || fail "agave-eval finished no batch in 120 s"
+    kill -0 "$bg_pid" 2>/dev/null || fail "agave-eval ended early: $(cat "$tmp/part.err")"
+    sleep 0.1
+done
+kill -INT "$bg_pid"
+sent=$(date +%s)
+rc=0
+wait "$bg_pid" || rc=$?
+bg_pid=""
+[ $(($(date +%s) - sent)) -le 10 ] || fail "agave-eval took over 10 s to stop after SIGINT"
+[ "$rc" -eq 130 ] || fail "agave-eval after SIGINT: exit $rc, expected 130: $(cat "$tmp/part.err")"
+grep -q 'stopped by SIGINT after [0-9]* of 16 images' "$tmp/part.err" ||
+    fail "agave-eval after SIGINT: no message: $(cat "$tmp/part.err")"
+grep -q '^agave-eval: about .* in all, .* left, for 16 images x 2000 samples' "$tmp/part.err" ||
+    fail "agave-eval printed no running-time estimate: $(cat "$tmp/part.err")"
+if command -v python3 >/dev/null 2>&1; then
+    python3 - "$tmp/part.json" "$tmp/part.csv" <<'EOF' ||
+import csv, json, sys
+d = json.load(open(sys.argv[1]))
+rows = list(csv.reader(open(sys.argv[2])))[1:]
+n = d["n_images"]
+assert d["complete"] is False and d["images_requested"] == 16, "complete/images_requested"
+# the signal came during the second call (images 2 and 3): it must stop there
+assert 2 <= n <= 3, "%d images finished, not those before the stop's batch" % n
+assert [r[0] for r in rows] == [str(i) for i in range(n)], "CSV rows of the finished images"
+for c, k in enumerate(["elbo_bpd", "recon_bpd", "kl_bpd", "aux_bpd", "iwae_bpd"]):
+    mean = sum(float(r[c + 2]) for r in rows) / n
+    assert abs(mean - d[k]) < 1.5e-6, "mean of %s %.7f, JSON %f" % (k, mean, d[k])
+EOF
+        fail "agave-eval after SIGINT: $(cat "$tmp/part.json") $(cat "$tmp/part.csv")"
+fi
+# Its baseline is that of the finished images, as when only they are asked for.
+done_images=$(($(wc -l <"$tmp/part.csv") - 1))
+# shellcheck disable=SC2086
+"$evaluate" --checkpoint "$run/model.ckpt" --data "$data" --samples 0 --limit "$done_images" \
+    --json $t1 >"$tmp/first.json" 2>/dev/null || fail "agave-eval --limit $done_images exits with $?"
+base() { sed 's/.*"baseline_bpd": \([0-9.]*\).*/\1/' "$1"; }
+[ "$(base "$tmp/part.json")" = "$(base "$tmp/first.json")" ] ||
+    fail "the stopped run's baseline $(base "$tmp/part.json") is not that of its $done_images images, $(base "$tmp/first.json")"
+echo "programs: SIGINT during agave-eval: exit 130, the figures of the $done_images finished images"
 
 # A signal ignored at start stays ignored (nohup's SIGHUP): the run goes on
 # after SIGHUP and still stops cleanly on SIGTERM.

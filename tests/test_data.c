@@ -437,6 +437,16 @@ static bytes broken_contents(const char *name)
         b.len -= 100;
         return b;
     }
+    if (strstr(name, "onebyteshort")) {
+        bytes b = cifar_file(3, 0);
+        b.len -= 1;
+        return b;
+    }
+    if (strstr(name, "onebytelong")) {   /* three records and a valid label byte */
+        bytes b = cifar_file(4, 0);
+        b.len = 3 * 3073 + 1;
+        return b;
+    }
     if (strstr(name, "badlabel")) {
         bytes b = cifar_file(3, 0);
         b.p[2 * 3073] = 10;
@@ -465,6 +475,13 @@ static const broken_case broken_cases[] = {
     {"huge-idx.gz", 1, AGAVE_ERR_LIMIT, "limit"},
     {"notmultiple.bin", 0, AGAVE_ERR_FORMAT, "3073"},
     {"notmultiple.bin.gz", 1, AGAVE_ERR_FORMAT, "3073"},
+    /* One byte off a whole number of records, either way: the file's size
+     * refuses it before reading; a gzip stream's size is known only at its
+     * end, and the last record is refused there. */
+    {"onebyteshort.bin", 0, AGAVE_ERR_FORMAT, "2 records and 3072 bytes over"},
+    {"onebytelong.bin", 0, AGAVE_ERR_FORMAT, "3 records and 1 bytes over"},
+    {"onebyteshort.bin.gz", 1, AGAVE_ERR_FORMAT, "the last record has 3072"},
+    {"onebytelong.bin.gz", 1, AGAVE_ERR_FORMAT, "the last record has 1"},
     {"badlabel.bin", 0, AGAVE_ERR_FORMAT, "record 2 (byte offset 6146) has label 10"},
     {"badlabel.bin.gz", 1, AGAVE_ERR_FORMAT, "label 10"},
     {"empty.bin", 0, AGAVE_ERR_FORMAT, "empty"},

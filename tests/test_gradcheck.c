@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "ops/op_table.h"
+#include "model/op_table.h"
 #include "support/gradcheck.h"
 
 typedef struct family {
@@ -31,7 +31,7 @@ static void run_op_cases(int op, int *n_found)
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++)
         for (int i = 0; i < *families[f].n; i++) {
             const gc_case *c = &families[f].cases[i];
-            if (strcmp(c->op, op_table[op].name) != 0)
+            if (strcmp(c->op, op_table[op]->name) != 0)
                 continue;
             (*n_found)++;
             for (unsigned seed = 1; seed <= 2; seed++) {
@@ -55,17 +55,17 @@ static void test_op_gradient(void **state)
     int found;
     run_op_cases(op, &found);
     if (!found)
-        fail_msg("op '%s' has no gradient-check case", op_table[op].name);
+        fail_msg("op '%s' has no gradient-check case", op_table[op]->name);
 }
 
 static void test_op_table_is_complete(void **state)
 {
     (void)state;
     for (int op = 0; op < OP_COUNT; op++) {
-        assert_non_null(op_table[op].name);
-        assert_non_null(op_table[op].backward);
+        assert_non_null(op_table[op]->name);
+        assert_non_null(op_table[op]->backward);
         for (int other = 0; other < op; other++)
-            assert_string_not_equal(op_table[op].name, op_table[other].name);
+            assert_string_not_equal(op_table[op]->name, op_table[other]->name);
     }
 }
 
@@ -77,7 +77,7 @@ static void test_every_case_names_an_op(void **state)
         for (int i = 0; i < *families[f].n; i++) {
             int known = 0;
             for (int op = 0; op < OP_COUNT; op++)
-                known |= strcmp(families[f].cases[i].op, op_table[op].name) == 0;
+                known |= strcmp(families[f].cases[i].op, op_table[op]->name) == 0;
             if (!known)
                 fail_msg("case '%s' names no op", families[f].cases[i].op);
         }
@@ -90,7 +90,7 @@ int main(void)
     tests[0] = (struct CMUnitTest)cmocka_unit_test(test_op_table_is_complete);
     tests[1] = (struct CMUnitTest)cmocka_unit_test(test_every_case_names_an_op);
     for (int op = 0; op < OP_COUNT; op++) {
-        snprintf(names[op], sizeof names[op], "gradcheck_%s", op_table[op].name);
+        snprintf(names[op], sizeof names[op], "gradcheck_%s", op_table[op]->name);
         tests[op + 2] = (struct CMUnitTest){names[op], test_op_gradient, NULL, NULL,
                                             (void *)(intptr_t)op};
     }

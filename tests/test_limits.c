@@ -6,7 +6,7 @@
  *    batch and sample counts, tensor sizes;
  *  - data set headers that promise more than the 4 GiB data set limit;
  *  - checkpoints whose configuration needs more parameters than the file
- *    holds, or whose counters no run can reach (lib/train/checkpoint.c), and
+ *    holds, or whose counters no run can reach (lib/model/checkpoint.c), and
  *    the lower bound behind the first check, against real models;
  *  - allocation failure: a child process lowers its address-space limit
  *    (RLIMIT_AS, what `ulimit -v` sets) to what it has mapped plus 192 MiB,
@@ -38,7 +38,7 @@
 #include "agave.h"
 #include "core/core.h"
 #include "data/data.h"
-#include "train/checkpoint.h"
+#include "model/checkpoint.h"
 
 static agave_context *g_ctx;
 
@@ -257,11 +257,12 @@ static agave_status load_patched(uint8_t *p, size_t len)
     return st;
 }
 
-/* Offsets in a version 1 checkpoint (docs/checkpoint.md). */
+/* Offsets in a version 2 checkpoint with its 22 configuration fields
+ * (docs/checkpoint.md). */
 #define OFF_CFG 28               /* after the u32 field count */
 #define OFF_F (OFF_CFG + 12)
 #define OFF_R (OFF_CFG + 16)
-#define OFF_STEP (24 + 4 + 20 * 4)
+#define OFF_STEP (24 + 4 + 22 * 4)
 #define OFF_REJECTED (OFF_STEP + 8)
 #define OFF_BAD (OFF_STEP + 16)
 #define OFF_RNG (OFF_STEP + 24)
@@ -652,7 +653,8 @@ static void sparse_file(const char *path, const char *magic, uint64_t payload)
  * whose header promises another length, is refused for what it is instead
  * of costing a gigabyte of memory first (which here would be
  * AGAVE_ERR_NOMEM); one whose header is right is refused with
- * AGAVE_ERR_NOMEM and a message saying how large it is. */
+ * AGAVE_ERR_NOMEM and a message saying how large it is. Likewise a CIFAR-10
+ * file whose size is no whole number of records. */
 static void header_child(const char *dir)
 {
     agave_context *ctx;
@@ -677,14 +679,27 @@ static void header_child(const char *dir)
     CHILD_EXPECT(15, strstr(agave_context_last_error(ctx), "header promises"));
     CHILD_EXPECT(16, agave_model_load(ctx, path[2], NULL, &m) == AGAVE_ERR_NOMEM && !m);
     CHILD_EXPECT(17, strstr(agave_context_last_error(ctx), "1073741824 bytes"));
+    /* The same for a data set: a CIFAR-10 file of 349,406 whole records (zeros:
+     * valid labels) and one byte over is refused by its size, unread; read,
+     * it would need 1 GiB of pixels first. */
+    char cifar[96];
+    snprintf(cifar, sizeof cifar, "%s/data_batch_1.bin", dir);
+    int fd = open(cifar, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHILD_EXPECT(18, fd >= 0 && ftruncate(fd, (off_t)349406 * 3073 + 1) == 0);
+    close(fd);
+    agave_dataset *ds = NULL;
+    CHILD_EXPECT(19, agave_dataset_open(ctx, cifar, AGAVE_SPLIT_TRAIN, &ds) == AGAVE_ERR_FORMAT &&
+                         !ds);
+    CHILD_EXPECT(20, strstr(agave_context_last_error(ctx), "349406 records and 1 bytes over"));
     setrlimit(RLIMIT_AS, &rl);
+    unlink(cifar);
     for (int i = 0; i < 3; i++)
         unlink(path[i]);
     agave_context_free(ctx);
     exit(0);
 }
 
-static void test_checkpoint_header_read_first(void **state)
+static void test_files_judged_before_reading(void **state)
 {
     (void)state;
     const char *vg = getenv("AGAVE_UNDER_VALGRIND");
@@ -815,7 +830,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_memory_limit_refuses),
         cmocka_unit_test(test_allocation_failure_is_nomem),
         cmocka_unit_test(test_grid_out_of_memory_is_an_error),
-        cmocka_unit_test(test_checkpoint_header_read_first),
+        cmocka_unit_test(test_files_judged_before_reading),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

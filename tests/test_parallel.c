@@ -372,7 +372,12 @@ static void test_errors(void **state)
 }
 
 /* Evaluation in slices (uneven, one of them empty) gives the whole batch's
- * per-image sums and leaves the generator where the whole batch leaves it. */
+ * per-image sums and leaves the generator where the whole batch leaves it.
+ * Every image gets the same z samples either way; the figures differ by
+ * float rounding only, because the evaluation's forward passes take rows of
+ * several images at once and a slice groups them differently (measured: 3e-9
+ * relative). Other samples move them by 5e-3 relative (the unsliced tail below). */
+#define SLICE_RTOL 1e-7
 static void test_evaluate_in_slices(void **state)
 {
     (void)state;
@@ -405,9 +410,9 @@ static void test_evaluate_in_slices(void **state)
         images += s.n_images;
     }
     assert_int_equal(images, N);
-    assert_true(fabs(elbo / N - whole.elbo_bpd) < 1e-9 * whole.elbo_bpd);
-    assert_true(fabs(iwae / N - whole.iwae_bpd) < 1e-9 * whole.iwae_bpd);
-    assert_true(fabs(kl / N - whole.kl_bpd) < 1e-9 + 1e-9 * whole.kl_bpd);
+    assert_true(fabs(elbo / N - whole.elbo_bpd) < SLICE_RTOL * whole.elbo_bpd);
+    assert_true(fabs(iwae / N - whole.iwae_bpd) < SLICE_RTOL * whole.iwae_bpd);
+    assert_true(fabs(kl / N - whole.kl_bpd) < 1e-9 + SLICE_RTOL * whole.kl_bpd);
     /* Without the skipping (no slice), the second half draws other samples. */
     ctx->rng = start;
     assert_int_equal(agave_model_set_batch_slice(m, 0, 0), AGAVE_OK);
@@ -419,7 +424,7 @@ static void test_evaluate_in_slices(void **state)
     agave_eval_stats st = {.struct_size = sizeof st};
     assert_int_equal(agave_model_evaluate(m, x + 3 * D, N - 3, K, &st), AGAVE_OK);
     sliced_tail = st.iwae_bpd;
-    assert_true(sliced_tail != tail.iwae_bpd);
+    assert_true(fabs(sliced_tail - tail.iwae_bpd) > 100 * SLICE_RTOL * tail.iwae_bpd);
     /* n = 0 is a slice's privilege. */
     assert_int_equal(agave_model_set_batch_slice(m, 0, 0), AGAVE_OK);
     assert_int_equal(agave_model_evaluate(m, x, 0, K, &st), AGAVE_ERR_LIMIT);

@@ -26,7 +26,7 @@
 
 #include "agave.h"
 #include "data/data.h"
-#include "train/checkpoint.h"
+#include "model/checkpoint.h"
 
 typedef struct expectation {
     const char *file;

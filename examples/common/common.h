@@ -40,6 +40,15 @@ int choose_weights(const char *prog, agave_model *model, const char *choice, con
 /* "average" or "raw": the set the model's evaluation and sampling use now. */
 const char *weights_name(const agave_model *model);
 
+/* A PNG grid (written atomically by the library) of n samples, f(z) beside
+ * the PixelCNN sample, or with input not NULL of reconstructions, rows of
+ * input / f(z) / sample; a mode without f(z) or without a PixelCNN leaves
+ * that set out (grid.c). cols 0: 8; scale 0: 2 for images up to 32 pixels,
+ * else 1. */
+int write_sample_grid(const char *prog, agave_context *ctx, const char *path,
+                      const agave_config *cfg, const uint8_t *input, const uint8_t *fz,
+                      const uint8_t *x, int n, int cols, int scale);
+
 /* "key=value key=value ...": the configuration's keys whose flags include
  * all of flags (0: every key), from the library's key list. */
 void describe_config(const agave_config *c, unsigned flags, char *buf, size_t len);

@@ -66,100 +66,13 @@ int make_dirs(const char *dir, char *err, size_t len)
     return 1;
 }
 
-/* Syncs the directory holding path so that a rename into it is durable. */
-static void sync_parent(const char *path)
+int write_file_atomic(agave_context *ctx, const char *path, const char *data, size_t n, char *err,
+                      size_t len)
 {
-    char *d = strdup(path);
-    if (!d)
-        return;
-    char *slash = strrchr(d, '/');
-    const char *dir = slash ? (slash == d ? "/" : (*slash = '\0', d)) : ".";
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(d);
-}
-
-int atomic_open(atomic_file *f, const char *path, char *err, size_t len)
-{
-    size_t plen = strlen(path);
-    f->path = path;
-    f->fd = -1;
-    f->failed = 0;
-    f->tmp = malloc(plen + 16);
-    if (!f->tmp) {
-        snprintf(err, len, "out of memory");
-        return 0;
-    }
-    snprintf(f->tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    f->fd = mkstemp(f->tmp);
-    if (f->fd < 0) {
-        snprintf(err, len, "cannot create a temporary file next to %s: %s", path,
-                 strerror(errno));
-        free(f->tmp);
-        f->tmp = NULL;
-        return 0;
-    }
-    return 1;
-}
-
-int atomic_write(atomic_file *f, const void *data, size_t n)
-{
-    const char *p = data;
-    size_t done = 0;
-    while (done < n && !f->failed) {
-        ssize_t w = write(f->fd, p + done, n - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            f->failed = errno ? errno : EIO;
-            break;
-        }
-        done += (size_t)w;
-    }
-    return !f->failed;
-}
-
-void atomic_abort(atomic_file *f)
-{
-    if (f->fd >= 0)
-        close(f->fd);
-    if (f->tmp)
-        unlink(f->tmp);
-    free(f->tmp);
-    f->tmp = NULL;
-    f->fd = -1;
-}
-
-int atomic_commit(atomic_file *f, char *err, size_t len)
-{
-    /* mkstemp makes the file 0600; give it the usual permissions. */
-    mode_t mask = umask(0);
-    umask(mask);
-    errno = f->failed;
-    int ok = !f->failed && fchmod(f->fd, 0666 & ~mask) == 0 && fsync(f->fd) == 0;
-    ok = close(f->fd) == 0 && ok;
-    f->fd = -1;
-    if (!ok || rename(f->tmp, f->path) != 0) {
-        snprintf(err, len, "cannot write %s: %s", f->path, strerror(errno ? errno : EIO));
-        atomic_abort(f);
-        return 0;
-    }
-    free(f->tmp);
-    f->tmp = NULL;
-    sync_parent(f->path);
-    return 1;
-}
-
-int write_file_atomic(const char *path, const char *data, size_t n, char *err, size_t len)
-{
-    atomic_file f;
-    if (!atomic_open(&f, path, err, len))
-        return 0;
-    atomic_write(&f, data, n);
-    return atomic_commit(&f, err, len);
+    if (agave_file_write_atomic(ctx, path, data, n) == AGAVE_OK)
+        return 1;
+    snprintf(err, len, "%s", agave_context_last_error(ctx));
+    return 0;
 }
 
 int output_dir_ok(const char *path, char *err, size_t len)
@@ -186,9 +99,10 @@ static const char *kind_of(mode_t mode)
            : S_ISCHR(mode) || S_ISBLK(mode) ? "a device" : "not a file";
 }
 
-int open_run_file(const char *path, int flags, char *err, size_t len)
+/* open_run_file and open_input_file: flags may include O_NOFOLLOW. */
+static int open_regular(const char *path, int flags, char *err, size_t len)
 {
-    int fd = open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
+    int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC, 0666);
     struct stat st;
     if (fd < 0) {
         int e = errno;
@@ -214,6 +128,16 @@ int open_run_file(const char *path, int flags, char *err, size_t len)
     }
     close(fd);
     return -1;
+}
+
+int open_run_file(const char *path, int flags, char *err, size_t len)
+{
+    return open_regular(path, flags | O_NOFOLLOW, err, len);
+}
+
+int open_input_file(const char *path, char *err, size_t len)
+{
+    return open_regular(path, O_RDONLY, err, len);
 }
 
 char *read_text_file(const char *path, size_t *n, int *missing, char *err, size_t len)

@@ -1,11 +1,13 @@
 /* Small file helpers. Every file the programs write themselves (not the
  * library's checkpoints and PNGs) is either appended line by line (train.csv)
- * or written whole under a temporary name and renamed, so that an interrupted
+ * or written whole by the library's atomic writer, so that an interrupted
  * program leaves the old file or the new one, never half of one. */
 #ifndef AGAVE_EXAMPLES_FILES_H
 #define AGAVE_EXAMPLES_FILES_H
 
 #include <stddef.h>
+
+#include <agave.h>
 
 /* dir + "/" + name, malloc'ed (NULL when out of memory). */
 char *path_join(const char *dir, const char *name);
@@ -16,26 +18,12 @@ int is_directory(const char *path);
 /* Creates dir and its missing parents (mode 0777 minus the umask). On failure
  * writes a sentence into err and returns 0. */
 int make_dirs(const char *dir, char *err, size_t len);
-/* Writes n bytes to path atomically: a temporary file in the same directory,
- * fsync, rename over path. On failure the temporary file is removed, path is
- * untouched, err gets a sentence and 0 is returned. */
-int write_file_atomic(const char *path, const char *data, size_t n, char *err, size_t len);
-/* The same for a file written piece by piece: atomic_open creates the
- * temporary file (0 and a sentence in err on failure), atomic_write appends
- * (0 once a write failed; the error is reported by atomic_commit),
- * atomic_commit syncs and renames it over path (0 and a sentence on failure,
- * the temporary file removed), atomic_abort removes it. path must stay valid
- * until the commit or abort. */
-typedef struct atomic_file {
-    const char *path;
-    char *tmp;
-    int fd;
-    int failed;     /* errno of the first failed write, 0 if none */
-} atomic_file;
-int atomic_open(atomic_file *f, const char *path, char *err, size_t len);
-int atomic_write(atomic_file *f, const void *data, size_t n);
-int atomic_commit(atomic_file *f, char *err, size_t len);
-void atomic_abort(atomic_file *f);
+/* Writes n bytes to path atomically with the library's writer
+ * (agave_file_write_atomic: a temporary file beside it, flushed, renamed
+ * over it). On failure path is untouched, err gets the library's sentence
+ * and 0 is returned. */
+int write_file_atomic(agave_context *ctx, const char *path, const char *data, size_t n, char *err,
+                      size_t len);
 /* 1 if the directory that would hold path exists and is writable; otherwise
  * a sentence in err. Lets a program refuse a bad output path before it
  * spends minutes computing what it would write there. */
@@ -55,6 +43,10 @@ int remove_stale_temporaries(const char *dir, const char *base);
  * and only a regular file. Returns a blocking descriptor, or -1 with a
  * sentence in err (errno as open left it when the file does not exist). */
 int open_run_file(const char *path, int flags, char *err, size_t len);
+/* Opens a file the user named for reading (a link is fine there): only a
+ * regular file, never waiting on a FIFO. A blocking descriptor, or -1 with a
+ * sentence in err. */
+int open_input_file(const char *path, char *err, size_t len);
 /* Reads a whole (small) file of a run directory, opened by open_run_file,
  * into a NUL-terminated malloc'ed buffer; *n receives the length when n is
  * not NULL. NULL with a sentence in err if it cannot be read; *missing is

@@ -48,3 +48,11 @@ void stop_signals_install(const char *message)
 void stop_signals_set_message(const char *message) { stop_message = message; }
 
 int stop_signal_received(void) { return received; }
+
+const char *stop_signal_name(int sig)
+{
+    return sig == SIGINT    ? "SIGINT"
+           : sig == SIGTERM ? "SIGTERM"
+           : sig == SIGHUP  ? "SIGHUP"
+                            : "a signal";
+}

@@ -18,5 +18,7 @@ void stop_signals_install(const char *message);
 void stop_signals_set_message(const char *message);
 /* The first stop signal received (SIGINT, ...), or 0. */
 int stop_signal_received(void);
+/* "SIGINT", "SIGTERM", "SIGHUP", or "a signal", for messages. */
+const char *stop_signal_name(int sig);
 
 #endif

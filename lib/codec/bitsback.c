@@ -90,7 +90,7 @@ static agave_status sampler_for(codec_core *k, int n)
         return AGAVE_OK;
     cached_sampler_free(k->sampler);
     k->sampler = NULL;
-    MTRY(cached_sampler_create(k->m, n, k->plan.latent > 0, &k->sampler));
+    TRY(cached_sampler_create(k->m, n, k->plan.latent > 0, &k->sampler));
     k->sampler_n = n;
     if (cached_sampler_lanes(k->sampler) > k->plan.chains)
         return ctx_error(k->ctx, AGAVE_ERR_STATE, "codec: %d lanes for %d chains: the context's "
@@ -106,7 +106,7 @@ static agave_status posterior(codec_core *k, const uint8_t *x, int n)
     agave_tensor *xt = image_tensor(k->ctx, x, n, p->C, p->H, p->W), *mean, *log_std, *context;
     if (!xt)
         return ctx_error(k->ctx, AGAVE_ERR_NOMEM, "codec: out of arena memory");
-    MTRY(vae_encode(k->m, xt, &mean, &log_std, &context));
+    TRY(vae_encode(k->m, xt, &mean, &log_std, &context));
     memcpy(k->qmu, mean->data, (size_t)n * p->latent * sizeof(float));
     memcpy(k->qls, log_std->data, (size_t)n * p->latent * sizeof(float));
     return AGAVE_OK;
@@ -122,7 +122,7 @@ static agave_status decode_latents(codec_core *k, int n)
         return ctx_error(k->ctx, AGAVE_ERR_NOMEM, "codec: out of arena memory");
     for (size_t i = 0; i < z->numel; i++)
         z->data[i] = k->grid.centre[k->zidx[i]];
-    MTRY(vae_decode(k->m, z, &f));
+    TRY(vae_decode(k->m, z, &f));
     memcpy(k->f, f->data, f->numel * sizeof(float));
     return AGAVE_OK;
 }
@@ -287,19 +287,19 @@ static agave_status run_failed(codec_core *k, agave_status st, const char *what)
 agave_status codec_encode_batch(codec_core *k, const uint8_t *x, int n)
 {
     agave_tape_reset(k->ctx);
-    MTRY(sampler_for(k, n));
+    TRY(sampler_for(k, n));
     int lanes = cached_sampler_lanes(k->sampler), first, count;
     if (k->plan.latent) {
-        MTRY(posterior(k, x, n));
+        TRY(posterior(k, x, n));
         for (int t = 0; t < lanes; t++) {
             cached_sampler_lane_images(k->sampler, t, &first, &count);
             pop_posterior(k, t, first, count);
         }
-        MTRY(decode_latents(k, n));
+        TRY(decode_latents(k, n));
     }
     memset(k->fail, 0, (size_t)k->plan.chains * sizeof *k->fail);
     k->x_enc = x;
-    MTRY(cached_sampler_begin(k->sampler, k->plan.latent ? k->f : NULL, x));
+    TRY(cached_sampler_begin(k->sampler, k->plan.latent ? k->f : NULL, x));
     agave_status st = cached_sampler_run(k->sampler, encode_pixel, k);
     if (st != AGAVE_OK)
         return run_failed(k, st, "codec: encoding");
@@ -315,24 +315,24 @@ agave_status codec_encode_batch(codec_core *k, const uint8_t *x, int n)
 agave_status codec_decode_batch(codec_core *k, int n)
 {
     agave_tape_reset(k->ctx);
-    MTRY(sampler_for(k, n));
+    TRY(sampler_for(k, n));
     int lanes = cached_sampler_lanes(k->sampler), first, count;
     if (k->plan.latent) {
         for (int t = 0; t < lanes; t++) {
             cached_sampler_lane_images(k->sampler, t, &first, &count);
             pop_prior(k, t, first, count);
         }
-        MTRY(decode_latents(k, n));
+        TRY(decode_latents(k, n));
     }
     memset(k->fail, 0, (size_t)k->plan.chains * sizeof *k->fail);
     memset(k->x, 0, (size_t)n * k->plan.D);
-    MTRY(cached_sampler_begin(k->sampler, k->plan.latent ? k->f : NULL, k->x));
+    TRY(cached_sampler_begin(k->sampler, k->plan.latent ? k->f : NULL, k->x));
     agave_status st = cached_sampler_run(k->sampler, decode_pixel, k);
     if (st != AGAVE_OK)
         return run_failed(k, st, "codec: decoding");
     if (k->plan.latent) {
         agave_tape_reset(k->ctx);
-        MTRY(posterior(k, k->x, n));
+        TRY(posterior(k, k->x, n));
         for (int t = 0; t < lanes; t++) {
             cached_sampler_lane_images(k->sampler, t, &first, &count);
             if (!push_posterior(k, t, first, count))

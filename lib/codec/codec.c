@@ -125,7 +125,7 @@ static agave_status emit_words(agave_codec_encoder *e, const rans_stack *r, uint
         size_t n = r->len - at < WORD_BLOCK ? r->len - at : WORD_BLOCK;
         for (size_t i = 0; i < n; i++)
             put_le32(buf + 4 * i, r->words[at + i]);
-        MTRY(emit(e, buf, 4 * n, crc));
+        TRY(emit(e, buf, 4 * n, crc));
     }
     return AGAVE_OK;
 }
@@ -141,22 +141,22 @@ static agave_status write_chunk(agave_codec_encoder *e)
     put_le32(fixed + 4, (uint32_t)e->chunk_index);
     put_le32(fixed + 8, (uint32_t)e->chunk_n);
     put_le32(fixed + 12, (uint32_t)p->chains);
-    MTRY(emit(e, fixed, sizeof fixed, &crc));
+    TRY(emit(e, fixed, sizeof fixed, &crc));
     for (int t = 0; t < p->chains; t++) {
         const rans_stack *r = &e->core.chain[t];
         put_le64(entry, r->state);
         put_le32(entry + 8, (uint32_t)r->len);
-        MTRY(emit(e, entry, sizeof entry, &crc));
+        TRY(emit(e, entry, sizeof entry, &crc));
         e->initial_bits += 32.0 * (double)r->virtual_used;
     }
     put_le32(b4, e->chunk_crc);
-    MTRY(emit(e, b4, 4, &crc));
+    TRY(emit(e, b4, 4, &crc));
     for (int i = 0; p->image_crc && i < e->chunk_n; i++) {
         put_le32(b4, e->image_crc[i]);
-        MTRY(emit(e, b4, 4, &crc));
+        TRY(emit(e, b4, 4, &crc));
     }
     for (int t = 0; t < p->chains; t++)
-        MTRY(emit_words(e, &e->core.chain[t], &crc));
+        TRY(emit_words(e, &e->core.chain[t], &crc));
     put_le32(b4, crc);
     return emit(e, b4, 4, NULL);
 }
@@ -170,13 +170,13 @@ static int progress(const agave_codec_options *o, int64_t done, int64_t total)
 static agave_status encode_pending(agave_codec_encoder *e)
 {
     codec_core *k = &e->core;
-    MTRY(codec_encode_batch(k, e->pending, e->n_pending));
+    TRY(codec_encode_batch(k, e->pending, e->n_pending));
     e->chunk_done += e->n_pending;
     e->coded += e->n_pending;
     e->batch_j++;
     e->n_pending = 0;
     if (e->chunk_done == e->chunk_n) {
-        MTRY(write_chunk(e));
+        TRY(write_chunk(e));
         e->chunk_index++;
         e->chunk_n = e->chunk_done = 0;
     }
@@ -212,7 +212,7 @@ static agave_status encoder_add(agave_codec_encoder *e, const uint8_t *x, int n)
         e->n_pending += take, e->added += take;
         x += (size_t)take * p->D, n -= take;
         if (e->n_pending == b)
-            MTRY(encode_pending(e));
+            TRY(encode_pending(e));
     }
     return AGAVE_OK;
 }
@@ -275,7 +275,7 @@ agave_status agave_codec_encoder_add(agave_codec_encoder *e, const uint8_t *x, i
         return AGAVE_ERR_NULL;
     agave_context *ctx = e->core.ctx;
     ctx_clear_error(ctx);
-    MTRY(encoder_usable(e, "agave_codec_encoder_add"));
+    TRY(encoder_usable(e, "agave_codec_encoder_add"));
     if (!x && n > 0)
         return ctx_error(ctx, AGAVE_ERR_NULL, "agave_codec_encoder_add: x is NULL");
     if (n < 0 || n > e->core.plan.n_images - e->added)
@@ -296,7 +296,7 @@ agave_status agave_codec_encoder_finish(agave_codec_encoder *e)
     if (!e)
         return AGAVE_ERR_NULL;
     ctx_clear_error(e->core.ctx);
-    MTRY(encoder_usable(e, "agave_codec_encoder_finish"));
+    TRY(encoder_usable(e, "agave_codec_encoder_finish"));
     if (e->added != e->core.plan.n_images)
         return ctx_error(e->core.ctx, AGAVE_ERR_STATE, "agave_codec_encoder_finish: %lld of the "
                          "announced %lld images were added", (long long)e->added,
@@ -386,9 +386,9 @@ static agave_status read_header(agave_codec_decoder *d, codec_plan *plan)
     agave_context *ctx = d->core.ctx;
     uint8_t h[CODEC_HEADER_MAX];
     size_t need = 0;
-    MTRY(read_exact(d, h, CODEC_HEADER_FIXED, NULL, "the header"));
-    MTRY(codec_header_read(ctx, "the stream", h, CODEC_HEADER_FIXED, &need, plan));
-    MTRY(read_exact(d, h + CODEC_HEADER_FIXED, need - CODEC_HEADER_FIXED, NULL, "the header"));
+    TRY(read_exact(d, h, CODEC_HEADER_FIXED, NULL, "the header"));
+    TRY(codec_header_read(ctx, "the stream", h, CODEC_HEADER_FIXED, &need, plan));
+    TRY(read_exact(d, h + CODEC_HEADER_FIXED, need - CODEC_HEADER_FIXED, NULL, "the header"));
     return codec_header_read(ctx, "the stream", h, need, &need, plan);
 }
 
@@ -460,7 +460,7 @@ static agave_status read_chunk_head(agave_codec_decoder *d, int n, uint32_t *crc
     codec_core *k = &d->core;
     const codec_plan *p = &k->plan;
     uint8_t fixed[CHUNK_FIXED], entry[CHAIN_ENTRY], b4[4];
-    MTRY(read_exact(d, fixed, sizeof fixed, crc, "a chunk's header"));
+    TRY(read_exact(d, fixed, sizeof fixed, crc, "a chunk's header"));
     if (memcmp(fixed, CODEC_CHUNK_MAGIC, 4) != 0 ||
         get_le32(fixed + 4) != (uint32_t)d->chunk_index || get_le32(fixed + 8) != (uint32_t)n ||
         get_le32(fixed + 12) != (uint32_t)p->chains)
@@ -470,7 +470,7 @@ static agave_status read_chunk_head(agave_codec_decoder *d, int n, uint32_t *crc
     size_t max_words = codec_chain_max_words(p, n);
     *total_words = 0;
     for (int t = 0; t < p->chains; t++) {
-        MTRY(read_exact(d, entry, sizeof entry, crc, "a chunk's header"));
+        TRY(read_exact(d, entry, sizeof entry, crc, "a chunk's header"));
         d->states[t] = get_le64(entry);
         d->counts[t] = get_le32(entry + 8);
         if (d->counts[t] > max_words)
@@ -479,10 +479,10 @@ static agave_status read_chunk_head(agave_codec_decoder *d, int n, uint32_t *crc
                              (long long)d->chunk_index, d->counts[t], n);
         *total_words += d->counts[t];
     }
-    MTRY(read_exact(d, b4, 4, crc, "a chunk's header"));
+    TRY(read_exact(d, b4, 4, crc, "a chunk's header"));
     d->chunk_crc = get_le32(b4);
     for (int i = 0; p->image_crc && i < n; i++) {
-        MTRY(read_exact(d, b4, 4, crc, "a chunk's image checksums"));
+        TRY(read_exact(d, b4, 4, crc, "a chunk's image checksums"));
         d->image_crc[i] = get_le32(b4);
     }
     return AGAVE_OK;
@@ -495,7 +495,7 @@ static agave_status read_chunk(agave_codec_decoder *d, int n)
     uint32_t crc = 0;
     size_t total = 0;
     uint8_t b4[4];
-    MTRY(read_chunk_head(d, n, &crc, &total));
+    TRY(read_chunk_head(d, n, &crc, &total));
     if (total > d->words_cap) {
         uint32_t *w = realloc(d->words, total * sizeof *w);
         if (!w)
@@ -503,8 +503,8 @@ static agave_status read_chunk(agave_codec_decoder *d, int n)
                              "%zu words", total);
         d->words = w, d->words_cap = total;
     }
-    MTRY(read_exact(d, d->words, total * 4, &crc, "a chunk's data"));
-    MTRY(read_exact(d, b4, 4, NULL, "a chunk's checksum"));
+    TRY(read_exact(d, d->words, total * 4, &crc, "a chunk's data"));
+    TRY(read_exact(d, b4, 4, NULL, "a chunk's checksum"));
     if (get_le32(b4) != crc)
         return ctx_error(k->ctx, AGAVE_ERR_CHECKSUM, "codec: chunk %lld is damaged: CRC32 %08x "
                          "does not match the stored %08x", (long long)d->chunk_index, crc,
@@ -550,7 +550,7 @@ static agave_status decode_chunk(agave_codec_decoder *d)
     const codec_plan *p = &k->plan;
     int64_t left = p->n_images - d->chunk_index * (int64_t)p->chunk;
     int n = left < p->chunk ? (int)left : p->chunk;
-    MTRY(read_chunk(d, n));
+    TRY(read_chunk(d, n));
     int batches = 0, done = 0, b;
     while ((b = codec_batch_size(p, n, done, batches)) > 0)
         done += b, batches++;
@@ -559,8 +559,8 @@ static agave_status decode_chunk(agave_codec_decoder *d)
         for (int i = 0; i < j; i++)
             first += codec_batch_size(p, n, first, i);
         b = codec_batch_size(p, n, first, j);
-        MTRY(codec_decode_batch(k, b));
-        MTRY(check_images(d, k->x, first, b));
+        TRY(codec_decode_batch(k, b));
+        TRY(check_images(d, k->x, first, b));
         memcpy(d->images + (size_t)first * p->D, k->x, (size_t)b * p->D);
         d->decoded += b;
         if (progress(&d->opt, d->decoded, p->n_images))
@@ -604,7 +604,7 @@ static agave_status decoder_read(agave_codec_decoder *d, uint8_t *x, int max_n, 
     if (d->chunk_served == d->chunk_n) {
         if (d->served == p->n_images)
             return d->at_end ? AGAVE_OK : expect_end(d);
-        MTRY(decode_chunk(d));
+        TRY(decode_chunk(d));
     }
     int n = d->chunk_n - d->chunk_served < max_n ? d->chunk_n - d->chunk_served : max_n;
     memcpy(x, d->images + (size_t)d->chunk_served * p->D, (size_t)n * p->D);
@@ -658,7 +658,7 @@ agave_status agave_codec_peek(agave_context *ctx, const void *data, size_t size,
         return ctx_error(ctx, AGAVE_ERR_NULL, "agave_codec_peek: data or info is NULL");
     codec_plan plan;
     size_t need = 0;
-    MTRY(codec_header_read(ctx, "the buffer", data, size, &need, &plan));
+    TRY(codec_header_read(ctx, "the buffer", data, size, &need, &plan));
     if (size < need)
         return ctx_error(ctx, AGAVE_ERR_FORMAT, "the buffer is truncated: %zu bytes, its "
                          "header alone has %zu", size, need);
@@ -675,10 +675,10 @@ agave_status agave_codec_bound(const agave_model *m, const agave_codec_options *
     if (!bytes)
         return ctx_error(ctx, AGAVE_ERR_NULL, "agave_codec_bound: bytes is NULL");
     agave_codec_options o;
-    MTRY(read_options(ctx, opt, &o));
+    TRY(read_options(ctx, opt, &o));
     codec_plan p;
     /* the plan without the hash: only sizes are needed */
-    MTRY(codec_plan_make((agave_model *)m, &o, n, &p));
+    TRY(codec_plan_make((agave_model *)m, &o, n, &p));
     int64_t chunks = (n + p.chunk - 1) / p.chunk;
     double chain_bits = (double)p.D * (CODEC_PIXEL_PREC + 1) +
                         (double)p.latent * ((p.latent_bits > CODEC_LATENT_PREC
@@ -758,7 +758,7 @@ agave_status agave_codec_decode(agave_model *m, const void *data, size_t size, u
     *n = 0;
     mem_in in = {data, size, 0};
     agave_codec_decoder *d;
-    MTRY(agave_codec_decoder_create(m, NULL, mem_read, &in, &d));
+    TRY(agave_codec_decoder_create(m, NULL, mem_read, &in, &d));
     const codec_plan *p = &d->core.plan;
     agave_status st = AGAVE_OK;
     if (p->n_images > capacity)

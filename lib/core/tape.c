@@ -15,7 +15,7 @@ int tape_should_record(agave_context *ctx, agave_tensor *const *in, int n_in)
     return 0;
 }
 
-tape_node *tape_record(agave_context *ctx, int op, op_backward_fn backward, agave_tensor *out,
+tape_node *tape_record(agave_context *ctx, const op_def *op, agave_tensor *out,
                        agave_tensor *const *in, int n_in)
 {
     if (ctx->n_nodes == ctx->cap_nodes) {
@@ -31,12 +31,23 @@ tape_node *tape_record(agave_context *ctx, int op, op_backward_fn backward, agav
     tape_node *node = &ctx->nodes[ctx->n_nodes++];
     memset(node, 0, sizeof *node);
     node->op = op;
-    node->backward = backward;
     node->out = out;
     for (int i = 0; i < n_in && i < TAPE_MAX_INPUTS; i++)
         node->in[i] = in[i];
     out->flags |= TENSOR_REQUIRES_GRAD;
     return node;
+}
+
+void *tape_save(agave_context *ctx, tape_node *node, size_t bytes)
+{
+    void *p = arena_alloc(&ctx->arena, bytes);
+    if (!p) {
+        ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate %zu bytes of saved state", bytes);
+        return NULL;
+    }
+    memset(p, 0, bytes);
+    node->saved = p;
+    return p;
 }
 
 agave_status agave_tape_set_recording(agave_context *ctx, int on)
@@ -84,7 +95,7 @@ agave_status tape_backward(agave_context *ctx, agave_tensor *scalar, int release
     for (size_t i = ctx->n_nodes; i-- > 0;) {
         const tape_node *node = &ctx->nodes[i];
         /* No grad: nothing downstream of this op reached the loss. */
-        agave_status st = node->out->grad ? node->backward(ctx, node) : AGAVE_OK;
+        agave_status st = node->out->grad ? node->op->backward(ctx, node) : AGAVE_OK;
         if (st != AGAVE_OK)
             return st;
         /* Every reader of node->out was recorded after it, and ran already. */

@@ -1,19 +1,16 @@
 /* Image grids written as PNG. The pixels are laid out on a canvas here, the
  * PNG is encoded in memory by stb_image_write (compiled into this file only,
- * all of it static, so no stb symbol leaves the library) and the bytes are
- * written to a temporary file that is flushed and renamed over the target:
- * an interrupted run leaves the old picture or the new one, never half.
+ * all of it static, so no stb symbol leaves the library) and written with
+ * file_write_atomic: an interrupted run leaves the old picture or the new
+ * one, never half.
  *
  * Out of memory is an error, never an abort: stb's own deflate grows its
  * buffers with an assert() on realloc, so zlib's compress2 takes its place
  * (STBIW_ZLIB_COMPRESS), and stb's other allocations are checked by stb.
  * What remains of STBIW_ASSERT checks stb's own arithmetic, not memory, and
  * is compiled out so that nothing in the library can call abort(). */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include "../core/struct_size.h"
@@ -73,7 +70,6 @@ static void grid_stb_free(void *p)
 #define GRID_MAX_SIDE 32768                      /* canvas pixels per side */
 #define GRID_MAX_BYTES ((uint64_t)1 << 30)       /* canvas bytes */
 #define GRID_MAX_SETS 16
-#define TEMP_NAME_TRIES 1000
 
 typedef unsigned long long ull;
 
@@ -267,117 +263,6 @@ static void draw_grid(uint8_t *canvas, const grid_layout *g, const uint8_t *cons
     }
 }
 
-/* ---- atomic file replacement ------------------------------------------------------ */
-
-/* dir is the directory part of path ("." when there is none). */
-static char *directory_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    size_t len = slash ? (size_t)(slash - path) : 1;
-    if (slash && len == 0)
-        len = 1;   /* "/name": the root */
-    char *dir = malloc(len + 1);
-    if (!dir)
-        return NULL;
-    memcpy(dir, slash ? path : ".", len);
-    dir[len] = '\0';
-    return dir;
-}
-
-/* Creates "<dir>/.<name>.tmp<pid>.<k>" exclusively; *tmp receives the name. */
-static agave_status create_temp(agave_context *ctx, const char *path, const char *dir, char **tmp,
-                                int *fd)
-{
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    size_t len = strlen(dir) + strlen(base) + 48;
-    char why[128];
-    *tmp = malloc(len);
-    if (!*tmp)
-        return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory", path);
-    for (int k = 0; k < TEMP_NAME_TRIES; k++) {
-        snprintf(*tmp, len, "%s/.%s.tmp%ld.%d", dir, base, (long)getpid(), k);
-        /* 0666: the process umask applies, as for any file a program creates. */
-        *fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (*fd >= 0)
-            return AGAVE_OK;
-        if (errno != EEXIST)
-            return ctx_error(ctx, AGAVE_ERR_IO, "%s: cannot create a temporary file in %s: %s",
-                             path, dir, errno_text(errno, why, sizeof why));
-    }
-    return ctx_error(ctx, AGAVE_ERR_IO, "%s: cannot create a temporary file in %s: %d names taken",
-                     path, dir, TEMP_NAME_TRIES);
-}
-
-static int write_all(int fd, const uint8_t *bytes, size_t len)
-{
-    while (len > 0) {
-        ssize_t k = write(fd, bytes, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        bytes += k;
-        len -= (size_t)k;
-    }
-    return 0;
-}
-
-/* Writes, flushes and closes the temporary file, then renames it over path. */
-static agave_status commit_temp(agave_context *ctx, const char *path, const char *tmp, int fd,
-                                const uint8_t *bytes, size_t len)
-{
-    char why[128];
-    const char *step = NULL;
-    if (write_all(fd, bytes, len) != 0)
-        step = "write";
-    else if (fsync(fd) != 0)
-        step = "flush";
-    int err = errno;
-    if (close(fd) != 0 && !step) {
-        step = "close";
-        err = errno;
-    }
-    if (!step && rename(tmp, path) != 0) {
-        step = "rename the temporary file over";
-        err = errno;
-    }
-    if (!step)
-        return AGAVE_OK;
-    unlink(tmp);
-    return ctx_error(ctx, AGAVE_ERR_IO, "%s: cannot %s it: %s", path, step,
-                     errno_text(err, why, sizeof why));
-}
-
-/* The rename is only durable once the directory entry is on disk too; some
- * file systems cannot sync a directory, which is not worth failing for. */
-static void sync_directory(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    (void)fsync(fd);
-    close(fd);
-}
-
-static agave_status write_file_atomic(agave_context *ctx, const char *path, const uint8_t *bytes,
-                                      size_t len)
-{
-    char *dir = directory_of(path);
-    if (!dir)
-        return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory", path);
-    char *tmp = NULL;
-    int fd = -1;
-    agave_status st = create_temp(ctx, path, dir, &tmp, &fd);
-    if (st == AGAVE_OK)
-        st = commit_temp(ctx, path, tmp, fd, bytes, len);
-    if (st == AGAVE_OK)
-        sync_directory(dir);
-    free(tmp);
-    free(dir);
-    return st;
-}
-
 /* ---- public ------------------------------------------------------------------------ */
 
 static agave_status encode_and_write(agave_context *ctx, const char *path, const uint8_t *canvas,
@@ -394,7 +279,7 @@ static agave_status encode_and_write(agave_context *ctx, const char *path, const
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory encoding a %dx%d PNG", path,
                          w, h);
     }
-    agave_status st = write_file_atomic(ctx, path, png, (size_t)png_len);
+    agave_status st = file_write_atomic(ctx, path, png, (size_t)png_len);
     free(png);
     return st;
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "../ops/ops.h"
+#include "loss_ops.h"
 #include "logistic.h"
 #include "loss.h"
 

@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "../ops/ops.h"
+#include "loss_ops.h"
 #include "loss.h"
 
 #define HALF_LOG_2PI 0.91893853320467274178

@@ -109,7 +109,9 @@ double dmol_mixture_logprob(const dmol_component *comps, int channels, int n_mix
 void dmol_pixel_sample(const float *params, size_t stride, int channels, int n_mix,
                        agave_rng *rng, uint8_t *x, size_t x_stride);
 
-/* Parameter channels per pixel: 3*n_mix (channels 1) or 10*n_mix (channels 3). */
+/* Parameter channels per pixel of the mixture of logistics: 3*n_mix (channels
+ * 1: logits, means, log-scales) or 10*n_mix (channels 3: also the three
+ * coefficients). The one place this count is written. */
 static inline int dmol_param_count(int channels, int n_mix)
 {
     return (channels == 1 ? 3 : 10) * n_mix;

@@ -76,6 +76,10 @@ static const config_key keys[] = {
          "largest gradient L2 norm"),
     INT(max_bad_steps, 1, INT_MAX, RULE_NONE, "10", TRAIN, ">= 1",
         "non-finite steps tolerated in a row"),
+    INT(lr_warmup, 0, INT_MAX, RULE_NONE, "0", TRAIN, ">= 0 (0: no warm-up)",
+        "learning-rate warm-up steps"),
+    REAL(lr_decay, 0, 1, 1, 0, "1", TRAIN, "in (0, 1] (1: no decay)",
+         "learning-rate decay per step"),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 

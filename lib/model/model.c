@@ -30,7 +30,7 @@ agave_status model_add_layer(agave_model *m, agave_layer_kind kind,
     if (m->n_layers == MODEL_MAX_LAYERS)
         return ctx_error(m->ctx, AGAVE_ERR_LIMIT, "the model has more than %d layers",
                          MODEL_MAX_LAYERS);
-    MTRY(layer_new(m->ctx, kind, o, out));
+    TRY(layer_new(m->ctx, kind, o, out));
     m->layers[m->n_layers++] = *out;
     return AGAVE_OK;
 }
@@ -72,9 +72,9 @@ static agave_status collect_params(agave_model *m)
         }
     snprintf(m->param_names[m->n_params], sizeof m->param_names[0], "aux_log_scale");
     m->params[m->n_params++] = m->aux_log_scale;
-    MTRY(agave_optimizer_create(m->ctx, m->cfg.optimizer, m->cfg.lr, &m->opt));
+    TRY(agave_optimizer_create(m->ctx, m->cfg.optimizer, m->cfg.lr, &m->opt));
     for (int i = 0; i < m->n_params; i++)
-        MTRY(optim_add_tensor(m->opt, m->params[i]));
+        TRY(optim_add_tensor(m->opt, m->params[i]));
     return AGAVE_OK;
 }
 
@@ -90,7 +90,7 @@ agave_status agave_model_create(agave_context *ctx, const agave_config *cfg, aga
     agave_config full;
     if (config_read(cfg, &full, msg, sizeof msg) != AGAVE_OK)
         return ctx_error(ctx, AGAVE_ERR_CONFIG, "invalid configuration: %s", msg);
-    MTRY(model_check_memory(ctx, &full, 1, "agave_model_create"));
+    TRY(model_check_memory(ctx, &full, 1, "agave_model_create"));
     agave_model *m = calloc(1, sizeof *m);
     if (!m)
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate a model");
@@ -245,7 +245,7 @@ static agave_status aux_nll(agave_model *m, const uint8_t *x, int n, agave_tenso
     uint8_t *y = arena_alloc(&m->ctx->arena, count);
     if (!y)
         return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cannot allocate the auxiliary image");
-    MTRY(agave_image_pool(x, n, c->C, c->H, c->W, c->s, y));
+    TRY(agave_image_pool(x, n, c->C, c->H, c->W, c->s, y));
     return agave_dlogistic_nll(m->ctx, y, f, m->aux_log_scale, c->b, nll);
 }
 
@@ -260,20 +260,20 @@ agave_status model_forward(agave_model *m, const uint8_t *x, int n, forward_plan
         return AGAVE_ERR_NOMEM;
     if (plan.vae) {
         agave_tensor *mean, *log_std, *context, *z;
-        MTRY(vae_encode(m, xt, &mean, &log_std, &context));
-        MTRY(vae_posterior_sample(m, mean, log_std, context, &z, &t->log_q, &t->log_p_z));
+        TRY(vae_encode(m, xt, &mean, &log_std, &context));
+        TRY(vae_posterior_sample(m, mean, log_std, context, &z, &t->log_q, &t->log_p_z));
         if (c->T == 0)
-            MTRY(agave_gaussian_kl(ctx, mean, log_std, &t->kl));
+            TRY(agave_gaussian_kl(ctx, mean, log_std, &t->kl));
         else
-            MTRY(agave_sub(ctx, t->log_q, t->log_p_z, &t->kl));
-        MTRY(vae_decode(m, z, &t->f));
+            TRY(agave_sub(ctx, t->log_q, t->log_p_z, &t->kl));
+        TRY(vae_decode(m, z, &t->f));
     }
     if (plan.aux)
-        MTRY(aux_nll(m, x, n, t->f, &t->nll_y));
+        TRY(aux_nll(m, x, n, t->f, &t->nll_y));
     if (plan.pixelcnn) {
         agave_tensor *params;
-        MTRY(pixelcnn_forward(m, xt, plan.condition ? t->f : NULL, &params));
-        MTRY(agave_dmol_nll(ctx, x, c->C, params, c->M, &t->nll_x));
+        TRY(pixelcnn_forward(m, xt, plan.condition ? t->f : NULL, &params));
+        TRY(agave_dmol_nll(ctx, x, c->C, params, c->M, &t->nll_x));
     }
     return AGAVE_OK;
 }
@@ -294,8 +294,8 @@ agave_status agave_model_init(agave_model *m, const uint8_t *x, int n)
     if (!m)
         return AGAVE_ERR_NULL;
     ctx_clear_error(m->ctx);
-    MTRY(check_batch(m, x, n, "agave_model_init"));
-    MTRY(model_check_memory(m->ctx, &m->cfg, n, "agave_model_init"));
+    TRY(check_batch(m, x, n, "agave_model_init"));
+    TRY(model_check_memory(m->ctx, &m->cfg, n, "agave_model_init"));
     /* Every part runs once, whatever the mode, so that all layers get initialised. */
     agave_context *ctx = m->ctx;
     agave_tape_reset(ctx);
@@ -332,12 +332,12 @@ static agave_status per_image_objective(agave_model *m, const model_terms *t, ag
     agave_tensor *weighted_kl;
     *sum = NULL;
     if (t->nll_x)
-        MTRY(add_term(ctx, sum, t->nll_x));
+        TRY(add_term(ctx, sum, t->nll_x));
     if (t->nll_y)
-        MTRY(add_term(ctx, sum, t->nll_y));
+        TRY(add_term(ctx, sum, t->nll_y));
     if (t->kl) {
-        MTRY(agave_scale(ctx, t->kl, m->cfg.lambda, &weighted_kl));
-        MTRY(add_term(ctx, sum, weighted_kl));
+        TRY(agave_scale(ctx, t->kl, m->cfg.lambda, &weighted_kl));
+        TRY(add_term(ctx, sum, weighted_kl));
     }
     return AGAVE_OK;
 }
@@ -346,7 +346,7 @@ static agave_status per_image_objective(agave_model *m, const model_terms *t, ag
 agave_status model_objective(agave_model *m, const model_terms *t, agave_tensor **loss)
 {
     agave_tensor *sum;
-    MTRY(per_image_objective(m, t, &sum));
+    TRY(per_image_objective(m, t, &sum));
     return agave_mean(m->ctx, sum, loss);
 }
 
@@ -356,8 +356,8 @@ static agave_status slice_objective(agave_model *m, const model_terms *t, int64_
                                     agave_tensor **loss)
 {
     agave_tensor *sum;
-    MTRY(per_image_objective(m, t, &sum));
-    MTRY(agave_sum(m->ctx, sum, &sum));
+    TRY(per_image_objective(m, t, &sum));
+    TRY(agave_sum(m->ctx, sum, &sum));
     return agave_scale(m->ctx, sum, (float)(1.0 / (double)total), loss);
 }
 
@@ -527,6 +527,7 @@ static agave_status apply_update(agave_model *m, double grad_norm, agave_step_st
 {
     if (!isfinite(grad_norm))
         return reject_step(m, stats, "gradient");
+    m->opt->lr = (float)agave_model_learning_rate(m);
     agave_status st = agave_optimizer_step(m->opt, m->cfg.grad_clip);
     agave_tape_reset(m->ctx);
     if (st != AGAVE_OK)
@@ -550,9 +551,9 @@ static agave_status train_step_parallel(agave_model *m, const uint8_t *x, int n,
                          "agave_model_train_step: with a batch slice set, first initialise the "
                          "model with agave_model_init on the whole batch, in every process, so "
                          "that all start from the same parameters");
-    MTRY(model_check_slice(m, n, "agave_model_train_step"));
+    TRY(model_check_slice(m, n, "agave_model_train_step"));
     if (!m->initialized)
-        MTRY(agave_model_init(m, x, n));
+        TRY(agave_model_init(m, x, n));
     agave_tape_reset(ctx);
     agave_tape_set_recording(ctx, 1);
     model_set_training(m, 1);
@@ -596,12 +597,12 @@ static agave_status train_step_parallel(agave_model *m, const uint8_t *x, int n,
 /* The step itself; stats, when not NULL, is the library's own struct, zeroed. */
 static agave_status train_step(agave_model *m, const uint8_t *x, int n, agave_step_stats *stats)
 {
-    MTRY(check_batch(m, x, n, "agave_model_train_step"));
-    MTRY(model_check_memory(m->ctx, &m->cfg, n, "agave_model_train_step"));
+    TRY(check_batch(m, x, n, "agave_model_train_step"));
+    TRY(model_check_memory(m->ctx, &m->cfg, n, "agave_model_train_step"));
     if (m->slice_total > 0 || m->reduce_fn)
         return train_step_parallel(m, x, n, stats);
     if (!m->initialized)
-        MTRY(agave_model_init(m, x, n));
+        TRY(agave_model_init(m, x, n));
     agave_context *ctx = m->ctx;
     agave_tape_reset(ctx);
     agave_tape_set_recording(ctx, 1);

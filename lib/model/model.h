@@ -4,6 +4,7 @@
 #define AGAVE_MODEL_H
 
 #include "../core/core.h"
+#include "../loss/loss.h"
 #include "../nn/nn.h"
 #include "../train/train.h"
 
@@ -143,6 +144,22 @@ typedef enum model_sampler { MODEL_SAMPLER_CACHED = 0, MODEL_SAMPLER_NAIVE = 1 }
 agave_status model_sample_with(agave_model *m, model_sampler sampler, const uint8_t *x_in, int n,
                                uint64_t seed, uint8_t *fz, uint8_t *x);
 
+/* lib/model/eval.c. What an evaluation reports per image besides the means,
+ * and whom it tells of its progress (agave_eval_options without the ABI
+ * concerns). Each array is NULL or holds n figures. */
+typedef struct model_eval_out {
+    double *elbo_bpd, *recon_bpd, *kl_bpd, *aux_bpd, *iwae_bpd;
+    agave_eval_progress_fn progress;
+    void *progress_user;
+} model_eval_out;
+
+/* agave_model_evaluate with per-image figures and progress (out may be NULL),
+ * into the library's own stats struct. */
+agave_status model_evaluate(agave_model *m, const uint8_t *x, int n, int iwae_samples,
+                            const model_eval_out *out, agave_eval_stats *stats);
+/* Rows (image x sample pairs) per forward pass of an evaluation of m. */
+int eval_chunk_rows(const agave_model *m);
+
 /* Puts the chosen weights in place for evaluation or sampling (the
  * averaged parameters when the model has them and the choice is
  * AGAVE_WEIGHTS_AVERAGE, lib/model/weights.c), and the live ones back. */
@@ -153,16 +170,14 @@ void model_set_training(agave_model *m, int training);
 /* lib/model/estimate.c: sizes from a configuration alone. */
 uint64_t config_param_count(const agave_config *c);
 double config_step_bytes(const agave_config *c, int batch);
+/* Bytes a model holds whatever it does (parameters, optimiser state, average). */
+double config_model_bytes(const agave_config *c);
+/* Step-arena and scratch bytes per image of a forward pass without the tape
+ * (evaluation), including its share of the conv scratch. */
+double config_forward_bytes_per_image(const agave_config *c);
 /* AGAVE_ERR_LIMIT (error set) when a training step of cfg at batch n would
  * exceed ctx's memory limit; fn names the caller in the message. */
 agave_status model_check_memory(agave_context *ctx, const agave_config *cfg, int n,
                                 const char *fn);
-
-#define MTRY(expr)                                                                         \
-    do {                                                                                   \
-        agave_status m_st_ = (expr);                                                       \
-        if (m_st_ != AGAVE_OK)                                                             \
-            return m_st_;                                                                  \
-    } while (0)
 
 #endif

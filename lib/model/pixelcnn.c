@@ -27,38 +27,38 @@ agave_status pixelcnn_build(agave_model *m)
     pixelcnn_net *p = &m->pcnn;
     int F = c->F, R = c->R;
     agave_layer_options o = conv_options(c->C, F, 3, 3, 1, AGAVE_SHIFT_NONE, 1.0f);
-    MTRY(model_add_layer(m, AGAVE_LAYER_COND_STREAM, &o, &p->cond));
+    TRY(model_add_layer(m, AGAVE_LAYER_COND_STREAM, &o, &p->cond));
     /* First layers see [x, 1] and are shifted so no output sees its own pixel. */
-    MTRY(add_shifted(m, AGAVE_LAYER_CONV, c->C + 1, 2, 3, 1, AGAVE_SHIFT_DOWN, &p->u_init));
-    MTRY(add_shifted(m, AGAVE_LAYER_CONV, c->C + 1, 1, 3, 1, AGAVE_SHIFT_DOWN, &p->ul_init_a));
-    MTRY(add_shifted(m, AGAVE_LAYER_CONV, c->C + 1, 2, 1, 1, AGAVE_SHIFT_DOWN_RIGHT,
-                     &p->ul_init_b));
+    TRY(add_shifted(m, AGAVE_LAYER_CONV, c->C + 1, 2, 3, 1, AGAVE_SHIFT_DOWN, &p->u_init));
+    TRY(add_shifted(m, AGAVE_LAYER_CONV, c->C + 1, 1, 3, 1, AGAVE_SHIFT_DOWN, &p->ul_init_a));
+    TRY(add_shifted(m, AGAVE_LAYER_CONV, c->C + 1, 2, 1, 1, AGAVE_SHIFT_DOWN_RIGHT,
+                    &p->ul_init_b));
     for (int lv = 0; lv < 3; lv++) {
         for (int r = 0; r < R; r++) {
-            MTRY(add_gated(m, 0, 0, &p->up_u[lv][r]));
-            MTRY(add_gated(m, 1, F, &p->up_ul[lv][r]));
+            TRY(add_gated(m, 0, 0, &p->up_u[lv][r]));
+            TRY(add_gated(m, 1, F, &p->up_ul[lv][r]));
         }
         if (lv < 2) {
-            MTRY(add_shifted(m, AGAVE_LAYER_CONV, F, 2, 3, 2, AGAVE_SHIFT_DOWN, &p->down_u[lv]));
-            MTRY(add_shifted(m, AGAVE_LAYER_CONV, F, 2, 2, 2, AGAVE_SHIFT_DOWN_RIGHT,
-                             &p->down_ul[lv]));
+            TRY(add_shifted(m, AGAVE_LAYER_CONV, F, 2, 3, 2, AGAVE_SHIFT_DOWN, &p->down_u[lv]));
+            TRY(add_shifted(m, AGAVE_LAYER_CONV, F, 2, 2, 2, AGAVE_SHIFT_DOWN_RIGHT,
+                            &p->down_ul[lv]));
         }
     }
     /* Down pass: R blocks at H/4, then R + 1 at H/2 and at H. */
     for (int lv = 2; lv >= 0; lv--) {
         int blocks = lv == 2 ? R : R + 1;
         for (int r = 0; r < blocks; r++) {
-            MTRY(add_gated(m, 0, F, &p->dn_u[lv][r]));
-            MTRY(add_gated(m, 1, 2 * F, &p->dn_ul[lv][r]));
+            TRY(add_gated(m, 0, F, &p->dn_u[lv][r]));
+            TRY(add_gated(m, 1, 2 * F, &p->dn_ul[lv][r]));
         }
         if (lv > 0) {
-            MTRY(add_shifted(m, AGAVE_LAYER_DECONV, F, 2, 3, 2, AGAVE_SHIFT_DOWN,
-                             &p->upsample_u[lv - 1]));
-            MTRY(add_shifted(m, AGAVE_LAYER_DECONV, F, 2, 2, 2, AGAVE_SHIFT_DOWN_RIGHT,
-                             &p->upsample_ul[lv - 1]));
+            TRY(add_shifted(m, AGAVE_LAYER_DECONV, F, 2, 3, 2, AGAVE_SHIFT_DOWN,
+                            &p->upsample_u[lv - 1]));
+            TRY(add_shifted(m, AGAVE_LAYER_DECONV, F, 2, 2, 2, AGAVE_SHIFT_DOWN_RIGHT,
+                            &p->upsample_ul[lv - 1]));
         }
     }
-    int P = c->C == 1 ? 3 * c->M : 10 * c->M;
+    int P = dmol_param_count(c->C, c->M);
     o = conv_options(F, P, 1, 1, 1, AGAVE_SHIFT_NONE, 1.0f);
     return model_add_layer(m, AGAVE_LAYER_NIN, &o, &p->out);
 }
@@ -92,13 +92,13 @@ static agave_status first_layers(agave_model *m, agave_tensor *x, agave_tensor *
     agave_context *ctx = m->ctx;
     pixelcnn_net *p = &m->pcnn;
     agave_tensor *xp, *a, *b;
-    MTRY(pad_with_ones(ctx, x, &xp));
-    MTRY(agave_layer_forward(p->u_init, xp, u));
-    MTRY(agave_down_shift(ctx, *u, u));
-    MTRY(agave_layer_forward(p->ul_init_a, xp, &a));
-    MTRY(agave_down_shift(ctx, a, &a));
-    MTRY(agave_layer_forward(p->ul_init_b, xp, &b));
-    MTRY(agave_right_shift(ctx, b, &b));
+    TRY(pad_with_ones(ctx, x, &xp));
+    TRY(agave_layer_forward(p->u_init, xp, u));
+    TRY(agave_down_shift(ctx, *u, u));
+    TRY(agave_layer_forward(p->ul_init_a, xp, &a));
+    TRY(agave_down_shift(ctx, a, &a));
+    TRY(agave_layer_forward(p->ul_init_b, xp, &b));
+    TRY(agave_right_shift(ctx, b, &b));
     return agave_add(ctx, a, b, ul);
 }
 
@@ -107,18 +107,18 @@ static agave_status up_pass(agave_model *m, agave_tensor *x, agave_tensor *const
 {
     pixelcnn_net *p = &m->pcnn;
     agave_tensor *u, *ul;
-    MTRY(first_layers(m, x, &u, &ul));
+    TRY(first_layers(m, x, &u, &ul));
     s->n = 0;
     push(s, u, ul);
     for (int lv = 0; lv < 3; lv++) {
         for (int r = 0; r < m->cfg.R; r++) {
-            MTRY(agave_layer_forward_gated(p->up_u[lv][r], u, NULL, g[lv], &u));
-            MTRY(agave_layer_forward_gated(p->up_ul[lv][r], ul, u, g[lv], &ul));
+            TRY(agave_layer_forward_gated(p->up_u[lv][r], u, NULL, g[lv], &u));
+            TRY(agave_layer_forward_gated(p->up_ul[lv][r], ul, u, g[lv], &ul));
             push(s, u, ul);
         }
         if (lv < 2) {
-            MTRY(agave_layer_forward(p->down_u[lv], u, &u));
-            MTRY(agave_layer_forward(p->down_ul[lv], ul, &ul));
+            TRY(agave_layer_forward(p->down_u[lv], u, &u));
+            TRY(agave_layer_forward(p->down_ul[lv], ul, &ul));
             push(s, u, ul);
         }
     }
@@ -136,13 +136,13 @@ static agave_status down_pass(agave_model *m, agave_tensor *const g[3], stream_s
         int blocks = lv == 2 ? m->cfg.R : m->cfg.R + 1;
         for (int r = 0; r < blocks; r++) {
             s->n--;
-            MTRY(agave_layer_forward_gated(p->dn_u[lv][r], u, s->u[s->n], g[lv], &u));
-            MTRY(agave_concat(ctx, u, s->ul[s->n], &cat));
-            MTRY(agave_layer_forward_gated(p->dn_ul[lv][r], ul, cat, g[lv], &ul));
+            TRY(agave_layer_forward_gated(p->dn_u[lv][r], u, s->u[s->n], g[lv], &u));
+            TRY(agave_concat(ctx, u, s->ul[s->n], &cat));
+            TRY(agave_layer_forward_gated(p->dn_ul[lv][r], ul, cat, g[lv], &ul));
         }
         if (lv > 0) {
-            MTRY(agave_layer_forward(p->upsample_u[lv - 1], u, &u));
-            MTRY(agave_layer_forward(p->upsample_ul[lv - 1], ul, &ul));
+            TRY(agave_layer_forward(p->upsample_u[lv - 1], u, &u));
+            TRY(agave_layer_forward(p->upsample_ul[lv - 1], ul, &ul));
         }
     }
     *ul_out = ul;
@@ -153,7 +153,7 @@ static agave_status down_pass(agave_model *m, agave_tensor *const g[3], stream_s
 static agave_status condition(agave_model *m, agave_tensor *f, agave_tensor *g[3])
 {
     for (int up = m->cfg.s; up > 1; up /= 2)
-        MTRY(agave_upsample2x(m->ctx, f, &f));
+        TRY(agave_upsample2x(m->ctx, f, &f));
     return agave_layer_forward_cond(m->pcnn.cond, f, g);
 }
 
@@ -162,10 +162,10 @@ agave_status pixelcnn_forward(agave_model *m, agave_tensor *x, agave_tensor *f,
 {
     agave_tensor *g[3] = {NULL, NULL, NULL}, *ul;
     if (f)
-        MTRY(condition(m, f, g));
+        TRY(condition(m, f, g));
     stream_stack s;
-    MTRY(up_pass(m, x, g, &s));
-    MTRY(down_pass(m, g, &s, &ul));
-    MTRY(agave_elu(m->ctx, ul, &ul));
+    TRY(up_pass(m, x, g, &s));
+    TRY(down_pass(m, g, &s, &ul));
+    TRY(agave_elu(m->ctx, ul, &ul));
     return agave_layer_forward(m->pcnn.out, ul, params);
 }

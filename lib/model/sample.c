@@ -50,7 +50,7 @@ static agave_status sample_pixels(agave_model *m, int n, const float *f_saved, u
             agave_tensor *xt = image_tensor(ctx, x, n, c->C, c->H, c->W);
             if (!xt)
                 return AGAVE_ERR_NOMEM;
-            MTRY(pixelcnn_forward(m, xt, f, &params));
+            TRY(pixelcnn_forward(m, xt, f, &params));
             for (int i = 0; i < n; i++) {
                 size_t at = (size_t)r * c->W + col;
                 dmol_pixel_sample(params->data + (size_t)i * P * plane + at, plane, c->C, c->M,
@@ -70,7 +70,7 @@ static agave_status sample_chunk(agave_model *m, model_sampler sampler, int n, a
     size_t f_count = (size_t)n * c->C * (c->H / c->s) * (c->W / c->s);
     if (m->cfg.mode != AGAVE_MODE_PIXELCNN) {
         agave_tensor *f;
-        MTRY(vae_decode(m, z, &f));
+        TRY(vae_decode(m, z, &f));
         f_saved = malloc(f_count * sizeof(float));
         if (!f_saved)
             return ctx_error(ctx, AGAVE_ERR_NOMEM, "sampling: cannot keep f(z)");

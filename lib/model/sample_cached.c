@@ -185,48 +185,10 @@ static size_t lane_place(const cached_sampler *s, lane *l, float *base)
 }
 
 /* ---- element-wise ---------------------------------------------------------------- */
-/* The formulas of lib/ops/activation.c, over short runs (a position's
- * channels) in loops the compiler vectorises: libm's expf would not be, and
- * it made a third of a step's time. Compiled for AVX-512, AVX2 and baseline
- * x86-64, picked at load time like the library's element-wise kernels. */
-
-static inline float bits_to_float(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline uint32_t float_to_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-/* exp(x) for x <= 0 with only +, -, * and bit moves, so that it vectorises:
- * x = k ln2 + r with |r| <= ln2/2 (ln2 in two parts, the first exact times
- * k), exp(r) by its Taylor series to r^7 (truncation ~5e-9 relative), times
- * 2^k from the exponent bits. x is clamped at -87, where exp is ~1.6e-38, so
- * 2^k stays a normal float; NaN stays NaN (the caches' poison must show). */
-static inline float exp_nonpos(float x)
-{
-    const float round = 12582912.0f;   /* 1.5 * 2^23: t + round - round rounds t */
-    x = x < -87.0f ? -87.0f : x;
-    float t = x * 1.44269504088896341f + round;
-    float k = t - round;
-    int32_t ki = (int32_t)(float_to_bits(t) - float_to_bits(round));
-    float r = (x - k * 0.693145752f) - k * 1.42860677e-6f;
-    float p = 1.0f / 5040;
-    p = p * r + 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    return p * bits_to_float(((uint32_t)ki + 127u) << 23);
-}
+/* The formulas of lib/ops/activation.c with its exp (lib/core/simd.h), over
+ * short runs (a position's channels) in loops the compiler vectorises (libm's
+ * expf would not be). Compiled for AVX-512, AVX2 and baseline x86-64, picked
+ * at load time like the library's element-wise kernels. */
 
 /* pos[c] = elu(src[c]), neg[c] = elu(-src[c]): concat_elu's two halves. */
 SIMD_CLONES static void concat_elu_halves(const float *restrict src, int ch, float *restrict pos,
@@ -690,8 +652,8 @@ static agave_status normalised(cached_sampler *s, agave_layer *l, const float **
 {
     agave_tensor *v = l->v, *t;
     if (l->mask)
-        MTRY(agave_mul(s->ctx, v, l->mask, &v));
-    MTRY(agave_weight_norm(s->ctx, v, l->g, &t));
+        TRY(agave_mul(s->ctx, v, l->mask, &v));
+    TRY(agave_weight_norm(s->ctx, v, l->g, &t));
     *w = t->data;
     return AGAVE_OK;
 }
@@ -718,7 +680,7 @@ static agave_status lin_put(cached_sampler *s, lin *l, agave_layer *layer, int o
         return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: layer shape %dx%dx%dx%d "
                          "does not fit its place", o->out_channels, cin, kh, kw);
     const float *w;
-    MTRY(normalised(s, layer, &w));
+    TRY(normalised(s, layer, &w));
     for (int q = 0; q < l->cout; q++) {
         for (int c = 0; c < cin; c++)
             for (int t = 0; t < kh * kw; t++)
@@ -732,7 +694,7 @@ static agave_status lin_put(cached_sampler *s, lin *l, agave_layer *layer, int o
 static agave_status lin_of(cached_sampler *s, lin *l, agave_layer *layer)
 {
     const agave_layer_options *o = &layer->opt;
-    MTRY(lin_init(s, l, o->out_channels, o->in_channels * o->kernel_h * o->kernel_w));
+    TRY(lin_init(s, l, o->out_channels, o->in_channels * o->kernel_h * o->kernel_w));
     return lin_put(s, l, layer, 0);
 }
 
@@ -781,17 +743,17 @@ static agave_status gated_init(cached_sampler *s, gated *b, agave_layer *l)
     agave_layer *nin_a = child(l, "nin_a"), *nin_h = child(l, "nin_h");
     if (!conv1 || !conv2 || (l->opt.shortcut_channels && !nin_a) || (s->cond && !nin_h))
         return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: a gated block lacks a child");
-    MTRY(geometry(s, conv1, &b->g));
+    TRY(geometry(s, conv1, &b->g));
     int taps = b->g.kh * b->g.kw;
     b->shortcut = l->opt.shortcut_channels;
-    MTRY(lin_init(s, &b->c1, F, taps * 2 * F + 2 * b->shortcut));
-    MTRY(lin_put(s, &b->c1, conv1, 0));
+    TRY(lin_init(s, &b->c1, F, taps * 2 * F + 2 * b->shortcut));
+    TRY(lin_put(s, &b->c1, conv1, 0));
     if (b->shortcut)
-        MTRY(lin_put(s, &b->c1, nin_a, taps * 2 * F));
-    MTRY(lin_init(s, &b->c2, 2 * F, taps * 2 * F + (s->cond ? F : 0)));
-    MTRY(lin_put(s, &b->c2, conv2, 0));
+        TRY(lin_put(s, &b->c1, nin_a, taps * 2 * F));
+    TRY(lin_init(s, &b->c2, 2 * F, taps * 2 * F + (s->cond ? F : 0)));
+    TRY(lin_put(s, &b->c2, conv2, 0));
     if (s->cond)
-        MTRY(lin_put(s, &b->c2, nin_h, taps * 2 * F));
+        TRY(lin_put(s, &b->c2, nin_h, taps * 2 * F));
     return AGAVE_OK;
 }
 
@@ -800,22 +762,22 @@ static void gated_free(gated *b) { lin_free(&b->c1), lin_free(&b->c2); }
 static agave_status first_layers_init(cached_sampler *s)
 {
     pixelcnn_net *p = &s->m->pcnn;
-    MTRY(lin_of(s, &s->u_init, p->u_init));
-    MTRY(lin_of(s, &s->ul_a, p->ul_init_a));
-    MTRY(lin_of(s, &s->ul_b, p->ul_init_b));
-    MTRY(lin_of(s, &s->out, p->out));
-    MTRY(geometry(s, p->u_init, &s->u_init_g));
-    MTRY(geometry(s, p->ul_init_a, &s->ul_a_g));
-    MTRY(geometry(s, p->ul_init_b, &s->ul_b_g));
+    TRY(lin_of(s, &s->u_init, p->u_init));
+    TRY(lin_of(s, &s->ul_a, p->ul_init_a));
+    TRY(lin_of(s, &s->ul_b, p->ul_init_b));
+    TRY(lin_of(s, &s->out, p->out));
+    TRY(geometry(s, p->u_init, &s->u_init_g));
+    TRY(geometry(s, p->ul_init_a, &s->ul_a_g));
+    TRY(geometry(s, p->ul_init_b, &s->ul_b_g));
     for (int l = 0; l < 2; l++) {
-        MTRY(lin_of(s, &s->down_u[l], p->down_u[l]));
-        MTRY(lin_of(s, &s->down_ul[l], p->down_ul[l]));
-        MTRY(lin_of(s, &s->up_u[l], p->upsample_u[l]));
-        MTRY(lin_of(s, &s->up_ul[l], p->upsample_ul[l]));
+        TRY(lin_of(s, &s->down_u[l], p->down_u[l]));
+        TRY(lin_of(s, &s->down_ul[l], p->down_ul[l]));
+        TRY(lin_of(s, &s->up_u[l], p->upsample_u[l]));
+        TRY(lin_of(s, &s->up_ul[l], p->upsample_ul[l]));
     }
-    MTRY(geometry(s, p->down_u[0], &s->down_u_g));
-    MTRY(geometry(s, p->down_ul[0], &s->down_ul_g));
-    MTRY(geometry(s, p->upsample_u[0], &s->up_u_g));
+    TRY(geometry(s, p->down_u[0], &s->down_u_g));
+    TRY(geometry(s, p->down_ul[0], &s->down_ul_g));
+    TRY(geometry(s, p->upsample_u[0], &s->up_u_g));
     return geometry(s, p->upsample_ul[0], &s->up_ul_g);
 }
 
@@ -895,7 +857,7 @@ static agave_status lanes_init(cached_sampler *s)
     if (!s->lanes || !s->params)
         return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory");
     for (int t = 0; t < s->n_lanes; t++)
-        MTRY(lane_init(s, &s->lanes[t], t));
+        TRY(lane_init(s, &s->lanes[t], t));
     return AGAVE_OK;
 }
 
@@ -950,8 +912,8 @@ static agave_status condition(cached_sampler *s, const float *f)
         return AGAVE_ERR_NOMEM;
     memcpy(t->data, f, t->numel * sizeof(float));
     for (int up = c->s; up > 1; up /= 2)
-        MTRY(agave_upsample2x(ctx, t, &t));
-    MTRY(agave_layer_forward_cond(s->m->pcnn.cond, t, g));
+        TRY(agave_upsample2x(ctx, t, &t));
+    TRY(agave_layer_forward_cond(s->m->pcnn.cond, t, g));
     for (int q = 0; q < s->n_lanes; q++) {
         lane *l = &s->lanes[q];
         for (int lv = 0; lv < LEVELS; lv++) {
@@ -983,7 +945,7 @@ agave_status cached_sampler_begin(cached_sampler *s, const float *f, const uint8
         agave_tape_set_recording(s->ctx, 0);
         agave_status st = condition(s, f);
         agave_tape_set_recording(s->ctx, was_recording);
-        MTRY(st);
+        TRY(st);
     }
     return AGAVE_OK;
 }
@@ -1042,7 +1004,7 @@ agave_status sample_pixels_cached(agave_model *m, int n, const float *f, uint8_t
     const size_t plane = (size_t)c->H * c->W;
     cached_sampler *s;
     memset(x, 0, (size_t)n * c->C * plane);
-    MTRY(cached_sampler_create(m, n, f != NULL, &s));
+    TRY(cached_sampler_create(m, n, f != NULL, &s));
     agave_status st = cached_sampler_begin(s, f, x);
     if (st == AGAVE_OK && s->n_lanes > 1)
         st = sample_lanes(s, &m->ctx->rng, c->M, x);

@@ -27,10 +27,10 @@ static agave_status add_iaf_step(agave_model *m, int t)
     agave_layer_options o = conv_options(Z, 2 * Z, 3, 3, 1, AGAVE_SHIFT_NONE, 1.0f);
     o.mask_degrees = Z;
     o.mask_reverse = t % 2;
-    MTRY(model_add_layer(m, AGAVE_LAYER_CONV, &o, &v->iaf_in[t]));
+    TRY(model_add_layer(m, AGAVE_LAYER_CONV, &o, &v->iaf_in[t]));
     o = conv_options(Z, 2 * Z, 3, 3, 1, AGAVE_SHIFT_NONE, 1.0f);
-    MTRY(model_add_layer(m, AGAVE_LAYER_CONV, &o, &v->iaf_ctx[t]));
-    o = conv_options(2 * Z, 2 * Z, 3, 3, 1, AGAVE_SHIFT_NONE, 0.1f);
+    TRY(model_add_layer(m, AGAVE_LAYER_CONV, &o, &v->iaf_ctx[t]));
+    o = conv_options(2 * Z, 2 * Z, 3, 3, 1, AGAVE_SHIFT_NONE, 1.0f);
     o.mask_degrees = Z;
     o.mask_inclusive = 1;
     o.mask_reverse = t % 2;
@@ -41,22 +41,22 @@ agave_status vae_build(agave_model *m)
 {
     const agave_config *c = &m->cfg;
     vae_net *v = &m->vae;
-    MTRY(add_conv3(m, c->C, c->Fv, 1, 1.0f, &v->enc_in));
+    TRY(add_conv3(m, c->C, c->Fv, 1, 1.0f, &v->enc_in));
     for (int s = 0; s < 2; s++) {
         for (int r = 0; r < c->Rv; r++)
-            MTRY(add_resnet(m, c->Fv, &v->enc_res[s][r]));
-        MTRY(add_conv3(m, c->Fv, c->Fv, 2, 1.0f, &v->enc_down[s]));
+            TRY(add_resnet(m, c->Fv, &v->enc_res[s][r]));
+        TRY(add_conv3(m, c->Fv, c->Fv, 2, 1.0f, &v->enc_down[s]));
     }
     int enc_channels = 2 * c->Z + (c->T > 0 ? c->Z : 0);
-    MTRY(add_conv3(m, c->Fv, enc_channels, 1, 0.1f, &v->enc_out));
+    TRY(add_conv3(m, c->Fv, enc_channels, 1, 0.1f, &v->enc_out));
     for (int t = 0; t < c->T; t++)
-        MTRY(add_iaf_step(m, t));
-    MTRY(add_conv3(m, c->Z, c->Fv, 1, 1.0f, &v->dec_in));
+        TRY(add_iaf_step(m, t));
+    TRY(add_conv3(m, c->Z, c->Fv, 1, 1.0f, &v->dec_in));
     v->n_up = c->s == 1 ? 2 : c->s == 2 ? 1 : 0;
     for (int s = 0; s < v->n_up; s++) {
-        MTRY(add_conv3(m, c->Fv, c->Fv, 1, 1.0f, &v->dec_up[s]));
+        TRY(add_conv3(m, c->Fv, c->Fv, 1, 1.0f, &v->dec_up[s]));
         for (int r = 0; r < c->Rv; r++)
-            MTRY(add_resnet(m, c->Fv, &v->dec_res[s][r]));
+            TRY(add_resnet(m, c->Fv, &v->dec_res[s][r]));
     }
     return add_conv3(m, c->Fv, c->C, 1, 0.1f, &v->dec_out);
 }
@@ -70,24 +70,24 @@ agave_status vae_encode(agave_model *m, agave_tensor *x, agave_tensor **mean,
     const agave_config *c = &m->cfg;
     vae_net *v = &m->vae;
     agave_tensor *h;
-    MTRY(agave_layer_forward(v->enc_in, x, &h));
+    TRY(agave_layer_forward(v->enc_in, x, &h));
     for (int s = 0; s < 2; s++) {
         for (int r = 0; r < c->Rv; r++)
-            MTRY(agave_layer_forward(v->enc_res[s][r], h, &h));
-        MTRY(agave_layer_forward(v->enc_down[s], h, &h));
+            TRY(agave_layer_forward(v->enc_res[s][r], h, &h));
+        TRY(agave_layer_forward(v->enc_down[s], h, &h));
     }
-    MTRY(agave_elu(ctx, h, &h));
-    MTRY(agave_layer_forward(v->enc_out, h, &h));
-    MTRY(agave_split(ctx, h, 0, c->Z, mean));
-    MTRY(agave_split(ctx, h, c->Z, c->Z, log_std));
+    TRY(agave_elu(ctx, h, &h));
+    TRY(agave_layer_forward(v->enc_out, h, &h));
+    TRY(agave_split(ctx, h, 0, c->Z, mean));
+    TRY(agave_split(ctx, h, c->Z, c->Z, log_std));
     *context = NULL;
     if (c->T > 0)
-        MTRY(agave_split(ctx, h, 2 * c->Z, c->Z, context));
+        TRY(agave_split(ctx, h, 2 * c->Z, c->Z, context));
     return AGAVE_OK;
 }
 
-/* s + IAF_FORGET_BIAS, the gate's constant bias: s starts near 0 (its conv's
- * init scale is 0.1), so each step starts near the identity. s is (N,Z,h,w). */
+/* s + IAF_FORGET_BIAS, the gate's constant bias: s starts with mean 0 on the
+ * init batch, so each step starts near the identity. s is (N,Z,h,w). */
 static agave_status add_forget_bias(agave_context *ctx, agave_tensor *s, agave_tensor **out)
 {
     int dims[1] = {tC(s)};
@@ -107,21 +107,21 @@ static agave_status iaf_step(agave_model *m, int t, agave_tensor *context, agave
     vae_net *v = &m->vae;
     int Z = m->cfg.Z;
     agave_tensor *a, *b, *hid, *ms, *mu, *s, *sigma, *t1, *lsig;
-    MTRY(agave_layer_forward(v->iaf_in[t], *z, &a));
-    MTRY(agave_layer_forward(v->iaf_ctx[t], context, &b));
-    MTRY(agave_add(ctx, a, b, &hid));
-    MTRY(agave_elu(ctx, hid, &hid));
-    MTRY(agave_layer_forward(v->iaf_out[t], hid, &ms));
-    MTRY(agave_split(ctx, ms, 0, Z, &mu));
-    MTRY(agave_split(ctx, ms, Z, Z, &s));
-    MTRY(add_forget_bias(ctx, s, &s));
-    MTRY(agave_sigmoid(ctx, s, &sigma));
-    MTRY(agave_sub(ctx, *z, mu, &t1));
-    MTRY(agave_mul(ctx, sigma, t1, &t1));
-    MTRY(agave_add(ctx, mu, t1, z));
-    MTRY(agave_scale(ctx, s, -1.0f, &lsig));
-    MTRY(agave_softplus(ctx, lsig, &lsig));     /* -log sigma */
-    MTRY(agave_sum_items(ctx, lsig, &lsig));
+    TRY(agave_layer_forward(v->iaf_in[t], *z, &a));
+    TRY(agave_layer_forward(v->iaf_ctx[t], context, &b));
+    TRY(agave_add(ctx, a, b, &hid));
+    TRY(agave_elu(ctx, hid, &hid));
+    TRY(agave_layer_forward(v->iaf_out[t], hid, &ms));
+    TRY(agave_split(ctx, ms, 0, Z, &mu));
+    TRY(agave_split(ctx, ms, Z, Z, &s));
+    TRY(add_forget_bias(ctx, s, &s));
+    TRY(agave_sigmoid(ctx, s, &sigma));
+    TRY(agave_sub(ctx, *z, mu, &t1));
+    TRY(agave_mul(ctx, sigma, t1, &t1));
+    TRY(agave_add(ctx, mu, t1, z));
+    TRY(agave_scale(ctx, s, -1.0f, &lsig));
+    TRY(agave_softplus(ctx, lsig, &lsig));     /* -log sigma */
+    TRY(agave_sum_items(ctx, lsig, &lsig));
     return agave_add(ctx, *log_q, lsig, log_q);
 }
 
@@ -130,10 +130,10 @@ agave_status vae_posterior_sample(agave_model *m, agave_tensor *mean, agave_tens
                                   agave_tensor **log_q, agave_tensor **log_p_z)
 {
     agave_context *ctx = m->ctx;
-    MTRY(agave_gaussian_sample(ctx, mean, log_std, z));
-    MTRY(agave_gaussian_logprob(ctx, *z, mean, log_std, log_q));
+    TRY(agave_gaussian_sample(ctx, mean, log_std, z));
+    TRY(agave_gaussian_logprob(ctx, *z, mean, log_std, log_q));
     for (int t = 0; t < m->cfg.T; t++)
-        MTRY(iaf_step(m, t, context, z, log_q));
+        TRY(iaf_step(m, t, context, z, log_q));
     /* log p(z) under N(0, I): the Gaussian log-density with zero mean and log-std. */
     int dims[4] = {tN(*z), tC(*z), tH(*z), tW(*z)};
     agave_tensor *zero = tensor_new_arena(ctx, 4, dims);
@@ -150,13 +150,13 @@ agave_status vae_decode(agave_model *m, agave_tensor *z, agave_tensor **f)
     agave_context *ctx = m->ctx;
     vae_net *v = &m->vae;
     agave_tensor *h;
-    MTRY(agave_layer_forward(v->dec_in, z, &h));
+    TRY(agave_layer_forward(v->dec_in, z, &h));
     for (int s = 0; s < v->n_up; s++) {
-        MTRY(agave_upsample2x(ctx, h, &h));
-        MTRY(agave_layer_forward(v->dec_up[s], h, &h));
+        TRY(agave_upsample2x(ctx, h, &h));
+        TRY(agave_layer_forward(v->dec_up[s], h, &h));
         for (int r = 0; r < m->cfg.Rv; r++)
-            MTRY(agave_layer_forward(v->dec_res[s][r], h, &h));
+            TRY(agave_layer_forward(v->dec_res[s][r], h, &h));
     }
-    MTRY(agave_elu(ctx, h, &h));
+    TRY(agave_elu(ctx, h, &h));
     return agave_layer_forward(v->dec_out, h, f);
 }

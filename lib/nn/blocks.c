@@ -9,7 +9,7 @@ static agave_status add_child(agave_layer *l, const char *name, agave_layer_kind
                               const agave_layer_options *o)
 {
     agave_layer *c;
-    NN_TRY(layer_new(l->ctx, kind, o, &c));
+    TRY(layer_new(l->ctx, kind, o, &c));
     l->child[l->n_child] = c;
     l->child_name[l->n_child++] = name;
     return AGAVE_OK;
@@ -55,31 +55,31 @@ agave_status blocks_create_children(agave_layer *l)
     case AGAVE_LAYER_GATED_RESNET:
         l->opt.out_channels = F;
         o = child_conv(p, 2 * F, F, 1.0f);
-        NN_TRY(add_child(l, "conv1", AGAVE_LAYER_CONV, &o));
+        TRY(add_child(l, "conv1", AGAVE_LAYER_CONV, &o));
         if (p->shortcut_channels) {
             o = child_nin(2 * p->shortcut_channels, F, 1.0f);
-            NN_TRY(add_child(l, "nin_a", AGAVE_LAYER_NIN, &o));
+            TRY(add_child(l, "nin_a", AGAVE_LAYER_NIN, &o));
         }
         o = child_conv(p, 2 * F, 2 * F, 0.1f);
-        NN_TRY(add_child(l, "conv2", AGAVE_LAYER_CONV, &o));
+        TRY(add_child(l, "conv2", AGAVE_LAYER_CONV, &o));
         if (p->cond_channels) {
             o = child_nin(p->cond_channels, 2 * F, 0.1f);
-            NN_TRY(add_child(l, "nin_h", AGAVE_LAYER_NIN, &o));
+            TRY(add_child(l, "nin_h", AGAVE_LAYER_NIN, &o));
         }
         return AGAVE_OK;
     case AGAVE_LAYER_RESNET:
         l->opt.out_channels = F;
         o = child_conv(p, F, F, 1.0f);
-        NN_TRY(add_child(l, "conv1", AGAVE_LAYER_CONV, &o));
+        TRY(add_child(l, "conv1", AGAVE_LAYER_CONV, &o));
         o = child_conv(p, F, F, p->init_scale);
         return add_child(l, "conv2", AGAVE_LAYER_CONV, &o);
     default: /* COND_STREAM */
         o = child_conv(p, p->in_channels, p->out_channels, p->init_scale);
         o.shift = AGAVE_SHIFT_NONE;
-        NN_TRY(add_child(l, "g1", AGAVE_LAYER_CONV, &o));
+        TRY(add_child(l, "g1", AGAVE_LAYER_CONV, &o));
         o.in_channels = p->out_channels;
         o.stride = 2;
-        NN_TRY(add_child(l, "g2", AGAVE_LAYER_CONV, &o));
+        TRY(add_child(l, "g2", AGAVE_LAYER_CONV, &o));
         return add_child(l, "g3", AGAVE_LAYER_CONV, &o);
     }
 }
@@ -122,19 +122,19 @@ agave_status gated_forward(agave_layer *l, agave_tensor *x, agave_tensor *a, aga
         return ctx_error(ctx, AGAVE_ERR_SHAPE, "gated_resnet: x %s must be (N,%d,H,W)",
                          shape_str(x, s, sizeof s), F);
     }
-    NN_TRY(check_extra(l, a, l->opt.shortcut_channels, x, "a"));
-    NN_TRY(check_extra(l, h, l->opt.cond_channels, x, "h"));
+    TRY(check_extra(l, a, l->opt.shortcut_channels, x, "a"));
+    TRY(check_extra(l, h, l->opt.cond_channels, x, "h"));
     agave_tensor *c1, *c2;
-    NN_TRY(linear_forward_ce(child_named(l, "conv1"), x, &c1));   /* conv1(concat_elu(x)) */
+    TRY(linear_forward_ce(child_named(l, "conv1"), x, &c1));   /* conv1(concat_elu(x)) */
     if (a)   /* c1 + nin_a(concat_elu(a)), fused: neither term is stored */
-        NN_TRY(linear_forward_add(child_named(l, "nin_a"), a, 1, c1, &c1));
+        TRY(linear_forward_add(child_named(l, "nin_a"), a, 1, c1, &c1));
     if (l->training && l->opt.dropout > 0)   /* fused: concat_elu's output is not kept */
-        NN_TRY(concat_elu_dropout(ctx, c1, l->opt.dropout, &c1));
+        TRY(concat_elu_dropout(ctx, c1, l->opt.dropout, &c1));
     else
-        NN_TRY(agave_concat_elu(ctx, c1, &c1));
-    NN_TRY(linear_forward(child_named(l, "conv2"), c1, &c2));
+        TRY(agave_concat_elu(ctx, c1, &c1));
+    TRY(linear_forward(child_named(l, "conv2"), c1, &c2));
     if (h)
-        NN_TRY(linear_forward_add(child_named(l, "nin_h"), h, 0, c2, &c2));
+        TRY(linear_forward_add(child_named(l, "nin_h"), h, 0, c2, &c2));
     return agave_gate(ctx, x, c2, out);
 }
 
@@ -143,10 +143,10 @@ agave_status resnet_forward(agave_layer *l, agave_tensor *x, agave_tensor **out)
 {
     agave_context *ctx = l->ctx;
     agave_tensor *t;
-    NN_TRY(agave_elu(ctx, x, &t));
-    NN_TRY(linear_forward(l->child[0], t, &t));
-    NN_TRY(agave_elu(ctx, t, &t));
-    NN_TRY(linear_forward(l->child[1], t, &t));
+    TRY(agave_elu(ctx, x, &t));
+    TRY(linear_forward(l->child[0], t, &t));
+    TRY(agave_elu(ctx, t, &t));
+    TRY(linear_forward(l->child[1], t, &t));
     return agave_add(ctx, x, t, out);
 }
 
@@ -157,8 +157,8 @@ agave_status cond_forward(agave_layer *l, agave_tensor *f, agave_tensor *out[3])
     agave_context *ctx = l->ctx;
     agave_tensor *t = f;
     for (int i = 0; i < 3; i++) {
-        NN_TRY(linear_forward(l->child[i], t, &t));
-        NN_TRY(agave_elu(ctx, t, &t));
+        TRY(linear_forward(l->child[i], t, &t));
+        TRY(agave_elu(ctx, t, &t));
         out[i] = t;
     }
     return AGAVE_OK;

@@ -99,14 +99,14 @@ agave_status agave_layer_create(agave_context *ctx, agave_layer_kind kind,
     if (!struct_read(&o, sizeof o, opt, sizeof o.struct_size, "agave_layer_options", msg,
                      sizeof msg))
         return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "%s", msg);
-    NN_TRY(validate_options(ctx, kind, &o));
+    TRY(validate_options(ctx, kind, &o));
     return layer_new(ctx, kind, &o, out);
 }
 
 static agave_status param_tensor(agave_context *ctx, int ndim, const int *dims,
                                  agave_tensor **t)
 {
-    NN_TRY(agave_tensor_create(ctx, ndim, dims, t));
+    TRY(agave_tensor_create(ctx, ndim, dims, t));
     return agave_tensor_set_requires_grad(*t, 1);
 }
 
@@ -116,13 +116,13 @@ static agave_status linear_params(agave_layer *l)
     const agave_layer_options *o = &l->opt;
     int spatial = l->kind == AGAVE_LAYER_CONV || l->kind == AGAVE_LAYER_DECONV;
     int vd[4] = {o->out_channels, o->in_channels, o->kernel_h, o->kernel_w};
-    NN_TRY(param_tensor(l->ctx, spatial ? 4 : 2, vd, &l->v));
-    NN_TRY(param_tensor(l->ctx, 1, &o->out_channels, &l->g));
-    NN_TRY(param_tensor(l->ctx, 1, &o->out_channels, &l->b));
-    NN_TRY(agave_tensor_fill_normal(l->v, 0.0f, 0.05f));
-    NN_TRY(agave_tensor_fill(l->g, 1.0f));
+    TRY(param_tensor(l->ctx, spatial ? 4 : 2, vd, &l->v));
+    TRY(param_tensor(l->ctx, 1, &o->out_channels, &l->g));
+    TRY(param_tensor(l->ctx, 1, &o->out_channels, &l->b));
+    TRY(agave_tensor_fill_normal(l->v, 0.0f, 0.05f));
+    TRY(agave_tensor_fill(l->g, 1.0f));
     if (o->mask_degrees > 0) {
-        NN_TRY(agave_tensor_create(l->ctx, 4, vd, &l->mask));
+        TRY(agave_tensor_create(l->ctx, 4, vd, &l->mask));
         int D = o->mask_degrees;
         size_t plane = (size_t)o->kernel_h * o->kernel_w;
         for (int oc = 0; oc < o->out_channels; oc++)
@@ -198,14 +198,14 @@ static agave_status push_param(agave_layer *l, const char *prefix, const char *n
 agave_status layer_collect_params(agave_layer *l)
 {
     if (l->v) {
-        NN_TRY(push_param(l, "", "v", l->v));
-        NN_TRY(push_param(l, "", "g", l->g));
-        NN_TRY(push_param(l, "", "b", l->b));
+        TRY(push_param(l, "", "v", l->v));
+        TRY(push_param(l, "", "g", l->g));
+        TRY(push_param(l, "", "b", l->b));
     }
     for (int c = 0; c < l->n_child; c++)
         for (int i = 0; i < l->child[c]->n_params; i++)
-            NN_TRY(push_param(l, l->child_name[c], l->child[c]->param_names[i],
-                              l->child[c]->params[i]));
+            TRY(push_param(l, l->child_name[c], l->child[c]->param_names[i],
+                           l->child[c]->params[i]));
     return AGAVE_OK;
 }
 
@@ -274,9 +274,9 @@ static agave_status forward_entry(agave_layer *l, agave_tensor **out, const char
 
 agave_status agave_layer_forward(agave_layer *l, agave_tensor *x, agave_tensor **out)
 {
-    NN_TRY(forward_entry(l, out, "agave_layer_forward"));
+    TRY(forward_entry(l, out, "agave_layer_forward"));
     *out = NULL;
-    NN_TRY(check_tensor(l->ctx, x, "agave_layer_forward", "x"));
+    TRY(check_tensor(l->ctx, x, "agave_layer_forward", "x"));
     switch (l->kind) {
     case AGAVE_LAYER_GATED_RESNET:
         return gated_forward(l, x, NULL, NULL, out);
@@ -294,15 +294,15 @@ agave_status agave_layer_forward(agave_layer *l, agave_tensor *x, agave_tensor *
 agave_status agave_layer_forward_gated(agave_layer *l, agave_tensor *x, agave_tensor *a,
                                        agave_tensor *h, agave_tensor **out)
 {
-    NN_TRY(forward_entry(l, out, "agave_layer_forward_gated"));
+    TRY(forward_entry(l, out, "agave_layer_forward_gated"));
     *out = NULL;
     if (l->kind != AGAVE_LAYER_GATED_RESNET)
         return ctx_error(l->ctx, AGAVE_ERR_INVALID_ARG,
                          "agave_layer_forward_gated: the layer is a %s, not a gated_resnet",
                          kind_name(l->kind));
-    NN_TRY(check_tensor(l->ctx, x, "agave_layer_forward_gated", "x"));
-    NN_TRY(check_tensor_opt(l->ctx, a, "agave_layer_forward_gated", "a"));
-    NN_TRY(check_tensor_opt(l->ctx, h, "agave_layer_forward_gated", "h"));
+    TRY(check_tensor(l->ctx, x, "agave_layer_forward_gated", "x"));
+    TRY(check_tensor_opt(l->ctx, a, "agave_layer_forward_gated", "a"));
+    TRY(check_tensor_opt(l->ctx, h, "agave_layer_forward_gated", "h"));
     return gated_forward(l, x, a, h, out);
 }
 
@@ -318,6 +318,6 @@ agave_status agave_layer_forward_cond(agave_layer *l, agave_tensor *f, agave_ten
         return ctx_error(l->ctx, AGAVE_ERR_INVALID_ARG,
                          "agave_layer_forward_cond: the layer is a %s, not a cond_stream",
                          kind_name(l->kind));
-    NN_TRY(check_tensor(l->ctx, f, "agave_layer_forward_cond", "f"));
+    TRY(check_tensor(l->ctx, f, "agave_layer_forward_cond", "f"));
     return cond_forward(l, f, out);
 }

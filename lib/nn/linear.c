@@ -42,7 +42,7 @@ static agave_status apply_linear(agave_layer *l, agave_tensor *x, agave_tensor *
     }
     case AGAVE_LAYER_DECONV: {
         agave_tensor *wt;   /* (in,out,KH,KW) as agave_conv2d_transpose wants */
-        NN_TRY(agave_transpose01(ctx, w, &wt));
+        TRY(agave_transpose01(ctx, w, &wt));
         int top, left;
         deconv_crop(o, &top, &left);
         return agave_conv2d_transpose(ctx, x, wt, l->b, o->stride, top, left,
@@ -59,7 +59,7 @@ static agave_status normalised_weight(agave_layer *l, agave_tensor **w)
 {
     agave_tensor *v = l->v;
     if (l->mask)
-        NN_TRY(agave_mul(l->ctx, v, l->mask, &v));
+        TRY(agave_mul(l->ctx, v, l->mask, &v));
     return agave_weight_norm(l->ctx, v, l->g, w);
 }
 
@@ -72,7 +72,7 @@ static agave_status deconv_full(agave_layer *l, agave_tensor *x, agave_tensor *w
 {
     const agave_layer_options *o = &l->opt;
     agave_tensor *wt;   /* (in,out,KH,KW) */
-    NN_TRY(agave_transpose01(l->ctx, w, &wt));
+    TRY(agave_transpose01(l->ctx, w, &wt));
     return agave_conv2d_transpose(l->ctx, x, wt, l->b, o->stride, 0, 0,
                                   tH(x) * o->stride + o->kernel_h - 1,
                                   tW(x) * o->stride + o->kernel_w - 1, full);
@@ -114,14 +114,14 @@ static agave_status init_params(agave_layer *l, agave_tensor *x, agave_tensor **
 static agave_status init_forward(agave_layer *l, agave_tensor *x, agave_tensor **out)
 {
     agave_tensor *w = NULL, *y = NULL;
-    NN_TRY(init_params(l, x, &y));
+    TRY(init_params(l, x, &y));
     if (!agave_tape_recording(l->ctx)) {
         *out = y;
         return AGAVE_OK;
     }
     /* Recording: run the initialised layer again so the first step's loss is
      * differentiable too (the output equals y up to rounding). */
-    NN_TRY(normalised_weight(l, &w));
+    TRY(normalised_weight(l, &w));
     return apply_linear(l, x, w, out);
 }
 
@@ -145,7 +145,7 @@ agave_status linear_forward_ce(agave_layer *l, agave_tensor *x, agave_tensor **o
     agave_context *ctx = l->ctx;
     if (l->kind != AGAVE_LAYER_CONV || l->mask) {
         agave_tensor *t;
-        NN_TRY(agave_concat_elu(ctx, x, &t));
+        TRY(agave_concat_elu(ctx, x, &t));
         return linear_forward(l, t, out);
     }
     if (x->ndim != 4 || 2 * tC(x) != l->opt.in_channels) {
@@ -162,7 +162,7 @@ agave_status linear_forward_ce(agave_layer *l, agave_tensor *x, agave_tensor **o
         if (st == AGAVE_OK)
             st = init_params(l, t, &y);
         agave_tape_set_recording(ctx, was_recording);
-        NN_TRY(st);
+        TRY(st);
         tensor_release_buffers(t);
         if (!was_recording) {   /* y is the initialised output, as in init_forward */
             *out = y;
@@ -171,7 +171,7 @@ agave_status linear_forward_ce(agave_layer *l, agave_tensor *x, agave_tensor **o
         tensor_release_buffers(y);
     }
     agave_tensor *w;
-    NN_TRY(normalised_weight(l, &w));
+    TRY(normalised_weight(l, &w));
     int p[4];
     conv_pads(&l->opt, p);
     return conv2d_ce(ctx, x, w, l->b, l->opt.stride, p[0], p[1], p[2], p[3], out);
@@ -205,7 +205,7 @@ agave_status linear_forward_add(agave_layer *l, agave_tensor *x, int ce, agave_t
         if (st == AGAVE_OK && !was_recording)
             st = agave_add(ctx, base, y, out);
         agave_tape_set_recording(ctx, was_recording);
-        NN_TRY(st);
+        TRY(st);
         tensor_release_buffers(y);
         if (t != x)
             tensor_release_buffers(t);
@@ -214,22 +214,22 @@ agave_status linear_forward_add(agave_layer *l, agave_tensor *x, int ce, agave_t
     }
     if (fused) {
         agave_tensor *w;
-        NN_TRY(normalised_weight(l, &w));
+        TRY(normalised_weight(l, &w));
         return nin_add(ctx, x, w, l->b, base, ce, out);
     }
     agave_tensor *t = x;
     if (ce)
-        NN_TRY(agave_concat_elu(ctx, x, &t));
-    NN_TRY(linear_forward(l, t, &t));
+        TRY(agave_concat_elu(ctx, x, &t));
+    TRY(linear_forward(l, t, &t));
     return agave_add(ctx, base, t, out);
 }
 
 agave_status linear_forward(agave_layer *l, agave_tensor *x, agave_tensor **out)
 {
-    NN_TRY(check_input(l, x));
+    TRY(check_input(l, x));
     if (!l->initialized)
         return init_forward(l, x, out);
     agave_tensor *w;
-    NN_TRY(normalised_weight(l, &w));
+    TRY(normalised_weight(l, &w));
     return apply_linear(l, x, w, out);
 }

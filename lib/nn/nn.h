@@ -50,11 +50,4 @@ agave_status blocks_create_children(agave_layer *l);
 /* Appends every parameter (recursively, dotted names) to the layer's list. */
 agave_status layer_collect_params(agave_layer *l);
 
-#define NN_TRY(expr)                                                                       \
-    do {                                                                                   \
-        agave_status nn_st_ = (expr);                                                      \
-        if (nn_st_ != AGAVE_OK)                                                            \
-            return nn_st_;                                                                 \
-    } while (0)
-
 #endif

@@ -41,9 +41,9 @@ float *input_grad(const tape_node *node, int i, agave_status *st)
 
 /* ---- binary element-wise: a, b, out all of one shape ------------------------- */
 static agave_status binary_op(agave_context *ctx, agave_tensor *a, agave_tensor *b,
-                              agave_tensor **out, int op)
+                              agave_tensor **out, const op_def *op)
 {
-    const char *name = op_table[op].name;
+    const char *name = op->name;
     TRY(check_op_entry(ctx, out, name));
     TRY(check_tensor(ctx, a, name, "a"));
     TRY(check_tensor(ctx, b, name, "b"));
@@ -81,7 +81,7 @@ agave_status agave_mul(agave_context *ctx, agave_tensor *a, agave_tensor *b, aga
 }
 
 /* d(a+b) = (g, g); d(a-b) = (g, -g); d(a*b) = (g*b, g*a). */
-static agave_status binary_backward(const tape_node *node, int op)
+static agave_status binary_backward(const tape_node *node, const op_def *op)
 {
     agave_status st = AGAVE_OK;
     const float *g = node->out->grad;

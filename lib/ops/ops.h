@@ -2,15 +2,7 @@
 #ifndef AGAVE_OPS_H
 #define AGAVE_OPS_H
 
-#include "op_table.h"
-
-/* Returns st from the enclosing function if it is not OK. */
-#define TRY(expr)                                                                          \
-    do {                                                                                   \
-        agave_status try_st_ = (expr);                                                     \
-        if (try_st_ != AGAVE_OK)                                                           \
-            return try_st_;                                                                \
-    } while (0)
+#include "ops_list.h"
 
 /* Checks that a and b have identical shapes, naming both in the error. */
 agave_status check_same_shape(agave_context *ctx, const agave_tensor *a, const agave_tensor *b,

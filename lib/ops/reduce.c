@@ -77,9 +77,9 @@ agave_status logsumexp_backward(agave_context *ctx, const tape_node *node)
 }
 
 /* ---- sum and mean: one element, accumulated in double ------------------------------- */
-static agave_status reduce_all(agave_context *ctx, agave_tensor *x, agave_tensor **out, int op)
+static agave_status reduce_all(agave_context *ctx, agave_tensor *x, agave_tensor **out, const op_def *op)
 {
-    const char *name = op_table[op].name;
+    const char *name = op->name;
     TRY(check_op_entry(ctx, out, name));
     TRY(check_tensor(ctx, x, name, "x"));
     int one = 1;
@@ -107,7 +107,7 @@ agave_status agave_mean(agave_context *ctx, agave_tensor *x, agave_tensor **out)
     return reduce_all(ctx, x, out, OP_MEAN);
 }
 
-static agave_status reduce_all_backward(const tape_node *node, int op)
+static agave_status reduce_all_backward(const tape_node *node, const op_def *op)
 {
     agave_status st = AGAVE_OK;
     float *gx = input_grad(node, 0, &st);

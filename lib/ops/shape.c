@@ -164,10 +164,10 @@ static void shift_plane_backward(const float *g, float *gx, int H, int W, int dh
     }
 }
 
-static agave_status shift_op(agave_context *ctx, agave_tensor *x, agave_tensor **out, int op,
+static agave_status shift_op(agave_context *ctx, agave_tensor *x, agave_tensor **out, const op_def *op,
                              int dh, int dw)
 {
-    const char *name = op_table[op].name;
+    const char *name = op->name;
     TRY(check_op_entry(ctx, out, name));
     TRY(check_tensor(ctx, x, name, "x"));
     TRY(need_4d(ctx, x, name));

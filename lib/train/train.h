@@ -22,6 +22,10 @@ void optim_zero_grads(agave_optimizer *opt);
 /* Registers one tensor (used by the model, which is not a single layer). */
 agave_status optim_add_tensor(agave_optimizer *opt, agave_tensor *t);
 
+/* The learning rate of training step k = 1, 2, ...:
+ * lr * min(1, k / warmup) * decay^(k - 1); warmup 0 means none. */
+double lr_schedule(double lr, int warmup, double decay, int64_t k);
+
 /* Polyak averaging with a warm-up (docs/model.md, Training): avg starts equal to
  * the parameters, and the update after t earlier ones is
  *   avg <- d avg + (1 - d) params,   d = min(ema, (1 + t) / (10 + t)),

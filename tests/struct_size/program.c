@@ -124,6 +124,49 @@ static void codec(agave_context *ctx, agave_model *m, const uint8_t *x)
           "agave_codec_decode did not give the images back");
 }
 
+/* agave_eval_progress comes from the library: only what its struct_size
+ * covers is read (short headers lack the last field, samples). */
+static int progress_calls, progress_last_done;
+
+static int on_progress(const agave_eval_progress *p, void *user)
+{
+    /* never set: the default, also when a short header's struct lacks it */
+    check(user == NULL, "agave_eval_options.progress_user read past the caller's struct");
+    check(p->struct_size >= sizeof(size_t) + 2 * sizeof(int), "agave_eval_progress too small");
+    progress_calls++;
+    progress_last_done = p->images_done;
+    return 0;
+}
+
+/* Per-image figures and a progress function through agave_eval_options. */
+static void scores(agave_context *ctx, agave_model *m, const uint8_t *x)
+{
+    WRAPPED(agave_eval_options) o;
+    FILL(o);
+    agave_eval_options_init(&o.s);
+    check(canary_ok(o.canary), "agave_eval_options_init wrote past the caller's struct");
+    check(o.s.elbo_bpd == NULL && o.s.progress == NULL, "agave_eval_options_init defaults");
+    double elbo[N_IMAGES], iwae[N_IMAGES];
+    o.s.elbo_bpd = elbo;
+    o.s.iwae_bpd = iwae;
+    o.s.progress = on_progress;
+    agave_eval_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    SET_EXTRA(o.s);
+#ifdef AGAVE_TEST_LONG
+    check(agave_model_evaluate_scores(m, x, N_IMAGES, 3, &o.s, &st) == AGAVE_ERR_INVALID_ARG,
+          "agave_model_evaluate_scores accepted a set field it does not know");
+#endif
+    CLEAR_EXTRA(o.s);
+    agave_context_seed(ctx, 3);
+    check(agave_model_evaluate_scores(m, x, N_IMAGES, 3, &o.s, &st) == AGAVE_OK,
+          agave_context_last_error(ctx));
+    check(progress_calls > 0 && progress_last_done == N_IMAGES, "the progress function");
+    printf("scores: elbo %.9g %.9g %.9g %.9g iwae %.9g %.9g %.9g %.9g mean iwae %.9g\n", elbo[0],
+           elbo[1], elbo[2], elbo[3], iwae[0], iwae[1], iwae[2], iwae[3], st.iwae_bpd);
+}
+
 static void config_and_model(agave_context *ctx, const char *missing_keys)
 {
     WRAPPED(agave_config) c, got;
@@ -209,6 +252,7 @@ static void config_and_model(agave_context *ctx, const char *missing_keys)
 #endif
     printf("eval: images %d elbo %.9g recon %.9g kl %.9g aux %.9g iwae %.9g\n", ev.s.n_images,
            ev.s.elbo_bpd, ev.s.recon_bpd, ev.s.kl_bpd, ev.s.aux_bpd, ev.s.iwae_bpd);
+    scores(ctx, m, x);
     codec(ctx, m, x);
     agave_model_free(m);
 }

@@ -6,8 +6,12 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "support.h"
 
@@ -44,5 +48,89 @@ char *support_read_text(const char *path)
     if (bad)
         fail_msg("cannot read %s", full);
     p[len] = 0;
+    return p;
+}
+
+unsigned char *support_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    assert_true(n >= 0 && fseek(f, 0, SEEK_SET) == 0);
+    unsigned char *p = malloc(n ? (size_t)n : 1);
+    assert_non_null(p);
+    *len = fread(p, 1, (size_t)n, f);
+    fclose(f);
+    if (*len != (size_t)n)
+        fail_msg("short read on %s", path);
+    return p;
+}
+
+void support_write_file(const char *path, const void *p, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        fail_msg("cannot create %s", path);
+    size_t done = fwrite(p, 1, len, f);
+    if (fclose(f) != 0 || done != len)
+        fail_msg("cannot write %s", path);
+}
+
+int support_tmpdir_make(char *buf, size_t len, const char *name)
+{
+    if (snprintf(buf, len, "/tmp/%s_XXXXXX", name) >= (int)len)
+        return -1;
+    return mkdtemp(buf) ? 0 : -1;
+}
+
+int support_tmpdir_remove(const char *dir)
+{
+    support_remove_tree(dir);
+    return 0;
+}
+
+char *support_temp_dir(const char *prefix)
+{
+    const char *base = getenv("TMPDIR");
+    char *p = malloc(4096);
+    assert_non_null(p);
+    snprintf(p, 4096, "%s/%s.XXXXXX", base && *base ? base : "/tmp", prefix);
+    if (!mkdtemp(p))
+        fail_msg("cannot create a temporary directory %s", p);
+    return p;
+}
+
+void support_remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char *child = malloc(strlen(path) + strlen(e->d_name) + 2);
+            assert_non_null(child);
+            sprintf(child, "%s/%s", path, e->d_name);
+            support_remove_tree(child);
+            free(child);
+        }
+        if (d)
+            closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+const char *support_path(const char *dir, const char *name)
+{
+    static char ring[8][4096];
+    static int next;
+    char *p = ring[next++ % 8];
+    snprintf(p, sizeof ring[0], "%s/%s", dir, name);
     return p;
 }

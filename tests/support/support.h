@@ -14,4 +14,23 @@ agave_config support_tiny_config(int C, int T, int s, int b, agave_mode mode);
  * if the file cannot be read. */
 char *support_read_text(const char *path);
 
+/* A file's bytes (malloc'ed; *len their count), and a file written with
+ * len bytes; either fails the test on an I/O error. */
+unsigned char *support_read_file(const char *path, size_t *len);
+void support_write_file(const char *path, const void *p, size_t len);
+
+/* A new empty directory /tmp/NAME_XXXXXX into buf (0 on success, for a
+ * cmocka group setup), and its removal with everything in it (0 on success). */
+int support_tmpdir_make(char *buf, size_t len, const char *name);
+int support_tmpdir_remove(const char *dir);
+
+/* A new empty directory under $TMPDIR (or /tmp), named after prefix; the
+ * path is malloc'ed. support_remove_tree removes it with everything in it
+ * (no symbolic link is followed). */
+char *support_temp_dir(const char *prefix);
+void support_remove_tree(const char *path);
+
+/* dir + "/" + name in a static ring of 8 buffers (valid for 8 calls). */
+const char *support_path(const char *dir, const char *name);
+
 #endif

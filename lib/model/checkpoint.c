@@ -1,19 +1,16 @@
 /* Checkpoints: a versioned, checksummed little-endian file (docs/checkpoint.md)
  * holding the configuration, parameters, optimiser state, averaged parameters,
- * step counts and the random state. Written to a temporary file in the same
- * directory, flushed, synced and renamed, so a crash leaves the old file. */
+ * step counts and the random state. Written with file_write_atomic, so a
+ * crash leaves the old file. */
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zlib.h>
 
-#include "../model/config.h"
-#include "../model/model.h"
+#include "config.h"
+#include "model.h"
 #include "checkpoint.h"
 
 #define CKPT_MAGIC "AGAVECKP"
@@ -64,7 +61,10 @@ static void put_u64(bytes *b, uint64_t v) { put(b, &v, 8); }
 static void put_f32(bytes *b, float v) { put(b, &v, 4); }
 
 /* ---- the configuration block, in a fixed field order ------------------------------ */
-#define CFG_FIELDS 20
+/* 22 fields since the learning-rate schedule (lr_warmup, lr_decay at the end);
+ * files with the first 20 are read with the schedule off. */
+#define CFG_FIELDS 22
+#define CFG_FIELDS_NO_SCHEDULE 20
 static void put_config(bytes *b, const agave_config *c)
 {
     put_u32(b, CFG_FIELDS);
@@ -82,6 +82,8 @@ static void put_config(bytes *b, const agave_config *c)
     put_f32(b, c->ema);
     put_f32(b, c->grad_clip);
     put_i32(b, c->max_bad_steps);
+    put_i32(b, c->lr_warmup);
+    put_f32(b, c->lr_decay);
 }
 
 /* zlib's CRC32 over any length (crc32() takes at most 4 GiB per call). */
@@ -138,54 +140,6 @@ static void serialise(agave_model *m, bytes *b)
     }
 }
 
-/* Writes all bytes to path atomically: temp file, fsync, rename, fsync dir. */
-static agave_status write_atomically(agave_context *ctx, const char *path, const bytes *b)
-{
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16), *dir = malloc(plen + 1);
-    if (!tmp || !dir) {
-        free(tmp), free(dir);
-        return ctx_error(ctx, AGAVE_ERR_NOMEM, "checkpoint: out of memory");
-    }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    agave_status st = AGAVE_OK;
-    if (fd < 0) {
-        st = ctx_error(ctx, AGAVE_ERR_IO, "cannot create a temporary file next to %s", path);
-        goto out;
-    }
-    size_t done = 0;
-    while (done < b->len) {
-        ssize_t w = write(fd, b->p + done, b->len - done);
-        if (w <= 0)
-            break;
-        done += (size_t)w;
-    }
-    if (done != b->len || fsync(fd) != 0) {
-        close(fd);
-        unlink(tmp);
-        st = ctx_error(ctx, AGAVE_ERR_IO, "cannot write %s (disk full?): the previous file is "
-                       "intact", path);
-        goto out;
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        st = ctx_error(ctx, AGAVE_ERR_IO, "cannot rename the new checkpoint over %s", path);
-        goto out;
-    }
-    memcpy(dir, path, plen + 1);
-    int dfd = open(dirname(dir), O_RDONLY);
-    if (dfd >= 0) {
-        fsync(dfd);   /* makes the rename itself durable */
-        close(dfd);
-    }
-out:
-    free(tmp);
-    free(dir);
-    return st;
-}
-
 agave_status agave_model_save(agave_model *m, const char *path)
 {
     if (!m)
@@ -197,7 +151,7 @@ agave_status agave_model_save(agave_model *m, const char *path)
     serialise(m, &b);
     agave_status st = b.failed ? ctx_error(m->ctx, AGAVE_ERR_NOMEM,
                                            "checkpoint: cannot hold %zu bytes in memory", b.len)
-                               : write_atomically(m->ctx, path, &b);
+                               : file_write_atomic(m->ctx, path, b.p, b.len);
     free(b.p);
     return st;
 }
@@ -250,7 +204,8 @@ static void get_config(reader *r, agave_config *c)
 {
     memset(c, 0, sizeof *c);
     c->struct_size = sizeof *c;
-    if (get_u32(r) != CFG_FIELDS) {
+    uint32_t fields = get_u32(r);
+    if (fields != CFG_FIELDS && fields != CFG_FIELDS_NO_SCHEDULE) {
         r->short_read = 1;
         return;
     }
@@ -264,6 +219,12 @@ static void get_config(reader *r, agave_config *c)
     c->optimizer = (agave_optimizer_kind)get_i32(r);
     c->lr = get_f32(r), c->ema = get_f32(r), c->grad_clip = get_f32(r);
     c->max_bad_steps = get_i32(r);
+    c->lr_warmup = 0;
+    c->lr_decay = 1.0f;
+    if (fields == CFG_FIELDS) {
+        c->lr_warmup = get_i32(r);
+        c->lr_decay = get_f32(r);
+    }
 }
 
 /* Magic, version and length, in the order that gives the clearest message:
@@ -473,7 +434,7 @@ uint64_t checkpoint_min_param_floats(const agave_config *c)
     /* PixelCNN++: 6R + 2 gated blocks per stream, each conv1 2F->F and conv2
      * 2F->2F with 2x3 kernels (u stream) or 2x2 (ul stream); four stride-2
      * (de)convolutions F->F of at least 2x2; the output nin F->P. */
-    uint64_t P = C == 1 ? 3 * (uint64_t)c->M : 10 * (uint64_t)c->M;
+    uint64_t P = (uint64_t)dmol_param_count(c->C, c->M);
     uint64_t pcnn = (6 * R + 2) * (6 * F * F * 6 + 6 * F * F * 4) + 4 * F * F * 4 + F * P;
     /* VAE, 3x3 convolutions: enc_in, 2 Rv residual blocks of two convs, two
      * stride-2 convs, enc_out Fv -> 2Z, the IAF steps (Z->2Z, Z->2Z,
@@ -523,7 +484,7 @@ static agave_status parse(agave_context *ctx, const char *path, const unsigned c
                          cfg.max_bad_steps,
                          (rng.s[0] | rng.s[1] | rng.s[2] | rng.s[3]) ? "set" : "all zero");
     agave_model *m;
-    MTRY(agave_model_create(ctx, &cfg, &m));
+    TRY(agave_model_create(ctx, &cfg, &m));
     m->step = (int64_t)step;
     m->rejected = (int64_t)rejected;
     m->bad_steps = bad_steps;
@@ -581,7 +542,7 @@ agave_status agave_model_load(agave_context *ctx, const char *path, const agave_
         return ctx_error(ctx, AGAVE_ERR_CONFIG, "agave_model_load: expect: %s", msg);
     unsigned char *p = NULL;
     size_t len = 0;
-    MTRY(read_file(ctx, path, &p, &len));
+    TRY(read_file(ctx, path, &p, &len));
     agave_status st = load_bytes(ctx, path, p, len, expect ? &want : NULL, out);
     free(p);
     return st;

@@ -1,14 +1,16 @@
-/* The op table: every differentiable op, its name and its backward. Adding an
- * op is one line in AGAVE_OP_LIST plus NAME_backward in its family's file; the
- * gradient-check test walks this table, so an op without a check fails `make check`. */
-#ifndef AGAVE_OP_TABLE_H
-#define AGAVE_OP_TABLE_H
+/* The differentiable ops of lib/ops: each one's entry (its name and its
+ * backward) for the tape. Adding an op is one line in OPS_OP_LIST plus
+ * NAME_backward in its family's file; the table of every op of the library
+ * (lib/model/op_table.h, with the loss ops) is walked by the gradient-check
+ * test, so an op without a check fails `make check`. */
+#ifndef AGAVE_OPS_LIST_H
+#define AGAVE_OPS_LIST_H
 
 #include "../core/core.h"
 
-/* X(ENUM_SUFFIX, name): name_backward must exist. */
-#define AGAVE_OP_LIST(X)                                                                  \
-    /* conv family: lib/ops/conv.c */                                                     \
+/* X(ENTRY_SUFFIX, name): name_backward must exist. */
+#define OPS_OP_LIST(X)                                                                    \
+    /* conv family: lib/ops/conv2d.c, conv2d_transpose.c, nin.c, dense.c */               \
     X(CONV2D, conv2d)                                                                     \
     X(CONV2D_CE, conv2d_ce) /* internal: ops/fused.h */                                   \
     X(CONV2D_TRANSPOSE, conv2d_transpose)                                                 \
@@ -46,36 +48,20 @@
     X(GATE, gate)                                                                         \
     /* regularisation and parameterisation: lib/ops/dropout.c, lib/ops/weight_norm.c */   \
     X(DROPOUT, dropout)                                                                   \
-    X(WEIGHT_NORM, weight_norm)                                                           \
-    /* losses: lib/loss/ */                                                               \
-    X(DLOGISTIC_NLL, dlogistic_nll)                                                       \
-    X(DMOL_NLL, dmol_nll)                                                                 \
-    X(GAUSSIAN_SAMPLE, gaussian_sample)                                                   \
-    X(GAUSSIAN_LOGPROB, gaussian_logprob)                                                 \
-    X(GAUSSIAN_KL, gaussian_kl)
+    X(WEIGHT_NORM, weight_norm)
 
-enum op_id {
-#define X(id, name) OP_##id,
-    AGAVE_OP_LIST(X)
-#undef X
-        OP_COUNT
-};
-
-typedef struct op_info {
-    const char *name;
-    op_backward_fn backward;
-} op_info;
-
-#define X(id, name) agave_status name##_backward(agave_context *ctx, const tape_node *node);
-AGAVE_OP_LIST(X)
+/* OP_CONV2D, ...: each op's entry. An array of one, so that the name alone
+ * is a `const op_def *` to pass to op_record and compare (op == OP_ADD). */
+#define X(id, name)                                                                       \
+    extern const op_def OP_##id[1];                                                       \
+    agave_status name##_backward(agave_context *ctx, const tape_node *node);
+OPS_OP_LIST(X)
 #undef X
 
-extern const op_info op_table[OP_COUNT];
-
-/* Records op `op` with output out when any input requires a gradient.
- * Returns the node (to fill saved state), NULL with *st = OK when nothing is
+/* Records op with output out when any input requires a gradient. Returns
+ * the node (to fill saved state), NULL with *st = OK when nothing is
  * recorded, NULL with *st set on failure. */
-tape_node *op_record(agave_context *ctx, int op, agave_tensor *out, agave_tensor *const *in,
-                     int n_in, agave_status *st);
+tape_node *op_record(agave_context *ctx, const op_def *op, agave_tensor *out,
+                     agave_tensor *const *in, int n_in, agave_status *st);
 
 #endif
