@@ -192,7 +192,7 @@ static int run(const compress_opts *o, agave_context *ctx)
     if (rc == EXIT_OK)
         rc = choose_weights(PROG, m, o->weights, o->checkpoint);
     if (rc == EXIT_OK)
-        rc = open_dataset(PROG, ctx, o->data, AGAVE_SPLIT_TEST, &ds);
+        rc = open_dataset(PROG, ctx, o->data, AGAVE_SPLIT_TEST, NULL, &ds);
     if (rc == EXIT_OK) {
         agave_model_get_config(m, &cfg);
         rc = check_image_shape(PROG, &cfg, ds, o->data);

@@ -52,6 +52,7 @@ typedef struct train_opts {
     long long eval_every, eval_images, sample_every;
     double minutes, memory_limit;   /* memory_limit in MiB, 0: none */
     int resume, force;
+    data_opts images;               /* --resize, --crop, --test-percent */
 } train_opts;
 
 /* Where the data order stood when a checkpoint was written. */
@@ -150,8 +151,9 @@ static cli_option *train_options(train_opts *o, help_texts *h, int *n)
         {"config", CLI_STRING, &o->config, "NAME", h->config, NULL, 0, 0, 0},
         {"set", CLI_LIST, &o->sets, "KEY=VALUE", h->set, NULL, 0, 0, 0},
         {"data", CLI_STRING, &o->data, "PATH",
-         "data set directory (CIFAR-10 batches or IDX files) or one file; its training split "
-         "is used", NULL, 0, 0, 0},
+         "data set directory (CIFAR-10 batches, IDX files or image files) or one file; its "
+         "training split is used", NULL, 0, 0, 0},
+        DATA_OPTIONS(&o->images),
         {"out", CLI_STRING, &o->out, "DIR",
          "output directory, created if missing: model.ckpt, train.csv, train.state", NULL, 0, 0,
          0},
@@ -224,6 +226,7 @@ static int parse_options(int argc, char **argv, train_opts *o, cli_program *prog
                          help_texts *h)
 {
     memset(o, 0, sizeof *o);
+    data_opts_init(&o->images);
     o->steps = DEFAULT_STEPS, o->batch = 16, o->seed = 1, o->threads = default_threads();
     o->checkpoint_every = 500, o->log_every = 10, o->eval_images = 500;
     prog->name = PROG;
@@ -799,7 +802,7 @@ static int setup(trainer *t, const cli_program *prog)
         resume_defaults(t, prog, have_state);
     t->batch = (int)o->batch;
     if (open_context(PROG, (uint64_t)o->seed, (int)o->threads, &t->ctx) != EXIT_OK ||
-        open_dataset(PROG, t->ctx, o->data, AGAVE_SPLIT_TRAIN, &t->ds) != EXIT_OK)
+        open_dataset(PROG, t->ctx, o->data, AGAVE_SPLIT_TRAIN, &o->images, &t->ds) != EXIT_OK)
         return EXIT_ERROR;
     if (o->memory_limit > 0)
         agave_context_set_memory_limit(t->ctx, (size_t)(o->memory_limit * 1048576.0));
@@ -916,6 +919,13 @@ static void show_progress(trainer *t, int milestone)
 {
     if (dist_rank() > 0)
         return;
+    /* After a stop signal the handler's message stands below the status
+     * line and the summary follows with the same figures: drawing the line
+     * again would show them twice. */
+    if (stop_signal_received()) {
+        progress_forget(&t->line);
+        return;
+    }
     long long step = agave_model_step_count(t->model);
     double v[5];
     char eta[32], target[32] = "", rejected[48] = "";
@@ -988,7 +998,8 @@ static int write_samples(trainer *t)
     else if (agave_model_sample(t->model, SAMPLE_COUNT, (uint64_t)t->o->seed, fz, x) != AGAVE_OK)
         rc = fail(PROG, "--sample-every: %s", agave_context_last_error(t->ctx));
     else
-        rc = write_sample_grid(PROG, t->ctx, path, &t->cfg, NULL, fz, x, SAMPLE_COUNT, 8, 0);
+        rc = write_sample_grid(PROG, t->ctx, path, &t->cfg, NULL, fz, x, SAMPLE_COUNT, 8, 0,
+                               NULL);
     free(fz), free(x), free(path);
     return rc;
 }
@@ -1131,18 +1142,20 @@ static void print_header(trainer *t)
     describe_config(&t->cfg, 0, cfg, sizeof cfg);
     fprintf(stderr, PROG ": configuration %s: %s\n",
             t->o->resume ? "(from the checkpoint)" : t->o->config, cfg);
-    fprintf(stderr, PROG ": %zu parameters, about %.0f MiB a training step; %zu training images "
+    size_t images = agave_dataset_count(t->ds);
+    fprintf(stderr, PROG ": %zu parameters, about %.0f MiB a training step; %zu training image%s "
                     "(%dx%dx%d) from %s\n",
-            agave_model_param_numel(t->model), t->step_mib, agave_dataset_count(t->ds),
+            agave_model_param_numel(t->model), t->step_mib, images, plural((double)images),
             agave_dataset_channels(t->ds), agave_dataset_height(t->ds),
             agave_dataset_width(t->ds), t->o->data);
     if (t->target_steps)
         snprintf(budget, sizeof budget, "until step %lld", t->target_steps);
     if (t->o->minutes > 0)
-        snprintf(budget + strlen(budget), sizeof budget - strlen(budget), "%sfor %g minutes",
-                 t->target_steps ? " or " : "", t->o->minutes);
+        snprintf(budget + strlen(budget), sizeof budget - strlen(budget), "%sfor %g minute%s",
+                 t->target_steps ? " or " : "", t->o->minutes, plural(t->o->minutes));
     if (t->o->checkpoint_every)
-        snprintf(every, sizeof every, "every %lld steps, ", t->o->checkpoint_every);
+        snprintf(every, sizeof every, "every %lld step%s, ", t->o->checkpoint_every,
+                 plural((double)t->o->checkpoint_every));
     fprintf(stderr,
             PROG ": batch %d, seed %lld, %lld thread%s; training %s; checkpoint %sat the end "
                  "and on Ctrl-C to %s\n",
@@ -1152,7 +1165,7 @@ static void print_header(trainer *t)
         int P = dist_size(), least = t->batch / P, most = (t->batch + P - 1) / P;
         char share[48];
         if (least == most)
-            snprintf(share, sizeof share, "%d images each", least);
+            snprintf(share, sizeof share, "%d image%s each", least, plural(least));
         else
             snprintf(share, sizeof share, "%d or %d images each", least, most);
         fprintf(stderr, PROG ": %d %s ranks share each batch: %s, %lld thread%s per rank; one "
@@ -1182,10 +1195,10 @@ static void print_summary(trainer *t, int stopped_by)
     if (stopped_by)
         fprintf(stderr, PROG ": stopped by %s at step %lld; the checkpoint is saved: run the "
                         "same command with --resume to continue\n", stop_signal_name(stopped_by), step);
+    long long rejected = (long long)agave_model_rejected_count(t->model);
     printf("step %lld: train %.4f bpd (pixelcnn %.4f, aux %.4f, kl %.4f), %.1f images/s, %lld "
-           "rejected steps; checkpoint %s\n",
-           step, v[1], v[2], v[3], v[4], v[0], (long long)agave_model_rejected_count(t->model),
-           t->ckpt_path);
+           "rejected step%s; checkpoint %s\n",
+           step, v[1], v[2], v[3], v[4], v[0], rejected, plural((double)rejected), t->ckpt_path);
     if (dist_size() > 1 && t->steps_this_run > 0)
         fprintf(stderr, PROG ": %d ranks; gradient allreduce %.1f ms per step (rank 0), %.1f%% "
                         "of the training time\n", dist_size(),

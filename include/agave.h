@@ -221,13 +221,13 @@ typedef struct agave_config {
     agave_mode mode;      /* default AGAVE */
     /* Training */
     agave_optimizer_kind optimizer;  /* default ADAMAX */
-    float lr;             /* default 0.002 */
+    float lr;             /* default 0.004 */
     float ema;            /* Polyak averaging decay, 0 = off; default 0.9995 */
     float grad_clip;      /* max gradient L2 norm, 0 = off; default 0 */
     int max_bad_steps;    /* consecutive non-finite steps tolerated; default 10 */
     /* Learning-rate schedule: step k (1, 2, ...) uses
      * lr * min(1, k / lr_warmup) * lr_decay^(k - 1) (docs/model.md). */
-    int lr_warmup;        /* steps of linear warm-up, 0 = none; default 0 */
+    int lr_warmup;        /* steps of linear warm-up, 0 = none; default 100 */
     float lr_decay;       /* decay per step, in (0, 1]; 1 = none; default 1 */
 } agave_config;
 
@@ -413,6 +413,30 @@ AGAVE_API agave_status agave_model_sample(agave_model *model, int n, uint64_t se
 AGAVE_API agave_status agave_model_reconstruct(agave_model *model, const uint8_t *x_in, int n,
                                                uint64_t seed, uint8_t *fz, uint8_t *x);
 
+/* ---- Latent codes ------------------------------------------------------ */
+/* The latent z of one image is (Z, H/4, W/4) floats, channel planes one after
+ * the other (docs/model.md). Encoding and decoding use the weights
+ * agave_model_weights names; mode pixelcnn has no latent code
+ * (AGAVE_ERR_STATE), and the model must be initialised (AGAVE_ERR_STATE). */
+
+/* z's channels, height and width (Z, H/4, W/4); 0, 0, 0 in mode pixelcnn. */
+AGAVE_API agave_status agave_model_latent_shape(const agave_model *model, int *channels,
+                                                int *height, int *width);
+
+/* Encodes x (n,C,H,W) uint8, 1 <= n <= 4096, to z (n,Z,H/4,W/4): the mean of
+ * q(z|x). With IAF steps (T > 0) it is the Gaussian's mean carried through the
+ * flow (the noise set to 0), a point of high posterior density rather than the
+ * flow's exact mean. Deterministic: no random number is drawn. */
+AGAVE_API agave_status agave_model_encode(agave_model *model, const uint8_t *x, int n, float *z);
+
+/* Decodes z (n,Z,H/4,W/4), finite floats (AGAVE_ERR_INVALID_ARG otherwise):
+ * fz receives f(z) as an image (n,C,H/s,W/s) uint8 and x the PixelCNN sample
+ * given f(z) (n,C,H,W), both as agave_model_sample gives them (mode vae: x is
+ * f(z) upsampled). Either may be NULL. The PixelCNN's draws come from a stream
+ * seeded by seed; the context's generator is left as it was. */
+AGAVE_API agave_status agave_model_decode(agave_model *model, const float *z, int n,
+                                          uint64_t seed, uint8_t *fz, uint8_t *x);
+
 /* Checkpoints (docs/checkpoint.md): configuration, parameters, optimiser
  * state, averaged parameters, step count and random state; written to a
  * temporary file, flushed and renamed over path. */
@@ -530,13 +554,16 @@ typedef enum agave_data_split {
  *        present, in numeric order) and test_batch.bin (test);
  *      IDX (MNIST, Fashion-MNIST): train-images-idx3-ubyte and
  *        t10k-images-idx3-ubyte (also *-images.idx3-ubyte, test-images-...,
- *        and names with a prefix such as emnist-digits-train-images-idx3-ubyte);
+ *        names with a prefix such as emnist-digits-train-images-idx3-ubyte,
+ *        and *-images-idx4-ubyte for colour IDX files, as agave-convert writes);
  *    each name optionally with ".gz"; when both foo and foo.gz exist, foo is
  *    read. split picks the training or the test files. A directory holding
  *    both layouts, or several IDX files for one split, is refused as
  *    ambiguous: pass the files to agave_dataset_open_files instead.
- *  - or one file (split is then ignored), read as agave_dataset_open_files.
- * Every file is checked: IDX magic 0x00000803 (unsigned bytes, 3 dims; label
+ *  - or one file (split is then ignored), read as agave_dataset_open_files;
+ *  - or a folder of image files, as agave_dataset_open_v2 (below) describes.
+ * Every file is checked: IDX magic 0x00000803 (unsigned bytes, 3 dims: count,
+ * rows, cols) or 0x00000804 (4 dims: count, channels 1 or 3, rows, cols; label
  * files, 0x00000801, are refused), non-zero dimensions, file size exactly as
  * the header promises; CIFAR-10 records of exactly 1 label byte (0..9) + 3072
  * pixels; gzip streams intact. Errors: AGAVE_ERR_IO (missing, unreadable, not
@@ -571,6 +598,59 @@ AGAVE_API agave_status agave_dataset_copy_images(const agave_dataset *ds, size_t
 /* Borrowed pointer to all images, (count,C,H,W) bytes, valid until
  * agave_dataset_free; NULL for NULL. */
 AGAVE_API const uint8_t *agave_dataset_pixels(const agave_dataset *ds);
+
+/* ---- Image folders, crop and resize ------------------------------------- */
+/* agave_dataset_open_v2 also reads folders of image files (PNG, JPEG, BMP,
+ * binary PGM/PPM; docs/data.md) and gives every image one size:
+ *  - a directory with no CIFAR-10 or IDX file is an image folder: DIR/train
+ *    and DIR/test when either exists, otherwise every image under DIR, a file
+ *    being a test image when the FNV-1a 64-bit hash of its path relative to
+ *    DIR, modulo 100, is below test_percent. Subfolders are searched (up to
+ *    16 deep), names starting with "." skipped, images taken in the byte
+ *    order of their paths. Grey files (with or without alpha) give 1
+ *    channel, colour files 3; alpha is dropped, 16-bit samples keep their
+ *    high byte. All images must have the same channels and, after the crop
+ *    and resize below, the same size: the first that does not is named in
+ *    the error (AGAVE_ERR_FORMAT), as is a file of a format not read (GIF,
+ *    TIFF, WebP, ...). One file may have at most 256 MiB and 64 Mi pixels.
+ *  - every data set, image folder or not, is then cropped and resized:
+ *    first the centred crop window (top = (h - crop_height) / 2, left =
+ *    (w - crop_width) / 2, rounded down), then area-average resampling to
+ *    resize_height x resize_width (each output pixel the mean of the source
+ *    over its footprint, computed exactly in integers, rounded half up). */
+#define AGAVE_CROP_ASPECT (-1)
+
+typedef struct agave_dataset_options {
+    size_t struct_size;      /* sizeof(agave_dataset_options), set by _init */
+    /* 0 x 0 (default): no crop. > 0: the centred window of that size (an
+     * image smaller than it is refused). AGAVE_CROP_ASPECT in both: the
+     * largest centred window with the aspect ratio of the resize size. */
+    int crop_height, crop_width;
+    /* 0 x 0 (default): no resize; 1..AGAVE_DATASET_MAX_SIDE: the size every
+     * image (after the crop) is resampled to. */
+    int resize_height, resize_width;
+    /* One image folder without train/ and test/: the percent of its files
+     * in the test split, 1..99; default 10. */
+    int test_percent;
+} agave_dataset_options;
+
+/* agave_dataset_options_init(opt) passes sizeof *opt as struct_size. */
+AGAVE_API void agave_dataset_options_init_sized(agave_dataset_options *opt, size_t struct_size);
+#define agave_dataset_options_init(opt) agave_dataset_options_init_sized((opt), sizeof *(opt))
+
+/* agave_dataset_open with options (NULL: the defaults, which is
+ * agave_dataset_open): image folders besides CIFAR-10 and IDX, and the crop
+ * and resize above. AGAVE_ERR_INVALID_ARG for options out of range. */
+AGAVE_API agave_status agave_dataset_open_v2(agave_context *ctx, const char *path,
+                                             agave_data_split split,
+                                             const agave_dataset_options *options,
+                                             agave_dataset **out);
+
+/* The name of image i when the data set came from an image folder: its path
+ * relative to the folder opened ("train/cats/001.png", or "001.png" for one
+ * folder split by name), valid until agave_dataset_free. NULL for other data
+ * sets, for NULL and for i out of range. */
+AGAVE_API const char *agave_dataset_image_name(const agave_dataset *ds, size_t i);
 
 /* ---- Minibatches -------------------------------------------------------- */
 /* Shuffled minibatches. An epoch visits every image of the (sub)set once, in
@@ -624,14 +704,21 @@ AGAVE_API agave_status agave_marginal_baseline_bpd(agave_context *ctx, const uin
                                                    int width, double *bpd);
 
 /* ---- Image grids -------------------------------------------------------- */
-/* PNG image grids. Call agave_grid_options_init first, then change fields.
- * Passing NULL options means the defaults. */
+/* Image grids (PNG, BMP, PGM/PPM). Call agave_grid_options_init first, then
+ * change fields. Passing NULL options means the defaults. */
 typedef struct agave_grid_options {
     size_t struct_size;     /* sizeof(agave_grid_options), set by _init */
     int gap;                /* pixels between cells and around the border, 0..256; default 2 */
     int group_gap;          /* extra pixels between groups of a multi-set grid, 0..256; default 4 */
     int scale;              /* each image pixel becomes scale x scale, 1..64; default 1 */
     uint8_t background[3];  /* RGB of gaps and empty cells; default 255,255,255 (white) */
+    /* Text drawn above the grid (NULL, the default: none), saying what the
+     * rows and columns show: printable ASCII in a 5x7 bitmap font (twice that
+     * size when scale >= 2), black on a light background and white on a dark
+     * one; "\n" starts a line and lines wrap at spaces to the picture's width
+     * (widened to hold 24 characters a line); at most 4096 characters. The
+     * text is read during the call only. */
+    const char *caption;
 } agave_grid_options;
 
 /* agave_grid_options_init(opt) passes sizeof *opt as struct_size. */
@@ -639,8 +726,12 @@ AGAVE_API void agave_grid_options_init_sized(agave_grid_options *opt, size_t str
 #define agave_grid_options_init(opt) agave_grid_options_init_sized((opt), sizeof *(opt))
 
 /* Writes n images (n,channels,height,width) uint8, channels 1 or 3, as a grid
- * of min(cols,n) columns and ceil(n/cols) rows, row-major, to a PNG at path.
- * The PNG is grey when channels is 1 and the background is grey, RGB otherwise.
+ * of min(cols,n) columns and ceil(n/cols) rows, row-major, to a picture at
+ * path: a BMP for a name ending in .bmp, PPM for .ppm, PGM for .pgm, PNM (PGM
+ * or PPM) for .pnm, PNG otherwise; a name ending in .jpg, .jpeg, .gif, .tif,
+ * .tiff or .webp is refused (AGAVE_ERR_INVALID_ARG: those formats are not
+ * written), as is .pgm for a colour picture. The picture is grey when
+ * channels is 1 and the background is grey, RGB otherwise.
  * The file is written under a temporary name in the same directory, flushed
  * to disk and renamed over path, so path is either the old file or the whole
  * new one. AGAVE_ERR_IO if the directory does not exist or is not writable;
@@ -650,6 +741,13 @@ AGAVE_API agave_status agave_image_grid_write(agave_context *ctx, const char *pa
                                               const uint8_t *images, int n, int channels,
                                               int height, int width, int cols,
                                               const agave_grid_options *opt);
+
+/* AGAVE_OK when agave_image_grid_write can write a picture of `channels`
+ * channels (1 or 3; a grid of grey images on a grey background is grey) under
+ * path's name: the same refusal and message as the write, nothing written. A
+ * program calls it before the work that makes the picture. */
+AGAVE_API agave_status agave_image_grid_check_name(agave_context *ctx, const char *path,
+                                                   int channels);
 
 typedef enum agave_grid_layout {
     /* Set s is a row: for each block of cols images, row s of the block shows
@@ -685,7 +783,9 @@ AGAVE_API agave_status agave_image_grid_write_sets(agave_context *ctx, const cha
  * file decodes only with the same model (its parameters' hash is in the file:
  * AGAVE_ERR_CONFIG otherwise), the same thread count (agave_codec_info gives
  * it; AGAVE_ERR_STATE otherwise) and the same library build, BLAS kernels and
- * CPU vector width (AGAVE_ERR_STATE otherwise, naming both). A damaged or
+ * CPU vector width (AGAVE_ERR_STATE otherwise, naming both). Both sides need
+ * float32 products: a context set to AGAVE_PRECISION_BF16 is refused
+ * (AGAVE_ERR_CONFIG). A damaged or
  * truncated file is refused (AGAVE_ERR_CHECKSUM, AGAVE_ERR_FORMAT), and every
  * image is checked against its CRC before it is handed out: decoding never
  * returns an image that differs from the one compressed.

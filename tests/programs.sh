@@ -140,10 +140,11 @@ header="$header,test_aux_bpd,elapsed_s,epoch,lr,grad_norm"
 [ "$(cut -d, -f1 "$run/train.csv" | tail -n +2 | paste -sd' ')" = "1 2 3 4 5 6" ] ||
     fail "train.csv does not have one row per step 1..6: $(cat "$run/train.csv")"
 # Without --eval-every the test_* columns stay empty (and nothing is evaluated);
-# epoch is the data position (16 of 64 images a step), lr the default rate.
+# epoch is the data position (16 of 64 images a step), lr the default schedule
+# (0.004 warmed up linearly over 100 steps: 0.00004 k at step k).
 awk -F, 'NR > 1 && (NF != 13 || $3 + 0 <= 0 || $4 + 0 <= 0 || $5 + 0 <= 0 || $6 + 0 < 0 ||
     $7 != "" || $8 != "" || $9 != "" || $10 + 0 <= 0 || $11 != sprintf("%.4f", (NR - 1) / 4) ||
-    $12 != "0.002" || $13 + 0 <= 0) { bad = 1 } END { exit bad }' "$run/train.csv" ||
+    ($12 - 0.00004 * (NR - 1)) ^ 2 > 1e-18 || $13 + 0 <= 0) { bad = 1 } END { exit bad }' "$run/train.csv" ||
     fail "train.csv has bad figures: $(cat "$run/train.csv")"
 [ -e "$run/samples" ] && fail "a run without --sample-every made a samples directory"
 grep -q '^step 6: train' "$tmp/train.out" || fail "agave-train summary: $(cat "$tmp/train.out")"
@@ -401,10 +402,10 @@ sched=$tmp/sched
 "$train" --data "$data" --steps 5 --log-every 1 --out "$sched" --resume --set mode=agave \
     --set lr=0.001 $t1 >/dev/null 2>"$tmp/sched.err" ||
     fail "agave-train --resume --set mode=agave exits with $?: $(cat "$tmp/sched.err")"
-grep -q 'changes the training settings: mode vae -> agave, lr 0.002 -> 0.001' "$tmp/sched.err" ||
+grep -q 'changes the training settings: mode vae -> agave, lr 0.004 -> 0.001' "$tmp/sched.err" ||
     fail "--resume --set does not say what changed: $(cat "$tmp/sched.err")"
 [ "$(wc -l <"$sched/settings.log")" -eq 2 ] && grep -q '^step 0: new run: .*mode=vae' \
-    "$sched/settings.log" && grep -q '^step 3: resumed with mode vae -> agave, lr 0.002 -> 0.001$' \
+    "$sched/settings.log" && grep -q '^step 3: resumed with mode vae -> agave, lr 0.004 -> 0.001$' \
     "$sched/settings.log" || fail "settings.log: $(cat "$sched/settings.log")"
 awk -F, 'NR >= 2 && NR <= 4 && $4 + 0 != 0 { bad = 1 } NR >= 5 && $4 + 0 <= 0 { bad = 1 }
     END { exit bad }' "$sched/train.csv" ||

@@ -756,7 +756,7 @@ static void test_refuses_consistent_damage(void **state)
     }
 }
 
-/* Another model, another thread count, another machine: refused before
+/* Another model, another thread count, bf16 products, another machine: refused before
  * anything is decoded, with a message that says which; the same file then
  * decodes once the thread count is right. */
 static void test_refuses_other_setups(void **state)
@@ -781,6 +781,20 @@ static void test_refuses_other_setups(void **state)
     assert_int_equal(agave_context_set_threads(f.ctx, 1), AGAVE_OK);
     assert_int_equal(agave_codec_decode(f.m, f.file.p, f.file.len, y, f.n, &got), AGAVE_OK);
     assert_memory_equal(y, f.x, (size_t)f.n * 64);
+    /* bf16 products (where the CPU has them): refused by both sides */
+    if (agave_precision_available(AGAVE_PRECISION_BF16)) {
+        assert_int_equal(agave_context_set_precision(f.ctx, AGAVE_PRECISION_BF16), AGAVE_OK);
+        assert_int_equal(agave_codec_decode(f.m, f.file.p, f.file.len, y, f.n, &got),
+                         AGAVE_ERR_CONFIG);
+        assert_non_null(strstr(agave_context_last_error(f.ctx), "float32"));
+        size_t size, cap;
+        assert_int_equal(agave_codec_bound(f.m, NULL, f.n, &cap), AGAVE_OK);
+        uint8_t *out = malloc(cap);
+        assert_int_equal(agave_codec_encode(f.m, NULL, f.x, f.n, out, cap, &size),
+                         AGAVE_ERR_CONFIG);
+        free(out);
+        assert_int_equal(agave_context_set_precision(f.ctx, AGAVE_PRECISION_FP32), AGAVE_OK);
+    }
     /* another machine: the header's description changed, its CRC repaired */
     size_t header = get_le32(f.file.p + 12);
     uint8_t *copy = malloc(f.file.len);

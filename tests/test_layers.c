@@ -407,7 +407,7 @@ static void test_named_configs(void **state)
         assert_int_equal(c.Z, Z[i]);
         assert_int_equal(c.T, T[i]);
         assert_true(c.lambda == lambda[i]);
-        assert_true(c.lr == 0.002f);
+        assert_true(c.lr == 0.004f && c.lr_warmup == 100 && c.lr_decay == 1.0f);
         assert_int_equal(c.optimizer, AGAVE_OPTIM_ADAMAX);
         assert_int_equal(agave_config_validate(&c, NULL, 0), AGAVE_OK);
     }

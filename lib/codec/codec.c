@@ -240,6 +240,8 @@ agave_status agave_codec_encoder_create(agave_model *m, const agave_codec_option
     agave_status st = read_options(ctx, opt, &e->opt);
     if (st == AGAVE_OK)
         st = codec_plan_make(m, &e->opt, n_images, &plan);
+    if (st == AGAVE_OK)
+        st = codec_check_products(ctx);
     eval_leave(m, es);
     if (st == AGAVE_OK)
         st = codec_core_init(&e->core, m, &plan);

@@ -74,6 +74,10 @@ void codec_environment(char env[CODEC_ENV_MAX]);
 /* The plan of an encoder of n images of model m with options opt. */
 agave_status codec_plan_make(agave_model *m, const agave_codec_options *opt, int64_t n,
                              codec_plan *plan);
+/* The file's arithmetic is float32 products (its header says so): a context
+ * set to bf16 would compute other tables, so the encoder and the decoder
+ * refuse it (AGAVE_ERR_CONFIG, the message says how to set it back). */
+agave_status codec_check_products(agave_context *ctx);
 /* Checks that model m (evaluation weights in place) and this machine can
  * decode a file of this plan; the message says what differs. */
 agave_status codec_plan_check(agave_model *m, const codec_plan *plan);

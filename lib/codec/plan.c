@@ -81,6 +81,15 @@ void codec_environment(char env[CODEC_ENV_MAX])
 }
 
 /* ---- plans ------------------------------------------------------------------------ */
+agave_status codec_check_products(agave_context *ctx)
+{
+    if (ctx->precision == AGAVE_PRECISION_FP32)
+        return AGAVE_OK;
+    return ctx_error(ctx, AGAVE_ERR_CONFIG, "codec: the codec computes its tables with float32 "
+                     "products only; this context is set to bf16 (agave_context_set_precision"
+                     "(ctx, AGAVE_PRECISION_FP32))");
+}
+
 agave_status codec_plan_make(agave_model *m, const agave_codec_options *opt, int64_t n,
                              codec_plan *plan)
 {
@@ -134,6 +143,7 @@ agave_status codec_plan_check(agave_model *m, const codec_plan *plan)
                          "(parameter hash %016llx, this model's %016llx): decode it with the "
                          "checkpoint and weights (average or raw) it was compressed with",
                          (unsigned long long)plan->model_hash, (unsigned long long)hash);
+    TRY(codec_check_products(ctx));
     if (plan->threads != ctx->threads)
         return ctx_error(ctx, AGAVE_ERR_STATE, "the file was compressed with %d threads and is "
                          "decoded exactly only with as many (agave_context_set_threads(ctx, "

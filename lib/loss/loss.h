@@ -117,4 +117,9 @@ static inline int dmol_param_count(int channels, int n_mix)
     return (channels == 1 ? 3 : 10) * n_mix;
 }
 
+/* agave_gaussian_sample with mean's N items sitting at span in their batch's
+ * random stream (core.h: the model's batch slice). */
+agave_status gaussian_sample_span(agave_context *ctx, agave_tensor *mean, agave_tensor *log_std,
+                                  rng_span span, agave_tensor **z);
+
 #endif

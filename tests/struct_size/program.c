@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "agave.h"
 
@@ -312,6 +313,48 @@ static void grid(agave_context *ctx, const char *png)
           agave_context_last_error(ctx));
 }
 
+/* A folder of three 6x6 PGM images beside the PNG, opened with a crop and a
+ * resize (the fields before test_percent, which the short header lacks and
+ * the library then takes at its default). */
+static void data(agave_context *ctx, const char *png)
+{
+    char dir[1024], path[1100];
+    snprintf(dir, sizeof dir, "%s.images", png);
+    check(mkdir(dir, 0777) == 0, "cannot make the image folder");
+    for (int k = 0; k < 3; k++) {
+        unsigned char bytes[16 + 36];
+        int n = snprintf((char *)bytes, 16, "P5 6 6 255\n");
+        for (int i = 0; i < 36; i++)
+            bytes[n + i] = (unsigned char)(i * 7 + k * 50);
+        snprintf(path, sizeof path, "%s/%d.pgm", dir, k);
+        FILE *f = fopen(path, "wb");
+        check(f && fwrite(bytes, 1, (size_t)n + 36, f) == (size_t)n + 36 && fclose(f) == 0,
+              "cannot write an image");
+    }
+    WRAPPED(agave_dataset_options) o;
+    FILL(o);
+    agave_dataset_options_init(&o.s);
+    check(canary_ok(o.canary), "agave_dataset_options_init wrote past the caller's struct");
+    o.s.crop_height = o.s.crop_width = 4;
+    o.s.resize_height = o.s.resize_width = 2;
+    agave_dataset *ds = NULL;
+    SET_EXTRA(o.s);
+#ifdef AGAVE_TEST_LONG
+    check(agave_dataset_open_v2(ctx, dir, AGAVE_SPLIT_TRAIN, &o.s, &ds) == AGAVE_ERR_INVALID_ARG,
+          "agave_dataset_open_v2 accepted a set field it does not know");
+#endif
+    CLEAR_EXTRA(o.s);
+    check(agave_dataset_open_v2(ctx, dir, AGAVE_SPLIT_TRAIN, &o.s, &ds) == AGAVE_OK,
+          agave_context_last_error(ctx));
+    unsigned sum = 0;
+    size_t n = agave_dataset_count(ds);
+    for (size_t i = 0; i < n * 4; i++)
+        sum += agave_dataset_pixels(ds)[i];
+    printf("data: %zu images of %dx%d, pixel sum %u\n", n, agave_dataset_height(ds),
+           agave_dataset_width(ds), sum);
+    agave_dataset_free(ds);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -322,6 +365,7 @@ int main(int argc, char **argv)
     config_and_model(ctx, argc > 2 ? argv[2] : NULL);
     layer(ctx);
     grid(ctx, argv[1]);
+    data(ctx, argv[1]);
     agave_context_free(ctx);
     printf("sizes: config %zu step_stats %zu eval_stats %zu layer_options %zu grid_options %zu "
            "codec_options %zu codec_info %zu codec_stats %zu\n",
