@@ -438,13 +438,41 @@ AGAVE_API agave_status agave_model_decode(agave_model *model, const float *z, in
                                           uint64_t seed, uint8_t *fz, uint8_t *x);
 
 /* Checkpoints (docs/checkpoint.md): configuration, parameters, optimiser
- * state, averaged parameters, step count and random state; written to a
+ * state, averaged parameters, step count, random state and the run state
+ * (agave_model_set_run_state) if one is set; written to a
  * temporary file, flushed and renamed over path. */
 AGAVE_API agave_status agave_model_save(agave_model *model, const char *path);
 /* Loads a checkpoint into a new model on ctx. If expect is not NULL, the stored
  * configuration's architecture must match it (AGAVE_ERR_CONFIG otherwise). */
 AGAVE_API agave_status agave_model_load(agave_context *ctx, const char *path,
                                         const agave_config *expect, agave_model **out);
+
+/* ---- The run's data order, kept in the checkpoint ----------------------- */
+/* Where a training run's data order stood, for a resumed run to read exactly
+ * the batches an uninterrupted one would (agave-train keeps it here). The
+ * model holds it as the program last set it; agave_model_save writes it into
+ * the checkpoint beside the step counts it belongs to and agave_model_load
+ * restores it, so the two cannot disagree after a crash. Every field is
+ * validated, on setting and on loading, with agave-train's command-line
+ * limits. */
+#define AGAVE_RUN_BATCH_MAX 4096     /* images per step */
+#define AGAVE_RUN_THREADS_MAX 1024
+typedef struct agave_run_state {
+    size_t struct_size;    /* set by the caller: sizeof(agave_run_state) */
+    uint64_t seed;         /* the data order's seed, 0..2^63-1 */
+    uint64_t epoch, index; /* agave_batcher_position: index < images */
+    int64_t batch;         /* images per step, 1..AGAVE_RUN_BATCH_MAX */
+    int64_t threads;       /* the run's thread count, 1..AGAVE_RUN_THREADS_MAX */
+    int64_t images;        /* images per epoch of the run's data, >= 1 */
+} agave_run_state;
+
+/* Keeps s (copied) for the next agave_model_save; NULL forgets it.
+ * AGAVE_ERR_INVALID_ARG, the model's state unchanged, for a field out of
+ * its limits. */
+AGAVE_API agave_status agave_model_set_run_state(agave_model *model, const agave_run_state *s);
+/* Fills s with the run state set or loaded; AGAVE_ERR_STATE when the model
+ * has none (a new model, or a checkpoint of format version 1 or 2). */
+AGAVE_API agave_status agave_model_run_state(const agave_model *model, agave_run_state *s);
 
 /* ---- Weights: averaged or raw ------------------------------------------- */
 /* With averaging on (cfg.ema > 0) a model holds two sets of parameters: the

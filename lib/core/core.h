@@ -87,9 +87,7 @@ struct tape_node {
     const op_def *op;
     agave_tensor *out;
     agave_tensor *in[TAPE_MAX_INPUTS];    /* NULL where unused */
-    void *saved;                          /* op-specific, in the arena */
-    int iarg[8];
-    float farg[4];
+    void *saved;                          /* op-specific, in the arena (tape_save) */
 };
 
 /* ---- scratch: per-op temporary buffers reused by every op ------------------- */

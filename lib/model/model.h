@@ -60,6 +60,8 @@ struct agave_model {
     int64_t rejected;         /* rejected steps in all */
     int initialized;
     /* Data parallelism (agave_model_set_batch_slice / _set_grad_reducer). */
+    agave_run_state run;     /* the run's data order, saved with the model (run_state.c) */
+    int has_run;
     rng_span slice;          /* this process's items of each batch; RNG_WHOLE_BATCH: no slice */
     rng_span span;           /* of the forward running now: the slice during a step */
     agave_grad_reduce_fn reduce_fn;
@@ -178,6 +180,10 @@ void model_set_training(agave_model *m, int training);
  * the model's batch slice for a data-parallel training step, else
  * RNG_WHOLE_BATCH. Given to every layer (dropout) and the posterior sample. */
 void model_set_span(agave_model *m, rng_span span);
+
+/* lib/model/run_state.c: 1 if every field of s is within agave-train's
+ * command-line limits (agave.h), else 0 with a sentence in why. */
+int run_state_check(const agave_run_state *s, char *why, size_t len);
 
 /* lib/model/estimate.c: sizes from a configuration alone. */
 uint64_t config_param_count(const agave_config *c);

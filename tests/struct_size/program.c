@@ -139,6 +139,45 @@ static int on_progress(const agave_eval_progress *p, void *user)
     return 0;
 }
 
+/* agave_run_state: every field is needed (it is new in 1.0, where it has
+ * 56 bytes), so a shorter one is refused; the library writes nothing past
+ * the caller's struct and refuses a set field it does not know. */
+#define RUN_STATE_1_0_SIZE 56
+#define RUN_IMAGES_AT 48
+static void run_state(agave_model *m)
+{
+    WRAPPED(agave_run_state) r;
+    FILL(r);
+    memset(&r.s, 0, sizeof r.s);
+    r.s.struct_size = sizeof r.s;
+    r.s.seed = 5, r.s.batch = 4, r.s.threads = 1;
+    int whole = sizeof r.s >= RUN_STATE_1_0_SIZE;
+    if (whole)   /* images, the last field of 1.0, which a shorter header lacks */
+        memcpy((char *)&r.s + RUN_IMAGES_AT, &(int64_t){64}, 8);
+    SET_EXTRA(r.s);
+#ifdef AGAVE_TEST_LONG
+    check(agave_model_set_run_state(m, &r.s) == AGAVE_ERR_INVALID_ARG,
+          "agave_model_set_run_state accepted a set field it does not know");
+#endif
+    CLEAR_EXTRA(r.s);
+    agave_status st = agave_model_set_run_state(m, &r.s);
+    check(whole ? st == AGAVE_OK : st == AGAVE_ERR_INVALID_ARG, "agave_model_set_run_state");
+    if (!whole)
+        return;
+    FILL(r);
+    r.s.struct_size = sizeof r.s;
+    SET_EXTRA(r.s);
+    check(agave_model_run_state(m, &r.s) == AGAVE_OK, "agave_model_run_state");
+    check(canary_ok(r.canary), "agave_model_run_state wrote past agave_run_state");
+#ifdef AGAVE_TEST_LONG
+    check(r.s.agave_test_extra == 1, "agave_model_run_state overwrote a field it does not know");
+#endif
+    int64_t images;
+    memcpy(&images, (char *)&r.s + RUN_IMAGES_AT, 8);
+    check(r.s.seed == 5 && r.s.batch == 4 && r.s.threads == 1 && images == 64,
+          "agave_model_run_state gave back other values");
+}
+
 /* Per-image figures and a progress function through agave_eval_options. */
 static void scores(agave_context *ctx, agave_model *m, const uint8_t *x)
 {
@@ -255,6 +294,7 @@ static void config_and_model(agave_context *ctx, const char *missing_keys)
            ev.s.elbo_bpd, ev.s.recon_bpd, ev.s.kl_bpd, ev.s.aux_bpd, ev.s.iwae_bpd);
     scores(ctx, m, x);
     codec(ctx, m, x);
+    run_state(m);
     agave_model_free(m);
 }
 
