@@ -411,12 +411,12 @@ endif
 fuzz-build: $(STATIC) $(FUZZ_HARNESSES:%=$(BUILD)/fuzz/%) $(BUILD)/fuzz/make_corpus
 fuzz-cov-build: $(STATIC) $(FUZZ_HARNESSES:%=$(BUILD)/fuzz/replay_%)
 
-$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h $(STATIC) $(FLAGS_FILE)
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(wildcard fuzz/*.h) $(STATIC) $(FLAGS_FILE)
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PROG_CFLAGS) -Ilib -fsanitize=fuzzer $< $(STATIC) $(LDLIBS) -o $@
 
-$(BUILD)/fuzz/replay_%: fuzz/%.c fuzz/replay.c fuzz/fuzz_common.h $(STATIC) $(FLAGS_FILE)
+$(BUILD)/fuzz/replay_%: fuzz/%.c fuzz/replay.c $(wildcard fuzz/*.h) $(STATIC) $(FLAGS_FILE)
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PROG_CFLAGS) -Ilib $< fuzz/replay.c $(STATIC) $(LDLIBS) -o $@
@@ -424,7 +424,7 @@ $(BUILD)/fuzz/replay_%: fuzz/%.c fuzz/replay.c fuzz/fuzz_common.h $(STATIC) $(FL
 # make_corpus writes JPEG seeds with stb_image_write, whose encoder shifts
 # signed ints past their range (UBSan reports it); the seed writer is not
 # under test, so that one check is off for it alone.
-$(BUILD)/fuzz/make_corpus: fuzz/make_corpus.c fuzz/fuzz_common.h $(STATIC) $(FLAGS_FILE)
+$(BUILD)/fuzz/make_corpus: fuzz/make_corpus.c $(wildcard fuzz/*.h) $(STATIC) $(FLAGS_FILE)
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PROG_CFLAGS) -Ilib $< $(STATIC) $(LDLIBS) -fno-sanitize=shift -o $@

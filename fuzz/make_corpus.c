@@ -2,6 +2,7 @@
  *   DIR/idx/         IDX image files (for fuzz_idx)
  *   DIR/cifar/       CIFAR-10 batches (for fuzz_cifar)
  *   DIR/checkpoint/  checkpoints (for fuzz_checkpoint)
+ *   DIR/codec/       compressed files of fuzz/codec_model.h's model (for fuzz_codec)
  *   DIR/config/      configuration texts (for fuzz_config)
  *   DIR/image/       PNG, JPEG, BMP and PGM/PPM files (for fuzz_image)
  * Each kind: small valid files, gzip variants (compressed here and compressed
@@ -16,6 +17,7 @@
 #include <errno.h>
 #include <sys/stat.h>
 
+#include "codec_model.h"
 #include "fuzz_common.h"
 
 #define STB_IMAGE_WRITE_STATIC
@@ -265,6 +267,46 @@ static void checkpoint_seeds(void)
     agave_context_free(ctx);
 }
 
+/* A compressed file of n of the fixed images, with a control byte ctl. */
+static void codec_seed(agave_model *m, const char *name, int n, int batch, int chunk, int bits,
+                       int image_crc, int ctl)
+{
+    agave_codec_options opt;
+    agave_codec_options_init(&opt);
+    opt.batch = batch, opt.chunk = chunk, opt.latent_bits = bits, opt.image_crc = image_crc;
+    uint8_t x[FUZZ_CODEC_MAX_IMAGES * 64], out[1 << 16];
+    fuzz_codec_images(x, n);
+    size_t len;
+    if (agave_codec_encode(m, &opt, x, n, out, sizeof out, &len) != AGAVE_OK)
+        fail("cannot compress a codec seed");
+    seed("codec", name, ctl, out, len);
+    if (n > 1) {   /* damaged copies: cut, a flipped bit (with CRCs repaired: ctl bit 0) */
+        char cut[128];
+        snprintf(cut, sizeof cut, "%s-cut", name);
+        seed("codec", cut, ctl, out, len * 2 / 3);
+        out[len / 2] ^= 0x08;
+        snprintf(cut, sizeof cut, "%s-flip-repaired", name);
+        seed("codec", cut, ctl | 1, out, len);
+    }
+}
+
+static void codec_seeds(void)
+{
+    agave_context *ctx;
+    if (agave_context_create(&ctx, 1) != AGAVE_OK)
+        fail("cannot create a context");
+    agave_model *m = fuzz_codec_model(ctx);
+    if (!m)
+        fail("cannot create the codec's model");
+    codec_seed(m, "empty", 0, 4, 4, 8, 1, 0);
+    codec_seed(m, "one", 1, 4, 4, 8, 1, 0);
+    codec_seed(m, "six", 6, 4, 4, 8, 1, 2);
+    codec_seed(m, "twelve-chunks", 12, 3, 5, 4, 0, 0);
+    codec_seed(m, "nine-16-bits", 9, 9, 9, 16, 1, 2);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
 /* ---- images: a control byte (the fit, fuzz/fuzz_image.c) and a file -------- */
 
 /* Small images of every kind the decoders take, written by stb_image_write
@@ -365,9 +407,10 @@ int main(int argc, char **argv)
     idx_seeds();
     cifar_seeds();
     checkpoint_seeds();
+    codec_seeds();
     config_seeds();
     image_seeds();
-    printf("make_corpus: %d seeds in %s/{idx,cifar,checkpoint,config,image}\n", g_written,
+    printf("make_corpus: %d seeds in %s/{idx,cifar,checkpoint,codec,config,image}\n", g_written,
            g_dir);
     return 0;
 }

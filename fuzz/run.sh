@@ -100,7 +100,8 @@ if [ "${FUZZ_COVERAGE:-1}" != 0 ]; then
     sources=""
     for f in data/readers.c data/source.c data/dataset.c checkpoint.c model/config.c \
         data/image_decode.c data/image_png.c data/image_jpeg.c data/image_pnm.c \
-        data/image_fit.c data/image_folder.c ${FUZZ_SOURCES:-}; do
+        data/image_fit.c data/image_folder.c codec/codec.c codec/format.c codec/bitsback.c \
+        codec/rans.c codec/tables.c ${FUZZ_SOURCES:-}; do
         found=$(ls lib/$f lib/*/$f 2>/dev/null | head -n 1)
         sources="$sources${found:+ $found}"
     done

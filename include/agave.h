@@ -799,6 +799,134 @@ AGAVE_API agave_status agave_image_grid_write_sets(agave_context *ctx, const cha
                                                    agave_grid_layout layout,
                                                    const agave_grid_options *opt);
 
+/* ---- Lossless compression (docs/codec.md) ------------------------------- */
+/* A trained model as a lossless image codec: bits-back coding with rANS
+ * (Townsend, Bird & Barber 2019). Per image the file costs about the model's
+ * negative ELBO in bits (docs/codec.md measures it, overheads itemised).
+ * Images have the model's shape (n,C,H,W) uint8; the model's mode is agave or
+ * naive with T = 0, or pixelcnn (AGAVE_ERR_CONFIG otherwise). The evaluation
+ * weights are used (those of agave_model_evaluate).
+ *
+ * Exactness: the decoder recomputes every probability the encoder used, so a
+ * file decodes only with the same model (its parameters' hash is in the file:
+ * AGAVE_ERR_CONFIG otherwise), the same thread count (agave_codec_info gives
+ * it; AGAVE_ERR_STATE otherwise) and the same library build, BLAS kernels and
+ * CPU vector width (AGAVE_ERR_STATE otherwise, naming both). Both sides need
+ * float32 products: a context set to AGAVE_PRECISION_BF16 is refused
+ * (AGAVE_ERR_CONFIG). A damaged or
+ * truncated file is refused (AGAVE_ERR_CHECKSUM, AGAVE_ERR_FORMAT), and every
+ * image is checked against its CRC before it is handed out: decoding never
+ * returns an image that differs from the one compressed.
+ *
+ * Memory is bounded by the chunk (options below), whatever the number of
+ * images. The model must not change while an encoder or decoder uses it. */
+typedef struct agave_codec_encoder agave_codec_encoder;
+typedef struct agave_codec_decoder agave_codec_decoder;
+
+/* Receives the next len bytes of the compressed stream; anything but
+ * AGAVE_OK stops the encoder with that status. */
+typedef agave_status (*agave_codec_write_fn)(const void *data, size_t len, void *user);
+/* Fills data with up to len next bytes of the stream and sets *got (0 only at
+ * its end); anything but AGAVE_OK stops the decoder with that status. */
+typedef agave_status (*agave_codec_read_fn)(void *data, size_t len, size_t *got, void *user);
+/* Called after every batch with the images done and the total; a nonzero
+ * return stops the work with AGAVE_ERR_INTERRUPTED. */
+typedef int (*agave_codec_progress_fn)(int64_t done, int64_t total, void *user);
+
+typedef struct agave_codec_options {
+    size_t struct_size;    /* sizeof(agave_codec_options), set by _init */
+    int batch;             /* images coded at once, 1..4096; default 64 */
+    int chunk;             /* images per independently coded chunk, batch..2^20: what
+                              memory is bounded by; default 4096 */
+    int latent_bits;       /* each latent dimension in 2^latent_bits buckets, 2..16; default 8 */
+    int image_crc;         /* 1: a CRC-32 of every image in the file (4 bytes each); 0: one
+                              per chunk only; default 1 */
+    agave_codec_progress_fn progress;   /* NULL: none (default) */
+    void *progress_user;
+} agave_codec_options;
+
+/* The defaults (decoders read only progress and progress_user).
+ * agave_codec_options_init(opt) passes sizeof *opt as struct_size. */
+AGAVE_API void agave_codec_options_init_sized(agave_codec_options *opt, size_t struct_size);
+#define agave_codec_options_init(opt) agave_codec_options_init_sized((opt), sizeof *(opt))
+
+/* What a file's header says. */
+typedef struct agave_codec_info {
+    size_t struct_size;    /* set by the caller: sizeof(agave_codec_info) */
+    int64_t n_images;
+    int C, H, W;
+    agave_mode mode;
+    int threads;           /* the thread count decoding needs */
+    int batch, chunk, latent_bits, image_crc;
+    uint64_t model_hash;   /* of the parameters compressed with */
+    char environment[160]; /* the build and machine that compressed it */
+} agave_codec_info;
+
+/* Code lengths of what an encoder coded so far, in bits. */
+typedef struct agave_codec_stats {
+    size_t struct_size;             /* set by the caller: sizeof(agave_codec_stats) */
+    int64_t n_images;
+    uint64_t bytes;                 /* handed to the write function so far */
+    double pixel_bits;              /* -log2 of the integer tables' probabilities of the pixels */
+    double pixel_model_bits;        /* the same under the model's floats (before quantisation) */
+    double latent_prior_bits;       /* -log2 p(z) of the latent buckets pushed */
+    double latent_posterior_bits;   /* -log2 q(z|x) of the buckets popped: the bits got back */
+    double initial_bits;            /* bits popped from below the empty stacks (32 per word) */
+} agave_codec_stats;
+
+/* ---- Streaming: images in, bytes out, and back ---- */
+/* An encoder of exactly n_images images (0..2^40) for model; writes the header
+ * through write at once, then a chunk whenever one is complete. opt may be NULL
+ * (the defaults). The context's thread count is recorded in the file. */
+AGAVE_API agave_status agave_codec_encoder_create(agave_model *model,
+                                                  const agave_codec_options *opt,
+                                                  int64_t n_images, agave_codec_write_fn write,
+                                                  void *user, agave_codec_encoder **out);
+/* Adds n images (n,C,H,W); codes each batch as it fills. More images than
+ * announced is AGAVE_ERR_INVALID_ARG. After an error the encoder refuses
+ * everything (AGAVE_ERR_STATE). */
+AGAVE_API agave_status agave_codec_encoder_add(agave_codec_encoder *enc, const uint8_t *x,
+                                               int n);
+/* Checks that every announced image was added and written (AGAVE_ERR_STATE
+ * otherwise). */
+AGAVE_API agave_status agave_codec_encoder_finish(agave_codec_encoder *enc);
+AGAVE_API agave_status agave_codec_encoder_stats(const agave_codec_encoder *enc,
+                                                 agave_codec_stats *stats);
+AGAVE_API void agave_codec_encoder_free(agave_codec_encoder *enc);
+
+/* A decoder for model: reads and checks the header through read now. opt may
+ * be NULL; only its progress function is used. */
+AGAVE_API agave_status agave_codec_decoder_create(agave_model *model,
+                                                  const agave_codec_options *opt,
+                                                  agave_codec_read_fn read, void *user,
+                                                  agave_codec_decoder **out);
+AGAVE_API agave_status agave_codec_decoder_info(const agave_codec_decoder *dec,
+                                                agave_codec_info *info);
+/* The next images, in order, into x (max_n images of room): *got of them, 0
+ * once all were read (the stream must then end: AGAVE_ERR_FORMAT if bytes
+ * follow). A chunk is decoded whole and checked before any of its images is
+ * handed out. After an error the decoder refuses everything. */
+AGAVE_API agave_status agave_codec_decoder_read(agave_codec_decoder *dec, uint8_t *x, int max_n,
+                                                int *got);
+AGAVE_API void agave_codec_decoder_free(agave_codec_decoder *dec);
+
+/* ---- In memory ---- */
+/* The header of a compressed buffer, without a model (size >= the header). */
+AGAVE_API agave_status agave_codec_peek(agave_context *ctx, const void *data, size_t size,
+                                        agave_codec_info *info);
+/* Bytes that always hold n images compressed with model and opt (NULL: the
+ * defaults): the capacity agave_codec_encode needs at most. */
+AGAVE_API agave_status agave_codec_bound(const agave_model *model, const agave_codec_options *opt,
+                                         int64_t n_images, size_t *bytes);
+/* Compresses n images (n,C,H,W) into dst (capacity bytes; AGAVE_ERR_LIMIT if
+ * too small) and sets *size. */
+AGAVE_API agave_status agave_codec_encode(agave_model *model, const agave_codec_options *opt,
+                                          const uint8_t *x, int64_t n, void *dst,
+                                          size_t capacity, size_t *size);
+/* Decompresses the whole buffer into x (room for capacity images;
+ * AGAVE_ERR_LIMIT if the file holds more) and sets *n. */
+AGAVE_API agave_status agave_codec_decode(agave_model *model, const void *data, size_t size,
+                                          uint8_t *x, int64_t capacity, int64_t *n);
 /* ---- Files written atomically ------------------------------------------- */
 /* The writer behind agave_model_save and the image grids, for programs' own
  * files (logs, reports): len bytes at data go to a new temporary file beside

@@ -39,8 +39,9 @@ mpi) pkgs="$build libopenmpi-dev openmpi-bin" ;;
 # bench: the benchmark programs; bench/gemm also times oneDNN (libdnnl-dev) and
 # libxsmm (libxsmm-dev) beside the library's kernels, and bench/torch_step.py
 # runs the same model in PyTorch (python3-torch) for the same-run comparison
-# of docs/performance.md. The library links none of them.
-bench) pkgs="$build libdnnl-dev libxsmm-dev python3-torch" ;;
+# of docs/performance.md. bench/codec.sh compares the codec with PNG (optipng),
+# WebP (cwebp) and JPEG XL (cjxl) on Fashion-MNIST. The library links none of them.
+bench) pkgs="$build libdnnl-dev libxsmm-dev python3-torch dataset-fashion-mnist optipng webp libjxl-tools" ;;
 # paper: scripts/paper.sh, the paper's experiments on Fashion-MNIST, plotted
 # with gnuplot (PNG terminal, no X).
 paper) pkgs="$build dataset-fashion-mnist gnuplot-nox" ;;

@@ -117,8 +117,8 @@ static void print_help(const cli_program *prog)
     for (int i = 0; i < prog->n_options; i++) {
         const cli_option *o = &prog->options[i];
         char left[64], text[640];
-        snprintf(left, sizeof left, "--%s%s%s", o->name, o->metavar ? " " : "",
-                 o->metavar ? o->metavar : "");
+        snprintf(left, sizeof left, "%s%s%s%s", o->kind == CLI_OPERAND ? "" : "--", o->name,
+                 o->metavar ? " " : "", o->metavar ? o->metavar : "");
         snprintf(text, sizeof text, "%s%s%s%s", o->help, o->fallback ? " (default: " : "",
                  o->fallback ? o->fallback : "", o->fallback ? ")" : "");
         printf("  %-22s ", left);
@@ -228,6 +228,7 @@ static int store(const cli_program *prog, cli_option *o, const char *value)
             return 1;
         break;
     case CLI_STRING:
+    case CLI_OPERAND:
         if (*value) {
             *(const char **)o->target = value;
             return 1;
@@ -248,7 +249,8 @@ static int store(const cli_program *prog, cli_option *o, const char *value)
 static cli_option *lookup(cli_program *prog, const char *name, size_t len)
 {
     for (int i = 0; i < prog->n_options; i++)
-        if (strlen(prog->options[i].name) == len && strncmp(prog->options[i].name, name, len) == 0)
+        if (prog->options[i].kind != CLI_OPERAND && strlen(prog->options[i].name) == len &&
+            strncmp(prog->options[i].name, name, len) == 0)
             return &prog->options[i];
     return NULL;
 }
@@ -298,9 +300,19 @@ int cli_parse(cli_program *prog, int argc, char **argv)
         return fail(prog->name, "out of memory");
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
-            return fail(prog->name, "unexpected argument '%s' (options start with --; see %s "
-                        "--help)", arg, prog->name);
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+            cli_option *operand = NULL;
+            for (int k = 0; k < prog->n_options; k++)
+                if (prog->options[k].kind == CLI_OPERAND)
+                    operand = &prog->options[k];
+            if (!operand || operand->given)
+                return fail(prog->name, "unexpected argument '%s' (options start with --; see %s "
+                            "--help)", arg, prog->name);
+            if (!store(prog, operand, arg))
+                return EXIT_ERROR;
+            operand->given++;
+            continue;
+        }
         const char *eq = strchr(arg + 2, '=');
         size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
         cli_option *o = lookup(prog, arg + 2, len);

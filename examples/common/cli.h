@@ -18,7 +18,9 @@ typedef enum cli_kind {
     CLI_INT,      /* target is long long, checked against [min, max] */
     CLI_DOUBLE,   /* target is double, finite, checked against [min, max] */
     CLI_STRING,   /* target is const char *, non-empty */
-    CLI_LIST      /* repeatable; target is cli_list */
+    CLI_LIST,     /* repeatable; target is cli_list */
+    CLI_OPERAND   /* the one argument that is not an option (agave-decompress's FILE);
+                     target is const char *; name is what --help shows */
 } cli_kind;
 
 typedef struct cli_list {

@@ -56,6 +56,75 @@ static void images(uint8_t *x)
         x[i] = (uint8_t)(i * 37 % 251);
 }
 
+typedef struct sink { uint8_t bytes[1 << 16]; size_t len; } sink;
+
+static agave_status sink_write(const void *data, size_t len, void *user)
+{
+    sink *k = user;
+    if (len > sizeof k->bytes - k->len)
+        return AGAVE_ERR_LIMIT;
+    memcpy(k->bytes + k->len, data, len);
+    k->len += len;
+    return AGAVE_OK;
+}
+
+/* The codec: options read (the short struct's missing fields are the
+ * defaults), the header's info and the encoder's statistics written. */
+static void codec(agave_context *ctx, agave_model *m, const uint8_t *x)
+{
+    WRAPPED(agave_codec_options) o;
+    FILL(o);
+    agave_codec_options_init(&o.s);
+    check(canary_ok(o.canary), "agave_codec_options_init wrote past the caller's struct");
+    o.s.batch = 3, o.s.chunk = 3;
+    static sink k;
+    agave_codec_encoder *e = NULL;
+    SET_EXTRA(o.s);
+#ifdef AGAVE_TEST_LONG
+    check(agave_codec_encoder_create(m, &o.s, N_IMAGES, sink_write, &k, &e) ==
+              AGAVE_ERR_INVALID_ARG,
+          "agave_codec_encoder_create accepted a set field it does not know");
+#endif
+    CLEAR_EXTRA(o.s);
+    k.len = 0;
+    if (agave_codec_encoder_create(m, &o.s, N_IMAGES, sink_write, &k, &e) != AGAVE_OK) {
+        check(0, agave_context_last_error(ctx));
+        return;
+    }
+    check(agave_codec_encoder_add(e, x, N_IMAGES) == AGAVE_OK, "agave_codec_encoder_add");
+    check(agave_codec_encoder_finish(e) == AGAVE_OK, "agave_codec_encoder_finish");
+    WRAPPED(agave_codec_stats) st;
+    FILL(st);
+    st.s.struct_size = sizeof st.s;
+    SET_EXTRA(st.s);
+    check(agave_codec_encoder_stats(e, &st.s) == AGAVE_OK, "agave_codec_encoder_stats");
+    check(canary_ok(st.canary), "agave_codec_encoder_stats wrote past agave_codec_stats");
+#ifdef AGAVE_TEST_LONG
+    check(st.s.agave_test_extra == 1, "the codec's stats overwrote a field they do not know");
+#endif
+    printf("codec: %zu bytes; images %lld pixel bits %.9g prior %.9g posterior %.9g\n", k.len,
+           (long long)st.s.n_images, st.s.pixel_bits, st.s.latent_prior_bits,
+           st.s.latent_posterior_bits);
+    agave_codec_encoder_free(e);
+    WRAPPED(agave_codec_info) info;
+    FILL(info);
+    info.s.struct_size = sizeof info.s;
+    SET_EXTRA(info.s);
+    check(agave_codec_peek(ctx, k.bytes, k.len, &info.s) == AGAVE_OK, "agave_codec_peek");
+    check(canary_ok(info.canary), "agave_codec_peek wrote past agave_codec_info");
+#ifdef AGAVE_TEST_LONG
+    check(info.s.agave_test_extra == 1, "agave_codec_peek overwrote a field it does not know");
+#endif
+    printf("codec info: images %lld %dx%dx%d batch %d chunk %d latent_bits %d image_crc %d\n",
+           (long long)info.s.n_images, info.s.C, info.s.H, info.s.W, info.s.batch, info.s.chunk,
+           info.s.latent_bits, info.s.image_crc);
+    uint8_t y[N_IMAGES * 64];
+    int64_t n = 0;
+    check(agave_codec_decode(m, k.bytes, k.len, y, N_IMAGES, &n) == AGAVE_OK &&
+              n == N_IMAGES && memcmp(x, y, sizeof y) == 0,
+          "agave_codec_decode did not give the images back");
+}
+
 /* agave_eval_progress comes from the library: only what its struct_size
  * covers is read (short headers lack the last field, samples). */
 static int progress_calls, progress_last_done;
@@ -224,6 +293,7 @@ static void config_and_model(agave_context *ctx, const char *missing_keys)
     printf("eval: images %d elbo %.9g recon %.9g kl %.9g aux %.9g iwae %.9g\n", ev.s.n_images,
            ev.s.elbo_bpd, ev.s.recon_bpd, ev.s.kl_bpd, ev.s.aux_bpd, ev.s.iwae_bpd);
     scores(ctx, m, x);
+    codec(ctx, m, x);
     run_state(m);
     agave_model_free(m);
 }
@@ -337,8 +407,10 @@ int main(int argc, char **argv)
     grid(ctx, argv[1]);
     data(ctx, argv[1]);
     agave_context_free(ctx);
-    printf("sizes: config %zu step_stats %zu eval_stats %zu layer_options %zu grid_options %zu\n",
+    printf("sizes: config %zu step_stats %zu eval_stats %zu layer_options %zu grid_options %zu "
+           "codec_options %zu codec_info %zu codec_stats %zu\n",
            sizeof(agave_config), sizeof(agave_step_stats), sizeof(agave_eval_stats),
-           sizeof(agave_layer_options), sizeof(agave_grid_options));
+           sizeof(agave_layer_options), sizeof(agave_grid_options), sizeof(agave_codec_options),
+           sizeof(agave_codec_info), sizeof(agave_codec_stats));
     return failures ? 1 : 0;
 }
