@@ -2,7 +2,7 @@
 # Checks the dynamic symbol table of the built shared library:
 #  - it defines nothing but agave_* functions and data, and the version node(s)
 #    of lib/agave.map (no helper, no static-library internals, no libc symbol);
-#  - every agave_* symbol is bound to a version node (agave_x@@AGAVE_0);
+#  - every agave_* symbol is bound to a version node (agave_x@@AGAVE_1);
 #  - every exported name is declared in the public headers (an AGAVE_API on an
 #    internal function would otherwise become ABI by accident);
 #  - agave_version_string is there.
@@ -26,7 +26,7 @@ fail() {
 [ -f "$lib" ] || fail "$lib not found (run make first)"
 lib=$(readlink -f "$lib")
 
-# Version nodes declared in the map file: lines like "AGAVE_0 {".
+# Version nodes declared in the map file: lines like "AGAVE_1 {".
 sed -n 's/^[[:space:]]*\([A-Za-z_][A-Za-z0-9_.]*\)[[:space:]]*{.*/\1/p' "$map" | sort -u \
     >"$tmp/nodes"
 [ -s "$tmp/nodes" ] || fail "no version node found in $map"
