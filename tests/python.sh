@@ -34,7 +34,7 @@ case "${AGAVE_SAN:-}" in
 esac
 
 echo "python: $($python --version 2>&1), NumPy $($python -c 'import numpy; print(numpy.__version__)')"
-ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}" LD_PRELOAD="$preload" \
+ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" LD_PRELOAD="$preload" \
     PYTHONPATH=$(pwd)/python AGAVE_LIBRARY=$lib PYTHONDONTWRITEBYTECODE=1 \
     "$python" tests/python/test_agave.py 2>&1
 echo "python: all checks passed"

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <jpeglib.h>
 
 #include <cmocka.h>
 
@@ -128,6 +129,33 @@ static void write_bmp(const char *path, const uint8_t *planar, int h, int w)
     free(b);
 }
 
+/* A JPEG of quality 100 of interleaved pixels (h,w,c), by libjpeg: stb's JPEG
+ * writer shifts signed ints out of range, which UBSan stops. */
+static void write_jpeg(const char *path, const uint8_t *inter, int c, int h, int w)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    struct jpeg_compress_struct cinfo;
+    struct jpeg_error_mgr jerr;
+    cinfo.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&cinfo);
+    jpeg_stdio_dest(&cinfo, f);
+    cinfo.image_width = (JDIMENSION)w;
+    cinfo.image_height = (JDIMENSION)h;
+    cinfo.input_components = c;
+    cinfo.in_color_space = c == 3 ? JCS_RGB : JCS_GRAYSCALE;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, 100, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    while (cinfo.next_scanline < cinfo.image_height) {
+        JSAMPROW row = (JSAMPROW)(inter + (size_t)cinfo.next_scanline * (size_t)w * (size_t)c);
+        jpeg_write_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    assert_int_equal(fclose(f), 0);
+}
+
 /* A PNG (or with jpeg set, a JPEG of quality 100) of planar pixels. */
 static void write_stb(const char *path, const uint8_t *planar, int c, int h, int w, int jpeg)
 {
@@ -136,9 +164,10 @@ static void write_stb(const char *path, const uint8_t *planar, int c, int h, int
     for (int p = 0; p < h * w; p++)
         for (int k = 0; k < c; k++)
             inter[p * c + k] = planar[k * h * w + p];
-    int ok = jpeg ? stbi_write_jpg(path, w, h, c, inter, 100)
-                  : stbi_write_png(path, w, h, c, inter, w * c);
-    assert_true(ok);
+    if (jpeg)
+        write_jpeg(path, inter, c, h, w);
+    else
+        assert_true(stbi_write_png(path, w, h, c, inter, w * c));
     free(inter);
 }
 
@@ -609,7 +638,7 @@ static void test_mixed_folders(void **state)
     agave_dataset_options_init(&o);
     o.test_percent = 1;   /* 1.pgm .. 4.pgm all hash into the training split */
     for (int i = 1; i <= 4; i++) {
-        char n[8];
+        char n[16];
         snprintf(n, sizeof n, "%d.pgm", i);
         assert_false(image_folder_is_test(n, 1));
     }

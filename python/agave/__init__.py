@@ -112,6 +112,12 @@ _ds_name = _fn("agave_dataset_image_name", _c.c_char_p, _p, _c.c_size_t)
 _evaluate_scores = _fn("agave_model_evaluate_scores", _c.c_int, _p, _u8p, _c.c_int, _c.c_int,
                        _p, _p)
 _eval_options_init = _fn("agave_eval_options_init_sized", None, _p, _c.c_size_t)
+_codec_bound = _fn("agave_codec_bound", _c.c_int, _p, _p, _c.c_int64, _c.POINTER(_c.c_size_t))
+_codec_encode = _fn("agave_codec_encode", _c.c_int, _p, _p, _u8p, _c.c_int64, _c.c_void_p,
+                    _c.c_size_t, _c.POINTER(_c.c_size_t))
+_codec_peek = _fn("agave_codec_peek", _c.c_int, _p, _c.c_char_p, _c.c_size_t, _p)
+_codec_decode = _fn("agave_codec_decode", _c.c_int, _p, _c.c_char_p, _c.c_size_t, _u8p,
+                    _c.c_int64, _c.POINTER(_c.c_int64))
 
 # ---- structs ------------------------------------------------------------------
 # Opaque structs (agave_config, agave_dataset_options) live in a zeroed buffer
@@ -141,6 +147,15 @@ class _EvalOptions(_c.Structure):
     _fields_ = [("struct_size", _c.c_size_t), ("elbo_bpd", _f64p), ("recon_bpd", _f64p),
                 ("kl_bpd", _f64p), ("aux_bpd", _f64p), ("iwae_bpd", _f64p),
                 ("progress", _p), ("progress_user", _p)]
+
+
+class _CodecInfo(_c.Structure):
+    # agave_codec_info's fields up to image_crc: the library fills only what
+    # struct_size covers (docs/build.md), so the tail need not be mirrored.
+    _fields_ = [("struct_size", _c.c_size_t), ("n_images", _c.c_int64), ("C", _c.c_int),
+                ("H", _c.c_int), ("W", _c.c_int), ("mode", _c.c_int), ("threads", _c.c_int),
+                ("batch", _c.c_int), ("chunk", _c.c_int), ("latent_bits", _c.c_int),
+                ("image_crc", _c.c_int)]
 
 
 class _ConfigKey(_c.Structure):
@@ -415,6 +430,36 @@ class Model:
         self._ctx.check(_model_decode(self._m, z.ctypes.data_as(_f32p), n, int(seed),
                                       _u8(fz), _u8(x)))
         return fz, x
+
+
+    def compress(self, x):
+        """Images x (n, C, H, W) uint8 as the bytes of a lossless .agz stream
+        (docs/codec.md): about the model's negative ELBO per image."""
+        x = _images(x, self.shape)
+        n = x.shape[0]
+        cap = _c.c_size_t()
+        self._ctx.check(_codec_bound(self._m, None, n, _c.byref(cap)))
+        buf = _c.create_string_buffer(max(cap.value, 1))
+        size = _c.c_size_t()
+        self._ctx.check(_codec_encode(self._m, None, _u8(x), n, buf, cap.value,
+                                      _c.byref(size)))
+        return buf.raw[:size.value]
+
+    def decompress(self, data):
+        """The images (n, C, H, W) uint8 of a stream that compress (or
+        agave-compress) wrote with this model and thread count; a damaged,
+        truncated or foreign stream raises agave.Error."""
+        data = bytes(data)
+        info = _CodecInfo(struct_size=_c.sizeof(_CodecInfo))
+        self._ctx.check(_codec_peek(self._ctx.handle, data, len(data), _c.byref(info)))
+        if (info.C, info.H, info.W) != self.shape:
+            raise ValueError("the stream holds images of %s (C, H, W) but the model takes %s"
+                             % ((info.C, info.H, info.W), self.shape))
+        x = np.zeros((max(info.n_images, 1),) + self.shape, np.uint8)
+        n = _c.c_int64()
+        self._ctx.check(_codec_decode(self._m, data, len(data), _u8(x), info.n_images,
+                                      _c.byref(n)))
+        return x[:n.value]
 
 
 # ---- data sets ------------------------------------------------------------------
