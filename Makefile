@@ -182,6 +182,19 @@ $(BUILD)/bench/%: bench/%.c $(STATIC) $(FLAGS_FILE)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PROG_CFLAGS) -O3 -Ilib $< $(STATIC) $(LDLIBS) -o $@
 
+# bench/gemm compares matrix-product sources: oneDNN and libxsmm join in when
+# their headers are installed (scripts/deps.sh bench); the library links neither.
+HAVE_DNNL := $(wildcard /usr/include/oneapi/dnnl/dnnl.h)
+HAVE_XSMM := $(wildcard /usr/include/libxsmm.h)
+BENCH_GEMM_FLAGS := $(if $(HAVE_DNNL),-DHAVE_DNNL) $(if $(HAVE_XSMM),-DHAVE_XSMM)
+BENCH_GEMM_LIBS := $(if $(HAVE_DNNL),-ldnnl) \
+    $(if $(HAVE_XSMM),/usr/lib/libxsmm.a /usr/lib/libxsmmnoblas.a -ldl -lpthread)
+$(BUILD)/bench/gemm: bench/gemm.c $(STATIC) $(FLAGS_FILE)
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PROG_CFLAGS) -O3 -Ilib $(BENCH_GEMM_FLAGS) $< $(STATIC) $(BENCH_GEMM_LIBS) \
+	    $(LDLIBS) -o $@
+
 bench: $(BENCH_BIN)
 
 # ---- MPI: data-parallel agave-train and agave-eval (optional) ------------------

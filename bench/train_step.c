@@ -2,23 +2,32 @@
  * backward, Adamax update, averaging) in mode agave.
  *
  * For each configuration and batch size, in a child process of its own (so
- * that peak RSS is that run's): data-dependent init, 3 warm-up steps, then
- * the median of `repeats` timed steps. Prints images/s, forward FLOPs per image
- * (counted from the GEMMs one forward runs), the achieved GFLOP/s counted as
- * 3 x forward FLOPs per image x images/s (the convention PyTorch comparisons
- * use), its ratio to cblas_sgemm on a 1024^3 product measured in the same
- * child just before, with the same threads, and peak RSS.
+ * that peak RSS is that run's): the reference GEMMs, data-dependent init, 3
+ * warm-up steps, then the median of `repeats` timed steps. Prints images/s,
+ * forward FLOPs per image (counted from the GEMMs one forward runs), the
+ * achieved GFLOP/s counted as 3 x forward FLOPs per image x images/s (the
+ * convention PyTorch comparisons use), its ratio to the library's own GEMM
+ * peak in the step's precision (fp32: OpenBLAS's sgemm, which fp32 steps
+ * use; bf16: the library's bf16 kernel), and peak RSS. The reference GEMMs
+ * (1024^3 on the same threads, timed in the same child just before):
+ * OpenBLAS's sgemm, the library's own fp32 kernel (GEMM_OWN, not used by
+ * default) and its bf16 kernel (0 where the CPU has no AVX-512 BF16).
+ * Threads: OpenMP's only (OpenBLAS is kept at one thread per caller).
  *
  * Nothing multi-threaded runs in the parent: libgomp does not survive fork,
- * and a child forked after the parent's parallel region (the reference GEMM
- * used to be timed there) hung in its first one on 2 threads.
+ * and a child forked after the parent's parallel region hung in its first one
+ * on 2 threads.
  *
- * usage: train_step [--threads T] [--repeats R] [--cpu-time] [config:batch ...]
- *        default: fashion:16 cifar-small:16 fashion:64 cifar-small:64
+ * usage: train_step [--threads T] [--repeats R] [--cpu-time] [--precision fp32|bf16]
+ *                   [--engine auto|openblas|own] [config:batch ...]
+ *        default: fashion:16 fashion:32 fashion:64 cifar-small:16 cifar-small:32
+ *                 cifar-small:64
  * --cpu-time times the steps by process CPU time instead of wall time: with
  * one thread on a machine shared with other work, it counts the step's own
- * work, not the time the scheduler gave to others (the sgemm reference is
- * timed the same way). */
+ * work, not the time the scheduler gave to others (the references are timed
+ * the same way). --engine openblas multiplies with OpenBLAS only (bf16
+ * too); --engine own multiplies fp32 with the library's AVX-512 kernel
+ * (other bits than the default), for comparisons in the same run. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +39,8 @@
 #include "model/model.h"
 
 static int use_cpu_time;
+static agave_precision precision = AGAVE_PRECISION_FP32;
+static int engine = GEMM_AUTO;
 
 static double now(void)
 {
@@ -44,13 +55,20 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* GFLOP/s of C = A B on 1024^3 through the library's gemm() (same threads). */
-static double sgemm_gflops(int threads)
+/* GFLOP/s of C = A B on 1024^3 through the library's gemm() on `threads`
+ * threads with engine `which` (enum gemm_engine) in precision `prec`. Best
+ * of 5. */
+static double gemm_gflops(int threads, int which, agave_precision prec)
 {
     const int n = 1024;
     agave_context *ctx;
     agave_context_create(&ctx, 1);
     agave_context_set_threads(ctx, threads);
+    ctx->gemm_engine = which;
+    if (agave_context_set_precision(ctx, prec) != AGAVE_OK) {
+        agave_context_free(ctx);
+        return 0;
+    }
     float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n);
     float *c = malloc(sizeof(float) * n * n);
     for (int i = 0; i < n * n; i++)
@@ -69,9 +87,15 @@ static double sgemm_gflops(int threads)
 
 static int run(const char *name, int batch, int threads, int repeats)
 {
-    double sgemm = sgemm_gflops(threads);
-    printf("cblas_sgemm 1024^3: %.1f GFLOP/s with %d thread(s) (OpenMP panels, OpenBLAS 1 "
-           "thread each); %s time\n", sgemm, threads, use_cpu_time ? "process CPU" : "wall");
+    double blas = gemm_gflops(threads, GEMM_OPENBLAS, AGAVE_PRECISION_FP32);
+    double own32 = gemm_gflops(threads, GEMM_OWN, AGAVE_PRECISION_FP32);
+    double own16 = gemm_gflops(threads, GEMM_AUTO, AGAVE_PRECISION_BF16);
+    double peak = engine == GEMM_OPENBLAS ? blas
+                  : precision == AGAVE_PRECISION_BF16 ? own16
+                  : engine == GEMM_OWN ? own32 : blas;
+    printf("GEMM 1024^3 on %d thread(s), GFLOP/s: OpenBLAS sgemm %.1f, agave own fp32 %.1f, "
+           "agave bf16 %.1f; %s time\n", threads, blas, own32, own16,
+           use_cpu_time ? "process CPU" : "wall");
     agave_context *ctx;
     agave_config cfg;
     agave_model *m;
@@ -79,6 +103,9 @@ static int run(const char *name, int batch, int threads, int repeats)
         return fprintf(stderr, "train_step: unknown configuration %s\n", name), 2;
     agave_context_create(&ctx, 1);
     agave_context_set_threads(ctx, threads);
+    if (agave_context_set_precision(ctx, precision) != AGAVE_OK)
+        return fprintf(stderr, "train_step: %s\n", agave_context_last_error(ctx)), 2;
+    ctx->gemm_engine = engine;
     if (agave_model_create(ctx, &cfg, &m) != AGAVE_OK)
         return fprintf(stderr, "train_step: %s\n", agave_context_last_error(ctx)), 2;
     size_t D = (size_t)cfg.C * cfg.H * cfg.W;
@@ -99,6 +126,8 @@ static int run(const char *name, int batch, int threads, int repeats)
     for (int i = 0; i < 3; i++)
         agave_model_train_step(m, x, batch, &st);
     double *dt = malloc(sizeof(double) * (size_t)repeats);
+    struct rusage ru0;
+    getrusage(RUSAGE_SELF, &ru0);
     for (int i = 0; i < repeats; i++) {
         double t0 = now();
         if (agave_model_train_step(m, x, batch, &st) != AGAVE_OK)
@@ -109,10 +138,13 @@ static int run(const char *name, int batch, int threads, int repeats)
     double med = dt[repeats / 2], ips = batch / med, gflops = 3.0 * fwd * ips / 1e9;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%-12s batch %3d threads %d | %7.1f images/s | %6.3f s/step | fwd %.3f GFLOP/img | "
-           "%6.1f GFLOP/s | %.2f of sgemm | peak RSS %6.0f MiB\n",
-           name, batch, threads, ips, med, fwd / 1e9, gflops, gflops / sgemm,
-           ru.ru_maxrss / 1024.0);
+    double faults = (double)(ru.ru_minflt - ru0.ru_minflt) / repeats;
+    printf("%-12s batch %3d threads %d %s | %7.1f images/s | %6.3f s/step | fwd %.3f GFLOP/img | "
+           "%6.1f GFLOP/s | %.2f of GEMM peak | peak RSS %6.0f MiB | %.0f page faults/step\n",
+           name, batch, threads, engine == GEMM_OPENBLAS ? "openblas"
+           : agave_context_precision(ctx) == AGAVE_PRECISION_BF16 ? "bf16"
+           : engine == GEMM_OWN ? "fp32own" : "fp32",
+           ips, med, fwd / 1e9, gflops, peak > 0 ? gflops / peak : 0, ru.ru_maxrss / 1024.0, faults);
     free(dt);
     free(x);
     agave_model_free(m);
@@ -135,13 +167,24 @@ int main(int argc, char **argv)
             threads = atoi(argv[first + 1]);
         else if (!strcmp(argv[first], "--repeats"))
             repeats = atoi(argv[first + 1]);
+        else if (!strcmp(argv[first], "--precision") && !strcmp(argv[first + 1], "fp32"))
+            precision = AGAVE_PRECISION_FP32;
+        else if (!strcmp(argv[first], "--precision") && !strcmp(argv[first + 1], "bf16"))
+            precision = AGAVE_PRECISION_BF16;
+        else if (!strcmp(argv[first], "--engine") && !strcmp(argv[first + 1], "openblas"))
+            engine = GEMM_OPENBLAS;
+        else if (!strcmp(argv[first], "--engine") && !strcmp(argv[first + 1], "auto"))
+            engine = GEMM_AUTO;
+        else if (!strcmp(argv[first], "--engine") && !strcmp(argv[first + 1], "own"))
+            engine = GEMM_OWN;
         else
-            return fprintf(stderr, "train_step: unknown option %s\n", argv[first]), 2;
+            return fprintf(stderr, "train_step: unknown option or value %s %s\n", argv[first], argv[first + 1]), 2;
     }
     if (threads < 1 || repeats < 1)
         return fprintf(stderr, "train_step: --threads and --repeats must be >= 1\n"), 2;
-    const char *defaults[] = {"fashion:16", "cifar-small:16", "fashion:64", "cifar-small:64"};
-    int n_runs = argc > first ? argc - first : 4;
+    const char *defaults[] = {"fashion:16",     "fashion:32",     "fashion:64",
+                              "cifar-small:16", "cifar-small:32", "cifar-small:64"};
+    int n_runs = argc > first ? argc - first : 6;
     int rc = 0;
     for (int r = 0; r < n_runs; r++) {
         const char *spec = argc > first ? argv[first + r] : defaults[r];

@@ -46,7 +46,7 @@
 #define DEFAULT_STEPS 1000
 
 typedef struct train_opts {
-    const char *config, *data, *out;
+    const char *config, *data, *out, *precision;
     cli_list sets;
     long long steps, batch, seed, threads, checkpoint_every, log_every;
     long long eval_every, eval_images, sample_every;
@@ -173,6 +173,10 @@ static cli_option *train_options(train_opts *o, help_texts *h, int *n)
         {"threads", CLI_INT, &o->threads, "T",
          "threads for the library's kernels; results are reproducible for a given seed and "
          "thread count", h->threads, 1, 1024, 0},
+        {"precision", CLI_STRING, &o->precision, "P",
+         "arithmetic of the matrix products: fp32, or bf16 (bfloat16 factors, float32 sums "
+         "and weights; faster on CPUs with AVX-512 BF16, refused on others; docs/performance.md "
+         "says what it changes)", "fp32", 0, 0, 0},
         {"checkpoint-every", CLI_INT, &o->checkpoint_every, "N",
          "also write the checkpoint every N steps (0: only at the end and when stopped)", "500",
          0, BIG, 0},
@@ -201,6 +205,19 @@ static cli_option *train_options(train_opts *o, help_texts *h, int *n)
         memcpy(copy, opts, sizeof opts);
     *n = copy ? (int)(sizeof opts / sizeof opts[0]) : 0;
     return copy;
+}
+
+/* --precision: fp32 (also when not given) or bf16. */
+static int set_precision(agave_context *ctx, const char *name)
+{
+    agave_precision p = AGAVE_PRECISION_FP32;
+    if (name && !strcmp(name, "bf16"))
+        p = AGAVE_PRECISION_BF16;
+    else if (name && strcmp(name, "fp32"))
+        return fail(PROG, "--precision %s: expected fp32 or bf16", name);
+    if (agave_context_set_precision(ctx, p) != AGAVE_OK)
+        return fail(PROG, "--precision %s: %s", name, agave_context_last_error(ctx));
+    return EXIT_OK;
 }
 
 static int parse_options(int argc, char **argv, train_opts *o, cli_program *prog,
@@ -786,6 +803,8 @@ static int setup(trainer *t, const cli_program *prog)
         return EXIT_ERROR;
     if (o->memory_limit > 0)
         agave_context_set_memory_limit(t->ctx, (size_t)(o->memory_limit * 1048576.0));
+    if (set_precision(t->ctx, o->precision) != EXIT_OK)
+        return EXIT_ERROR;
     if ((o->resume ? load_model(t) : create_model(t)) != EXIT_OK || check_memory(t) != EXIT_OK)
         return EXIT_ERROR;
     if (agave_batcher_create(t->ctx, t->ds, t->batch, (uint64_t)o->seed, 0, AGAVE_SUBSET_FIRST,

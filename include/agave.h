@@ -163,6 +163,29 @@ AGAVE_API const char *agave_context_last_error(const agave_context *ctx);
 AGAVE_API size_t agave_context_arena_bytes(const agave_context *ctx);
 AGAVE_API size_t agave_context_arena_peak(const agave_context *ctx);
 
+/* ---- Precision ---------------------------------------------------------- */
+/* The arithmetic of the matrix products (convolutions, dense layers), which
+ * are nearly all of a training step's work. FP32, the default, multiplies
+ * float32 numbers and gives the same bits for the same seed and thread count
+ * on the same machine. BF16 rounds both factors of every product to bfloat16
+ * (8 bits of mantissa) and sums the products in float32, about twice as fast
+ * on CPUs with AVX-512 BF16 (vdpbf16ps); parameters, gradients, the optimiser
+ * and the losses stay float32. docs/performance.md compares both, speed and
+ * training results. */
+typedef enum agave_precision {
+    AGAVE_PRECISION_FP32 = 0,
+    AGAVE_PRECISION_BF16 = 1
+} agave_precision;
+
+/* Sets the precision of this context's matrix products. AGAVE_ERR_INVALID_ARG
+ * for an unknown value, or for BF16 on a CPU without AVX-512 BF16 (the
+ * message says so; the precision is then unchanged). */
+AGAVE_API agave_status agave_context_set_precision(agave_context *ctx, agave_precision p);
+/* The context's precision (AGAVE_PRECISION_FP32 for NULL). */
+AGAVE_API agave_precision agave_context_precision(const agave_context *ctx);
+/* 1 if this CPU can run precision p, else 0. */
+AGAVE_API int agave_precision_available(agave_precision p);
+
 /* ---- Part 2: the model-level API ---------------------------------------- */
 
 /* ---- Configuration ------------------------------------------------------ */

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages a target needs, when missing.
-# usage: scripts/deps.sh build|check|demo|fuzz|mutate|valgrind|mpi|paper
+# usage: scripts/deps.sh build|check|demo|fuzz|mutate|valgrind|mpi|bench|paper
 # As root it runs apt-get; otherwise it prints the exact apt-get line and stops
 # (exit 1). Prints nothing when everything is there. Every name below exists in
 # Debian 12 (bookworm).
@@ -32,10 +32,15 @@ valgrind) pkgs="$build libcmocka-dev valgrind" ;;
 # (libopenmpi-dev) and mpirun (openmpi-bin). Only the programs in build-mpi/
 # use them; the library never links MPI.
 mpi) pkgs="$build libopenmpi-dev openmpi-bin" ;;
+# bench: the benchmark programs; bench/gemm also times oneDNN (libdnnl-dev) and
+# libxsmm (libxsmm-dev) beside the library's kernels, and bench/torch_step.py
+# runs the same model in PyTorch (python3-torch) for the same-run comparison
+# of docs/performance.md. The library links none of them.
+bench) pkgs="$build libdnnl-dev libxsmm-dev python3-torch" ;;
 # paper: scripts/paper.sh, the paper's experiments on Fashion-MNIST, plotted
 # with gnuplot (PNG terminal, no X).
 paper) pkgs="$build dataset-fashion-mnist gnuplot-nox" ;;
-*) echo "deps.sh: unknown target '$1' (build, check, demo, fuzz, mutate, valgrind, mpi, paper)" >&2; exit 2 ;;
+*) echo "deps.sh: unknown target '$1' (build, check, demo, fuzz, mutate, valgrind, mpi, bench, paper)" >&2; exit 2 ;;
 esac
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -436,6 +436,25 @@ rc=0
 [ ! -e "$tmp/capped" ] || fail "a run refused by --memory-limit created its output directory"
 echo "programs: --memory-limit refuses a batch over it before writing: $(cat "$tmp/capped.err")"
 
+# --precision: an unknown name is refused before anything is written; bf16
+# trains where the CPU has AVX-512 BF16 and is refused, by name, elsewhere.
+# shellcheck disable=SC2086
+expect_error "expected fp32 or bf16" "$train" --config tiny --data "$data" --steps 1 \
+    --precision fp16 --out "$tmp/prec" $t1
+[ ! -e "$tmp/prec" ] || fail "a run refused by --precision created its output directory"
+rc=0
+# shellcheck disable=SC2086
+"$train" --config tiny --data "$data" --steps 3 --precision bf16 --out "$tmp/bf16" $t1 \
+    >/dev/null 2>"$tmp/bf16.err" || rc=$?
+if [ "$rc" -eq 0 ]; then
+    [ -s "$tmp/bf16/model.ckpt" ] || fail "--precision bf16 wrote no checkpoint"
+    echo "programs: --precision fp16 refused; --precision bf16 trains (this CPU has AVX-512 BF16)"
+else
+    [ "$rc" -eq 2 ] && grep -q "AVX-512 BF16" "$tmp/bf16.err" ||
+        fail "--precision bf16: exit $rc: $(cat "$tmp/bf16.err")"
+    echo "programs: --precision fp16 refused; --precision bf16 refused here: $(cat "$tmp/bf16.err")"
+fi
+
 # A time budget stops a run that has a step budget far out of reach.
 # shellcheck disable=SC2086
 "$train" --config tiny --data "$data" --minutes 0.01 --steps 1000000 --out "$tmp/timed" $t1 \

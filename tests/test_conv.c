@@ -87,7 +87,7 @@ static const conv_case conv_cases[] = {
     {"32x32 planes: one image per GEMM, written in place", 2, 3, 32, 32, 4, 3, 3, 1, 1, 1, 1, 1,
      1},
     {"1x1 kernel stride 2", 2, 3, 5, 7, 2, 1, 1, 2, 0, 0, 0, 0, 1},
-    /* lib/ops/conv.c runs blocks of images: at least 1024 columns (images x Ho*Wo), more
+    /* the conv family runs blocks of images: at least 1024 columns (images x Ho*Wo), more
      * while the column matrix stays under 256K floats. These two split the batch into
      * several blocks with a partial last one (9+2, and 7x4+2); on 2 threads, into equal
      * blocks run on both threads at once (6+5, and again 7x4+2). */
@@ -505,7 +505,7 @@ static void test_conv2d_backward_blocks(void **state)
 
 /* With 2 or more threads the blocks of images run on the threads at once and
  * the weight gradient is summed per chunk of blocks, chunks handed out to
- * whichever thread is free (lib/ops/conv.c). The sums must not depend on
+ * whichever thread is free (lib/ops/conv_blocks.h). The sums must not depend on
  * which thread took which chunk: repeated runs give the same bits. The sizes
  * make each block's GEMM long enough that the threads' GEMMs overlap in time:
  * summing straight into dW from both threads (a race) fails here. */

@@ -16,7 +16,8 @@ agave_status agave_context_create(agave_context **out, uint64_t seed)
     ctx->threads = 1;
     ctx->recording = 1;
     rng_seed(&ctx->rng, seed);
-    if (blas_reserve(ctx, 1) != AGAVE_OK) {
+    if (blas_reserve(ctx, 1) != AGAVE_OK || gemm_buffers_reserve(ctx, 1) != AGAVE_OK) {
+        free(ctx->gemm_buf);
         free(ctx);
         return AGAVE_ERR_NOMEM;
     }
@@ -29,6 +30,7 @@ void agave_context_free(agave_context *ctx)
     if (!ctx)
         return;
     arena_release(&ctx->arena);
+    gemm_buffers_reserve(ctx, 0);
     for (int i = 0; i < SCRATCH_SLOTS; i++)
         free(ctx->scratch[i].p);
     free(ctx->nodes);
@@ -43,6 +45,8 @@ agave_status agave_context_set_threads(agave_context *ctx, int n)
         return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
                          "thread count %d is out of range (1..1024)", n);
     agave_status st = blas_reserve(ctx, n);
+    if (st == AGAVE_OK)
+        st = gemm_buffers_reserve(ctx, n);
     if (st != AGAVE_OK)
         return st;
     ctx->threads = n;

@@ -87,6 +87,10 @@ struct agave_context {
     size_t n_nodes, cap_nodes;
     int recording;
     uint64_t gemm_flops;    /* 2*M*N*K summed over every GEMM (benchmarks read it) */
+    agave_precision precision;  /* of the GEMMs, as requested (agave_context_set_precision) */
+    int gemm_engine;            /* enum gemm_engine: benchmarks and tests compare engines */
+    float **gemm_buf;           /* per OpenMP thread number: the AVX-512 GEMM's work buffer */
+    int gemm_buf_count;         /* slots in gemm_buf: the thread count, at least 1 */
     scratch_slot scratch[SCRATCH_SLOTS];
     size_t memory_limit;    /* bytes a model on this context may need; 0: none */
     /* Set by a model's training step while its batch slice is on
@@ -194,11 +198,16 @@ agave_status tape_backward(agave_context *ctx, agave_tensor *scalar, int release
 /* Appends a node; out gets TENSOR_REQUIRES_GRAD. Returns NULL (error set) on failure. */
 tape_node *tape_record(agave_context *ctx, const op_def *op, agave_tensor *out,
                        agave_tensor *const *in, int n_in);
+/* What node's backward needs besides its tensors, as an op-specific struct
+ * (e.g. conv2d_saved in lib/ops/conv2d.c): `bytes` of zeroed arena memory,
+ * also stored in node->saved, valid until the tape is reset. NULL (error
+ * set) on failure. */
+void *tape_save(agave_context *ctx, tape_node *node, size_t bytes);
 
 /* Threads for a parallel region started here: the context's, or 1 inside
  * another region. Every kernel's region takes its threads from this: the
  * convolution family runs blocks of images on the threads at once
- * (lib/ops/conv.c) and the cached sampler runs lanes on them, and the kernels
+ * (lib/ops/conv_blocks.h) and the cached sampler runs lanes on them, and the kernels
  * they call must then run on their own thread, whatever OMP_NESTED or
  * OMP_MAX_ACTIVE_LEVELS say, or 2 threads would become 4. */
 int ctx_region_threads(const agave_context *ctx);
@@ -227,9 +236,25 @@ agave_status file_write_atomic(agave_context *ctx, const char *path, const void 
                                size_t len);
 
 /* ---- BLAS ------------------------------------------------------------------- */
-/* C (M x N) = alpha * op(A) op(B) + beta * C, row-major, using ctx's thread count. */
+/* C (M x N) = alpha * op(A) op(B) + beta * C, row-major, using ctx's thread count
+ * and precision (lib/core/blas.c). */
 void gemm(agave_context *ctx, int trans_a, int trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Which code multiplies. GEMM_AUTO: OpenBLAS in fp32, the library's AVX-512
+ * BF16 kernel (lib/core/gemm_avx512.c) in bf16. GEMM_OPENBLAS: OpenBLAS for
+ * every product, whatever the precision. GEMM_OWN: the library's AVX-512
+ * kernels in fp32 too (another summation order, so other bits; for tests and
+ * benchmarks). */
+enum gemm_engine { GEMM_AUTO = 0, GEMM_OPENBLAS = 1, GEMM_OWN = 2 };
+
+/* The precision gemm() uses on ctx: BF16 only when requested and the CPU has
+ * AVX-512 BF16. */
+agave_precision ctx_gemm_precision(const agave_context *ctx);
+
+/* Makes room for n threads' GEMM work buffers (each made on first use);
+ * AGAVE_ERR_NOMEM with the error set. Frees them with n = 0. */
+agave_status gemm_buffers_reserve(agave_context *ctx, int n);
 
 /* Makes OpenBLAS map its work buffers for `threads` concurrent callers now
  * (lib/core/blas_reserve.c says why); AGAVE_ERR_NOMEM, with the error set,

@@ -38,6 +38,18 @@ tape_node *tape_record(agave_context *ctx, const op_def *op, agave_tensor *out,
     return node;
 }
 
+void *tape_save(agave_context *ctx, tape_node *node, size_t bytes)
+{
+    void *p = arena_alloc(&ctx->arena, bytes);
+    if (!p) {
+        ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate %zu bytes of saved state", bytes);
+        return NULL;
+    }
+    memset(p, 0, bytes);
+    node->saved = p;
+    return p;
+}
+
 agave_status agave_tape_set_recording(agave_context *ctx, int on)
 {
     if (!ctx)

@@ -1,4 +1,4 @@
-/* Internal kernels of the convolution family (lib/ops/conv.c): im2col and
+/* Internal kernels of the convolution family (lib/ops/conv_blocks.h): im2col and
  * col2im over a block of images, and the layout permutes that fold a batch
  * into one GEMM. Every function here runs its own OpenMP loop on the
  * context's threads, or on the calling thread alone inside a parallel region

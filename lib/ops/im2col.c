@@ -36,9 +36,9 @@ static void valid_range(int out_w, int in_w, int stride, int offset, int *lo, in
 }
 
 /* Rows here are short (28 floats for Fashion-MNIST, with pads of 0-2), so
- * libc's memset/memcpy cost more in calls than in bytes: with three calls a
- * row they took 11% of a step. The loops below are vector loops (omp simd),
- * and GCC is told not to turn them back into those calls. */
+ * libc's memset/memcpy cost more in calls than in bytes (docs/performance.md).
+ * The loops below are vector loops (omp simd), and GCC is told not to turn
+ * them back into those calls. */
 #if defined(__GNUC__) && !defined(__clang__)
 #define NO_LIBC_IDIOMS __attribute__((optimize("no-tree-loop-distribute-patterns")))
 #else

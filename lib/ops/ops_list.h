@@ -10,7 +10,7 @@
 
 /* X(ENTRY_SUFFIX, name): name_backward must exist. */
 #define OPS_OP_LIST(X)                                                                    \
-    /* conv family: lib/ops/conv.c */                                                     \
+    /* conv family: lib/ops/conv2d.c, conv2d_transpose.c, nin.c, dense.c */               \
     X(CONV2D, conv2d)                                                                     \
     X(CONV2D_CE, conv2d_ce) /* internal: ops/fused.h */                                   \
     X(CONV2D_TRANSPOSE, conv2d_transpose)                                                 \

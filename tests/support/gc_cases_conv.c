@@ -3,7 +3,7 @@
  * 2, asymmetric padding, both PixelCNN++ deconvolution crops, and cases where
  * only some inputs are differentiated. Sizes are chosen so that some cases
  * fold several images into one GEMM and others (planes of >= 1024 pixels)
- * run one GEMM per image, the two code paths of lib/ops/conv.c.
+ * run one GEMM per image, the two code paths of the conv family (lib/ops/conv_blocks.h).
  *
  * The harness defaults hold (eps 1e-2, rtol 1e-2, atol 2e-3): every op here is
  * linear in each input, so the central difference has no truncation error,
