@@ -16,13 +16,13 @@
 # Needs python3-torch (sh scripts/deps.sh bench). Takes the bench lock
 # (/work/coord/bench.lock when it exists) around each run.
 set -eu
-rounds=3 threads=2 repeats=7 cpu="" log=/dev/null
+rounds=3 threads=2 repeats=7 cpu="" clock=wall log=/dev/null
 while getopts r:t:n:cl: o; do
     case $o in
     r) rounds=$OPTARG ;;
     t) threads=$OPTARG ;;
     n) repeats=$OPTARG ;;
-    c) cpu=--cpu-time ;;
+    c) cpu=--cpu-time clock="process CPU" ;;
     l) log=$OPTARG ;;
     *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
@@ -38,7 +38,7 @@ ips() { tee -a "$log" | sed -n 's/.*| *\([0-9.]*\) images\/s.*/\1/p' | tail -n 1
 bf16=""
 "$step" --threads 1 --repeats 1 --precision bf16 tiny:1 >/dev/null 2>&1 && bf16=yes
 
-echo "threads $threads, $repeats timed steps per run, ${cpu:+process CPU}${cpu:-wall} time; $(uptime)"
+echo "threads $threads, $repeats timed steps per run, $clock time; $(uptime)"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 i=0

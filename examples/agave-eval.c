@@ -32,6 +32,7 @@ typedef struct eval_opts {
     const char *checkpoint, *data, *output, *per_image, *weights;
     long long samples, limit, batch, seed, threads;
     int json;
+    data_opts images;   /* --resize, --crop, --test-percent */
 } eval_opts;
 
 /* Image-weighted sums of agave_eval_stats over batches. */
@@ -58,6 +59,7 @@ static int parse_options(int argc, char **argv, eval_opts *o, cli_program *prog,
     else
         snprintf(threads_text, len, "the number of online CPUs, %d here", cpu_count());
     memset(o, 0, sizeof *o);
+    data_opts_init(&o->images);
     o->samples = 150, o->limit = 0, o->batch = 100, o->seed = 1;
     o->threads = cpu_count() / dist_local_size() > 0 ? cpu_count() / dist_local_size() : 1;
     cli_option opts[] = {
@@ -65,6 +67,7 @@ static int parse_options(int argc, char **argv, eval_opts *o, cli_program *prog,
          NULL, 0, 0, 0},
         {"data", CLI_STRING, &o->data, "PATH",
          "data set directory or one file; its test split is evaluated", NULL, 0, 0, 0},
+        DATA_OPTIONS(&o->images),
         {"samples", CLI_INT, &o->samples, "K",
          "importance samples per image for the IWAE bound, as in the paper (0: no IWAE; the "
          "ELBO then uses one sample)", "150", 0, 100000, 0},
@@ -133,8 +136,9 @@ static int baseline(agave_context *ctx, const eval_opts *o, const agave_dataset 
     const uint8_t *pixels = agave_dataset_pixels(test);
     size_t n_train = agave_dataset_count(test);
     *source = "the evaluated file itself (no separate training split)";
-    if (is_directory(o->data)) {
-        if (agave_dataset_open(ctx, o->data, AGAVE_SPLIT_TRAIN, &train) == AGAVE_OK &&
+    agave_dataset_options same;
+    if (is_directory(o->data) && data_opts_make(PROG, &o->images, &same) == EXIT_OK) {
+        if (agave_dataset_open_v2(ctx, o->data, AGAVE_SPLIT_TRAIN, &same, &train) == AGAVE_OK &&
             agave_dataset_channels(train) == agave_dataset_channels(test) &&
             agave_dataset_height(train) == agave_dataset_height(test) &&
             agave_dataset_width(train) == agave_dataset_width(test)) {
@@ -182,15 +186,6 @@ static void table_mark(image_table *t, size_t at, int done, int k)
     }
 }
 
-/* Image i's file name when the data set has names, else NULL. The image
- * folders of issue 17 bring agave_dataset_image_name; until then no data set
- * has names and the column stays empty. */
-static const char *image_name(const agave_dataset *ds, size_t i)
-{
-    (void)ds, (void)i;
-    return NULL;
-}
-
 /* The table as CSV, one row per finished image. */
 static int write_table(agave_context *ctx, const image_table *t, const char *path,
                        const agave_dataset *test)
@@ -201,7 +196,7 @@ static int write_table(agave_context *ctx, const image_table *t, const char *pat
         if (!(t->col[COL_DONE][i] > 0))
             continue;
         textbuf_printf(&b, "%zu,", i);
-        textbuf_csv_field(&b, image_name(test, i));
+        textbuf_csv_field(&b, agave_dataset_image_name(test, i));
         for (int c = COL_ELBO; c < COLUMNS; c++) {
             double v = t->col[c][i];
             if (isfinite(v))
@@ -526,7 +521,7 @@ static int run(const eval_opts *o, agave_context *ctx)
     if (rc == EXIT_OK)
         rc = choose_weights(PROG, m, o->weights, o->checkpoint);
     if (rc == EXIT_OK)
-        rc = open_dataset(PROG, ctx, o->data, AGAVE_SPLIT_TEST, &test);
+        rc = open_dataset(PROG, ctx, o->data, AGAVE_SPLIT_TEST, &o->images, &test);
     if (rc == EXIT_OK) {
         agave_model_get_config(m, &cfg);
         rc = check_image_shape(PROG, &cfg, test, o->data);

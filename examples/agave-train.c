@@ -5,8 +5,10 @@
  *
  * Writes DIR/model.ckpt (every --checkpoint-every steps, at the end, and on
  * SIGINT/SIGTERM/SIGHUP), DIR/train.csv (one row every --log-every steps) and
- * DIR/train.state (the data order's position at each checkpoint, so that
- * --resume sees exactly the batches an uninterrupted run would). The program
+ * the data order's position in the checkpoint (agave_model_set_run_state, so
+ * that --resume sees exactly the batches an uninterrupted run would; a run
+ * directory of an older version keeps it in DIR/train.state, which is read
+ * on --resume and removed after the next checkpoint). The program
  * is argument handling and progress output around agave_model_train_step;
  * docs/programs.md describes the options, the files and the exit statuses.
  *
@@ -27,6 +29,7 @@
 #include <unistd.h>
 
 #include "common/common.h"
+#include "common/legacy_state.h"
 
 #define PROG "agave-train"
 #define CSV_HEADER                                                                        \
@@ -42,7 +45,6 @@
 #define EVAL_CHUNK 100
 #define EVAL_SEED 1
 #define SAMPLE_COUNT 16
-#define STATE_MAGIC "agave-train state 1"
 #define DEFAULT_STEPS 1000
 
 typedef struct train_opts {
@@ -52,6 +54,7 @@ typedef struct train_opts {
     long long eval_every, eval_images, sample_every;
     double minutes, memory_limit;   /* memory_limit in MiB, 0: none */
     int resume, force;
+    data_opts images;               /* --resize, --crop, --test-percent */
 } train_opts;
 
 /* Where the data order stood when a checkpoint was written. */
@@ -59,16 +62,6 @@ typedef struct position {
     long long step, rejected;   /* the model's counts at that checkpoint */
     uint64_t epoch, index;      /* agave_batcher_position */
 } position;
-
-/* DIR/train.state: the run's data settings and the positions of the last two
- * checkpoints. Two, because the state is written before the checkpoint: if
- * the program dies in between, the older checkpoint's position is still there. */
-typedef struct run_state {
-    uint64_t seed;
-    long long batch, threads, images;
-    int n_positions;
-    position positions[2];
-} run_state;
 
 /* Running sums over the current logging interval. */
 typedef struct interval {
@@ -91,9 +84,9 @@ typedef struct trainer {
     agave_batcher *batcher;
     agave_model *model;
     agave_config cfg;
-    char *ckpt_path, *csv_path, *state_path;
+    char *ckpt_path, *csv_path, *state_path;   /* state_path: a pre-1.0 run's train.state */
+    int legacy_state;            /* train.state was read: remove it after the next save */
     FILE *csv;
-    run_state state;
     uint8_t *x;                  /* the whole batch (every rank reads it) */
     int batch;
     int first, last;             /* this rank's images [first, last) of each batch */
@@ -150,10 +143,11 @@ static cli_option *train_options(train_opts *o, help_texts *h, int *n)
         {"config", CLI_STRING, &o->config, "NAME", h->config, NULL, 0, 0, 0},
         {"set", CLI_LIST, &o->sets, "KEY=VALUE", h->set, NULL, 0, 0, 0},
         {"data", CLI_STRING, &o->data, "PATH",
-         "data set directory (CIFAR-10 batches or IDX files) or one file; its training split "
-         "is used", NULL, 0, 0, 0},
+         "data set directory (CIFAR-10 batches, IDX files or image files) or one file; its "
+         "training split is used", NULL, 0, 0, 0},
+        DATA_OPTIONS(&o->images),
         {"out", CLI_STRING, &o->out, "DIR",
-         "output directory, created if missing: model.ckpt, train.csv, train.state", NULL, 0, 0,
+         "output directory, created if missing: model.ckpt, train.csv, settings.log", NULL, 0, 0,
          0},
         {"steps", CLI_INT, &o->steps, "N",
          "train until the model has made N steps in total (a resumed run continues to N)",
@@ -166,13 +160,13 @@ static cli_option *train_options(train_opts *o, help_texts *h, int *n)
          "MIB mebibytes (the library's estimate, printed at start)", "no limit", 1, 1e9, 0},
         {"batch", CLI_INT, &o->batch, "B",
          "images per training step (under mpirun: in all, shared by the ranks)",
-         "16; on --resume, the run's", 1, 4096, 0},
+         "16; on --resume, the run's", 1, AGAVE_RUN_BATCH_MAX, 0},
         {"seed", CLI_INT, &o->seed, "S",
          "seed of the data order, the initial weights, dropout and z samples",
          "1; on --resume, the run's", 0, BIG, 0},
         {"threads", CLI_INT, &o->threads, "T",
          "threads for the library's kernels; results are reproducible for a given seed and "
-         "thread count", h->threads, 1, 1024, 0},
+         "thread count", h->threads, 1, AGAVE_RUN_THREADS_MAX, 0},
         {"precision", CLI_STRING, &o->precision, "P",
          "arithmetic of the matrix products: fp32, or bf16 (bfloat16 factors, float32 sums "
          "and weights; faster on CPUs with AVX-512 BF16, refused on others; docs/performance.md "
@@ -224,6 +218,7 @@ static int parse_options(int argc, char **argv, train_opts *o, cli_program *prog
                          help_texts *h)
 {
     memset(o, 0, sizeof *o);
+    data_opts_init(&o->images);
     o->steps = DEFAULT_STEPS, o->batch = 16, o->seed = 1, o->threads = default_threads();
     o->checkpoint_every = 500, o->log_every = 10, o->eval_images = 500;
     prog->name = PROG;
@@ -234,9 +229,10 @@ static int parse_options(int argc, char **argv, train_opts *o, cli_program *prog
         "training split of a data set. Progress goes to stderr: step, images/s, ETA and the\n"
         "running train bits per dimension with its PixelCNN, auxiliary and KL terms.";
     prog->epilog =
-        "files: DIR/model.ckpt (checkpoint), DIR/train.csv (header " CSV_HEADER "),\n"
-        "       DIR/train.state (data order, for --resume), DIR/settings.log (the settings\n"
-        "       and what each --resume changed), DIR/samples/ (--sample-every).\n"
+        "files: DIR/model.ckpt (checkpoint, with the data order's position for --resume),\n"
+        "       DIR/train.csv (header " CSV_HEADER "),\n"
+        "       DIR/settings.log (the settings and what each --resume changed),\n"
+        "       DIR/samples/ (--sample-every).\n"
         "SIGINT, SIGTERM and SIGHUP stop training after the current step: the checkpoint is\n"
         "written and the program exits with 128 + the signal number (130 for Ctrl-C);\n"
         "a second signal quits at once, leaving the previous checkpoint. A signal ignored at\n"
@@ -271,73 +267,36 @@ static int given(const cli_program *prog, const char *name)
     return opt && opt->given;
 }
 
-/* ---- the state file --------------------------------------------------------------- */
-static int write_state(trainer *t, char *err, size_t len)
+/* ---- the run state -------------------------------------------------------------- */
+/* The stored run state of a resumed run: the checkpoint's, else (a run
+ * directory of libagave before 1.0) DIR/train.state's, which the library then
+ * holds to the command line's limits (agave_model_set_run_state). *found 0:
+ * neither has one; *have_position 0: no data position for this checkpoint. */
+static int stored_run_state(trainer *t, agave_run_state *s, int *found, int *have_position)
 {
-    char buf[1024];
-    const run_state *s = &t->state;
-    int n = snprintf(buf, sizeof buf,
-                     STATE_MAGIC "\nseed %" PRIu64 "\nbatch %lld\nthreads %lld\nimages %lld\n",
-                     s->seed, s->batch, s->threads, s->images);
-    for (int i = 0; i < s->n_positions; i++) {
-        const position *p = &s->positions[i];
-        n += snprintf(buf + n, sizeof buf - (size_t)n,
-                      "checkpoint step %lld rejected %lld epoch %" PRIu64 " index %" PRIu64 "\n",
-                      p->step, p->rejected, p->epoch, p->index);
+    *found = *have_position = 0;
+    s->struct_size = sizeof *s;
+    if (agave_model_run_state(t->model, s) == AGAVE_OK) {
+        *found = *have_position = 1;
+        return EXIT_OK;
     }
-    return write_file_atomic(t->ctx, t->state_path, buf, (size_t)n, err, len);
-}
-
-/* Parses DIR/train.state; 0 with a sentence in err if it is damaged. */
-static int parse_state(char *text, run_state *s, char *err, size_t len)
-{
-    memset(s, 0, sizeof *s);
-    int line_no = 0, have[4] = {0};
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        line_no++;
-        position p;
-        if (line_no == 1 && strcmp(line, STATE_MAGIC) == 0)
-            continue;
-        if (line_no == 1)
-            break;
-        if (sscanf(line, "seed %" SCNu64, &s->seed) == 1)
-            have[0] = 1;
-        else if (sscanf(line, "batch %lld", &s->batch) == 1)
-            have[1] = 1;
-        else if (sscanf(line, "threads %lld", &s->threads) == 1)
-            have[2] = 1;
-        else if (sscanf(line, "images %lld", &s->images) == 1)
-            have[3] = 1;
-        else if (sscanf(line, "checkpoint step %lld rejected %lld epoch %" SCNu64 " index %" SCNu64,
-                        &p.step, &p.rejected, &p.epoch, &p.index) == 4 &&
-                 s->n_positions < 2)
-            s->positions[s->n_positions++] = p;
-        else {
-            snprintf(err, len, "line %d is not understood", line_no);
-            return 0;
-        }
-    }
-    if (line_no == 0 || !have[0] || !have[1] || !have[2] || !have[3] || s->batch < 1 ||
-        s->threads < 1 || s->images < 1) {
-        snprintf(err, len, "it is not an agave-train state file or it is incomplete");
-        return 0;
-    }
-    return 1;
-}
-
-static int read_state(trainer *t, int *found)
-{
     char err[512];
-    int missing;
-    char *text = read_text_file(t->state_path, NULL, &missing, err, sizeof err);
-    *found = text != NULL;
-    if (!text)
-        return missing ? EXIT_OK : fail(PROG, "%s", err);
-    int ok = parse_state(text, &t->state, err, sizeof err);
-    free(text);
-    if (!ok)
+    int have_settings;
+    int rc = legacy_state_read(t->state_path, agave_model_step_count(t->model),
+                               agave_model_rejected_count(t->model), s, &have_settings, err,
+                               sizeof err);
+    if (rc < 0)
         return fail(PROG, "%s is damaged (%s); delete it to derive the data position from the "
                     "step count", t->state_path, err);
+    if (!have_settings)
+        return EXIT_OK;
+    if (agave_model_set_run_state(t->model, s) != AGAVE_OK)
+        return fail(PROG, "%s holds an impossible run state (%s); delete it to derive the data "
+                    "position from the step count", t->state_path,
+                    agave_context_last_error(t->ctx));
+    t->legacy_state = 1;
+    *found = 1;
+    *have_position = rc == 1;
     return EXIT_OK;
 }
 
@@ -491,20 +450,26 @@ static int prepare_paths(trainer *t)
     return EXIT_OK;
 }
 
-/* Settings of a resumed run default to the stored ones; explicit options win. */
-static void resume_defaults(trainer *t, const cli_program *prog, int have_state)
+/* Settings of a resumed run default to the stored ones (s, NULL: none);
+ * explicit options win. */
+static int resume_defaults(trainer *t, const cli_program *prog, const agave_run_state *s)
 {
     train_opts *o = t->o;
-    if (!have_state)
-        return;
+    if (!s)
+        return EXIT_OK;
     if (!given(prog, "batch"))
-        o->batch = t->state.batch;
-    if (!given(prog, "threads"))
-        o->threads = t->state.threads;
-    if (given(prog, "seed") && (uint64_t)o->seed != t->state.seed)
+        o->batch = s->batch;
+    if (!given(prog, "threads") && o->threads != s->threads) {
+        o->threads = s->threads;
+        if (agave_context_set_threads(t->ctx, (int)o->threads) != AGAVE_OK)
+            return fail(PROG, "the run's %lld threads: %s", o->threads,
+                        agave_context_last_error(t->ctx));
+    }
+    if (given(prog, "seed") && (uint64_t)o->seed != s->seed)
         note(PROG, "--seed %lld ignored: the resumed run's data order uses seed %" PRIu64
-             " and the checkpoint holds its random state", o->seed, t->state.seed);
-    o->seed = (long long)t->state.seed;
+             " and the checkpoint holds its random state", o->seed, s->seed);
+    o->seed = (long long)s->seed;
+    return EXIT_OK;
 }
 
 static int create_model(trainer *t)
@@ -558,33 +523,28 @@ static int load_model(trainer *t)
     return EXIT_OK;
 }
 
-/* The batcher position for the loaded checkpoint: the stored one if the state
- * file has it, else derived from the step counts (exact when the whole run
+/* The batcher position for the loaded checkpoint: the stored one (s, with
+ * have_position), else derived from the step counts (exact when the whole run
  * used this batch size and seed). */
-static int restore_position(trainer *t, int have_state)
+static int restore_position(trainer *t, const agave_run_state *s, int have_position)
 {
     long long step = agave_model_step_count(t->model);
     long long rejected = agave_model_rejected_count(t->model);
-    const run_state *s = &t->state;
-    if (have_state && s->images != (long long)agave_dataset_count(t->ds))
+    if (s && s->images != (long long)agave_dataset_count(t->ds))
         return fail(PROG, "%s holds %zu training images but the run in %s was trained on %lld; "
                     "resume with the same data", t->o->data, agave_dataset_count(t->ds),
-                    t->o->out, s->images);
-    const position *match = NULL;
-    for (int i = 0; i < s->n_positions; i++)
-        if (s->positions[i].step == step &&
-            (!match || s->positions[i].rejected == rejected))
-            match = &s->positions[i];
+                    t->o->out, (long long)s->images);
     position p = {step, rejected, 0, 0};
-    if (match) {
-        p = *match;
+    if (s && have_position) {
+        p.epoch = s->epoch;
+        p.index = s->index;
     } else {
         uint64_t seen = (uint64_t)(step + rejected) * (uint64_t)t->batch;
         p.epoch = seen / agave_dataset_count(t->ds);
         p.index = seen % agave_dataset_count(t->ds);
-        note(PROG, "%s has no data position for step %lld: assuming the whole run used --batch "
-             "%d and --seed %lld (epoch %" PRIu64 ", image %" PRIu64 ")",
-             have_state ? t->state_path : "no train.state", step, t->batch, t->o->seed,
+        note(PROG, "%s holds no data position for step %lld: assuming the whole run used "
+             "--batch %d and --seed %lld (epoch %" PRIu64 ", image %" PRIu64 ")",
+             t->legacy_state ? t->state_path : "the checkpoint", step, t->batch, t->o->seed,
              p.epoch, p.index);
     }
     if (agave_batcher_set_position(t->batcher, p.epoch, p.index, (uint64_t)t->o->seed) !=
@@ -592,8 +552,6 @@ static int restore_position(trainer *t, int have_state)
         return fail(PROG, "%s", agave_context_last_error(t->ctx));
     t->saved = p;
     t->have_saved = 1;
-    t->state.n_positions = 1;
-    t->state.positions[0] = p;
     return EXIT_OK;
 }
 
@@ -790,32 +748,31 @@ static int load_eval_images(trainer *t)
 static int setup(trainer *t, const cli_program *prog)
 {
     train_opts *o = t->o;
-    int have_state = 0;
+    agave_run_state stored;
+    int have_state = 0, have_position = 0;
     if (prepare_paths(t) != EXIT_OK)
         return EXIT_ERROR;
-    if (o->resume && read_state(t, &have_state) != EXIT_OK)
-        return EXIT_ERROR;
-    if (o->resume)
-        resume_defaults(t, prog, have_state);
-    t->batch = (int)o->batch;
     if (open_context(PROG, (uint64_t)o->seed, (int)o->threads, &t->ctx) != EXIT_OK ||
-        open_dataset(PROG, t->ctx, o->data, AGAVE_SPLIT_TRAIN, &t->ds) != EXIT_OK)
+        open_dataset(PROG, t->ctx, o->data, AGAVE_SPLIT_TRAIN, &o->images, &t->ds) != EXIT_OK)
         return EXIT_ERROR;
     if (o->memory_limit > 0)
         agave_context_set_memory_limit(t->ctx, (size_t)(o->memory_limit * 1048576.0));
     if (set_precision(t->ctx, o->precision) != EXIT_OK)
         return EXIT_ERROR;
-    if ((o->resume ? load_model(t) : create_model(t)) != EXIT_OK || check_memory(t) != EXIT_OK)
+    if ((o->resume ? load_model(t) : create_model(t)) != EXIT_OK)
+        return EXIT_ERROR;
+    if (o->resume &&
+        (stored_run_state(t, &stored, &have_state, &have_position) != EXIT_OK ||
+         resume_defaults(t, prog, have_state ? &stored : NULL) != EXIT_OK))
+        return EXIT_ERROR;
+    t->batch = (int)o->batch;
+    if (check_memory(t) != EXIT_OK)
         return EXIT_ERROR;
     if (agave_batcher_create(t->ctx, t->ds, t->batch, (uint64_t)o->seed, 0, AGAVE_SUBSET_FIRST,
                              &t->batcher) != AGAVE_OK)
         return fail(PROG, "%s", agave_context_last_error(t->ctx));
-    if (o->resume && restore_position(t, have_state) != EXIT_OK)
+    if (o->resume && restore_position(t, have_state ? &stored : NULL, have_position) != EXIT_OK)
         return EXIT_ERROR;
-    t->state.seed = (uint64_t)o->seed;
-    t->state.batch = o->batch;
-    t->state.threads = o->threads;
-    t->state.images = (long long)agave_dataset_count(t->ds);
     size_t D = (size_t)t->cfg.C * t->cfg.H * t->cfg.W;
     t->x = malloc((size_t)t->batch * D);
     if (!t->x)
@@ -859,8 +816,8 @@ static uint64_t params_hash(agave_model *m)
     return h;
 }
 
-/* The state file first, then the checkpoint: whichever checkpoint survives a
- * crash, its data position is in the state file. */
+/* The checkpoint, with the run state (settings and data position) inside it:
+ * whichever checkpoint survives a crash holds its own position. */
 static int save_checkpoint(trainer *t)
 {
     position p = {agave_model_step_count(t->model), agave_model_rejected_count(t->model), 0, 0};
@@ -871,15 +828,17 @@ static int save_checkpoint(trainer *t)
     if (dist_size() > 1 && !dist_all_equal(params_hash(t->model)))
         return fail(PROG, "the MPI ranks' parameters differ at step %lld (their gradient sums "
                     "disagree); the checkpoint was not written", p.step);
-    run_state *s = &t->state;
-    if (s->n_positions == 2)
-        s->positions[0] = s->positions[1];
-    s->positions[s->n_positions == 2 ? 1 : s->n_positions++] = p;
-    char err[512];
-    if (dist_rank() == 0 && !write_state(t, err, sizeof err))
-        return fail(PROG, "%s", err);
+    agave_run_state run = {.struct_size = sizeof run, .seed = (uint64_t)t->o->seed,
+                           .epoch = p.epoch, .index = p.index, .batch = t->batch,
+                           .threads = t->o->threads,
+                           .images = (int64_t)agave_dataset_count(t->ds)};
+    if (agave_model_set_run_state(t->model, &run) != AGAVE_OK)
+        return fail(PROG, "%s", agave_context_last_error(t->ctx));
     if (dist_rank() == 0 && agave_model_save(t->model, t->ckpt_path) != AGAVE_OK)
         return fail(PROG, "%s", agave_context_last_error(t->ctx));
+    /* The checkpoint now holds what a pre-1.0 train.state said. */
+    if (dist_rank() == 0 && t->legacy_state && unlink(t->state_path) == 0)
+        t->legacy_state = 0;
     t->saved = p;
     t->have_saved = 1;
     return EXIT_OK;
@@ -916,6 +875,13 @@ static void show_progress(trainer *t, int milestone)
 {
     if (dist_rank() > 0)
         return;
+    /* After a stop signal the handler's message stands below the status
+     * line and the summary follows with the same figures: drawing the line
+     * again would show them twice. */
+    if (stop_signal_received()) {
+        progress_forget(&t->line);
+        return;
+    }
     long long step = agave_model_step_count(t->model);
     double v[5];
     char eta[32], target[32] = "", rejected[48] = "";
@@ -988,7 +954,8 @@ static int write_samples(trainer *t)
     else if (agave_model_sample(t->model, SAMPLE_COUNT, (uint64_t)t->o->seed, fz, x) != AGAVE_OK)
         rc = fail(PROG, "--sample-every: %s", agave_context_last_error(t->ctx));
     else
-        rc = write_sample_grid(PROG, t->ctx, path, &t->cfg, NULL, fz, x, SAMPLE_COUNT, 8, 0);
+        rc = write_sample_grid(PROG, t->ctx, path, &t->cfg, NULL, fz, x, SAMPLE_COUNT, 8, 0,
+                               NULL);
     free(fz), free(x), free(path);
     return rc;
 }
@@ -1131,18 +1098,20 @@ static void print_header(trainer *t)
     describe_config(&t->cfg, 0, cfg, sizeof cfg);
     fprintf(stderr, PROG ": configuration %s: %s\n",
             t->o->resume ? "(from the checkpoint)" : t->o->config, cfg);
-    fprintf(stderr, PROG ": %zu parameters, about %.0f MiB a training step; %zu training images "
+    size_t images = agave_dataset_count(t->ds);
+    fprintf(stderr, PROG ": %zu parameters, about %.0f MiB a training step; %zu training image%s "
                     "(%dx%dx%d) from %s\n",
-            agave_model_param_numel(t->model), t->step_mib, agave_dataset_count(t->ds),
+            agave_model_param_numel(t->model), t->step_mib, images, plural((double)images),
             agave_dataset_channels(t->ds), agave_dataset_height(t->ds),
             agave_dataset_width(t->ds), t->o->data);
     if (t->target_steps)
         snprintf(budget, sizeof budget, "until step %lld", t->target_steps);
     if (t->o->minutes > 0)
-        snprintf(budget + strlen(budget), sizeof budget - strlen(budget), "%sfor %g minutes",
-                 t->target_steps ? " or " : "", t->o->minutes);
+        snprintf(budget + strlen(budget), sizeof budget - strlen(budget), "%sfor %g minute%s",
+                 t->target_steps ? " or " : "", t->o->minutes, plural(t->o->minutes));
     if (t->o->checkpoint_every)
-        snprintf(every, sizeof every, "every %lld steps, ", t->o->checkpoint_every);
+        snprintf(every, sizeof every, "every %lld step%s, ", t->o->checkpoint_every,
+                 plural((double)t->o->checkpoint_every));
     fprintf(stderr,
             PROG ": batch %d, seed %lld, %lld thread%s; training %s; checkpoint %sat the end "
                  "and on Ctrl-C to %s\n",
@@ -1152,7 +1121,7 @@ static void print_header(trainer *t)
         int P = dist_size(), least = t->batch / P, most = (t->batch + P - 1) / P;
         char share[48];
         if (least == most)
-            snprintf(share, sizeof share, "%d images each", least);
+            snprintf(share, sizeof share, "%d image%s each", least, plural(least));
         else
             snprintf(share, sizeof share, "%d or %d images each", least, most);
         fprintf(stderr, PROG ": %d %s ranks share each batch: %s, %lld thread%s per rank; one "
@@ -1182,10 +1151,10 @@ static void print_summary(trainer *t, int stopped_by)
     if (stopped_by)
         fprintf(stderr, PROG ": stopped by %s at step %lld; the checkpoint is saved: run the "
                         "same command with --resume to continue\n", stop_signal_name(stopped_by), step);
+    long long rejected = (long long)agave_model_rejected_count(t->model);
     printf("step %lld: train %.4f bpd (pixelcnn %.4f, aux %.4f, kl %.4f), %.1f images/s, %lld "
-           "rejected steps; checkpoint %s\n",
-           step, v[1], v[2], v[3], v[4], v[0], (long long)agave_model_rejected_count(t->model),
-           t->ckpt_path);
+           "rejected step%s; checkpoint %s\n",
+           step, v[1], v[2], v[3], v[4], v[0], rejected, plural((double)rejected), t->ckpt_path);
     if (dist_size() > 1 && t->steps_this_run > 0)
         fprintf(stderr, PROG ": %d ranks; gradient allreduce %.1f ms per step (rank 0), %.1f%% "
                         "of the training time\n", dist_size(),

@@ -2,7 +2,9 @@
  *   DIR/idx/         IDX image files (for fuzz_idx)
  *   DIR/cifar/       CIFAR-10 batches (for fuzz_cifar)
  *   DIR/checkpoint/  checkpoints (for fuzz_checkpoint)
+ *   DIR/codec/       compressed files of fuzz/codec_model.h's model (for fuzz_codec)
  *   DIR/config/      configuration texts (for fuzz_config)
+ *   DIR/image/       PNG, JPEG, BMP and PGM/PPM files (for fuzz_image)
  * Each kind: small valid files, gzip variants (compressed here and compressed
  * by the harness, one and two members), truncations, trailing bytes and the
  * usual mistakes (an IDX label file, a bad CIFAR label, a wrong magic). The
@@ -15,7 +17,20 @@
 #include <errno.h>
 #include <sys/stat.h>
 
+#include "codec_model.h"
 #include "fuzz_common.h"
+
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#include <stb/stb_image_write.h>
+#pragma GCC diagnostic pop
 
 static const char *g_dir;
 static int g_written;
@@ -252,6 +267,108 @@ static void checkpoint_seeds(void)
     agave_context_free(ctx);
 }
 
+/* A compressed file of n of the fixed images, with a control byte ctl. */
+static void codec_seed(agave_model *m, const char *name, int n, int batch, int chunk, int bits,
+                       int image_crc, int ctl)
+{
+    agave_codec_options opt;
+    agave_codec_options_init(&opt);
+    opt.batch = batch, opt.chunk = chunk, opt.latent_bits = bits, opt.image_crc = image_crc;
+    uint8_t x[FUZZ_CODEC_MAX_IMAGES * 64], out[1 << 16];
+    fuzz_codec_images(x, n);
+    size_t len;
+    if (agave_codec_encode(m, &opt, x, n, out, sizeof out, &len) != AGAVE_OK)
+        fail("cannot compress a codec seed");
+    seed("codec", name, ctl, out, len);
+    if (n > 1) {   /* damaged copies: cut, a flipped bit (with CRCs repaired: ctl bit 0) */
+        char cut[128];
+        snprintf(cut, sizeof cut, "%s-cut", name);
+        seed("codec", cut, ctl, out, len * 2 / 3);
+        out[len / 2] ^= 0x08;
+        snprintf(cut, sizeof cut, "%s-flip-repaired", name);
+        seed("codec", cut, ctl | 1, out, len);
+    }
+}
+
+static void codec_seeds(void)
+{
+    agave_context *ctx;
+    if (agave_context_create(&ctx, 1) != AGAVE_OK)
+        fail("cannot create a context");
+    agave_model *m = fuzz_codec_model(ctx);
+    if (!m)
+        fail("cannot create the codec's model");
+    codec_seed(m, "empty", 0, 4, 4, 8, 1, 0);
+    codec_seed(m, "one", 1, 4, 4, 8, 1, 0);
+    codec_seed(m, "six", 6, 4, 4, 8, 1, 2);
+    codec_seed(m, "twelve-chunks", 12, 3, 5, 4, 0, 0);
+    codec_seed(m, "nine-16-bits", 9, 9, 9, 16, 1, 2);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
+/* ---- images: a control byte (the fit, fuzz/fuzz_image.c) and a file -------- */
+
+/* Small images of every kind the decoders take, written by stb_image_write
+ * (an encoder, not the decoder under test) or byte by byte. */
+static void image_seed(const char *name, int ctl, const uint8_t *bytes, size_t len)
+{
+    seed("image", name, ctl, bytes, len);
+}
+
+typedef struct mem_buf {
+    uint8_t *bytes;
+    size_t len;
+} mem_buf;
+
+static void to_mem(void *user, void *data, int size)
+{
+    mem_buf *m = user;
+    uint8_t *p = realloc(m->bytes, m->len + (size_t)size);
+    if (!p)
+        fail("out of memory");
+    memcpy(p + m->len, data, (size_t)size);
+    m->bytes = p;
+    m->len += (size_t)size;
+}
+
+static void image_seeds(void)
+{
+    uint8_t px[4 * 12 * 10];
+    for (size_t i = 0; i < sizeof px; i++)
+        px[i] = (uint8_t)(i * 29 % 256);
+    for (int comp = 1; comp <= 4; comp++) {
+        char name[32];
+        int len;
+        unsigned char *png = stbi_write_png_to_mem(px, 10 * comp, 10, 12, comp, &len);
+        if (!png)
+            fail("stb_image_write failed");
+        snprintf(name, sizeof name, "png-%d", comp);
+        image_seed(name, comp - 1, png, (size_t)len);
+        STBIW_FREE(png);
+        if (comp == 2)
+            continue;   /* BMP and JPEG have no grey + alpha */
+        mem_buf m = {NULL, 0};
+        if (!stbi_write_jpg_to_func(to_mem, &m, 10, 12, comp, px, 90))
+            fail("stb_image_write failed");
+        snprintf(name, sizeof name, "jpeg-%d", comp);
+        image_seed(name, comp % 4, m.bytes, m.len);
+        free(m.bytes);
+        m = (mem_buf){NULL, 0};
+        if (!stbi_write_bmp_to_func(to_mem, &m, 10, 12, comp, px))
+            fail("stb_image_write failed");
+        snprintf(name, sizeof name, "bmp-%d", comp);
+        image_seed(name, 1, m.bytes, m.len);
+        free(m.bytes);
+    }
+    static const char pgm[] = "P5\n3 2\n255\n\1\2\3\4\5\6";
+    static const char ppm[] = "P6 2 1 65535 \0\1\0\2\0\3\0\4\0\5\0\6";
+    image_seed("pgm", 0, (const uint8_t *)pgm, sizeof pgm - 1);
+    image_seed("ppm-16bit", 1, (const uint8_t *)ppm, sizeof ppm - 1);
+    image_seed("gif", 0, (const uint8_t *)"GIF89a", 6);
+    image_seed("empty", 0, NULL, 0);
+}
+
 /* Text seeds of fuzz_config: each named configuration with edits, every key
  * with a good and a bad value, the edges the validation draws, and the
  * hostile spellings a command line may bring (hex, spaces, NaN, inf, huge). */
@@ -290,7 +407,10 @@ int main(int argc, char **argv)
     idx_seeds();
     cifar_seeds();
     checkpoint_seeds();
+    codec_seeds();
     config_seeds();
-    printf("make_corpus: %d seeds in %s/{idx,cifar,checkpoint,config}\n", g_written, g_dir);
+    image_seeds();
+    printf("make_corpus: %d seeds in %s/{idx,cifar,checkpoint,codec,config,image}\n", g_written,
+           g_dir);
     return 0;
 }

@@ -99,7 +99,9 @@ if [ "${FUZZ_COVERAGE:-1}" != 0 ]; then
     # The sources the harnesses target (a moved file is found by its name).
     sources=""
     for f in data/readers.c data/source.c data/dataset.c checkpoint.c model/config.c \
-        ${FUZZ_SOURCES:-}; do
+        data/image_decode.c data/image_png.c data/image_jpeg.c data/image_pnm.c \
+        data/image_fit.c data/image_folder.c codec/codec.c codec/format.c codec/bitsback.c \
+        codec/rans.c codec/tables.c ${FUZZ_SOURCES:-}; do
         found=$(ls lib/$f lib/*/$f 2>/dev/null | head -n 1)
         sources="$sources${found:+ $found}"
     done
@@ -110,7 +112,7 @@ if [ "${FUZZ_COVERAGE:-1}" != 0 ]; then
     # The same, counting only the functions a memory input can reach: not
     # the checkpoint writer, nor the opening of files and directories by
     # name (tests/test_data.c and tests/test_model.c cover those).
-    unreachable='agave_model_save|serialise|put|put_u32|put_u64|put_config|put_f32|put_i32|put_floats|write_atomically|agave_model_load|read_file|src_open_file|errno_text|agave_dataset_open_files|check_same_geometry|agave_dataset_open|open_directory|scan_directory|scan_entry|strip_gz|ends_with|cifar_batch_number|list_push|idx_split_of|choose_files|sort_and_dedupe|found_cmp|split_name|open_found'
+    unreachable='agave_model_save|serialise|put|put_u32|put_u64|put_config|put_f32|put_i32|put_floats|write_atomically|agave_model_load|read_file|src_open_file|errno_text|agave_dataset_open_files|check_same_geometry|agave_dataset_open|open_directory|scan_directory|scan_entry|strip_gz|ends_with|cifar_batch_number|list_push|idx_split_of|choose_files|sort_and_dedupe|found_cmp|split_name|open_found|list_free|extension_of|classify_name|join|walk|visit|rel_cmp|keep_split|read_whole|make_names|load_images|is_dir|check_listing|image_folder_open|dataset_fit|dataset_options_read|check_options|side_ok|options_defaults|agave_dataset_options_init_sized|agave_dataset_open_v2|image_folder_is_test'
     echo "    the functions a memory input can reach:"
     # shellcheck disable=SC2086
     llvm-cov report $objects -instr-profile="$prof/all.profdata" -show-functions $sources |

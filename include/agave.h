@@ -413,14 +413,66 @@ AGAVE_API agave_status agave_model_sample(agave_model *model, int n, uint64_t se
 AGAVE_API agave_status agave_model_reconstruct(agave_model *model, const uint8_t *x_in, int n,
                                                uint64_t seed, uint8_t *fz, uint8_t *x);
 
+/* ---- Latent codes ------------------------------------------------------ */
+/* The latent z of one image is (Z, H/4, W/4) floats, channel planes one after
+ * the other (docs/model.md). Encoding and decoding use the weights
+ * agave_model_weights names; mode pixelcnn has no latent code
+ * (AGAVE_ERR_STATE), and the model must be initialised (AGAVE_ERR_STATE). */
+
+/* z's channels, height and width (Z, H/4, W/4); 0, 0, 0 in mode pixelcnn. */
+AGAVE_API agave_status agave_model_latent_shape(const agave_model *model, int *channels,
+                                                int *height, int *width);
+
+/* Encodes x (n,C,H,W) uint8, 1 <= n <= 4096, to z (n,Z,H/4,W/4): the mean of
+ * q(z|x). With IAF steps (T > 0) it is the Gaussian's mean carried through the
+ * flow (the noise set to 0), a point of high posterior density rather than the
+ * flow's exact mean. Deterministic: no random number is drawn. */
+AGAVE_API agave_status agave_model_encode(agave_model *model, const uint8_t *x, int n, float *z);
+
+/* Decodes z (n,Z,H/4,W/4), finite floats (AGAVE_ERR_INVALID_ARG otherwise):
+ * fz receives f(z) as an image (n,C,H/s,W/s) uint8 and x the PixelCNN sample
+ * given f(z) (n,C,H,W), both as agave_model_sample gives them (mode vae: x is
+ * f(z) upsampled). Either may be NULL. The PixelCNN's draws come from a stream
+ * seeded by seed; the context's generator is left as it was. */
+AGAVE_API agave_status agave_model_decode(agave_model *model, const float *z, int n,
+                                          uint64_t seed, uint8_t *fz, uint8_t *x);
+
 /* Checkpoints (docs/checkpoint.md): configuration, parameters, optimiser
- * state, averaged parameters, step count and random state; written to a
+ * state, averaged parameters, step count, random state and the run state
+ * (agave_model_set_run_state) if one is set; written to a
  * temporary file, flushed and renamed over path. */
 AGAVE_API agave_status agave_model_save(agave_model *model, const char *path);
 /* Loads a checkpoint into a new model on ctx. If expect is not NULL, the stored
  * configuration's architecture must match it (AGAVE_ERR_CONFIG otherwise). */
 AGAVE_API agave_status agave_model_load(agave_context *ctx, const char *path,
                                         const agave_config *expect, agave_model **out);
+
+/* ---- The run's data order, kept in the checkpoint ----------------------- */
+/* Where a training run's data order stood, for a resumed run to read exactly
+ * the batches an uninterrupted one would (agave-train keeps it here). The
+ * model holds it as the program last set it; agave_model_save writes it into
+ * the checkpoint beside the step counts it belongs to and agave_model_load
+ * restores it, so the two cannot disagree after a crash. Every field is
+ * validated, on setting and on loading, with agave-train's command-line
+ * limits. */
+#define AGAVE_RUN_BATCH_MAX 4096     /* images per step */
+#define AGAVE_RUN_THREADS_MAX 1024
+typedef struct agave_run_state {
+    size_t struct_size;    /* set by the caller: sizeof(agave_run_state) */
+    uint64_t seed;         /* the data order's seed, 0..2^63-1 */
+    uint64_t epoch, index; /* agave_batcher_position: index < images */
+    int64_t batch;         /* images per step, 1..AGAVE_RUN_BATCH_MAX */
+    int64_t threads;       /* the run's thread count, 1..AGAVE_RUN_THREADS_MAX */
+    int64_t images;        /* images per epoch of the run's data, >= 1 */
+} agave_run_state;
+
+/* Keeps s (copied) for the next agave_model_save; NULL forgets it.
+ * AGAVE_ERR_INVALID_ARG, the model's state unchanged, for a field out of
+ * its limits. */
+AGAVE_API agave_status agave_model_set_run_state(agave_model *model, const agave_run_state *s);
+/* Fills s with the run state set or loaded; AGAVE_ERR_STATE when the model
+ * has none (a new model, or a checkpoint of format version 1 or 2). */
+AGAVE_API agave_status agave_model_run_state(const agave_model *model, agave_run_state *s);
 
 /* ---- Weights: averaged or raw ------------------------------------------- */
 /* With averaging on (cfg.ema > 0) a model holds two sets of parameters: the
@@ -530,13 +582,16 @@ typedef enum agave_data_split {
  *        present, in numeric order) and test_batch.bin (test);
  *      IDX (MNIST, Fashion-MNIST): train-images-idx3-ubyte and
  *        t10k-images-idx3-ubyte (also *-images.idx3-ubyte, test-images-...,
- *        and names with a prefix such as emnist-digits-train-images-idx3-ubyte);
+ *        names with a prefix such as emnist-digits-train-images-idx3-ubyte,
+ *        and *-images-idx4-ubyte for colour IDX files, as agave-convert writes);
  *    each name optionally with ".gz"; when both foo and foo.gz exist, foo is
  *    read. split picks the training or the test files. A directory holding
  *    both layouts, or several IDX files for one split, is refused as
  *    ambiguous: pass the files to agave_dataset_open_files instead.
- *  - or one file (split is then ignored), read as agave_dataset_open_files.
- * Every file is checked: IDX magic 0x00000803 (unsigned bytes, 3 dims; label
+ *  - or one file (split is then ignored), read as agave_dataset_open_files;
+ *  - or a folder of image files, as agave_dataset_open_v2 (below) describes.
+ * Every file is checked: IDX magic 0x00000803 (unsigned bytes, 3 dims: count,
+ * rows, cols) or 0x00000804 (4 dims: count, channels 1 or 3, rows, cols; label
  * files, 0x00000801, are refused), non-zero dimensions, file size exactly as
  * the header promises; CIFAR-10 records of exactly 1 label byte (0..9) + 3072
  * pixels; gzip streams intact. Errors: AGAVE_ERR_IO (missing, unreadable, not
@@ -571,6 +626,59 @@ AGAVE_API agave_status agave_dataset_copy_images(const agave_dataset *ds, size_t
 /* Borrowed pointer to all images, (count,C,H,W) bytes, valid until
  * agave_dataset_free; NULL for NULL. */
 AGAVE_API const uint8_t *agave_dataset_pixels(const agave_dataset *ds);
+
+/* ---- Image folders, crop and resize ------------------------------------- */
+/* agave_dataset_open_v2 also reads folders of image files (PNG, JPEG, BMP,
+ * binary PGM/PPM; docs/data.md) and gives every image one size:
+ *  - a directory with no CIFAR-10 or IDX file is an image folder: DIR/train
+ *    and DIR/test when either exists, otherwise every image under DIR, a file
+ *    being a test image when the FNV-1a 64-bit hash of its path relative to
+ *    DIR, modulo 100, is below test_percent. Subfolders are searched (up to
+ *    16 deep), names starting with "." skipped, images taken in the byte
+ *    order of their paths. Grey files (with or without alpha) give 1
+ *    channel, colour files 3; alpha is dropped, 16-bit samples keep their
+ *    high byte. All images must have the same channels and, after the crop
+ *    and resize below, the same size: the first that does not is named in
+ *    the error (AGAVE_ERR_FORMAT), as is a file of a format not read (GIF,
+ *    TIFF, WebP, ...). One file may have at most 256 MiB and 64 Mi pixels.
+ *  - every data set, image folder or not, is then cropped and resized:
+ *    first the centred crop window (top = (h - crop_height) / 2, left =
+ *    (w - crop_width) / 2, rounded down), then area-average resampling to
+ *    resize_height x resize_width (each output pixel the mean of the source
+ *    over its footprint, computed exactly in integers, rounded half up). */
+#define AGAVE_CROP_ASPECT (-1)
+
+typedef struct agave_dataset_options {
+    size_t struct_size;      /* sizeof(agave_dataset_options), set by _init */
+    /* 0 x 0 (default): no crop. > 0: the centred window of that size (an
+     * image smaller than it is refused). AGAVE_CROP_ASPECT in both: the
+     * largest centred window with the aspect ratio of the resize size. */
+    int crop_height, crop_width;
+    /* 0 x 0 (default): no resize; 1..AGAVE_DATASET_MAX_SIDE: the size every
+     * image (after the crop) is resampled to. */
+    int resize_height, resize_width;
+    /* One image folder without train/ and test/: the percent of its files
+     * in the test split, 1..99; default 10. */
+    int test_percent;
+} agave_dataset_options;
+
+/* agave_dataset_options_init(opt) passes sizeof *opt as struct_size. */
+AGAVE_API void agave_dataset_options_init_sized(agave_dataset_options *opt, size_t struct_size);
+#define agave_dataset_options_init(opt) agave_dataset_options_init_sized((opt), sizeof *(opt))
+
+/* agave_dataset_open with options (NULL: the defaults, which is
+ * agave_dataset_open): image folders besides CIFAR-10 and IDX, and the crop
+ * and resize above. AGAVE_ERR_INVALID_ARG for options out of range. */
+AGAVE_API agave_status agave_dataset_open_v2(agave_context *ctx, const char *path,
+                                             agave_data_split split,
+                                             const agave_dataset_options *options,
+                                             agave_dataset **out);
+
+/* The name of image i when the data set came from an image folder: its path
+ * relative to the folder opened ("train/cats/001.png", or "001.png" for one
+ * folder split by name), valid until agave_dataset_free. NULL for other data
+ * sets, for NULL and for i out of range. */
+AGAVE_API const char *agave_dataset_image_name(const agave_dataset *ds, size_t i);
 
 /* ---- Minibatches -------------------------------------------------------- */
 /* Shuffled minibatches. An epoch visits every image of the (sub)set once, in
@@ -624,14 +732,21 @@ AGAVE_API agave_status agave_marginal_baseline_bpd(agave_context *ctx, const uin
                                                    int width, double *bpd);
 
 /* ---- Image grids -------------------------------------------------------- */
-/* PNG image grids. Call agave_grid_options_init first, then change fields.
- * Passing NULL options means the defaults. */
+/* Image grids (PNG, BMP, PGM/PPM). Call agave_grid_options_init first, then
+ * change fields. Passing NULL options means the defaults. */
 typedef struct agave_grid_options {
     size_t struct_size;     /* sizeof(agave_grid_options), set by _init */
     int gap;                /* pixels between cells and around the border, 0..256; default 2 */
     int group_gap;          /* extra pixels between groups of a multi-set grid, 0..256; default 4 */
     int scale;              /* each image pixel becomes scale x scale, 1..64; default 1 */
     uint8_t background[3];  /* RGB of gaps and empty cells; default 255,255,255 (white) */
+    /* Text drawn above the grid (NULL, the default: none), saying what the
+     * rows and columns show: printable ASCII in a 5x7 bitmap font (twice that
+     * size when scale >= 2), black on a light background and white on a dark
+     * one; "\n" starts a line and lines wrap at spaces to the picture's width
+     * (widened to hold 24 characters a line); at most 4096 characters. The
+     * text is read during the call only. */
+    const char *caption;
 } agave_grid_options;
 
 /* agave_grid_options_init(opt) passes sizeof *opt as struct_size. */
@@ -639,8 +754,12 @@ AGAVE_API void agave_grid_options_init_sized(agave_grid_options *opt, size_t str
 #define agave_grid_options_init(opt) agave_grid_options_init_sized((opt), sizeof *(opt))
 
 /* Writes n images (n,channels,height,width) uint8, channels 1 or 3, as a grid
- * of min(cols,n) columns and ceil(n/cols) rows, row-major, to a PNG at path.
- * The PNG is grey when channels is 1 and the background is grey, RGB otherwise.
+ * of min(cols,n) columns and ceil(n/cols) rows, row-major, to a picture at
+ * path: a BMP for a name ending in .bmp, PPM for .ppm, PGM for .pgm, PNM (PGM
+ * or PPM) for .pnm, PNG otherwise; a name ending in .jpg, .jpeg, .gif, .tif,
+ * .tiff or .webp is refused (AGAVE_ERR_INVALID_ARG: those formats are not
+ * written), as is .pgm for a colour picture. The picture is grey when
+ * channels is 1 and the background is grey, RGB otherwise.
  * The file is written under a temporary name in the same directory, flushed
  * to disk and renamed over path, so path is either the old file or the whole
  * new one. AGAVE_ERR_IO if the directory does not exist or is not writable;
@@ -650,6 +769,13 @@ AGAVE_API agave_status agave_image_grid_write(agave_context *ctx, const char *pa
                                               const uint8_t *images, int n, int channels,
                                               int height, int width, int cols,
                                               const agave_grid_options *opt);
+
+/* AGAVE_OK when agave_image_grid_write can write a picture of `channels`
+ * channels (1 or 3; a grid of grey images on a grey background is grey) under
+ * path's name: the same refusal and message as the write, nothing written. A
+ * program calls it before the work that makes the picture. */
+AGAVE_API agave_status agave_image_grid_check_name(agave_context *ctx, const char *path,
+                                                   int channels);
 
 typedef enum agave_grid_layout {
     /* Set s is a row: for each block of cols images, row s of the block shows
@@ -673,6 +799,134 @@ AGAVE_API agave_status agave_image_grid_write_sets(agave_context *ctx, const cha
                                                    agave_grid_layout layout,
                                                    const agave_grid_options *opt);
 
+/* ---- Lossless compression (docs/codec.md) ------------------------------- */
+/* A trained model as a lossless image codec: bits-back coding with rANS
+ * (Townsend, Bird & Barber 2019). Per image the file costs about the model's
+ * negative ELBO in bits (docs/codec.md measures it, overheads itemised).
+ * Images have the model's shape (n,C,H,W) uint8; the model's mode is agave or
+ * naive with T = 0, or pixelcnn (AGAVE_ERR_CONFIG otherwise). The evaluation
+ * weights are used (those of agave_model_evaluate).
+ *
+ * Exactness: the decoder recomputes every probability the encoder used, so a
+ * file decodes only with the same model (its parameters' hash is in the file:
+ * AGAVE_ERR_CONFIG otherwise), the same thread count (agave_codec_info gives
+ * it; AGAVE_ERR_STATE otherwise) and the same library build, BLAS kernels and
+ * CPU vector width (AGAVE_ERR_STATE otherwise, naming both). Both sides need
+ * float32 products: a context set to AGAVE_PRECISION_BF16 is refused
+ * (AGAVE_ERR_CONFIG). A damaged or
+ * truncated file is refused (AGAVE_ERR_CHECKSUM, AGAVE_ERR_FORMAT), and every
+ * image is checked against its CRC before it is handed out: decoding never
+ * returns an image that differs from the one compressed.
+ *
+ * Memory is bounded by the chunk (options below), whatever the number of
+ * images. The model must not change while an encoder or decoder uses it. */
+typedef struct agave_codec_encoder agave_codec_encoder;
+typedef struct agave_codec_decoder agave_codec_decoder;
+
+/* Receives the next len bytes of the compressed stream; anything but
+ * AGAVE_OK stops the encoder with that status. */
+typedef agave_status (*agave_codec_write_fn)(const void *data, size_t len, void *user);
+/* Fills data with up to len next bytes of the stream and sets *got (0 only at
+ * its end); anything but AGAVE_OK stops the decoder with that status. */
+typedef agave_status (*agave_codec_read_fn)(void *data, size_t len, size_t *got, void *user);
+/* Called after every batch with the images done and the total; a nonzero
+ * return stops the work with AGAVE_ERR_INTERRUPTED. */
+typedef int (*agave_codec_progress_fn)(int64_t done, int64_t total, void *user);
+
+typedef struct agave_codec_options {
+    size_t struct_size;    /* sizeof(agave_codec_options), set by _init */
+    int batch;             /* images coded at once, 1..4096; default 64 */
+    int chunk;             /* images per independently coded chunk, batch..2^20: what
+                              memory is bounded by; default 4096 */
+    int latent_bits;       /* each latent dimension in 2^latent_bits buckets, 2..16; default 8 */
+    int image_crc;         /* 1: a CRC-32 of every image in the file (4 bytes each); 0: one
+                              per chunk only; default 1 */
+    agave_codec_progress_fn progress;   /* NULL: none (default) */
+    void *progress_user;
+} agave_codec_options;
+
+/* The defaults (decoders read only progress and progress_user).
+ * agave_codec_options_init(opt) passes sizeof *opt as struct_size. */
+AGAVE_API void agave_codec_options_init_sized(agave_codec_options *opt, size_t struct_size);
+#define agave_codec_options_init(opt) agave_codec_options_init_sized((opt), sizeof *(opt))
+
+/* What a file's header says. */
+typedef struct agave_codec_info {
+    size_t struct_size;    /* set by the caller: sizeof(agave_codec_info) */
+    int64_t n_images;
+    int C, H, W;
+    agave_mode mode;
+    int threads;           /* the thread count decoding needs */
+    int batch, chunk, latent_bits, image_crc;
+    uint64_t model_hash;   /* of the parameters compressed with */
+    char environment[160]; /* the build and machine that compressed it */
+} agave_codec_info;
+
+/* Code lengths of what an encoder coded so far, in bits. */
+typedef struct agave_codec_stats {
+    size_t struct_size;             /* set by the caller: sizeof(agave_codec_stats) */
+    int64_t n_images;
+    uint64_t bytes;                 /* handed to the write function so far */
+    double pixel_bits;              /* -log2 of the integer tables' probabilities of the pixels */
+    double pixel_model_bits;        /* the same under the model's floats (before quantisation) */
+    double latent_prior_bits;       /* -log2 p(z) of the latent buckets pushed */
+    double latent_posterior_bits;   /* -log2 q(z|x) of the buckets popped: the bits got back */
+    double initial_bits;            /* bits popped from below the empty stacks (32 per word) */
+} agave_codec_stats;
+
+/* ---- Streaming: images in, bytes out, and back ---- */
+/* An encoder of exactly n_images images (0..2^40) for model; writes the header
+ * through write at once, then a chunk whenever one is complete. opt may be NULL
+ * (the defaults). The context's thread count is recorded in the file. */
+AGAVE_API agave_status agave_codec_encoder_create(agave_model *model,
+                                                  const agave_codec_options *opt,
+                                                  int64_t n_images, agave_codec_write_fn write,
+                                                  void *user, agave_codec_encoder **out);
+/* Adds n images (n,C,H,W); codes each batch as it fills. More images than
+ * announced is AGAVE_ERR_INVALID_ARG. After an error the encoder refuses
+ * everything (AGAVE_ERR_STATE). */
+AGAVE_API agave_status agave_codec_encoder_add(agave_codec_encoder *enc, const uint8_t *x,
+                                               int n);
+/* Checks that every announced image was added and written (AGAVE_ERR_STATE
+ * otherwise). */
+AGAVE_API agave_status agave_codec_encoder_finish(agave_codec_encoder *enc);
+AGAVE_API agave_status agave_codec_encoder_stats(const agave_codec_encoder *enc,
+                                                 agave_codec_stats *stats);
+AGAVE_API void agave_codec_encoder_free(agave_codec_encoder *enc);
+
+/* A decoder for model: reads and checks the header through read now. opt may
+ * be NULL; only its progress function is used. */
+AGAVE_API agave_status agave_codec_decoder_create(agave_model *model,
+                                                  const agave_codec_options *opt,
+                                                  agave_codec_read_fn read, void *user,
+                                                  agave_codec_decoder **out);
+AGAVE_API agave_status agave_codec_decoder_info(const agave_codec_decoder *dec,
+                                                agave_codec_info *info);
+/* The next images, in order, into x (max_n images of room): *got of them, 0
+ * once all were read (the stream must then end: AGAVE_ERR_FORMAT if bytes
+ * follow). A chunk is decoded whole and checked before any of its images is
+ * handed out. After an error the decoder refuses everything. */
+AGAVE_API agave_status agave_codec_decoder_read(agave_codec_decoder *dec, uint8_t *x, int max_n,
+                                                int *got);
+AGAVE_API void agave_codec_decoder_free(agave_codec_decoder *dec);
+
+/* ---- In memory ---- */
+/* The header of a compressed buffer, without a model (size >= the header). */
+AGAVE_API agave_status agave_codec_peek(agave_context *ctx, const void *data, size_t size,
+                                        agave_codec_info *info);
+/* Bytes that always hold n images compressed with model and opt (NULL: the
+ * defaults): the capacity agave_codec_encode needs at most. */
+AGAVE_API agave_status agave_codec_bound(const agave_model *model, const agave_codec_options *opt,
+                                         int64_t n_images, size_t *bytes);
+/* Compresses n images (n,C,H,W) into dst (capacity bytes; AGAVE_ERR_LIMIT if
+ * too small) and sets *size. */
+AGAVE_API agave_status agave_codec_encode(agave_model *model, const agave_codec_options *opt,
+                                          const uint8_t *x, int64_t n, void *dst,
+                                          size_t capacity, size_t *size);
+/* Decompresses the whole buffer into x (room for capacity images;
+ * AGAVE_ERR_LIMIT if the file holds more) and sets *n. */
+AGAVE_API agave_status agave_codec_decode(agave_model *model, const void *data, size_t size,
+                                          uint8_t *x, int64_t capacity, int64_t *n);
 /* ---- Files written atomically ------------------------------------------- */
 /* The writer behind agave_model_save and the image grids, for programs' own
  * files (logs, reports): len bytes at data go to a new temporary file beside

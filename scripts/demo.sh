@@ -2,7 +2,7 @@
 # The demo (`make demo`): trains the fashion configuration on Fashion-MNIST for
 # DEMO_MINUTES minutes, evaluates it on the first 1,000 test images (ELBO and
 # IWAE with K = 10), draws samples and reconstructions, and writes into demo/:
-#   model.ckpt, train.csv, train.state   the run (agave-train)
+#   model.ckpt, train.csv, settings.log   the run (agave-train)
 #   eval.json                            the figures (agave-eval --json)
 #   samples.png                          f(z) beside its PixelCNN sample (Fig. 1c)
 #   reconstructions.png                  test image / f(z) / PixelCNN sample rows (Fig. 3)

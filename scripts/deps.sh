@@ -7,14 +7,18 @@
 set -eu
 
 # The library: compiler, C library headers (and libc.a for static links),
-# OpenBLAS (cblas.h, libopenblas.so/.a, openblas.pc), zlib, stb_image_write,
+# OpenBLAS (cblas.h, libopenblas.so/.a, openblas.pc), zlib, stb_image(_write),
+# libpng and libjpeg-turbo (PNG and JPEG images; stb_image decodes BMP),
 # pkg-config. GCC brings libgomp (OpenMP) and the ASan/UBSan runtimes.
-build="gcc make libc6-dev libopenblas-dev zlib1g-dev libstb-dev pkg-config"
+build="gcc make libc6-dev libopenblas-dev zlib1g-dev libstb-dev libpng-dev libjpeg62-turbo-dev
+    pkg-config"
 # make check: cmocka for the unit tests; abigail-tools (abidw, abidiff) for the
 # ABI check; binutils (nm, readelf) for the export and consumer tests; gfortran
 # for libgfortran.a, which openblas.pc names for static links (the consumer
-# test links a fully static program).
-check="libcmocka-dev abigail-tools binutils gfortran"
+# test links a fully static program); cmake for the CMake package's test;
+# python3-numpy for the Python binding's; groff-base to render the man pages;
+# gnuplot-nox for scripts/agave-plot's.
+check="libcmocka-dev abigail-tools binutils gfortran cmake python3-numpy groff-base gnuplot-nox"
 
 case "${1:-build}" in
 build) pkgs="$build" ;;
@@ -35,8 +39,9 @@ mpi) pkgs="$build libopenmpi-dev openmpi-bin" ;;
 # bench: the benchmark programs; bench/gemm also times oneDNN (libdnnl-dev) and
 # libxsmm (libxsmm-dev) beside the library's kernels, and bench/torch_step.py
 # runs the same model in PyTorch (python3-torch) for the same-run comparison
-# of docs/performance.md. The library links none of them.
-bench) pkgs="$build libdnnl-dev libxsmm-dev python3-torch" ;;
+# of docs/performance.md. bench/codec.sh compares the codec with PNG (optipng),
+# WebP (cwebp) and JPEG XL (cjxl) on Fashion-MNIST. The library links none of them.
+bench) pkgs="$build libdnnl-dev libxsmm-dev python3-torch dataset-fashion-mnist optipng webp libjxl-tools" ;;
 # paper: scripts/paper.sh, the paper's experiments on Fashion-MNIST, plotted
 # with gnuplot (PNG terminal, no X).
 paper) pkgs="$build dataset-fashion-mnist gnuplot-nox" ;;

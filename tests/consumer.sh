@@ -45,7 +45,11 @@ major=${version%%.*}
 #    come through the environment and MAKEFLAGS).
 quiet "$make" --no-print-directory install BUILD="$build" PREFIX="$prefix" DESTDIR=
 for f in include/agave.h include/agave_version.h lib/libagave.a "lib/libagave.so.$version" \
-    "lib/libagave.so.$major" lib/libagave.so lib/pkgconfig/agave.pc; do
+    "lib/libagave.so.$major" lib/libagave.so lib/pkgconfig/agave.pc \
+    lib/cmake/agave/agaveConfig.cmake lib/cmake/agave/agaveConfigVersion.cmake \
+    share/man/man1/agave-train.1 share/man/man1/agave-eval.1 share/man/man1/agave-sample.1 \
+    share/man/man3/libagave.3 share/doc/libagave/LICENSE share/doc/libagave/README.md \
+    share/doc/libagave/CHANGELOG.md share/doc/libagave/docs/data.md; do
     [ -e "$prefix/$f" ] || fail "make install did not install $f"
 done
 extra=$(find "$prefix/include" -mindepth 1 ! -name agave.h ! -name agave_version.h)
@@ -96,7 +100,22 @@ found=$(LD_LIBRARY_PATH=$prefix/lib ldd ./consumer-shared | sed -n 's/.*libagave
 run_and_check consumer-shared LD_LIBRARY_PATH="$prefix/lib" ./consumer-shared
 echo "consumer: shared link runs and passes ($(grep -c '^ok' "$tmp/consumer-shared.out") checks)"
 
-# 3b. Static.
+# 3b. The installed programs use the installed shared library: they need
+#     libagave.so.MAJOR and find the prefix's copy through their run path
+#     ($ORIGIN/../lib), with no LD_LIBRARY_PATH.
+lib_real=$(readlink -f "$prefix/lib/libagave.so.$major")
+for p in agave-train agave-eval agave-sample; do
+    exe=$prefix/bin/$p
+    readelf -d "$exe" | grep -q "NEEDED.*\[libagave\.so\.$major\]" ||
+        fail "the installed $p does not need libagave.so.$major (linked statically?)"
+    found=$(ldd "$exe" | sed -n 's/.*libagave\.so[^ ]* => \([^ ]*\).*/\1/p')
+    [ -n "$found" ] && [ "$(readlink -f "$found")" = "$lib_real" ] ||
+        fail "the installed $p loads libagave from '$found', not from the prefix"
+    [ "$("$exe" --version)" = "$p (libagave) $version" ] || fail "the installed $p does not run"
+done
+echo "consumer: the installed programs run with the installed libagave.so.$major"
+
+# 3c. Static.
 if [ -z "$san" ]; then
     # shellcheck disable=SC2086
     quiet "$cc" -static $cflags consumer.c $static_libs -lm -o consumer-static

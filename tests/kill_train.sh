@@ -5,7 +5,7 @@
 #
 # agave-train trains the tiny configuration on a generated 1x8x8 IDX data set
 # with a checkpoint after every step (--checkpoint-every 1), so that a good
-# share of the kills land while a checkpoint (or train.state, or a train.csv
+# share of the kills land while a checkpoint (or a train.csv
 # row) is being written. Each round:
 #   1. start agave-train (--resume after the first round), let it run a
 #      random 0.05-0.6 s (reproducible from KILL_SEED),

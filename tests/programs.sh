@@ -130,9 +130,10 @@ run=$tmp/run
 # shellcheck disable=SC2086 # option lists
 "$train" $cfg --data "$data" --steps 6 --log-every 1 --out "$run" $t1 >"$tmp/train.out" \
     2>"$tmp/train.err" || fail "agave-train exits with $?: $(cat "$tmp/train.err")"
-for f in model.ckpt train.csv train.state; do
+for f in model.ckpt train.csv; do
     [ -s "$run/$f" ] || fail "agave-train did not write $f"
 done
+[ -e "$run/train.state" ] && fail "agave-train wrote train.state: the checkpoint holds the run state"
 header="step,images_per_s,train_bpd,pixelcnn_bpd,aux_bpd,kl_bpd,test_elbo_bpd,test_kl_bpd"
 header="$header,test_aux_bpd,elapsed_s,epoch,lr,grad_norm"
 [ "$(head -n 1 "$run/train.csv")" = "$header" ] ||
@@ -151,7 +152,7 @@ grep -q '^step 6: train' "$tmp/train.out" || fail "agave-train summary: $(cat "$
 grep -q ' parameters, about [0-9]* MiB a training step; ' "$tmp/train.err" ||
     fail "agave-train does not print the parameter count and the step's memory"
 grep -q "64 training images" "$tmp/train.err" || fail "agave-train does not print the data set size"
-echo "programs: agave-train wrote model.ckpt, train.state and train.csv with one row per step"
+echo "programs: agave-train wrote model.ckpt and train.csv with one row per step"
 
 # Evaluation: one JSON object with the documented keys, all numbers, then
 # the run's description (new keys only ever appended); --per-image: one CSV
@@ -281,7 +282,7 @@ mkdir "$tmp/fifo-data"
 mkfifo "$tmp/fifo-data/train-images-idx3-ubyte"
 expect_error "not a regular file" timeout -k 5 60 "$train" --config tiny --data "$tmp/fifo-data" \
     --out "$out"
-for f in model.ckpt train.state train.csv; do
+for f in model.ckpt train.csv; do
     for kind in fifo link; do
         rm -rf "$tmp/odd"
         cp -R "$run" "$tmp/odd"
@@ -327,6 +328,76 @@ cp "$half/train.csv" "$tmp/before.csv"
 grep -q 'nothing to do' "$tmp/again.out" || fail "no 'nothing to do': $(cat "$tmp/again.out")"
 cmp -s "$tmp/before.csv" "$half/train.csv" || fail "a run with nothing to do changed train.csv"
 echo "programs: 3 steps + --resume to 6 give the same losses as 6 straight steps"
+
+# A run directory of libagave before 1.0: the checkpoint has no run state
+# (format version 2) and DIR/train.state holds the run's settings and data
+# position. to_legacy DIR STEP rewrites DIR's newer checkpoint that way: the
+# run state section (the last 48 bytes before the CRC: seed epoch index batch
+# threads images, u64 each) moves into train.state, and the header and the
+# CRC-32 (gzip's trailer holds the same CRC) are rewritten.
+le_bytes() { # value count: the count low bytes of value, little-endian
+    v=$1 k=0
+    while [ "$k" -lt "$2" ]; do
+        # shellcheck disable=SC2059 # an octal escape made on purpose
+        printf "\\$(printf %03o $((v % 256)))"
+        v=$((v / 256)) k=$((k + 1))
+    done
+}
+to_legacy() {
+    ck=$1/model.ckpt
+    len=$(wc -c <"$ck")
+    # shellcheck disable=SC2046
+    set -- "$1" "$2" $(od -An -tu8 -j $((len - 52)) -N 48 "$ck")
+    [ $# -eq 8 ] || fail "to_legacy: no run state section in $ck"
+    printf 'agave-train state 1\nseed %s\nbatch %s\nthreads %s\nimages %s\n' "$3" "$6" "$7" "$8" \
+        >"$1/train.state"
+    printf 'checkpoint step %s rejected 0 epoch %s index %s\n' "$2" "$4" "$5" >>"$1/train.state"
+    payload=$(od -An -tu8 -j 16 -N 8 "$ck" | tr -d ' ')
+    flags=$(od -An -tu1 -j 12 -N 1 "$ck" | tr -d ' ')
+    head -c $((len - 52)) "$ck" >"$ck.body"
+    { le_bytes 2 4; le_bytes $((flags & ~4)) 1; } |
+        dd of="$ck.body" bs=1 seek=8 count=5 conv=notrunc 2>/dev/null
+    le_bytes $((payload - 48)) 8 | dd of="$ck.body" bs=1 seek=16 conv=notrunc 2>/dev/null
+    { cat "$ck.body"; gzip -c <"$ck.body" | tail -c 8 | head -c 4; } >"$ck"
+    rm -f "$ck.body"
+}
+ckpt_version() { od -An -tu4 -j 8 -N 4 "$1" | tr -d ' '; }
+# --batch 8: a resumed run that ignored train.state would take the default 16.
+b8=$tmp/b8
+legacy=$tmp/legacy
+# shellcheck disable=SC2086
+"$train" $cfg --data "$data" --steps 6 --batch 8 --log-every 1 --out "$b8" $t1 >/dev/null 2>&1 &&
+    "$train" $cfg --data "$data" --steps 3 --batch 8 --log-every 1 --out "$legacy" $t1 \
+        >/dev/null 2>&1 || fail "agave-train --batch 8 exits with $?"
+[ "$(ckpt_version "$legacy/model.ckpt")" = 3 ] ||
+    fail "agave-train's checkpoint is not format version 3 (with the run state)"
+to_legacy "$legacy" 3
+[ "$(ckpt_version "$legacy/model.ckpt")" = 2 ] || fail "to_legacy did not make a version-2 file"
+"$evaluate" --checkpoint "$legacy/model.ckpt" --data "$data" --samples 0 --limit 2 $t1 \
+    >/dev/null 2>"$tmp/legacy.err" || fail "the version-2 checkpoint does not load: $(cat "$tmp/legacy.err")"
+for bad in 1000000 4294967297 0; do   # over the limit; wraps to 1 in 32 bits; under it
+    rm -rf "$tmp/odd"
+    cp -R "$legacy" "$tmp/odd"
+    sed -i "s/^batch 8\$/batch $bad/" "$tmp/odd/train.state"
+    # shellcheck disable=SC2086
+    expect_error "batch $bad is outside 1..4096" "$train" --data "$data" --out "$tmp/odd" \
+        --resume --steps 6 $t1
+done
+rm "$tmp/odd/train.state"
+mkfifo "$tmp/odd/train.state"
+# shellcheck disable=SC2086
+expect_error "is a FIFO" timeout -k 5 60 "$train" --data "$data" --out "$tmp/odd" --resume \
+    --steps 6 $t1
+# shellcheck disable=SC2086
+"$train" --data "$data" --steps 6 --log-every 1 --out "$legacy" --resume $t1 >/dev/null \
+    2>"$tmp/legacy.err" || fail "resuming a pre-1.0 run directory exits with $?: $(cat "$tmp/legacy.err")"
+cut -d, -f1,3-9,11- "$b8/train.csv" >"$tmp/straight.csv"
+cut -d, -f1,3-9,11- "$legacy/train.csv" >"$tmp/resumed.csv"
+cmp -s "$tmp/straight.csv" "$tmp/resumed.csv" || fail "a pre-1.0 run directory resumed with \
+other batches than 6 straight steps: $(diff "$tmp/straight.csv" "$tmp/resumed.csv")"
+[ -e "$legacy/train.state" ] && fail "train.state is still there after the checkpoint took it over"
+[ "$(ckpt_version "$legacy/model.ckpt")" = 3 ] || fail "the resumed run's checkpoint is not version 3"
+echo "programs: a pre-1.0 run directory (version-2 checkpoint + train.state) resumes exactly; its train.state is held to --batch's limits and refused as a FIFO"
 
 # --eval-every and --sample-every: held-out figures in train.csv's test_*
 # columns at steps 3 and 6 only (rows also at the --log-every steps), the
@@ -490,15 +561,15 @@ stop_run() { # signal expected-status
     bg_pid=""
     [ "$rc" -eq "$2" ] || fail "SIG$1: exit status $rc, expected $2: $(cat "$tmp/stop.err")"
     grep -q 'stopped by SIG'"$1" "$tmp/stop.err" || fail "SIG$1: no message: $(cat "$tmp/stop.err")"
-    step=$(sed -n 's/^checkpoint step \([0-9]*\) .*/\1/p' "$dir/train.state" | tail -n 1)
-    last=$(tail -n 1 "$dir/train.csv" | cut -d, -f1)
-    [ -n "$step" ] && [ "$step" = "$last" ] ||
-        fail "SIG$1: train.csv ends at step $last but the checkpoint is at step $step"
     ls -a "$dir" | grep -q 'tmp' && fail "SIG$1: temporary files left in $dir: $(ls -a "$dir")"
     # shellcheck disable=SC2086
     "$evaluate" --checkpoint "$dir/model.ckpt" --data "$data" --samples 0 --json $t1 \
-        >/dev/null 2>"$tmp/stop-eval.err" ||
+        >"$tmp/stop-eval.json" 2>"$tmp/stop-eval.err" ||
         fail "SIG$1: agave-eval cannot use the checkpoint: $(cat "$tmp/stop-eval.err")"
+    step=$(sed -n 's/.*"step": \([0-9]*\).*/\1/p' "$tmp/stop-eval.json")
+    last=$(tail -n 1 "$dir/train.csv" | cut -d, -f1)
+    [ -n "$step" ] && [ "$step" = "$last" ] ||
+        fail "SIG$1: train.csv ends at step $last but the checkpoint is at step $step"
     echo "programs: SIG$1 at step $step: exit $rc, checkpoint saved and loadable"
 }
 stop_run INT 130

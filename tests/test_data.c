@@ -398,8 +398,8 @@ static bytes broken_contents(const char *name)
 {
     if (strstr(name, "magic"))
         return idx_file(0x50415445, 2, 3, 3, 0);
-    if (strstr(name, "dims4"))
-        return idx_file(0x804, 2, 3, 3, 0);
+    if (strstr(name, "dims5"))
+        return idx_file(0x805, 2, 3, 3, 0);
     if (strstr(name, "labels"))
         return idx_file(0x801, 2, 1, 1, 0);
     if (strstr(name, "shortheader")) {
@@ -460,7 +460,7 @@ static bytes broken_contents(const char *name)
 
 static const broken_case broken_cases[] = {
     {"magic-idx", 0, AGAVE_ERR_FORMAT, "magic number 0x50415445, expected 0x00000803"},
-    {"dims4-idx", 0, AGAVE_ERR_FORMAT, "unsupported IDX file (magic 0x00000804"},
+    {"dims5-idx", 0, AGAVE_ERR_FORMAT, "unsupported IDX file (magic 0x00000805"},
     {"labels-idx1-ubyte", 0, AGAVE_ERR_FORMAT, "label file"},
     {"labels-idx1-ubyte.gz", 1, AGAVE_ERR_FORMAT, "label file"},
     {"shortheader-idx", 0, AGAVE_ERR_FORMAT, "truncated IDX header"},

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "model/model.h"
 #include "support/gradcheck.h"
@@ -710,6 +711,90 @@ static void test_checkpoint_refuses_damage(void **state)
     agave_context_free(ctx);
 }
 
+/* A model's run state (the data order's place) goes into the checkpoint and
+ * comes back; a file without one is format version 2, with one version 3;
+ * every field is held to agave-train's command-line limits when set and when
+ * loaded (issue 18: a train.state with batch 1,000,000 was accepted). */
+static uint32_t u32_at(const unsigned char *p, size_t off)
+{
+    uint32_t v;
+    memcpy(&v, p + off, 4);
+    return v;
+}
+
+static void test_run_state_in_checkpoint(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 1), AGAVE_OK);
+    agave_model *m = trained_tiny(ctx, 1, 0, 1), *back = NULL;
+    agave_run_state got = {.struct_size = sizeof got};
+    assert_int_equal(agave_model_run_state(m, &got), AGAVE_ERR_STATE);
+    char path[128], bad[128];
+    path_in_tmp(path, sizeof path, "run.ckpt");
+    path_in_tmp(bad, sizeof bad, "run-bad.ckpt");
+    assert_int_equal(agave_model_save(m, path), AGAVE_OK);
+    size_t len2, len3;
+    unsigned char *p = slurp(path, &len2);
+    assert_int_equal(u32_at(p, 8), 2);            /* no run state: version 2 */
+    assert_int_equal(u32_at(p, 12) & 4u, 0);
+    free(p);
+    assert_int_equal(agave_model_load(ctx, path, NULL, &back), AGAVE_OK);
+    assert_int_equal(agave_model_run_state(back, &got), AGAVE_ERR_STATE);
+    agave_model_free(back);
+
+    /* Each field just past its limit is refused, and nothing is kept. */
+    const agave_run_state ok = {.struct_size = sizeof ok, .seed = ((uint64_t)1 << 63) - 1,
+                                .epoch = 3, .index = 63, .batch = AGAVE_RUN_BATCH_MAX,
+                                .threads = AGAVE_RUN_THREADS_MAX, .images = 64};
+    agave_run_state no[7];
+    for (int i = 0; i < 7; i++)
+        no[i] = ok;
+    no[0].batch = 0;
+    no[1].batch = AGAVE_RUN_BATCH_MAX + 1;
+    no[2].threads = 0;
+    no[3].threads = AGAVE_RUN_THREADS_MAX + 1;
+    no[4].index = 64;                              /* = images */
+    no[5].images = 0;
+    no[6].seed = (uint64_t)1 << 63;
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(agave_model_set_run_state(m, &no[i]), AGAVE_ERR_INVALID_ARG);
+        assert_int_equal(agave_model_run_state(m, &got), AGAVE_ERR_STATE);
+    }
+    assert_int_equal(agave_model_set_run_state(m, &ok), AGAVE_OK);
+    assert_int_equal(agave_model_save(m, path), AGAVE_OK);
+    p = slurp(path, &len3);
+    assert_int_equal(u32_at(p, 8), 3);
+    assert_int_equal(u32_at(p, 12) & 4u, 4u);
+    assert_int_equal(len3, len2 + 48);             /* 6 x u64 */
+    assert_int_equal(agave_model_load(ctx, path, NULL, &back), AGAVE_OK);
+    assert_int_equal(agave_model_run_state(back, &got), AGAVE_OK);
+    assert_memory_equal(&got, &ok, sizeof ok);
+    agave_model_free(back);
+
+    /* A stored batch over the limit, with a correct CRC, is refused on load.
+     * The section is the last 48 bytes before the CRC; batch is its 4th u64. */
+    int64_t huge = 1000000;
+    memcpy(p + len3 - 4 - 48 + 24, &huge, 8);
+    uint32_t crc = (uint32_t)crc32(0L, p, (uInt)(len3 - 4));
+    memcpy(p + len3 - 4, &crc, 4);
+    spill(bad, p, len3);
+    expect_refused(ctx, bad, NULL, AGAVE_ERR_FORMAT, "impossible run state: batch 1000000");
+    /* A version-2 file claiming the section is refused, not misread. */
+    memcpy(p + len3 - 4 - 48 + 24, &ok.batch, 8);
+    p[8] = 2;
+    crc = (uint32_t)crc32(0L, p, (uInt)(len3 - 4));
+    memcpy(p + len3 - 4, &crc, 4);
+    spill(bad, p, len3);
+    expect_refused(ctx, bad, NULL, AGAVE_ERR_FORMAT, "cannot hold a run state");
+    free(p);
+    /* NULL forgets it: the next save is version 2 again. */
+    assert_int_equal(agave_model_set_run_state(m, NULL), AGAVE_OK);
+    assert_int_equal(agave_model_run_state(m, &got), AGAVE_ERR_STATE);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
 /* A directory, a FIFO (open() would wait for a writer for ever: the alarm
  * turns a hang into a failure) and a device are refused with what they are;
  * a symbolic link to a checkpoint is an ordinary way to name one and loads. */
@@ -944,6 +1029,7 @@ int main(void)
         cmocka_unit_test(test_lambda_scales_only_kl),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_checkpoint_refuses_damage),
+        cmocka_unit_test(test_run_state_in_checkpoint),
         cmocka_unit_test(test_checkpoint_refuses_non_finite),
         cmocka_unit_test(test_checkpoint_must_be_a_regular_file),
         cmocka_unit_test(test_interrupted_save_keeps_previous),

@@ -9,6 +9,8 @@
  *   idx-*, cifar-*  agave_dataset_open_files / dataset_open_memory; the
  *                   reader is chosen by the name as for any file ("idx" in
  *                   it, or *.bin, or a guess from the content; ".gz" needs gzip)
+ *   image-*         agave_dataset_open on a folder holding only that file
+ *                   (linked into a temporary directory) / image_open_memory
  * Every file must be listed in `expected` and every entry must have its
  * file, so an input cannot be added (or lost) without its expectation.
  * Under `make sanitize` these runs are also checked for memory errors and
@@ -21,11 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "agave.h"
 #include "data/data.h"
+#include "data/image.h"
 #include "model/checkpoint.h"
 
 typedef struct expectation {
@@ -40,6 +44,17 @@ static const expectation expected[] = {
      "fuzz_checkpoint: a 478-byte file with a valid CRC and F = 255 made the loader build a "
      "model of 255 filters (11 s under ASan) before finding its parameters missing; with "
      "F = 1024, R = 32 tens of gigabytes"},
+    {"image-jpeg-huffman-overflow.jpg", AGAVE_ERR_FORMAT, "a damaged JPEG file",
+     "fuzz_image: a DHT segment declaring 4 tables' worth of codes made stb_image 2.27 write "
+     "past its 257-entry Huffman size table (UBSan: index 257 out of bounds); JPEG now goes "
+     "to libjpeg-turbo"},
+    {"image-png-empty-idat.png", AGAVE_ERR_FORMAT, "a damaged PNG file",
+     "fuzz_image: an empty IDAT chunk made stb_image 2.27 offset a NULL pointer (UBSan: "
+     "applying zero offset to null pointer); PNG is now read by libpng, which also checks "
+     "the chunks' CRCs"},
+    {"image-pnm-header-overflow.ppm", AGAVE_ERR_FORMAT, "a damaged PGM/PPM header",
+     "fuzz_image: a ten-digit height overflowed an int in stb_image 2.27's PNM header parser "
+     "(UBSan: signed integer overflow); PGM/PPM is now read by lib/data/image_pnm.c"},
 };
 #define N_EXPECTED (sizeof expected / sizeof expected[0])
 
@@ -109,6 +124,34 @@ static void run_dataset(agave_context *ctx, const expectation *e, const char *pa
     free(bytes);
 }
 
+/* The image alone in a temporary folder (a symbolic link to it, named x.jpg
+ * or x.png by its ending), so that the folder reader opens it. */
+static void run_image(agave_context *ctx, const expectation *e, const char *path)
+{
+    char dir[] = "/tmp/agave-regress-XXXXXX", link_path[1100], real[4096];
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(realpath(path, real));
+    const char *dot = strrchr(e->file, '.');
+    snprintf(link_path, sizeof link_path, "%s/x%s", dir, dot ? dot : "");
+    assert_int_equal(symlink(real, link_path), 0);
+    agave_dataset *ds = NULL;
+    expect_result(ctx, e, agave_dataset_open(ctx, dir, AGAVE_SPLIT_TRAIN, &ds),
+                  "agave_dataset_open (a folder)");
+    assert_true((ds != NULL) == (e->status == AGAVE_OK));
+    agave_dataset_free(ds);
+    assert_int_equal(unlink(link_path), 0);
+    assert_int_equal(rmdir(dir), 0);
+    size_t len;
+    uint8_t *bytes = read_all(path, &len);
+    static const image_fit none;
+    ds = NULL;
+    expect_result(ctx, e, image_open_memory(ctx, e->file, bytes, len, &none, IMAGE_MAX_PIXELS, &ds),
+                  "image_open_memory");
+    assert_true((ds != NULL) == (e->status == AGAVE_OK));
+    agave_dataset_free(ds);
+    free(bytes);
+}
+
 static const expectation *find(const char *file)
 {
     for (size_t i = 0; i < N_EXPECTED; i++)
@@ -159,8 +202,10 @@ static void test_each_input(void **state)
             run_checkpoint(ctx, e, path);
         else if (strncmp(e->file, "idx-", 4) == 0 || strncmp(e->file, "cifar-", 6) == 0)
             run_dataset(ctx, e, path);
+        else if (strncmp(e->file, "image-", 6) == 0)
+            run_image(ctx, e, path);
         else
-            fail_msg("%s: the name must start with ckpt-, idx- or cifar-", e->file);
+            fail_msg("%s: the name must start with ckpt-, idx-, cifar- or image-", e->file);
     }
     agave_context_free(ctx);
 }

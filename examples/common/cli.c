@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agave.h"
+
 /* Set on the ranks other than 0 of a multi-process run (dist.h): their
  * messages are held, not printed, until it is clear that someone must see
  * them. Written once at start-up, before any signal handler exists. */
@@ -70,6 +72,8 @@ int parse_double(const char *text, double min, double max, double *out)
     return 1;
 }
 
+const char *plural(double n) { return n == 1 ? "" : "s"; }
+
 int cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -113,8 +117,8 @@ static void print_help(const cli_program *prog)
     for (int i = 0; i < prog->n_options; i++) {
         const cli_option *o = &prog->options[i];
         char left[64], text[640];
-        snprintf(left, sizeof left, "--%s%s%s", o->name, o->metavar ? " " : "",
-                 o->metavar ? o->metavar : "");
+        snprintf(left, sizeof left, "%s%s%s%s", o->kind == CLI_OPERAND ? "" : "--", o->name,
+                 o->metavar ? " " : "", o->metavar ? o->metavar : "");
         snprintf(text, sizeof text, "%s%s%s%s", o->help, o->fallback ? " (default: " : "",
                  o->fallback ? o->fallback : "", o->fallback ? ")" : "");
         printf("  %-22s ", left);
@@ -124,8 +128,69 @@ static void print_help(const cli_program *prog)
         print_wrapped(text, 25, 25);
     }
     printf("  %-22s %s\n", "--help", "print this help and exit");
+    printf("  %-22s %s\n", "--version", "print the version and exit");
     if (prog->epilog)
         printf("\n%s\n", prog->epilog);
+}
+
+/* ---- the man page's generated part ------------------------------------------
+ * With AGAVE_HELP_FORMAT=man in the environment, --help prints the synopsis,
+ * description and options as troff for scripts/man.sh, which puts them into
+ * man/PROGRAM.1.in: the pages are made from this table, so they cannot
+ * drift from --help. */
+
+/* Text as troff: backslashes and hyphens escaped, no line starting with a
+ * control character; ended by a newline unless inline. */
+static void troff_put(const char *text, int inline_text)
+{
+    int at_line_start = 1;
+    for (const char *p = text; *p; p++) {
+        if (at_line_start && (*p == '.' || *p == '\''))
+            fputs("\\&", stdout);
+        if (*p == '\\')
+            fputs("\\e", stdout);
+        else if (*p == '-')
+            fputs("\\-", stdout);
+        else
+            putchar(*p);
+        at_line_start = *p == '\n';
+    }
+    if (!at_line_start && !inline_text)
+        putchar('\n');
+}
+
+static void troff_text(const char *text) { troff_put(text, 0); }
+
+static void print_man(const cli_program *prog)
+{
+    printf(".SH SYNOPSIS\n.nf\n");
+    troff_text(prog->usage);
+    printf(".fi\n.SH DESCRIPTION\n");
+    troff_text(prog->summary);
+    if (prog->epilog) {   /* its lines as the program prints them */
+        printf(".PP\n.nf\n");
+        troff_text(prog->epilog);
+        printf(".fi\n");
+    }
+    printf(".SH OPTIONS\n");
+    for (int i = 0; i < prog->n_options; i++) {
+        const cli_option *o = &prog->options[i];
+        printf(".TP\n\\fB\\-\\-");
+        troff_put(o->name, 1);
+        if (o->metavar) {
+            printf("\\fR \\fI");
+            troff_put(o->metavar, 1);
+        }
+        printf("\\fR\n");
+        troff_text(o->help);
+        if (o->fallback) {
+            printf("(default: ");
+            troff_put(o->fallback, 1);
+            printf(")\n");
+        }
+    }
+    printf(".TP\n\\fB\\-\\-help\\fR\nprint this help and exit\n");
+    printf(".TP\n\\fB\\-\\-version\\fR\nprint the version and exit\n");
 }
 
 /* Describes the accepted range of a numeric option for an error message. */
@@ -163,6 +228,7 @@ static int store(const cli_program *prog, cli_option *o, const char *value)
             return 1;
         break;
     case CLI_STRING:
+    case CLI_OPERAND:
         if (*value) {
             *(const char **)o->target = value;
             return 1;
@@ -183,7 +249,8 @@ static int store(const cli_program *prog, cli_option *o, const char *value)
 static cli_option *lookup(cli_program *prog, const char *name, size_t len)
 {
     for (int i = 0; i < prog->n_options; i++)
-        if (strlen(prog->options[i].name) == len && strncmp(prog->options[i].name, name, len) == 0)
+        if (prog->options[i].kind != CLI_OPERAND && strlen(prog->options[i].name) == len &&
+            strncmp(prog->options[i].name, name, len) == 0)
             return &prog->options[i];
     return NULL;
 }
@@ -204,20 +271,48 @@ static int allocate_lists(cli_program *prog, int argc)
     return 1;
 }
 
+/* The library the program runs with, and the header it was built against
+ * when they differ (a newer libagave.so.MAJOR installed since). */
+static void print_version(const cli_program *prog)
+{
+    printf("%s (libagave) %s\n", prog->name, agave_version_string());
+    if (strcmp(agave_version_string(), AGAVE_VERSION_STRING) != 0)
+        printf("built against libagave %s\n", AGAVE_VERSION_STRING);
+}
+
 int cli_parse(cli_program *prog, int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            print_help(prog);
+            const char *format = getenv("AGAVE_HELP_FORMAT");
+            if (format && strcmp(format, "man") == 0)
+                print_man(prog);
+            else
+                print_help(prog);
             return EXIT_OK;
         }
+        if (strcmp(argv[i], "--version") == 0) {
+            print_version(prog);
+            return EXIT_OK;
+        }
+    }
     if (!allocate_lists(prog, argc))
         return fail(prog->name, "out of memory");
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
-            return fail(prog->name, "unexpected argument '%s' (options start with --; see %s "
-                        "--help)", arg, prog->name);
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+            cli_option *operand = NULL;
+            for (int k = 0; k < prog->n_options; k++)
+                if (prog->options[k].kind == CLI_OPERAND)
+                    operand = &prog->options[k];
+            if (!operand || operand->given)
+                return fail(prog->name, "unexpected argument '%s' (options start with --; see %s "
+                            "--help)", arg, prog->name);
+            if (!store(prog, operand, arg))
+                return EXIT_ERROR;
+            operand->given++;
+            continue;
+        }
         const char *eq = strchr(arg + 2, '=');
         size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
         cli_option *o = lookup(prog, arg + 2, len);

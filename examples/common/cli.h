@@ -18,7 +18,9 @@ typedef enum cli_kind {
     CLI_INT,      /* target is long long, checked against [min, max] */
     CLI_DOUBLE,   /* target is double, finite, checked against [min, max] */
     CLI_STRING,   /* target is const char *, non-empty */
-    CLI_LIST      /* repeatable; target is cli_list */
+    CLI_LIST,     /* repeatable; target is cli_list */
+    CLI_OPERAND   /* the one argument that is not an option (agave-decompress's FILE);
+                     target is const char *; name is what --help shows */
 } cli_kind;
 
 typedef struct cli_list {
@@ -47,7 +49,8 @@ typedef struct cli_program {
 } cli_program;
 
 /* Parses argv ("--name value" or "--name=value"; --help anywhere prints the
- * help to stdout). Returns -1 to go on, or the exit status: 0 after --help,
+ * help to stdout, --version the program's and the library's version).
+ * Returns -1 to go on, or the exit status: 0 after --help or --version,
  * EXIT_ERROR after printing one line to stderr. */
 int cli_parse(cli_program *prog, int argc, char **argv);
 /* Frees what cli_parse allocated (the items of CLI_LIST options). */
@@ -71,6 +74,9 @@ const char *cli_held_message(void);
 /* Strict conversions: the whole string must be a number in range. */
 int parse_ll(const char *text, long long min, long long max, long long *out);
 int parse_double(const char *text, double min, double max, double *out);
+
+/* "" when n is 1, else "s": "1 minute", "2 minutes", "0.5 minutes". */
+const char *plural(double n);
 
 /* Online CPUs, at least 1. */
 int cpu_count(void);

@@ -17,10 +17,60 @@ int open_context(const char *prog, uint64_t seed, int threads, agave_context **c
     return EXIT_OK;
 }
 
-int open_dataset(const char *prog, agave_context *ctx, const char *path, agave_data_split split,
-                 agave_dataset **ds)
+void data_opts_init(data_opts *d)
 {
-    agave_status st = agave_dataset_open(ctx, path, split, ds);
+    d->resize = d->crop = NULL;
+    d->test_percent = 10;
+}
+
+/* "HxW" or "N" (N x N), each side 1..AGAVE_DATASET_MAX_SIDE. */
+static int parse_size(const char *text, int *h, int *w)
+{
+    char *x = strchr(text, 'x');
+    long long a, b;
+    if (!x)
+        return parse_ll(text, 1, AGAVE_DATASET_MAX_SIDE, &a) && (*h = *w = (int)a, 1);
+    char first[24];
+    size_t n = (size_t)(x - text);
+    if (n == 0 || n >= sizeof first)
+        return 0;
+    memcpy(first, text, n);
+    first[n] = '\0';
+    if (!parse_ll(first, 1, AGAVE_DATASET_MAX_SIDE, &a) ||
+        !parse_ll(x + 1, 1, AGAVE_DATASET_MAX_SIDE, &b))
+        return 0;
+    *h = (int)a;
+    *w = (int)b;
+    return 1;
+}
+
+int data_opts_make(const char *prog, const data_opts *d, agave_dataset_options *out)
+{
+    agave_dataset_options_init(out);
+    out->test_percent = (int)d->test_percent;
+    if (d->resize && !parse_size(d->resize, &out->resize_height, &out->resize_width))
+        return fail(prog, "--resize %s: expected HxW (e.g. 32x32) or N for N x N, each side "
+                    "1..%d", d->resize, AGAVE_DATASET_MAX_SIDE);
+    if (d->crop && strcmp(d->crop, "aspect") == 0) {
+        if (!d->resize)
+            return fail(prog, "--crop aspect takes the shape of --resize HxW, which is missing");
+        out->crop_height = out->crop_width = AGAVE_CROP_ASPECT;
+    } else if (d->crop && !parse_size(d->crop, &out->crop_height, &out->crop_width)) {
+        return fail(prog, "--crop %s: expected HxW (e.g. 64x64), N for N x N, or aspect",
+                    d->crop);
+    }
+    return EXIT_OK;
+}
+
+int open_dataset(const char *prog, agave_context *ctx, const char *path, agave_data_split split,
+                 const data_opts *d, agave_dataset **ds)
+{
+    agave_dataset_options opt;
+    data_opts none;
+    data_opts_init(&none);
+    if (data_opts_make(prog, d ? d : &none, &opt) != EXIT_OK)
+        return EXIT_ERROR;
+    agave_status st = agave_dataset_open_v2(ctx, path, split, &opt, ds);
     if (st == AGAVE_OK)
         return EXIT_OK;
     const char *msg = agave_context_last_error(ctx);
@@ -51,8 +101,9 @@ int check_image_shape(const char *prog, const agave_config *cfg, const agave_dat
         W = agave_dataset_width(ds);
     if (C == cfg->C && H == cfg->H && W == cfg->W)
         return EXIT_OK;
-    return fail(prog, "%s holds %dx%dx%d images (CxHxW) but the model is for %dx%dx%d", data_path,
-                C, H, W, cfg->C, cfg->H, cfg->W);
+    return fail(prog, "%s holds %dx%dx%d images (CxHxW) but the model is for %dx%dx%d%s", data_path,
+                C, H, W, cfg->C, cfg->H, cfg->W,
+                C == cfg->C ? "; --resize HxW (or --crop) gives images another size" : "");
 }
 
 int choose_weights(const char *prog, agave_model *m, const char *choice, const char *path)

@@ -20,9 +20,26 @@
 /* A context seeded with seed, using threads threads. */
 int open_context(const char *prog, uint64_t seed, int threads, agave_context **ctx);
 
-/* agave_dataset_open with the library's message on failure. */
+/* How a data set's images are read: the programs' --resize, --crop and
+ * --test-percent (docs/data.md, "Image folders"). */
+typedef struct data_opts {
+    const char *resize, *crop;   /* "HxW" (or "N" for N x N), crop also "aspect"; NULL: none */
+    long long test_percent;      /* 1..99 */
+} data_opts;
+
+/* The three options, for a program's option table (d: a data_opts *, which
+ * data_opts_init has set). */
+#define DATA_OPTIONS(d)                                                                        {"resize", CLI_STRING, &(d)->resize, "HxW",                                                "resample every image to H x W pixels by area averaging (after --crop)", NULL, 0, 0, 0},     {"crop", CLI_STRING, &(d)->crop, "HxW|aspect",                                             "cut the centred H x W window out of every image; aspect: the largest centred "           "window of --resize's shape", NULL, 0, 0, 0},                                            {"test-percent", CLI_INT, &(d)->test_percent, "P",                                         "one image folder without train/ and test/: the percent of its files (chosen by a "       "hash of their names) that form the test split", "10", 1, 99, 0}
+
+void data_opts_init(data_opts *d);
+/* The library's options for d; on a malformed --resize or --crop prints one
+ * line and returns EXIT_ERROR. */
+int data_opts_make(const char *prog, const data_opts *d, agave_dataset_options *out);
+
+/* agave_dataset_open_v2 with d's options (NULL: none), the library's
+ * message on failure. */
 int open_dataset(const char *prog, agave_context *ctx, const char *path, agave_data_split split,
-                 agave_dataset **ds);
+                 const data_opts *d, agave_dataset **ds);
 
 /* agave_model_load; refuses a checkpoint that is not initialised (nothing to
  * evaluate or sample). */
@@ -40,14 +57,17 @@ int choose_weights(const char *prog, agave_model *model, const char *choice, con
 /* "average" or "raw": the set the model's evaluation and sampling use now. */
 const char *weights_name(const agave_model *model);
 
-/* A PNG grid (written atomically by the library) of n samples, f(z) beside
- * the PixelCNN sample, or with input not NULL of reconstructions, rows of
- * input / f(z) / sample; a mode without f(z) or without a PixelCNN leaves
- * that set out (grid.c). cols 0: 8; scale 0: 2 for images up to 32 pixels,
- * else 1. */
+/* A picture grid (written atomically by the library, in the format path's
+ * name says) of n samples, f(z) beside the PixelCNN sample, or with input
+ * not NULL of reconstructions, rows of input / f(z) / sample; a mode without
+ * f(z) or without a PixelCNN leaves that set out (grid.c). cols 0: 8; scale
+ * 0: 2 for images up to 32 pixels, else 1; caption NULL: none. */
 int write_sample_grid(const char *prog, agave_context *ctx, const char *path,
                       const agave_config *cfg, const uint8_t *input, const uint8_t *fz,
-                      const uint8_t *x, int n, int cols, int scale);
+                      const uint8_t *x, int n, int cols, int scale, const char *caption);
+/* The grid options write_sample_grid uses (scale and caption as there). */
+void sample_grid_options(const agave_config *cfg, int scale, const char *caption,
+                         agave_grid_options *opt);
 
 /* "key=value key=value ...": the configuration's keys whose flags include
  * all of flags (0: every key), from the library's key list. */

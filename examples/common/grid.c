@@ -1,5 +1,5 @@
-/* PNG grids of samples and reconstructions, as agave-sample draws them and
- * agave-train --sample-every writes them. */
+/* Picture grids of samples and reconstructions, as agave-sample draws them
+ * and agave-train --sample-every writes them. */
 #include "common.h"
 
 /* The sets of the grid, in display order, by mode: samples are {f(z), x}
@@ -21,16 +21,23 @@ static int grid_sets(const agave_config *cfg, const uint8_t *input, const uint8_
     return n;
 }
 
+void sample_grid_options(const agave_config *cfg, int scale, const char *caption,
+                         agave_grid_options *opt)
+{
+    agave_grid_options_init(opt);
+    opt->scale = scale ? scale : (cfg->H <= 32 && cfg->W <= 32 ? 2 : 1);
+    opt->caption = caption;
+}
+
 int write_sample_grid(const char *prog, agave_context *ctx, const char *path,
                       const agave_config *cfg, const uint8_t *input, const uint8_t *fz,
-                      const uint8_t *x, int n, int cols, int scale)
+                      const uint8_t *x, int n, int cols, int scale, const char *caption)
 {
     const uint8_t *sets[3];
     int heights[3], widths[3];
     int n_sets = grid_sets(cfg, input, fz, x, sets, heights, widths);
     agave_grid_options opt;
-    agave_grid_options_init(&opt);
-    opt.scale = scale ? scale : (cfg->H <= 32 && cfg->W <= 32 ? 2 : 1);
+    sample_grid_options(cfg, scale, caption, &opt);
     /* A lone f(z) at H/s is drawn at the size of the images it stands for. */
     if (n_sets == 1 && heights[0] < cfg->H && opt.scale * cfg->s <= 64)
         opt.scale *= cfg->s;

@@ -79,3 +79,5 @@ void progress_end(progress *p)
     }
     p->shown = 0;
 }
+
+void progress_forget(progress *p) { p->shown = 0; }

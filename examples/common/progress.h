@@ -21,6 +21,9 @@ void progress_update(progress *p, int milestone, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Ends the status line (a newline in a terminal) before other output. */
 void progress_end(progress *p);
+/* Other output has already moved the cursor to a fresh line (a signal
+ * handler's message): progress_end then adds no empty line. */
+void progress_forget(progress *p);
 
 /* Monotonic seconds. */
 double clock_seconds(void);

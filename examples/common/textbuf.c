@@ -26,8 +26,9 @@ static int reserve(textbuf *b, size_t n)
     return 1;
 }
 
-static void append(textbuf *b, const char *s, size_t n)
+void textbuf_append(textbuf *b, const void *data, size_t n)
 {
+    const char *s = data;
     if (!reserve(b, n))
         return;
     memcpy(b->data + b->len, s, n);
@@ -54,19 +55,19 @@ void textbuf_printf(textbuf *b, const char *fmt, ...)
 void textbuf_json_string(textbuf *b, const char *s)
 {
     if (!s) {
-        append(b, "null", 4);
+        textbuf_append(b, "null", 4);
         return;
     }
-    append(b, "\"", 1);
+    textbuf_append(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == '"' || *p == '\\')
             textbuf_printf(b, "\\%c", *p);
         else if (*p < 0x20)
             textbuf_printf(b, "\\u%04x", *p);
         else
-            append(b, (const char *)p, 1);
+            textbuf_append(b, (const char *)p, 1);
     }
-    append(b, "\"", 1);
+    textbuf_append(b, "\"", 1);
 }
 
 void textbuf_json_number(textbuf *b, double v)
@@ -74,7 +75,7 @@ void textbuf_json_number(textbuf *b, double v)
     if (isfinite(v))
         textbuf_printf(b, "%.6f", v);
     else
-        append(b, "null", 4);
+        textbuf_append(b, "null", 4);
 }
 
 void textbuf_csv_field(textbuf *b, const char *s)
@@ -82,17 +83,17 @@ void textbuf_csv_field(textbuf *b, const char *s)
     if (!s)
         return;
     if (!strpbrk(s, ",\"\r\n")) {
-        append(b, s, strlen(s));
+        textbuf_append(b, s, strlen(s));
         return;
     }
-    append(b, "\"", 1);
+    textbuf_append(b, "\"", 1);
     for (const char *p = s; *p; p++) {
         if (*p == '"')
-            append(b, "\"\"", 2);
+            textbuf_append(b, "\"\"", 2);
         else
-            append(b, p, 1);
+            textbuf_append(b, p, 1);
     }
-    append(b, "\"", 1);
+    textbuf_append(b, "\"", 1);
 }
 
 void textbuf_free(textbuf *b)

@@ -1,5 +1,6 @@
 /* A growing text buffer for the files and lines the programs compose (JSON
- * objects, CSV tables), with the quoting those formats need. */
+ * objects, CSV tables, the codec's files), with the quoting those formats
+ * need. */
 #ifndef AGAVE_EXAMPLES_TEXTBUF_H
 #define AGAVE_EXAMPLES_TEXTBUF_H
 
@@ -11,6 +12,8 @@ typedef struct textbuf {
     int failed;     /* an allocation failed: the text is incomplete */
 } textbuf;
 
+/* Appends n bytes as they are (binary data too: len counts them). */
+void textbuf_append(textbuf *b, const void *data, size_t n);
 /* Appends printf-formatted text. */
 void textbuf_printf(textbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string, quoted and escaped; NULL as null. */

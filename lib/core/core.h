@@ -43,11 +43,32 @@ float rng_uniform(agave_rng *r);            /* in (0, 1), never 0 or 1 */
 double rng_uniform_double(agave_rng *r);    /* in (0, 1) */
 float rng_normal(agave_rng *r);             /* N(0, 1) */
 /* Advances the generator by n draws of rng_next. rng_uniform and
- * rng_uniform_double take one draw each, rng_normal two (RNG_NORMAL_DRAWS): a
- * process that skips another's share of a batch's random numbers this way
- * stays on the same stream (agave_model_set_batch_slice). */
+ * rng_uniform_double take one draw each, rng_normal two (RNG_NORMAL_DRAWS). */
 #define RNG_NORMAL_DRAWS 2
 void rng_skip(agave_rng *r, uint64_t n);
+
+/* Where the n items on axis 0 of a tensor sit in the batch whose random
+ * numbers a random op draws: items [first, first + n) of a batch of total
+ * items that several processes share (data-parallel training,
+ * agave_model_set_batch_slice). A process draws for its items exactly what
+ * one process on the whole batch draws for them, skipping the draws of the
+ * others. RNG_WHOLE_BATCH (total 0): the tensor is the whole batch. Random
+ * ops take it as an argument and draw only through the rng_items_ functions,
+ * which do the skipping. */
+typedef struct rng_span {
+    int64_t first, total;
+} rng_span;
+#define RNG_WHOLE_BATCH ((rng_span){0, 0})
+/* keep[i] = (rng_uniform >= p) for the n * per_item values, in order. */
+void rng_items_bernoulli(agave_rng *r, rng_span span, int n, size_t per_item, float p,
+                         unsigned char *keep);
+/* out[i] = rng_normal for the n * per_item values, in order. */
+void rng_items_normal(agave_rng *r, rng_span span, int n, size_t per_item, float *out);
+/* Skips the draws of the span's items before the tensor's (draws per item),
+ * and those after its n items: for a caller whose per-item draws happen
+ * deeper down (evaluation's latent samples). */
+void rng_span_skip_before(agave_rng *r, rng_span span, uint64_t draws_per_item);
+void rng_span_skip_after(agave_rng *r, rng_span span, int n, uint64_t draws_per_item);
 
 /* ---- tape ------------------------------------------------------------------ */
 #define TAPE_MAX_INPUTS 4
@@ -66,9 +87,7 @@ struct tape_node {
     const op_def *op;
     agave_tensor *out;
     agave_tensor *in[TAPE_MAX_INPUTS];    /* NULL where unused */
-    void *saved;                          /* op-specific, in the arena */
-    int iarg[8];
-    float farg[4];
+    void *saved;                          /* op-specific, in the arena (tape_save) */
 };
 
 /* ---- scratch: per-op temporary buffers reused by every op ------------------- */
@@ -93,11 +112,6 @@ struct agave_context {
     int gemm_buf_count;         /* slots in gemm_buf: the thread count, at least 1 */
     scratch_slot scratch[SCRATCH_SLOTS];
     size_t memory_limit;    /* bytes a model on this context may need; 0: none */
-    /* Set by a model's training step while its batch slice is on
-     * (agave_model_set_batch_slice), else both 0: the random ops then draw
-     * for items [0, slice_total) of axis 0 and keep [slice_offset,
-     * slice_offset + N), skipping the other items' draws. */
-    int64_t slice_offset, slice_total;
     char last_error[AGAVE_ERRMSG_LEN];
 };
 
@@ -220,12 +234,6 @@ int ctx_region_threads(const agave_context *ctx);
  * error set) on allocation failure. */
 void *ctx_scratch(agave_context *ctx, int slot, size_t bytes);
 
-/* For a random op drawing `per_item` numbers of `draws` rng_next calls each
- * for every one of the n items on axis 0 of its tensor: skips the draws of
- * the items before this process's slice (when a slice is on; see
- * agave_context.slice_offset). slice_skip_after skips those after it. */
-void slice_skip_before(agave_context *ctx, size_t per_item, unsigned draws);
-void slice_skip_after(agave_context *ctx, int n, size_t per_item, unsigned draws);
 
 /* ---- writing files (file.c) ------------------------------------------------- */
 /* Writes len bytes to path atomically (a temporary file beside it, flushed,

@@ -59,15 +59,31 @@ float rng_normal(agave_rng *r)
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
-void slice_skip_before(agave_context *ctx, size_t per_item, unsigned draws)
+void rng_span_skip_before(agave_rng *r, rng_span span, uint64_t draws_per_item)
 {
-    if (ctx->slice_total > 0)
-        rng_skip(&ctx->rng, (uint64_t)ctx->slice_offset * per_item * draws);
+    if (span.total > 0)
+        rng_skip(r, (uint64_t)span.first * draws_per_item);
 }
 
-void slice_skip_after(agave_context *ctx, int n, size_t per_item, unsigned draws)
+void rng_span_skip_after(agave_rng *r, rng_span span, int n, uint64_t draws_per_item)
 {
-    if (ctx->slice_total > 0)
-        rng_skip(&ctx->rng,
-                 (uint64_t)(ctx->slice_total - ctx->slice_offset - n) * per_item * draws);
+    if (span.total > 0)
+        rng_skip(r, (uint64_t)(span.total - span.first - n) * draws_per_item);
+}
+
+void rng_items_bernoulli(agave_rng *r, rng_span span, int n, size_t per_item, float p,
+                         unsigned char *keep)
+{
+    rng_span_skip_before(r, span, per_item);
+    for (size_t i = 0; i < (size_t)n * per_item; i++)
+        keep[i] = rng_uniform(r) >= p;
+    rng_span_skip_after(r, span, n, per_item);
+}
+
+void rng_items_normal(agave_rng *r, rng_span span, int n, size_t per_item, float *out)
+{
+    rng_span_skip_before(r, span, per_item * RNG_NORMAL_DRAWS);
+    for (size_t i = 0; i < (size_t)n * per_item; i++)
+        out[i] = rng_normal(r);
+    rng_span_skip_after(r, span, n, per_item * RNG_NORMAL_DRAWS);
 }

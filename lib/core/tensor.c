@@ -203,9 +203,9 @@ agave_status agave_tensor_fill_normal(agave_tensor *t, float mean, float std)
     return AGAVE_OK;
 }
 
-/* Gradients are zeroed on the threads: serially, the zeroing of a step's
- * fresh gradient buffers (first touches of recycled arena memory) held the
- * other thread idle for 3% of a 2-thread step. */
+/* Gradients are zeroed on the threads: the zeroing of a step's fresh
+ * gradient buffers (first touches of recycled arena memory) is long enough
+ * that doing it serially keeps the other threads idle (docs/performance.md). */
 static void zero_floats(const agave_context *ctx, float *p, size_t n)
 {
     const size_t block = 16384;

@@ -81,7 +81,16 @@ struct agave_dataset {
     int channels, height, width;
     size_t image_bytes;      /* channels * height * width */
     uint8_t *pixels;         /* (count,channels,height,width) */
+    char *name_block;        /* image folders: the images' names, NUL-terminated, ... */
+    size_t *name_at;         /* ... image i's at name_block + name_at[i]; NULL otherwise */
 };
+
+/* An empty pixel buffer with the data set limit. */
+void pixels_init(pixel_buffer *pb);
+/* Hands pb's bytes to a new data set of count images of geo's shape (pb no
+ * longer owns them). */
+agave_status dataset_from_pixels(agave_context *ctx, pixel_buffer *pb, const image_geometry *geo,
+                                 size_t count, agave_dataset **out);
 
 /* Opens one in-memory file as a data set (what the fuzzers drive); name picks
  * the format as a path would. */

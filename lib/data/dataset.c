@@ -7,10 +7,11 @@
 #include <sys/stat.h>
 
 #include "data.h"
+#include "image.h"
 
 typedef unsigned long long ull;
 
-static void pixels_init(pixel_buffer *pb)
+void pixels_init(pixel_buffer *pb)
 {
     memset(pb, 0, sizeof *pb);
     pb->limit = AGAVE_DATASET_MAX_BYTES;
@@ -45,10 +46,9 @@ static agave_status check_same_geometry(agave_context *ctx, const char *first_na
                      first->height, first->width);
 }
 
-/* Hands the buffer to a new data set (trimmed to its length). */
-static agave_status dataset_from_pixels(agave_context *ctx, pixel_buffer *pb,
-                                        const image_geometry *geo, size_t count,
-                                        agave_dataset **out)
+/* Trims the buffer to its length. */
+agave_status dataset_from_pixels(agave_context *ctx, pixel_buffer *pb, const image_geometry *geo,
+                                 size_t count, agave_dataset **out)
 {
     agave_dataset *ds = calloc(1, sizeof *ds);
     if (!ds)
@@ -168,9 +168,11 @@ static int cifar_batch_number(const char *stem)
 
 static int idx_split_of(const char *stem, agave_data_split *split)
 {
-    static const char *const train[] = {"train-images-idx3-ubyte", "train-images.idx3-ubyte"};
+    static const char *const train[] = {"train-images-idx3-ubyte", "train-images.idx3-ubyte",
+                                        "train-images-idx4-ubyte"};
     static const char *const test[] = {"t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte",
-                                       "test-images-idx3-ubyte", "test-images.idx3-ubyte"};
+                                       "test-images-idx3-ubyte", "test-images.idx3-ubyte",
+                                       "t10k-images-idx4-ubyte", "test-images-idx4-ubyte"};
     for (size_t i = 0; i < sizeof train / sizeof *train; i++)
         if (ends_with(stem, train[i]))
             return *split = AGAVE_SPLIT_TRAIN, 1;
@@ -312,7 +314,7 @@ static agave_status choose_files(agave_context *ctx, const char *dir, agave_data
     if (scan->n_cifar == 0 && scan->n_idx == 0)
         return ctx_error(ctx, AGAVE_ERR_IO,
                          "%s: no %s data found: expected %s (CIFAR-10) or %s (IDX), "
-                         "optionally .gz%s",
+                         "optionally .gz%s, or image files (.png, .jpg, .bmp, .pgm, .ppm)",
                          dir, split_name(split),
                          split == AGAVE_SPLIT_TEST ? "test_batch.bin" : "data_batch_N.bin",
                          split == AGAVE_SPLIT_TEST ? "t10k-images-idx3-ubyte"
@@ -354,14 +356,25 @@ static agave_status open_found(agave_context *ctx, const char *dir, const found_
     return st;
 }
 
+/* CIFAR-10 or IDX files by name; failing those, an image folder (*fitted is
+ * then set: the folder's images were cropped and resized as they were read). */
 static agave_status open_directory(agave_context *ctx, const char *dir, agave_data_split split,
+                                   const image_fit *fit, int test_percent, int *fitted,
                                    agave_dataset **out)
 {
     dir_scan scan;
     memset(&scan, 0, sizeof scan);
     found_file *files = NULL;
-    int n = 0;
+    int n = 0, images = 0;
     agave_status st = scan_directory(ctx, dir, split, &scan);
+    if (st == AGAVE_OK && scan.n_cifar == 0 && scan.n_idx == 0 && !scan.other_split)
+        st = image_folder_open(ctx, dir, split, fit, test_percent, &images, out);
+    if (st != AGAVE_OK || images) {
+        *fitted = images;
+        free(scan.cifar);
+        free(scan.idx);
+        return st;
+    }
     if (st == AGAVE_OK)
         st = choose_files(ctx, dir, split, &scan, &files, &n);
     if (st == AGAVE_OK)
@@ -371,8 +384,8 @@ static agave_status open_directory(agave_context *ctx, const char *dir, agave_da
     return st;
 }
 
-agave_status agave_dataset_open(agave_context *ctx, const char *path, agave_data_split split,
-                                agave_dataset **out)
+agave_status agave_dataset_open_v2(agave_context *ctx, const char *path, agave_data_split split,
+                                   const agave_dataset_options *options, agave_dataset **out)
 {
     if (out)
         *out = NULL;
@@ -383,16 +396,34 @@ agave_status agave_dataset_open(agave_context *ctx, const char *path, agave_data
                          "agave_dataset_open: split %d is neither AGAVE_SPLIT_TRAIN nor "
                          "AGAVE_SPLIT_TEST",
                          (int)split);
+    image_fit fit;
+    int test_percent;
+    agave_status status = dataset_options_read(ctx, options, &fit, &test_percent);
+    if (status != AGAVE_OK)
+        return status;
     struct stat st;
     char why[128];
     if (stat(path, &st) != 0)
         return ctx_error(ctx, AGAVE_ERR_IO, "%s: cannot open: %s", path,
                          errno_text(errno, why, sizeof why));
+    int fitted = 0;
     if (S_ISDIR(st.st_mode))
-        return open_directory(ctx, path, split, out);
-    if (S_ISREG(st.st_mode))
-        return agave_dataset_open_files(ctx, &path, 1, out);
-    return ctx_error(ctx, AGAVE_ERR_IO, "%s: neither a regular file nor a directory", path);
+        status = open_directory(ctx, path, split, &fit, test_percent, &fitted, out);
+    else if (S_ISREG(st.st_mode))
+        status = agave_dataset_open_files(ctx, &path, 1, out);
+    else
+        return ctx_error(ctx, AGAVE_ERR_IO, "%s: neither a regular file nor a directory", path);
+    if (status == AGAVE_OK && !fitted)
+        status = dataset_fit(ctx, path, &fit, out);
+    if (status == AGAVE_OK)
+        ctx_clear_error(ctx);
+    return status;
+}
+
+agave_status agave_dataset_open(agave_context *ctx, const char *path, agave_data_split split,
+                                agave_dataset **out)
+{
+    return agave_dataset_open_v2(ctx, path, split, NULL, out);
 }
 
 void agave_dataset_free(agave_dataset *ds)
@@ -400,6 +431,8 @@ void agave_dataset_free(agave_dataset *ds)
     if (!ds)
         return;
     free(ds->pixels);
+    free(ds->name_block);
+    free(ds->name_at);
     free(ds);
 }
 
@@ -407,6 +440,13 @@ size_t agave_dataset_count(const agave_dataset *ds) { return ds ? ds->count : 0;
 int agave_dataset_channels(const agave_dataset *ds) { return ds ? ds->channels : 0; }
 int agave_dataset_height(const agave_dataset *ds) { return ds ? ds->height : 0; }
 int agave_dataset_width(const agave_dataset *ds) { return ds ? ds->width : 0; }
+
+const char *agave_dataset_image_name(const agave_dataset *ds, size_t i)
+{
+    if (!ds || !ds->name_at || i >= ds->count)
+        return NULL;
+    return ds->name_block + ds->name_at[i];
+}
 const uint8_t *agave_dataset_pixels(const agave_dataset *ds) { return ds ? ds->pixels : NULL; }
 
 agave_status agave_dataset_copy_images(const agave_dataset *ds, size_t first, size_t count,

@@ -14,7 +14,9 @@
 #include <zlib.h>
 
 #include "../core/struct_size.h"
+#include "caption.h"
 #include "data.h"
+#include "image.h"
 
 static unsigned char *grid_zlib_compress(unsigned char *data, int len, int *out_len, int quality);
 static void grid_stb_free(void *p);
@@ -70,6 +72,8 @@ static void grid_stb_free(void *p)
 #define GRID_MAX_SIDE 32768                      /* canvas pixels per side */
 #define GRID_MAX_BYTES ((uint64_t)1 << 30)       /* canvas bytes */
 #define GRID_MAX_SETS 16
+#define CAPTION_MAX_CHARS 4096
+#define CAPTION_MIN_LINE 24                      /* characters a caption line holds at least */
 
 typedef unsigned long long ull;
 
@@ -116,6 +120,10 @@ static agave_status grid_options(agave_context *ctx, const agave_grid_options *o
                          "grid options: gap %d, group_gap %d, scale %d; expected gaps in 0..256 "
                          "and scale in 1..64",
                          o->gap, o->group_gap, o->scale);
+    if (o->caption && strlen(o->caption) > CAPTION_MAX_CHARS)
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG,
+                         "grid options: a caption of %llu characters; at most %d",
+                         (ull)strlen(o->caption), CAPTION_MAX_CHARS);
     return AGAVE_OK;
 }
 
@@ -128,6 +136,10 @@ typedef struct grid_layout {
     uint64_t cell_h, cell_w;       /* every image is drawn at this size */
     uint64_t canvas_h, canvas_w;
     int out_channels;              /* 1 (grey) or 3 (RGB) */
+    const char *caption;           /* NULL, or the text of the band above the grid */
+    uint64_t caption_h;            /* that band's height (0 without a caption) */
+    int caption_scale;
+    size_t caption_chars;          /* characters per caption line */
 } grid_layout;
 
 static void layout_size(grid_layout *g)
@@ -158,6 +170,25 @@ static void cell_origin(const grid_layout *g, int s, int i, uint64_t *y0, uint64
         *x0 = g->gap + (col * g->n_sets + (uint64_t)s) * step_w + col * g->group_gap;
         *y0 = g->gap + row * step_h;
     }
+    *y0 += g->caption_h;
+}
+
+/* The caption's band above the grid: the text wrapped to the grid's width
+ * (the picture is widened to hold CAPTION_MIN_LINE characters a line). */
+static void caption_size(grid_layout *g, const agave_grid_options *o)
+{
+    if (!o->caption || !*o->caption)
+        return;
+    g->caption = o->caption;
+    g->caption_scale = caption_scale(o->scale);
+    uint64_t margin = g->gap > 2 ? (uint64_t)g->gap : 2, advance = caption_advance(g->caption_scale);
+    uint64_t least = 2 * margin + CAPTION_MIN_LINE * advance;
+    if (g->canvas_w < least)
+        g->canvas_w = least;
+    g->caption_chars = (size_t)((g->canvas_w - 2 * margin) / advance);
+    int lines = caption_lines(o->caption, g->caption_chars);
+    g->caption_h = margin + (uint64_t)lines * caption_line_height(g->caption_scale);
+    g->canvas_h += g->caption_h;
 }
 
 static agave_status check_sets(agave_context *ctx, const uint8_t *const *sets, int n_sets, int n,
@@ -209,6 +240,7 @@ static agave_status plan_grid(agave_context *ctx, int n_sets, int n, int channel
     int grey = o->background[0] == o->background[1] && o->background[1] == o->background[2];
     g->out_channels = channels == 1 && grey ? 1 : 3;
     layout_size(g);
+    caption_size(g, o);
     if (g->canvas_h > GRID_MAX_SIDE || g->canvas_w > GRID_MAX_SIDE ||
         g->canvas_h * g->canvas_w * (uint64_t)g->out_channels > GRID_MAX_BYTES)
         return ctx_error(ctx, AGAVE_ERR_LIMIT,
@@ -252,6 +284,11 @@ static void draw_grid(uint8_t *canvas, const grid_layout *g, const uint8_t *cons
                       int channels, const int *heights, const int *widths, const uint8_t *rgb)
 {
     fill_background(canvas, g, rgb);
+    if (g->caption) {
+        uint64_t margin = g->gap > 2 ? (uint64_t)g->gap : 2;
+        caption_draw(canvas, g->canvas_w, g->out_channels, margin, margin, g->caption,
+                     g->caption_chars, g->caption_scale, rgb);
+    }
     for (int s = 0; s < g->n_sets; s++) {
         size_t image_bytes = (size_t)channels * (size_t)heights[s] * (size_t)widths[s];
         for (int i = 0; i < g->n; i++) {
@@ -266,9 +303,18 @@ static void draw_grid(uint8_t *canvas, const grid_layout *g, const uint8_t *cons
 /* ---- public ------------------------------------------------------------------------ */
 
 static agave_status encode_and_write(agave_context *ctx, const char *path, const uint8_t *canvas,
-                                     const grid_layout *g)
+                                     const grid_layout *g, image_format format)
 {
     int w = (int)g->canvas_w, h = (int)g->canvas_h, c = g->out_channels;
+    if (format != IMAGE_OUT_PNG) {
+        uint8_t *bytes = NULL;
+        size_t len = 0;
+        agave_status st = image_encode_plain(ctx, path, format, canvas, w, h, c, &bytes, &len);
+        if (st == AGAVE_OK)
+            st = file_write_atomic(ctx, path, bytes, len);
+        free(bytes);
+        return st;
+    }
     int png_len = 0;
     grid_pending_stream = NULL;
     unsigned char *png = stbi_write_png_to_mem(canvas, w * c, w, h, c, &png_len);
@@ -302,6 +348,9 @@ agave_status agave_image_grid_write_sets(agave_context *ctx, const char *path,
     grid_layout g;
     if (st == AGAVE_OK)
         st = plan_grid(ctx, n_sets, n, channels, heights, widths, cols, layout, &o, &g);
+    image_format format = IMAGE_OUT_PNG;
+    if (st == AGAVE_OK)
+        st = image_format_of(ctx, path, g.out_channels, &format);
     if (st != AGAVE_OK)
         return st;
     uint8_t *canvas = malloc((size_t)(g.canvas_h * g.canvas_w * (uint64_t)g.out_channels));
@@ -309,9 +358,20 @@ agave_status agave_image_grid_write_sets(agave_context *ctx, const char *path,
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory for a %llux%llu canvas", path,
                          (ull)g.canvas_w, (ull)g.canvas_h);
     draw_grid(canvas, &g, sets, channels, heights, widths, o.background);
-    st = encode_and_write(ctx, path, canvas, &g);
+    st = encode_and_write(ctx, path, canvas, &g, format);
     free(canvas);
     return st;
+}
+
+agave_status agave_image_grid_check_name(agave_context *ctx, const char *path, int channels)
+{
+    if (!path)
+        return ctx_error(ctx, AGAVE_ERR_NULL, "image grid: NULL path");
+    if (channels != 1 && channels != 3)
+        return ctx_error(ctx, AGAVE_ERR_INVALID_ARG, "image grid: %d channels, expected 1 or 3",
+                         channels);
+    image_format format;
+    return image_format_of(ctx, path, channels, &format);
 }
 
 agave_status agave_image_grid_write(agave_context *ctx, const char *path, const uint8_t *images,

@@ -6,7 +6,9 @@
  *
  * IDX (LeCun's MNIST format, big-endian):
  *   magic 00 00 08 03 (unsigned bytes, 3 dims), count, rows, cols (u32 each),
- *   then count*rows*cols pixels, row-major.
+ *   then count*rows*cols pixels, row-major; or magic 00 00 08 04 (4 dims),
+ *   count, channels (1 or 3), rows, cols, then the images channel plane by
+ *   plane (NCHW: what agave-convert writes for colour images).
  * CIFAR-10 binary: records of 1 label byte (0..9) + 1024 R + 1024 G + 1024 B,
  *   each plane 32x32 row-major; no header, so the file size must be a
  *   multiple of 3073. */
@@ -14,9 +16,12 @@
 #include <string.h>
 
 #include "data.h"
+#include "image.h"
 
 #define IDX_HEADER 16
+#define IDX_HEADER_4D 20
 #define IDX_IMAGE_MAGIC 0x00000803u
+#define IDX_IMAGE4_MAGIC 0x00000804u   /* (count, channels 1 or 3, rows, cols): colour */
 #define IDX_LABEL_MAGIC 0x00000801u
 #define CIFAR_SIDE 32
 #define CIFAR_PIXELS (3 * CIFAR_SIDE * CIFAR_SIDE)   /* 3072 */
@@ -106,7 +111,7 @@ static agave_status read_pixels(byte_source *s, pixel_buffer *pb, uint64_t n, ui
 static agave_status idx_check_magic(byte_source *s, const uint8_t *head)
 {
     uint32_t magic = read_be32(head);
-    if (magic == IDX_IMAGE_MAGIC)
+    if (magic == IDX_IMAGE_MAGIC || magic == IDX_IMAGE4_MAGIC)
         return AGAVE_OK;
     if (magic == IDX_LABEL_MAGIC)
         return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
@@ -116,39 +121,63 @@ static agave_status idx_check_magic(byte_source *s, const uint8_t *head)
     if (head[0] == 0 && head[1] == 0)
         return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
                          "%s: unsupported IDX file (magic 0x%08x: element type 0x%02x, %u "
-                         "dimensions): expected magic 0x%08x (unsigned bytes, 3 dimensions)",
-                         s->name, magic, head[2], head[3], IDX_IMAGE_MAGIC);
+                         "dimensions): expected magic 0x%08x (unsigned bytes, 3 dimensions) "
+                         "or 0x%08x (4 dimensions, colour)",
+                         s->name, magic, head[2], head[3], IDX_IMAGE_MAGIC, IDX_IMAGE4_MAGIC);
     return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
                      "%s: not an IDX image file: magic number 0x%08x, expected 0x%08x",
                      s->name, magic, IDX_IMAGE_MAGIC);
 }
 
-/* Validates count, rows and cols; *payload gets the pixel bytes they promise. */
-static agave_status idx_check_dims(byte_source *s, const pixel_buffer *pb, uint32_t count,
-                                   uint32_t rows, uint32_t cols, uint64_t *payload)
+/* What an IDX header says. */
+typedef struct idx_header {
+    uint32_t count, channels, rows, cols;
+    uint64_t length;         /* bytes of the header: 16, or 20 with 4 dimensions */
+} idx_header;
+
+/* "28x28", or "3x32x32" for a file of 4 dimensions. */
+static const char *idx_shape(const idx_header *h, char *buf, size_t len)
 {
-    if (count == 0)
+    if (h->length == IDX_HEADER)
+        snprintf(buf, len, "%ux%u", h->rows, h->cols);
+    else
+        snprintf(buf, len, "%ux%ux%u", h->channels, h->rows, h->cols);
+    return buf;
+}
+
+/* Validates the dimensions; *payload gets the pixel bytes they promise. */
+static agave_status idx_check_dims(byte_source *s, const pixel_buffer *pb, const idx_header *h,
+                                   uint64_t *payload)
+{
+    char shape[48];
+    if (h->count == 0)
         return ctx_error(s->ctx, AGAVE_ERR_FORMAT, "%s: holds zero images (header count 0)",
                          s->name);
-    if (rows == 0 || cols == 0 || rows > AGAVE_DATASET_MAX_SIDE || cols > AGAVE_DATASET_MAX_SIDE)
+    if (h->channels != 1 && h->channels != 3)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                         "%s: %u channels in the header; expected 1 or 3", s->name, h->channels);
+    if (h->rows == 0 || h->cols == 0 || h->rows > AGAVE_DATASET_MAX_SIDE ||
+        h->cols > AGAVE_DATASET_MAX_SIDE)
         return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
                          "%s: image size %ux%u in the header is out of range "
                          "(1..%d on each side)",
-                         s->name, rows, cols, AGAVE_DATASET_MAX_SIDE);
-    /* count < 2^32 and rows*cols < 2^32: the product fits in 64 bits. */
-    *payload = (uint64_t)count * ((uint64_t)rows * cols);
+                         s->name, h->rows, h->cols, AGAVE_DATASET_MAX_SIDE);
+    /* count < 2^32 and channels*rows*cols < 2^34: the product fits in 64 bits. */
+    *payload = (uint64_t)h->count * ((uint64_t)h->channels * h->rows * h->cols);
     if (*payload > pb->limit - pb->len)
         return ctx_error(s->ctx, AGAVE_ERR_LIMIT,
-                         "%s: header promises %u images of %ux%u (%llu bytes), more than the "
+                         "%s: header promises %u images of %s (%llu bytes), more than the "
                          "data set limit of %llu bytes",
-                         s->name, count, rows, cols, (ull)*payload, (ull)pb->limit);
-    if (src_size_known(s) && s->raw_size != IDX_HEADER + *payload)
+                         s->name, h->count, idx_shape(h, shape, sizeof shape), (ull)*payload,
+                         (ull)pb->limit);
+    if (src_size_known(s) && s->raw_size != h->length + *payload)
         return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
-                         "%s: %s: header promises %u images of %ux%u, %llu bytes with the "
+                         "%s: %s: header promises %u images of %s, %llu bytes with the "
                          "header, but the file has %llu bytes",
-                         s->name, s->raw_size < IDX_HEADER + *payload ? "truncated"
-                                                                       : "trailing bytes",
-                         count, rows, cols, (ull)(IDX_HEADER + *payload), (ull)s->raw_size);
+                         s->name, s->raw_size < h->length + *payload ? "truncated"
+                                                                      : "trailing bytes",
+                         h->count, idx_shape(h, shape, sizeof shape),
+                         (ull)(h->length + *payload), (ull)s->raw_size);
     return AGAVE_OK;
 }
 
@@ -167,41 +196,60 @@ static agave_status check_at_end(byte_source *s, const char *what)
     return AGAVE_OK;
 }
 
+/* The header after the magic: 12 or 16 more bytes. */
+static agave_status idx_read_header(byte_source *s, const uint8_t *magic, idx_header *h)
+{
+    uint8_t head[IDX_HEADER_4D];
+    int four = read_be32(magic) == IDX_IMAGE4_MAGIC;
+    h->length = four ? IDX_HEADER_4D : IDX_HEADER;
+    size_t got;
+    agave_status st = src_read(s, head, (size_t)h->length - 4, &got);
+    if (st != AGAVE_OK)
+        return st;
+    if (got < h->length - 4)
+        return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                         "%s: truncated IDX header: %zu bytes, expected %llu", s->name, got + 4,
+                         (ull)h->length);
+    h->count = read_be32(head);
+    h->channels = four ? read_be32(head + 4) : 1;
+    h->rows = read_be32(head + (four ? 8 : 4));
+    h->cols = read_be32(head + (four ? 12 : 8));
+    return AGAVE_OK;
+}
+
 agave_status idx_read(byte_source *s, pixel_buffer *pb, image_geometry *geo)
 {
-    uint8_t head[IDX_HEADER];
+    uint8_t magic[4];
     size_t got;
-    agave_status st = src_read(s, head, 4, &got);
+    agave_status st = src_read(s, magic, 4, &got);
     if (st != AGAVE_OK)
         return st;
     if (got < 4)
         return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
                          "%s: truncated IDX header: %zu bytes, expected at least 4", s->name, got);
-    if ((st = idx_check_magic(s, head)) != AGAVE_OK)
+    if ((st = idx_check_magic(s, magic)) != AGAVE_OK)
         return st;
-    if ((st = src_read(s, head + 4, IDX_HEADER - 4, &got)) != AGAVE_OK)
+    idx_header h = {0, 0, 0, 0, 0};
+    if ((st = idx_read_header(s, magic, &h)) != AGAVE_OK)
         return st;
-    if (got < IDX_HEADER - 4)
-        return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
-                         "%s: truncated IDX header: %zu bytes, expected %d", s->name, got + 4,
-                         IDX_HEADER);
-    uint32_t count = read_be32(head + 4), rows = read_be32(head + 8), cols = read_be32(head + 12);
     uint64_t payload = 0, read = 0;
-    if ((st = idx_check_dims(s, pb, count, rows, cols, &payload)) != AGAVE_OK)
+    char shape[48];
+    if ((st = idx_check_dims(s, pb, &h, &payload)) != AGAVE_OK)
         return st;
     if ((st = read_pixels(s, pb, payload, &read)) != AGAVE_OK)
         return st;
     if (read < payload)
         return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
-                         "%s: truncated: header promises %u images of %ux%u (%llu pixel bytes) "
+                         "%s: truncated: header promises %u images of %s (%llu pixel bytes) "
                          "but the data ends after %llu",
-                         s->name, count, rows, cols, (ull)payload, (ull)read);
+                         s->name, h.count, idx_shape(&h, shape, sizeof shape), (ull)payload,
+                         (ull)read);
     if ((st = check_at_end(s, "the header promises")) != AGAVE_OK)
         return st;
-    geo->channels = 1;
-    geo->height = (int)rows;
-    geo->width = (int)cols;
-    geo->count = count;
+    geo->channels = (int)h.channels;
+    geo->height = (int)h.rows;
+    geo->width = (int)h.cols;
+    geo->count = h.count;
     return AGAVE_OK;
 }
 
@@ -302,18 +350,37 @@ agave_status cifar_read(byte_source *s, pixel_buffer *pb, image_geometry *geo)
 
 /* ---- either ----------------------------------------------------------------- */
 
+/* An image file where a data file was expected (a PNG passed as a CIFAR-10
+ * batch) is named as what it is, not as a file of the wrong size. */
+static agave_status refuse_image(byte_source *s, data_format format, const uint8_t *head,
+                                 size_t got)
+{
+    image_kind kind = image_kind_of(head, got);
+    if (kind == IMAGE_NONE)
+        return AGAVE_OK;
+    return ctx_error(s->ctx, AGAVE_ERR_FORMAT,
+                     "%s: a %s image, not %s: image files are read from a folder (open the "
+                     "folder that holds them; docs/data.md)",
+                     s->name, image_kind_name(kind),
+                     format == FORMAT_IDX     ? "an IDX file"
+                     : format == FORMAT_CIFAR ? "a CIFAR-10 batch"
+                                              : "a CIFAR-10 batch or an IDX file");
+}
+
 agave_status read_any(byte_source *s, pixel_buffer *pb, image_geometry *geo)
 {
     data_format format = format_from_name(s->name);
+    uint8_t head[8];
+    size_t got;
+    agave_status st = src_peek(s, head, sizeof head, &got);
+    if (st == AGAVE_OK)
+        st = refuse_image(s, format, head, got);
+    if (st != AGAVE_OK)
+        return st;
     if (format == FORMAT_UNKNOWN) {
         /* No telling name: an IDX file of bytes starts 00 00 08 <1..4 dims>; CIFAR-10
          * has no magic (a record would need label 0 and red pixels 0, 8, 1..4). */
-        uint8_t head[4];
-        size_t got;
-        agave_status st = src_peek(s, head, sizeof head, &got);
-        if (st != AGAVE_OK)
-            return st;
-        int idx_like = got == 4 && head[0] == 0 && head[1] == 0 && head[2] == 0x08 &&
+        int idx_like = got >= 4 && head[0] == 0 && head[1] == 0 && head[2] == 0x08 &&
                        head[3] >= 1 && head[3] <= 4;
         format = idx_like ? FORMAT_IDX : FORMAT_CIFAR;
     }

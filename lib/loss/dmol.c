@@ -107,18 +107,6 @@ DMOL_INLINE bin_logprob channel_logprob(int v, double mean, const logistic_width
     return r;
 }
 
-/* The coupled means of a component at a pixel whose R, G on the network scale
- * are xn[0], xn[1]: G += coeff[0] x_r, B += coeff[1] x_r + coeff[2] x_g. */
-static inline void coupled_means(const dmol_component *comp, int C, const double xn[3],
-                                 double mean[3])
-{
-    mean[0] = comp->mean[0];
-    if (C == 3) {
-        mean[1] = comp->mean[1] + comp->coeff[0] * xn[0];
-        mean[2] = comp->mean[2] + comp->coeff[1] * xn[0] + comp->coeff[2] * xn[1];
-    }
-}
-
 /* Sum over channels of the component's log-probabilities at x (values on the
  * network scale xn; the coupling uses the true values). If grad is non-NULL,
  * writes d(sum)/d(mean, log-scale, coefficient) of component m to its slots,
@@ -128,7 +116,7 @@ DMOL_INLINE double component_logprob(const dmol_component *comp, int C, const ui
                                      size_t stride, int M, int m)
 {
     double mean[3], total = 0, d_mean[3];
-    coupled_means(comp, C, xn, mean);
+    dmol_coupled_means(comp, C, xn, mean);
     for (int c = 0; c < C; c++) {
         bin_logprob r = channel_logprob(x[c * x_stride], mean[c], &comp->width[c],
                                         comp->clamped[c], grad != NULL);
@@ -266,7 +254,7 @@ void dmol_pixel_sample(const float *params, size_t stride, int channels, int n_m
     for (int c = 0; c < channels; c++) {
         /* Coupling on the already drawn and rounded R and G (xn), as the
          * likelihood sees them. */
-        coupled_means(&comp, channels, xn, mean);
+        dmol_coupled_means(&comp, channels, xn, mean);
         double u = rng_uniform_double(rng);
         double s = exp(comp.width[c].log_scale);   /* clamped at -7 */
         double v = mean[c] + s * (log(u) - log1p(-u));   /* logistic(mean, s) */

@@ -22,21 +22,22 @@ static agave_status gaussian_check(agave_context *ctx, const char *op, agave_ten
 agave_status agave_gaussian_sample(agave_context *ctx, agave_tensor *mean, agave_tensor *log_std,
                                    agave_tensor **z)
 {
+    return gaussian_sample_span(ctx, mean, log_std, RNG_WHOLE_BATCH, z);
+}
+
+agave_status gaussian_sample_span(agave_context *ctx, agave_tensor *mean, agave_tensor *log_std,
+                                  rng_span span, agave_tensor **z)
+{
     TRY(check_op_entry(ctx, z, "gaussian_sample"));
     TRY(gaussian_check(ctx, "gaussian_sample", mean, log_std));
     agave_tensor *out = tensor_new_like(ctx, mean);
     float *eps = arena_alloc(&ctx->arena, mean->numel * sizeof(float));
     if (!out || !eps)
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "gaussian_sample: step arena is out of memory");
-    /* Drawn in element order from the context's generator: reproducible.
-     * Under a batch slice the other processes' items are skipped. */
-    size_t per_item = mean->numel / (size_t)tN(mean);
-    slice_skip_before(ctx, per_item, RNG_NORMAL_DRAWS);
-    for (size_t i = 0; i < mean->numel; i++) {
-        eps[i] = rng_normal(&ctx->rng);
+    /* Drawn in element order from the context's generator: reproducible. */
+    rng_items_normal(&ctx->rng, span, tN(mean), mean->numel / (size_t)tN(mean), eps);
+    for (size_t i = 0; i < mean->numel; i++)
         out->data[i] = mean->data[i] + expf(log_std->data[i]) * eps[i];
-    }
-    slice_skip_after(ctx, tN(mean), per_item, RNG_NORMAL_DRAWS);
     agave_status st;
     agave_tensor *in[2] = {mean, log_std};
     tape_node *node = op_record(ctx, OP_GAUSSIAN_SAMPLE, out, in, 2, &st);

@@ -83,6 +83,18 @@ typedef struct dmol_component {
     int clamped[3];              /* the raw log-scale was below -7 */
 } dmol_component;
 
+/* The coupled means of a component at a pixel whose R, G on the network scale
+ * are xn[0], xn[1]: G += coeff[0] x_r, B += coeff[1] x_r + coeff[2] x_g. */
+static inline void dmol_coupled_means(const dmol_component *comp, int C, const double xn[3],
+                                      double mean[3])
+{
+    mean[0] = comp->mean[0];
+    if (C == 3) {
+        mean[1] = comp->mean[1] + comp->coeff[0] * xn[0];
+        mean[2] = comp->mean[2] + comp->coeff[1] * xn[0] + comp->coeff[2] * xn[1];
+    }
+}
+
 /* Fills comps[0..n_mix-1] from one pixel's parameters (layout as above). */
 void dmol_mixture_prepare(const float *params, size_t stride, int channels, int n_mix,
                           dmol_component *comps);
@@ -104,5 +116,10 @@ static inline int dmol_param_count(int channels, int n_mix)
 {
     return (channels == 1 ? 3 : 10) * n_mix;
 }
+
+/* agave_gaussian_sample with mean's N items sitting at span in their batch's
+ * random stream (core.h: the model's batch slice). */
+agave_status gaussian_sample_span(agave_context *ctx, agave_tensor *mean, agave_tensor *log_std,
+                                  rng_span span, agave_tensor **z);
 
 #endif

@@ -14,13 +14,17 @@
 #include "checkpoint.h"
 
 #define CKPT_MAGIC "AGAVECKP"
-/* Version 2: the average section holds the averaged parameters themselves
- * (warm-up averaging, no bias correction); version 1 held the running sum of
- * the old bias-corrected rule, which the loader converts. */
-#define CKPT_VERSION 2u
+/* Version 3: a run state section (flag bit 2) may end the payload; a file
+ * without one is written as version 2, which older libraries read. Version 2:
+ * the average section holds the averaged parameters themselves (warm-up
+ * averaging, no bias correction); version 1 held the running sum of the old
+ * bias-corrected rule, which the loader converts. */
+#define CKPT_VERSION 3u
+#define CKPT_VERSION_NO_RUN 2u
 #define CKPT_HEADER 24          /* magic 8, version 4, flags 4, payload length 8 */
 #define CKPT_FLAG_OPTIM 1u
 #define CKPT_FLAG_AVERAGE 2u
+#define CKPT_FLAG_RUN 4u
 #define CKPT_MAX_BYTES ((uint64_t)16 << 30)
 /* Step counters a run can reach, far from overflowing when incremented. */
 #define CKPT_MAX_COUNT ((uint64_t)1 << 62)
@@ -99,11 +103,23 @@ static uint32_t crc_of(const unsigned char *p, size_t len)
 
 static void put_floats(bytes *b, const float *p, size_t n) { put(b, p, n * sizeof(float)); }
 
+/* The run state section: 6 x u64 in the field order of agave_run_state. */
+static void put_run_state(bytes *b, const agave_run_state *r)
+{
+    put_u64(b, r->seed);
+    put_u64(b, r->epoch);
+    put_u64(b, r->index);
+    put_u64(b, (uint64_t)r->batch);
+    put_u64(b, (uint64_t)r->threads);
+    put_u64(b, (uint64_t)r->images);
+}
+
 static void serialise(agave_model *m, bytes *b)
 {
-    uint32_t flags = (m->opt->m ? CKPT_FLAG_OPTIM : 0) | (m->ema.avg ? CKPT_FLAG_AVERAGE : 0);
+    uint32_t flags = (m->opt->m ? CKPT_FLAG_OPTIM : 0) | (m->ema.avg ? CKPT_FLAG_AVERAGE : 0) |
+                     (m->has_run ? CKPT_FLAG_RUN : 0);
     put(b, CKPT_MAGIC, 8);
-    put_u32(b, CKPT_VERSION);
+    put_u32(b, m->has_run ? CKPT_VERSION : CKPT_VERSION_NO_RUN);
     put_u32(b, flags);
     put_u64(b, 0);   /* payload length, patched below */
     put_config(b, &m->cfg);
@@ -133,6 +149,8 @@ static void serialise(agave_model *m, bytes *b)
         put_u64(b, (uint64_t)m->ema.t);
         put_floats(b, m->ema.avg, m->ema.total);
     }
+    if (flags & CKPT_FLAG_RUN)
+        put_run_state(b, &m->run);
     if (!b->failed) {
         uint64_t payload = b->len - CKPT_HEADER;
         memcpy(b->p + 16, &payload, 8);
@@ -379,6 +397,27 @@ static void average_from_v1(agave_model *m)
         a->avg[j] = (float)(a->avg[j] * correction);
 }
 
+/* The run state section, validated as agave_model_set_run_state validates. */
+static agave_status read_run_state(agave_model *m, reader *r, const char *path)
+{
+    agave_run_state s = {.struct_size = sizeof s};
+    s.seed = get_u64(r);
+    s.epoch = get_u64(r);
+    s.index = get_u64(r);
+    s.batch = (int64_t)get_u64(r);
+    s.threads = (int64_t)get_u64(r);
+    s.images = (int64_t)get_u64(r);
+    char why[192];
+    if (r->short_read)
+        return AGAVE_OK;   /* reported with the other sections */
+    if (!run_state_check(&s, why, sizeof why))
+        return ctx_error(m->ctx, AGAVE_ERR_FORMAT, "checkpoint %s: impossible run state: %s",
+                         path, why);
+    m->run = s;
+    m->has_run = 1;
+    return AGAVE_OK;
+}
+
 static agave_status read_state(agave_model *m, reader *r, uint32_t version, uint32_t flags,
                                const char *path)
 {
@@ -397,9 +436,16 @@ static agave_status read_state(agave_model *m, reader *r, uint32_t version, uint
         m->ema.t = (int64_t)get_u64(r);
         get(r, m->ema.avg, m->ema.total * sizeof(float));
     }
+    if ((flags & CKPT_FLAG_RUN) && version < 3)
+        return ctx_error(m->ctx, AGAVE_ERR_FORMAT,
+                         "checkpoint %s: format version %u cannot hold a run state (flag 4)",
+                         path, version);
+    if (flags & CKPT_FLAG_RUN)
+        TRY(read_run_state(m, r, path));
     if (r->short_read || r->off != r->len - 4)
         return ctx_error(m->ctx, AGAVE_ERR_FORMAT,
-                         "checkpoint %s: the optimiser or averaging section does not fit", path);
+                         "checkpoint %s: the optimiser, averaging or run state section does not "
+                         "fit", path);
     if ((uint64_t)m->opt->t >= CKPT_MAX_COUNT || (uint64_t)m->ema.t >= CKPT_MAX_COUNT)
         return ctx_error(m->ctx, AGAVE_ERR_FORMAT,
                          "checkpoint %s: impossible optimiser or averaging step count", path);
@@ -424,8 +470,8 @@ static agave_status read_state(agave_model *m, reader *r, uint32_t version, uint
  * bias, no 1x1 layers but the output). The loader compares it with the
  * file's size before agave_model_create, so that a small file with a large
  * configuration cannot make it build a model of gigabytes and only then
- * find the parameters missing (found by fuzz/fuzz_checkpoint.c: F = 255 in a
- * 478-byte file took 11 s). tests/test_limits.c checks that the bound never
+ * find the parameters missing (docs/reliability.md, the fuzzing findings).
+ * tests/test_limits.c checks that the bound never
  * exceeds agave_model_param_numel over a sweep of configurations. */
 uint64_t checkpoint_min_param_floats(const agave_config *c)
 {

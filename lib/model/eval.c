@@ -324,7 +324,7 @@ static void clear_outputs(const model_eval_out *o, int n)
 static agave_status check_call(agave_model *m, int n, int iwae_samples)
 {
     agave_context *ctx = m->ctx;
-    int n_min = m->slice_total > 0 ? 0 : 1;   /* a process may have no image of a batch */
+    int n_min = m->slice.total > 0 ? 0 : 1;   /* a process may have no image of a batch */
     if (n < n_min || n > 1 << 24 || iwae_samples < 0 || iwae_samples > 100000)
         return ctx_error(ctx, AGAVE_ERR_LIMIT,
                          "agave_model_evaluate: n = %d (%d..2^24) or K = %d (0..100000) out of "
@@ -383,13 +383,12 @@ agave_status model_evaluate(agave_model *m, const uint8_t *x, int n, int iwae_sa
      * when one process evaluates the whole batch. Only the z samples draw
      * (K latent tensors per image); mode pixelcnn draws nothing. */
     uint64_t per_image = r.plan.vae ? (uint64_t)r.K * r.latent * RNG_NORMAL_DRAWS : 0;
-    if (m->slice_total > 0)
-        rng_skip(&ctx->rng, (uint64_t)m->slice_offset * per_image);
+    rng_span_skip_before(&ctx->rng, m->slice, per_image);
     agave_status st = n > 0 ? run_rows(&r) : AGAVE_OK;
     if (st != AGAVE_OK)
         return st;
-    if (m->slice_total > 0 && r.done == n)
-        rng_skip(&ctx->rng, (uint64_t)(m->slice_total - m->slice_offset - n) * per_image);
+    if (r.done == n)
+        rng_span_skip_after(&ctx->rng, m->slice, n, per_image);
     fill_stats(&r, iwae_samples, stats);
     return AGAVE_OK;
 }

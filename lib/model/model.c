@@ -220,6 +220,13 @@ int64_t agave_model_step_count(const agave_model *m) { return m ? m->step : 0; }
 int agave_model_is_initialized(const agave_model *m) { return m ? m->initialized != 0 : 0; }
 int64_t agave_model_rejected_count(const agave_model *m) { return m ? m->rejected : 0; }
 
+void model_set_span(agave_model *m, rng_span span)
+{
+    m->span = span;
+    for (int i = 0; i < m->n_layers; i++)
+        layer_set_span(m->layers[i], span);
+}
+
 void model_set_training(agave_model *m, int training)
 {
     for (int i = 0; i < m->n_layers; i++)
@@ -429,18 +436,17 @@ agave_status agave_model_set_batch_slice(agave_model *m, int64_t offset, int64_t
                          "agave_model_set_batch_slice: offset %lld, total %lld: need "
                          "0 <= offset <= total <= 2^40 (total 0: no slice)",
                          (long long)offset, (long long)total);
-    m->slice_offset = offset;
-    m->slice_total = total;
+    m->slice = (rng_span){offset, total};
     return AGAVE_OK;
 }
 
 agave_status model_check_slice(agave_model *m, int n, const char *fn)
 {
-    if (m->slice_total > 0 && m->slice_offset + n > m->slice_total)
+    if (m->slice.total > 0 && m->slice.first + n > m->slice.total)
         return ctx_error(m->ctx, AGAVE_ERR_INVALID_ARG,
                          "%s: %d images from offset %lld overrun the batch slice's total of "
                          "%lld images (agave_model_set_batch_slice)",
-                         fn, n, (long long)m->slice_offset, (long long)m->slice_total);
+                         fn, n, (long long)m->slice.first, (long long)m->slice.total);
     return AGAVE_OK;
 }
 
@@ -546,7 +552,7 @@ static agave_status train_step_parallel(agave_model *m, const uint8_t *x, int n,
                                         agave_step_stats *stats)
 {
     agave_context *ctx = m->ctx;
-    if (m->slice_total > 0 && !m->initialized)
+    if (m->slice.total > 0 && !m->initialized)
         return ctx_error(ctx, AGAVE_ERR_STATE,
                          "agave_model_train_step: with a batch slice set, first initialise the "
                          "model with agave_model_init on the whole batch, in every process, so "
@@ -559,12 +565,11 @@ static agave_status train_step_parallel(agave_model *m, const uint8_t *x, int n,
     model_set_training(m, 1);
     model_terms t;
     agave_tensor *loss;
-    ctx->slice_offset = m->slice_offset;
-    ctx->slice_total = m->slice_total;
+    model_set_span(m, m->slice);
     agave_status st = model_forward(m, x, n, plan_for_mode(m->cfg.mode), &t);
-    ctx->slice_offset = ctx->slice_total = 0;
+    model_set_span(m, RNG_WHOLE_BATCH);
     if (st == AGAVE_OK)
-        st = m->slice_total > 0 ? slice_objective(m, &t, m->slice_total, &loss)
+        st = m->slice.total > 0 ? slice_objective(m, &t, m->slice.total, &loss)
                                 : model_objective(m, &t, &loss);
     if (st != AGAVE_OK) {
         agave_tape_reset(ctx);
@@ -599,7 +604,7 @@ static agave_status train_step(agave_model *m, const uint8_t *x, int n, agave_st
 {
     TRY(check_batch(m, x, n, "agave_model_train_step"));
     TRY(model_check_memory(m->ctx, &m->cfg, n, "agave_model_train_step"));
-    if (m->slice_total > 0 || m->reduce_fn)
+    if (m->slice.total > 0 || m->reduce_fn)
         return train_step_parallel(m, x, n, stats);
     if (!m->initialized)
         TRY(agave_model_init(m, x, n));

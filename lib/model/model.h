@@ -60,7 +60,10 @@ struct agave_model {
     int64_t rejected;         /* rejected steps in all */
     int initialized;
     /* Data parallelism (agave_model_set_batch_slice / _set_grad_reducer). */
-    int64_t slice_offset, slice_total;            /* total 0: no slice */
+    agave_run_state run;     /* the run's data order, saved with the model (run_state.c) */
+    int has_run;
+    rng_span slice;          /* this process's items of each batch; RNG_WHOLE_BATCH: no slice */
+    rng_span span;           /* of the forward running now: the slice during a step */
     agave_grad_reduce_fn reduce_fn;
     void *reduce_user;
     float *reduce_buf;                            /* gradients + REDUCE_EXTRA, lazily */
@@ -110,6 +113,9 @@ agave_status vae_encode(agave_model *m, agave_tensor *x, agave_tensor **mean,
 agave_status vae_posterior_sample(agave_model *m, agave_tensor *mean, agave_tensor *log_std,
                                   agave_tensor *context, agave_tensor **z,
                                   agave_tensor **log_q, agave_tensor **log_p_z);
+/* z at noise 0: the mean itself when T = 0, else the mean through the IAF. */
+agave_status vae_posterior_mean(agave_model *m, agave_tensor *mean, agave_tensor *context,
+                                agave_tensor **z);
 agave_status vae_decode(agave_model *m, agave_tensor *z, agave_tensor **f);
 agave_status pixelcnn_build(agave_model *m);
 /* x~ (N,C,H,W), f (N,C,H/s,W/s) or NULL: mixture parameters (N,P,H,W). */
@@ -143,6 +149,10 @@ typedef enum model_sampler { MODEL_SAMPLER_CACHED = 0, MODEL_SAMPLER_NAIVE = 1 }
  * with the chosen sampler (lib/model/sample.c). */
 agave_status model_sample_with(agave_model *m, model_sampler sampler, const uint8_t *x_in, int n,
                                uint64_t seed, uint8_t *fz, uint8_t *x);
+/* agave_model_decode: as agave_model_sample, with z (n,Z,H/4,W/4) given
+ * instead of drawn (lib/model/sample.c). */
+agave_status model_sample_from_z(agave_model *m, const float *z, int n, uint64_t seed, uint8_t *fz,
+                                 uint8_t *x);
 
 /* lib/model/eval.c. What an evaluation reports per image besides the means,
  * and whom it tells of its progress (agave_eval_options without the ABI
@@ -166,6 +176,14 @@ int eval_chunk_rows(const agave_model *m);
 void model_apply_average(agave_model *m);
 void model_restore_params(agave_model *m);
 void model_set_training(agave_model *m, int training);
+/* Where the batch of the forward about to run sits in the random stream:
+ * the model's batch slice for a data-parallel training step, else
+ * RNG_WHOLE_BATCH. Given to every layer (dropout) and the posterior sample. */
+void model_set_span(agave_model *m, rng_span span);
+
+/* lib/model/run_state.c: 1 if every field of s is within agave-train's
+ * command-line limits (agave.h), else 0 with a sentence in why. */
+int run_state_check(const agave_run_state *s, char *why, size_t len);
 
 /* lib/model/estimate.c: sizes from a configuration alone. */
 uint64_t config_param_count(const agave_config *c);

@@ -101,7 +101,8 @@ static agave_status sample_chunk(agave_model *m, model_sampler sampler, int n, a
  * context's own stream is restored afterwards, so sampling in the middle of
  * training does not change the run), averaged parameters, evaluation mode. */
 static agave_status sample_frame(agave_model *m, model_sampler sampler, const uint8_t *x_in,
-                                 int n, uint64_t seed, uint8_t *fz, uint8_t *x, const char *fn)
+                                 const float *z_in, int n, uint64_t seed, uint8_t *fz, uint8_t *x,
+                                 const char *fn)
 {
     if (!m)
         return AGAVE_ERR_NULL;
@@ -126,7 +127,13 @@ static agave_status sample_frame(agave_model *m, model_sampler sampler, const ui
         agave_tape_reset(ctx);
         agave_tensor *z = NULL;
         zd[0] = k;
-        if (c->mode != AGAVE_MODE_PIXELCNN && x_in) {
+        if (c->mode != AGAVE_MODE_PIXELCNN && z_in) {
+            z = tensor_new_arena(ctx, 4, zd);
+            if (z)
+                memcpy(z->data, z_in + (size_t)start * z->numel / (size_t)k,
+                       z->numel * sizeof(float));
+            st = z ? AGAVE_OK : AGAVE_ERR_NOMEM;
+        } else if (c->mode != AGAVE_MODE_PIXELCNN && x_in) {
             agave_tensor *mean, *log_std, *context, *log_q, *log_p;
             agave_tensor *xt = image_tensor(ctx, x_in + start * D, k, c->C, c->H, c->W);
             st = xt ? vae_encode(m, xt, &mean, &log_std, &context) : AGAVE_ERR_NOMEM;
@@ -152,11 +159,17 @@ agave_status model_sample_with(agave_model *m, model_sampler sampler, const uint
                                uint64_t seed, uint8_t *fz, uint8_t *x)
 {
     if (!x_in)
-        return sample_frame(m, sampler, NULL, n, seed, fz, x, "agave_model_sample");
+        return sample_frame(m, sampler, NULL, NULL, n, seed, fz, x, "agave_model_sample");
     if (m && m->cfg.mode == AGAVE_MODE_PIXELCNN)
         return ctx_error(m->ctx, AGAVE_ERR_STATE,
                          "agave_model_reconstruct: a mode pixelcnn model has no latent code");
-    return sample_frame(m, sampler, x_in, n, seed, fz, x, "agave_model_reconstruct");
+    return sample_frame(m, sampler, x_in, NULL, n, seed, fz, x, "agave_model_reconstruct");
+}
+
+agave_status model_sample_from_z(agave_model *m, const float *z, int n, uint64_t seed, uint8_t *fz,
+                                 uint8_t *x)
+{
+    return sample_frame(m, MODEL_SAMPLER_CACHED, NULL, z, n, seed, fz, x, "agave_model_decode");
 }
 
 /* The cached sampler is the default; the naive one stays as the reference. */

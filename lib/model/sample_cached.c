@@ -597,6 +597,54 @@ agave_status cached_sampler_step(cached_sampler *s, int r, int c, const float **
     return AGAVE_OK;
 }
 
+/* ---- every pixel with a caller's hook -------------------------------------------------- */
+int cached_sampler_lanes(const cached_sampler *s) { return s->n_lanes; }
+
+void cached_sampler_lane_images(const cached_sampler *s, int t, int *first, int *count)
+{
+    *first = s->lanes[t].n0;
+    *count = s->lanes[t].n;
+}
+
+/* Lane t through every pixel, the hook after each; stops at the hook's first error. */
+static agave_status lane_run(const cached_sampler *s, lane *l, int t, cached_pixel_hook hook,
+                             void *user)
+{
+    for (int p = 0; p < s->H * s->W; p++) {
+        lane_step(s, l, p / s->W, p % s->W, s->params);
+        agave_status st = hook(user, t, l->n0, l->n, p, s->params + (size_t)l->n0 * s->P);
+        if (st != AGAVE_OK)
+            return st;
+    }
+    return AGAVE_OK;
+}
+
+agave_status cached_sampler_run(cached_sampler *s, cached_pixel_hook hook, void *user)
+{
+    if (!s || !hook)
+        return AGAVE_ERR_NULL;
+    if (s->next != 0)
+        return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: run needs a fresh begin");
+    agave_status st = AGAVE_OK;
+    if (s->n_lanes == 1) {
+        st = lane_run(s, &s->lanes[0], 0, hook, user);
+    } else {
+        agave_status *lane_st = malloc((size_t)s->n_lanes * sizeof *lane_st);
+        if (!lane_st)
+            return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory");
+        /* one parallel region for the whole image, as sample_lanes */
+#pragma omp parallel for num_threads(s->n_lanes) schedule(static, 1)
+        for (int t = 0; t < s->n_lanes; t++)
+            lane_st[t] = lane_run(s, &s->lanes[t], t, hook, user);
+        collect_flops(s);
+        for (int t = 0; t < s->n_lanes && st == AGAVE_OK; t++)
+            st = lane_st[t];
+        free(lane_st);
+    }
+    s->next = -1;
+    return st;
+}
+
 /* ---- weights ------------------------------------------------------------------------- */
 /* w = g v / ||v|| (v masked first), by the library's own op, as
  * lib/nn/linear.c computes it for a forward. An arena tensor. */

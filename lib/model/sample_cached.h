@@ -33,6 +33,28 @@ agave_status cached_sampler_begin(cached_sampler *s, const float *f, const uint8
  * float rounding. */
 agave_status cached_sampler_step(cached_sampler *s, int r, int c, const float **params);
 
+/* ---- every pixel with a caller's hook (the codec, lib/codec) ---- */
+/* Called by lane `lane`, which holds images [first, first + count) of the
+ * batch, once pixel p's parameters are computed: params is (count, P), image
+ * first + i's P numbers at params + i*P, valid during the call. Before it
+ * returns, pixel p of those images must hold its final value in the x given to
+ * cached_sampler_begin (the lane reads it at its next step). Lanes run on
+ * their own threads at once: a hook may touch only what belongs to its lane.
+ * A status other than AGAVE_OK stops that lane. */
+typedef agave_status (*cached_pixel_hook)(void *user, int lane, int first, int count, int p,
+                                          const float *params);
+
+/* Runs every lane through all H*W pixels from (0,0), each lane on its own
+ * thread, calling hook after each pixel; after cached_sampler_begin, in place
+ * of cached_sampler_step. The arithmetic of a lane depends only on its
+ * images, not on the other lanes nor on the order the lanes run in. Returns
+ * the first failing lane's status. */
+agave_status cached_sampler_run(cached_sampler *s, cached_pixel_hook hook, void *user);
+
+/* How the batch is split: lanes (min(context threads, n)) and lane t's images. */
+int cached_sampler_lanes(const cached_sampler *s);
+void cached_sampler_lane_images(const cached_sampler *s, int t, int *first, int *count);
+
 /* The naive sampler's loop with the caches: x (n,C,H,W) drawn pixel by pixel
  * with dmol_pixel_sample per image per pixel, in the same order, from the
  * context's generator. f is f(z) (n,C,H/s,W/s), or NULL (unconditional). */

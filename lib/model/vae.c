@@ -130,7 +130,7 @@ agave_status vae_posterior_sample(agave_model *m, agave_tensor *mean, agave_tens
                                   agave_tensor **log_q, agave_tensor **log_p_z)
 {
     agave_context *ctx = m->ctx;
-    TRY(agave_gaussian_sample(ctx, mean, log_std, z));
+    TRY(gaussian_sample_span(ctx, mean, log_std, m->span, z));
     TRY(agave_gaussian_logprob(ctx, *z, mean, log_std, log_q));
     for (int t = 0; t < m->cfg.T; t++)
         TRY(iaf_step(m, t, context, z, log_q));
@@ -141,6 +141,22 @@ agave_status vae_posterior_sample(agave_model *m, agave_tensor *mean, agave_tens
         return AGAVE_ERR_NOMEM;
     agave_tensor_fill(zero, 0.0f);
     return agave_gaussian_logprob(ctx, *z, zero, zero, log_p_z);
+}
+
+/* z at the Gaussian's mean (noise 0), pushed through the IAF steps: the
+ * latent agave_model_encode reports. */
+agave_status vae_posterior_mean(agave_model *m, agave_tensor *mean, agave_tensor *context,
+                                agave_tensor **z)
+{
+    int dims[1] = {tN(mean)};
+    agave_tensor *log_q = tensor_new_arena(m->ctx, 1, dims);   /* not used: the density */
+    if (!log_q)
+        return AGAVE_ERR_NOMEM;
+    agave_tensor_fill(log_q, 0.0f);
+    *z = mean;
+    for (int t = 0; t < m->cfg.T; t++)
+        TRY(iaf_step(m, t, context, z, &log_q));
+    return AGAVE_OK;
 }
 
 /* ---- f(z) ---------------------------------------------------------------------- */

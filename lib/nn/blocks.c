@@ -129,7 +129,7 @@ agave_status gated_forward(agave_layer *l, agave_tensor *x, agave_tensor *a, aga
     if (a)   /* c1 + nin_a(concat_elu(a)), fused: neither term is stored */
         TRY(linear_forward_add(child_named(l, "nin_a"), a, 1, c1, &c1));
     if (l->training && l->opt.dropout > 0)   /* fused: concat_elu's output is not kept */
-        TRY(concat_elu_dropout(ctx, c1, l->opt.dropout, &c1));
+        TRY(concat_elu_dropout(ctx, c1, l->opt.dropout, l->span, &c1));
     else
         TRY(agave_concat_elu(ctx, c1, &c1));
     TRY(linear_forward(child_named(l, "conv2"), c1, &c2));

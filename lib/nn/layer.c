@@ -229,6 +229,13 @@ agave_status agave_layer_param(agave_layer *l, int index, const char **name,
     return AGAVE_OK;
 }
 
+void layer_set_span(agave_layer *l, rng_span span)
+{
+    l->span = span;
+    for (int i = 0; i < l->n_child; i++)
+        layer_set_span(l->child[i], span);
+}
+
 agave_status agave_layer_set_training(agave_layer *l, int training)
 {
     if (!l)

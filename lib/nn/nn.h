@@ -15,6 +15,7 @@ struct agave_layer {
     agave_layer_options opt;
     int training;
     int initialized;
+    rng_span span;        /* where its batch's items sit in the random stream (dropout) */
     /* linear layers: v is (out,in,KH,KW) for CONV/DECONV, (out,in) for NIN/DENSE */
     agave_tensor *v, *g, *b;
     agave_tensor *mask;   /* masked CONV only: constant 0/1 of v's shape */
@@ -46,6 +47,10 @@ agave_status cond_forward(agave_layer *l, agave_tensor *f, agave_tensor *out[3])
 
 /* Creates children of composite kinds (lib/nn/blocks.c). */
 agave_status blocks_create_children(agave_layer *l);
+
+/* Sets the random span (core.h) of l and its children: the model's batch
+ * slice during a data-parallel step, RNG_WHOLE_BATCH otherwise. */
+void layer_set_span(agave_layer *l, rng_span span);
 
 /* Appends every parameter (recursively, dotted names) to the layer's list. */
 agave_status layer_collect_params(agave_layer *l);

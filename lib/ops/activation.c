@@ -240,7 +240,8 @@ SIMD_CLONES static void concat_elu_dropout_bwd(const float *restrict x,
     }
 }
 
-agave_status concat_elu_dropout(agave_context *ctx, agave_tensor *x, float p, agave_tensor **out)
+agave_status concat_elu_dropout(agave_context *ctx, agave_tensor *x, float p, rng_span span,
+                                agave_tensor **out)
 {
     static const char op[] = "concat_elu_dropout";
     TRY(check_op_entry(ctx, out, op));
@@ -250,28 +251,17 @@ agave_status concat_elu_dropout(agave_context *ctx, agave_tensor *x, float p, ag
     agave_tensor *y;
     TRY(concat_elu_compute(ctx, x, op, &y));
     // dropout in place, agave_dropout's draws in its order: y's concat_elu is never kept
-    size_t n = y->numel;
-    unsigned char *keep = NULL;
-    if (tape_should_record(ctx, &x, 1) && !(keep = arena_alloc(&ctx->arena, n)))
-        return ctx_error(ctx, AGAVE_ERR_NOMEM,
-                         "concat_elu_dropout: cannot allocate a mask of %zu bytes", n);
-    float scale = 1.0f / (1.0f - p);
-    /* Under a batch slice, skip the other processes' draws, as agave_dropout does. */
-    size_t per_item = n / (size_t)tN(y);
-    slice_skip_before(ctx, per_item, 1);
-    for (size_t i = 0; i < n; i++) {
-        int k = rng_uniform(&ctx->rng) >= p; /* P(u >= p) = 1 - p */
-        y->data[i] = k ? y->data[i] * scale : 0.0f;
-        if (keep)
-            keep[i] = (unsigned char)k;
-    }
-    slice_skip_after(ctx, tN(y), per_item, 1);
+    dropout_saved mask;
+    TRY(dropout_apply(ctx, span, p, tape_should_record(ctx, &x, 1), y->data, y->numel, tN(y),
+                      &mask));
     agave_status st;
     tape_node *node = op_record(ctx, OP_CONCAT_ELU_DROPOUT, y, &x, 1, &st);
     TRY(st);
     if (node) {
-        node->saved = keep;
-        node->farg[0] = scale;
+        dropout_saved *saved = tape_save(ctx, node, sizeof *saved);
+        if (!saved)
+            return AGAVE_ERR_NOMEM;
+        *saved = mask;
     }
     *out = y;
     return AGAVE_OK;
@@ -285,8 +275,9 @@ agave_status concat_elu_dropout_backward(agave_context *ctx, const tape_node *no
     if (!gx)
         return AGAVE_OK;
     const agave_tensor *x = node->in[0], *y = node->out;
-    const unsigned char *keep = node->saved;
-    const float scale = node->farg[0];
+    const dropout_saved *saved = node->saved;
+    const unsigned char *keep = saved->keep;
+    const float scale = saved->scale;
     size_t plane = x->numel / (size_t)tN(x), per_image = (plane + EW_BLOCK - 1) / EW_BLOCK;
     long tasks = concat_elu_tasks(plane, (size_t)tN(x));
 #pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (x->numel > EW_PARALLEL_MIN) schedule(dynamic, 1)

@@ -119,6 +119,10 @@ agave_status mul_backward(agave_context *ctx, const tape_node *node)
 }
 
 /* ---- scale: out = s * x -------------------------------------------------------- */
+typedef struct scale_saved {
+    float s;
+} scale_saved;
+
 agave_status agave_scale(agave_context *ctx, agave_tensor *x, float s, agave_tensor **out)
 {
     TRY(check_op_entry(ctx, out, "scale"));
@@ -131,8 +135,12 @@ agave_status agave_scale(agave_context *ctx, agave_tensor *x, float s, agave_ten
     agave_status st;
     tape_node *node = op_record(ctx, OP_SCALE, y, &x, 1, &st);
     TRY(st);
-    if (node)
-        node->farg[0] = s;
+    if (node) {
+        scale_saved *saved = tape_save(ctx, node, sizeof *saved);
+        if (!saved)
+            return AGAVE_ERR_NOMEM;
+        saved->s = s;
+    }
     *out = y;
     return AGAVE_OK;
 }
@@ -143,9 +151,10 @@ agave_status scale_backward(agave_context *ctx, const tape_node *node)
     agave_status st = AGAVE_OK;
     float *gx = input_grad(node, 0, &st);
     TRY(st);
+    const scale_saved *saved = node->saved;
     const float *g = node->out->grad;
     for (size_t i = 0; gx && i < node->out->numel; i++)
-        gx[i] += node->farg[0] * g[i];
+        gx[i] += saved->s * g[i];
     return AGAVE_OK;
 }
 

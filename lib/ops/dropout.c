@@ -1,11 +1,28 @@
 /* Inverted dropout: y = x * m / (1 - p), m ~ Bernoulli(1 - p) from the
- * context's generator; the mask is kept in the arena for backward. */
+ * context's generator; the mask is kept in the arena for backward. The
+ * mask's drawing (dropout_apply) is shared with the fused concat_elu_dropout. */
 #include <math.h>
 #include <string.h>
 
 #include "ops.h"
 
 #define DROPOUT_PARALLEL_MIN 65536
+
+agave_status dropout_apply(agave_context *ctx, rng_span span, float p, int record, float *y,
+                           size_t numel, int items, dropout_saved *saved)
+{
+    unsigned char *keep = record ? arena_alloc(&ctx->arena, numel) : ctx_scratch(ctx, 0, numel);
+    if (!keep)
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "dropout: cannot allocate a mask of %zu bytes",
+                         numel);
+    rng_items_bernoulli(&ctx->rng, span, items, numel / (size_t)items, p, keep);
+    float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < numel; i++)
+        y[i] = keep[i] ? y[i] * scale : 0.0f;
+    saved->keep = record ? keep : NULL;
+    saved->scale = scale;
+    return AGAVE_OK;
+}
 
 /* x (any shape) -> y of the same shape. One draw of rng_uniform per element,
  * in index order, so the same seed gives the same mask for any thread count;
@@ -22,36 +39,19 @@ agave_status agave_dropout(agave_context *ctx, agave_tensor *x, float p, agave_t
     agave_tensor *y = tensor_new_like(ctx, x);
     if (!y)
         return AGAVE_ERR_NOMEM;
-    size_t n = x->numel;
-    unsigned char *keep = NULL; /* 1 where x passes; only made when recording */
-    if (p > 0.0f && tape_should_record(ctx, &x, 1)) {
-        keep = arena_alloc(&ctx->arena, n);
-        if (!keep)
-            return ctx_error(ctx, AGAVE_ERR_NOMEM, "dropout: cannot allocate a mask of %zu bytes",
-                             n);
-    }
-    float scale = 1.0f / (1.0f - p);
-    if (p == 0.0f) {
-        memcpy(y->data, x->data, n * sizeof *y->data);
-    } else {
-        /* Under a batch slice, the draws of the other processes' items are
-         * skipped, so that each item gets the mask it gets in one process. */
-        size_t per_item = n / (size_t)tN(x);
-        slice_skip_before(ctx, per_item, 1);
-        for (size_t i = 0; i < n; i++) {
-            int k = rng_uniform(&ctx->rng) >= p; /* P(u >= p) = 1 - p */
-            y->data[i] = k ? x->data[i] * scale : 0.0f;
-            if (keep)
-                keep[i] = (unsigned char)k;
-        }
-        slice_skip_after(ctx, tN(x), per_item, 1);
-    }
+    memcpy(y->data, x->data, x->numel * sizeof *y->data);
+    dropout_saved mask = {NULL, 1.0f};   /* p = 0: the identity */
+    if (p > 0.0f)
+        TRY(dropout_apply(ctx, RNG_WHOLE_BATCH, p, tape_should_record(ctx, &x, 1), y->data,
+                          y->numel, tN(y), &mask));
     agave_status st;
     tape_node *node = op_record(ctx, OP_DROPOUT, y, &x, 1, &st);
     TRY(st);
     if (node) {
-        node->saved = keep; /* NULL for p = 0: the identity */
-        node->farg[0] = scale;
+        dropout_saved *saved = tape_save(ctx, node, sizeof *saved);
+        if (!saved)
+            return AGAVE_ERR_NOMEM;
+        *saved = mask;
     }
     *out = y;
     return AGAVE_OK;
@@ -65,9 +65,10 @@ agave_status dropout_backward(agave_context *ctx, const tape_node *node)
     TRY(st);
     if (!gx)
         return AGAVE_OK;
-    const unsigned char *keep = node->saved;
+    const dropout_saved *saved = node->saved;
+    const unsigned char *keep = saved->keep;
     const float *g = node->out->grad;
-    float scale = node->farg[0];
+    float scale = saved->scale;
     long n = (long)node->out->numel;
 #pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > DROPOUT_PARALLEL_MIN) schedule(dynamic, 16384)
     for (long i = 0; i < n; i++)

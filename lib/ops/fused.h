@@ -9,10 +9,12 @@
 #include "../core/core.h"
 
 /* agave_dropout(agave_concat_elu(x), p): x (N,C,...) -> y (N,2C,...), the same
- * random draws in the same order. Backward recomputes concat_elu from x, so
- * only y (for the next op) and the mask are kept, not concat_elu's output.
+ * random draws in the same order, x's N items sitting at span in their
+ * batch's random stream. Backward recomputes concat_elu from x, so only y
+ * (for the next op) and the mask are kept, not concat_elu's output.
  * p in (0, 1). */
-agave_status concat_elu_dropout(agave_context *ctx, agave_tensor *x, float p, agave_tensor **out);
+agave_status concat_elu_dropout(agave_context *ctx, agave_tensor *x, float p, rng_span span,
+                                agave_tensor **out);
 
 /* agave_conv2d(agave_concat_elu(x), w, bias, ...): x is (N,C,H,W), w is
  * (Cout,2C,KH,KW). concat_elu(x) is computed for each block of images into

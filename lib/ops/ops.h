@@ -14,4 +14,18 @@ agave_status check_op_entry(agave_context *ctx, agave_tensor **out, const char *
  * Sets *st to NOMEM if one was needed but could not be made. */
 float *input_grad(const tape_node *node, int i, agave_status *st);
 
+/* What dropout's backward needs (agave_dropout, concat_elu_dropout). */
+typedef struct dropout_saved {
+    const unsigned char *keep;   /* 1 where the value passed; NULL: the identity (p = 0) */
+    float scale;                 /* 1 / (1 - p) */
+} dropout_saved;
+
+/* Dropout in place on y's numel values, `items` items on axis 0 sitting at
+ * span in their batch's random stream: y[i] = keep[i] ? y[i] / (1 - p) : 0
+ * with keep[i] = (u >= p), u uniform, one draw per value in index order. The
+ * mask is kept in the arena when record is set (saved->keep), else it is
+ * scratch (saved->keep NULL). 0 < p < 1. */
+agave_status dropout_apply(agave_context *ctx, rng_span span, float p, int record, float *y,
+                           size_t numel, int items, dropout_saved *saved);
+
 #endif

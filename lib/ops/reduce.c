@@ -16,6 +16,10 @@ static void axis_split(const agave_tensor *x, int axis, size_t *outer, size_t *l
 }
 
 /* ---- logsumexp: y[o,0,i] = log sum_k exp(x[o,k,i]) ---------------------------------- */
+typedef struct logsumexp_saved {
+    int axis;
+} logsumexp_saved;
+
 agave_status agave_logsumexp(agave_context *ctx, agave_tensor *x, int axis, agave_tensor **out)
 {
     TRY(check_op_entry(ctx, out, "logsumexp"));
@@ -45,8 +49,12 @@ agave_status agave_logsumexp(agave_context *ctx, agave_tensor *x, int axis, agav
     agave_status st;
     tape_node *node = op_record(ctx, OP_LOGSUMEXP, y, &x, 1, &st);
     TRY(st);
-    if (node)
-        node->iarg[0] = axis;
+    if (node) {
+        logsumexp_saved *saved = tape_save(ctx, node, sizeof *saved);
+        if (!saved)
+            return AGAVE_ERR_NOMEM;
+        saved->axis = axis;
+    }
     *out = y;
     return AGAVE_OK;
 }
@@ -62,7 +70,8 @@ agave_status logsumexp_backward(agave_context *ctx, const tape_node *node)
         return AGAVE_OK;
     const agave_tensor *x = node->in[0], *y = node->out;
     size_t outer, len, inner;
-    axis_split(x, node->iarg[0], &outer, &len, &inner);
+    const logsumexp_saved *saved = node->saved;
+    axis_split(x, saved->axis, &outer, &len, &inner);
     for (size_t o = 0; o < outer; o++)
         for (size_t i = 0; i < inner; i++) {
             float yv = y->data[o * inner + i], gy = y->grad[o * inner + i];

@@ -94,6 +94,10 @@ agave_status concat_backward(agave_context *ctx, const tape_node *node)
 }
 
 /* ---- split: channels [start, start+count) of x (N,C,...) -> (N,count,...) ------------------ */
+typedef struct split_saved {
+    int start;   /* the first channel taken */
+} split_saved;
+
 agave_status agave_split(agave_context *ctx, agave_tensor *x, int start, int count,
                          agave_tensor **out)
 {
@@ -118,8 +122,12 @@ agave_status agave_split(agave_context *ctx, agave_tensor *x, int start, int cou
     agave_status st;
     tape_node *node = op_record(ctx, OP_SPLIT, y, &x, 1, &st);
     TRY(st);
-    if (node)
-        node->iarg[0] = start;
+    if (node) {
+        split_saved *saved = tape_save(ctx, node, sizeof *saved);
+        if (!saved)
+            return AGAVE_ERR_NOMEM;
+        saved->start = start;
+    }
     *out = y;
     return AGAVE_OK;
 }
@@ -131,12 +139,17 @@ agave_status split_backward(agave_context *ctx, const tape_node *node)
     float *gx = input_grad(node, 0, &st);
     TRY(st);
     const agave_tensor *y = node->out;
+    const split_saved *saved = node->saved;
     if (gx)
-        copy_channels(ctx, y, 0, gx, tC(node->in[0]), node->iarg[0], tC(y), y->grad, 1);
+        copy_channels(ctx, y, 0, gx, tC(node->in[0]), saved->start, tC(y), y->grad, 1);
     return AGAVE_OK;
 }
 
 /* ---- down_shift and right_shift: y[h,w] = x[h-dh, w-dw], zero where that is outside ------- */
+typedef struct shift_saved {
+    int dh, dw;   /* rows and columns moved */
+} shift_saved;
+
 /* Plane p of y from plane p of x (H x W): rows below dh and columns below dw
  * are zero. Backward is the transpose: gx[h-dh, w-dw] += g[h, w]. */
 static void shift_plane(const float *x, float *y, int H, int W, int dh, int dw)
@@ -184,8 +197,11 @@ static agave_status shift_op(agave_context *ctx, agave_tensor *x, agave_tensor *
     tape_node *node = op_record(ctx, op, y, &x, 1, &st);
     TRY(st);
     if (node) {
-        node->iarg[0] = dh;
-        node->iarg[1] = dw;
+        shift_saved *saved = tape_save(ctx, node, sizeof *saved);
+        if (!saved)
+            return AGAVE_ERR_NOMEM;
+        saved->dh = dh;
+        saved->dw = dw;
     }
     *out = y;
     return AGAVE_OK;
@@ -199,13 +215,14 @@ static agave_status shift_backward(agave_context *ctx, const tape_node *node)
     if (!gx)
         return AGAVE_OK;
     const agave_tensor *y = node->out;
+    const shift_saved *saved = node->saved;
     long planes = (long)tN(y) * tC(y);
     size_t P = plane_size(y);
 #pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (y->numel > SHAPE_PARALLEL_MIN)              \
     schedule(static)
     for (long p = 0; p < planes; p++)
         shift_plane_backward(y->grad + (size_t)p * P, gx + (size_t)p * P, tH(y), tW(y),
-                             node->iarg[0], node->iarg[1]);
+                             saved->dh, saved->dw);
     return AGAVE_OK;
 }
 
@@ -294,6 +311,10 @@ agave_status upsample2x_backward(agave_context *ctx, const tape_node *node)
 }
 
 /* ---- avg_pool: x (N,C,H,W) -> y (N,C,H/s,W/s), the mean of each s x s block ---------------- */
+typedef struct avg_pool_saved {
+    int s;   /* the block side */
+} avg_pool_saved;
+
 agave_status agave_avg_pool(agave_context *ctx, agave_tensor *x, int s, agave_tensor **out)
 {
     TRY(check_op_entry(ctx, out, "avg_pool"));
@@ -330,8 +351,12 @@ agave_status agave_avg_pool(agave_context *ctx, agave_tensor *x, int s, agave_te
     agave_status st;
     tape_node *node = op_record(ctx, OP_AVG_POOL, y, &x, 1, &st);
     TRY(st);
-    if (node)
-        node->iarg[0] = s;
+    if (node) {
+        avg_pool_saved *saved = tape_save(ctx, node, sizeof *saved);
+        if (!saved)
+            return AGAVE_ERR_NOMEM;
+        saved->s = s;
+    }
     *out = y;
     return AGAVE_OK;
 }
@@ -345,7 +370,8 @@ agave_status avg_pool_backward(agave_context *ctx, const tape_node *node)
     if (!gx)
         return AGAVE_OK;
     const agave_tensor *x = node->in[0], *y = node->out;
-    int s = node->iarg[0], W = tW(x), Ho = tH(y), Wo = tW(y);
+    const avg_pool_saved *saved = node->saved;
+    int s = saved->s, W = tW(x), Ho = tH(y), Wo = tW(y);
     float area = (float)s * (float)s;
     long planes = (long)tN(x) * tC(x);
 #pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (x->numel > SHAPE_PARALLEL_MIN)              \

@@ -145,6 +145,8 @@ int main(int argc, char **argv)
         floats(&a, &b, total, &dmax, &amax);
         report("Polyak average", dmax, amax, rtol);
     }
+    if (flags & 4)   /* the run state: seed epoch index batch threads images */
+        same_bytes(&a, &b, 48, "run state");
     if (a.at != a.n - 4 || b.at != b.n - 4) {
         printf("trailing bytes before the CRC\n");
         worst = 1;

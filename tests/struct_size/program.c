@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "agave.h"
 
@@ -55,6 +56,75 @@ static void images(uint8_t *x)
         x[i] = (uint8_t)(i * 37 % 251);
 }
 
+typedef struct sink { uint8_t bytes[1 << 16]; size_t len; } sink;
+
+static agave_status sink_write(const void *data, size_t len, void *user)
+{
+    sink *k = user;
+    if (len > sizeof k->bytes - k->len)
+        return AGAVE_ERR_LIMIT;
+    memcpy(k->bytes + k->len, data, len);
+    k->len += len;
+    return AGAVE_OK;
+}
+
+/* The codec: options read (the short struct's missing fields are the
+ * defaults), the header's info and the encoder's statistics written. */
+static void codec(agave_context *ctx, agave_model *m, const uint8_t *x)
+{
+    WRAPPED(agave_codec_options) o;
+    FILL(o);
+    agave_codec_options_init(&o.s);
+    check(canary_ok(o.canary), "agave_codec_options_init wrote past the caller's struct");
+    o.s.batch = 3, o.s.chunk = 3;
+    static sink k;
+    agave_codec_encoder *e = NULL;
+    SET_EXTRA(o.s);
+#ifdef AGAVE_TEST_LONG
+    check(agave_codec_encoder_create(m, &o.s, N_IMAGES, sink_write, &k, &e) ==
+              AGAVE_ERR_INVALID_ARG,
+          "agave_codec_encoder_create accepted a set field it does not know");
+#endif
+    CLEAR_EXTRA(o.s);
+    k.len = 0;
+    if (agave_codec_encoder_create(m, &o.s, N_IMAGES, sink_write, &k, &e) != AGAVE_OK) {
+        check(0, agave_context_last_error(ctx));
+        return;
+    }
+    check(agave_codec_encoder_add(e, x, N_IMAGES) == AGAVE_OK, "agave_codec_encoder_add");
+    check(agave_codec_encoder_finish(e) == AGAVE_OK, "agave_codec_encoder_finish");
+    WRAPPED(agave_codec_stats) st;
+    FILL(st);
+    st.s.struct_size = sizeof st.s;
+    SET_EXTRA(st.s);
+    check(agave_codec_encoder_stats(e, &st.s) == AGAVE_OK, "agave_codec_encoder_stats");
+    check(canary_ok(st.canary), "agave_codec_encoder_stats wrote past agave_codec_stats");
+#ifdef AGAVE_TEST_LONG
+    check(st.s.agave_test_extra == 1, "the codec's stats overwrote a field they do not know");
+#endif
+    printf("codec: %zu bytes; images %lld pixel bits %.9g prior %.9g posterior %.9g\n", k.len,
+           (long long)st.s.n_images, st.s.pixel_bits, st.s.latent_prior_bits,
+           st.s.latent_posterior_bits);
+    agave_codec_encoder_free(e);
+    WRAPPED(agave_codec_info) info;
+    FILL(info);
+    info.s.struct_size = sizeof info.s;
+    SET_EXTRA(info.s);
+    check(agave_codec_peek(ctx, k.bytes, k.len, &info.s) == AGAVE_OK, "agave_codec_peek");
+    check(canary_ok(info.canary), "agave_codec_peek wrote past agave_codec_info");
+#ifdef AGAVE_TEST_LONG
+    check(info.s.agave_test_extra == 1, "agave_codec_peek overwrote a field it does not know");
+#endif
+    printf("codec info: images %lld %dx%dx%d batch %d chunk %d latent_bits %d image_crc %d\n",
+           (long long)info.s.n_images, info.s.C, info.s.H, info.s.W, info.s.batch, info.s.chunk,
+           info.s.latent_bits, info.s.image_crc);
+    uint8_t y[N_IMAGES * 64];
+    int64_t n = 0;
+    check(agave_codec_decode(m, k.bytes, k.len, y, N_IMAGES, &n) == AGAVE_OK &&
+              n == N_IMAGES && memcmp(x, y, sizeof y) == 0,
+          "agave_codec_decode did not give the images back");
+}
+
 /* agave_eval_progress comes from the library: only what its struct_size
  * covers is read (short headers lack the last field, samples). */
 static int progress_calls, progress_last_done;
@@ -67,6 +137,45 @@ static int on_progress(const agave_eval_progress *p, void *user)
     progress_calls++;
     progress_last_done = p->images_done;
     return 0;
+}
+
+/* agave_run_state: every field is needed (it is new in 1.0, where it has
+ * 56 bytes), so a shorter one is refused; the library writes nothing past
+ * the caller's struct and refuses a set field it does not know. */
+#define RUN_STATE_1_0_SIZE 56
+#define RUN_IMAGES_AT 48
+static void run_state(agave_model *m)
+{
+    WRAPPED(agave_run_state) r;
+    FILL(r);
+    memset(&r.s, 0, sizeof r.s);
+    r.s.struct_size = sizeof r.s;
+    r.s.seed = 5, r.s.batch = 4, r.s.threads = 1;
+    int whole = sizeof r.s >= RUN_STATE_1_0_SIZE;
+    if (whole)   /* images, the last field of 1.0, which a shorter header lacks */
+        memcpy((char *)&r.s + RUN_IMAGES_AT, &(int64_t){64}, 8);
+    SET_EXTRA(r.s);
+#ifdef AGAVE_TEST_LONG
+    check(agave_model_set_run_state(m, &r.s) == AGAVE_ERR_INVALID_ARG,
+          "agave_model_set_run_state accepted a set field it does not know");
+#endif
+    CLEAR_EXTRA(r.s);
+    agave_status st = agave_model_set_run_state(m, &r.s);
+    check(whole ? st == AGAVE_OK : st == AGAVE_ERR_INVALID_ARG, "agave_model_set_run_state");
+    if (!whole)
+        return;
+    FILL(r);
+    r.s.struct_size = sizeof r.s;
+    SET_EXTRA(r.s);
+    check(agave_model_run_state(m, &r.s) == AGAVE_OK, "agave_model_run_state");
+    check(canary_ok(r.canary), "agave_model_run_state wrote past agave_run_state");
+#ifdef AGAVE_TEST_LONG
+    check(r.s.agave_test_extra == 1, "agave_model_run_state overwrote a field it does not know");
+#endif
+    int64_t images;
+    memcpy(&images, (char *)&r.s + RUN_IMAGES_AT, 8);
+    check(r.s.seed == 5 && r.s.batch == 4 && r.s.threads == 1 && images == 64,
+          "agave_model_run_state gave back other values");
 }
 
 /* Per-image figures and a progress function through agave_eval_options. */
@@ -184,6 +293,8 @@ static void config_and_model(agave_context *ctx, const char *missing_keys)
     printf("eval: images %d elbo %.9g recon %.9g kl %.9g aux %.9g iwae %.9g\n", ev.s.n_images,
            ev.s.elbo_bpd, ev.s.recon_bpd, ev.s.kl_bpd, ev.s.aux_bpd, ev.s.iwae_bpd);
     scores(ctx, m, x);
+    codec(ctx, m, x);
+    run_state(m);
     agave_model_free(m);
 }
 
@@ -242,6 +353,48 @@ static void grid(agave_context *ctx, const char *png)
           agave_context_last_error(ctx));
 }
 
+/* A folder of three 6x6 PGM images beside the PNG, opened with a crop and a
+ * resize (the fields before test_percent, which the short header lacks and
+ * the library then takes at its default). */
+static void data(agave_context *ctx, const char *png)
+{
+    char dir[1024], path[1100];
+    snprintf(dir, sizeof dir, "%s.images", png);
+    check(mkdir(dir, 0777) == 0, "cannot make the image folder");
+    for (int k = 0; k < 3; k++) {
+        unsigned char bytes[16 + 36];
+        int n = snprintf((char *)bytes, 16, "P5 6 6 255\n");
+        for (int i = 0; i < 36; i++)
+            bytes[n + i] = (unsigned char)(i * 7 + k * 50);
+        snprintf(path, sizeof path, "%s/%d.pgm", dir, k);
+        FILE *f = fopen(path, "wb");
+        check(f && fwrite(bytes, 1, (size_t)n + 36, f) == (size_t)n + 36 && fclose(f) == 0,
+              "cannot write an image");
+    }
+    WRAPPED(agave_dataset_options) o;
+    FILL(o);
+    agave_dataset_options_init(&o.s);
+    check(canary_ok(o.canary), "agave_dataset_options_init wrote past the caller's struct");
+    o.s.crop_height = o.s.crop_width = 4;
+    o.s.resize_height = o.s.resize_width = 2;
+    agave_dataset *ds = NULL;
+    SET_EXTRA(o.s);
+#ifdef AGAVE_TEST_LONG
+    check(agave_dataset_open_v2(ctx, dir, AGAVE_SPLIT_TRAIN, &o.s, &ds) == AGAVE_ERR_INVALID_ARG,
+          "agave_dataset_open_v2 accepted a set field it does not know");
+#endif
+    CLEAR_EXTRA(o.s);
+    check(agave_dataset_open_v2(ctx, dir, AGAVE_SPLIT_TRAIN, &o.s, &ds) == AGAVE_OK,
+          agave_context_last_error(ctx));
+    unsigned sum = 0;
+    size_t n = agave_dataset_count(ds);
+    for (size_t i = 0; i < n * 4; i++)
+        sum += agave_dataset_pixels(ds)[i];
+    printf("data: %zu images of %dx%d, pixel sum %u\n", n, agave_dataset_height(ds),
+           agave_dataset_width(ds), sum);
+    agave_dataset_free(ds);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -252,9 +405,12 @@ int main(int argc, char **argv)
     config_and_model(ctx, argc > 2 ? argv[2] : NULL);
     layer(ctx);
     grid(ctx, argv[1]);
+    data(ctx, argv[1]);
     agave_context_free(ctx);
-    printf("sizes: config %zu step_stats %zu eval_stats %zu layer_options %zu grid_options %zu\n",
+    printf("sizes: config %zu step_stats %zu eval_stats %zu layer_options %zu grid_options %zu "
+           "codec_options %zu codec_info %zu codec_stats %zu\n",
            sizeof(agave_config), sizeof(agave_step_stats), sizeof(agave_eval_stats),
-           sizeof(agave_layer_options), sizeof(agave_grid_options));
+           sizeof(agave_layer_options), sizeof(agave_grid_options), sizeof(agave_codec_options),
+           sizeof(agave_codec_info), sizeof(agave_codec_stats));
     return failures ? 1 : 0;
 }

@@ -105,7 +105,7 @@ static agave_status run_dropout0(agave_context *ctx, agave_tensor **in, agave_te
 static agave_status run_concat_elu_dropout(agave_context *ctx, agave_tensor **in,
                                           agave_tensor **out)
 {
-    return concat_elu_dropout(ctx, in[0], 0.3f, out);
+    return concat_elu_dropout(ctx, in[0], 0.3f, RNG_WHOLE_BATCH, out);
 }
 static agave_status run_weight_norm(agave_context *ctx, agave_tensor **in, agave_tensor **out)
 {
