@@ -23,6 +23,8 @@
 #            long-curves.png), IWAE K = --samples on --long-iwae-limit images
 #   all      modes, lambda and aux (not cifar: it takes far longer)
 #   plots    rebuild OUT/results.csv and the plots from the runs present
+#   curves   only OUT/long-curves.png, from OUT/runs/long-*/train.csv (runs
+#            made elsewhere can be linked there)
 #   publish  merge OUT/results.csv into docs/results/results.csv (rows of runs
 #            not in OUT are kept), copy the grids (and the cifar runs'
 #            train.csv), redraw the plots there
@@ -377,7 +379,7 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift ;;
     --run-one) todo="$todo _one:$2"; shift ;;   # internal: one run (for --jobs)
     -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    modes | lambda | aux | cifar | long | all | plots | publish | list) todo="$todo $1" ;;
+    modes | lambda | aux | cifar | long | all | plots | curves | publish | list) todo="$todo $1" ;;
     *) die "unknown argument '$1' (see --help)" ;;
     esac
     shift
@@ -425,6 +427,7 @@ fi
 for t in $todo; do
     case $t in
     plots) plots ;;
+    curves) plot_long "$out" ;;
     publish) publish ;;
     esac
 done
