@@ -152,7 +152,7 @@ static int bmp_grey_palette(const uint8_t *b, size_t len)
     if (entries == 0 || entries > (1u << bpp))
         entries = 1u << bpp;
     size_t at = 14 + (size_t)header, size = os2 ? 3 : 4;
-    if (header > len || len - 14 - header < entries * size)
+    if (header > len - 14 || len - 14 - header < entries * size)
         return 0;   /* stb_image will refuse it */
     for (uint32_t i = 0; i < entries; i++) {
         const uint8_t *e = b + at + i * size;
