@@ -725,6 +725,31 @@ static void test_batches_cover_epochs(void **state)
     agave_dataset_free(ds);
 }
 
+/* The shuffle is Fisher-Yates: every permutation possible, so images stay in
+ * place about once per epoch on average. Sattolo's variant (rng_below(i)
+ * instead of rng_below(i + 1), a one-character slip) gives only cyclic
+ * permutations, which never have a fixed point. 40 seeds of 8 images: about 40
+ * fixed points expected; the chance of none is about 0.37^40. */
+static void test_shuffle_keeps_fixed_points(void **state)
+{
+    (void)state;
+    agave_dataset *ds = indexed_dataset("batch-fixed", 8);
+    int fixed = 0;
+    for (uint64_t seed = 1; seed <= 40; seed++) {
+        agave_batcher *b = NULL;
+        assert_int_equal(agave_batcher_create(g_ctx, ds, 8, seed, 0, AGAVE_SUBSET_FIRST, &b),
+                         AGAVE_OK);
+        size_t order[8];
+        draw(b, 8, 1, order);
+        expect_epochs(order, 8, 8, 8);
+        for (size_t i = 0; i < 8; i++)
+            fixed += order[i] == i;
+        agave_batcher_free(b);
+    }
+    assert_in_range(fixed, 15, 70);
+    agave_dataset_free(ds);
+}
+
 static void test_batches_seeded(void **state)
 {
     (void)state;
@@ -1071,6 +1096,7 @@ int main(void)
         cmocka_unit_test(test_bad_paths),
         cmocka_unit_test(test_memory_source),
         cmocka_unit_test(test_batches_cover_epochs),
+        cmocka_unit_test(test_shuffle_keeps_fixed_points),
         cmocka_unit_test(test_batches_seeded),
         cmocka_unit_test(test_batches_subset),
         cmocka_unit_test(test_batches_resume),
