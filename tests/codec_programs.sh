@@ -121,6 +121,12 @@ expect_error "compressed with 1 threads" "$decompress" --checkpoint "$ckpt" --th
 "$bin/agave-train" --config tiny --data "$data" --steps 6 --out "$tmp/run" --resume --threads 1 \
     >/dev/null 2>&1 || fail "agave-train --resume exits with $?"
 expect_error "another model" "$decompress" --checkpoint "$ckpt" --out "$never" "$tmp/t.agz"
+# FIFOs in place of files are refused at once, never waited on (issue 18).
+mkfifo "$tmp/fifo"
+expect_error "FIFO" timeout 20 "$decompress" --checkpoint "$ckpt" --out "$never" "$tmp/fifo"
+expect_error "FIFO" timeout 20 "$decompress" --checkpoint "$tmp/fifo" --out "$never" "$tmp/t.agz"
+expect_error "FIFO" timeout 20 "$compress" --checkpoint "$tmp/fifo" --data "$data" --out "$never.agz"
+rm -f "$tmp/fifo"
 [ -e "$never" ] || [ -e "$never.idx" ] || [ -e "$never.agz" ] && fail "a refused command wrote an output"
 ls -a "$tmp" | grep -q '\.tmp' && fail "a refused command left a temporary file"
 echo "codec_programs: $errors bad commands exit with status 2 and one line on stderr, writing nothing"
