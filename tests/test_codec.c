@@ -821,6 +821,16 @@ static void test_refuses_other_setups(void **state)
     put_le32(copy + header - 4, (uint32_t)crc32(0, copy, (uInt)(header - 4)));
     assert_int_equal(agave_codec_decode(f.m, copy, f.file.len, y, f.n, &got), AGAVE_ERR_STATE);
     assert_non_null(strstr(agave_context_last_error(f.ctx), "Libagave"));
+    /* a latent size the model does not have, the CRC repaired: the decoder
+     * would read past its latent buffer (the fuzzer found it) */
+    for (int delta = -1; delta <= 1; delta += 2) {
+        memcpy(copy, f.file.p, f.file.len);
+        put_le32(copy + 64, get_le32(f.file.p + 64) + (uint32_t)delta);
+        put_le32(copy + header - 4, (uint32_t)crc32(0, copy, (uInt)(header - 4)));
+        assert_int_equal(agave_codec_decode(f.m, copy, f.file.len, y, f.n, &got),
+                         AGAVE_ERR_FORMAT);
+        assert_non_null(strstr(agave_context_last_error(f.ctx), "latent values"));
+    }
     /* too little room, a buffer that is not a compressed file */
     assert_int_equal(agave_codec_decode(f.m, f.file.p, f.file.len, y, f.n - 1, &got),
                      AGAVE_ERR_LIMIT);

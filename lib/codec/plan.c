@@ -26,6 +26,12 @@ static uint64_t hash_u32(uint64_t h, uint32_t v)
     return hash_bytes(h, b, 4);
 }
 
+/* Values of z per image: the length of each image's latent code. */
+static size_t latent_size(const agave_config *c)
+{
+    return c->mode == AGAVE_MODE_PIXELCNN ? 0 : (size_t)c->Z * (c->H / 4) * (c->W / 4);
+}
+
 uint64_t codec_model_hash(const agave_model *m)
 {
     const agave_config *c = &m->cfg;
@@ -118,7 +124,7 @@ agave_status codec_plan_make(agave_model *m, const agave_codec_options *opt, int
     plan->C = c->C, plan->H = c->H, plan->W = c->W;
     plan->D = (size_t)c->C * c->H * c->W;
     plan->mode = c->mode;
-    plan->latent = c->mode == AGAVE_MODE_PIXELCNN ? 0 : (size_t)c->Z * (c->H / 4) * (c->W / 4);
+    plan->latent = latent_size(c);
     plan->latent_bits = opt->latent_bits;
     plan->batch = opt->batch, plan->chunk = opt->chunk;
     plan->threads = ctx->threads;
@@ -143,6 +149,10 @@ agave_status codec_plan_check(agave_model *m, const codec_plan *plan)
                          "(parameter hash %016llx, this model's %016llx): decode it with the "
                          "checkpoint and weights (average or raw) it was compressed with",
                          (unsigned long long)plan->model_hash, (unsigned long long)hash);
+    size_t latent = latent_size(c);
+    if (plan->latent != latent)
+        return ctx_error(ctx, AGAVE_ERR_FORMAT, "the file's header says %zu latent values per "
+                         "image, this model has %zu: the header is damaged", plan->latent, latent);
     TRY(codec_check_products(ctx));
     if (plan->threads != ctx->threads)
         return ctx_error(ctx, AGAVE_ERR_STATE, "the file was compressed with %d threads and is "
