@@ -72,10 +72,27 @@ static agave_status collect_params(agave_model *m)
         }
     snprintf(m->param_names[m->n_params], sizeof m->param_names[0], "aux_log_scale");
     m->params[m->n_params++] = m->aux_log_scale;
-    TRY(agave_optimizer_create(m->ctx, m->cfg.optimizer, m->cfg.lr, &m->opt));
-    for (int i = 0; i < m->n_params; i++)
-        TRY(optim_add_tensor(m->opt, m->params[i]));
     return AGAVE_OK;
+}
+
+/* Moves every parameter and its gradient into the model's two blocks:
+ * param_block (P) and grad_block (P + REDUCE_EXTRA), P = param_total. */
+static agave_status gather_params(agave_model *m)
+{
+    for (int i = 0; i < m->n_params; i++)
+        m->param_total += m->params[i]->numel;
+    m->param_block = malloc(m->param_total * sizeof(float));
+    m->grad_block = calloc(m->param_total + REDUCE_EXTRA, sizeof(float));
+    if (!m->param_block || !m->grad_block)
+        return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cannot allocate the parameter block (%zu floats)",
+                         m->param_total);
+    size_t off = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        tensor_move_to_view(m->params[i], m->param_block + off, m->grad_block + off);
+        off += m->params[i]->numel;
+    }
+    TRY(agave_optimizer_create(m->ctx, m->cfg.optimizer, m->cfg.lr, &m->opt));
+    return optim_add_span(m->opt, m->param_block, m->grad_block, m->param_total);
 }
 
 agave_status agave_model_create(agave_context *ctx, const agave_config *cfg, agave_model **out)
@@ -105,6 +122,8 @@ agave_status agave_model_create(agave_context *ctx, const agave_config *cfg, aga
         st = agave_tensor_set_requires_grad(m->aux_log_scale, 1);
     if (st == AGAVE_OK)
         st = collect_params(m);
+    if (st == AGAVE_OK)
+        st = gather_params(m);
     if (st != AGAVE_OK) {
         agave_model_free(m);
         return st;
@@ -122,7 +141,8 @@ void agave_model_free(agave_model *m)
     agave_tensor_free(m->aux_log_scale);
     agave_optimizer_free(m->opt);
     average_free(&m->ema);
-    free(m->reduce_buf);
+    free(m->param_block);
+    free(m->grad_block);
     free(m->params);
     free(m->param_names);
     free(m);
@@ -176,7 +196,7 @@ agave_status agave_model_update_config(agave_model *m, const agave_config *calle
                          "not the architecture or the optimizer kind", names);
     }
     if (cfg->ema > 0 && !(m->cfg.ema > 0) && m->initialized &&
-        average_init(&m->ema, m->params, m->n_params) != AGAVE_OK)
+        average_init(&m->ema, m->param_block, m->param_total) != AGAVE_OK)
         return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cannot allocate the parameter average");
     if (!(cfg->ema > 0))
         average_free(&m->ema);
@@ -186,13 +206,7 @@ agave_status agave_model_update_config(agave_model *m, const agave_config *calle
     return AGAVE_OK;
 }
 
-size_t agave_model_param_numel(const agave_model *m)
-{
-    size_t n = 0;
-    for (int i = 0; m && i < m->n_params; i++)
-        n += m->params[i]->numel;
-    return n;
-}
+size_t agave_model_param_numel(const agave_model *m) { return m ? m->param_total : 0; }
 
 int agave_model_param_tensor_count(const agave_model *m) { return m ? m->n_params : 0; }
 
@@ -317,7 +331,7 @@ agave_status agave_model_init(agave_model *m, const uint8_t *x, int n)
     if (st != AGAVE_OK)
         return st;
     average_free(&m->ema);
-    if (m->cfg.ema > 0 && average_init(&m->ema, m->params, m->n_params) != AGAVE_OK)
+    if (m->cfg.ema > 0 && average_init(&m->ema, m->param_block, m->param_total) != AGAVE_OK)
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate the parameter average");
     m->initialized = 1;
     return AGAVE_OK;
@@ -457,10 +471,6 @@ agave_status agave_model_set_grad_reducer(agave_model *m, agave_grad_reduce_fn f
     ctx_clear_error(m->ctx);
     m->reduce_fn = fn;
     m->reduce_user = fn ? user : NULL;
-    if (!fn) {
-        free(m->reduce_buf);
-        m->reduce_buf = NULL;
-    }
     return AGAVE_OK;
 }
 
@@ -472,39 +482,19 @@ static double sum_of(const agave_tensor *t)
     return s;
 }
 
-/* Packs every gradient and this process's sums into one buffer, has the
- * reducer sum it over the processes, and unpacks the sums. A parameter
- * without a gradient buffer (a part the mode does not train; the same in
- * every process) sends zeros and gets none back, as in a one-process step. */
+/* Has the reducer sum the gradient block and this process's sums, which
+ * follow it, over the processes. */
 static agave_status reduce_step(agave_model *m, float extra[REDUCE_EXTRA])
 {
-    size_t len = agave_model_param_numel(m) + REDUCE_EXTRA, off = 0;
-    if (!m->reduce_buf && !(m->reduce_buf = malloc(len * sizeof(float))))
-        return ctx_error(m->ctx, AGAVE_ERR_NOMEM,
-                         "cannot allocate the gradient reduction buffer (%zu floats)", len);
-    float *buf = m->reduce_buf;
-    for (int i = 0; i < m->n_params; i++) {
-        const agave_tensor *t = m->params[i];
-        if (t->grad)
-            memcpy(buf + off, t->grad, t->numel * sizeof(float));
-        else
-            memset(buf + off, 0, t->numel * sizeof(float));
-        off += t->numel;
-    }
-    memcpy(buf + off, extra, REDUCE_EXTRA * sizeof(float));
+    float *buf = m->grad_block;
+    size_t len = m->param_total + REDUCE_EXTRA;
+    memcpy(buf + m->param_total, extra, REDUCE_EXTRA * sizeof(float));
     agave_status st = m->reduce_fn(buf, len, m->reduce_user);
     if (st != AGAVE_OK)
         return ctx_error(m->ctx, st,
                          "the gradient reducer failed (%s); the step was not applied",
                          agave_status_string(st));
-    off = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        agave_tensor *t = m->params[i];
-        if (t->grad)
-            memcpy(t->grad, buf + off, t->numel * sizeof(float));
-        off += t->numel;
-    }
-    memcpy(extra, buf + off, REDUCE_EXTRA * sizeof(float));
+    memcpy(extra, buf + m->param_total, REDUCE_EXTRA * sizeof(float));
     return AGAVE_OK;
 }
 
@@ -539,7 +529,7 @@ static agave_status apply_update(agave_model *m, double grad_norm, agave_step_st
     if (st != AGAVE_OK)
         return st;
     if (m->ema.avg)
-        average_update(&m->ema, m->params, m->n_params, m->cfg.ema);
+        average_update(&m->ema, m->param_block, m->cfg.ema);
     m->step++;
     m->bad_steps = 0;
     return AGAVE_OK;

@@ -52,6 +52,12 @@ struct agave_model {
     agave_tensor **params;                        /* every parameter, checkpoint order */
     char (*param_names)[96];
     int n_params;
+    /* The parameters' values and gradients, each one block in checkpoint
+     * order (params[i] are views into them): the optimiser, the average and
+     * the reducer each run one loop over a block. grad_block has
+     * REDUCE_EXTRA more floats, the sums the reducer adds up with them. */
+    float *param_block, *grad_block;
+    size_t param_total;
     agave_optimizer *opt;
     param_average ema;
     agave_weights weights;    /* what evaluation and sampling use (default: the average) */
@@ -66,7 +72,6 @@ struct agave_model {
     rng_span span;           /* of the forward running now: the slice during a step */
     agave_grad_reduce_fn reduce_fn;
     void *reduce_user;
-    float *reduce_buf;                            /* gradients + REDUCE_EXTRA, lazily */
 };
 
 /* The floats after the gradients in the reducer's buffer: per-process sums
