@@ -382,44 +382,6 @@ static agave_status slice_objective(agave_model *m, const model_terms *t, int64_
     return agave_scale(m->ctx, sum, (float)(1.0 / (double)total), loss);
 }
 
-static double mean_of(const agave_tensor *t)
-{
-    if (!t)
-        return 0;
-    double s = 0;
-    for (size_t i = 0; i < t->numel; i++)
-        s += t->data[i];
-    return s / (double)t->numel;
-}
-
-static void fill_step_stats(const agave_model *m, const model_terms *t, double loss,
-                            double grad_norm, agave_step_stats *s)
-{
-    const agave_config *c = &m->cfg;
-    double D = (double)c->C * c->H * c->W, Dy = D / (c->s * c->s);
-    s->pixelcnn_nll = mean_of(t->nll_x);
-    s->aux_nll = mean_of(t->nll_y);
-    s->kl = mean_of(t->kl);
-    s->loss_bpd = agave_nats_to_bpd(loss, D);
-    s->pixelcnn_bpd = agave_nats_to_bpd(s->pixelcnn_nll, D);
-    s->aux_bpd = agave_nats_to_bpd(s->aux_nll, Dy);
-    s->kl_bpd = agave_nats_to_bpd(s->kl, D);
-    s->grad_norm = grad_norm;
-}
-
-/* s's figures from `terms` (fill_step_stats), with the gradient norm. */
-static void copy_step_stats(const agave_step_stats *terms, double grad_norm, agave_step_stats *s)
-{
-    s->pixelcnn_nll = terms->pixelcnn_nll;
-    s->aux_nll = terms->aux_nll;
-    s->kl = terms->kl;
-    s->loss_bpd = terms->loss_bpd;
-    s->pixelcnn_bpd = terms->pixelcnn_bpd;
-    s->aux_bpd = terms->aux_bpd;
-    s->kl_bpd = terms->kl_bpd;
-    s->grad_norm = grad_norm;
-}
-
 static agave_status reject_step(agave_model *m, agave_step_stats *stats, const char *why)
 {
     optim_zero_grads(m->opt);
@@ -474,6 +436,23 @@ agave_status agave_model_set_grad_reducer(agave_model *m, agave_grad_reduce_fn f
     return AGAVE_OK;
 }
 
+/* Has the reducer sum the gradient block and this process's sums, which
+ * follow it, over the processes; the sums cross as floats. */
+static agave_status reduce_step(agave_model *m, double sums[REDUCE_EXTRA])
+{
+    float *buf = m->grad_block, *extra = m->grad_block + m->param_total;
+    for (int k = 0; k < REDUCE_EXTRA; k++)
+        extra[k] = (float)sums[k];
+    agave_status st = m->reduce_fn(buf, m->param_total + REDUCE_EXTRA, m->reduce_user);
+    if (st != AGAVE_OK)
+        return ctx_error(m->ctx, st,
+                         "the gradient reducer failed (%s); the step was not applied",
+                         agave_status_string(st));
+    for (int k = 0; k < REDUCE_EXTRA; k++)
+        sums[k] = extra[k];
+    return AGAVE_OK;
+}
+
 static double sum_of(const agave_tensor *t)
 {
     double s = 0;
@@ -482,34 +461,36 @@ static double sum_of(const agave_tensor *t)
     return s;
 }
 
-/* Has the reducer sum the gradient block and this process's sums, which
- * follow it, over the processes. */
-static agave_status reduce_step(agave_model *m, float extra[REDUCE_EXTRA])
+/* This process's sums over its n images, in the reducer's layout; with a
+ * slice or a reducer, rounded to the floats that the processes exchange. */
+static void local_sums(const agave_model *m, const model_terms *t, int n, int bad_loss,
+                       double sums[REDUCE_EXTRA])
 {
-    float *buf = m->grad_block;
-    size_t len = m->param_total + REDUCE_EXTRA;
-    memcpy(buf + m->param_total, extra, REDUCE_EXTRA * sizeof(float));
-    agave_status st = m->reduce_fn(buf, len, m->reduce_user);
-    if (st != AGAVE_OK)
-        return ctx_error(m->ctx, st,
-                         "the gradient reducer failed (%s); the step was not applied",
-                         agave_status_string(st));
-    memcpy(extra, buf + m->param_total, REDUCE_EXTRA * sizeof(float));
-    return AGAVE_OK;
+    sums[REDUCE_NLL_X] = sum_of(t->nll_x);
+    sums[REDUCE_NLL_Y] = sum_of(t->nll_y);
+    sums[REDUCE_KL] = sum_of(t->kl);
+    sums[REDUCE_IMAGES] = n;
+    sums[REDUCE_BAD_LOSS] = bad_loss;
+    if (m->reduce_fn || m->slice.total > 0)
+        for (int k = 0; k < REDUCE_EXTRA; k++)
+            sums[k] = (float)sums[k];
 }
 
-/* The step figures from sums over images (this process's, or the batch's
- * after a reduction). */
-static void stats_from_sums(const agave_model *m, const float extra[REDUCE_EXTRA],
-                            double grad_norm, agave_step_stats *s)
+/* The step figures from the batch's sums. loss_bpd is the objective's own
+ * value when this process saw the whole batch, else it is rebuilt from the
+ * sums as the objective defines it. */
+static void step_stats(const agave_model *m, const double sums[REDUCE_EXTRA], double loss,
+                       double grad_norm, agave_step_stats *s)
 {
     const agave_config *c = &m->cfg;
     double D = (double)c->C * c->H * c->W, Dy = D / (c->s * c->s);
-    double images = extra[REDUCE_IMAGES];
-    s->pixelcnn_nll = extra[REDUCE_NLL_X] / images;
-    s->aux_nll = extra[REDUCE_NLL_Y] / images;
-    s->kl = extra[REDUCE_KL] / images;
-    s->loss_bpd = agave_nats_to_bpd(s->pixelcnn_nll + s->aux_nll + c->lambda * s->kl, D);
+    double images = sums[REDUCE_IMAGES];
+    s->pixelcnn_nll = sums[REDUCE_NLL_X] / images;
+    s->aux_nll = sums[REDUCE_NLL_Y] / images;
+    s->kl = sums[REDUCE_KL] / images;
+    if (m->reduce_fn || m->slice.total > 0)
+        loss = s->pixelcnn_nll + s->aux_nll + c->lambda * s->kl;
+    s->loss_bpd = agave_nats_to_bpd(loss, D);
     s->pixelcnn_bpd = agave_nats_to_bpd(s->pixelcnn_nll, D);
     s->aux_bpd = agave_nats_to_bpd(s->aux_nll, Dy);
     s->kl_bpd = agave_nats_to_bpd(s->kl, D);
@@ -535,21 +516,31 @@ static agave_status apply_update(agave_model *m, double grad_norm, agave_step_st
     return AGAVE_OK;
 }
 
-/* A training step with a batch slice or a reducer (agave.h, data-parallel
- * training). Every process calls the reducer exactly once, whatever its own
- * loss, so that the processes stay in step and decide alike. */
-static agave_status train_step_parallel(agave_model *m, const uint8_t *x, int n,
-                                        agave_step_stats *stats)
+/* The step's checks before any work: the batch, the memory limit, and with
+ * a batch slice an initialised model (every process must start from the
+ * same parameters) and images that fit the slice. */
+static agave_status check_step(agave_model *m, const uint8_t *x, int n)
 {
-    agave_context *ctx = m->ctx;
+    const char *fn = "agave_model_train_step";
+    TRY(check_batch(m, x, n, fn));
+    TRY(model_check_memory(m->ctx, &m->cfg, n, fn));
     if (m->slice.total > 0 && !m->initialized)
-        return ctx_error(ctx, AGAVE_ERR_STATE,
+        return ctx_error(m->ctx, AGAVE_ERR_STATE,
                          "agave_model_train_step: with a batch slice set, first initialise the "
                          "model with agave_model_init on the whole batch, in every process, so "
                          "that all start from the same parameters");
-    TRY(model_check_slice(m, n, "agave_model_train_step"));
-    if (!m->initialized)
-        TRY(agave_model_init(m, x, n));
+    return model_check_slice(m, n, fn);
+}
+
+/* Forward over this process's images (the slice's place in the random
+ * stream), the objective (this process's share of the batch mean with a
+ * slice), the sums, and backward unless the loss is not finite. Backward
+ * gives each activation's memory back once it has been consumed, so the
+ * sums are read before it. */
+static agave_status forward_backward(agave_model *m, const uint8_t *x, int n,
+                                     double sums[REDUCE_EXTRA], double *loss_value)
+{
+    agave_context *ctx = m->ctx;
     agave_tape_reset(ctx);
     agave_tape_set_recording(ctx, 1);
     model_set_training(m, 1);
@@ -561,69 +552,36 @@ static agave_status train_step_parallel(agave_model *m, const uint8_t *x, int n,
     if (st == AGAVE_OK)
         st = m->slice.total > 0 ? slice_objective(m, &t, m->slice.total, &loss)
                                 : model_objective(m, &t, &loss);
-    if (st != AGAVE_OK) {
-        agave_tape_reset(ctx);
+    if (st != AGAVE_OK)
         return st;
-    }
-    int bad_loss = !isfinite(loss->data[0]);
-    if (!bad_loss && (st = agave_backward(ctx, loss)) != AGAVE_OK) {
-        agave_tape_reset(ctx);
-        return st;
-    }
-    float extra[REDUCE_EXTRA];
-    extra[REDUCE_NLL_X] = (float)sum_of(t.nll_x);
-    extra[REDUCE_NLL_Y] = (float)sum_of(t.nll_y);
-    extra[REDUCE_KL] = (float)sum_of(t.kl);
-    extra[REDUCE_IMAGES] = (float)n;
-    extra[REDUCE_BAD_LOSS] = (float)bad_loss;
-    if (m->reduce_fn && (st = reduce_step(m, extra)) != AGAVE_OK) {
+    *loss_value = loss->data[0];
+    int bad_loss = !isfinite(*loss_value);
+    local_sums(m, &t, n, bad_loss, sums);
+    return bad_loss ? AGAVE_OK : tape_backward(ctx, loss, 1);
+}
+
+/* One training step, in one process or as one of several (agave.h,
+ * data-parallel training): with a reducer, every process calls it exactly
+ * once, whatever its own loss, so that the processes stay in step and decide
+ * alike. stats, when not NULL, is the library's own struct, zeroed. */
+static agave_status train_step(agave_model *m, const uint8_t *x, int n, agave_step_stats *stats)
+{
+    TRY(check_step(m, x, n));
+    if (!m->initialized)
+        TRY(agave_model_init(m, x, n));
+    double sums[REDUCE_EXTRA], loss;
+    agave_status st = forward_backward(m, x, n, sums, &loss);
+    if (st == AGAVE_OK && m->reduce_fn && (st = reduce_step(m, sums)) != AGAVE_OK)
         optim_zero_grads(m->opt);
-        agave_tape_reset(ctx);
+    if (st != AGAVE_OK) {
+        agave_tape_reset(m->ctx);
         return st;
     }
-    if (!(extra[REDUCE_BAD_LOSS] == 0))
+    if (!(sums[REDUCE_BAD_LOSS] == 0))
         return reject_step(m, stats, m->reduce_fn ? "loss (in at least one process)" : "loss");
     double grad_norm = optim_grad_norm(m->opt);
     if (stats)
-        stats_from_sums(m, extra, grad_norm, stats);
-    return apply_update(m, grad_norm, stats);
-}
-
-/* The step itself; stats, when not NULL, is the library's own struct, zeroed. */
-static agave_status train_step(agave_model *m, const uint8_t *x, int n, agave_step_stats *stats)
-{
-    TRY(check_batch(m, x, n, "agave_model_train_step"));
-    TRY(model_check_memory(m->ctx, &m->cfg, n, "agave_model_train_step"));
-    if (m->slice.total > 0 || m->reduce_fn)
-        return train_step_parallel(m, x, n, stats);
-    if (!m->initialized)
-        TRY(agave_model_init(m, x, n));
-    agave_context *ctx = m->ctx;
-    agave_tape_reset(ctx);
-    agave_tape_set_recording(ctx, 1);
-    model_set_training(m, 1);
-    model_terms t;
-    agave_tensor *loss;
-    agave_status st = model_forward(m, x, n, plan_for_mode(m->cfg.mode), &t);
-    if (st == AGAVE_OK)
-        st = model_objective(m, &t, &loss);
-    if (st != AGAVE_OK) {
-        agave_tape_reset(ctx);
-        return st;
-    }
-    double loss_value = loss->data[0];
-    if (!isfinite(loss_value))
-        return reject_step(m, stats, "loss");
-    /* The terms are read now: backward gives their memory back (tape_backward). */
-    agave_step_stats terms;
-    fill_step_stats(m, &t, loss_value, 0.0, &terms);
-    if ((st = tape_backward(ctx, loss, 1)) != AGAVE_OK) {
-        agave_tape_reset(ctx);
-        return st;
-    }
-    double grad_norm = optim_grad_norm(m->opt);
-    if (stats)
-        copy_step_stats(&terms, grad_norm, stats);
+        step_stats(m, sums, loss, grad_norm, stats);
     return apply_update(m, grad_norm, stats);
 }
 
