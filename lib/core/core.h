@@ -177,9 +177,12 @@ const char *shape_str(const agave_tensor *t, char *buf, size_t len);
 agave_tensor *tensor_new_arena(agave_context *ctx, int ndim, const int *dims);
 /* Same shape as t. */
 agave_tensor *tensor_new_like(agave_context *ctx, const agave_tensor *t);
-/* A persistent tensor viewing borrowed data/grad buffers (not freed with it). */
-agave_status tensor_new_view(agave_context *ctx, int ndim, const int *dims, float *data,
-                             float *grad, agave_tensor **out);
+/* Moves a persistent tensor's values and gradient (zeros if it had none) into
+ * borrowed buffers of numel floats each, which it then views: they are not
+ * freed with it. A model keeps all its parameters in one block this way. */
+void tensor_move_to_view(agave_tensor *t, float *data, float *grad);
+/* p[0..n) = 0, on ctx's threads when n is large. */
+void floats_zero(const agave_context *ctx, float *p, size_t n);
 /* Returns t's gradient buffer, making a zeroed one (arena or heap) if missing. */
 float *tensor_grad_buffer(agave_tensor *t);
 /* Gives an arena tensor's data and gradient back to the arena (core/arena.c)

@@ -73,25 +73,20 @@ agave_status agave_tensor_create(agave_context *ctx, int ndim, const int *dims,
     return AGAVE_OK;
 }
 
-agave_status tensor_new_view(agave_context *ctx, int ndim, const int *dims, float *data,
-                             float *grad, agave_tensor **out)
+void tensor_move_to_view(agave_tensor *t, float *data, float *grad)
 {
-    int padded[AGAVE_MAX_DIMS];
-    size_t numel = shape_numel(ndim, dims, padded);
-    if (!numel)
-        return shape_error(ctx, ndim, dims);
-    agave_tensor *t = calloc(1, sizeof *t);
-    if (!t)
-        return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate a tensor view");
-    t->ctx = ctx;
-    t->ndim = ndim;
-    memcpy(t->dims, padded, sizeof padded);
-    t->numel = numel;
+    memcpy(data, t->data, t->numel * sizeof(float));
+    if (t->grad)
+        memcpy(grad, t->grad, t->numel * sizeof(float));
+    else
+        floats_zero(t->ctx, grad, t->numel);
+    if (t->flags & TENSOR_OWNS_DATA) {
+        free(t->data);
+        free(t->grad);
+    }
     t->data = data;
     t->grad = grad;
-    t->flags = TENSOR_VIEW | (grad ? TENSOR_REQUIRES_GRAD : 0);
-    *out = t;
-    return AGAVE_OK;
+    t->flags = (t->flags & ~(unsigned)TENSOR_OWNS_DATA) | TENSOR_VIEW;
 }
 
 agave_tensor *tensor_new_arena(agave_context *ctx, int ndim, const int *dims)
@@ -206,7 +201,7 @@ agave_status agave_tensor_fill_normal(agave_tensor *t, float mean, float std)
 /* Gradients are zeroed on the threads: the zeroing of a step's fresh
  * gradient buffers (first touches of recycled arena memory) is long enough
  * that doing it serially keeps the other threads idle (docs/performance.md). */
-static void zero_floats(const agave_context *ctx, float *p, size_t n)
+void floats_zero(const agave_context *ctx, float *p, size_t n)
 {
     const size_t block = 16384;
     const long blocks = (long)((n + block - 1) / block);
@@ -230,7 +225,7 @@ float *tensor_grad_buffer(agave_tensor *t)
         ctx_error(t->ctx, AGAVE_ERR_NOMEM, "cannot allocate a gradient of %zu floats", t->numel);
         return NULL;
     }
-    zero_floats(t->ctx, t->grad, t->numel);
+    floats_zero(t->ctx, t->grad, t->numel);
     return t->grad;
 }
 
@@ -267,7 +262,7 @@ agave_status agave_tensor_zero_grad(agave_tensor *t)
     if (!t)
         return AGAVE_ERR_NULL;
     if (t->grad)
-        zero_floats(t->ctx, t->grad, t->numel);
+        floats_zero(t->ctx, t->grad, t->numel);
     return AGAVE_OK;
 }
 

@@ -385,11 +385,7 @@ static void average_from_v1(agave_model *m)
 {
     param_average *a = &m->ema;
     if (a->t == 0) {
-        size_t off = 0;
-        for (int i = 0; i < m->n_params; i++) {
-            memcpy(a->avg + off, m->params[i]->data, m->params[i]->numel * sizeof(float));
-            off += m->params[i]->numel;
-        }
+        memcpy(a->avg, m->param_block, a->total * sizeof(float));
         return;
     }
     double correction = 1.0 / (1.0 - pow((double)m->cfg.ema, (double)a->t));
@@ -431,7 +427,7 @@ static agave_status read_state(agave_model *m, reader *r, uint32_t version, uint
         get(r, m->opt->u, m->opt->total * sizeof(float));
     }
     if (flags & CKPT_FLAG_AVERAGE) {
-        if (average_init(&m->ema, m->params, m->n_params) != AGAVE_OK)
+        if (average_init(&m->ema, m->param_block, m->param_total) != AGAVE_OK)
             return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cannot allocate the parameter average");
         m->ema.t = (int64_t)get_u64(r);
         get(r, m->ema.avg, m->ema.total * sizeof(float));

@@ -52,6 +52,12 @@ struct agave_model {
     agave_tensor **params;                        /* every parameter, checkpoint order */
     char (*param_names)[96];
     int n_params;
+    /* The parameters' values and gradients, each one block in checkpoint
+     * order (params[i] are views into them): the optimiser, the average and
+     * the reducer each run one loop over a block. grad_block has
+     * REDUCE_EXTRA more floats, the sums the reducer adds up with them. */
+    float *param_block, *grad_block;
+    size_t param_total;
     agave_optimizer *opt;
     param_average ema;
     agave_weights weights;    /* what evaluation and sampling use (default: the average) */
@@ -66,7 +72,6 @@ struct agave_model {
     rng_span span;           /* of the forward running now: the slice during a step */
     agave_grad_reduce_fn reduce_fn;
     void *reduce_user;
-    float *reduce_buf;                            /* gradients + REDUCE_EXTRA, lazily */
 };
 
 /* The floats after the gradients in the reducer's buffer: per-process sums
@@ -130,9 +135,31 @@ agave_status model_forward(agave_model *m, const uint8_t *x, int n, forward_plan
  * nll_x + nll_y + lambda * kl over the terms present. */
 agave_status model_objective(agave_model *m, const model_terms *t, agave_tensor **loss);
 
-/* AGAVE_ERR_INVALID_ARG (named after fn) if n images from the model's slice
- * offset overrun its slice total. */
+/* loss = (sum over this slice's images of the per-image objective) / total:
+ * this process's share of the mean over a batch of total images. */
+agave_status model_slice_objective(agave_model *m, const model_terms *t, int64_t total,
+                                   agave_tensor **loss);
+
+/* AGAVE_ERR_NULL / AGAVE_ERR_INVALID_ARG (named after fn) unless x is an
+ * image buffer and n in 1..2^20 (lib/model/init.c). */
+agave_status model_check_batch(agave_model *m, const uint8_t *x, int n, const char *fn);
+
+/* lib/model/parallel.c. AGAVE_ERR_INVALID_ARG (named after fn) if n images
+ * from the model's slice offset overrun its slice total. */
 agave_status model_check_slice(agave_model *m, int n, const char *fn);
+/* Has the reducer sum grad_block and sums (which cross as floats after it)
+ * over the processes. */
+agave_status model_reduce_step(agave_model *m, double sums[REDUCE_EXTRA]);
+
+/* lib/model/step_stats.c. This process's sums over its n images of the
+ * terms t, in the reducer's layout (rounded to floats with a slice or a
+ * reducer, as the processes exchange them). */
+void model_local_sums(const agave_model *m, const model_terms *t, int n, int bad_loss,
+                      double sums[REDUCE_EXTRA]);
+/* The step figures from the batch's sums; loss is the objective's value
+ * (used when the process saw the whole batch). */
+void model_step_stats(const agave_model *m, const double sums[REDUCE_EXTRA], double loss,
+                      double grad_norm, agave_step_stats *s);
 
 /* Registers a layer (owned by the model from then on). */
 agave_status model_add_layer(agave_model *m, agave_layer_kind kind,

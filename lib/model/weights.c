@@ -30,7 +30,7 @@ int agave_model_has_average(const agave_model *m) { return m && m->ema.avg; }
 void model_apply_average(agave_model *m)
 {
     if (agave_model_weights(m) == AGAVE_WEIGHTS_AVERAGE)
-        average_apply(&m->ema, m->params, m->n_params);
+        average_apply(&m->ema, m->param_block);
 }
 
-void model_restore_params(agave_model *m) { average_restore(&m->ema, m->params, m->n_params); }
+void model_restore_params(agave_model *m) { average_restore(&m->ema, m->param_block); }
