@@ -18,9 +18,11 @@ struct arena_block {
     size_t size;
 };
 
-/* A recycled block may be at most this many times larger than the request:
- * a small request never pins a large block. */
-#define ARENA_RECYCLE_SLACK 2
+/* A recycled block larger than a request by at least this much is split,
+ * its tail going back on the free list: the gradients of backward, smaller
+ * or larger than the activations given back before them, then fill them
+ * instead of growing the arena. */
+#define ARENA_SPLIT_MIN 4096
 
 struct arena_chunk {
     arena_chunk *prev;
@@ -58,27 +60,52 @@ static size_t rounded(size_t bytes)
     return need ? need : ARENA_ALIGN;
 }
 
-/* The smallest recycled block of need..SLACK*need bytes, unlinked; or NULL. */
+/* The smallest recycled block of at least need bytes, unlinked, its tail
+ * beyond need recycled when that is large; or NULL. */
 static void *take_recycled(agave_arena *a, size_t need)
 {
     arena_block **best = NULL;
     for (arena_block **b = &a->free; *b; b = &(*b)->next)
-        if ((*b)->size >= need && (*b)->size / ARENA_RECYCLE_SLACK <= need &&
-            (!best || (*b)->size < (*best)->size))
+        if ((*b)->size >= need && (!best || (*b)->size < (*best)->size))
             best = b;
     if (!best)
         return NULL;
     arena_block *blk = *best;
     *best = blk->next;
+    if (blk->size - need >= ARENA_SPLIT_MIN)
+        arena_recycle(a, (unsigned char *)blk + need, blk->size - need);
     return blk;
 }
 
+/* Unlinks and returns the free block that starts at p, or NULL. */
+static arena_block *unlink_at(agave_arena *a, const unsigned char *p)
+{
+    for (arena_block **b = &a->free; *b; b = &(*b)->next)
+        if ((const unsigned char *)*b == p) {
+            arena_block *blk = *b;
+            *b = blk->next;
+            return blk;
+        }
+    return NULL;
+}
+
+/* Gives a block back, merged with the free blocks right after and right
+ * before it, so that neighbours given back one by one can serve a larger
+ * request. */
 void arena_recycle(agave_arena *a, void *p, size_t bytes)
 {
     if (!p)
         return;
     arena_block *blk = p;
     blk->size = rounded(bytes);
+    arena_block *after = unlink_at(a, (unsigned char *)blk + blk->size);
+    if (after)
+        blk->size += after->size;
+    for (arena_block *b = a->free; b; b = b->next)
+        if ((unsigned char *)b + b->size == (unsigned char *)blk) {
+            b->size += blk->size;
+            return;
+        }
     blk->next = a->free;
     a->free = blk;
 }

@@ -97,6 +97,14 @@ typedef struct scratch_slot {
     size_t bytes;
 } scratch_slot;
 
+/* Where tensor_new_param puts parameters while a model is being built: n
+ * floats of values and of gradients, `used` of them handed out. */
+typedef struct param_pool {
+    float *data;
+    float *grad;
+    size_t n, used;
+} param_pool;
+
 /* ---- context ---------------------------------------------------------------- */
 struct agave_context {
     int threads;
@@ -112,6 +120,7 @@ struct agave_context {
     int gemm_buf_count;         /* slots in gemm_buf: the thread count, at least 1 */
     scratch_slot scratch[SCRATCH_SLOTS];
     size_t memory_limit;    /* bytes a model on this context may need; 0: none */
+    param_pool pool;        /* set by a model under construction, else empty */
     char last_error[AGAVE_ERRMSG_LEN];
 };
 
@@ -177,6 +186,10 @@ const char *shape_str(const agave_tensor *t, char *buf, size_t len);
 agave_tensor *tensor_new_arena(agave_context *ctx, int ndim, const int *dims);
 /* Same shape as t. */
 agave_tensor *tensor_new_like(agave_context *ctx, const agave_tensor *t);
+/* A persistent tensor that requires a gradient, values and gradient zero:
+ * a view into ctx's parameter pool while it has room, else a tensor of its
+ * own (agave_tensor_create). */
+agave_status tensor_new_param(agave_context *ctx, int ndim, const int *dims, agave_tensor **out);
 /* Moves a persistent tensor's values and gradient (zeros if it had none) into
  * borrowed buffers of numel floats each, which it then views: they are not
  * freed with it. A model keeps all its parameters in one block this way. */

@@ -73,6 +73,30 @@ agave_status agave_tensor_create(agave_context *ctx, int ndim, const int *dims,
     return AGAVE_OK;
 }
 
+agave_status tensor_new_param(agave_context *ctx, int ndim, const int *dims, agave_tensor **out)
+{
+    param_pool *pool = &ctx->pool;
+    int padded[AGAVE_MAX_DIMS];
+    size_t numel = shape_numel(ndim, dims, padded);
+    if (!numel || pool->n - pool->used < numel) {
+        TRY(agave_tensor_create(ctx, ndim, dims, out));
+        return agave_tensor_set_requires_grad(*out, 1);
+    }
+    agave_tensor *t = calloc(1, sizeof *t);
+    if (!t)
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate a tensor");
+    t->ctx = ctx;
+    t->ndim = ndim;
+    memcpy(t->dims, padded, sizeof padded);
+    t->numel = numel;
+    t->data = pool->data + pool->used;
+    t->grad = pool->grad + pool->used;
+    t->flags = TENSOR_VIEW | TENSOR_REQUIRES_GRAD;
+    pool->used += numel;
+    *out = t;
+    return AGAVE_OK;
+}
+
 void tensor_move_to_view(agave_tensor *t, float *data, float *grad)
 {
     memcpy(data, t->data, t->numel * sizeof(float));

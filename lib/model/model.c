@@ -55,24 +55,73 @@ static agave_status collect_params(agave_model *m)
     return AGAVE_OK;
 }
 
-/* Moves every parameter and its gradient into the model's two blocks:
- * param_block (P) and grad_block (P + REDUCE_EXTRA), P = param_total. */
-static agave_status gather_params(agave_model *m)
+/* The model's two blocks for P parameters: param_block (P) and grad_block
+ * (P + REDUCE_EXTRA), zero. */
+static agave_status alloc_blocks(agave_model *m, size_t P)
 {
-    for (int i = 0; i < m->n_params; i++)
-        m->param_total += m->params[i]->numel;
-    m->param_block = malloc(m->param_total * sizeof(float));
-    m->grad_block = calloc(m->param_total + REDUCE_EXTRA, sizeof(float));
+    m->param_total = P;
+    m->param_block = calloc(P ? P : 1, sizeof(float));
+    m->grad_block = calloc(P + REDUCE_EXTRA, sizeof(float));
     if (!m->param_block || !m->grad_block)
         return ctx_error(m->ctx, AGAVE_ERR_NOMEM,
-                         "cannot allocate the parameter block (%zu floats)", m->param_total);
+                         "cannot allocate the parameter block (%zu floats)", P);
+    return AGAVE_OK;
+}
+
+/* 1 if the parameters already lie in the blocks in checkpoint order. */
+static int params_in_blocks(const agave_model *m)
+{
     size_t off = 0;
     for (int i = 0; i < m->n_params; i++) {
-        tensor_move_to_view(m->params[i], m->param_block + off, m->grad_block + off);
-        off += m->params[i]->numel;
+        const agave_tensor *t = m->params[i];
+        if (t->data != m->param_block + off || t->grad != m->grad_block + off)
+            return 0;
+        off += t->numel;
+    }
+    return off == m->param_total;
+}
+
+/* Makes every parameter a view into the blocks, in checkpoint order: the
+ * layers were built into them (ctx's parameter pool), else their values
+ * move into new blocks. Then the optimiser gets the blocks as one span. */
+static agave_status gather_params(agave_model *m)
+{
+    if (!params_in_blocks(m)) {
+        float *old_data = m->param_block, *old_grad = m->grad_block;
+        size_t total = 0;
+        for (int i = 0; i < m->n_params; i++)
+            total += m->params[i]->numel;
+        agave_status st = alloc_blocks(m, total);
+        for (size_t off = 0, i = 0; st == AGAVE_OK && i < (size_t)m->n_params; i++) {
+            tensor_move_to_view(m->params[i], m->param_block + off, m->grad_block + off);
+            off += m->params[i]->numel;
+        }
+        free(old_data);
+        free(old_grad);
+        TRY(st);
     }
     TRY(agave_optimizer_create(m->ctx, m->cfg.optimizer, m->cfg.lr, &m->opt));
     return optim_add_span(m->opt, m->param_block, m->grad_block, m->param_total);
+}
+
+/* The layers, the auxiliary log-scales and the parameter list, with the
+ * parameters drawn from blocks of the configuration's size. */
+static agave_status build(agave_model *m)
+{
+    agave_context *ctx = m->ctx;
+    TRY(alloc_blocks(m, (size_t)config_param_count(&m->cfg)));
+    ctx->pool = (param_pool){m->param_block, m->grad_block, m->param_total, 0};
+    agave_status st = vae_build(m);
+    if (st == AGAVE_OK)
+        st = pixelcnn_build(m);
+    if (st == AGAVE_OK)
+        st = tensor_new_param(ctx, 1, &m->cfg.C, &m->aux_log_scale);
+    ctx->pool = (param_pool){0};
+    if (st == AGAVE_OK)
+        st = collect_params(m);
+    if (st == AGAVE_OK)
+        st = gather_params(m);
+    return st;
 }
 
 agave_status agave_model_create(agave_context *ctx, const agave_config *cfg, agave_model **out)
@@ -93,17 +142,7 @@ agave_status agave_model_create(agave_context *ctx, const agave_config *cfg, aga
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "cannot allocate a model");
     m->ctx = ctx;
     m->cfg = full;
-    agave_status st = vae_build(m);
-    if (st == AGAVE_OK)
-        st = pixelcnn_build(m);
-    if (st == AGAVE_OK)
-        st = agave_tensor_create(ctx, 1, &m->cfg.C, &m->aux_log_scale);
-    if (st == AGAVE_OK)
-        st = agave_tensor_set_requires_grad(m->aux_log_scale, 1);
-    if (st == AGAVE_OK)
-        st = collect_params(m);
-    if (st == AGAVE_OK)
-        st = gather_params(m);
+    agave_status st = build(m);
     if (st != AGAVE_OK) {
         agave_model_free(m);
         return st;

@@ -103,22 +103,15 @@ agave_status agave_layer_create(agave_context *ctx, agave_layer_kind kind,
     return layer_new(ctx, kind, &o, out);
 }
 
-static agave_status param_tensor(agave_context *ctx, int ndim, const int *dims,
-                                 agave_tensor **t)
-{
-    TRY(agave_tensor_create(ctx, ndim, dims, t));
-    return agave_tensor_set_requires_grad(*t, 1);
-}
-
 /* v ~ N(0, 0.05^2), g = 1, b = 0 (PixelCNN++'s initial values before the data pass). */
 static agave_status linear_params(agave_layer *l)
 {
     const agave_layer_options *o = &l->opt;
     int spatial = l->kind == AGAVE_LAYER_CONV || l->kind == AGAVE_LAYER_DECONV;
     int vd[4] = {o->out_channels, o->in_channels, o->kernel_h, o->kernel_w};
-    TRY(param_tensor(l->ctx, spatial ? 4 : 2, vd, &l->v));
-    TRY(param_tensor(l->ctx, 1, &o->out_channels, &l->g));
-    TRY(param_tensor(l->ctx, 1, &o->out_channels, &l->b));
+    TRY(tensor_new_param(l->ctx, spatial ? 4 : 2, vd, &l->v));
+    TRY(tensor_new_param(l->ctx, 1, &o->out_channels, &l->g));
+    TRY(tensor_new_param(l->ctx, 1, &o->out_channels, &l->b));
     TRY(agave_tensor_fill_normal(l->v, 0.0f, 0.05f));
     TRY(agave_tensor_fill(l->g, 1.0f));
     if (o->mask_degrees > 0) {

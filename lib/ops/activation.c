@@ -222,8 +222,8 @@ agave_status concat_elu_backward(agave_context *ctx, const tape_node *node)
  * concat_elu_fwd rounds it) and the gradient first passed back through the
  * dropout mask as dropout_backward would have added it into a zeroed buffer. */
 SIMD_CLONES static void concat_elu_dropout_bwd(const float *restrict x,
-                                               const unsigned char *restrict kpos,
-                                               const unsigned char *restrict kneg,
+                                               const unsigned char *restrict keep,
+                                               size_t kpos, size_t kneg,
                                                const float *restrict gpos,
                                                const float *restrict gneg, float scale,
                                                float *restrict gx, size_t n)
@@ -232,8 +232,8 @@ SIMD_CLONES static void concat_elu_dropout_bwd(const float *restrict x,
     for (size_t i = 0; i < n; i++) {
         float xi = x[i];
         float e = exp_nonpos(neg_abs(xi)) - 1.0f + 1.0f;
-        float gp = 0.0f + select_f(kpos[i] != 0, gpos[i] * scale, 0.0f);
-        float gn = 0.0f + select_f(kneg[i] != 0, gneg[i] * scale, 0.0f);
+        float gp = 0.0f + select_f(keep_bit(keep, kpos + i) != 0, gpos[i] * scale, 0.0f);
+        float gn = 0.0f + select_f(keep_bit(keep, kneg + i) != 0, gneg[i] * scale, 0.0f);
         float dpos = select_f(xi > 0.0f, gp, gp * e);
         float dneg = select_f(xi < 0.0f, gn, gn * e);
         gx[i] += dpos - dneg;
@@ -284,7 +284,7 @@ agave_status concat_elu_dropout_backward(agave_context *ctx, const tape_node *no
     for (long t = 0; t < tasks; t++) {
         size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
         size_t yo = img * 2 * plane + i0, xo = img * plane + i0;
-        concat_elu_dropout_bwd(x->data + xo, keep + yo, keep + yo + plane, y->grad + yo,
+        concat_elu_dropout_bwd(x->data + xo, keep, yo, yo + plane, y->grad + yo,
                                y->grad + yo + plane, scale, gx + xo, block_len(plane, i0));
     }
     return AGAVE_OK;

@@ -1,5 +1,6 @@
 /* Inverted dropout: y = x * m / (1 - p), m ~ Bernoulli(1 - p) from the
- * context's generator; the mask is kept in the arena for backward. The
+ * context's generator; the mask is kept in the arena for backward, one bit
+ * per value. The
  * mask's drawing (dropout_apply) is shared with the fused concat_elu_dropout. */
 #include <math.h>
 #include <string.h>
@@ -8,18 +9,29 @@
 
 #define DROPOUT_PARALLEL_MIN 65536
 
+/* bits = keep[0..n) packed, bit i of the mask = keep[i] != 0. */
+static void pack_bits(const unsigned char *keep, size_t n, unsigned char *bits)
+{
+    memset(bits, 0, (n + 7) / 8);
+    for (size_t i = 0; i < n; i++)
+        bits[i >> 3] |= (unsigned char)((keep[i] != 0) << (i & 7));
+}
+
 agave_status dropout_apply(agave_context *ctx, rng_span span, float p, int record, float *y,
                            size_t numel, int items, dropout_saved *saved)
 {
-    unsigned char *keep = record ? arena_alloc(&ctx->arena, numel) : ctx_scratch(ctx, 0, numel);
-    if (!keep)
+    unsigned char *keep = ctx_scratch(ctx, 0, numel);
+    unsigned char *bits = record ? arena_alloc(&ctx->arena, (numel + 7) / 8) : NULL;
+    if (!keep || (record && !bits))
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "dropout: cannot allocate a mask of %zu bytes",
                          numel);
     rng_items_bernoulli(&ctx->rng, span, items, numel / (size_t)items, p, keep);
     float scale = 1.0f / (1.0f - p);
     for (size_t i = 0; i < numel; i++)
         y[i] = keep[i] ? y[i] * scale : 0.0f;
-    saved->keep = record ? keep : NULL;
+    if (bits)
+        pack_bits(keep, numel, bits);
+    saved->keep = bits;
     saved->scale = scale;
     return AGAVE_OK;
 }
@@ -72,6 +84,6 @@ agave_status dropout_backward(agave_context *ctx, const tape_node *node)
     long n = (long)node->out->numel;
 #pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > DROPOUT_PARALLEL_MIN) schedule(dynamic, 16384)
     for (long i = 0; i < n; i++)
-        gx[i] += !keep ? g[i] : keep[i] ? g[i] * scale : 0.0f;
+        gx[i] += !keep ? g[i] : keep_bit(keep, (size_t)i) ? g[i] * scale : 0.0f;
     return AGAVE_OK;
 }

@@ -16,15 +16,23 @@ float *input_grad(const tape_node *node, int i, agave_status *st);
 
 /* What dropout's backward needs (agave_dropout, concat_elu_dropout). */
 typedef struct dropout_saved {
-    const unsigned char *keep;   /* 1 where the value passed; NULL: the identity (p = 0) */
+    const unsigned char *keep;   /* bit i (keep_bit) set where value i passed; NULL: the
+                                    identity (p = 0) */
     float scale;                 /* 1 / (1 - p) */
 } dropout_saved;
+
+/* Bit i of a packed mask (bit i % 8 of byte i / 8): dropout keeps one bit
+ * per value for backward, not one byte. */
+static inline unsigned keep_bit(const unsigned char *bits, size_t i)
+{
+    return (unsigned)(bits[i >> 3] >> (i & 7)) & 1u;
+}
 
 /* Dropout in place on y's numel values, `items` items on axis 0 sitting at
  * span in their batch's random stream: y[i] = keep[i] ? y[i] / (1 - p) : 0
  * with keep[i] = (u >= p), u uniform, one draw per value in index order. The
- * mask is kept in the arena when record is set (saved->keep), else it is
- * scratch (saved->keep NULL). 0 < p < 1. */
+ * mask is kept in the arena, packed (keep_bit), when record is set
+ * (saved->keep), else it is scratch (saved->keep NULL). 0 < p < 1. */
 agave_status dropout_apply(agave_context *ctx, rng_span span, float p, int record, float *y,
                            size_t numel, int items, dropout_saved *saved);
 
