@@ -55,6 +55,12 @@ agave_status image_decode_pnm(agave_context *ctx, const char *name, const uint8_
                               size_t len, uint64_t max_pixels, decoded_image *out);
 /* Interleaved (h,w,c) pixels to planar (c,h,w). */
 void image_to_planar(const uint8_t *src, int c, int h, int w, uint8_t *dst);
+/* The decoders' common tail: out gets planar pixels copied from the
+ * interleaved (h,w,c) ones and its geometry. The caller still frees
+ * interleaved (each decoder with its own library's free). */
+agave_status image_from_interleaved(agave_context *ctx, const char *name,
+                                    const uint8_t *interleaved, int c, int h, int w,
+                                    decoded_image *out);
 
 /* ---- one size for all: crop, then resize ------------------------------------- */
 /* What agave_dataset_options asks for, checked: a centred crop window (0 x 0:

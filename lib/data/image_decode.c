@@ -170,6 +170,20 @@ void image_to_planar(const uint8_t *src, int c, int h, int w, uint8_t *dst)
             dst[(size_t)k * plane + p] = src[p * (size_t)c + (size_t)k];
 }
 
+agave_status image_from_interleaved(agave_context *ctx, const char *name,
+                                    const uint8_t *interleaved, int c, int h, int w,
+                                    decoded_image *out)
+{
+    out->pixels = malloc((size_t)c * (size_t)h * (size_t)w);
+    if (!out->pixels)
+        return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name, w, h);
+    image_to_planar(interleaved, c, h, w, out->pixels);
+    out->channels = c;
+    out->height = h;
+    out->width = w;
+    return AGAVE_OK;
+}
+
 agave_status image_decode(agave_context *ctx, const char *name, const uint8_t *bytes, size_t len,
                           uint64_t max_pixels, decoded_image *out)
 {
@@ -201,15 +215,7 @@ agave_status image_decode(agave_context *ctx, const char *name, const uint8_t *b
         return ctx_error(ctx, AGAVE_ERR_FORMAT, "%s: the header says %dx%d pixels but the data "
                          "decodes to %dx%d", name, w, h, dw, dh);
     }
-    out->pixels = malloc((size_t)channels * (size_t)w * (size_t)h);
-    if (!out->pixels) {
-        stbi_image_free(interleaved);
-        return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name, w, h);
-    }
-    image_to_planar(interleaved, channels, h, w, out->pixels);
+    st = image_from_interleaved(ctx, name, interleaved, channels, h, w, out);
     stbi_image_free(interleaved);
-    out->channels = channels;
-    out->height = h;
-    out->width = w;
-    return AGAVE_OK;
+    return st;
 }

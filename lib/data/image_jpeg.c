@@ -116,15 +116,7 @@ agave_status image_decode_jpeg(agave_context *ctx, const char *name, const uint8
     agave_status st = decode(ctx, name, bytes, len, max_pixels, &interleaved, &channels, &h, &w);
     if (st != AGAVE_OK)
         return st;
-    out->pixels = malloc((size_t)channels * (size_t)h * (size_t)w);
-    if (!out->pixels) {
-        free(interleaved);
-        return ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name, w, h);
-    }
-    image_to_planar(interleaved, channels, h, w, out->pixels);
+    st = image_from_interleaved(ctx, name, interleaved, channels, h, w, out);
     free(interleaved);
-    out->channels = channels;
-    out->height = h;
-    out->width = w;
-    return AGAVE_OK;
+    return st;
 }

@@ -117,14 +117,8 @@ agave_status image_decode_png(agave_context *ctx, const char *name, const uint8_
     int channels = 0, h = 0, w = 0;
     agave_status st = decode(ctx, name, &r, max_pixels, &interleaved, &rows, &channels, &h, &w);
     free(rows);
-    if (st == AGAVE_OK && !(out->pixels = malloc((size_t)channels * h * w)))
-        st = ctx_error(ctx, AGAVE_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name, w, h);
-    if (st == AGAVE_OK) {
-        image_to_planar(interleaved, channels, h, w, out->pixels);
-        out->channels = channels;
-        out->height = h;
-        out->width = w;
-    }
+    if (st == AGAVE_OK)
+        st = image_from_interleaved(ctx, name, interleaved, channels, h, w, out);
     free(interleaved);
     return st;
 }
