@@ -378,7 +378,7 @@ static agave_status read_exact(agave_codec_decoder *d, void *buf, size_t len, ui
                              "returned more bytes than asked for");
         have += got;
     }
-    if (crc)
+    if (crc && len)   /* zlib's crc32 restarts at 0 when buf is NULL */
         *crc = (uint32_t)crc32(*crc, buf, (uInt)len);
     return AGAVE_OK;
 }
@@ -520,7 +520,8 @@ static agave_status read_chunk(agave_codec_decoder *d, int n)
         if (d->states[t] < RANS_L || d->states[t] >> 63)
             return ctx_error(k->ctx, AGAVE_ERR_FORMAT, "codec: chunk %lld: a stream's state "
                              "is out of range", (long long)d->chunk_index);
-        if (!rans_load(&k->chain[t], d->states[t], d->words + at, d->counts[t],
+        const uint32_t *words = d->counts[t] ? d->words + at : NULL;   /* no words: maybe no buffer */
+        if (!rans_load(&k->chain[t], d->states[t], words, d->counts[t],
                        codec_chain_seed(&k->plan, d->chunk_index, t), limit))
             return ctx_error(k->ctx, AGAVE_ERR_NOMEM, "codec: out of memory for a stream");
         at += d->counts[t];
