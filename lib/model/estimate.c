@@ -56,13 +56,9 @@ uint64_t config_param_count(const agave_config *c)
 
 /* ---- a training step's memory ------------------------------------------------------ */
 /* Step-arena bytes per image: activations, their gradients and what backward
- * saves. A least-squares fit of the measured arena peak (batch 2 and 4) of 62
- * configurations around tiny, over the terms the architecture suggests (per
- * pixel: F*R for the gated blocks, F, the conditioning stream, the mixture's P
- * outputs, the VAE's Fv*Rv, Fv, Z and IAF terms, dropout masks, the auxiliary
- * image at 1/s^2), refitted after backward began handing buffers back to the
- * arena (2.5x less per image); every fitted point is within 16%. Refit when the ops change what they keep
- * (tests/test_limits.c compares with measured peaks). */
+ * saves, as a least-squares fit of measured arena peaks over the terms the
+ * architecture suggests (the fit, its points and when to redo it:
+ * docs/reliability.md, "A memory limit"; tests/test_limits.c checks it). */
 static double arena_bytes_per_image(const agave_config *c)
 {
     double HW = (double)c->H * c->W, F = c->F, R = c->R, Fv = c->Fv, Rv = c->Rv;
@@ -104,9 +100,8 @@ double config_step_bytes(const agave_config *c, int batch)
 {
     uint64_t params = config_param_count(c);
     /* The arena: per-image activations plus the step's weight-normalised
-     * weights and their gradients (4.7 bytes per parameter measured at
-     * most); 1.2: the fit's worst point was 16% under, so the estimate
-     * stays above the real peak. */
+     * weights and their gradients; 1.2 keeps the estimate above the fit's
+     * worst point (docs/reliability.md, "A memory limit"). */
     double arena = 1.2 * (batch * arena_bytes_per_image(c) + 4.8 * (double)params);
     return persistent_bytes(c, params) + arena + scratch_bytes(c, batch);
 }
@@ -116,11 +111,9 @@ double config_model_bytes(const agave_config *c)
     return persistent_bytes(c, config_param_count(c));
 }
 
-/* Without the tape a forward pass releases nothing before the arena's
- * reset. Its peak per image, measured on configurations around tiny, fashion
- * and cifar-small, is 1/1.6 to 1/2.2 of a training step's estimate (whose
- * backward reuses the activations' bytes for the gradients): the estimate
- * over 1.5 stays above every measured point. */
+/* Without the tape a forward pass releases nothing before the arena's reset;
+ * the division keeps the training estimate above its measured peaks
+ * (docs/performance.md, Evaluation: memory). */
 double config_forward_bytes_per_image(const agave_config *c)
 {
     return (1.2 * arena_bytes_per_image(c) + scratch_bytes(c, 1)) / 1.5;
