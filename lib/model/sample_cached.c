@@ -42,7 +42,7 @@
 #include "sample_cached.h"
 #include "../core/simd.h"
 
-#define LEVELS 3
+#define LEVELS TOPO_LEVELS
 /* Up to this many rows a layer runs as dot products rather than sgemm (on
  * fashion, batch 1: 65 images/s against 13; batch 16 runs its 16-row ul GEMMs
  * faster through sgemm than as dot products). */
@@ -135,7 +135,10 @@ static void place(const lane *l, act *a, int h, int w, int ch, int whole, float 
     *used += (floats + 15) / 16 * 16;   /* each act on its own 64-byte line */
 }
 
-static inline int down_blocks(const cached_sampler *s, int lv) { return lv == 2 ? s->R : s->R + 1; }
+static inline int down_blocks(const cached_sampler *s, int lv)
+{
+    return topo_down_blocks(&s->m->cfg, lv);
+}
 
 /* The up pass pushes R + 1 activations per level: the level's first one (the
  * first layers, or the stride-2 conv), then one per block. */
