@@ -152,7 +152,10 @@ agave_status topology_walk(const agave_config *c, topo_visit visit, void *user)
     return w.st;
 }
 
-int topo_down_blocks(const agave_config *c, int lv) { return lv == TOPO_LEVELS - 1 ? c->R : c->R + 1; }
+int topo_down_blocks(const agave_config *c, int lv)
+{
+    return lv == TOPO_LEVELS - 1 ? c->R : c->R + 1;
+}
 
 int topo_vae_upsamplings(const agave_config *c) { return c->s == 1 ? 2 : c->s == 2 ? 1 : 0; }
 

@@ -26,7 +26,9 @@ typedef struct layer_geometry {
 } layer_geometry;
 
 /* Which gated_parts field a child fills (GATED_NONE: not a gated block's). */
-typedef enum gated_role { GATED_NONE, GATED_CONV1, GATED_NIN_A, GATED_CONV2, GATED_NIN_H } gated_role;
+typedef enum gated_role {
+    GATED_NONE, GATED_CONV1, GATED_NIN_A, GATED_CONV2, GATED_NIN_H
+} gated_role;
 
 /* One child of a composite layer, before it exists. */
 typedef struct layer_child_spec {
