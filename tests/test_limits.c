@@ -315,9 +315,10 @@ static void test_checkpoint_impossible_counters(void **state)
     free(p);
 }
 
-/* The bound must never exceed the real parameter count (else a valid
- * checkpoint would be refused), and stay close enough to be useful. */
-static void test_param_bound_below_count(void **state)
+/* The loader's bound is the topology's exact count: it must equal the built
+ * model's (more would refuse a valid checkpoint, less let a short file build
+ * a model), over random configurations and the named ones. */
+static void test_param_bound_is_count(void **state)
 {
     (void)state;
     static const char *const values[][5] = {
@@ -346,12 +347,10 @@ static void test_param_bound_below_count(void **state)
         if (counted != count)
             fail_msg("trial %d: agave_config_param_numel %zu, the model has %llu", trial,
                      counted, (unsigned long long)count);
-        if (bound > count)
-            fail_msg("trial %d: bound %llu > %llu parameters (F %d R %d Fv %d Rv %d Z %d T %d "
+        if (bound != count)
+            fail_msg("trial %d: bound %llu != %llu parameters (F %d R %d Fv %d Rv %d Z %d T %d "
                      "s %d C %d)", trial, (unsigned long long)bound, (unsigned long long)count,
                      cfg.F, cfg.R, cfg.Fv, cfg.Rv, cfg.Z, cfg.T, cfg.s, cfg.C);
-        if (cfg.F >= 8 && cfg.Fv >= 8)
-            assert_true(2 * bound >= count);   /* within a factor 2 where sizes matter */
         agave_model_free(m);
         checked++;
     }
@@ -365,8 +364,7 @@ static void test_param_bound_below_count(void **state)
         size_t counted = 0;
         assert_int_equal(agave_config_param_numel(&cfg, &counted), AGAVE_OK);
         assert_int_equal(counted, count);
-        assert_true(bound <= count);
-        assert_true(2 * bound >= count);
+        assert_int_equal(bound, count);
         agave_model_free(m);
     }
     assert_int_equal(checked, 40);
@@ -825,7 +823,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_absurd_dataset_headers),
         cmocka_unit_test(test_checkpoint_config_larger_than_file),
         cmocka_unit_test(test_checkpoint_impossible_counters),
-        cmocka_unit_test(test_param_bound_below_count),
+        cmocka_unit_test(test_param_bound_is_count),
         cmocka_unit_test(test_estimate_bounds_measured_peak),
         cmocka_unit_test(test_memory_limit_refuses),
         cmocka_unit_test(test_allocation_failure_is_nomem),

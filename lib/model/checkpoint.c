@@ -461,29 +461,15 @@ static agave_status read_state(agave_model *m, reader *r, uint32_t version, uint
     return st;
 }
 
-/* A lower bound on the parameter values the configuration's model holds:
- * the convolution weights v of vae_build and pixelcnn_build alone (no g, no
- * bias, no 1x1 layers but the output). The loader compares it with the
- * file's size before agave_model_create, so that a small file with a large
- * configuration cannot make it build a model of gigabytes and only then
- * find the parameters missing (docs/reliability.md, the fuzzing findings).
- * tests/test_limits.c checks that the bound never
- * exceeds agave_model_param_numel over a sweep of configurations. */
+/* The parameter values the configuration's model holds, counted from its
+ * topology (topology.c) without building it: a file must carry at least
+ * these. The loader compares it with the file's size before
+ * agave_model_create, so that a small file with a large configuration cannot
+ * make it build a model of gigabytes and only then find the parameters
+ * missing (docs/reliability.md, the fuzzing findings). */
 uint64_t checkpoint_min_param_floats(const agave_config *c)
 {
-    uint64_t F = (uint64_t)c->F, R = (uint64_t)c->R, Fv = (uint64_t)c->Fv,
-             Rv = (uint64_t)c->Rv, Z = (uint64_t)c->Z, C = (uint64_t)c->C;
-    /* PixelCNN++: 6R + 2 gated blocks per stream, each conv1 2F->F and conv2
-     * 2F->2F with 2x3 kernels (u stream) or 2x2 (ul stream); four stride-2
-     * (de)convolutions F->F of at least 2x2; the output nin F->P. */
-    uint64_t P = (uint64_t)dmol_param_count(c->C, c->M);
-    uint64_t pcnn = (6 * R + 2) * (6 * F * F * 6 + 6 * F * F * 4) + 4 * F * F * 4 + F * P;
-    /* VAE, 3x3 convolutions: enc_in, 2 Rv residual blocks of two convs, two
-     * stride-2 convs, enc_out Fv -> 2Z, the IAF steps (Z->2Z, Z->2Z,
-     * 2Z->2Z), dec_in, and dec_out Fv -> C. */
-    uint64_t vae = 9 * (C * Fv + 2 * Rv * 2 * Fv * Fv + 2 * Fv * Fv + Fv * 2 * Z +
-                        (uint64_t)c->T * (2 * Z * Z + 2 * Z * Z + 4 * Z * Z) + Z * Fv + Fv * C);
-    return pcnn + vae;
+    return topology_param_numel(c);
 }
 
 static agave_status parse(agave_context *ctx, const char *path, const unsigned char *p,

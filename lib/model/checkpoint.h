@@ -21,7 +21,7 @@
 agave_status checkpoint_load_memory(agave_context *ctx, const char *name, const void *data,
                                     size_t len, const agave_config *expect, agave_model **out);
 
-/* A lower bound on the parameter values (floats) of the model cfg describes,
+/* The parameter values (floats) of the model cfg describes, counted
  * without building it: the loader refuses a file too small to hold them
  * before allocating anything. */
 uint64_t checkpoint_min_param_floats(const agave_config *cfg);

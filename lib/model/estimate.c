@@ -6,63 +6,17 @@
 #include "config.h"
 #include "model.h"
 
-/* ---- parameter count: vae_build and pixelcnn_build, layer by layer -------------- */
-/* A weight-normalised conv or nin: v (out x in x kh x kw), g and b (out). */
-static uint64_t conv_params(uint64_t in, uint64_t out, uint64_t kh, uint64_t kw)
-{
-    return out * in * kh * kw + 2 * out;
-}
-
-/* blocks.c: conv1 2F->F, [nin_a 2*shortcut->F], conv2 2F->2F, nin_h F->2F. */
-static uint64_t gated_params(uint64_t F, uint64_t kh, uint64_t kw, uint64_t shortcut)
-{
-    return conv_params(2 * F, F, kh, kw) + (shortcut ? conv_params(2 * shortcut, F, 1, 1) : 0) +
-           conv_params(2 * F, 2 * F, kh, kw) + conv_params(F, 2 * F, 1, 1);
-}
-
-static uint64_t pixelcnn_params(const agave_config *c)
-{
-    uint64_t C = (uint64_t)c->C, F = (uint64_t)c->F, R = (uint64_t)c->R;
-    uint64_t P = (uint64_t)dmol_param_count(c->C, c->M);
-    uint64_t cond = conv_params(C, F, 3, 3) + 2 * conv_params(F, F, 3, 3);
-    uint64_t first = conv_params(C + 1, F, 2, 3) + conv_params(C + 1, F, 1, 3) +
-                     conv_params(C + 1, F, 2, 1);
-    uint64_t resample = 2 * (conv_params(F, F, 2, 3) + conv_params(F, F, 2, 2));
-    /* up: R blocks per level; down: R at H/4, R + 1 at H/2 and H (3R + 2). */
-    uint64_t up = 3 * R * (gated_params(F, 2, 3, 0) + gated_params(F, 2, 2, F)) + resample;
-    uint64_t down = (3 * R + 2) * (gated_params(F, 2, 3, F) + gated_params(F, 2, 2, 2 * F)) +
-                    resample;
-    return cond + first + up + down + conv_params(F, P, 1, 1);
-}
-
-static uint64_t vae_params(const agave_config *c)
-{
-    uint64_t C = (uint64_t)c->C, Fv = (uint64_t)c->Fv, Rv = (uint64_t)c->Rv,
-             Z = (uint64_t)c->Z, T = (uint64_t)c->T;
-    uint64_t resnet = 2 * conv_params(Fv, Fv, 3, 3);
-    uint64_t enc = conv_params(C, Fv, 3, 3) + 2 * (Rv * resnet + conv_params(Fv, Fv, 3, 3)) +
-                   conv_params(Fv, 2 * Z + (T ? Z : 0), 3, 3);
-    uint64_t iaf = T * (2 * conv_params(Z, 2 * Z, 3, 3) + conv_params(2 * Z, 2 * Z, 3, 3));
-    uint64_t n_up = c->s == 1 ? 2 : c->s == 2 ? 1 : 0;
-    uint64_t dec = conv_params(Z, Fv, 3, 3) + n_up * (conv_params(Fv, Fv, 3, 3) + Rv * resnet) +
-                   conv_params(Fv, C, 3, 3);
-    return enc + iaf + dec + C;   /* + C: the auxiliary log-scales */
-}
-
+/* The exact count: the topology's (topology.c), which the model is built from. */
 uint64_t config_param_count(const agave_config *c)
 {
-    return vae_params(c) + pixelcnn_params(c);
+    return topology_param_numel(c);
 }
 
 /* ---- a training step's memory ------------------------------------------------------ */
 /* Step-arena bytes per image: activations, their gradients and what backward
- * saves. A least-squares fit of the measured arena peak (batch 2 and 4) of 62
- * configurations around tiny, over the terms the architecture suggests (per
- * pixel: F*R for the gated blocks, F, the conditioning stream, the mixture's P
- * outputs, the VAE's Fv*Rv, Fv, Z and IAF terms, dropout masks, the auxiliary
- * image at 1/s^2), refitted after backward began handing buffers back to the
- * arena (2.5x less per image); every fitted point is within 16%. Refit when the ops change what they keep
- * (tests/test_limits.c compares with measured peaks). */
+ * saves, as a least-squares fit of measured arena peaks over the terms the
+ * architecture suggests (the fit, its points and when to redo it:
+ * docs/reliability.md, "A memory limit"; tests/test_limits.c checks it). */
 static double arena_bytes_per_image(const agave_config *c)
 {
     double HW = (double)c->H * c->W, F = c->F, R = c->R, Fv = c->Fv, Rv = c->Rv;
@@ -104,9 +58,8 @@ double config_step_bytes(const agave_config *c, int batch)
 {
     uint64_t params = config_param_count(c);
     /* The arena: per-image activations plus the step's weight-normalised
-     * weights and their gradients (4.7 bytes per parameter measured at
-     * most); 1.2: the fit's worst point was 16% under, so the estimate
-     * stays above the real peak. */
+     * weights and their gradients; 1.2 keeps the estimate above the fit's
+     * worst point (docs/reliability.md, "A memory limit"). */
     double arena = 1.2 * (batch * arena_bytes_per_image(c) + 4.8 * (double)params);
     return persistent_bytes(c, params) + arena + scratch_bytes(c, batch);
 }
@@ -116,11 +69,9 @@ double config_model_bytes(const agave_config *c)
     return persistent_bytes(c, config_param_count(c));
 }
 
-/* Without the tape a forward pass releases nothing before the arena's
- * reset. Its peak per image, measured on configurations around tiny, fashion
- * and cifar-small, is 1/1.6 to 1/2.2 of a training step's estimate (whose
- * backward reuses the activations' bytes for the gradients): the estimate
- * over 1.5 stays above every measured point. */
+/* Without the tape a forward pass releases nothing before the arena's reset;
+ * the division keeps the training estimate above its measured peaks
+ * (docs/performance.md, Evaluation: memory). */
 double config_forward_bytes_per_image(const agave_config *c)
 {
     return (1.2 * arena_bytes_per_image(c) + scratch_bytes(c, 1)) / 1.5;

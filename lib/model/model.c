@@ -9,21 +9,6 @@
 #include "config.h"
 #include "model.h"
 
-agave_layer_options conv_options(int in, int out, int kh, int kw, int stride, agave_shift shift,
-                                 float init_scale)
-{
-    agave_layer_options o;
-    agave_layer_options_init(&o);
-    o.in_channels = in;
-    o.out_channels = out;
-    o.kernel_h = kh;
-    o.kernel_w = kw;
-    o.stride = stride;
-    o.shift = shift;
-    o.init_scale = init_scale;
-    return o;
-}
-
 agave_status model_add_layer(agave_model *m, agave_layer_kind kind,
                              const agave_layer_options *o, agave_layer **out)
 {
@@ -33,6 +18,47 @@ agave_status model_add_layer(agave_model *m, agave_layer_kind kind,
     TRY(layer_new(m->ctx, kind, o, out));
     m->layers[m->n_layers++] = *out;
     return AGAVE_OK;
+}
+
+/* The field of m's networks that topology layer t fills. */
+static agave_layer **slot_of(agave_model *m, const topo_layer *t)
+{
+    vae_net *v = &m->vae;
+    pixelcnn_net *p = &m->pcnn;
+    const int lv = t->level, i = t->index;
+    switch (t->slot) {
+    case TOPO_ENC_IN: return &v->enc_in;
+    case TOPO_ENC_RES: return &v->enc_res[lv][i];
+    case TOPO_ENC_DOWN: return &v->enc_down[lv];
+    case TOPO_ENC_OUT: return &v->enc_out;
+    case TOPO_IAF_IN: return &v->iaf_in[lv];
+    case TOPO_IAF_CTX: return &v->iaf_ctx[lv];
+    case TOPO_IAF_OUT: return &v->iaf_out[lv];
+    case TOPO_DEC_IN: return &v->dec_in;
+    case TOPO_DEC_UP: return &v->dec_up[lv];
+    case TOPO_DEC_RES: return &v->dec_res[lv][i];
+    case TOPO_DEC_OUT: return &v->dec_out;
+    case TOPO_COND: return &p->cond;
+    case TOPO_U_INIT: return &p->u_init;
+    case TOPO_UL_INIT_A: return &p->ul_init_a;
+    case TOPO_UL_INIT_B: return &p->ul_init_b;
+    case TOPO_UP_U: return &p->up_u[lv][i];
+    case TOPO_UP_UL: return &p->up_ul[lv][i];
+    case TOPO_DOWN_U: return &p->down_u[lv];
+    case TOPO_DOWN_UL: return &p->down_ul[lv];
+    case TOPO_DN_U: return &p->dn_u[lv][i];
+    case TOPO_DN_UL: return &p->dn_ul[lv][i];
+    case TOPO_UPSAMPLE_U: return &p->upsample_u[lv];
+    case TOPO_UPSAMPLE_UL: return &p->upsample_ul[lv];
+    default: return &p->out;
+    }
+}
+
+/* Builds topology layer t into its field (topology_walk's visitor). */
+static agave_status add_layer_at(void *user, const topo_layer *t)
+{
+    agave_model *m = user;
+    return model_add_layer(m, t->kind, &t->opt, slot_of(m, t));
 }
 
 static agave_status collect_params(agave_model *m)
@@ -111,9 +137,8 @@ static agave_status build(agave_model *m)
     agave_context *ctx = m->ctx;
     TRY(alloc_blocks(m, (size_t)config_param_count(&m->cfg)));
     ctx->pool = (param_pool){m->param_block, m->grad_block, m->param_total, 0};
-    agave_status st = vae_build(m);
-    if (st == AGAVE_OK)
-        st = pixelcnn_build(m);
+    m->vae.n_up = topo_vae_upsamplings(&m->cfg);
+    agave_status st = topology_walk(&m->cfg, add_layer_at, m);
     if (st == AGAVE_OK)
         st = tensor_new_param(ctx, 1, &m->cfg.C, &m->aux_log_scale);
     ctx->pool = (param_pool){0};

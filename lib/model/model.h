@@ -7,6 +7,7 @@
 #include "../loss/loss.h"
 #include "../nn/nn.h"
 #include "../train/train.h"
+#include "topology.h"
 
 #define MODEL_MAX_R 32
 #define MODEL_MAX_T 16
@@ -111,7 +112,6 @@ forward_plan plan_for_mode(agave_mode mode);
 agave_tensor *image_tensor(agave_context *ctx, const uint8_t *x, int n, int c, int h, int w);
 
 /* Network pieces (lib/model/vae.c, lib/model/pixelcnn.c). */
-agave_status vae_build(agave_model *m);
 agave_status vae_encode(agave_model *m, agave_tensor *x, agave_tensor **mean,
                         agave_tensor **log_std, agave_tensor **context);
 /* z ~ q(z|x) through the IAF: returns z, log q(z|x) and log p(z) per image. */
@@ -122,7 +122,6 @@ agave_status vae_posterior_sample(agave_model *m, agave_tensor *mean, agave_tens
 agave_status vae_posterior_mean(agave_model *m, agave_tensor *mean, agave_tensor *context,
                                 agave_tensor **z);
 agave_status vae_decode(agave_model *m, agave_tensor *z, agave_tensor **f);
-agave_status pixelcnn_build(agave_model *m);
 /* x~ (N,C,H,W), f (N,C,H/s,W/s) or NULL: mixture parameters (N,P,H,W). */
 agave_status pixelcnn_forward(agave_model *m, agave_tensor *x, agave_tensor *f,
                               agave_tensor **params);
@@ -161,11 +160,10 @@ void model_local_sums(const agave_model *m, const model_terms *t, int n, int bad
 void model_step_stats(const agave_model *m, const double sums[REDUCE_EXTRA], double loss,
                       double grad_norm, agave_step_stats *s);
 
-/* Registers a layer (owned by the model from then on). */
+/* Registers a layer (owned by the model from then on); model.c builds
+ * every layer of the topology (topology.h) with it. */
 agave_status model_add_layer(agave_model *m, agave_layer_kind kind,
                              const agave_layer_options *o, agave_layer **out);
-agave_layer_options conv_options(int in, int out, int kh, int kw, int stride, agave_shift shift,
-                                 float init_scale);
 
 /* Which sampler draws the pixels: the cached one (lib/model/sample_cached.c,
  * the default) or the naive one (a full PixelCNN forward per pixel, the

@@ -1,67 +1,7 @@
 /* The conditional PixelCNN++ of docs/model.md (Salimans et al. 2017, as in
- * openai/pixel-cnn), with AGAVE's conditioning stream feeding every gated block. */
+ * openai/pixel-cnn), with AGAVE's conditioning stream feeding every gated
+ * block. Its layers are built from the topology (topology.c). */
 #include "model.h"
-
-/* Gated block of the u stream (down-shifted 2x3) or ul stream (down-right 2x2). */
-static agave_status add_gated(agave_model *m, int ul, int shortcut, agave_layer **l)
-{
-    const agave_config *c = &m->cfg;
-    agave_layer_options o = conv_options(c->F, c->F, 2, ul ? 2 : 3, 1,
-                                         ul ? AGAVE_SHIFT_DOWN_RIGHT : AGAVE_SHIFT_DOWN, 1.0f);
-    o.dropout = c->dropout;
-    o.shortcut_channels = shortcut;
-    o.cond_channels = c->F;
-    return model_add_layer(m, AGAVE_LAYER_GATED_RESNET, &o, l);
-}
-
-static agave_status add_shifted(agave_model *m, agave_layer_kind kind, int in, int kh, int kw,
-                                int stride, agave_shift shift, agave_layer **l)
-{
-    agave_layer_options o = conv_options(in, m->cfg.F, kh, kw, stride, shift, 1.0f);
-    return model_add_layer(m, kind, &o, l);
-}
-
-agave_status pixelcnn_build(agave_model *m)
-{
-    const agave_config *c = &m->cfg;
-    pixelcnn_net *p = &m->pcnn;
-    int F = c->F, R = c->R;
-    agave_layer_options o = conv_options(c->C, F, 3, 3, 1, AGAVE_SHIFT_NONE, 1.0f);
-    TRY(model_add_layer(m, AGAVE_LAYER_COND_STREAM, &o, &p->cond));
-    /* First layers see [x, 1] and are shifted so no output sees its own pixel. */
-    TRY(add_shifted(m, AGAVE_LAYER_CONV, c->C + 1, 2, 3, 1, AGAVE_SHIFT_DOWN, &p->u_init));
-    TRY(add_shifted(m, AGAVE_LAYER_CONV, c->C + 1, 1, 3, 1, AGAVE_SHIFT_DOWN, &p->ul_init_a));
-    TRY(add_shifted(m, AGAVE_LAYER_CONV, c->C + 1, 2, 1, 1, AGAVE_SHIFT_DOWN_RIGHT,
-                    &p->ul_init_b));
-    for (int lv = 0; lv < 3; lv++) {
-        for (int r = 0; r < R; r++) {
-            TRY(add_gated(m, 0, 0, &p->up_u[lv][r]));
-            TRY(add_gated(m, 1, F, &p->up_ul[lv][r]));
-        }
-        if (lv < 2) {
-            TRY(add_shifted(m, AGAVE_LAYER_CONV, F, 2, 3, 2, AGAVE_SHIFT_DOWN, &p->down_u[lv]));
-            TRY(add_shifted(m, AGAVE_LAYER_CONV, F, 2, 2, 2, AGAVE_SHIFT_DOWN_RIGHT,
-                            &p->down_ul[lv]));
-        }
-    }
-    /* Down pass: R blocks at H/4, then R + 1 at H/2 and at H. */
-    for (int lv = 2; lv >= 0; lv--) {
-        int blocks = lv == 2 ? R : R + 1;
-        for (int r = 0; r < blocks; r++) {
-            TRY(add_gated(m, 0, F, &p->dn_u[lv][r]));
-            TRY(add_gated(m, 1, 2 * F, &p->dn_ul[lv][r]));
-        }
-        if (lv > 0) {
-            TRY(add_shifted(m, AGAVE_LAYER_DECONV, F, 2, 3, 2, AGAVE_SHIFT_DOWN,
-                            &p->upsample_u[lv - 1]));
-            TRY(add_shifted(m, AGAVE_LAYER_DECONV, F, 2, 2, 2, AGAVE_SHIFT_DOWN_RIGHT,
-                            &p->upsample_ul[lv - 1]));
-        }
-    }
-    int P = dmol_param_count(c->C, c->M);
-    o = conv_options(F, P, 1, 1, 1, AGAVE_SHIFT_NONE, 1.0f);
-    return model_add_layer(m, AGAVE_LAYER_NIN, &o, &p->out);
-}
 
 /* The up pass stores 3R + 3 activations per stream; the down pass pops them. */
 typedef struct stream_stack {
@@ -110,13 +50,13 @@ static agave_status up_pass(agave_model *m, agave_tensor *x, agave_tensor *const
     TRY(first_layers(m, x, &u, &ul));
     s->n = 0;
     push(s, u, ul);
-    for (int lv = 0; lv < 3; lv++) {
+    for (int lv = 0; lv < TOPO_LEVELS; lv++) {
         for (int r = 0; r < m->cfg.R; r++) {
             TRY(agave_layer_forward_gated(p->up_u[lv][r], u, NULL, g[lv], &u));
             TRY(agave_layer_forward_gated(p->up_ul[lv][r], ul, u, g[lv], &ul));
             push(s, u, ul);
         }
-        if (lv < 2) {
+        if (lv < TOPO_LEVELS - 1) {
             TRY(agave_layer_forward(p->down_u[lv], u, &u));
             TRY(agave_layer_forward(p->down_ul[lv], ul, &ul));
             push(s, u, ul);
@@ -132,9 +72,8 @@ static agave_status down_pass(agave_model *m, agave_tensor *const g[3], stream_s
     pixelcnn_net *p = &m->pcnn;
     s->n--;
     agave_tensor *u = s->u[s->n], *ul = s->ul[s->n], *cat;
-    for (int lv = 2; lv >= 0; lv--) {
-        int blocks = lv == 2 ? m->cfg.R : m->cfg.R + 1;
-        for (int r = 0; r < blocks; r++) {
+    for (int lv = TOPO_LEVELS - 1; lv >= 0; lv--) {
+        for (int r = 0; r < topo_down_blocks(&m->cfg, lv); r++) {
             s->n--;
             TRY(agave_layer_forward_gated(p->dn_u[lv][r], u, s->u[s->n], g[lv], &u));
             TRY(agave_concat(ctx, u, s->ul[s->n], &cat));

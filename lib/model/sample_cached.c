@@ -42,7 +42,7 @@
 #include "sample_cached.h"
 #include "../core/simd.h"
 
-#define LEVELS 3
+#define LEVELS TOPO_LEVELS
 /* Up to this many rows a layer runs as dot products rather than sgemm (on
  * fashion, batch 1: 65 images/s against 13; batch 16 runs its 16-row ul GEMMs
  * faster through sgemm than as dot products). */
@@ -65,12 +65,8 @@ typedef struct lin {
     int cout, k;
 } lin;
 
-/* Where the taps of a (transposed) convolution read, as in lib/nn/linear.c. */
-typedef struct geo {
-    int kh, kw, stride;
-    int top, left;   /* conv: padding above and on the left; deconv: crop */
-    int deconv;
-} geo;
+/* Where the taps of a (transposed) convolution read: lib/nn's own geometry. */
+typedef layer_geometry geo;
 
 /* A gated residual block: c1 = conv1(ce(x)) [+ nin_a(ce(a))];
  * c2 = conv2(ce(c1)) [+ nin_h(g)]; out = x + c2[:F] * sigmoid(c2[F:]). */
@@ -139,7 +135,10 @@ static void place(const lane *l, act *a, int h, int w, int ch, int whole, float 
     *used += (floats + 15) / 16 * 16;   /* each act on its own 64-byte line */
 }
 
-static inline int down_blocks(const cached_sampler *s, int lv) { return lv == 2 ? s->R : s->R + 1; }
+static inline int down_blocks(const cached_sampler *s, int lv)
+{
+    return topo_down_blocks(&s->m->cfg, lv);
+}
 
 /* The up pass pushes R + 1 activations per level: the level's first one (the
  * first layers, or the stride-2 conv), then one per block. */
@@ -646,18 +645,6 @@ agave_status cached_sampler_run(cached_sampler *s, cached_pixel_hook hook, void 
 }
 
 /* ---- weights ------------------------------------------------------------------------- */
-/* w = g v / ||v|| (v masked first), by the library's own op, as
- * lib/nn/linear.c computes it for a forward. An arena tensor. */
-static agave_status normalised(cached_sampler *s, agave_layer *l, const float **w)
-{
-    agave_tensor *v = l->v, *t;
-    if (l->mask)
-        TRY(agave_mul(s->ctx, v, l->mask, &v));
-    TRY(agave_weight_norm(s->ctx, v, l->g, &t));
-    *w = t->data;
-    return AGAVE_OK;
-}
-
 static agave_status lin_init(cached_sampler *s, lin *l, int cout, int k)
 {
     l->cout = cout, l->k = k;
@@ -670,54 +657,44 @@ static agave_status lin_init(cached_sampler *s, lin *l, int cout, int k)
     return AGAVE_OK;
 }
 
-/* Writes layer's normalised weight into columns off.. of l, tap-major, and
- * adds its bias. v is (out, in, KH, KW) for convs and deconvs, (out, in) for nin. */
+/* Writes layer's weights, as lib/nn packs them, into columns off.. of l and
+ * adds its bias. */
 static agave_status lin_put(cached_sampler *s, lin *l, agave_layer *layer, int off)
 {
-    const agave_layer_options *o = &layer->opt;
-    int cin = o->in_channels, kh = o->kernel_h, kw = o->kernel_w;
-    if (o->out_channels != l->cout || off + kh * kw * cin > l->k)
+    layer_geometry g;
+    TRY(layer_geometry_of(layer, &g));
+    if (g.out != l->cout || off + g.kh * g.kw * g.in > l->k)
         return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: layer shape %dx%dx%dx%d "
-                         "does not fit its place", o->out_channels, cin, kh, kw);
-    const float *w;
-    TRY(normalised(s, layer, &w));
-    for (int q = 0; q < l->cout; q++) {
-        for (int c = 0; c < cin; c++)
-            for (int t = 0; t < kh * kw; t++)
-                l->w[(size_t)q * l->k + off + (size_t)t * cin + c] =
-                    w[((size_t)q * cin + c) * kh * kw + t];
-        l->b[q] += layer->b->data[q];
-    }
+                         "does not fit its place", g.out, g.in, g.kh, g.kw);
+    const float *bias;
+    TRY(layer_pack_weights(layer, l->w + off, (size_t)l->k, &bias));
+    for (int q = 0; q < l->cout; q++)
+        l->b[q] += bias[q];
     return AGAVE_OK;
+}
+
+/* Columns a layer takes in a fused GEMM: taps * in (0 for no layer). */
+static int lin_columns(const agave_layer *layer)
+{
+    layer_geometry g;
+    return layer && layer_geometry_of(layer, &g) == AGAVE_OK ? g.kh * g.kw * g.in : 0;
 }
 
 static agave_status lin_of(cached_sampler *s, lin *l, agave_layer *layer)
 {
-    const agave_layer_options *o = &layer->opt;
-    TRY(lin_init(s, l, o->out_channels, o->in_channels * o->kernel_h * o->kernel_w));
+    layer_geometry g;
+    TRY(layer_geometry_of(layer, &g));
+    TRY(lin_init(s, l, g.out, g.kh * g.kw * g.in));
     return lin_put(s, l, layer, 0);
 }
 
 static void lin_free(lin *l) { free(l->w), free(l->b); }
 
-/* Paddings and crops exactly as lib/nn/linear.c derives them (conv_pads,
- * deconv_crop). The rings hold two rows: every kernel must read at most the
- * row it computes (at its stride) and the one above. */
+/* The layer's geometry (lib/nn). The rings hold two rows: every kernel
+ * must read at most the row it computes (at its stride) and the one above. */
 static agave_status geometry(cached_sampler *s, const agave_layer *l, geo *g)
 {
-    const agave_layer_options *o = &l->opt;
-    g->kh = o->kernel_h, g->kw = o->kernel_w, g->stride = o->stride;
-    g->deconv = l->kind == AGAVE_LAYER_DECONV;
-    if (g->deconv) {
-        g->top = o->shift == AGAVE_SHIFT_NONE ? (g->kh - 1) / 2 : 0;
-        g->left = o->shift == AGAVE_SHIFT_DOWN_RIGHT ? 0 : (g->kw - 1) / 2;
-    } else if (o->shift == AGAVE_SHIFT_DOWN) {
-        g->top = g->kh - 1, g->left = (g->kw - 1) / 2;
-    } else if (o->shift == AGAVE_SHIFT_DOWN_RIGHT) {
-        g->top = g->kh - 1, g->left = g->kw - 1;
-    } else {
-        g->top = (g->kh - 1) / 2, g->left = (g->kw - 1) / 2;
-    }
+    TRY(layer_geometry_of(l, g));
     int ok = g->deconv ? g->stride == 2 && g->kh <= 2 && g->top == 0
                        : g->kh <= 2 && g->top == g->kh - 1 && g->stride <= 2;
     if (!ok)
@@ -727,33 +704,28 @@ static agave_status geometry(cached_sampler *s, const agave_layer *l, geo *g)
     return AGAVE_OK;
 }
 
-static agave_layer *child(agave_layer *l, const char *name)
-{
-    for (int i = 0; i < l->n_child; i++)
-        if (strcmp(l->child_name[i], name) == 0)
-            return l->child[i];
-    return NULL;
-}
-
-/* A gated block's fused weights. */
+/* A gated block's fused weights: conv1 with nin_a, conv2 with nin_h, each
+ * one GEMM (the 1x1 layers' columns after the taps). */
 static agave_status gated_init(cached_sampler *s, gated *b, agave_layer *l)
 {
-    const int F = s->F;
-    agave_layer *conv1 = child(l, "conv1"), *conv2 = child(l, "conv2");
-    agave_layer *nin_a = child(l, "nin_a"), *nin_h = child(l, "nin_h");
-    if (!conv1 || !conv2 || (l->opt.shortcut_channels && !nin_a) || (s->cond && !nin_h))
+    gated_parts p;
+    TRY(layer_gated_parts(l, &p));
+    if (!p.conv1 || !p.conv2 || (s->cond && !p.nin_h))
         return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: a gated block lacks a child");
-    TRY(geometry(s, conv1, &b->g));
-    int taps = b->g.kh * b->g.kw;
-    b->shortcut = l->opt.shortcut_channels;
-    TRY(lin_init(s, &b->c1, F, taps * 2 * F + 2 * b->shortcut));
-    TRY(lin_put(s, &b->c1, conv1, 0));
-    if (b->shortcut)
-        TRY(lin_put(s, &b->c1, nin_a, taps * 2 * F));
-    TRY(lin_init(s, &b->c2, 2 * F, taps * 2 * F + (s->cond ? F : 0)));
-    TRY(lin_put(s, &b->c2, conv2, 0));
-    if (s->cond)
-        TRY(lin_put(s, &b->c2, nin_h, taps * 2 * F));
+    geo g2;
+    TRY(geometry(s, p.conv1, &b->g));
+    TRY(layer_geometry_of(p.conv2, &g2));
+    int cols1 = lin_columns(p.conv1), cols_a = lin_columns(p.nin_a);
+    int cols2 = lin_columns(p.conv2), cols_h = s->cond ? lin_columns(p.nin_h) : 0;
+    b->shortcut = cols_a / 2;   /* nin_a reads concat_elu(a): twice a's channels */
+    TRY(lin_init(s, &b->c1, b->g.out, cols1 + cols_a));
+    TRY(lin_put(s, &b->c1, p.conv1, 0));
+    if (cols_a)
+        TRY(lin_put(s, &b->c1, p.nin_a, cols1));
+    TRY(lin_init(s, &b->c2, g2.out, cols2 + cols_h));
+    TRY(lin_put(s, &b->c2, p.conv2, 0));
+    if (cols_h)
+        TRY(lin_put(s, &b->c2, p.nin_h, cols2));
     return AGAVE_OK;
 }
 

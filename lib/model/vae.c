@@ -1,65 +1,7 @@
 /* The VAE of docs/model.md: q(z|x) with an optional inverse autoregressive flow,
- * and the decoder f(z) that the auxiliary loss and the PixelCNN both see. */
+ * and the decoder f(z) that the auxiliary loss and the PixelCNN both see. Its
+ * layers are built from the topology (topology.c). */
 #include "model.h"
-
-/* ---- construction ------------------------------------------------------------- */
-static agave_status add_conv3(agave_model *m, int in, int out, int stride, float init_scale,
-                              agave_layer **l)
-{
-    agave_layer_options o = conv_options(in, out, 3, 3, stride, AGAVE_SHIFT_NONE, init_scale);
-    return model_add_layer(m, AGAVE_LAYER_CONV, &o, l);
-}
-
-/* init_scale is the block's second conv's (docs/model.md, Training: 0.1); its
- * first conv always starts at 1.0. */
-static agave_status add_resnet(agave_model *m, int F, agave_layer **l)
-{
-    agave_layer_options o = conv_options(F, F, 3, 3, 1, AGAVE_SHIFT_NONE, 0.1f);
-    return model_add_layer(m, AGAVE_LAYER_RESNET, &o, l);
-}
-
-/* IAF step t: masked convs over the Z latent channels; odd steps reverse the
- * degrees, which is docs/model.md's channel reversal between steps. */
-static agave_status add_iaf_step(agave_model *m, int t)
-{
-    vae_net *v = &m->vae;
-    int Z = m->cfg.Z;
-    agave_layer_options o = conv_options(Z, 2 * Z, 3, 3, 1, AGAVE_SHIFT_NONE, 1.0f);
-    o.mask_degrees = Z;
-    o.mask_reverse = t % 2;
-    TRY(model_add_layer(m, AGAVE_LAYER_CONV, &o, &v->iaf_in[t]));
-    o = conv_options(Z, 2 * Z, 3, 3, 1, AGAVE_SHIFT_NONE, 1.0f);
-    TRY(model_add_layer(m, AGAVE_LAYER_CONV, &o, &v->iaf_ctx[t]));
-    o = conv_options(2 * Z, 2 * Z, 3, 3, 1, AGAVE_SHIFT_NONE, 1.0f);
-    o.mask_degrees = Z;
-    o.mask_inclusive = 1;
-    o.mask_reverse = t % 2;
-    return model_add_layer(m, AGAVE_LAYER_CONV, &o, &v->iaf_out[t]);
-}
-
-agave_status vae_build(agave_model *m)
-{
-    const agave_config *c = &m->cfg;
-    vae_net *v = &m->vae;
-    TRY(add_conv3(m, c->C, c->Fv, 1, 1.0f, &v->enc_in));
-    for (int s = 0; s < 2; s++) {
-        for (int r = 0; r < c->Rv; r++)
-            TRY(add_resnet(m, c->Fv, &v->enc_res[s][r]));
-        TRY(add_conv3(m, c->Fv, c->Fv, 2, 1.0f, &v->enc_down[s]));
-    }
-    int enc_channels = 2 * c->Z + (c->T > 0 ? c->Z : 0);
-    TRY(add_conv3(m, c->Fv, enc_channels, 1, 0.1f, &v->enc_out));
-    for (int t = 0; t < c->T; t++)
-        TRY(add_iaf_step(m, t));
-    TRY(add_conv3(m, c->Z, c->Fv, 1, 1.0f, &v->dec_in));
-    v->n_up = c->s == 1 ? 2 : c->s == 2 ? 1 : 0;
-    for (int s = 0; s < v->n_up; s++) {
-        TRY(add_conv3(m, c->Fv, c->Fv, 1, 1.0f, &v->dec_up[s]));
-        for (int r = 0; r < c->Rv; r++)
-            TRY(add_resnet(m, c->Fv, &v->dec_res[s][r]));
-    }
-    return add_conv3(m, c->Fv, c->C, 1, 0.1f, &v->dec_out);
-}
 
 /* ---- q(z|x) ------------------------------------------------------------------- */
 /* x~ (N,C,H,W) -> mean, log_std (N,Z,H/4,W/4) and the IAF context (or NULL). */

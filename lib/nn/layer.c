@@ -103,13 +103,38 @@ agave_status agave_layer_create(agave_context *ctx, agave_layer_kind kind,
     return layer_new(ctx, kind, &o, out);
 }
 
+/* The shape of a linear layer's v: (out,in,KH,KW) for CONV/DECONV, (out,in)
+ * for NIN/DENSE; returns its ndim. */
+static int linear_v_dims(agave_layer_kind kind, const agave_layer_options *o, int vd[4])
+{
+    int spatial = kind == AGAVE_LAYER_CONV || kind == AGAVE_LAYER_DECONV;
+    vd[0] = o->out_channels, vd[1] = o->in_channels, vd[2] = o->kernel_h, vd[3] = o->kernel_w;
+    return spatial ? 4 : 2;
+}
+
+uint64_t layer_param_numel(agave_layer_kind kind, const agave_layer_options *o)
+{
+    if (kind <= AGAVE_LAYER_DENSE) {   /* v, then g and b (out) */
+        int vd[4], ndim = linear_v_dims(kind, o, vd);
+        uint64_t v = 1;
+        for (int d = 0; d < ndim; d++)
+            v *= (uint64_t)vd[d];
+        return v + 2 * (uint64_t)o->out_channels;
+    }
+    layer_child_spec specs[LAYER_MAX_CHILDREN];
+    int n = blocks_children(kind, o, specs);
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += layer_param_numel(specs[i].kind, &specs[i].opt);
+    return total;
+}
+
 /* v ~ N(0, 0.05^2), g = 1, b = 0 (PixelCNN++'s initial values before the data pass). */
 static agave_status linear_params(agave_layer *l)
 {
     const agave_layer_options *o = &l->opt;
-    int spatial = l->kind == AGAVE_LAYER_CONV || l->kind == AGAVE_LAYER_DECONV;
-    int vd[4] = {o->out_channels, o->in_channels, o->kernel_h, o->kernel_w};
-    TRY(tensor_new_param(l->ctx, spatial ? 4 : 2, vd, &l->v));
+    int vd[4], ndim = linear_v_dims(l->kind, o, vd);
+    TRY(tensor_new_param(l->ctx, ndim, vd, &l->v));
     TRY(tensor_new_param(l->ctx, 1, &o->out_channels, &l->g));
     TRY(tensor_new_param(l->ctx, 1, &o->out_channels, &l->b));
     TRY(agave_tensor_fill_normal(l->v, 0.0f, 0.05f));

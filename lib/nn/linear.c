@@ -233,3 +233,46 @@ agave_status linear_forward(agave_layer *l, agave_tensor *x, agave_tensor **out)
     TRY(normalised_weight(l, &w));
     return apply_linear(l, x, w, out);
 }
+
+agave_status layer_geometry_of(const agave_layer *l, layer_geometry *g)
+{
+    if (!l || !g)
+        return AGAVE_ERR_NULL;
+    const agave_layer_options *o = &l->opt;
+    *g = (layer_geometry){.in = o->in_channels, .out = o->out_channels, .kh = 1, .kw = 1,
+                          .stride = 1};
+    switch (l->kind) {
+    case AGAVE_LAYER_CONV: {
+        int p[4];
+        conv_pads(o, p);
+        g->kh = o->kernel_h, g->kw = o->kernel_w, g->stride = o->stride;
+        g->top = p[0], g->left = p[2];
+        return AGAVE_OK;
+    }
+    case AGAVE_LAYER_DECONV:
+        g->kh = o->kernel_h, g->kw = o->kernel_w, g->stride = o->stride, g->deconv = 1;
+        deconv_crop(o, &g->top, &g->left);
+        return AGAVE_OK;
+    case AGAVE_LAYER_NIN:
+        return AGAVE_OK;
+    default:
+        return ctx_error(l->ctx, AGAVE_ERR_INVALID_ARG,
+                         "layer_geometry_of: the layer is not a conv, deconv or nin");
+    }
+}
+
+agave_status layer_pack_weights(agave_layer *l, float *dst, size_t ld, const float **bias)
+{
+    layer_geometry g;
+    TRY(layer_geometry_of(l, &g));
+    agave_tensor *w;   /* (out, in, kh, kw) */
+    TRY(normalised_weight(l, &w));
+    const int taps = g.kh * g.kw;
+    for (int q = 0; q < g.out; q++)
+        for (int c = 0; c < g.in; c++)
+            for (int t = 0; t < taps; t++)
+                dst[(size_t)q * ld + (size_t)t * g.in + c] =
+                    w->data[((size_t)q * g.in + c) * taps + t];
+    *bias = l->b->data;
+    return AGAVE_OK;
+}
