@@ -15,27 +15,10 @@
 # usage: tests/agave_convert.sh   (run by make check from the top of the tree)
 # Environment: AGAVE_BUILD (build directory, default build).
 set -eu
-
-build=${AGAVE_BUILD:-build}
-convert=${AGAVE_BUILD:-build}/bin/agave-convert
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-    echo "agave_convert: FAIL: $*" >&2
-    exit 1
-}
-[ -x "$convert" ] || fail "$convert is not built"
-: "$build"
-
-# pgm PATH H W SEED: a binary PGM with a gradient and a pseudo-random term.
-pgm() {
-    printf 'P5\n%d %d\n255\n' "$3" "$2" >"$1"
-    printf "$(awk -v n="$(($2 * $3))" -v s="$4" -v w="$3" 'BEGIN {
-        for (i = 0; i < n; i++) {
-            s = (s * 75 + 74) % 65537
-            printf "\\%03o", (int(i / w) * 20 + (i % w) * 9 + s % 48) % 256
-        } }')" >>"$1"
-}
+. tests/support/preamble.sh
+. tests/support/pgm.sh
+need_programs agave-convert
+convert=$bin/agave-convert
 # hex FILE SKIP COUNT: COUNT bytes of FILE from SKIP, as one line of hex.
 hex() {
     od -An -v -tx1 -j "$2" -N "$3" "$1" | tr -d ' \n'

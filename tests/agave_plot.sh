@@ -11,18 +11,9 @@
 #
 # usage: tests/agave_plot.sh   (run by make check from the top of the tree)
 set -eu
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-    echo "agave_plot: FAIL: $*" >&2
-    exit 1
-}
+. tests/support/preamble.sh
 plot=scripts/agave-plot
-command -v gnuplot >/dev/null 2>&1 || {
-    echo "agave_plot: SKIPPED: gnuplot is missing (apt-get install gnuplot-nox)"
-    exit 77
-}
+command -v gnuplot >/dev/null 2>&1 || skip "gnuplot is missing (apt-get install gnuplot-nox)"
 
 # The width and height of a PNG, from its IHDR chunk (bytes 16..23, big-endian).
 png_size() {

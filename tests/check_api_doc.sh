@@ -4,13 +4,12 @@
 # cannot be added without its reference entry.
 # Fix a failure with:  sh scripts/api-doc.sh > docs/api.md
 set -eu
-tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
-sh scripts/api-doc.sh include/agave.h > "$tmp"
-if ! cmp -s "$tmp" docs/api.md; then
+. tests/support/preamble.sh
+sh scripts/api-doc.sh include/agave.h > "$tmp/api.md"
+if ! cmp -s "$tmp/api.md" docs/api.md; then
     echo "check_api_doc: FAIL: docs/api.md is out of date with include/agave.h" >&2
     echo "check_api_doc: run: sh scripts/api-doc.sh > docs/api.md" >&2
-    diff "$tmp" docs/api.md | head -20 >&2
+    diff "$tmp/api.md" docs/api.md | head -20 >&2
     exit 1
 fi
 missing=0
@@ -21,6 +20,6 @@ for f in $(sed -n 's/^AGAVE_API[^(]*[ *]\(agave_[a-z0-9_]*\)(.*/\1/p' include/ag
     fi
 done
 n=$(grep -c '^AGAVE_API' include/agave.h)
-[ "$n" -gt 50 ] || { echo "check_api_doc: FAIL: found only $n declarations" >&2; exit 1; }
+[ "$n" -gt 50 ] || fail "found only $n declarations"
 [ "$missing" -eq 0 ] || exit 1
 echo "check_api_doc: docs/api.md covers all $n public declarations"

@@ -11,18 +11,8 @@
 # usage: tests/check_deprecated.sh   (run by make check from the top of the tree)
 # Environment: AGAVE_BUILD, AGAVE_SAN (sanitizer flags), AGAVE_CC.
 set -eu
-
-build=${AGAVE_BUILD:-build}
-san=${AGAVE_SAN:-}
-cc=${AGAVE_CC:-cc}
-lib=$(pwd)/$build/lib
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-fail() {
-    echo "check_deprecated: FAIL: $*" >&2
-    exit 1
-}
+. tests/support/preamble.sh
+lib=$src/$build/lib
 [ -f "$lib/libagave.so" ] || fail "$lib/libagave.so not found (run make first)"
 
 # Every AGAVE_DEPRECATED declaration names its replacement, which is declared too.

@@ -11,17 +11,9 @@
 #
 # usage: tests/check_exports.sh [LIBRARY]   (default: $AGAVE_BUILD/lib/libagave.so)
 set -eu
-
-build=${AGAVE_BUILD:-build}
+. tests/support/preamble.sh
 lib=${1:-$build/lib/libagave.so}
 map=lib/agave.map
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-fail() {
-    echo "check_exports: FAIL: $*" >&2
-    exit 1
-}
 
 [ -f "$lib" ] || fail "$lib not found (run make first)"
 lib=$(readlink -f "$lib")

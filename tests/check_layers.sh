@@ -9,15 +9,15 @@
 #
 # usage: sh tests/check_layers.sh   (from the top of the source tree; make check runs it)
 set -eu
+. tests/support/preamble.sh
 top=${AGAVE_SRCDIR:-.}
-build=${AGAVE_BUILD:-build}
 readme=$top/lib/README.md
 
 # "folder: allowed folders" from the table's rows.
 rules=$(sed -n '/<!-- layers: begin -->/,/<!-- layers: end -->/p' "$readme" |
     awk -F'|' 'NF > 3 && $2 !~ /folder|---/ {
         gsub(/^ +| +$/, "", $2); gsub(/^ +| +$/, "", $3); print $2 ":" $3 }')
-[ -n "$rules" ] || { echo "check_layers: no table between the layer markers of $readme"; exit 1; }
+[ -n "$rules" ] || fail "no table between the layer markers of $readme"
 
 # Prints one line per symbol that an object of one folder takes from a folder
 # it may not use: the link-level rule (an include may be missing where a

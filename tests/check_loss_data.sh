@@ -6,10 +6,8 @@
 # what it writes: the references can always be regenerated and reviewed.
 # Fix a failure by regenerating (see gen_losses.c) and saying why in the commit.
 set -eu
+. tests/support/preamble.sh
 top=${AGAVE_SRCDIR:-.}
-cc=${AGAVE_CC:-cc}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 # No sanitizer or optimisation flags of the build under test: the generator
 # is the reference, built plainly.
 $cc -std=c11 -O2 -Wall -Wextra -Werror -o "$tmp/gen_losses" "$top/tests/data/losses/gen_losses.c" -lm

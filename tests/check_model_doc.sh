@@ -5,17 +5,16 @@
 # repository may remain anywhere in the tree.
 # Fix a table with:  sh scripts/config-doc.sh --write
 set -eu
-tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
-sh scripts/config-doc.sh docs/model.md >"$tmp"
-if ! cmp -s "$tmp" docs/model.md; then
+. tests/support/preamble.sh
+sh scripts/config-doc.sh docs/model.md >"$tmp/model.md"
+if ! cmp -s "$tmp/model.md" docs/model.md; then
     echo "check_model_doc: FAIL: docs/model.md's generated tables differ from the library" >&2
     echo "check_model_doc: run: sh scripts/config-doc.sh --write" >&2
-    diff docs/model.md "$tmp" | head -20 >&2
+    diff docs/model.md "$tmp/model.md" | head -20 >&2
     exit 1
 fi
 refs=$(grep -rln --exclude-dir=.git --exclude-dir='build*' --exclude=CHANGELOG.md \
     --exclude=check_model_doc.sh -e 'MODEL\.md' -e '\.\./shared/MODEL' . || true)
-[ -z "$refs" ] || { echo "check_model_doc: FAIL: MODEL.md is cited in: $refs" >&2; exit 1; }
+[ -z "$refs" ] || fail "MODEL.md is cited in: $refs"
 keys=$(grep -c '^| `' docs/model.md || true)
 echo "check_model_doc: docs/model.md's tables match the library; no MODEL.md reference is left ($keys table rows)"

@@ -7,10 +7,9 @@
 #
 # usage: tests/check_no_abort.sh [LIBRARY]   (default: $AGAVE_BUILD/lib/libagave.so)
 set -eu
-
-build=${AGAVE_BUILD:-build}
+. tests/support/preamble.sh
 lib=${1:-$build/lib/libagave.so}
-[ -f "$lib" ] || { echo "check_no_abort: FAIL: $lib not found (run make first)" >&2; exit 1; }
+[ -f "$lib" ] || fail "$lib not found (run make first)"
 
 forbidden='abort exit _exit _Exit quick_exit __assert_fail __assert_perror_fail __assert
 printf vprintf fprintf vfprintf dprintf puts fputs putchar perror psignal
@@ -23,8 +22,5 @@ for sym in $(nm -D --undefined-only "$lib" | awk '{ print $NF }' | sed 's/@.*//'
         [ "$sym" = "$f" ] && found="$found $sym"
     done
 done
-if [ -n "$found" ]; then
-    echo "check_no_abort: FAIL: $(basename "$lib") calls$found" >&2
-    exit 1
-fi
+[ -z "$found" ] || fail "$(basename "$lib") calls$found"
 echo "check_no_abort: $(basename "$lib") calls none of abort, exit, assert, printing to the terminal"

@@ -11,31 +11,9 @@
 # Environment: AGAVE_BUILD, AGAVE_SAN (sanitizer flags for the consumer),
 # AGAVE_CC, MAKE.
 set -eu
-
-build=${AGAVE_BUILD:-build}
-san=${AGAVE_SAN:-}
-cc=${AGAVE_CC:-cc}
-make=${MAKE:-make}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. tests/support/preamble.sh
 prefix=$tmp/prefix
-fail() {
-    echo "cmake_package: FAIL: $*" >&2
-    exit 1
-}
-quiet() {
-    if ! "$@" >"$tmp/log" 2>&1; then
-        cat "$tmp/log" >&2
-        fail "command failed: $*"
-    fi
-}
-command -v cmake >/dev/null 2>&1 || {
-    echo "cmake_package: SKIPPED: cmake is missing (apt-get install cmake)"
-    exit 77
-}
-version=$(sed -n 's/^#define AGAVE_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' \
-    include/agave_version.h | paste -sd.)
-major=${version%%.*}
+command -v cmake >/dev/null 2>&1 || skip "cmake is missing (apt-get install cmake)"
 
 quiet "$make" --no-print-directory install BUILD="$build" PREFIX="$prefix" DESTDIR=
 for f in agaveConfig.cmake agaveConfigVersion.cmake; do

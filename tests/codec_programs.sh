@@ -12,34 +12,12 @@
 # usage: tests/codec_programs.sh   (run by make check from the top of the tree)
 # Environment: AGAVE_BUILD (build directory, default build).
 set -eu
-
-build=${AGAVE_BUILD:-build}
-bin=$build/bin
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-fail() {
-    echo "codec_programs: FAIL: $*" >&2
-    exit 1
-}
-for p in agave-train agave-compress agave-decompress; do
-    [ -x "$bin/$p" ] || fail "$bin/$p is not built"
-done
+. tests/support/preamble.sh
+. tests/support/tiny_idx.sh
+need_programs agave-train agave-compress agave-decompress
 compress=$bin/agave-compress
 decompress=$bin/agave-decompress
 
-# A tiny IDX file (as tests/programs.sh makes them): magic 00 00 08 03, count,
-# rows, cols big-endian, then a gradient plus a pseudo-random term.
-idx_file() { # path count seed
-    count=$(printf '\\%03o' "$2")
-    printf "\\000\\000\\010\\003\\000\\000\\000$count\\000\\000\\000\\010\\000\\000\\000\\010" >"$1"
-    printf "$(awk -v n="$2" -v s="$3" 'BEGIN {
-        for (i = 0; i < n * 64; i++) {
-            s = (s * 75 + 74) % 65537
-            v = (int(i % 64 / 8) * 24 + (i % 8) * 6 + s % 64) % 256
-            printf "\\%03o", v
-        } }')" >>"$1"
-}
 data=$tmp/data
 mkdir "$data"
 idx_file "$data/train-images-idx3-ubyte" 64 1

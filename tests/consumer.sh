@@ -15,31 +15,8 @@
 # Environment: AGAVE_BUILD (build directory), AGAVE_SAN (sanitizer flags to
 # compile and link the consumer with), AGAVE_CC (compiler), MAKE.
 set -eu
-
-build=${AGAVE_BUILD:-build}
-san=${AGAVE_SAN:-}
-cc=${AGAVE_CC:-cc}
-make=${MAKE:-make}
-src=$(pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. tests/support/preamble.sh
 prefix=$tmp/prefix
-
-fail() {
-    echo "consumer: FAIL: $*" >&2
-    exit 1
-}
-# Runs a command with its output in $tmp/log; shows the output if it fails.
-quiet() {
-    if ! "$@" >"$tmp/log" 2>&1; then
-        cat "$tmp/log" >&2
-        fail "command failed: $*"
-    fi
-}
-
-version=$(sed -n 's/^#define AGAVE_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' \
-    include/agave_version.h | paste -sd.)
-major=${version%%.*}
 
 # 1. Install into the temporary prefix (the same build: BUILD and the flags
 #    come through the environment and MAKEFLAGS).

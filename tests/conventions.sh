@@ -10,21 +10,12 @@
 # usage: tests/conventions.sh   (run by make check from the top of the tree)
 # Environment: AGAVE_BUILD (build directory, default build).
 set -eu
-
-build=${AGAVE_BUILD:-build}
-bin=$build/bin
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-    echo "conventions: FAIL: $*" >&2
-    exit 1
-}
+. tests/support/preamble.sh
 . tests/support/tiny_idx.sh
 data=$tmp/data
 mkdir "$data"
 idx_file "$data/train-images-idx3-ubyte" 64 1
 idx_file "$data/t10k-images-idx3-ubyte" 16 2
-t1="--threads 1"
 
 # ---- Ctrl-C in a terminal ----------------------------------------------------------
 # script(1) (util-linux) runs agave-train on a pseudo-terminal and copies its
@@ -60,10 +51,6 @@ else
 fi
 
 # ---- --version -----------------------------------------------------------------------
-v_h=include/agave_version.h
-version=$(sed -n 's/^#define AGAVE_VERSION_MAJOR \([0-9]*\)/\1/p' $v_h).$(sed -n \
-    's/^#define AGAVE_VERSION_MINOR \([0-9]*\)/\1/p' $v_h).$(sed -n \
-    's/^#define AGAVE_VERSION_PATCH \([0-9]*\)/\1/p' $v_h)
 for p in agave-train agave-eval agave-sample; do
     out=$("$bin/$p" --version 2>"$tmp/version.err") || fail "$p --version exits with $?"
     [ -s "$tmp/version.err" ] && fail "$p --version writes to stderr: $(cat "$tmp/version.err")"

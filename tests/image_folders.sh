@@ -10,26 +10,9 @@
 # usage: tests/image_folders.sh   (run by make check from the top of the tree)
 # Environment: AGAVE_BUILD (build directory, default build).
 set -eu
+. tests/support/preamble.sh
 
-build=${AGAVE_BUILD:-build}
-bin=$build/bin
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-    echo "image_folders: FAIL: $*" >&2
-    exit 1
-}
-t1="--threads 1"
-
-# pgm PATH H W SEED: a binary PGM with a gradient and a pseudo-random term.
-pgm() {
-    printf 'P5\n%d %d\n255\n' "$3" "$2" >"$1"
-    printf "$(awk -v n="$(($2 * $3))" -v s="$4" -v w="$3" 'BEGIN {
-        for (i = 0; i < n; i++) {
-            s = (s * 75 + 74) % 65537
-            printf "\\%03o", (int(i / w) * 20 + (i % w) * 9 + s % 48) % 256
-        } }')" >>"$1"
-}
+. tests/support/pgm.sh
 mkdir -p "$tmp/faces/train/a" "$tmp/faces/test"
 for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
     pgm "$tmp/faces/train/a/$i.pgm" 12 10 "$i"

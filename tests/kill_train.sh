@@ -25,24 +25,17 @@
 # Environment: AGAVE_BUILD (default build), KILL_ROUNDS (default 24),
 # KILL_SEED (default: the time; printed, to reproduce a failure).
 set -eu
-
-build=${AGAVE_BUILD:-build}
-train=$build/bin/agave-train
-evaluate=$build/bin/agave-eval
+. tests/support/preamble.sh
+train=$bin/agave-train
+evaluate=$bin/agave-eval
 rounds=${KILL_ROUNDS:-24}
 seed=${KILL_SEED:-$(date +%s)}
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-    if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
 # Killed from outside (the test runner's timeout): say where it was.
 trap 'echo "kill_train: stopped from outside (KILL_SEED=$seed) during: $(tail -n 1 "$tmp/progress" 2>/dev/null)" >&2; exit 1' TERM INT
 
-# One line per action in $tmp/progress; a failure prints the last few, so a
-# hang or a failure in CI says which round, signal and process it was.
+# One line per action in $tmp/progress; a failure (this fail, in place of the
+# preamble's) prints the last few, so a hang or a failure in CI says which
+# round, signal and process it was.
 note() { echo "$*" >>"$tmp/progress"; }
 fail() {
     echo "kill_train: FAIL (KILL_SEED=$seed, round ${round:-0}): $*" >&2
@@ -69,7 +62,7 @@ wait_bounded() { # pid seconds what
             state=$(grep -E '^State' /proc/"$1"/status 2>/dev/null)
             kill -KILL "$1" 2>/dev/null || true
             wait "$1" 2>/dev/null || true
-            pid=""
+            bg_pid=""
             fail "$3 still running after $2 s ($state); stacks:
 $stacks
 stderr: $(tail -n 5 "$tmp/train.err" 2>/dev/null)"
@@ -128,8 +121,8 @@ checkpoint_step() {
 start() { # extra options...
     env --default-signal=INT "$train" --data "$data" --out "$out" --steps 1000000 --batch 4 --threads 1 \
         --checkpoint-every 1 --log-every 1 "$@" >"$tmp/train.out" 2>"$tmp/train.err" &
-    pid=$!
-    note "round $round: agave-train $* started (pid $pid)"
+    bg_pid=$!
+    note "round $round: agave-train $* started (pid $bg_pid)"
 }
 
 # Round 0: a fresh run, left alone until its first checkpoint exists.
@@ -137,7 +130,7 @@ round=0
 start --config tiny --set T=1 --set dropout=0.1
 waited=0
 while [ ! -e "$ckpt" ]; do
-    kill -0 "$pid" 2>/dev/null || fail "agave-train ended at once: $(cat "$tmp/train.err")"
+    kill -0 "$bg_pid" 2>/dev/null || fail "agave-train ended at once: $(cat "$tmp/train.err")"
     sleep 0.05
     waited=$((waited + 1))
     [ "$waited" -lt 400 ] || fail "no checkpoint after 20 s"
@@ -166,20 +159,20 @@ while [ "$round" -le "$rounds" ]; do
             n=$((n + 1))
         done
     fi
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! kill -0 "$bg_pid" 2>/dev/null; then
         rc=0
-        wait "$pid" 2>/dev/null || rc=$?
+        wait "$bg_pid" 2>/dev/null || rc=$?
         fail "agave-train ended by itself with exit status $rc: $(cat "$tmp/train.err")"
     fi
     note "round $round: SIG$how after ${delay} s"
     case $how in
-    KILL | KILLW) kill -KILL "$pid"; want=137; kills=$((kills + 1)) ;;
-    TERM) kill -TERM "$pid"; want=143; clean=$((clean + 1)) ;;
-    INT) kill -INT "$pid"; want=130; clean=$((clean + 1)) ;;
-    INT2) kill -INT "$pid"; kill -INT "$pid" 2>/dev/null || true; want=130; double=$((double + 1)) ;;
+    KILL | KILLW) kill -KILL "$bg_pid"; want=137; kills=$((kills + 1)) ;;
+    TERM) kill -TERM "$bg_pid"; want=143; clean=$((clean + 1)) ;;
+    INT) kill -INT "$bg_pid"; want=130; clean=$((clean + 1)) ;;
+    INT2) kill -INT "$bg_pid"; kill -INT "$bg_pid" 2>/dev/null || true; want=130; double=$((double + 1)) ;;
     esac
-    wait_bounded "$pid" 120 "agave-train after SIG$how"
-    pid=""
+    wait_bounded "$bg_pid" 120 "agave-train after SIG$how"
+    bg_pid=""
     # A clean stop exits 128 + signal, as does a signal during start-up
     # (training then never begins; before the handlers exist, the default
     # action kills the process with the same status).
@@ -220,9 +213,9 @@ while [ "$mid_write" -eq 0 ]; do
         n=$((n + 1))
     done
     note "round $round: aimed SIGKILL, try $tries"
-    kill -KILL "$pid"
-    wait_bounded "$pid" 120 "agave-train after SIGKILL"
-    pid=""
+    kill -KILL "$bg_pid"
+    wait_bounded "$bg_pid" 120 "agave-train after SIGKILL"
+    bg_pid=""
     for f in "$ckpt".tmp.*; do
         [ -e "$f" ] || continue
         mid_write=$((mid_write + 1))
@@ -239,14 +232,14 @@ n=0
 until grep -q "resuming at step" "$tmp/train.err"; do   # start-up done (slow under ASan)
     n=$((n + 1))
     [ "$n" -le 600 ] || fail "the final resumed run printed no 'resuming at step' in 60 s"
-    kill -0 "$pid" 2>/dev/null || fail "the final resumed run ended: $(cat "$tmp/train.err")"
+    kill -0 "$bg_pid" 2>/dev/null || fail "the final resumed run ended: $(cat "$tmp/train.err")"
     sleep 0.1
 done
 sleep 0.2
 note "final run: SIGTERM"
-kill -TERM "$pid"
-wait_bounded "$pid" 120 "the final agave-train after SIGTERM"
-pid=""
+kill -TERM "$bg_pid"
+wait_bounded "$bg_pid" 120 "the final agave-train after SIGTERM"
+bg_pid=""
 [ "$rc" -eq 143 ] || fail "the final resumed run exited with $rc: $(cat "$tmp/train.err")"
 grep -q "resuming at step $last " "$tmp/train.err" ||
     fail "the final run did not resume at step $last: $(grep resuming "$tmp/train.err")"

@@ -14,21 +14,12 @@
 #
 # usage: tests/latent_tools.sh   (run by make check from the top of the tree)
 set -eu
-
-build=${AGAVE_BUILD:-build}
-bin=$build/bin
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-    echo "latent_tools: FAIL: $*" >&2
-    exit 1
-}
+. tests/support/preamble.sh
 . tests/support/tiny_idx.sh
 data=$tmp/data
 mkdir "$data"
 idx_file "$data/train-images-idx3-ubyte" 64 1
 idx_file "$data/t10k-images-idx3-ubyte" 16 2
-t1="--threads 1"
 sample=$bin/agave-sample
 # shellcheck disable=SC2086
 "$bin/agave-train" --config tiny --data "$data" --steps 3 --out "$tmp/run" $t1 >/dev/null 2>&1 ||

@@ -23,20 +23,10 @@
 # Skipped (exit 77) under make sanitize: ASan reserves terabytes of address
 # space for its shadow memory and cannot start under `ulimit -v`.
 set -eu
-
-build=${AGAVE_BUILD:-build}
-train=$build/bin/agave-train
-if [ -n "${AGAVE_SAN:-}" ]; then
-    echo "limits_ulimit: skipped: sanitizer builds cannot run under ulimit -v"
-    exit 77
-fi
-[ -x "$train" ] || { echo "limits_ulimit: FAIL: $train is not built" >&2; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-    echo "limits_ulimit: FAIL: $*" >&2
-    exit 1
-}
+. tests/support/preamble.sh
+train=$bin/agave-train
+[ -z "$san" ] || skip "sanitizer builds cannot run under ulimit -v"
+need_programs agave-train
 export OPENBLAS_NUM_THREADS=1
 
 # A tiny IDX data set (magic 00 00 08 03, 32 images of 8x8).

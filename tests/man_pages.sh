@@ -10,16 +10,7 @@
 #
 # usage: tests/man_pages.sh   (run by make check from the top of the tree)
 set -eu
-
-build=${AGAVE_BUILD:-build}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-    echo "man_pages: FAIL: $*" >&2
-    exit 1
-}
-version=$(sed -n 's/^#define AGAVE_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' \
-    include/agave_version.h | paste -sd.)
+. tests/support/preamble.sh
 render=1
 command -v groff >/dev/null 2>&1 || {
     render=0

@@ -14,46 +14,14 @@
 # usage: tests/programs.sh   (run by make check from the top of the tree)
 # Environment: AGAVE_BUILD (build directory, default build).
 set -eu
-
-build=${AGAVE_BUILD:-build}
-bin=$build/bin
-tmp=$(mktemp -d)
-bg_pid=""
-cleanup() {
-    if [ -n "$bg_pid" ]; then kill -KILL "$bg_pid" 2>/dev/null || true; fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "programs: FAIL: $*" >&2
-    exit 1
-}
-for p in agave-train agave-eval agave-sample; do
-    [ -x "$bin/$p" ] || fail "$bin/$p is not built"
-done
+. tests/support/preamble.sh
+. tests/support/tiny_idx.sh
+need_programs agave-train agave-eval agave-sample
 train=$bin/agave-train
 evaluate=$bin/agave-eval
 sample=$bin/agave-sample
-# One thread: the figures compared below must not depend on the machine.
-t1="--threads 1"
 
-# ---- a tiny IDX data set ----------------------------------------------------------
-# IDX: magic 00 00 08 03, then count, rows, cols as big-endian 32-bit numbers,
-# then the pixels. The pixels are a gradient plus a pseudo-random term (the ZX81's LCG,
-# small enough for exact arithmetic in any awk),
-# written as octal escapes for printf.
-idx_file() { # path count seed
-    n=$2
-    count=$(printf '\\%03o' "$n")
-    printf "\\000\\000\\010\\003\\000\\000\\000$count\\000\\000\\000\\010\\000\\000\\000\\010" >"$1"
-    printf "$(awk -v n="$n" -v s="$3" 'BEGIN {
-        for (i = 0; i < n * 64; i++) {
-            s = (s * 75 + 74) % 65537
-            v = (int(i % 64 / 8) * 24 + (i % 8) * 6 + s % 64) % 256
-            printf "\\%03o", v
-        } }')" >>"$1"
-}
+# ---- a tiny IDX data set (tests/support/tiny_idx.sh) ----------------------------------
 data=$tmp/data
 mkdir "$data"
 idx_file "$data/train-images-idx3-ubyte" 64 1

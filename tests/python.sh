@@ -7,11 +7,9 @@
 #
 # usage: tests/python.sh   (run by make check from the top of the tree)
 set -eu
-
-build=${AGAVE_BUILD:-build}
-major=$(sed -n 's/^#define AGAVE_VERSION_MAJOR \([0-9]*\)/\1/p' include/agave_version.h)
-lib=$(pwd)/$build/lib/libagave.so.$major
-[ -e "$lib" ] || { echo "python: $lib is not built" >&2; exit 1; }
+. tests/support/preamble.sh
+lib=$src/$build/lib/libagave.so.$major
+[ -e "$lib" ] || fail "$lib is not built"
 
 # The first Python 3 that has NumPy: $PYTHON, then python3 on PATH, then
 # Debian's own (a PATH may lead to another Python first, e.g. pyenv's).
@@ -22,19 +20,16 @@ for p in ${PYTHON:-} python3 /usr/bin/python3; do
         break
     fi
 done
-if [ -z "$python" ]; then
-    echo "python: SKIPPED: no Python 3 with NumPy found (apt-get install python3-numpy)"
-    exit 77
-fi
+[ -n "$python" ] || skip "no Python 3 with NumPy found (apt-get install python3-numpy)"
 
 # Under the sanitizers the library needs the ASan runtime loaded first.
 preload=""
-case "${AGAVE_SAN:-}" in
-*address*) preload=$(${AGAVE_CC:-cc} -print-file-name=libasan.so) ;;
+case "$san" in
+*address*) preload=$($cc -print-file-name=libasan.so) ;;
 esac
 
 echo "python: $($python --version 2>&1), NumPy $($python -c 'import numpy; print(numpy.__version__)')"
 ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" LD_PRELOAD="$preload" \
-    PYTHONPATH=$(pwd)/python AGAVE_LIBRARY=$lib PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONPATH=$src/python AGAVE_LIBRARY=$lib PYTHONDONTWRITEBYTECODE=1 \
     "$python" tests/python/test_agave.py 2>&1
 echo "python: all checks passed"

@@ -8,19 +8,7 @@
 # usage: tests/readme_example.sh   (run by make check from the top of the tree)
 # Environment: AGAVE_BUILD, AGAVE_SAN (sanitizer flags), AGAVE_CC, MAKE.
 set -eu
-
-build=${AGAVE_BUILD:-build}
-san=${AGAVE_SAN:-}
-cc=${AGAVE_CC:-cc}
-make=${MAKE:-make}
-src=$(pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-fail() {
-    echo "readme_example: FAIL: $*" >&2
-    exit 1
-}
+. tests/support/preamble.sh
 
 sed -n '/<!-- example:begin -->/,/<!-- example:end -->/p' README.md |
     sed '1,2d;$d' | sed '$d' >"$tmp/example.c"

@@ -18,19 +18,8 @@
 # usage: tests/struct_size.sh   (run by make check from the top of the tree)
 # Environment: AGAVE_BUILD, AGAVE_SAN (sanitizer flags), AGAVE_CC.
 set -eu
-
-build=${AGAVE_BUILD:-build}
-san=${AGAVE_SAN:-}
-cc=${AGAVE_CC:-cc}
-src=$(pwd)
+. tests/support/preamble.sh
 lib=$src/$build/lib
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-fail() {
-    echo "struct_size: FAIL: $*" >&2
-    exit 1
-}
 [ -f "$lib/libagave.so" ] || fail "$lib/libagave.so not found (run make first)"
 
 # The size-prefixed structs of the header; the program must use each.

@@ -24,24 +24,17 @@
 #include "data/caption.h"
 #include "data/font.h"
 #include "data/image.h"
+#include "support/support.h"
 
 static char g_root[512];
 static agave_context *g_ctx;
 
-static const char *tmp_path(const char *rel)
-{
-    static char ring[8][1024];
-    static int next;
-    char *p = ring[next++ % 8];
-    snprintf(p, sizeof ring[0], "%s/%s", g_root, rel);
-    return p;
-}
+static const char *tmp_path(const char *rel) { return support_path(g_root, rel); }
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_root, sizeof g_root, "/tmp/agave-test-captions-XXXXXX");
-    if (!mkdtemp(g_root))
+    if (support_tmpdir_make(g_root, sizeof g_root, "agave-test-captions") != 0)
         return -1;
     return agave_context_create(&g_ctx, 1) == AGAVE_OK ? 0 : -1;
 }
@@ -50,9 +43,7 @@ static int teardown(void **state)
 {
     (void)state;
     agave_context_free(g_ctx);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
-    return system(cmd) == 0 ? 0 : -1;
+    return support_tmpdir_remove(g_root);
 }
 
 /* The picture at path, decoded: (channels,h,w) planar. */

@@ -20,6 +20,7 @@
 
 #include "agave.h"
 #include "data/data.h"
+#include "support/support.h"
 
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
@@ -51,57 +52,17 @@ static char g_root[512];      /* the suite's temporary directory */
 static agave_context *g_ctx;
 
 /* A path under the temporary root: tmp_path("a/b") -> "<root>/a/b" (static ring). */
-static const char *tmp_path(const char *rel)
-{
-    static char ring[8][1024];
-    static int next;
-    char *p = ring[next++ % 8];
-    snprintf(p, sizeof ring[0], "%s/%s", g_root, rel);
-    return p;
-}
+static const char *tmp_path(const char *rel) { return support_path(g_root, rel); }
 
 static void make_dir(const char *rel)
 {
     assert_int_equal(mkdir(tmp_path(rel), 0755), 0);
 }
 
-static void write_bytes(const char *path, const void *bytes, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
-static void remove_tree(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0)
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char child[1024];
-            snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-            remove_tree(child);
-        }
-        if (d)
-            closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 static int suite_setup(void **state)
 {
     (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(g_root, sizeof g_root, "%s/agave-test-data.XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(g_root))
+    if (support_tmpdir_make(g_root, sizeof g_root, "agave-test-data") != 0)
         return -1;
     return agave_context_create(&g_ctx, 1) == AGAVE_OK ? 0 : -1;
 }
@@ -110,8 +71,7 @@ static int suite_teardown(void **state)
 {
     (void)state;
     agave_context_free(g_ctx);
-    remove_tree(g_root);
-    return 0;
+    return support_tmpdir_remove(g_root);
 }
 
 /* ---- building files --------------------------------------------------------------- */
@@ -180,7 +140,7 @@ static bytes gzip_of(bytes b)
     return out;
 }
 
-static void write_file(const char *rel, bytes b) { write_bytes(tmp_path(rel), b.p, b.len); }
+static void write_file(const char *rel, bytes b) { support_write_file(tmp_path(rel), b.p, b.len); }
 
 static void write_gz(const char *rel, bytes b)
 {
@@ -317,7 +277,7 @@ static void test_cifar_directory(void **state)
         free(e.p);
     }
     write_gz("cifdir/test_batch.bin.gz", t);
-    write_bytes(tmp_path("cifdir/batches.meta.txt"), "airplane\n", 9);
+    support_write_file(tmp_path("cifdir/batches.meta.txt"), "airplane\n", 9);
     free(b1.p), free(b2.p), free(b3.p), free(t.p), free(stale.p);
 
     agave_dataset *ds = open_ok(tmp_path("cifdir"), AGAVE_SPLIT_TRAIN);
@@ -539,7 +499,7 @@ static void test_broken_gzip(void **state)
                    "junk-after-idx.gz", "after the end of the gzip stream");
     free(junk.p);
 
-    write_bytes(tmp_path("gz/fake-idx.gz"), "\0\0\x08\x03 not gzip", 14);
+    support_write_file(tmp_path("gz/fake-idx.gz"), "\0\0\x08\x03 not gzip", 14);
     expect_refused(tmp_path("gz/fake-idx.gz"), AGAVE_SPLIT_TRAIN, AGAVE_ERR_FORMAT,
                    "fake-idx.gz", "not gzip");
     free(gz.p);

@@ -20,15 +20,15 @@
 #include "support/support.h"
 
 typedef struct fixture {
-    char *dir;
+    char dir[4096];
     agave_context *ctx;
 } fixture;
 
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    f->dir = support_temp_dir("test_files");
-    if (agave_context_create(&f->ctx, 1) != AGAVE_OK)
+    if (!f || support_tmpdir_make(f->dir, sizeof f->dir, "test_files") != 0 ||
+        agave_context_create(&f->ctx, 1) != AGAVE_OK)
         return -1;
     *state = f;
     return 0;
@@ -37,11 +37,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    support_remove_tree(f->dir);
-    free(f->dir);
+    int gone = support_tmpdir_remove(f->dir);
     agave_context_free(f->ctx);
     free(f);
-    return 0;
+    return gone;
 }
 
 static mode_t mode_of(const char *path)

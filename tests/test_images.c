@@ -26,6 +26,7 @@
 #include "agave.h"
 #include "data/data.h"
 #include "data/image.h"
+#include "support/support.h"
 
 #define STB_IMAGE_WRITE_STATIC
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -44,30 +45,14 @@ static agave_context *g_ctx;
 
 /* ---- scratch files ------------------------------------------------------------ */
 
-static const char *tmp_path(const char *rel)
-{
-    static char ring[8][1024];
-    static int next;
-    char *p = ring[next++ % 8];
-    snprintf(p, sizeof ring[0], "%s/%s", g_root, rel);
-    return p;
-}
+static const char *tmp_path(const char *rel) { return support_path(g_root, rel); }
 
 static void make_dir(const char *rel) { assert_int_equal(mkdir(tmp_path(rel), 0755), 0); }
-
-static void write_bytes(const char *path, const void *bytes, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_root, sizeof g_root, "/tmp/agave-test-images-XXXXXX");
-    if (!mkdtemp(g_root))
+    if (support_tmpdir_make(g_root, sizeof g_root, "agave-test-images") != 0)
         return -1;
     return agave_context_create(&g_ctx, 1) == AGAVE_OK ? 0 : -1;
 }
@@ -76,9 +61,7 @@ static int teardown(void **state)
 {
     (void)state;
     agave_context_free(g_ctx);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
-    return system(cmd) == 0 ? 0 : -1;
+    return support_tmpdir_remove(g_root);
 }
 
 /* A binary PGM (c = 1, P5) or PPM (c = 3, P6) of planar pixels (c,h,w). */
@@ -93,7 +76,7 @@ static void write_pnm(const char *path, const uint8_t *planar, int c, int h, int
     for (int p = 0; p < h * w; p++)
         for (int k = 0; k < c; k++)
             bytes[n + p * c + k] = planar[k * h * w + p];
-    write_bytes(path, bytes, len);
+    support_write_file(path, bytes, len);
     free(bytes);
 }
 
@@ -125,7 +108,7 @@ static void write_bmp(const char *path, const uint8_t *planar, int h, int w)
             px[1] = planar[1 * h * w + y * w + x];
             px[2] = planar[0 * h * w + y * w + x];
         }
-    write_bytes(path, b, len);
+    support_write_file(path, b, len);
     free(b);
 }
 
@@ -565,8 +548,8 @@ static void test_one_folder_split_and_names(void **state)
         else
             n_train++;
     }
-    write_bytes(tmp_path("one/notes.txt"), "not an image", 12);
-    write_bytes(tmp_path("one/.hidden/x.pgm"), "not an image", 12);
+    support_write_file(tmp_path("one/notes.txt"), "not an image", 12);
+    support_write_file(tmp_path("one/.hidden/x.pgm"), "not an image", 12);
     agave_dataset_options o;
     agave_dataset_options_init(&o);
     o.test_percent = 25;
@@ -656,11 +639,11 @@ static void test_mixed_folders(void **state)
     open_fails(tmp_path("mix"), AGAVE_SPLIT_TRAIN, &o, AGAVE_ERR_FORMAT,
                "mix/5.ppm is colour (3 channels) but", "the first image, is grey", NULL);
     assert_int_equal(unlink(tmp_path("mix/5.ppm")), 0);
-    write_bytes(tmp_path("mix/6.gif"), "GIF89a", 6);
+    support_write_file(tmp_path("mix/6.gif"), "GIF89a", 6);
     open_fails(tmp_path("mix"), AGAVE_SPLIT_TRAIN, &o, AGAVE_ERR_FORMAT, "mix/6.gif",
                "not read", NULL);
     assert_int_equal(unlink(tmp_path("mix/6.gif")), 0);
-    write_bytes(tmp_path("mix/7.png"), "damaged", 7);
+    support_write_file(tmp_path("mix/7.png"), "damaged", 7);
     open_fails(tmp_path("mix"), AGAVE_SPLIT_TRAIN, &o, AGAVE_ERR_FORMAT,
                "mix/7.png: not an image file", NULL);
     assert_int_equal(unlink(tmp_path("mix/7.png")), 0);
@@ -698,7 +681,7 @@ static void test_fit_of_idx_data(void **state)
     uint8_t file[16 + 2 * 64] = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0, 8};
     for (int i = 0; i < 128; i++)
         file[16 + i] = (uint8_t)(i * 7 % 256);
-    write_bytes(tmp_path("idx/train-images-idx3-ubyte"), file, sizeof file);
+    support_write_file(tmp_path("idx/train-images-idx3-ubyte"), file, sizeof file);
     agave_dataset_options o;
     agave_dataset_options_init(&o);
     o.crop_height = 6, o.crop_width = 6, o.resize_height = 3, o.resize_width = 3;
@@ -726,7 +709,7 @@ static void test_colour_idx(void **state)
     uint8_t file[20 + 2 * 12] = {0, 0, 8, 4, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2};
     for (int i = 0; i < 24; i++)
         file[20 + i] = (uint8_t)(i * 11);
-    write_bytes(tmp_path("rgb-images-idx4-ubyte"), file, sizeof file);
+    support_write_file(tmp_path("rgb-images-idx4-ubyte"), file, sizeof file);
     agave_dataset *ds = open_ok(tmp_path("rgb-images-idx4-ubyte"), AGAVE_SPLIT_TRAIN, NULL);
     assert_int_equal(agave_dataset_count(ds), 2);
     assert_int_equal(agave_dataset_channels(ds), 3);
@@ -734,11 +717,11 @@ static void test_colour_idx(void **state)
     assert_memory_equal(agave_dataset_pixels(ds), file + 20, 24);
     agave_dataset_free(ds);
     file[11] = 2;   /* two channels */
-    write_bytes(tmp_path("two-images-idx4-ubyte"), file, sizeof file);
+    support_write_file(tmp_path("two-images-idx4-ubyte"), file, sizeof file);
     open_fails(tmp_path("two-images-idx4-ubyte"), AGAVE_SPLIT_TRAIN, NULL, AGAVE_ERR_FORMAT,
                "2 channels in the header; expected 1 or 3", NULL);
     file[11] = 3;
-    write_bytes(tmp_path("cut-images-idx4-ubyte"), file, sizeof file - 1);
+    support_write_file(tmp_path("cut-images-idx4-ubyte"), file, sizeof file - 1);
     open_fails(tmp_path("cut-images-idx4-ubyte"), AGAVE_SPLIT_TRAIN, NULL, AGAVE_ERR_FORMAT,
                "header promises 2 images of 3x2x2, 44 bytes with the header", NULL);
 }

@@ -39,6 +39,7 @@
 #include "core/core.h"
 #include "data/data.h"
 #include "model/checkpoint.h"
+#include "support/support.h"
 
 static agave_context *g_ctx;
 
@@ -703,8 +704,8 @@ static void test_files_judged_before_reading(void **state)
     const char *vg = getenv("AGAVE_UNDER_VALGRIND");
     if (vg && *vg == '1')
         skip();
-    char dir[] = "/tmp/agave-test-header-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[64];
+    assert_int_equal(support_tmpdir_make(dir, sizeof dir, "agave-test-header"), 0);
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -712,7 +713,7 @@ static void test_files_judged_before_reading(void **state)
         header_child(dir);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    rmdir(dir);
+    support_tmpdir_remove(dir);
     if (WIFSIGNALED(status))
         fail_msg("the child died of signal %d", WTERMSIG(status));
     assert_true(WIFEXITED(status));
@@ -789,9 +790,9 @@ static void test_grid_out_of_memory_is_an_error(void **state)
     const char *vg = getenv("AGAVE_UNDER_VALGRIND");
     if (vg && *vg == '1')
         skip();
-    char dir[] = "/tmp/agave-test-grid-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[64];
+    char dir[64];
+    assert_int_equal(support_tmpdir_make(dir, sizeof dir, "agave-test-grid"), 0);
+    char path[96];
     snprintf(path, sizeof path, "%s/grid.png", dir);
     fflush(NULL);
     pid_t pid = fork();
@@ -802,8 +803,7 @@ static void test_grid_out_of_memory_is_an_error(void **state)
     }
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    unlink(path);
-    rmdir(dir);
+    support_tmpdir_remove(dir);
     if (WIFSIGNALED(status))
         fail_msg("the child died of signal %d writing a PNG under a memory limit",
                  WTERMSIG(status));

@@ -18,6 +18,7 @@
 
 #include "model/model.h"
 #include "support/gradcheck.h"
+#include "support/support.h"
 
 /* ---- helpers --------------------------------------------------------------------- */
 static agave_config tiny(int C, int T, int s, int b, agave_mode mode)
@@ -570,16 +571,13 @@ static char tmpdir[64];
 static int setup_tmpdir(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/agave_model_test_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return support_tmpdir_make(tmpdir, sizeof tmpdir, "agave_model_test");
 }
 
 static int teardown_tmpdir(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd);
+    return support_tmpdir_remove(tmpdir);
 }
 
 static void path_in_tmp(char *buf, size_t len, const char *name)

@@ -48,6 +48,16 @@ static agave_config tiny_random(void)
     return cfg;
 }
 
+/* A context of 7 threads and the tiny_random model on it. */
+static agave_model *tiny_model(agave_context **ctx)
+{
+    agave_config cfg = tiny_random();
+    agave_model *m;
+    assert_int_equal(agave_context_create(ctx, 7), AGAVE_OK);
+    assert_int_equal(agave_model_create(*ctx, &cfg, &m), AGAVE_OK);
+    return m;
+}
+
 /* n images of a fixed pseudo-random pattern (the ZX81's LCG over a gradient). */
 static void make_images(uint8_t *x, int n, unsigned seed)
 {
@@ -176,9 +186,7 @@ static void free_proc(proc *p)
 static void run_one(agave_context **ctx, agave_model **m, const uint8_t *batches,
                     agave_step_stats stats[STEPS])
 {
-    agave_config cfg = tiny_random();
-    assert_int_equal(agave_context_create(ctx, 7), AGAVE_OK);
-    assert_int_equal(agave_model_create(*ctx, &cfg, m), AGAVE_OK);
+    *m = tiny_model(ctx);
     for (int s = 0; s < STEPS; s++) {
         stats[s].struct_size = sizeof stats[s];
         assert_int_equal(
@@ -227,9 +235,7 @@ static void test_two_processes_match_one(void **state)
     /* The parameters moved: the comparison is not between two copies of the init. */
     agave_context *c0;
     agave_model *m0;
-    agave_config cfg = tiny_random();
-    assert_int_equal(agave_context_create(&c0, 7), AGAVE_OK);
-    assert_int_equal(agave_model_create(c0, &cfg, &m0), AGAVE_OK);
+    m0 = tiny_model(&c0);
     assert_int_equal(agave_model_init(m0, batches, 2 * B), AGAVE_OK);
     size_t ni;
     float *init = params_of(m0, &ni);
@@ -293,9 +299,7 @@ static void test_identity_reducer_changes_nothing(void **state)
     agave_model *m1, *m2;
     agave_step_stats s1[STEPS];
     run_one(&c1, &m1, batches, s1);
-    agave_config cfg = tiny_random();
-    assert_int_equal(agave_context_create(&c2, 7), AGAVE_OK);
-    assert_int_equal(agave_model_create(c2, &cfg, &m2), AGAVE_OK);
+    m2 = tiny_model(&c2);
     int calls = 0;
     assert_int_equal(agave_model_set_grad_reducer(m2, identity_reduce, &calls), AGAVE_OK);
     for (int s = 0; s < STEPS; s++) {
@@ -331,9 +335,7 @@ static void test_errors(void **state)
     make_images(x, 2 * B, 1);
     agave_context *ctx;
     agave_model *m;
-    agave_config cfg = tiny_random();
-    assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
-    assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
+    m = tiny_model(&ctx);
     assert_int_equal(agave_model_set_batch_slice(NULL, 0, 0), AGAVE_ERR_NULL);
     assert_int_equal(agave_model_set_grad_reducer(NULL, NULL, NULL), AGAVE_ERR_NULL);
     assert_int_equal(agave_model_set_batch_slice(m, 1, 0), AGAVE_ERR_INVALID_ARG);
@@ -387,9 +389,7 @@ static void test_evaluate_in_slices(void **state)
     make_images(x, N, 4);
     agave_context *ctx;
     agave_model *m;
-    agave_config cfg = tiny_random();
-    assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
-    assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
+    m = tiny_model(&ctx);
     assert_int_equal(agave_model_init(m, x, N), AGAVE_OK);
     agave_rng start = ctx->rng;
     agave_eval_stats whole = {.struct_size = sizeof whole};
@@ -433,6 +433,75 @@ static void test_evaluate_in_slices(void **state)
     agave_context_free(ctx);
 }
 
+/* ---- a slice without a reducer ------------------------------------------------------- */
+/* The long-double sum of a term's values, as a float (the processes
+ * exchange floats), over the slice's images: the figure a step on the slice
+ * must report. Also says whether the rounding to float changed the sum. */
+static double slice_figure(agave_tensor *t, int images, int *rounding_visible)
+{
+    const float *v = agave_tensor_data(t);
+    long double s = 0;
+    for (size_t i = 0; i < agave_tensor_numel(t); i++)
+        s += v[i];
+    float rounded = (float)s;
+    *rounding_visible |= (long double)rounded != s;
+    return (double)rounded / images;
+}
+
+/* A step on a batch slice without a reducer (a process before its reducer
+ * is set): its figures are its own images' sums, each rounded to a float as
+ * the processes exchange them, over its image count, and the loss rebuilt
+ * from them as the objective defines it. The reference is the same forward
+ * (same parameters, same place in the random stream, the slice's span), its
+ * per-image terms summed here in long double and rounded once: exact, so
+ * the figures must match to the last bit. Summing in float, in another
+ * order, or not rounding the slice's sums changes the last bits of at least
+ * one figure over these steps. */
+static void test_slice_without_reducer(void **state)
+{
+    (void)state;
+    uint8_t *batches = malloc((size_t)STEPS * 2 * B * D);
+    make_images(batches, STEPS * 2 * B, 11);
+    agave_context *ctx;
+    agave_model *m;
+    m = tiny_model(&ctx);
+    assert_int_equal(agave_model_init(m, batches, 2 * B), AGAVE_OK);
+    assert_int_equal(agave_model_set_batch_slice(m, B, 2 * B), AGAVE_OK);   /* the second half */
+    int rounding_visible = 0;
+    for (int s = 0; s < STEPS; s++) {
+        const uint8_t *x = batches + ((size_t)s * 2 * B + B) * D;
+        /* The step's forward, as forward_backward runs it (lib/model/step.c). */
+        agave_rng start = ctx->rng;
+        agave_tape_reset(ctx);
+        agave_tape_set_recording(ctx, 1);
+        model_set_training(m, 1);
+        model_set_span(m, m->slice);
+        model_terms t;
+        assert_int_equal(model_forward(m, x, B, plan_for_mode(m->cfg.mode), &t), AGAVE_OK);
+        model_set_span(m, RNG_WHOLE_BATCH);
+        double nll_x = slice_figure(t.nll_x, B, &rounding_visible);
+        double nll_y = slice_figure(t.nll_y, B, &rounding_visible);
+        double kl = slice_figure(t.kl, B, &rounding_visible);
+        agave_tape_reset(ctx);
+        ctx->rng = start;
+
+        agave_step_stats st = {.struct_size = sizeof st};
+        assert_int_equal(agave_model_train_step(m, x, B, &st), AGAVE_OK);
+        if (st.pixelcnn_nll != nll_x || st.aux_nll != nll_y || st.kl != kl)
+            fail_msg("step %d: nll_x %.17g nll_y %.17g kl %.17g nats, expected %.17g %.17g "
+                     "%.17g", s, st.pixelcnn_nll, st.aux_nll, st.kl, nll_x, nll_y, kl);
+        double loss_bpd = (nll_x + nll_y + m->cfg.lambda * kl) / (D * M_LN2);
+        assert_true(fabs(st.loss_bpd - loss_bpd) <= 1e-14 * loss_bpd);
+    }
+    /* The float rounding made a difference somewhere: a step that did not
+     * round would have been seen. */
+    assert_true(rounding_visible);
+    assert_int_equal(agave_model_step_count(m), STEPS);
+    agave_model_free(m);
+    agave_context_free(ctx);
+    free(batches);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_identity_reducer_changes_nothing),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_evaluate_in_slices),
+        cmocka_unit_test(test_slice_without_reducer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

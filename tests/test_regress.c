@@ -31,6 +31,7 @@
 #include "data/data.h"
 #include "data/image.h"
 #include "model/checkpoint.h"
+#include "support/support.h"
 
 typedef struct expectation {
     const char *file;
@@ -128,8 +129,8 @@ static void run_dataset(agave_context *ctx, const expectation *e, const char *pa
  * or x.png by its ending), so that the folder reader opens it. */
 static void run_image(agave_context *ctx, const expectation *e, const char *path)
 {
-    char dir[] = "/tmp/agave-regress-XXXXXX", link_path[1100], real[4096];
-    assert_non_null(mkdtemp(dir));
+    char dir[64], link_path[1100], real[4096];
+    assert_int_equal(support_tmpdir_make(dir, sizeof dir, "agave-regress"), 0);
     assert_non_null(realpath(path, real));
     const char *dot = strrchr(e->file, '.');
     snprintf(link_path, sizeof link_path, "%s/x%s", dir, dot ? dot : "");
@@ -140,7 +141,7 @@ static void run_image(agave_context *ctx, const expectation *e, const char *path
     assert_true((ds != NULL) == (e->status == AGAVE_OK));
     agave_dataset_free(ds);
     assert_int_equal(unlink(link_path), 0);
-    assert_int_equal(rmdir(dir), 0);
+    assert_int_equal(support_tmpdir_remove(dir), 0);
     size_t len;
     uint8_t *bytes = read_all(path, &len);
     static const image_fit none;

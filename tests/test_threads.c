@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "agave.h"
+#include "support/support.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define UNDER_TSAN 1
@@ -169,19 +170,7 @@ static void make_args(run_args *a, uint64_t seed, int threads)
     memset(a, 0, sizeof *a);
     a->seed = seed;
     a->threads = threads;
-    snprintf(a->dir, sizeof a->dir, "/tmp/agave-test-threads-XXXXXX");
-    assert_non_null(mkdtemp(a->dir));
-}
-
-static void remove_run_files(const run_args *a)
-{
-    static const char *const names[] = {"train-images-idx3-ubyte", "model.ckpt", "samples.png"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        char path[128];
-        snprintf(path, sizeof path, "%s/%s", a->dir, names[i]);
-        unlink(path);
-    }
-    rmdir(a->dir);
+    assert_int_equal(support_tmpdir_make(a->dir, sizeof a->dir, "agave-test-threads"), 0);
 }
 
 static void expect_ok(const run_args *a)
@@ -223,8 +212,8 @@ static void concurrent_equals_sequential(int threads)
     for (int i = 0; i < 2; i++) {
         expect_ok(&seq[i]);
         expect_ok(&par[i]);
-        remove_run_files(&seq[i]);
-        remove_run_files(&par[i]);
+        support_tmpdir_remove(seq[i].dir);
+        support_tmpdir_remove(par[i].dir);
     }
     /* The two seeds must differ from each other, or the comparison proves little. */
     assert_int_not_equal(seq[0].result.param_hash, seq[1].result.param_hash);

@@ -190,10 +190,6 @@ agave_tensor *tensor_new_like(agave_context *ctx, const agave_tensor *t);
  * a view into ctx's parameter pool while it has room, else a tensor of its
  * own (agave_tensor_create). */
 agave_status tensor_new_param(agave_context *ctx, int ndim, const int *dims, agave_tensor **out);
-/* Moves a persistent tensor's values and gradient (zeros if it had none) into
- * borrowed buffers of numel floats each, which it then views: they are not
- * freed with it. A model keeps all its parameters in one block this way. */
-void tensor_move_to_view(agave_tensor *t, float *data, float *grad);
 /* p[0..n) = 0, on ctx's threads when n is large. */
 void floats_zero(const agave_context *ctx, float *p, size_t n);
 /* Returns t's gradient buffer, making a zeroed one (arena or heap) if missing. */

@@ -97,22 +97,6 @@ agave_status tensor_new_param(agave_context *ctx, int ndim, const int *dims, aga
     return AGAVE_OK;
 }
 
-void tensor_move_to_view(agave_tensor *t, float *data, float *grad)
-{
-    memcpy(data, t->data, t->numel * sizeof(float));
-    if (t->grad)
-        memcpy(grad, t->grad, t->numel * sizeof(float));
-    else
-        floats_zero(t->ctx, grad, t->numel);
-    if (t->flags & TENSOR_OWNS_DATA) {
-        free(t->data);
-        free(t->grad);
-    }
-    t->data = data;
-    t->grad = grad;
-    t->flags = (t->flags & ~(unsigned)TENSOR_OWNS_DATA) | TENSOR_VIEW;
-}
-
 agave_tensor *tensor_new_arena(agave_context *ctx, int ndim, const int *dims)
 {
     int padded[AGAVE_MAX_DIMS];

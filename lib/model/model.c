@@ -107,25 +107,19 @@ static int params_in_blocks(const agave_model *m)
     return off == m->param_total;
 }
 
-/* Makes every parameter a view into the blocks, in checkpoint order: the
- * layers were built into them (ctx's parameter pool), else their values
- * move into new blocks. Then the optimiser gets the blocks as one span. */
-static agave_status gather_params(agave_model *m)
+/* The layers were built into the blocks (ctx's parameter pool, sized by
+ * config_param_count) and the parameter list follows them: the optimiser
+ * gets the blocks as one span. A layer whose parameters the count leaves out,
+ * or that lists them in another order than it makes them, is a defect of the
+ * library, refused here rather than trained wrongly. */
+static agave_status attach_optimizer(agave_model *m)
 {
-    if (!params_in_blocks(m)) {
-        float *old_data = m->param_block, *old_grad = m->grad_block;
-        size_t total = 0;
-        for (int i = 0; i < m->n_params; i++)
-            total += m->params[i]->numel;
-        agave_status st = alloc_blocks(m, total);
-        for (size_t off = 0, i = 0; st == AGAVE_OK && i < (size_t)m->n_params; i++) {
-            tensor_move_to_view(m->params[i], m->param_block + off, m->grad_block + off);
-            off += m->params[i]->numel;
-        }
-        free(old_data);
-        free(old_grad);
-        TRY(st);
-    }
+    if (!params_in_blocks(m))
+        return ctx_error(m->ctx, AGAVE_ERR_CONFIG,
+                         "agave_model_create: the layers' parameters do not fill the block "
+                         "of %zu floats the configuration counts, in order (a defect of "
+                         "libagave: please report it with the configuration)",
+                         m->param_total);
     TRY(agave_optimizer_create(m->ctx, m->cfg.optimizer, m->cfg.lr, &m->opt));
     return optim_add_span(m->opt, m->param_block, m->grad_block, m->param_total);
 }
@@ -145,7 +139,7 @@ static agave_status build(agave_model *m)
     if (st == AGAVE_OK)
         st = collect_params(m);
     if (st == AGAVE_OK)
-        st = gather_params(m);
+        st = attach_optimizer(m);
     return st;
 }
 

@@ -15,7 +15,6 @@
 #
 # usage: tests/mpi/mpi_eval.sh   (run by make check-mpi from the top of the tree)
 set -eu
-name=mpi_eval
 . tests/mpi/common.inc
 
 "$build/bin/agave-train" --config tiny --set dropout=0.5 --set T=1 --data "$data" --batch 8 \
@@ -63,7 +62,7 @@ for n in 2 3; do
     cmp -s "$tmp/r$n.json" "$tmp/out$n.json" || fail "$n ranks: --output differs from stdout"
     grep -q '"n_images": 16' "$tmp/r$n.json" || fail "$n ranks: not all 16 images counted"
     same_csv "$tmp/one.csv" "$tmp/r$n.csv" "1 process against $n ranks (--per-image)"
-    echo "$name: $n ranks: $(cat "$tmp/r$n.json")"
+    echo "$test_name: $n ranks: $(cat "$tmp/r$n.json")"
 done
-echo "$name: 1 process:  $(cat "$tmp/one.json")"
-echo "$name: all checks passed"
+echo "$test_name: 1 process:  $(cat "$tmp/one.json")"
+echo "$test_name: all checks passed"

@@ -29,7 +29,6 @@
 #
 # usage: tests/mpi/mpi_train.sh   (run by make check-mpi from the top of the tree)
 set -eu
-name=mpi_train
 . tests/mpi/common.inc
 RTOL=1e-5
 
@@ -64,7 +63,7 @@ train1 --steps 6 --out "$tmp/one" >"$tmp/one.out" 2>"$tmp/one.err" ||
 for n in 2 3; do
     trainN "$n" --steps 6 --out "$tmp/r$n" >"$tmp/r$n.out" 2>"$tmp/r$n.err" ||
         { cat "$tmp/r$n.err" >&2; fail "the $n-rank run failed"; }
-    echo "$name: 1 process against $n ranks, 6 steps:"
+    echo "$test_name: 1 process against $n ranks, 6 steps:"
     same_ckpt "$tmp/one/model.ckpt" "$tmp/r$n/model.ckpt" "$RTOL" "1 process against $n ranks"
     same_csv "$tmp/one/train.csv" "$tmp/r$n/train.csv" "1 process against $n ranks"
     grep -q "$n MPI ranks share each batch" "$tmp/r$n.err" || fail "no line about the $n ranks"
@@ -87,7 +86,7 @@ run_state() { tail -c 52 "$1" | head -c 48 | od -An -tu8; }
 # ---- 1 rank of the MPI build is the plain build ------------------------------------------
 trainN 1 --steps 6 --out "$tmp/r1" >/dev/null 2>"$tmp/r1.err" ||
     { cat "$tmp/r1.err" >&2; fail "the 1-rank run failed"; }
-echo "$name: 1 rank of the MPI build against the plain build (bit for bit):"
+echo "$test_name: 1 rank of the MPI build against the plain build (bit for bit):"
 same_ckpt "$tmp/one/model.ckpt" "$tmp/r1/model.ckpt" 0 "1 rank against the plain build"
 
 # ---- resuming with another number of ranks --------------------------------------------------
@@ -95,14 +94,14 @@ trainN 2 --steps 3 --out "$tmp/two_then_one" >/dev/null 2>"$tmp/a.err" ||
     { cat "$tmp/a.err" >&2; fail "2 ranks, 3 steps failed"; }
 "$build/bin/agave-train" --data "$data" --steps 6 --out "$tmp/two_then_one" --resume \
     >/dev/null 2>"$tmp/b.err" || { cat "$tmp/b.err" >&2; fail "resuming in 1 process failed"; }
-echo "$name: 3 steps on 2 ranks, resumed for 3 in 1 process, against 6 in 1 process:"
+echo "$test_name: 3 steps on 2 ranks, resumed for 3 in 1 process, against 6 in 1 process:"
 same_ckpt "$tmp/one/model.ckpt" "$tmp/two_then_one/model.ckpt" "$RTOL" "2 ranks then 1"
 
 train1 --steps 3 --out "$tmp/one_then_two" >/dev/null 2>"$tmp/c.err" ||
     { cat "$tmp/c.err" >&2; fail "1 process, 3 steps failed"; }
 run 2 "$mbuild/bin/agave-train" --data "$data" --steps 6 --out "$tmp/one_then_two" --resume \
     >/dev/null 2>"$tmp/d.err" || { cat "$tmp/d.err" >&2; fail "resuming on 2 ranks failed"; }
-echo "$name: 3 steps in 1 process, resumed for 3 on 2 ranks, against 6 in 1 process:"
+echo "$test_name: 3 steps in 1 process, resumed for 3 on 2 ranks, against 6 in 1 process:"
 same_ckpt "$tmp/one/model.ckpt" "$tmp/one_then_two/model.ckpt" "$RTOL" "1 process then 2 ranks"
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -144,5 +143,5 @@ step=$(sed -n 's/^step \([0-9]*\): train.*/\1/p' "$tmp/sig.out")
 last=$(tail -n 1 "$tmp/sig/train.csv" | cut -d, -f1)
 [ -n "$step" ] && [ "$step" = "$last" ] ||
     fail "stopped at step '$step' but train.csv ends at step $last"
-echo "$name: SIGTERM to mpirun: both ranks stopped after step $step and rank 0 saved it"
-echo "$name: all checks passed"
+echo "$test_name: SIGTERM to mpirun: both ranks stopped after step $step and rank 0 saved it"
+echo "$test_name: all checks passed"

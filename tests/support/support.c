@@ -79,51 +79,42 @@ void support_write_file(const char *path, const void *p, size_t len)
 
 int support_tmpdir_make(char *buf, size_t len, const char *name)
 {
-    if (snprintf(buf, len, "/tmp/%s_XXXXXX", name) >= (int)len)
+    const char *base = getenv("TMPDIR");
+    int n = snprintf(buf, len, "%s/%s.XXXXXX", base && *base ? base : "/tmp", name);
+    if (n < 0 || (size_t)n >= len)
         return -1;
     return mkdtemp(buf) ? 0 : -1;
 }
 
-int support_tmpdir_remove(const char *dir)
-{
-    support_remove_tree(dir);
-    return 0;
-}
-
-char *support_temp_dir(const char *prefix)
-{
-    const char *base = getenv("TMPDIR");
-    char *p = malloc(4096);
-    assert_non_null(p);
-    snprintf(p, 4096, "%s/%s.XXXXXX", base && *base ? base : "/tmp", prefix);
-    if (!mkdtemp(p))
-        fail_msg("cannot create a temporary directory %s", p);
-    return p;
-}
-
-void support_remove_tree(const char *path)
+/* path and everything under it, following no symbolic link */
+static void remove_tree(const char *path)
 {
     struct stat st;
     if (lstat(path, &st) != 0)
         return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char *child = malloc(strlen(path) + strlen(e->d_name) + 2);
-            assert_non_null(child);
-            sprintf(child, "%s/%s", path, e->d_name);
-            support_remove_tree(child);
-            free(child);
-        }
-        if (d)
-            closedir(d);
-        rmdir(path);
-    } else {
+    if (!S_ISDIR(st.st_mode)) {
         unlink(path);
+        return;
     }
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char child[4096];
+        if (snprintf(child, sizeof child, "%s/%s", path, e->d_name) < (int)sizeof child)
+            remove_tree(child);
+    }
+    if (d)
+        closedir(d);
+    rmdir(path);
+}
+
+int support_tmpdir_remove(const char *dir)
+{
+    struct stat st;
+    remove_tree(dir);
+    return lstat(dir, &st) == 0 ? -1 : 0;
 }
 
 const char *support_path(const char *dir, const char *name)

@@ -19,16 +19,13 @@ char *support_read_text(const char *path);
 unsigned char *support_read_file(const char *path, size_t *len);
 void support_write_file(const char *path, const void *p, size_t len);
 
-/* A new empty directory /tmp/NAME_XXXXXX into buf (0 on success, for a
- * cmocka group setup), and its removal with everything in it (0 on success). */
+/* The tests' one temporary directory helper. A new empty directory
+ * $TMPDIR/NAME.XXXXXX (/tmp when TMPDIR is unset or empty), its path written
+ * into buf: 0 on success, -1 otherwise, so that a cmocka setup can return it.
+ * support_tmpdir_remove removes it with everything in it (following no
+ * symbolic link): 0 when it is gone, so that a teardown can return it. */
 int support_tmpdir_make(char *buf, size_t len, const char *name);
 int support_tmpdir_remove(const char *dir);
-
-/* A new empty directory under $TMPDIR (or /tmp), named after prefix; the
- * path is malloc'ed. support_remove_tree removes it with everything in it
- * (no symbolic link is followed). */
-char *support_temp_dir(const char *prefix);
-void support_remove_tree(const char *path);
 
 /* dir + "/" + name in a static ring of 8 buffers (valid for 8 calls). */
 const char *support_path(const char *dir, const char *name);
