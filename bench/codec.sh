@@ -7,6 +7,7 @@
 #   make programs bench
 #   sh bench/codec.sh --checkpoint run/model.ckpt --data /usr/share/datasets/fashion-mnist \
 #       [--limit 1000] [--samples 150] [--threads 2] [--speed] [--work DIR]
+#       [--baselines TSV]
 #
 # Steps (each prints what it ran; the work files stay in DIR, default
 # /tmp/agave-codec-bench):
@@ -16,7 +17,9 @@
 #  2. agave-eval --limit N --samples K: the model's negative ELBO and IWAE_K
 #     on the same images;
 #  3. bench/codec_baselines.py: PNG, WebP and JPEG XL, per image and all N
-#     images in one grid image;
+#     images in one grid image (--baselines TSV: take its output from an
+#     earlier run on the same data and N instead; they do not depend on the
+#     model and take long on CIFAR-10);
 #  4. with --speed: build/bench/codec_speed, 256 images, batch 64, on 1 and 2
 #     threads, three runs each, under flock /work/coord/bench.lock (the
 #     lock of timed measurements on the shared development machine; set
@@ -25,7 +28,7 @@
 set -eu
 
 build=${AGAVE_BUILD:-build}
-ckpt="" data="" limit=1000 samples=150 threads=2 speed=0 work=/tmp/agave-codec-bench
+ckpt="" data="" limit=1000 samples=150 threads=2 speed=0 work=/tmp/agave-codec-bench baselines=""
 while [ $# -gt 0 ]; do
     case $1 in
     --checkpoint) ckpt=$2; shift 2 ;;
@@ -35,6 +38,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --speed) speed=1; shift ;;
     --work) work=$2; shift 2 ;;
+    --baselines) baselines=$2; shift 2 ;;
     *) echo "codec.sh: unknown argument $1 (see the header of bench/codec.sh)" >&2; exit 2 ;;
     esac
 done
@@ -82,8 +86,13 @@ log "agave-eval --limit $limit --samples $samples"
 log "$(cat "$work/eval.json")"
 
 # 3. classical codecs
-log "PNG, WebP, JPEG XL on the same images (bench/codec_baselines.py)"
-python3 "$(dirname "$0")/codec_baselines.py" "$data" "$limit" "$work/baselines" >"$work/baselines.tsv"
+if [ -n "$baselines" ]; then
+    log "PNG, WebP, JPEG XL: taken from $baselines"
+    cp "$baselines" "$work/baselines.tsv"
+else
+    log "PNG, WebP, JPEG XL on the same images (bench/codec_baselines.py)"
+    python3 "$(dirname "$0")/codec_baselines.py" "$data" "$limit" "$work/baselines" >"$work/baselines.tsv"
+fi
 
 # 4. speed
 if [ $speed = 1 ]; then
