@@ -50,8 +50,9 @@ static agave_layer **slot_of(agave_model *m, const topo_layer *t)
     case TOPO_DN_UL: return &p->dn_ul[lv][i];
     case TOPO_UPSAMPLE_U: return &p->upsample_u[lv];
     case TOPO_UPSAMPLE_UL: return &p->upsample_ul[lv];
-    default: return &p->out;
+    case TOPO_OUT: return &p->out;
     }
+    return NULL;   /* unreachable: -Wswitch names a slot left out above */
 }
 
 /* Builds topology layer t into its field (topology_walk's visitor). */
