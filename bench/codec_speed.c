@@ -1,7 +1,11 @@
 /* Speed of the lossless codec (docs/codec.md, "Speed"): images/s of
  * agave_codec_encode and agave_codec_decode on the first N test images of a
  * data set, with a batch size and a thread count, repeated R times (the
- * range is printed); each decode is checked against the images.
+ * range is printed) after one untimed round (the first touches every
+ * buffer, which made it the slow end of every range); each decode is
+ * checked against the images. Last on the line: the range of each run's
+ * encoding speed over its decoding speed (a ratio within one run, which the
+ * machine's drift disturbs less than the two ranges).
  *
  *   make bench
  *   ./build/bench/codec_speed CHECKPOINT DATA [N=256] [BATCH=64] [THREADS=1] [R=3]
@@ -59,8 +63,8 @@ int main(int argc, char **argv)
     if (agave_codec_bound(m, &opt, n, &cap) != AGAVE_OK)
         return die(ctx, "bound");
     uint8_t *file = malloc(cap), *y = malloc((size_t)n * D);
-    double enc_lo = 1e30, enc_hi = 0, dec_lo = 1e30, dec_hi = 0;
-    for (int r = 0; r < repeats; r++) {
+    double enc_lo = 1e30, enc_hi = 0, dec_lo = 1e30, dec_hi = 0, ratio_lo = 1e30, ratio_hi = 0;
+    for (int r = -1; r < repeats; r++) {   /* r = -1: untimed warm-up (first touch) */
         double t0 = now();
         if (agave_codec_encode(m, &opt, x, n, file, cap, &size) != AGAVE_OK)
             return die(ctx, "encode");
@@ -71,14 +75,17 @@ int main(int argc, char **argv)
         double t2 = now();
         if (got != n || memcmp(x, y, (size_t)n * D) != 0)
             return die(NULL, "the decoded images differ");
+        if (r < 0)
+            continue;
         double e = n / (t1 - t0), d = n / (t2 - t1);
         enc_lo = e < enc_lo ? e : enc_lo, enc_hi = e > enc_hi ? e : enc_hi;
         dec_lo = d < dec_lo ? d : dec_lo, dec_hi = d > dec_hi ? d : dec_hi;
+        ratio_lo = e / d < ratio_lo ? e / d : ratio_lo, ratio_hi = e / d > ratio_hi ? e / d : ratio_hi;
     }
     printf("%d images, batch %d, %d thread%s: encode %.1f-%.1f images/s, decode %.1f-%.1f "
-           "images/s (%d runs), %.4f bits/dim\n",
+           "images/s (%d runs), %.4f bits/dim, encode/decode %.2f-%.2f\n",
            n, batch, threads, threads == 1 ? "" : "s", enc_lo, enc_hi, dec_lo, dec_hi, repeats,
-           8.0 * (double)size / ((double)n * (double)D));
+           8.0 * (double)size / ((double)n * (double)D), ratio_lo, ratio_hi);
     free(file), free(y);
     agave_dataset_free(ds);
     agave_model_free(m);

@@ -424,6 +424,134 @@ static void test_hook_matches_step(void **state)
     agave_context_free(ctx);
 }
 
+/* The hook's parameters of a tiny conditional model's sampler for n images
+ * (made for n_make, then set to n), run pixel by pixel or a row at a time,
+ * with or without fixed products; NULL when a step is refused (st says
+ * why). */
+typedef struct sampler_run {
+    int n_make, n, fixed, known;
+} sampler_run;
+
+static float *hook_params(agave_model *m, const uint8_t *x, const float *f, sampler_run r,
+                          agave_status *st)
+{
+    const int P = dmol_param_count(m->cfg.C, m->cfg.M), HW = m->cfg.H * m->cfg.W;
+    hook_log h = {malloc((size_t)HW * r.n * P * sizeof(float)), P, r.n};
+    cached_sampler *s;
+    assert_int_equal(cached_sampler_create(m, r.n_make, 1, &s), AGAVE_OK);
+    *st = r.fixed ? cached_sampler_fix_products(s) : AGAVE_OK;
+    if (*st == AGAVE_OK)
+        *st = cached_sampler_set_batch(s, r.n);
+    if (*st == AGAVE_OK)
+        *st = cached_sampler_begin(s, f, x);
+    if (*st == AGAVE_OK)
+        *st = r.known ? cached_sampler_run_known(s, log_hook, &h) : cached_sampler_run(s, log_hook, &h);
+    cached_sampler_free(s);
+    if (*st != AGAVE_OK) {
+        free(h.params);
+        return NULL;
+    }
+    return h.params;
+}
+
+typedef struct sampler_fixture {
+    agave_context *ctx;
+    agave_model *m;
+    uint8_t *x;
+    float *f;
+    int n;
+} sampler_fixture;
+
+static void sampler_fixture_make(sampler_fixture *fx, int n)
+{
+    assert_int_equal(agave_context_create(&fx->ctx, 3), AGAVE_OK);
+    assert_int_equal(agave_context_set_threads(fx->ctx, 2), AGAVE_OK);
+    agave_config cfg = support_tiny_config(3, 0, 1, 256, AGAVE_MODE_AGAVE);
+    assert_int_equal(agave_model_create(fx->ctx, &cfg, &fx->m), AGAVE_OK);
+    const int HW = cfg.H * cfg.W;
+    fx->n = n;
+    fx->x = malloc((size_t)n * 3 * HW);
+    fx->f = malloc((size_t)n * 3 * HW * sizeof *fx->f);
+    test_rng_seed(6);
+    for (int i = 0; i < n * 3 * HW; i++)
+        fx->x[i] = (uint8_t)test_uniform(0, 255.99), fx->f[i] = (float)test_uniform(-1, 1);
+    assert_int_equal(agave_model_init(fx->m, fx->x, n), AGAVE_OK);
+}
+
+static void sampler_fixture_free(sampler_fixture *fx)
+{
+    free(fx->x), free(fx->f);
+    agave_model_free(fx->m);
+    agave_context_free(fx->ctx);
+}
+
+static size_t params_bytes(const sampler_fixture *fx, int n)
+{
+    return (size_t)fx->m->cfg.H * fx->m->cfg.W * n * dmol_param_count(3, fx->m->cfg.M) *
+           sizeof(float);
+}
+
+/* The encoder's rows give the decoder's pixels' bits: with fixed products,
+ * a row at a time equals pixel by pixel to the last bit, for batches that
+ * split into lanes of 3 and 4 images and of 1 image. */
+static void test_rows_match_pixels(void **state)
+{
+    (void)state;
+    if (!cached_sampler_fixed_products_available())
+        skip();
+    sampler_fixture fx;
+    sampler_fixture_make(&fx, 7);
+    const int sizes[] = {7, 2, 1};
+    for (int i = 0; i < 3; i++) {
+        agave_status st;
+        float *pixels = hook_params(fx.m, fx.x, fx.f, (sampler_run){7, sizes[i], 1, 0}, &st);
+        assert_non_null(pixels);
+        float *rows = hook_params(fx.m, fx.x, fx.f, (sampler_run){7, sizes[i], 1, 1}, &st);
+        assert_non_null(rows);
+        assert_memory_equal(rows, pixels, params_bytes(&fx, sizes[i]));
+        free(pixels), free(rows);
+    }
+    sampler_fixture_free(&fx);
+}
+
+/* Without fixed products a row would round unlike a pixel: refused. */
+static void test_rows_need_fixed_products(void **state)
+{
+    (void)state;
+    sampler_fixture fx;
+    sampler_fixture_make(&fx, 3);
+    agave_status st;
+    assert_null(hook_params(fx.m, fx.x, fx.f, (sampler_run){3, 3, 0, 1}, &st));
+    assert_int_equal(st, AGAVE_ERR_STATE);
+    sampler_fixture_free(&fx);
+}
+
+/* A sampler set to a smaller batch computes what one made for it does, bit
+ * for bit (the same lanes, the same products), in both product modes; a
+ * batch beyond what it was made for, or of none, is refused. */
+static void test_set_batch_as_made(void **state)
+{
+    (void)state;
+    sampler_fixture fx;
+    sampler_fixture_make(&fx, 7);
+    const int fixed_modes = cached_sampler_fixed_products_available() ? 2 : 1;
+    for (int fixed = 0; fixed < fixed_modes; fixed++)
+        for (int n = 1; n <= 7; n += 3) {
+            agave_status st;
+            float *set = hook_params(fx.m, fx.x, fx.f, (sampler_run){7, n, fixed, 0}, &st);
+            float *made = hook_params(fx.m, fx.x, fx.f, (sampler_run){n, n, fixed, 0}, &st);
+            assert_non_null(set), assert_non_null(made);
+            assert_memory_equal(set, made, params_bytes(&fx, n));
+            free(set), free(made);
+        }
+    agave_status st;
+    assert_null(hook_params(fx.m, fx.x, fx.f, (sampler_run){3, 4, 0, 0}, &st));
+    assert_int_equal(st, AGAVE_ERR_INVALID_ARG);
+    assert_null(hook_params(fx.m, fx.x, fx.f, (sampler_run){3, 0, 0, 0}, &st));
+    assert_int_equal(st, AGAVE_ERR_INVALID_ARG);
+    sampler_fixture_free(&fx);
+}
+
 /* ---- models and images for the round trips ------------------------------------------ */
 /* A model of cfg after data-dependent initialisation and a few steps on x. */
 static agave_model *trained(agave_context *ctx, agave_config cfg, const uint8_t *x, int n)
@@ -906,6 +1034,9 @@ int main(void)
         cmocka_unit_test(test_pixel_interval_refuses),
         cmocka_unit_test(test_latent_tables),
         cmocka_unit_test(test_hook_matches_step),
+        cmocka_unit_test(test_rows_match_pixels),
+        cmocka_unit_test(test_rows_need_fixed_products),
+        cmocka_unit_test(test_set_batch_as_made),
         cmocka_unit_test(test_round_trip_tiny),
         cmocka_unit_test(test_streaming),
         cmocka_unit_test(test_round_trip_fashion),

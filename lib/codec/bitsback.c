@@ -24,8 +24,10 @@
  *            with q, last to first.
  * Both sides compute every float the same way: the same batch through the
  * same networks (the VAE's encoder and decoder on the whole batch, the cached
- * sampler's lanes), in the same order, on a machine and thread count the
- * file's header has checked. */
+ * sampler's lanes), on a machine and thread count the file's header has
+ * checked. With fixed products (codec_fixed_products) the encoder, which
+ * knows the images, runs the PixelCNN a row at a time: the same bits as the
+ * decoder's pixel-by-pixel steps, in far fewer and larger products. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,16 +84,16 @@ agave_status codec_core_start_chunk(codec_core *k, int64_t index)
 }
 
 /* ---- the networks ------------------------------------------------------------------ */
-/* The sampler for a batch of n (kept while n stays the same). Its lanes are
- * the chains: never more of them than the plan has stacks. */
+/* The sampler, made once for the plan's batch, set for a batch of n. Its
+ * lanes are the chains: never more of them than the plan has stacks. */
 static agave_status sampler_for(codec_core *k, int n)
 {
-    if (k->sampler && k->sampler_n == n)
-        return AGAVE_OK;
-    cached_sampler_free(k->sampler);
-    k->sampler = NULL;
-    TRY(cached_sampler_create(k->m, n, k->plan.latent > 0, &k->sampler));
-    k->sampler_n = n;
+    if (!k->sampler) {
+        TRY(cached_sampler_create(k->m, k->plan.batch, k->plan.latent > 0, &k->sampler));
+        if (codec_fixed_products())
+            TRY(cached_sampler_fix_products(k->sampler));
+    }
+    TRY(cached_sampler_set_batch(k->sampler, n));
     if (cached_sampler_lanes(k->sampler) > k->plan.chains)
         return ctx_error(k->ctx, AGAVE_ERR_STATE, "codec: %d lanes for %d chains: the context's "
                          "thread count changed since the coder was made",
@@ -300,7 +302,9 @@ agave_status codec_encode_batch(codec_core *k, const uint8_t *x, int n)
     memset(k->fail, 0, (size_t)k->plan.chains * sizeof *k->fail);
     k->x_enc = x;
     TRY(cached_sampler_begin(k->sampler, k->plan.latent ? k->f : NULL, x));
-    agave_status st = cached_sampler_run(k->sampler, encode_pixel, k);
+    agave_status st = codec_fixed_products()
+                          ? cached_sampler_run_known(k->sampler, encode_pixel, k)
+                          : cached_sampler_run(k->sampler, encode_pixel, k);
     if (st != AGAVE_OK)
         return run_failed(k, st, "codec: encoding");
     for (int t = 0; t < lanes; t++) {

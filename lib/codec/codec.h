@@ -53,8 +53,7 @@ typedef struct codec_core {
     codec_plan plan;
     latent_grid grid;
     rans_stack *chain;         /* plan.chains stacks of the current chunk */
-    cached_sampler *sampler;   /* kept while batches have the same size */
-    int sampler_n;
+    cached_sampler *sampler;   /* made once for the plan's batch (sampler_for) */
     uint32_t *zidx;            /* (batch, latent) bucket of each latent dimension */
     float *qmu, *qls;          /* (batch, latent) posterior mean and log-std */
     float *f;                  /* (batch, C, H/s, W/s) f(z) */
@@ -71,6 +70,11 @@ typedef struct codec_core {
 uint64_t codec_model_hash(const agave_model *m);
 /* This build and machine, as text: what decoding must find the same. */
 void codec_environment(char env[CODEC_ENV_MAX]);
+/* 1 when the PixelCNN's products are fixed (AVX-512F: the sampler's products
+ * do not depend on how many positions run at once), so that the encoder runs
+ * each image row at once and the decoder pixel by pixel with the same bits;
+ * 0: both pixel by pixel. The environment text says which. */
+int codec_fixed_products(void);
 /* The plan of an encoder of n images of model m with options opt. */
 agave_status codec_plan_make(agave_model *m, const agave_codec_options *opt, int64_t n,
                              codec_plan *plan);

@@ -82,9 +82,12 @@ void codec_environment(char env[CODEC_ENV_MAX])
 #else
     const char *compiler = "unknown";
 #endif
-    snprintf(env, CODEC_ENV_MAX, "libagave %s; cc %s; OpenBLAS %s; %s; libc %s",
-             agave_version_string(), compiler, openblas_get_corename(), vector_level(), libc);
+    snprintf(env, CODEC_ENV_MAX, "libagave %s; cc %s; OpenBLAS %s; %s; libc %s; pixelcnn %s",
+             agave_version_string(), compiler, openblas_get_corename(), vector_level(), libc,
+             codec_fixed_products() ? "fixed products by row" : "blas by pixel");
 }
+
+int codec_fixed_products(void) { return cached_sampler_fixed_products_available(); }
 
 /* ---- plans ------------------------------------------------------------------------ */
 agave_status codec_check_products(agave_context *ctx)

@@ -26,6 +26,14 @@
  * gated block's 1x1 short-cut and conditioning projections are extra columns
  * of the same GEMM (x W^T with W = [conv | nin]).
  *
+ * Fixed products (the codec): every GEMM runs on lib/core/gemm_rows.c, in
+ * which each element is one chain of multiply-adds in k order, whatever the
+ * number of rows multiplied at once.
+ * Then a position's activations have the same bits whether it is computed
+ * alone or with its whole row, and an encoder, which knows every pixel, can
+ * run each ul row as one GEMM per layer (cached_sampler_run_known) while the
+ * decoder steps pixel by pixel, and both get the same numbers.
+ *
  * Threads: the images are split into lanes, one per context thread, each with
  * its own caches (and a one-thread context for its GEMMs, which are too small
  * to split); the weights are shared. sample_pixels_cached runs each lane
@@ -40,6 +48,7 @@
 
 #include "../loss/loss.h"
 #include "sample_cached.h"
+#include "../core/gemm_rows.h"
 #include "../core/simd.h"
 
 #define LEVELS TOPO_LEVELS
@@ -63,6 +72,7 @@ typedef struct lin {
     float *w;        /* (cout, k): conv taps first, tap-major ((a*KW + b)*in + c), then 1x1 */
     float *b;        /* (cout): the sum of the fused layers' biases */
     int cout, k;
+    float *packed;   /* w for gemm_rows (fixed products), else NULL */
 } lin;
 
 /* Where the taps of a (transposed) convolution read: lib/nn's own geometry. */
@@ -96,12 +106,14 @@ typedef struct lane {
     gated_cache cdu[LEVELS][MODEL_MAX_R + 1], cdul[LEVELS][MODEL_MAX_R + 1];  /* down pass */
     float *cols;              /* (positions * n, k) for the largest k */
     float *tmp;               /* (positions * n, 2F) */
+    float *row_params;        /* (W, n, P): a row's parameters (cached_sampler_run_known) */
 } lane;
 
 struct cached_sampler {
     agave_model *m;
     agave_context *ctx;
     int n, C, H, W, F, R, P, cond;
+    int fixed;                /* fixed products (cached_sampler_fix_products) */
     /* the first layers on [x~, 1] and the output head */
     lin u_init, ul_a, ul_b, out;
     geo u_init_g, ul_a_g, ul_b_g;
@@ -112,7 +124,8 @@ struct cached_sampler {
     gated du[LEVELS][MODEL_MAX_R + 1], dul[LEVELS][MODEL_MAX_R + 1];  /* down pass */
     size_t cols_cap;          /* the largest k */
     lane *lanes;
-    int n_lanes;
+    int n_lanes;              /* lanes of the current batch */
+    int n_cap, lanes_cap;     /* the largest batch (as created) and its lanes */
     float *params;            /* (n, P) */
     const uint8_t *img;
     int next;                 /* raster index of the next pixel to step, -1 before begin */
@@ -337,11 +350,25 @@ SIMD_CLONES static void dot_row(const float *restrict c0, int k, const float *re
     }
 }
 
+/* out (rows, cout) += b. */
+static void add_bias(const lin *w, size_t rows, float *out)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (int o = 0; o < w->cout; o++)
+            out[r * w->cout + o] += w->b[o];
+}
+
 /* out (rows, cout) = the lane's cols (rows, k) W^T + b. A few rows (a ul
  * position of a small batch) as dot products: sgemm would pack all of W for
  * them, which cost more than the products. */
 static void linear(lane *l, const lin *w, size_t rows, float *out)
 {
+    if (w->packed) {   /* fixed products: the same bits for any rows */
+        gemm_rows((int)rows, w->cout, w->k, l->cols, (size_t)w->k, w->packed, w->b, out,
+                  (size_t)w->cout);
+        l->gemm_ctx->gemm_flops += 2ull * rows * (uint64_t)w->cout * (uint64_t)w->k;
+        return;
+    }
     if (rows <= SMALL_ROWS) {
         size_t r = 0;
         for (; r + 4 <= rows; r += 4)
@@ -352,9 +379,7 @@ static void linear(lane *l, const lin *w, size_t rows, float *out)
     }
     gemm(l->gemm_ctx, 0, 1, (int)rows, w->cout, w->k, 1.0f, l->cols, w->k, w->w, w->k, 0.0f, out,
          w->cout);
-    for (size_t r = 0; r < rows; r++)
-        for (int o = 0; o < w->cout; o++)
-            out[r * w->cout + o] += w->b[o];
+    add_bias(w, rows, out);
 }
 
 /* out at (I, j0..j1) = the (transposed) convolution w of in. */
@@ -417,21 +442,24 @@ static void first_u(const cached_sampler *s, lane *l, int i)
         conv_rows(l, &s->u_init, &s->u_init_g, &l->x, i - 1, 0, s->W, o);
 }
 
-/* ul at (i, j), level 0: down_shift(conv_1x3(xp)) + right_shift(conv_2x1(xp)). */
-static void first_ul(const cached_sampler *s, lane *l, int i, int j)
+/* ul at (i, j0..j1), level 0: down_shift(conv_1x3(xp)) + right_shift(conv_2x1(xp));
+ * position j takes the 2x1 conv's output at j - 1 (nothing at j = 0). */
+static void first_ul(const cached_sampler *s, lane *l, int i, int j0, int j1)
 {
-    const size_t count = (size_t)l->n * s->F;
-    float *o = act_at(l, &l->sul[0], i, j);
-    memset(o, 0, count * sizeof(float));
+    const size_t per = (size_t)l->n * s->F;
+    float *o = act_at(l, &l->sul[0], i, j0);
+    memset(o, 0, (size_t)(j1 - j0) * per * sizeof(float));
     if (i > 0) {
-        conv_rows(l, &s->ul_a, &s->ul_a_g, &l->x, i - 1, j, j + 1, l->tmp);
-        for (size_t k = 0; k < count; k++)
+        conv_rows(l, &s->ul_a, &s->ul_a_g, &l->x, i - 1, j0, j1, l->tmp);
+        for (size_t k = 0; k < (size_t)(j1 - j0) * per; k++)
             o[k] += l->tmp[k];
     }
-    if (j > 0) {
-        conv_rows(l, &s->ul_b, &s->ul_b_g, &l->x, i, j - 1, j, l->tmp);
-        for (size_t k = 0; k < count; k++)
-            o[k] += l->tmp[k];
+    int b0 = j0 > 0 ? j0 : 1;
+    if (b0 < j1) {
+        conv_rows(l, &s->ul_b, &s->ul_b_g, &l->x, i, b0 - 1, j1 - 1, l->tmp);
+        float *ob = act_at(l, &l->sul[0], i, b0);
+        for (size_t k = 0; k < (size_t)(j1 - b0) * per; k++)
+            ob[k] += l->tmp[k];
     }
 }
 
@@ -449,18 +477,18 @@ static void up_u(const cached_sampler *s, lane *l, int lv, int I, int j0, int j1
                    cond_at(s, l, lv), I, j0, j1, &l->su[stack_index(s, lv, r + 1)]);
 }
 
-/* Up pass of the ul stream at level lv, position (I, J): short-cut u. */
-static void up_ul(const cached_sampler *s, lane *l, int lv, int I, int J)
+/* Up pass of the ul stream at level lv, positions (I, j0..j1): short-cut u. */
+static void up_ul(const cached_sampler *s, lane *l, int lv, int I, int j0, int j1)
 {
     act *first = &l->sul[stack_index(s, lv, 0)];
     if (lv == 0)
-        first_ul(s, l, I, J);
+        first_ul(s, l, I, j0, j1);
     else
         conv_rows(l, &s->down_ul[lv - 1], &s->down_ul_g, &l->sul[stack_index(s, lv - 1, s->R)], I,
-                  J, J + 1, act_at(l, first, I, J));
+                  j0, j1, act_at(l, first, I, j0));
     for (int r = 0; r < s->R; r++)
         gated_rows(l, &s->gul[lv][r], &l->cul[lv][r], &l->sul[stack_index(s, lv, r)],
-                   &l->su[stack_index(s, lv, r + 1)], NULL, cond_at(s, l, lv), I, J, J + 1,
+                   &l->su[stack_index(s, lv, r + 1)], NULL, cond_at(s, l, lv), I, j0, j1,
                    &l->sul[stack_index(s, lv, r + 1)]);
 }
 
@@ -491,17 +519,17 @@ static void down_u(const cached_sampler *s, lane *l, int lv, int I, int j0, int 
 }
 
 /* Down pass of the ul stream: short-cut concat(u of this block, popped ul). */
-static void down_ul(const cached_sampler *s, lane *l, int lv, int I, int J)
+static void down_ul(const cached_sampler *s, lane *l, int lv, int I, int j0, int j1)
 {
     const act *x = &l->sul[stack_index(s, 2, s->R)];
     if (lv < 2) {
-        conv_rows(l, &s->up_ul[lv], &s->up_ul_g, down_last(s, l->dul_out, l->sul, lv + 1), I, J,
-                  J + 1, act_at(l, &l->upul[lv], I, J));
+        conv_rows(l, &s->up_ul[lv], &s->up_ul_g, down_last(s, l->dul_out, l->sul, lv + 1), I, j0,
+                  j1, act_at(l, &l->upul[lv], I, j0));
         x = &l->upul[lv];
     }
     for (int r = 0; r < down_blocks(s, lv); r++) {
         gated_rows(l, &s->dul[lv][r], &l->cdul[lv][r], x, &l->du_out[lv][r],
-                   &l->sul[popped(s, lv, r)], cond_at(s, l, lv), I, J, J + 1,
+                   &l->sul[popped(s, lv, r)], cond_at(s, l, lv), I, j0, j1,
                    &l->dul_out[lv][r]);
         x = &l->dul_out[lv][r];
     }
@@ -525,9 +553,21 @@ static void ul_positions(const cached_sampler *s, lane *l, int i, int j)
 {
     int top = top_level(i) < top_level(j) ? top_level(i) : top_level(j);
     for (int lv = 0; lv <= top; lv++)
-        up_ul(s, l, lv, i >> lv, j >> lv);
+        up_ul(s, l, lv, i >> lv, j >> lv, (j >> lv) + 1);
     for (int lv = top; lv >= 0; lv--)
-        down_ul(s, l, lv, i >> lv, j >> lv);
+        down_ul(s, l, lv, i >> lv, j >> lv, (j >> lv) + 1);
+}
+
+/* Every ul position of image row i at once, a layer at a time over the row
+ * (the encoder, which knows the whole row): the positions ul_positions
+ * computes at the pixels of row i, from the same inputs. */
+static void ul_row(const cached_sampler *s, lane *l, int i)
+{
+    int top = top_level(i);
+    for (int lv = 0; lv <= top; lv++)
+        up_ul(s, l, lv, i >> lv, 0, s->W >> lv);
+    for (int lv = top; lv >= 0; lv--)
+        down_ul(s, l, lv, i >> lv, 0, s->W >> lv);
 }
 
 /* The lane's rows of params (n, P) = nin(elu(ul)) at (i, j). */
@@ -535,6 +575,16 @@ static void output_head(const cached_sampler *s, lane *l, int i, int j, float *p
 {
     elu_run(act_at(l, &l->dul_out[0][s->R], i, j), (size_t)l->n * s->F, l->cols);
     linear(l, &s->out, (size_t)l->n, params + (size_t)l->n0 * s->P);
+}
+
+/* The lane's row of params (W, n, P) = nin(elu(ul)) at (i, 0..W): the same
+ * element-wise calls and products as output_head at each position. */
+static void output_head_row(const cached_sampler *s, lane *l, int i, float *params)
+{
+    const size_t per = (size_t)l->n * s->F;
+    for (int j = 0; j < s->W; j++)
+        elu_run(act_at(l, &l->dul_out[0][s->R], i, j), per, l->cols + (size_t)j * per);
+    linear(l, &s->out, (size_t)s->W * l->n, params);
 }
 
 /* x~ and the channel of ones of pixel p (raster index) of the lane's images. */
@@ -584,6 +634,7 @@ agave_status cached_sampler_step(cached_sampler *s, int r, int c, const float **
                          r, c, s->next);
     if (s->n_lanes == 1) {
         lane_step(s, &s->lanes[0], r, c, s->params);
+        collect_flops(s);
     } else {
         /* lanes touch only their own caches, context and rows of params */
 #pragma omp parallel for num_threads(s->n_lanes) schedule(static, 1)
@@ -618,30 +669,77 @@ static agave_status lane_run(const cached_sampler *s, lane *l, int t, cached_pix
     return AGAVE_OK;
 }
 
+/* Lane t through every image row: the row's pixels come in, then its u rows,
+ * its ul positions and its parameters at once; the hook after each pixel. */
+static agave_status lane_run_known(const cached_sampler *s, lane *l, int t, cached_pixel_hook hook,
+                                   void *user)
+{
+    const size_t per_pixel = (size_t)l->n * s->P;
+    int taken = 0;   /* pixels [0, taken) are in the lane's x */
+    for (int i = 0; i < s->H; i++) {
+        /* what the steps of row i have taken by its last pixel */
+        for (; taken < i * s->W + s->W - 1; taken++)
+            take_pixel(s, l, taken);
+        u_rows(s, l, i);
+        ul_row(s, l, i);
+        output_head_row(s, l, i, l->row_params);
+        for (int j = 0; j < s->W; j++) {
+            agave_status st = hook(user, t, l->n0, l->n, i * s->W + j,
+                                   l->row_params + (size_t)j * per_pixel);
+            if (st != AGAVE_OK)
+                return st;
+        }
+    }
+    return AGAVE_OK;
+}
+
+/* Every lane through its images, in parallel: pixel by pixel, or a row at a
+ * time (known); the first failing lane's status. */
+static agave_status run_lanes(cached_sampler *s, int known, cached_pixel_hook hook, void *user)
+{
+    agave_status st = AGAVE_OK;
+    if (s->n_lanes == 1) {
+        st = known ? lane_run_known(s, &s->lanes[0], 0, hook, user)
+                   : lane_run(s, &s->lanes[0], 0, hook, user);
+        collect_flops(s);
+        s->next = -1;
+        return st;
+    }
+    agave_status *lane_st = malloc((size_t)s->n_lanes * sizeof *lane_st);
+    if (!lane_st)
+        return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory");
+    /* one parallel region for the whole image, as sample_lanes */
+#pragma omp parallel for num_threads(s->n_lanes) schedule(static, 1)
+    for (int t = 0; t < s->n_lanes; t++)
+        lane_st[t] = known ? lane_run_known(s, &s->lanes[t], t, hook, user)
+                           : lane_run(s, &s->lanes[t], t, hook, user);
+    collect_flops(s);
+    for (int t = 0; t < s->n_lanes && st == AGAVE_OK; t++)
+        st = lane_st[t];
+    free(lane_st);
+    s->next = -1;
+    return st;
+}
+
 agave_status cached_sampler_run(cached_sampler *s, cached_pixel_hook hook, void *user)
 {
     if (!s || !hook)
         return AGAVE_ERR_NULL;
     if (s->next != 0)
         return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: run needs a fresh begin");
-    agave_status st = AGAVE_OK;
-    if (s->n_lanes == 1) {
-        st = lane_run(s, &s->lanes[0], 0, hook, user);
-    } else {
-        agave_status *lane_st = malloc((size_t)s->n_lanes * sizeof *lane_st);
-        if (!lane_st)
-            return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory");
-        /* one parallel region for the whole image, as sample_lanes */
-#pragma omp parallel for num_threads(s->n_lanes) schedule(static, 1)
-        for (int t = 0; t < s->n_lanes; t++)
-            lane_st[t] = lane_run(s, &s->lanes[t], t, hook, user);
-        collect_flops(s);
-        for (int t = 0; t < s->n_lanes && st == AGAVE_OK; t++)
-            st = lane_st[t];
-        free(lane_st);
-    }
-    s->next = -1;
-    return st;
+    return run_lanes(s, 0, hook, user);
+}
+
+agave_status cached_sampler_run_known(cached_sampler *s, cached_pixel_hook hook, void *user)
+{
+    if (!s || !hook)
+        return AGAVE_ERR_NULL;
+    if (s->next != 0)
+        return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: run needs a fresh begin");
+    if (!s->fixed)
+        return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: a whole row at once gives "
+                         "the pixel-by-pixel numbers only with fixed products");
+    return run_lanes(s, 1, hook, user);
 }
 
 /* ---- weights ------------------------------------------------------------------------- */
@@ -688,7 +786,7 @@ static agave_status lin_of(cached_sampler *s, lin *l, agave_layer *layer)
     return lin_put(s, l, layer, 0);
 }
 
-static void lin_free(lin *l) { free(l->w), free(l->b); }
+static void lin_free(lin *l) { free(l->w), free(l->b), free(l->packed); }
 
 /* The layer's geometry (lib/nn). The rings hold two rows: every kernel
  * must read at most the row it computes (at its stride) and the one above. */
@@ -729,7 +827,6 @@ static agave_status gated_init(cached_sampler *s, gated *b, agave_layer *l)
     return AGAVE_OK;
 }
 
-static void gated_free(gated *b) { lin_free(&b->c1), lin_free(&b->c2); }
 
 static agave_status first_layers_init(cached_sampler *s)
 {
@@ -776,40 +873,79 @@ static agave_status weights_init(cached_sampler *s)
     return st;
 }
 
+/* Every lin of s into all (those of absent blocks too, with w NULL); the count. */
+#define MAX_LINS (12 + LEVELS * (4 * MODEL_MAX_R + 4 * (MODEL_MAX_R + 1)))
+static int all_lins(cached_sampler *s, lin *all[MAX_LINS])
+{
+    lin *first[] = {&s->u_init, &s->ul_a, &s->ul_b, &s->out, &s->down_u[0], &s->down_u[1],
+                    &s->down_ul[0], &s->down_ul[1], &s->up_u[0], &s->up_u[1], &s->up_ul[0],
+                    &s->up_ul[1]};
+    int n = 0;
+    for (size_t i = 0; i < sizeof first / sizeof *first; i++)
+        all[n++] = first[i];
+    for (int lv = 0; lv < LEVELS; lv++) {
+        gated *blocks[] = {s->gu[lv], s->gul[lv], s->du[lv], s->dul[lv]};
+        int counts[] = {MODEL_MAX_R, MODEL_MAX_R, MODEL_MAX_R + 1, MODEL_MAX_R + 1};
+        for (int b = 0; b < 4; b++)
+            for (int r = 0; r < counts[b]; r++)
+                all[n++] = &blocks[b][r].c1, all[n++] = &blocks[b][r].c2;
+    }
+    return n;
+}
+
 static void weights_free(cached_sampler *s)
 {
-    lin *lins[] = {&s->u_init, &s->ul_a, &s->ul_b, &s->out, &s->down_u[0], &s->down_u[1],
-                   &s->down_ul[0], &s->down_ul[1], &s->up_u[0], &s->up_u[1], &s->up_ul[0],
-                   &s->up_ul[1]};
-    for (size_t i = 0; i < sizeof lins / sizeof *lins; i++)
-        lin_free(lins[i]);
-    for (int lv = 0; lv < LEVELS; lv++) {
-        for (int r = 0; r < MODEL_MAX_R; r++)
-            gated_free(&s->gu[lv][r]), gated_free(&s->gul[lv][r]);
-        for (int r = 0; r <= MODEL_MAX_R; r++)
-            gated_free(&s->du[lv][r]), gated_free(&s->dul[lv][r]);
+    lin *all[MAX_LINS];
+    int count = all_lins(s, all);
+    for (int i = 0; i < count; i++)
+        lin_free(all[i]);
+}
+
+/* ---- fixed products ------------------------------------------------------------------ */
+int cached_sampler_fixed_products_available(void) { return gemm_rows_available(); }
+
+agave_status cached_sampler_fix_products(cached_sampler *s)
+{
+    if (!s)
+        return AGAVE_ERR_NULL;
+    if (!gemm_rows_available())
+        return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: fixed products need a CPU "
+                         "with AVX-512F");
+    if (s->fixed)
+        return AGAVE_OK;
+    lin *all[MAX_LINS];
+    int count = all_lins(s, all);
+    for (int i = 0; i < count; i++) {
+        lin *w = all[i];
+        if (!w->w)
+            continue;   /* a block this configuration does not have */
+        w->packed = malloc(gemm_rows_packed_floats(w->cout, w->k) * sizeof(float));
+        if (!w->packed)
+            return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory (weights)");
+        gemm_rows_pack(w->cout, w->k, w->w, w->packed);
     }
+    s->fixed = 1;
+    return AGAVE_OK;
 }
 
 /* ---- lanes ----------------------------------------------------------------------------- */
-/* Lane t's images, its caches and scratch; a context of its own for GEMMs
- * when lanes run in parallel (one thread each: its GEMMs are small, and a
- * context's counters are not shared between threads). */
-static agave_status lane_init(cached_sampler *s, lane *l, int t)
+/* A lane's caches and scratch for up to cap images; a context of its own for
+ * GEMMs when lanes run in parallel (one thread each: its GEMMs are small, and
+ * a context's counters are not shared between threads). */
+static agave_status lane_init(cached_sampler *s, lane *l, int cap)
 {
-    l->n0 = s->n * t / s->n_lanes;
-    l->n = s->n * (t + 1) / s->n_lanes - l->n0;
     l->gemm_ctx = s->ctx;
-    if (s->n_lanes > 1 && (agave_context_create(&l->gemm_ctx, 0) != AGAVE_OK || !l->gemm_ctx))
+    if (s->lanes_cap > 1 && (agave_context_create(&l->gemm_ctx, 0) != AGAVE_OK || !l->gemm_ctx))
         return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory (contexts)");
+    l->n = cap;
     l->mem_floats = lane_place(s, l, NULL);
     l->mem = malloc(l->mem_floats * sizeof(float));
-    size_t rows = (size_t)s->W * l->n;
+    size_t rows = (size_t)s->W * cap;
     l->cols = malloc(rows * s->cols_cap * sizeof(float));
     l->tmp = malloc(rows * 2 * (size_t)s->F * sizeof(float));
-    if (!l->mem || !l->cols || !l->tmp)
+    l->row_params = malloc(rows * (size_t)s->P * sizeof(float));
+    if (!l->mem || !l->cols || !l->tmp || !l->row_params)
         return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory (caches)");
-    lane_place(s, l, l->mem);
     return AGAVE_OK;
 }
 
@@ -817,19 +953,41 @@ static void lane_free(const cached_sampler *s, lane *l)
 {
     if (l->gemm_ctx && l->gemm_ctx != s->ctx)
         agave_context_free(l->gemm_ctx);
-    free(l->mem), free(l->cols), free(l->tmp);
+    free(l->mem), free(l->cols), free(l->tmp), free(l->row_params);
 }
 
+/* Lanes for batches of up to n_cap images: min(threads, n_cap) of them, each
+ * with room for ceil(n_cap / lanes) images (no later batch gives one more). */
 static agave_status lanes_init(cached_sampler *s)
 {
     int threads = s->ctx->threads;
-    s->n_lanes = threads < s->n ? threads : s->n;
-    s->lanes = calloc((size_t)s->n_lanes, sizeof *s->lanes);
-    s->params = malloc((size_t)s->n * s->P * sizeof(float));
+    s->lanes_cap = threads < s->n_cap ? threads : s->n_cap;
+    s->lanes = calloc((size_t)s->lanes_cap, sizeof *s->lanes);
+    s->params = malloc((size_t)s->n_cap * s->P * sizeof(float));
     if (!s->lanes || !s->params)
         return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory");
-    for (int t = 0; t < s->n_lanes; t++)
-        TRY(lane_init(s, &s->lanes[t], t));
+    int cap = (s->n_cap + s->lanes_cap - 1) / s->lanes_cap;
+    for (int t = 0; t < s->lanes_cap; t++)
+        TRY(lane_init(s, &s->lanes[t], cap));
+    return AGAVE_OK;
+}
+
+agave_status cached_sampler_set_batch(cached_sampler *s, int n)
+{
+    if (!s)
+        return AGAVE_ERR_NULL;
+    if (n < 1 || n > s->n_cap)
+        return ctx_error(s->ctx, AGAVE_ERR_INVALID_ARG, "cached sampler: a batch of %d (it was "
+                         "made for 1..%d)", n, s->n_cap);
+    s->n = n;
+    s->n_lanes = s->lanes_cap < n ? s->lanes_cap : n;
+    for (int t = 0; t < s->n_lanes; t++) {
+        lane *l = &s->lanes[t];
+        l->n0 = n * t / s->n_lanes;
+        l->n = n * (t + 1) / s->n_lanes - l->n0;
+        l->mem_floats = lane_place(s, l, l->mem);
+    }
+    s->next = -1;
     return AGAVE_OK;
 }
 
@@ -846,12 +1004,14 @@ agave_status cached_sampler_create(agave_model *m, int n, int conditional, cache
     cached_sampler *s = calloc(1, sizeof *s);
     if (!s)
         return ctx_error(m->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory");
-    s->m = m, s->ctx = m->ctx, s->n = n, s->C = c->C, s->H = c->H, s->W = c->W, s->F = c->F;
+    s->m = m, s->ctx = m->ctx, s->n_cap = n, s->C = c->C, s->H = c->H, s->W = c->W, s->F = c->F;
     s->R = c->R, s->P = dmol_param_count(c->C, c->M), s->cond = conditional != 0, s->next = -1;
     s->cols_cap = (size_t)s->F;   /* the output head's input */
     agave_status st = weights_init(s);
     if (st == AGAVE_OK)
         st = lanes_init(s);
+    if (st == AGAVE_OK)
+        st = cached_sampler_set_batch(s, n);
     if (st != AGAVE_OK) {
         cached_sampler_free(s);
         return st;
@@ -865,7 +1025,7 @@ void cached_sampler_free(cached_sampler *s)
     if (!s)
         return;
     weights_free(s);
-    for (int t = 0; s->lanes && t < s->n_lanes; t++)
+    for (int t = 0; s->lanes && t < s->lanes_cap; t++)
         lane_free(s, &s->lanes[t]);
     free(s->lanes), free(s->params);
     free(s);
@@ -890,12 +1050,16 @@ static agave_status condition(cached_sampler *s, const float *f)
         lane *l = &s->lanes[q];
         for (int lv = 0; lv < LEVELS; lv++) {
             const act *a = &l->g[lv];
-            for (int k = 0; k < l->n; k++)
-                for (int ch = 0; ch < s->F; ch++) {
-                    const float *src = g[lv]->data + ((size_t)(l->n0 + k) * s->F + ch) * a->h * a->w;
-                    for (int i = 0; i < a->h; i++)
-                        for (int j = 0; j < a->w; j++)
-                            act_at(l, a, i, j)[k * s->F + ch] = src[i * a->w + j];
+            const size_t plane = (size_t)a->h * a->w;
+            const float *src = g[lv]->data + (size_t)l->n0 * s->F * plane;
+            /* written in order: a position's (image, channel) values are
+             * contiguous, their sources a plane apart */
+            for (int i = 0; i < a->h; i++)
+                for (int j = 0; j < a->w; j++) {
+                    float *dst = act_at(l, a, i, j);
+                    const float *at = src + (size_t)i * a->w + j;
+                    for (size_t kc = 0; kc < (size_t)l->n * s->F; kc++)
+                        dst[kc] = at[kc * plane];
                 }
         }
     }
@@ -907,9 +1071,10 @@ agave_status cached_sampler_begin(cached_sampler *s, const float *f, const uint8
     if (!s || !x || (s->cond && !f))
         return s ? ctx_error(s->ctx, AGAVE_ERR_NULL, "cached sampler: x or f is NULL")
                  : AGAVE_ERR_NULL;
+    /* all bits set: a NaN in every float (memset runs wide; a loop of NaN
+     * stores stayed scalar) */
     for (int t = 0; t < s->n_lanes; t++)
-        for (size_t i = 0; i < s->lanes[t].mem_floats; i++)
-            s->lanes[t].mem[i] = NAN;
+        memset(s->lanes[t].mem, 0xff, s->lanes[t].mem_floats * sizeof(float));
     s->img = x;
     s->next = 0;
     if (s->cond) {

@@ -20,6 +20,11 @@ agave_status cached_sampler_create(agave_model *m, int n, int conditional,
                                    cached_sampler **out);
 void cached_sampler_free(cached_sampler *s);
 
+/* From now on batches of n images, 1 <= n <= the n it was created with: the
+ * caches are kept (the codec's batches grow from 1 to its batch size). The
+ * lanes are those a sampler created for n would have. */
+agave_status cached_sampler_set_batch(cached_sampler *s, int n);
+
 /* Starts a batch of n images. f is f(z) (n,C,H/s,W/s) when conditional
  * (else NULL); it is read now. x (n,C,H,W) is where the pixels are: it is
  * read pixel by pixel, pixel (r,c) at the step after (r,c), so it may be
@@ -50,6 +55,23 @@ typedef agave_status (*cached_pixel_hook)(void *user, int lane, int first, int c
  * images, not on the other lanes nor on the order the lanes run in. Returns
  * the first failing lane's status. */
 agave_status cached_sampler_run(cached_sampler *s, cached_pixel_hook hook, void *user);
+
+/* ---- fixed products (the codec) ---- */
+/* 1 if this CPU can fix the products (AVX-512F). */
+int cached_sampler_fixed_products_available(void);
+
+/* From now on every product of s runs on the library's AVX-512 kernel, in
+ * which each element is summed in an order fixed by k alone
+ * (lib/core/gemm_avx512.h): an activation's bits then do not depend on how
+ * many positions are computed at once. AGAVE_ERR_STATE without AVX-512F. */
+agave_status cached_sampler_fix_products(cached_sampler *s);
+
+/* cached_sampler_run for an x that holds every pixel already (the encoder):
+ * each image row's ul positions run as one product per layer, the hook is
+ * called after each pixel as by cached_sampler_run, with the same bits
+ * (fixed products required: AGAVE_ERR_STATE otherwise). The hook must not
+ * change x. */
+agave_status cached_sampler_run_known(cached_sampler *s, cached_pixel_hook hook, void *user);
 
 /* How the batch is split: lanes (min(context threads, n)) and lane t's images. */
 int cached_sampler_lanes(const cached_sampler *s);

@@ -1,0 +1,26 @@
+/* Products whose every element has the same bits however many rows are
+ * multiplied at once (lib/core/gemm_rows.c): C (rows, N) = A (rows, K) W^T
+ * + bias, for the cached sampler's fixed products (the codec's encoder runs
+ * a whole image row where its decoder runs one pixel, and both must round
+ * alike). AVX-512F only; gemm_rows_available says whether this CPU has it. */
+#ifndef AGAVE_CORE_GEMM_ROWS_H
+#define AGAVE_CORE_GEMM_ROWS_H
+
+#include <stddef.h>
+
+int gemm_rows_available(void);
+
+/* Floats of W (N, K) packed for gemm_rows: K rows of N rounded up to 16. */
+size_t gemm_rows_packed_floats(int N, int K);
+
+/* packed = W (N, K, row-major) as gemm_rows reads it: (K, N16), zero past N. */
+void gemm_rows_pack(int N, int K, const float *W, float *packed);
+
+/* C[r][o] = (sum over k = 0, 1, ..., K-1 of A[r][k] W[o][k], a chain of fused
+ * multiply-adds from zero in that order) + bias[o], for r < rows, o < N.
+ * A has leading dimension lda, C ldc. An element depends only on its row of
+ * A, its row of W and its bias. */
+void gemm_rows(int rows, int N, int K, const float *A, size_t lda, const float *packed,
+               const float *bias, float *C, size_t ldc);
+
+#endif
