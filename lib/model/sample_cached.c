@@ -26,13 +26,14 @@
  * gated block's 1x1 short-cut and conditioning projections are extra columns
  * of the same GEMM (x W^T with W = [conv | nin]).
  *
- * Fixed products (the codec): every GEMM runs on lib/core/gemm_rows.c, in
- * which each element is one chain of multiply-adds in k order, whatever the
- * number of rows multiplied at once.
- * Then a position's activations have the same bits whether it is computed
- * alone or with its whole row, and an encoder, which knows every pixel, can
- * run each ul row as one GEMM per layer (cached_sampler_run_known) while the
- * decoder steps pixel by pixel, and both get the same numbers.
+ * Fixed products (the codec, and sampling where the CPU has AVX-512F): every
+ * GEMM runs on lib/core/gemm_rows.c over weights packed once, each element
+ * one chain of multiply-adds in k order whatever the number of rows
+ * multiplied at once. Then a position's activations have the same bits
+ * whether it is computed alone or with its whole row, and an encoder, which
+ * knows every pixel, can run each ul row as one GEMM per layer
+ * (cached_sampler_run_known) while the decoder steps pixel by pixel, and both
+ * get the same numbers.
  *
  * Threads: the images are split into lanes, one per context thread, each with
  * its own caches (and a one-thread context for its GEMMs, which are too small
@@ -126,7 +127,7 @@ struct cached_sampler {
     lane *lanes;
     int n_lanes;              /* lanes of the current batch */
     int n_cap, lanes_cap;     /* the largest batch (as created) and its lanes */
-    float *params;            /* (n, P) */
+    float *params;            /* (n_cap, P) */
     const uint8_t *img;
     int next;                 /* raster index of the next pixel to step, -1 before begin */
 };
@@ -1142,7 +1143,11 @@ agave_status sample_pixels_cached(agave_model *m, int n, const float *f, uint8_t
     cached_sampler *s;
     memset(x, 0, (size_t)n * c->C * plane);
     TRY(cached_sampler_create(m, n, f != NULL, &s));
-    agave_status st = cached_sampler_begin(s, f, x);
+    /* the weights packed once: faster than OpenBLAS repacking them per pixel */
+    agave_status st = cached_sampler_fixed_products_available() ? cached_sampler_fix_products(s)
+                                                                : AGAVE_OK;
+    if (st == AGAVE_OK)
+        st = cached_sampler_begin(s, f, x);
     if (st == AGAVE_OK && s->n_lanes > 1)
         st = sample_lanes(s, &m->ctx->rng, c->M, x);
     for (size_t p = 0; p < plane && st == AGAVE_OK && s->n_lanes == 1; p++) {
