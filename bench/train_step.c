@@ -7,11 +7,12 @@
  * forward FLOPs per image (counted from the GEMMs one forward runs), the
  * achieved GFLOP/s counted as 3 x forward FLOPs per image x images/s (the
  * convention PyTorch comparisons use), its ratio to the library's own GEMM
- * peak in the step's precision (fp32: OpenBLAS's sgemm, which fp32 steps
- * use; bf16: the library's bf16 kernel), and peak RSS. The reference GEMMs
- * (1024^3 on the same threads, timed in the same child just before):
- * OpenBLAS's sgemm, the library's own fp32 kernel (GEMM_OWN, not used by
- * default) and its bf16 kernel (0 where the CPU has no AVX-512 BF16).
+ * peak in the step's precision and engine (fp32: the library's fp32 kernel,
+ * the default where the CPU has AVX-512F, or OpenBLAS's sgemm with --engine
+ * openblas; bf16: the library's bf16 kernel), and peak RSS. The reference
+ * GEMMs (1024^3 on the same threads, timed in the same child just before):
+ * OpenBLAS's sgemm, the library's own fp32 kernel and its bf16 kernel (0
+ * where the CPU has no AVX-512 BF16).
  * Threads: OpenMP's only (OpenBLAS is kept at one thread per caller).
  *
  * Nothing multi-threaded runs in the parent: libgomp does not survive fork,
@@ -26,8 +27,8 @@
  * one thread on a machine shared with other work, it counts the step's own
  * work, not the time the scheduler gave to others (the references are timed
  * the same way). --engine openblas multiplies with OpenBLAS only (bf16
- * too); --engine own multiplies fp32 with the library's AVX-512 kernel
- * (other bits than the default), for comparisons in the same run. */
+ * too: 1.0.0's fp32 products), for comparisons in the same run; --engine own
+ * is the default's kernel (auto, where the CPU has AVX-512F). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +93,7 @@ static int run(const char *name, int batch, int threads, int repeats)
     double own16 = gemm_gflops(threads, GEMM_AUTO, AGAVE_PRECISION_BF16);
     double peak = engine == GEMM_OPENBLAS ? blas
                   : precision == AGAVE_PRECISION_BF16 ? own16
-                  : engine == GEMM_OWN ? own32 : blas;
+                  : own32 > 0 ? own32 : blas;
     printf("GEMM 1024^3 on %d thread(s), GFLOP/s: OpenBLAS sgemm %.1f, agave own fp32 %.1f, "
            "agave bf16 %.1f; %s time\n", threads, blas, own32, own16,
            use_cpu_time ? "process CPU" : "wall");

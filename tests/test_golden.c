@@ -16,10 +16,11 @@
  *     sh scripts/golden.sh write          (rewrites the reference)
  *     sh scripts/golden.sh compare REV    (this tree against commit REV, A/B)
  *
- * Bits depend on the machine as well as the code: OpenBLAS picks its GEMM
- * kernels by CPU, and the element-wise kernels their vector width. The
- * reference records the machine it was made on (OpenBLAS's core name and the
- * CPU's AVX-512/AVX2/FMA flags); on another machine the comparison is
+ * Bits depend on the machine as well as the code: the products run on the
+ * library's AVX-512 kernel or, without AVX-512F, on OpenBLAS, which picks its
+ * kernels by CPU; the element-wise kernels pick their vector width. The
+ * reference records the machine it was made on (the fp32 engine, OpenBLAS's
+ * core name and the CPU's AVX-512/AVX2/FMA flags); on another machine the comparison is
  * skipped with a message (compare two commits there with `golden.sh compare`).
  *
  * Usage: test_golden [--write FILE | --print] [--tensors]
@@ -131,9 +132,9 @@ static uint64_t fnv(uint64_t h, const float *p, size_t n)
 static void machine_line(text *t)
 {
     __builtin_cpu_init();
-    add_line(t, "machine openblas=%s avx512f=%d avx2=%d fma=%d", openblas_get_corename(),
-             __builtin_cpu_supports("avx512f") != 0, __builtin_cpu_supports("avx2") != 0,
-             __builtin_cpu_supports("fma") != 0);
+    add_line(t, "machine gemm=%s openblas=%s avx512f=%d avx2=%d fma=%d", gemm_fp32_engine_name(),
+             openblas_get_corename(), __builtin_cpu_supports("avx512f") != 0,
+             __builtin_cpu_supports("avx2") != 0, __builtin_cpu_supports("fma") != 0);
 }
 
 /* ---- the state of a model ------------------------------------------------------- */

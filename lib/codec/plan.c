@@ -82,8 +82,9 @@ void codec_environment(char env[CODEC_ENV_MAX])
 #else
     const char *compiler = "unknown";
 #endif
-    snprintf(env, CODEC_ENV_MAX, "libagave %s; cc %s; OpenBLAS %s; %s; libc %s; pixelcnn %s",
-             agave_version_string(), compiler, openblas_get_corename(), vector_level(), libc,
+    snprintf(env, CODEC_ENV_MAX, "libagave %s; cc %s; OpenBLAS %s; gemm %s; %s; libc %s; "
+             "pixelcnn %s", agave_version_string(), compiler, openblas_get_corename(),
+             gemm_fp32_engine_name(), vector_level(), libc,
              codec_fixed_products() ? "fixed products by row" : "blas by pixel");
 }
 

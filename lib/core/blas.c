@@ -1,10 +1,10 @@
 /* The one door to matrix products. Threads come from OpenMP only: a large
  * product is split into column (or row) panels handed out to the threads
- * dynamically, and each panel is a single-threaded product. In fp32 (the
- * default) that is OpenBLAS kept at one thread, so that no second thread pool
- * competes with OpenMP's (docs/performance.md, "Two thread pools fight");
- * OpenBLAS's thread count is process-wide: the library sets it to 1. In bf16
- * it is the library's AVX-512 BF16 kernel (gemm_avx512.c). */
+ * dynamically, and each panel is a single-threaded product: the library's
+ * AVX-512 kernel (gemm_avx512.c; fp32 and bf16) where the CPU has AVX-512F,
+ * else OpenBLAS kept at one thread, so that no second thread pool competes
+ * with OpenMP's (docs/performance.md, "Two thread pools fight"); OpenBLAS's
+ * thread count is process-wide: the library sets it to 1. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -113,14 +113,19 @@ static void openblas_gemm(const gemm_args *g)
                 g->B, g->ldb, g->beta, g->C, g->ldc);
 }
 
-/* 1 when ctx's products run on the AVX-512 kernels: bf16 (the kernel that
- * can run it, agave_context_set_precision checked), or GEMM_OWN in fp32. */
+/* 1 when ctx's products run on the AVX-512 kernels: unless GEMM_OPENBLAS,
+ * whenever the CPU runs the kernel of ctx's precision (for bf16,
+ * agave_context_set_precision checked that it does). */
 static int own_kernels(const agave_context *ctx)
 {
     if (ctx->gemm_engine == GEMM_OPENBLAS)
         return 0;
-    const int bf16 = ctx->precision == AGAVE_PRECISION_BF16;
-    return (bf16 || ctx->gemm_engine == GEMM_OWN) && gemm_avx512_available(bf16);
+    return gemm_avx512_available(ctx->precision == AGAVE_PRECISION_BF16);
+}
+
+const char *gemm_fp32_engine_name(void)
+{
+    return gemm_avx512_available(0) ? "agave-avx512" : "openblas";
 }
 
 /* The AVX-512 kernels take alpha = 1 and beta = 0 or 1, which is every

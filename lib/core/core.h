@@ -261,12 +261,16 @@ agave_status file_write_atomic(agave_context *ctx, const char *path, const void 
 void gemm(agave_context *ctx, int trans_a, int trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
-/* Which code multiplies. GEMM_AUTO: OpenBLAS in fp32, the library's AVX-512
- * BF16 kernel (lib/core/gemm_avx512.c) in bf16. GEMM_OPENBLAS: OpenBLAS for
- * every product, whatever the precision. GEMM_OWN: the library's AVX-512
- * kernels in fp32 too (another summation order, so other bits; for tests and
+/* Which code multiplies. GEMM_AUTO (the default) and GEMM_OWN: the library's
+ * AVX-512 kernels (lib/core/gemm_avx512.c) where the CPU has AVX-512F (for
+ * bf16, AVX-512 BF16), else OpenBLAS. GEMM_OPENBLAS: OpenBLAS for every
+ * product, whatever the precision (1.0.0's fp32 bits; for tests and
  * benchmarks). */
 enum gemm_engine { GEMM_AUTO = 0, GEMM_OPENBLAS = 1, GEMM_OWN = 2 };
+
+/* What multiplies fp32 by default on this machine: "agave-avx512" or
+ * "openblas" (the codec's environment text and the golden test record it). */
+const char *gemm_fp32_engine_name(void);
 
 /* The precision gemm() uses on ctx: BF16 only when requested and the CPU has
  * AVX-512 BF16. */
