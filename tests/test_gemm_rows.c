@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "core/gemm_avx512.h"
 #include "core/gemm_rows.h"
 
 /* Column counts of 1..4 vectors with and without a ragged edge, and more
@@ -85,22 +86,25 @@ static void check_shape(int rows, int N, int K, int integers, unsigned seed)
     free(A), free(W), free(bias), free(C);
 }
 
+/* Every shape, on integer operands (exact) or random ones (close). */
+static void check_shapes(int integers, unsigned seed)
+{
+    if (!gemm_avx512_available(0))
+        skip();
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        check_shape(shapes[i][0], shapes[i][1], shapes[i][2], integers, seed + (unsigned)i);
+}
+
 static void test_exact_on_integers(void **state)
 {
     (void)state;
-    if (!gemm_rows_available())
-        skip();
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
-        check_shape(shapes[i][0], shapes[i][1], shapes[i][2], 1, 10 + (unsigned)i);
+    check_shapes(1, 10);
 }
 
 static void test_close_on_random(void **state)
 {
     (void)state;
-    if (!gemm_rows_available())
-        skip();
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
-        check_shape(shapes[i][0], shapes[i][1], shapes[i][2], 0, 50 + (unsigned)i);
+    check_shapes(0, 50);
 }
 
 /* Every row alone, and the rows in runs of 1..MAXRUN from every offset:
@@ -108,7 +112,7 @@ static void test_close_on_random(void **state)
 static void test_rows_independent(void **state)
 {
     (void)state;
-    if (!gemm_rows_available())
+    if (!gemm_avx512_available(0))
         skip();
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         const int rows = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
@@ -137,7 +141,7 @@ static void test_rows_independent(void **state)
 static void test_leading_dimensions(void **state)
 {
     (void)state;
-    if (!gemm_rows_available())
+    if (!gemm_avx512_available(0))
         skip();
     const int rows = 9, N = 20, K = 11, lda = 16, ldc = 29;
     float *A = matrix((size_t)rows * lda, 7, 1), *W = matrix((size_t)N * K, 8, 1);

@@ -30,12 +30,6 @@ void gemm_rows_pack(int N, int K, const float *W, float *packed)
 #define TARGET __attribute__((target("avx512f")))
 #define INLINE TARGET __attribute__((always_inline)) static inline
 
-int gemm_rows_available(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
-}
-
 /* The tile C[0..MR)[16*v ..] for v < NV (columns past n unstored): MR and NV
  * are constants at every call, so acc lives in registers. */
 INLINE void tile(const int MR, const int NV, int K, const float *A, size_t lda,
@@ -101,9 +95,7 @@ TARGET void gemm_rows(int rows, int N, int K, const float *A, size_t lda, const 
     }
 }
 
-#else /* not x86-64: never called (gemm_rows_available is 0) */
-
-int gemm_rows_available(void) { return 0; }
+#else /* not x86-64: never called (gemm_avx512_available is 0) */
 
 void gemm_rows(int rows, int N, int K, const float *A, size_t lda, const float *packed,
                const float *bias, float *C, size_t ldc)

@@ -2,13 +2,12 @@
  * multiplied at once (lib/core/gemm_rows.c): C (rows, N) = A (rows, K) W^T
  * + bias, for the cached sampler's fixed products (the codec's encoder runs
  * a whole image row where its decoder runs one pixel, and both must round
- * alike). AVX-512F only; gemm_rows_available says whether this CPU has it. */
+ * alike). AVX-512F only: call gemm_rows only where gemm_avx512_available(0)
+ * (lib/core/gemm_avx512.h) says this CPU has it. */
 #ifndef AGAVE_CORE_GEMM_ROWS_H
 #define AGAVE_CORE_GEMM_ROWS_H
 
 #include <stddef.h>
-
-int gemm_rows_available(void);
 
 /* Floats of W (N, K) packed for gemm_rows: K rows of N rounded up to 16. */
 size_t gemm_rows_packed_floats(int N, int K);

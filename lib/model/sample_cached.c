@@ -49,6 +49,7 @@
 
 #include "../loss/loss.h"
 #include "sample_cached.h"
+#include "../core/gemm_avx512.h"
 #include "../core/gemm_rows.h"
 #include "../core/simd.h"
 
@@ -903,13 +904,13 @@ static void weights_free(cached_sampler *s)
 }
 
 /* ---- fixed products ------------------------------------------------------------------ */
-int cached_sampler_fixed_products_available(void) { return gemm_rows_available(); }
+int cached_sampler_fixed_products_available(void) { return gemm_avx512_available(0); }
 
 agave_status cached_sampler_fix_products(cached_sampler *s)
 {
     if (!s)
         return AGAVE_ERR_NULL;
-    if (!gemm_rows_available())
+    if (!cached_sampler_fixed_products_available())
         return ctx_error(s->ctx, AGAVE_ERR_STATE, "cached sampler: fixed products need a CPU "
                          "with AVX-512F");
     if (s->fixed)

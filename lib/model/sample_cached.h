@@ -11,7 +11,8 @@
 
 typedef struct cached_sampler cached_sampler;
 
-/* Caches for n images of m's PixelCNN, with its weight-normalised weights
+/* Caches for batches of up to n images of m's PixelCNN (set for n; smaller
+ * batches by cached_sampler_set_batch), with its weight-normalised weights
  * computed now (so: after model_apply_average, in evaluation mode - dropout
  * is not applied). conditional: the gated blocks add the projections of the
  * conditioning stream (f is given to cached_sampler_begin), as
