@@ -266,7 +266,18 @@ static void check_pixel_tables(int C, int M, unsigned seed)
             if (trial % 2)
                 x[c] = (uint8_t)test_uniform(0, 255.99);
             model += log(pixel_prob(&pm, x[c]));
+            /* the encoder's take = prob then next, to the bit */
+            pixel_model taken = pm;
+            double p_taken = pixel_model_take(&taken, x[c]);
+            assert_true(p_taken == pixel_prob(&pm, x[c]));
             pixel_model_next(&pm, x[c]);
+            assert_int_equal(taken.c, pm.c);
+            if (pm.c < C)
+                for (int m = 0; m < M; m++) {
+                    assert_true(taken.weight[m] == pm.weight[m]);
+                    assert_true(taken.mean[m] == pm.mean[m]);
+                    assert_true(taken.inv_s[m] == pm.inv_s[m]);
+                }
         }
         /* the chain rule of the coded conditionals is the mixture's joint */
         double joint = reference_joint(params, C, M, x);

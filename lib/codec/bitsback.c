@@ -208,8 +208,7 @@ static agave_status encode_pixel(void *user, int t, int first, int count, int p,
             if (!pixel_interval(&pm, v, &rec[2 * c], &rec[2 * c + 1]))
                 return lane_failed(k, t, AGAVE_ERR_NUMERIC, first + i, p, c);
             k->counts[t].pixel_bits += CODEC_PIXEL_PREC - log2((double)rec[2 * c + 1]);
-            k->counts[t].pixel_model_bits -= log2(pixel_prob(&pm, v));
-            pixel_model_next(&pm, v);
+            k->counts[t].pixel_model_bits -= log2(pixel_model_take(&pm, v));
         }
     }
     return AGAVE_OK;

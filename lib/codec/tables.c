@@ -100,17 +100,41 @@ double pixel_prob(const pixel_model *pm, int v)
     return p;
 }
 
-void pixel_model_next(pixel_model *pm, int v)
+/* Moves past value v of the current channel given its components' masses
+ * (NULL after the last channel, whose responsibilities nothing reads). */
+static void advance(pixel_model *pm, int v, const double *mass)
 {
-    for (int m = 0; m < pm->M; m++) {
-        double mass = component_mass(pm, m, v);
-        /* an underflowed mass: the smallest log a double mass can have */
-        pm->log_resp[m] += mass > 0 ? log(mass) : -745.0;
-    }
+    if (mass)
+        for (int m = 0; m < pm->M; m++)
+            /* an underflowed mass: the smallest log a double mass can have */
+            pm->log_resp[m] += mass[m] > 0 ? log(mass[m]) : -745.0;
     pm->xn[pm->c] = loss_pixel_to_net(v);
     pm->c++;
     if (pm->c < pm->C)
         channel_prepare(pm);
+}
+
+void pixel_model_next(pixel_model *pm, int v)
+{
+    if (pm->c + 1 >= pm->C) {
+        advance(pm, v, NULL);
+        return;
+    }
+    double mass[CODEC_MAX_MIX];
+    for (int m = 0; m < pm->M; m++)
+        mass[m] = component_mass(pm, m, v);
+    advance(pm, v, mass);
+}
+
+double pixel_model_take(pixel_model *pm, int v)
+{
+    double mass[CODEC_MAX_MIX], p = 0;
+    for (int m = 0; m < pm->M; m++) {
+        mass[m] = component_mass(pm, m, v);
+        p += pm->weight[m] * mass[m];
+    }
+    advance(pm, v, pm->c + 1 < pm->C ? mass : NULL);
+    return p;
 }
 
 int pixel_find(const pixel_model *pm, uint32_t slot, uint32_t *start, uint32_t *freq)

@@ -40,8 +40,12 @@ uint32_t pixel_cdf(const pixel_model *pm, int k);
 /* The float model's probability of value v in the current channel (for the
  * code-length statistics). */
 double pixel_prob(const pixel_model *pm, int v);
-/* Fixes the current channel to value v and moves to the next channel. */
+/* Fixes the current channel to value v and moves to the next channel (after
+ * the last one, only counts it: nothing reads its responsibilities). */
 void pixel_model_next(pixel_model *pm, int v);
+/* pixel_prob(pm, v), then pixel_model_next(pm, v), from one evaluation of
+ * the components' masses (the encoder's statistics). */
+double pixel_model_take(pixel_model *pm, int v);
 
 /* Finds the value whose interval holds slot (binary search on pixel_cdf):
  * the decoder's lookup. *start, *freq receive its interval. */
