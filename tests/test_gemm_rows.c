@@ -11,6 +11,9 @@
  * - Row-independent: any split of the rows into calls, and any position of
  *   a row in A, gives every element the same bits; a second accumulator, a
  *   k-blocked sum or another order for tail rows would break it.
+ * - Runs: A given as runs of columns read in place (overlapping rows, a
+ *   stride of 0, runs of any length) gives the bits of the matrix they
+ *   describe, written out and multiplied by gemm_rows.
  * On a CPU without AVX-512F the tests skip. */
 #include <float.h>
 #include <math.h>
@@ -137,6 +140,59 @@ static void test_rows_independent(void **state)
     }
 }
 
+/* A (rows, K) written out from runs over src: the matrix they describe. */
+static float *runs_matrix(int rows, const gemm_run *runs, int n_runs, int K)
+{
+    float *A = malloc((size_t)rows * K * sizeof *A);
+    assert_non_null(A);
+    for (int r = 0; r < rows; r++)
+        for (int q = 0, k0 = 0; q < n_runs; k0 += runs[q].len, q++)
+            for (int k = 0; k < runs[q].len; k++)
+                A[(size_t)r * K + k0 + k] = runs[q].base[(size_t)r * runs[q].stride + k];
+    return A;
+}
+
+/* Runs as a convolution's taps read them (overlapping rows of a source, a
+ * tap of zeros, a last run of its own), in row counts with and without
+ * tails and column counts of one to five vectors: bit for bit the product of
+ * the matrix they describe. */
+static void test_runs_match_matrix(void **state)
+{
+    (void)state;
+    if (!gemm_avx512_available(0))
+        skip();
+    static const int cases[][3] = {{1, 16, 4}, {7, 32, 5}, {29, 64, 8}, {48, 70, 3}, {13, 5, 16}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int rows = cases[i][0], N = cases[i][1], ch = cases[i][2];
+        float *src = matrix((size_t)(rows + 3) * ch, 200 + (unsigned)i, 0);
+        float *side = matrix((size_t)rows * 7, 300 + (unsigned)i, 0);
+        float *zeros = calloc((size_t)ch, sizeof *zeros), *seven = matrix(5, 400, 0);
+        const gemm_run runs[] = {
+            {src, (size_t)ch, ch},            /* tap 0 */
+            {src + ch, (size_t)ch, ch},       /* tap 1: the next position */
+            {zeros, 0, ch},                   /* a tap on padding */
+            {src + 2 * ch, (size_t)ch, 2 * ch},   /* two taps as one run, rows overlapping */
+            {side, 7, 7},                     /* a short-cut of its own */
+            {seven, 0, 5},                    /* the same five values on every row */
+        };
+        const int n_runs = (int)(sizeof runs / sizeof *runs);
+        int K = 0;
+        for (int q = 0; q < n_runs; q++)
+            K += runs[q].len;
+        float *A = runs_matrix(rows, runs, n_runs, K), *W = matrix((size_t)N * K, 500, 0);
+        float *bias = matrix((size_t)N, 501, 0), *want = product(rows, N, K, A, W, bias);
+        float *packed = malloc(gemm_rows_packed_floats(N, K) * sizeof *packed);
+        float *got = malloc((size_t)rows * N * sizeof *got);
+        gemm_rows_pack(N, K, W, packed);
+        memset(got, 0xff, (size_t)rows * N * sizeof *got);
+        gemm_rows_runs(rows, N, runs, n_runs, packed, bias, got, (size_t)N);
+        if (memcmp(got, want, (size_t)rows * N * sizeof *got) != 0)
+            fail_msg("rows %d N %d ch %d: runs round differently from their matrix", rows, N, ch);
+        free(src), free(side), free(zeros), free(seven), free(A), free(W), free(bias);
+        free(want), free(packed), free(got);
+    }
+}
+
 /* Leading dimensions wider than the operands: C's other columns untouched. */
 static void test_leading_dimensions(void **state)
 {
@@ -171,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_close_on_random),
         cmocka_unit_test(test_rows_independent),
         cmocka_unit_test(test_leading_dimensions),
+        cmocka_unit_test(test_runs_match_matrix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

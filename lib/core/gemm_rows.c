@@ -6,7 +6,8 @@
  * NV vectors of 16 columns in registers), never what a chain computes, so
  * an element's bits do not depend on the number of rows, its position or
  * the tile that holds it. The weights are packed once (k-major, N padded to
- * 16) so a tile reads a row of them per k; A is read in place. */
+ * 16) so a tile reads a row of them per k; A is read in place, as runs of
+ * columns that may each live elsewhere (gemm_rows_runs). */
 #include "gemm_rows.h"
 
 #include <string.h>
@@ -30,9 +31,10 @@ void gemm_rows_pack(int N, int K, const float *W, float *packed)
 #define TARGET __attribute__((target("avx512f")))
 #define INLINE TARGET __attribute__((always_inline)) static inline
 
-/* The tile C[0..MR)[16*v ..] for v < NV (columns past n unstored): MR and NV
- * are constants at every call, so acc lives in registers. */
-INLINE void tile(const int MR, const int NV, int K, const float *A, size_t lda,
+/* The tile C[0..MR)[16*v ..] for v < NV (columns past n unstored) of rows
+ * [r0, r0 + MR): MR and NV are constants at every call, so acc lives in
+ * registers. The runs are walked in order, k in order inside each. */
+INLINE void tile(const int MR, const int NV, size_t r0, const gemm_run *runs, int n_runs,
                  const float *bp, size_t n16, const float *bias, float *C, size_t ldc, int n)
 {
     __m512 acc[12][4];
@@ -41,17 +43,23 @@ INLINE void tile(const int MR, const int NV, int K, const float *A, size_t lda,
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
             acc[r][v] = _mm512_setzero_ps();
-    for (int k = 0; k < K; k++, bp += n16) {
-        __m512 b[4];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-            b[v] = _mm512_loadu_ps(bp + 16 * v);
+    for (int q = 0; q < n_runs; q++) {
+        const float *a[12];
 #pragma GCC unroll 12
-        for (int r = 0; r < MR; r++) {
-            __m512 a = _mm512_set1_ps(A[(size_t)r * lda + k]);
+        for (int r = 0; r < MR; r++)
+            a[r] = runs[q].base + (r0 + (size_t)r) * runs[q].stride;
+        for (int k = 0; k < runs[q].len; k++, bp += n16) {
+            __m512 b[4];
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
-                acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+                b[v] = _mm512_loadu_ps(bp + 16 * v);
+#pragma GCC unroll 12
+            for (int r = 0; r < MR; r++) {
+                __m512 av = _mm512_set1_ps(a[r][k]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++)
+                    acc[r][v] = _mm512_fmadd_ps(av, b[v], acc[r][v]);
+            }
         }
     }
 #pragma GCC unroll 4
@@ -61,25 +69,26 @@ INLINE void tile(const int MR, const int NV, int K, const float *A, size_t lda,
         __m512 bv = _mm512_maskz_loadu_ps(m, bias + 16 * v);
 #pragma GCC unroll 12
         for (int r = 0; r < MR; r++)
-            _mm512_mask_storeu_ps(C + (size_t)r * ldc + 16 * v, m, _mm512_add_ps(acc[r][v], bv));
+            _mm512_mask_storeu_ps(C + (r0 + (size_t)r) * ldc + 16 * v, m,
+                                  _mm512_add_ps(acc[r][v], bv));
     }
 }
 
 /* Rows [0, rows) of columns [0, n) (at most 64), NV = ceil(n / 16) vectors:
  * tiles of MR rows (24 accumulators at most), then single rows. */
-INLINE void columns(const int NV, int rows, int K, const float *A, size_t lda, const float *bp,
+INLINE void columns(const int NV, int rows, const gemm_run *runs, int n_runs, const float *bp,
                     size_t n16, const float *bias, float *C, size_t ldc, int n)
 {
     const int MR = NV == 4 ? 6 : 8;
     int r = 0;
     for (; r + MR <= rows; r += MR)
-        tile(MR, NV, K, A + (size_t)r * lda, lda, bp, n16, bias, C + (size_t)r * ldc, ldc, n);
+        tile(MR, NV, (size_t)r, runs, n_runs, bp, n16, bias, C, ldc, n);
     for (; r < rows; r++)
-        tile(1, NV, K, A + (size_t)r * lda, lda, bp, n16, bias, C + (size_t)r * ldc, ldc, n);
+        tile(1, NV, (size_t)r, runs, n_runs, bp, n16, bias, C, ldc, n);
 }
 
-TARGET void gemm_rows(int rows, int N, int K, const float *A, size_t lda, const float *packed,
-                      const float *bias, float *C, size_t ldc)
+TARGET void gemm_rows_runs(int rows, int N, const gemm_run *runs, int n_runs,
+                           const float *packed, const float *bias, float *C, size_t ldc)
 {
     const size_t n16 = padded(N);
     for (int c = 0; c < N; c += 64) {
@@ -87,15 +96,28 @@ TARGET void gemm_rows(int rows, int N, int K, const float *A, size_t lda, const 
         const float *bp = packed + c, *bc = bias + c;
         float *Cc = C + c;
         switch (nv) {
-        case 1: columns(1, rows, K, A, lda, bp, n16, bc, Cc, ldc, n); break;
-        case 2: columns(2, rows, K, A, lda, bp, n16, bc, Cc, ldc, n); break;
-        case 3: columns(3, rows, K, A, lda, bp, n16, bc, Cc, ldc, n); break;
-        default: columns(4, rows, K, A, lda, bp, n16, bc, Cc, ldc, n); break;
+        case 1: columns(1, rows, runs, n_runs, bp, n16, bc, Cc, ldc, n); break;
+        case 2: columns(2, rows, runs, n_runs, bp, n16, bc, Cc, ldc, n); break;
+        case 3: columns(3, rows, runs, n_runs, bp, n16, bc, Cc, ldc, n); break;
+        default: columns(4, rows, runs, n_runs, bp, n16, bc, Cc, ldc, n); break;
         }
     }
 }
 
+void gemm_rows(int rows, int N, int K, const float *A, size_t lda, const float *packed,
+               const float *bias, float *C, size_t ldc)
+{
+    const gemm_run whole = {A, lda, K};
+    gemm_rows_runs(rows, N, &whole, 1, packed, bias, C, ldc);
+}
+
 #else /* not x86-64: never called (gemm_avx512_available is 0) */
+
+void gemm_rows_runs(int rows, int N, const gemm_run *runs, int n_runs, const float *packed,
+                    const float *bias, float *C, size_t ldc)
+{
+    (void)rows, (void)N, (void)runs, (void)n_runs, (void)packed, (void)bias, (void)C, (void)ldc;
+}
 
 void gemm_rows(int rows, int N, int K, const float *A, size_t lda, const float *packed,
                const float *bias, float *C, size_t ldc)

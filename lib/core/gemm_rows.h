@@ -22,4 +22,20 @@ void gemm_rows_pack(int N, int K, const float *W, float *packed);
 void gemm_rows(int rows, int N, int K, const float *A, size_t lda, const float *packed,
                const float *bias, float *C, size_t ldc);
 
+/* A run of A's columns read in place: A[r][k0 + k] = base[r * stride + k]
+ * for k < len, k0 the sum of the earlier runs' len. stride may be smaller
+ * than len (rows that overlap) or 0 (every row the same, e.g. zeros). */
+typedef struct gemm_run {
+    const float *base;
+    size_t stride;
+    int len;
+} gemm_run;
+
+/* gemm_rows with A given as runs of columns (sum of len = K) instead of a
+ * matrix: the same chains in the same order, so the same bits as gemm_rows
+ * on the matrix the runs describe, without copying it (a convolution's taps
+ * read straight from its input). */
+void gemm_rows_runs(int rows, int N, const gemm_run *runs, int n_runs, const float *packed,
+                    const float *bias, float *C, size_t ldc);
+
 #endif

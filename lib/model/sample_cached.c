@@ -107,6 +107,8 @@ typedef struct lane {
     gated_cache cu[LEVELS][MODEL_MAX_R], cul[LEVELS][MODEL_MAX_R];          /* up pass */
     gated_cache cdu[LEVELS][MODEL_MAX_R + 1], cdul[LEVELS][MODEL_MAX_R + 1];  /* down pass */
     float *cols;              /* (positions * n, k) for the largest k */
+    float *shortcut;          /* (positions * n, 4F): a gated block's concat_elu(a) */
+    float *zeros;             /* the largest k of zeros: taps on padding, read in place */
     float *tmp;               /* (positions * n, 2F) */
     float *row_params;        /* (W, n, P): a row's parameters (cached_sampler_run_known) */
 } lane;
@@ -288,31 +290,23 @@ static void gather_taps(const lane *l, float *cols, int ld, const act *in, const
     }
 }
 
-/* cols[row * ld + off + c] = a at (I, j), as it is (the conditioning). */
-static void gather_point(const lane *l, float *cols, int ld, int off, const act *a, int I, int j0,
+/* sc[row] = concat_elu(concat(a0, a1)) at (I, j), row = (j - j0) * n + image:
+ * the short-cut input of a gated block (a1 NULL: just a0). The halves of
+ * ce(cat(u, ul)) are (elu(u), elu(ul)) and (elu(-u), elu(-ul)). Returns the
+ * row's width. */
+static int shortcut_rows(const lane *l, float *sc, const act *a0, const act *a1, int I, int j0,
                          int j1)
 {
     size_t rows = (size_t)(j1 - j0) * l->n;
-    const float *src = act_at(l, a, I, j0);
-    for (size_t r = 0; r < rows; r++)
-        memcpy(cols + r * ld + off, src + r * a->ch, (size_t)a->ch * sizeof(float));
-}
-
-/* cols[row * ld + off ..] = concat_elu(concat(a0, a1)) at (I, j): the
- * short-cut input of a gated block (a1 NULL: just a0). The halves of
- * ce(cat(u, ul)) are (elu(u), elu(ul)) and (elu(-u), elu(-ul)). */
-static void gather_shortcut(const lane *l, float *cols, int ld, int off, const act *a0,
-                            const act *a1, int I, int j0, int j1)
-{
-    size_t rows = (size_t)(j1 - j0) * l->n;
-    int c0 = a0->ch, c1 = a1 ? a1->ch : 0;
+    int c0 = a0->ch, c1 = a1 ? a1->ch : 0, width = 2 * (c0 + c1);
     const float *p0 = act_at(l, a0, I, j0), *p1 = a1 ? act_at(l, a1, I, j0) : NULL;
     for (size_t r = 0; r < rows; r++) {
-        float *pos = cols + r * ld + off, *neg = pos + c0 + c1;
+        float *pos = sc + r * width, *neg = pos + c0 + c1;
         concat_elu_halves(p0 + r * c0, c0, pos, neg);
         if (a1)
             concat_elu_halves(p1 + r * c1, c1, pos + c0, neg + c0);
     }
+    return width;
 }
 
 /* out[r][o] = b[o] + cols[r] . w[o] for the 4 rows at cols: each weight row
@@ -360,6 +354,11 @@ static void add_bias(const lin *w, size_t rows, float *out)
             out[r * w->cout + o] += w->b[o];
 }
 
+static void count_flops(lane *l, const lin *w, size_t rows)
+{
+    l->gemm_ctx->gemm_flops += 2ull * rows * (uint64_t)w->cout * (uint64_t)w->k;
+}
+
 /* out (rows, cout) = the lane's cols (rows, k) W^T + b. A few rows (a ul
  * position of a small batch) as dot products: sgemm would pack all of W for
  * them, which cost more than the products. */
@@ -368,7 +367,7 @@ static void linear(lane *l, const lin *w, size_t rows, float *out)
     if (w->packed) {   /* fixed products: the same bits for any rows */
         gemm_rows((int)rows, w->cout, w->k, l->cols, (size_t)w->k, w->packed, w->b, out,
                   (size_t)w->cout);
-        l->gemm_ctx->gemm_flops += 2ull * rows * (uint64_t)w->cout * (uint64_t)w->k;
+        count_flops(l, w, rows);
         return;
     }
     if (rows <= SMALL_ROWS) {
@@ -384,12 +383,105 @@ static void linear(lane *l, const lin *w, size_t rows, float *out)
     add_bias(w, rows, out);
 }
 
+/* ---- a convolution's product, its taps read in place where they can be ---------------- */
+/* Runs of a product read in place: a conv's taps (the model's largest kernel
+ * is 2x3; larger ones are gathered), then at most a short-cut and the
+ * conditioning. */
+#define MAX_TAPS 6
+#define MAX_EXTRA 2
+
+/* The extra runs from row `by` on. */
+static void shift_runs(const gemm_run *extra, int n_extra, size_t by, gemm_run *out)
+{
+    for (int q = 0; q < n_extra; q++)
+        out[q] = (gemm_run){extra[q].base + by * extra[q].stride, extra[q].stride, extra[q].len};
+}
+
+/* cols[r * ld + off ..] = the runs' columns, row by row. */
+static void copy_runs(float *cols, int ld, int off, const gemm_run *runs, int n_runs, size_t rows)
+{
+    for (int q = 0; q < n_runs; off += runs[q].len, q++)
+        for (size_t r = 0; r < rows; r++)
+            memcpy(cols + r * ld + off, runs[q].base + r * runs[q].stride,
+                   (size_t)runs[q].len * sizeof(float));
+}
+
+/* The output positions [*lo, *hi) of a row whose taps all lie inside in's
+ * width, where every tap can be read in place: a stride-1 convolution, whose
+ * tap (a, b) of rows (j, image k) sits at in(I - top + a, j - left + b) + k ch,
+ * ch floats further for each next row (layout (row, column, image, channel)). */
+static int in_place_span(const geo *g, const act *in, int *lo, int *hi)
+{
+    if (g->deconv || g->stride != 1 || g->kh * g->kw > MAX_TAPS)
+        return 0;
+    *lo = g->left, *hi = in->w - g->kw + 1 + g->left;
+    return *hi > *lo;
+}
+
+/* One run per tap of positions (I, j0..) of a stride-1 convolution: in place,
+ * or zeros for a tap row above or below in. */
+static int tap_runs(const lane *l, const geo *g, const act *in, int I, int j0, gemm_run *runs)
+{
+    int n = 0;
+    for (int a = 0; a < g->kh; a++) {
+        int ii = I - g->top + a, inside = ii >= 0 && ii < in->h;
+        for (int b = 0; b < g->kw; b++)
+            runs[n++] = inside ? (gemm_run){act_at(l, in, ii, j0 - g->left + b), (size_t)in->ch,
+                                            in->ch}
+                               : (gemm_run){l->zeros, 0, in->ch};
+    }
+    return n;
+}
+
+/* Positions (I, js..je) of a product over (I, j0..j1): taps in place, or
+ * gathered into cols with the extra runs after them. */
+static void taps_piece(lane *l, const lin *w, const geo *g, const act *in, int I, int j0, int js,
+                       int je, const gemm_run *extra, int n_extra, int in_place, float *out)
+{
+    if (js >= je)
+        return;
+    const size_t first = (size_t)(js - j0) * l->n, rows = (size_t)(je - js) * l->n;
+    gemm_run runs[MAX_TAPS + MAX_EXTRA];
+    float *o = out + first * w->cout;
+    if (in_place) {
+        int n = tap_runs(l, g, in, I, js, runs);
+        shift_runs(extra, n_extra, first, runs + n);
+        gemm_rows_runs((int)rows, w->cout, runs, n + n_extra, w->packed, w->b, o,
+                       (size_t)w->cout);
+        count_flops(l, w, rows);
+        return;
+    }
+    gather_taps(l, l->cols, w->k, in, g, I, js, je);
+    shift_runs(extra, n_extra, first, runs);
+    copy_runs(l->cols, w->k, g->kh * g->kw * in->ch, runs, n_extra, rows);
+    linear(l, w, rows, o);
+}
+
+/* out at (I, j0..j1) = w over [the taps of (transposed) convolution g on in
+ * | the extra runs' columns] at each position. With fixed products the taps
+ * of a stride-1 convolution are read where they are (gemm_rows_runs: the
+ * same bits as gathered); the edges of the row, whose taps fall on padding,
+ * other convolutions and other products gather them into cols. */
+static void taps_product(lane *l, const lin *w, const geo *g, const act *in, int I, int j0,
+                         int j1, const gemm_run *extra, int n_extra, float *out)
+{
+    int lo, hi;
+    if (!w->packed || !in_place_span(g, in, &lo, &hi)) {
+        taps_piece(l, w, g, in, I, j0, j0, j1, extra, n_extra, 0, out);
+        return;
+    }
+    lo = lo < j0 ? j0 : lo > j1 ? j1 : lo;
+    hi = hi < lo ? lo : hi > j1 ? j1 : hi;
+    taps_piece(l, w, g, in, I, j0, j0, lo, extra, n_extra, 0, out);
+    taps_piece(l, w, g, in, I, j0, lo, hi, extra, n_extra, 1, out);
+    taps_piece(l, w, g, in, I, j0, hi, j1, extra, n_extra, 0, out);
+}
+
 /* out at (I, j0..j1) = the (transposed) convolution w of in. */
 static void conv_rows(lane *l, const lin *w, const geo *g, const act *in, int I, int j0, int j1,
                       float *out)
 {
-    gather_taps(l, l->cols, w->k, in, g, I, j0, j1);
-    linear(l, w, (size_t)(j1 - j0) * l->n, out);
+    taps_product(l, w, g, in, I, j0, j1, NULL, 0, out);
 }
 
 /* ---- the gated block ---------------------------------------------------------------- */
@@ -398,24 +490,27 @@ static void conv_rows(lane *l, const lin *w, const geo *g, const act *in, int I,
 static void gated_rows(lane *l, const gated *b, gated_cache *c, const act *x, const act *a0,
                        const act *a1, const act *h, int I, int j0, int j1, act *out)
 {
-    const int F = x->ch, taps = b->g.kh * b->g.kw;
+    const int F = x->ch;
     const size_t rows = (size_t)(j1 - j0) * l->n;
     const float *xv = act_at(l, x, I, j0);
     float *ce_x = act_at(l, &c->ce_x, I, j0), *ce_c1 = act_at(l, &c->ce_c1, I, j0);
     for (size_t r = 0; r < rows; r++)
         concat_elu1(xv + r * F, F, ce_x + r * 2 * F);
     /* c1 = conv1(ce(x)) + nin_a(ce(a)): one GEMM over [taps | short-cut] */
-    gather_taps(l, l->cols, b->c1.k, &c->ce_x, &b->g, I, j0, j1);
-    if (b->shortcut)
-        gather_shortcut(l, l->cols, b->c1.k, taps * 2 * F, a0, a1, I, j0, j1);
-    linear(l, &b->c1, rows, l->tmp);
+    gemm_run extra[1] = {{NULL, 0, 0}};
+    int n_extra = 0;
+    if (b->shortcut) {
+        int width = shortcut_rows(l, l->shortcut, a0, a1, I, j0, j1);
+        extra[n_extra++] = (gemm_run){l->shortcut, (size_t)width, width};
+    }
+    taps_product(l, &b->c1, &b->g, &c->ce_x, I, j0, j1, extra, n_extra, l->tmp);
     for (size_t r = 0; r < rows; r++)
         concat_elu1(l->tmp + r * F, F, ce_c1 + r * 2 * F);
-    /* c2 = conv2(ce(c1)) + nin_h(h) */
-    gather_taps(l, l->cols, b->c2.k, &c->ce_c1, &b->g, I, j0, j1);
+    /* c2 = conv2(ce(c1)) + nin_h(h): the conditioning read where it is */
+    n_extra = 0;
     if (h)
-        gather_point(l, l->cols, b->c2.k, taps * 2 * F, h, I, j0, j1);
-    linear(l, &b->c2, rows, l->tmp);
+        extra[n_extra++] = (gemm_run){act_at(l, h, I, j0), (size_t)h->ch, h->ch};
+    taps_product(l, &b->c2, &b->g, &c->ce_c1, I, j0, j1, extra, n_extra, l->tmp);
     float *o = act_at(l, out, I, j0);
     for (size_t r = 0; r < rows; r++)
         gate_run(xv + r * F, l->tmp + r * 2 * F, l->tmp + r * 2 * F + F, F, o + r * F);
@@ -946,7 +1041,9 @@ static agave_status lane_init(cached_sampler *s, lane *l, int cap)
     l->cols = malloc(rows * s->cols_cap * sizeof(float));
     l->tmp = malloc(rows * 2 * (size_t)s->F * sizeof(float));
     l->row_params = malloc(rows * (size_t)s->P * sizeof(float));
-    if (!l->mem || !l->cols || !l->tmp || !l->row_params)
+    l->shortcut = malloc(rows * 4 * (size_t)s->F * sizeof(float));
+    l->zeros = calloc(s->cols_cap, sizeof(float));
+    if (!l->mem || !l->cols || !l->tmp || !l->row_params || !l->shortcut || !l->zeros)
         return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory (caches)");
     return AGAVE_OK;
 }
@@ -955,7 +1052,8 @@ static void lane_free(const cached_sampler *s, lane *l)
 {
     if (l->gemm_ctx && l->gemm_ctx != s->ctx)
         agave_context_free(l->gemm_ctx);
-    free(l->mem), free(l->cols), free(l->tmp), free(l->row_params);
+    free(l->mem), free(l->cols), free(l->tmp), free(l->row_params), free(l->shortcut);
+    free(l->zeros);
 }
 
 /* Lanes for batches of up to n_cap images: min(threads, n_cap) of them, each
