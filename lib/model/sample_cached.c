@@ -24,7 +24,10 @@
  * all images are contiguous; a layer over positions (I, j0..j1) is one GEMM:
  * (positions * images, K) x (K, out) with K = taps * in (tap-major), and a
  * gated block's 1x1 short-cut and conditioning projections are extra columns
- * of the same GEMM (x W^T with W = [conv | nin]).
+ * of the same GEMM (x W^T with W = [conv | nin]). With fixed products a
+ * stride-1 conv's taps are not copied: in this layout tap (a, b) of
+ * positions j0.. for all images is one run of rows ch floats apart, which
+ * gemm_rows_runs reads in place (taps_product).
  *
  * Fixed products (the codec, and sampling where the CPU has AVX-512F): every
  * GEMM runs on lib/core/gemm_rows.c over weights packed once, each element
