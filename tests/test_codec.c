@@ -333,6 +333,39 @@ static void test_pixel_interval_refuses(void **state)
     assert_true(refused > 0 && accepted > 0);
 }
 
+/* The encoder skips the search walk for models with finite components
+ * (tables.c proves it redundant): on the sharpest components the network can
+ * make (log-scale -7, a mean on a bin edge or just off it, weights from
+ * 1e-30 to 1), cdf never decreases and pixel_find lands on every value from
+ * both ends of its interval. */
+static void test_pixel_interval_sharp(void **state)
+{
+    (void)state;
+    test_rng_seed(31);
+    const int M = 4;
+    for (int trial = 0; trial < 200; trial++) {
+        float params[3 * 4];
+        for (int m = 0; m < M; m++) {
+            int edge = (int)test_uniform(1, 255.99);
+            double nudge = trial % 3 == 0 ? 0 : test_uniform(-1e-6, 1e-6);
+            params[m] = (float)test_uniform(-70, 0);                       /* logit */
+            params[M + m] = (float)((2.0 * edge - 1.0) / 255.0 - 1.0 + nudge);
+            params[2 * M + m] = (float)test_uniform(-9, -5);               /* log-scale */
+        }
+        pixel_model pm;
+        pixel_model_begin(&pm, params, 1, M);
+        for (int k = 0; k < 256; k++)
+            assert_true(pixel_cdf(&pm, k + 1) >= pixel_cdf(&pm, k));
+        for (int v = 0; v < 256; v++) {
+            uint32_t s, f, s2, f2;
+            assert_true(pixel_interval(&pm, v, &s, &f));
+            assert_int_equal(pixel_find(&pm, s, &s2, &f2), v);
+            assert_int_equal(pixel_find(&pm, s + f - 1, &s2, &f2), v);
+            assert_true(s2 == s && f2 == f);
+        }
+    }
+}
+
 /* The probit against erfc (an independent function), the buckets of equal
  * prior mass, and the posterior's tables. */
 static void test_latent_tables(void **state)
@@ -1043,6 +1076,7 @@ int main(void)
         cmocka_unit_test(test_pixel_tables_grey),
         cmocka_unit_test(test_pixel_tables_colour),
         cmocka_unit_test(test_pixel_interval_refuses),
+        cmocka_unit_test(test_pixel_interval_sharp),
         cmocka_unit_test(test_latent_tables),
         cmocka_unit_test(test_hook_matches_step),
         cmocka_unit_test(test_rows_match_pixels),

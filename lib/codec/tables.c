@@ -6,12 +6,18 @@
  * encoder and the decoder of one build on one machine agree bit for bit.
  *
  * A decoder finds the symbol under a slot by binary search on the quantised
- * CDF, which needs the CDF to be non-decreasing: a mixture of logistic CDFs
- * evaluated at increasing edges is, when exp is monotone, because every
- * operation on the way (subtract, scale by a positive number, add, invert a
- * positive number) rounds monotonically. The encoder does not take that on
- * trust: pixel_interval walks the decoder's search for every symbol it codes
- * and refuses one that would not be found. */
+ * CDF cdf(k) = k + floor(G(k)), G = clamp01(F) * spread, which finds every
+ * value of a non-empty interval when cdf never decreases. It cannot when
+ * every component has a finite weight >= 0, a finite mean and a finite
+ * inv_s >= 0 (all the network makes): the exact mixture at the computed
+ * edges rises with k (the edges and (e - mean) * inv_s round monotonically),
+ * the computed F is within 1e-14 of it (exp to a few ulp, then M + 3
+ * roundings of numbers at most 1), so G dips by less than 4e-7 (spread <
+ * 2^24) and cdf(k + 1) - cdf(k) = 1 + floor(G(k + 1)) - floor(G(k)) >= 0:
+ * the unit each value is lent absorbs any dip smaller than one. Any other
+ * model (NaN, an infinity, a negative weight or scale) is not taken on
+ * trust: pixel_interval walks the decoder's search for the value and
+ * refuses one that would not be found. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -155,11 +161,25 @@ int pixel_find(const pixel_model *pm, uint32_t slot, uint32_t *start, uint32_t *
     return lo;
 }
 
+/* 1 when every component is one whose CDF cannot make cdf decrease (the
+ * bound at the top of this file). */
+static int cdf_never_decreases(const pixel_model *pm)
+{
+    for (int m = 0; m < pm->M; m++)
+        if (!(pm->weight[m] >= 0 && pm->weight[m] <= 1 && isfinite(pm->mean[m]) &&
+              pm->inv_s[m] >= 0 && isfinite(pm->inv_s[m])))
+            return 0;
+    return 1;
+}
+
 int pixel_interval(const pixel_model *pm, int v, uint32_t *start, uint32_t *freq)
 {
     uint32_t s = pixel_cdf(pm, v), e = pixel_cdf(pm, v + 1);
     if (e <= s)
         return 0;
+    *start = s, *freq = e - s;
+    if (cdf_never_decreases(pm))
+        return 1;
     /* every step of pixel_find must go v's way for every slot in [s, e) */
     int lo = 0, hi = PIXEL_VALUES;
     while (hi - lo > 1) {
@@ -175,7 +195,6 @@ int pixel_interval(const pixel_model *pm, int v, uint32_t *start, uint32_t *freq
             hi = mid;
         }
     }
-    *start = s, *freq = e - s;
     return 1;
 }
 

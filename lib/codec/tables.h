@@ -50,9 +50,10 @@ double pixel_model_take(pixel_model *pm, int v);
 /* Finds the value whose interval holds slot (binary search on pixel_cdf):
  * the decoder's lookup. *start, *freq receive its interval. */
 int pixel_find(const pixel_model *pm, uint32_t slot, uint32_t *start, uint32_t *freq);
-/* The interval of value v, checked the way pixel_find will look for it: 0 if
- * the decoder's search could land elsewhere (a CDF that is not monotone),
- * which the encoder then refuses to write. */
+/* The interval of value v: 0 if the decoder's search could land elsewhere
+ * (a CDF that decreases), which the encoder then refuses to write. For a
+ * model with finite components it cannot (tables.c says why) and this costs
+ * two pixel_cdf; any other is checked by walking pixel_find's steps. */
 int pixel_interval(const pixel_model *pm, int v, uint32_t *start, uint32_t *freq);
 
 /* ---- the latent code: buckets of equal prior mass ------------------------------- */
