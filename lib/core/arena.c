@@ -11,6 +11,7 @@
 
 #define ARENA_ALIGN 64
 #define ARENA_MIN_CHUNK (1u << 20)
+#define ARENA_HUGE_MIN ((size_t)4 << 20)
 
 /* A recycled block; its first bytes hold the free list's link. */
 struct arena_block {
@@ -46,6 +47,13 @@ static arena_chunk *chunk_new(size_t size, arena_chunk *prev)
     void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
+    /* Each new chunk is faulted in as it is first written; in 4 KiB pages
+     * that was a fifth of the codec's time over its first batches, whose
+     * sizes ramp up and map a larger chunk at each reset. Huge pages (where
+     * the system grants them; advice only) make those faults 512 times
+     * fewer. */
+    if (total >= ARENA_HUGE_MIN)
+        madvise(p, total, MADV_HUGEPAGE);
     c = p;
     c->mapped = total;
     c->prev = prev;
