@@ -166,9 +166,10 @@ static void pop_prior(codec_core *k, int t, int first, int count)
     }
 }
 
-/* Decoder, last step: the buckets back with q, last first. 0 if a bucket has
- * no interval under q (only a damaged stream gets here). */
-static int push_posterior(codec_core *k, int t, int first, int count)
+/* Decoder, last step: the buckets back with q, last first. A bucket with no
+ * interval under q (only a damaged stream gets here) stops the lane with
+ * AGAVE_ERR_FORMAT in k->fail[t]. */
+static void push_posterior(codec_core *k, int t, int first, int count)
 {
     rans_stack *r = &k->chain[t];
     const size_t L = k->plan.latent;
@@ -176,11 +177,27 @@ static int push_posterior(codec_core *k, int t, int first, int count)
         double mu = k->qmu[i], inv = inv_sigma(k->qls[i]);
         uint32_t start = latent_cdf(&k->grid, mu, inv, k->zidx[i]);
         uint32_t end = latent_cdf(&k->grid, mu, inv, k->zidx[i] + 1);
-        if (end <= start)
-            return 0;
+        if (end <= start) {
+            k->fail[t].status = AGAVE_ERR_FORMAT;
+            return;
+        }
         rans_push(r, start, end - start, CODEC_LATENT_PREC);
     }
-    return 1;
+}
+
+/* Runs step for every lane's images, the lanes on threads of their own as in
+ * the cached sampler: a step touches only its lane's chain, counts and
+ * images, so the stacks come out the same on any number of threads. */
+typedef void lane_step(codec_core *k, int t, int first, int count);
+static void each_lane(codec_core *k, lane_step *step)
+{
+    const int lanes = cached_sampler_lanes(k->sampler);
+#pragma omp parallel for num_threads(lanes) schedule(static, 1) if (lanes > 1)
+    for (int t = 0; t < lanes; t++) {
+        int first, count;
+        cached_sampler_lane_images(k->sampler, t, &first, &count);
+        step(k, t, first, count);
+    }
 }
 
 /* ---- the pixels, one lane at a time (cached_sampler_run's hooks) ------------------ */
@@ -254,6 +271,14 @@ static void push_pixels(codec_core *k, int t, int first, int count)
             }
 }
 
+/* Encoder, steps 2 and 3 of a lane: its sub-pixels, then its buckets. */
+static void push_image(codec_core *k, int t, int first, int count)
+{
+    push_pixels(k, t, first, count);
+    if (k->plan.latent)
+        push_prior(k, t, first, count);
+}
+
 /* ---- batches ------------------------------------------------------------------------ */
 static agave_status stack_status(codec_core *k, const char *what)
 {
@@ -289,13 +314,9 @@ agave_status codec_encode_batch(codec_core *k, const uint8_t *x, int n)
 {
     agave_tape_reset(k->ctx);
     TRY(sampler_for(k, n));
-    int lanes = cached_sampler_lanes(k->sampler), first, count;
     if (k->plan.latent) {
         TRY(posterior(k, x, n));
-        for (int t = 0; t < lanes; t++) {
-            cached_sampler_lane_images(k->sampler, t, &first, &count);
-            pop_posterior(k, t, first, count);
-        }
+        each_lane(k, pop_posterior);
         TRY(decode_latents(k, n));
     }
     memset(k->fail, 0, (size_t)k->plan.chains * sizeof *k->fail);
@@ -306,12 +327,7 @@ agave_status codec_encode_batch(codec_core *k, const uint8_t *x, int n)
                           : cached_sampler_run(k->sampler, encode_pixel, k);
     if (st != AGAVE_OK)
         return run_failed(k, st, "codec: encoding");
-    for (int t = 0; t < lanes; t++) {
-        cached_sampler_lane_images(k->sampler, t, &first, &count);
-        push_pixels(k, t, first, count);
-        if (k->plan.latent)
-            push_prior(k, t, first, count);
-    }
+    each_lane(k, push_image);
     return stack_status(k, "codec: encoding");
 }
 
@@ -319,12 +335,8 @@ agave_status codec_decode_batch(codec_core *k, int n)
 {
     agave_tape_reset(k->ctx);
     TRY(sampler_for(k, n));
-    int lanes = cached_sampler_lanes(k->sampler), first, count;
     if (k->plan.latent) {
-        for (int t = 0; t < lanes; t++) {
-            cached_sampler_lane_images(k->sampler, t, &first, &count);
-            pop_prior(k, t, first, count);
-        }
+        each_lane(k, pop_prior);
         TRY(decode_latents(k, n));
     }
     memset(k->fail, 0, (size_t)k->plan.chains * sizeof *k->fail);
@@ -336,13 +348,12 @@ agave_status codec_decode_batch(codec_core *k, int n)
     if (k->plan.latent) {
         agave_tape_reset(k->ctx);
         TRY(posterior(k, k->x, n));
-        for (int t = 0; t < lanes; t++) {
-            cached_sampler_lane_images(k->sampler, t, &first, &count);
-            if (!push_posterior(k, t, first, count))
+        each_lane(k, push_posterior);
+        for (int t = 0; t < cached_sampler_lanes(k->sampler); t++)
+            if (k->fail[t].status != AGAVE_OK)
                 return ctx_error(k->ctx, AGAVE_ERR_FORMAT, "codec: decoding: a latent code "
                                  "the posterior rules out: the data is damaged or was "
                                  "written by a machine that computes differently");
-        }
     }
     return stack_status(k, "codec: decoding");
 }
