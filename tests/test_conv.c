@@ -20,6 +20,7 @@
 
 #include <agave.h>
 
+#include "ops/conv.h"
 #include "support/gradcheck.h"
 
 #define REL_TOL 1e-5
@@ -923,6 +924,80 @@ static void test_dense_errors(void **state)
     agave_tensor_free(w_other);
 }
 
+/* col2im_add (lib/ops/im2col.c, internal) against the scatter written out
+ * here, to the bit: every pixel gets the same float adds in the same order
+ * (tap by tap), whichever way the kernel walks the taps. Columns over padding
+ * hold junk that must be dropped; and an image of -0.0 fed -0.0 stays -0.0
+ * everywhere (the stride-1 path adds -0.0 in place of the dropped columns,
+ * which must leave every float, -0.0 included, unchanged). */
+static void scatter_reference(const conv_geom *g, const float *col, int nb, float *img)
+{
+    const size_t P = (size_t)g->out_h * g->out_w, ld = (size_t)nb * P;
+    for (int n = 0; n < nb; n++)
+        for (int c = 0; c < g->channels; c++)
+            for (int kh = 0; kh < g->k_h; kh++)
+                for (int kw = 0; kw < g->k_w; kw++) {
+                    size_t r = ((size_t)c * g->k_h + kh) * g->k_w + kw;
+                    for (int oh = 0; oh < g->out_h; oh++)
+                        for (int ow = 0; ow < g->out_w; ow++) {
+                            int ih = oh * g->stride + kh - g->pad_top;
+                            int iw = ow * g->stride + kw - g->pad_left;
+                            if (ih < 0 || ih >= g->in_h || iw < 0 || iw >= g->in_w)
+                                continue;
+                            img[(((size_t)n * g->channels + c) * g->in_h + ih) * g->in_w + iw] +=
+                                col[r * ld + (size_t)n * P + (size_t)oh * g->out_w + ow];
+                        }
+                }
+}
+
+static void test_col2im_matches_scatter(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
+    test_rng_seed(77);
+    /* {C, in_h, in_w, k_h, k_w, stride, pad_top, pad_left, out_h, out_w}:
+     * the PixelCNN's down-shifted 2x3 and down-right 2x2, a centred 3x3,
+     * a stride-2 and a narrower grid (the row-by-row path) */
+    const conv_geom geoms[] = {{3, 5, 6, 2, 3, 1, 1, 1, 5, 6}, {2, 4, 7, 2, 2, 1, 1, 1, 4, 7},
+                               {2, 6, 5, 3, 3, 1, 1, 1, 6, 5}, {2, 6, 6, 2, 3, 2, 1, 1, 3, 3},
+                               {2, 5, 6, 2, 3, 1, 0, 0, 4, 4}};
+    const int nb = 2;
+    for (size_t gi = 0; gi < sizeof geoms / sizeof geoms[0]; gi++) {
+        const conv_geom *g = &geoms[gi];
+        const size_t K = (size_t)g->channels * g->k_h * g->k_w;
+        const size_t cols = K * nb * g->out_h * g->out_w;
+        const size_t pixels = (size_t)nb * g->channels * g->in_h * g->in_w;
+        float *col = malloc(cols * sizeof *col), *col2 = malloc(cols * sizeof *col);
+        float *img = malloc(pixels * sizeof *img), *ref = malloc(pixels * sizeof *ref);
+        assert_true(col && col2 && img && ref);
+        for (size_t i = 0; i < cols; i++)
+            col[i] = col2[i] = (float)test_uniform(-1, 1);
+        for (size_t i = 0; i < pixels; i++)
+            img[i] = ref[i] = (float)test_uniform(-1, 1);
+        col2im_add(ctx, g, col, nb, img);
+        scatter_reference(g, col2, nb, ref);
+        assert_memory_equal(img, ref, pixels * sizeof *img);
+        /* -0.0 in, -0.0 out; junk (1.0) over padding, which must not arrive */
+        for (size_t i = 0; i < pixels; i++)
+            img[i] = -0.0f;
+        const size_t P = (size_t)g->out_h * g->out_w;
+        for (size_t r = 0; r < K; r++)
+            for (size_t j = 0; j < nb * P; j++) {
+                int kh = (int)(r % ((size_t)g->k_h * g->k_w) / g->k_w), kw = (int)(r % g->k_w);
+                int oh = (int)(j % P / g->out_w), ow = (int)(j % P % g->out_w);
+                int ih = oh * g->stride + kh - g->pad_top, iw = ow * g->stride + kw - g->pad_left;
+                int inside = ih >= 0 && ih < g->in_h && iw >= 0 && iw < g->in_w;
+                col[r * nb * P + j] = inside ? -0.0f : 1.0f;
+            }
+        col2im_add(ctx, g, col, nb, img);
+        for (size_t i = 0; i < pixels; i++)
+            assert_true(img[i] == 0.0f && signbit(img[i]));
+        free(col), free(col2), free(img), free(ref);
+    }
+    agave_context_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -936,6 +1011,7 @@ int main(void)
         cmocka_unit_test(test_conv2d_transpose_backward_blocks),
         cmocka_unit_test(test_nin_backward_blocks),
         cmocka_unit_test(test_weight_grad_reproducible_on_threads),
+        cmocka_unit_test(test_col2im_matches_scatter),
         cmocka_unit_test_setup_teardown(test_conv2d_errors, err_setup, err_teardown),
         cmocka_unit_test_setup_teardown(test_conv2d_transpose_errors, err_setup, err_teardown),
         cmocka_unit_test_setup_teardown(test_nin_errors, err_setup, err_teardown),

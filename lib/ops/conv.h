@@ -38,8 +38,9 @@ static inline size_t geom_plane(const conv_geom *g)  /* in_h*in_w per channel */
 void im2col(agave_context *ctx, const conv_geom *g, const float *img, int nb, float *col);
 
 /* img (nb,C,in_h,in_w) += the columns of col (C*KH*KW, nb*out_h*out_w) scattered
- * back to the pixels they were read from; columns over padding are dropped. */
-void col2im_add(agave_context *ctx, const conv_geom *g, const float *col, int nb, float *img);
+ * back to the pixels they were read from; columns over padding are dropped.
+ * col is scratch: its columns over padding may be overwritten (with -0.0). */
+void col2im_add(agave_context *ctx, const conv_geom *g, float *col, int nb, float *img);
 
 /* src is (nb,C,P), dst is (C,nb*P): one GEMM then sees the whole block. */
 void nchw_to_cn(agave_context *ctx, const float *src, int nb, int C, size_t P, float *dst);

@@ -7,6 +7,7 @@
  * would otherwise hold every other thread at the region's closing barrier. */
 #include <string.h>
 
+#include "../core/simd.h"
 #include "conv.h"
 
 /* Below this many floats of work a loop runs on one thread: the fork/join of
@@ -45,13 +46,54 @@ static void valid_range(int out_w, int in_w, int stride, int offset, int *lo, in
 #define NO_LIBC_IDIOMS   /* (clang, for the fuzz build: no such attribute) */
 #endif
 
+/* im2col_row where the grid is as wide as the image at stride 1 (the
+ * PixelCNN's shifted convolutions): the tap is then the whole plane shifted
+ * by one offset, copied in one run, then its rows above or below the image
+ * and its columns past the image's left or right edge zeroed. The same floats
+ * as the row by row copy, in a few long loops instead of out_h short ones. */
+SIMD_CLONES NO_LIBC_IDIOMS static void im2col_row_shifted(const conv_geom *g,
+                                                          const float *restrict plane, int kh,
+                                                          int kw, int lo, int hi,
+                                                          float *restrict dst)
+{
+    const long w = g->out_w, plane_len = (long)g->in_h * w, len = (long)g->out_h * w;
+    const long shift = (long)(kh - g->pad_top) * w + (kw - g->pad_left);
+    /* dst[i] = plane[i + shift] where that is inside the plane; the rest is
+     * padding, zeroed here or by the edge loops below */
+    long first = -shift > 0 ? -shift : 0, end = plane_len - shift < len ? plane_len - shift : len;
+    if (first > len)
+        first = len;
+    if (end < first)
+        end = first;
+#pragma omp simd
+    for (long i = 0; i < first; i++)
+        dst[i] = 0.0f;
+#pragma omp simd
+    for (long i = first; i < end; i++)
+        dst[i] = plane[i + shift];
+#pragma omp simd
+    for (long i = end; i < len; i++)
+        dst[i] = 0.0f;
+    for (long oh = 0; oh < g->out_h; oh++) {
+        float *row = dst + oh * w;
+        for (int ow = 0; ow < lo; ow++)
+            row[ow] = 0.0f;
+        for (int ow = hi; ow < w; ow++)
+            row[ow] = 0.0f;
+    }
+}
+
 /* One row of the column matrix for one image: tap (c, kh, kw) over the grid.
  * plane is the image's channel c (in_h, in_w); dst holds out_h*out_w floats. */
-NO_LIBC_IDIOMS static void im2col_row(const conv_geom *g, const float *restrict plane, int kh,
-                                      int kw, float *restrict dst)
+SIMD_CLONES NO_LIBC_IDIOMS static void im2col_row(const conv_geom *g, const float *restrict plane,
+                                                  int kh, int kw, float *restrict dst)
 {
     int lo, hi;
     valid_range(g->out_w, g->in_w, g->stride, kw - g->pad_left, &lo, &hi);
+    if (g->stride == 1 && g->out_w == g->in_w) {
+        im2col_row_shifted(g, plane, kh, kw, lo, hi, dst);
+        return;
+    }
     const int out_w = g->out_w, stride = g->stride;
     for (int oh = 0; oh < g->out_h; oh++, dst += out_w) {
         int ih = oh * stride + kh - g->pad_top;
@@ -99,11 +141,40 @@ void im2col(agave_context *ctx, const conv_geom *g, const float *img, int nb, fl
         }
 }
 
+/* col2im_row where the grid is as wide as the image at stride 1: the tap's
+ * columns over the image's left or right padding become -0.0, which leaves
+ * any float it is added to unchanged (x + -0.0 == x, -0.0 included), and the
+ * tap is then added as one run at one offset: every pixel gets the same adds
+ * in the same order as row by row, in a few long loops instead of out_h
+ * short ones. src is scratch (it is changed). */
+SIMD_CLONES static void col2im_row_shifted(const conv_geom *g, float *restrict src, int kh,
+                                           int kw, int lo, int hi, float *restrict plane)
+{
+    const long w = g->out_w, plane_len = (long)g->in_h * w, len = (long)g->out_h * w;
+    const long shift = (long)(kh - g->pad_top) * w + (kw - g->pad_left);
+    for (long oh = 0; oh < g->out_h; oh++) {
+        float *row = src + oh * w;
+        for (int ow = 0; ow < lo; ow++)
+            row[ow] = -0.0f;
+        for (int ow = hi; ow < w; ow++)
+            row[ow] = -0.0f;
+    }
+    /* the rows above and below the image fall outside the plane */
+    long first = -shift > 0 ? -shift : 0, end = plane_len - shift < len ? plane_len - shift : len;
+#pragma omp simd
+    for (long i = first; i < end; i++)
+        plane[i + shift] += src[i];
+}
+
 /* Adds one row of the column matrix back into channel plane (in_h, in_w). */
-static void col2im_row(const conv_geom *g, const float *src, int kh, int kw, float *plane)
+static void col2im_row(const conv_geom *g, float *src, int kh, int kw, float *plane)
 {
     int lo, hi;
     valid_range(g->out_w, g->in_w, g->stride, kw - g->pad_left, &lo, &hi);
+    if (g->stride == 1 && g->out_w == g->in_w) {
+        col2im_row_shifted(g, src, kh, kw, lo, hi, plane);
+        return;
+    }
     for (int oh = 0; oh < g->out_h; oh++, src += g->out_w) {
         int ih = oh * g->stride + kh - g->pad_top;
         if (ih < 0 || ih >= g->in_h)
@@ -122,7 +193,7 @@ static void col2im_row(const conv_geom *g, const float *src, int kh, int kw, flo
     }
 }
 
-void col2im_add(agave_context *ctx, const conv_geom *g, const float *col, int nb, float *img)
+void col2im_add(agave_context *ctx, const conv_geom *g, float *col, int nb, float *img)
 {
     // col is (C*KH*KW, nb*P), img is (nb,C,in_h,in_w); one thread owns one (n, c) plane
     const long planes = (long)nb * g->channels;
