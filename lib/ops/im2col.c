@@ -289,18 +289,39 @@ void add_bias(agave_context *ctx, float *t, int nb, int C, size_t P, const float
     }
 }
 
+/* Channels bias_grad sums side by side. */
+#define BIAS_CHANNELS 16
+
+/* gb[c0 + j] += the sum of channel c0 + j of g (N,C,P), j < K: one double
+ * chain per channel in the order n, then p, as a channel summed alone; K
+ * chains side by side, so that each add no longer waits for the one before
+ * (a lone chain runs at the add's latency). */
+static inline void channel_sums(const float *g, int N, int C, size_t P, int c0, const int K,
+                                float *gb)
+{
+    double acc[BIAS_CHANNELS] = {0};
+    for (int n = 0; n < N; n++) {
+        const float *base = g + ((size_t)n * C + (size_t)c0) * P;
+        for (size_t i = 0; i < P; i++)
+            for (int j = 0; j < K; j++)
+                acc[j] += base[(size_t)j * P + i];
+    }
+    for (int j = 0; j < K; j++)
+        gb[c0 + j] += (float)acc[j];
+}
+
 void bias_grad(agave_context *ctx, const float *g, int N, int C, size_t P, float *gb)
 {
-    // g is (N,C,P); one thread owns one channel, so the sum order is fixed
+    // g is (N,C,P); one thread owns a block of channels, each summed in a fixed
+    // order, so the sums do not depend on the thread count
+    const int blocks = (C + BIAS_CHANNELS - 1) / BIAS_CHANNELS;
 #pragma omp parallel for num_threads(data_threads(ctx)) if ((size_t)N * C * P > PAR_MIN_WORK) \
     schedule(guided)
-    for (int c = 0; c < C; c++) {
-        double acc = 0;
-        for (int n = 0; n < N; n++) {
-            const float *p = g + ((size_t)n * C + (size_t)c) * P;
-            for (size_t i = 0; i < P; i++)
-                acc += p[i];
-        }
-        gb[c] += (float)acc;
+    for (int b = 0; b < blocks; b++) {
+        const int c0 = b * BIAS_CHANNELS, left = C - c0;
+        if (left >= BIAS_CHANNELS)
+            channel_sums(g, N, C, P, c0, BIAS_CHANNELS, gb);
+        else
+            channel_sums(g, N, C, P, c0, left, gb);
     }
 }
