@@ -18,6 +18,10 @@
  * back to 1 thread and left idle for a moment, so that its pool's spinning
  * workers never compete with the ops' threads.
  *
+ * Convolutions run twice: as the library runs them, then by im2col
+ * ("[im2col]", ctx->conv_plain), the A/B where the first is by Winograd.
+ * Throughput counts the direct convolution's multiply-adds either way.
+ *
  * The backward is timed by calling the op's backward on its tape node
  * directly (internal headers), so that no other op's cost is included. */
 #include <cblas.h>
@@ -45,6 +49,18 @@ typedef struct bench_case {
 static const bench_case cases[] = {
     {"conv2d 3x3 pad 1, 16x64x32x32 -> 128", CONV, 16, 64, 128, 32, 32, 3, 3, 1, 1, 1, 1, 1},
     {"down-shifted 2x3, 16x64x32x32 -> 64", CONV, 16, 64, 64, 32, 32, 2, 3, 1, 1, 0, 1, 1},
+    // the shifted and 3x3 convolutions of fashion (F = 32) and cifar-small (F = 64)
+    {"fashion 2x3, 16x64x28x28 -> 32", CONV, 16, 64, 32, 28, 28, 2, 3, 1, 1, 0, 1, 1},
+    {"fashion 2x3, 16x64x28x28 -> 64", CONV, 16, 64, 64, 28, 28, 2, 3, 1, 1, 0, 1, 1},
+    {"fashion 2x3, 16x64x14x14 -> 64", CONV, 16, 64, 64, 14, 14, 2, 3, 1, 1, 0, 1, 1},
+    {"fashion 2x3, 16x64x7x7 -> 64", CONV, 16, 64, 64, 7, 7, 2, 3, 1, 1, 0, 1, 1},
+    {"fashion 3x3, 16x32x28x28 -> 32", CONV, 16, 32, 32, 28, 28, 3, 3, 1, 1, 1, 1, 1},
+    {"fashion 3x3, 16x32x14x14 -> 32", CONV, 16, 32, 32, 14, 14, 3, 3, 1, 1, 1, 1, 1},
+    {"cifar-small 2x3, 16x128x32x32 -> 64", CONV, 16, 128, 64, 32, 32, 2, 3, 1, 1, 0, 1, 1},
+    {"cifar-small 2x3, 16x128x32x32 -> 128", CONV, 16, 128, 128, 32, 32, 2, 3, 1, 1, 0, 1, 1},
+    {"cifar-small 2x3, 16x128x16x16 -> 128", CONV, 16, 128, 128, 16, 16, 2, 3, 1, 1, 0, 1, 1},
+    {"cifar-small 3x3, 16x64x32x32 -> 64", CONV, 16, 64, 64, 32, 32, 3, 3, 1, 1, 1, 1, 1},
+    {"fashion 2x2, 16x64x28x28 -> 64", CONV, 16, 64, 64, 28, 28, 2, 2, 1, 1, 0, 1, 0},
     {"down-shifted 2x3, 16x64x8x8 -> 64", CONV, 16, 64, 64, 8, 8, 2, 3, 1, 1, 0, 1, 1},
     {"down-shifted 2x3 s2, 16x64x32x32 -> 64", CONV, 16, 64, 64, 32, 32, 2, 3, 2, 1, 0, 1, 1},
     {"deconv 2x3 s2 crop (0,1), 16x64x16x16 -> 64", DECONV, 16, 64, 64, 16, 16, 2, 3, 2, 0, 0,
@@ -200,8 +216,8 @@ static void bench(agave_context *ctx, const bench_case *c, double ref_gflops)
     double ref = ref_gflops;
     double lib = flops / time_library_gemm(ctx, (int)gm, (int)gn, (int)gk) * 1e-9;
     double gf = flops / fwd * 1e-9, gb = 2 * flops / bwd * 1e-9, gfb = 3 * flops / (fwd + bwd) * 1e-9;
-    printf("%-44s sgemm(M=%lld,N=%lld,K=%lld) %6.1f GFLOP/s, library gemm() %6.1f\n",
-           c->name, gm, gn, gk, ref, lib);
+    printf("%-44s sgemm(M=%lld,N=%lld,K=%lld) %6.1f GFLOP/s, library gemm() %6.1f%s\n",
+           c->name, gm, gn, gk, ref, lib, ctx->conv_plain ? " [im2col]" : "");
     printf("    forward  %7.2f ms %6.1f GFLOP/s (%.2f of sgemm)\n", fwd * 1e3, gf, gf / ref);
     printf("    backward %7.2f ms %6.1f GFLOP/s (%.2f of sgemm)\n", bwd * 1e3, gb, gb / ref);
     printf("    fwd+bwd  %7.2f ms %6.1f GFLOP/s (%.2f of sgemm)\n", (fwd + bwd) * 1e3, gfb,
@@ -241,9 +257,14 @@ int main(int argc, char **argv)
     struct timespec pause = {0, 300000000};   // OpenBLAS's workers stop spinning
     nanosleep(&pause, NULL);
     printf("%-44s %6.1f GFLOP/s\n\n", "sgemm 1024^3", big);
+    // conv cases twice: as the library runs them, then all by im2col (ctx->conv_plain):
+    // where a conv runs by Winograd (lib/ops/conv2d_winograd.c), this is the A/B
     for (size_t i = 0; i < n_cases; i++)
         if (argc < 3 || strstr(cases[i].name, argv[2]))
-            bench(ctx, &cases[i], ref[i]);
+            for (int plain = 0; plain < (cases[i].kind == CONV ? 2 : 1); plain++) {
+                ctx->conv_plain = plain;
+                bench(ctx, &cases[i], ref[i]);
+            }
     agave_context_free(ctx);
     return 0;
 }

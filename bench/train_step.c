@@ -20,7 +20,7 @@
  * on 2 threads.
  *
  * usage: train_step [--threads T] [--repeats R] [--cpu-time] [--precision fp32|bf16]
- *                   [--engine auto|openblas|own] [config:batch ...]
+ *                   [--engine auto|openblas|own] [--conv auto|im2col] [config:batch ...]
  *        default: fashion:16 fashion:32 fashion:64 cifar-small:16 cifar-small:32
  *                 cifar-small:64
  * --cpu-time times the steps by process CPU time instead of wall time: with
@@ -28,7 +28,9 @@
  * work, not the time the scheduler gave to others (the references are timed
  * the same way). --engine openblas multiplies with OpenBLAS only (bf16
  * too: 1.0.0's fp32 products), for comparisons in the same run; --engine own
- * is the default's kernel (auto, where the CPU has AVX-512F). */
+ * is the default's kernel (auto, where the CPU has AVX-512F). --conv im2col
+ * runs every convolution by im2col, none by Winograd (the A/B for
+ * lib/ops/conv2d_winograd.c); the mode column then ends in "-im2col". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,7 @@
 static int use_cpu_time;
 static agave_precision precision = AGAVE_PRECISION_FP32;
 static int engine = GEMM_AUTO;
+static int conv_plain;   /* --conv im2col: no convolution by Winograd */
 
 static double now(void)
 {
@@ -129,6 +132,7 @@ static int run(const char *name, int batch, int threads, int repeats)
     if (agave_context_set_precision(ctx, precision) != AGAVE_OK)
         return fprintf(stderr, "train_step: %s\n", agave_context_last_error(ctx)), 2;
     ctx->gemm_engine = engine;
+    ctx->conv_plain = conv_plain;
     if (agave_model_create(ctx, &cfg, &m) != AGAVE_OK)
         return fprintf(stderr, "train_step: %s\n", agave_context_last_error(ctx)), 2;
     size_t D = (size_t)cfg.C * cfg.H * cfg.W;
@@ -166,7 +170,8 @@ static int run(const char *name, int batch, int threads, int repeats)
            "%6.1f GFLOP/s | %.2f of GEMM peak | peak RSS %6.0f MiB | %.0f page faults/step\n",
            name, batch, threads, engine == GEMM_OPENBLAS ? "openblas"
            : agave_context_precision(ctx) == AGAVE_PRECISION_BF16 ? "bf16"
-           : engine == GEMM_OWN ? "fp32own" : "fp32",
+           : engine == GEMM_OWN ? (conv_plain ? "fp32own-im2col" : "fp32own")
+           : conv_plain ? "fp32-im2col" : "fp32",
            ips, med, fwd / 1e9, gflops, peak > 0 ? gflops / peak : 0, ru.ru_maxrss / 1024.0, faults);
     free(dt);
     free(x);
@@ -200,6 +205,10 @@ int main(int argc, char **argv)
             engine = GEMM_AUTO;
         else if (!strcmp(argv[first], "--engine") && !strcmp(argv[first + 1], "own"))
             engine = GEMM_OWN;
+        else if (!strcmp(argv[first], "--conv") && !strcmp(argv[first + 1], "im2col"))
+            conv_plain = 1;
+        else if (!strcmp(argv[first], "--conv") && !strcmp(argv[first + 1], "auto"))
+            conv_plain = 0;
         else
             return fprintf(stderr, "train_step: unknown option or value %s %s\n", argv[first], argv[first + 1]), 2;
     }

@@ -7,6 +7,7 @@
 #include <gnu/libc-version.h>
 #endif
 
+#include "../ops/winograd.h"
 #include "codec.h"
 
 /* ---- the model's hash ---------------------------------------------------------- */
@@ -83,9 +84,10 @@ void codec_environment(char env[CODEC_ENV_MAX])
     const char *compiler = "unknown";
 #endif
     snprintf(env, CODEC_ENV_MAX, "libagave %s; cc %s; OpenBLAS %s; gemm %s; %s; libc %s; "
-             "pixelcnn %s", agave_version_string(), compiler, openblas_get_corename(),
+             "pixelcnn %s; conv %s", agave_version_string(), compiler, openblas_get_corename(),
              gemm_fp32_engine_name(), vector_level(), libc,
-             codec_fixed_products() ? "fixed products by row" : "blas by pixel");
+             codec_fixed_products() ? "fixed products by row" : "blas by pixel",
+             winograd_available() ? "winograd f(4,3)" : "im2col");
 }
 
 int codec_fixed_products(void) { return cached_sampler_fixed_products_available(); }

@@ -91,7 +91,7 @@ struct tape_node {
 };
 
 /* ---- scratch: per-op temporary buffers reused by every op ------------------- */
-#define SCRATCH_SLOTS 4
+#define SCRATCH_SLOTS 6
 typedef struct scratch_slot {
     void *p;
     size_t bytes;
@@ -116,6 +116,7 @@ struct agave_context {
     uint64_t gemm_flops;    /* 2*M*N*K summed over every GEMM (benchmarks read it) */
     agave_precision precision;  /* of the GEMMs, as requested (agave_context_set_precision) */
     int gemm_engine;            /* enum gemm_engine: benchmarks and tests compare engines */
+    int conv_plain;             /* 1: every conv2d by im2col, none by Winograd (tests, benchmarks) */
     float **gemm_buf;           /* per OpenMP thread number: the AVX-512 GEMM's work buffer */
     int gemm_buf_count;         /* slots in gemm_buf: the thread count, at least 1 */
     scratch_slot scratch[SCRATCH_SLOTS];

@@ -4,11 +4,13 @@
  * output pixel:
  *   forward   y = W im2col(x)                         (Cout,K) x (K,cols)
  *   backward  dW += dY im2col(x)^T, dx += col2im(W^T dY)
- * blocked as conv_blocks.h describes. */
+ * blocked as conv_blocks.h describes. Stride-1 convolutions with a grid as
+ * wide as the image and a kernel 2 or 3 wide run by Winograd instead
+ * (winograd.h). */
 #include <string.h>
 
-#include "conv_blocks.h"
 #include "fused.h"
+#include "winograd.h"
 
 /* What backward needs besides x, w and y. */
 typedef struct conv2d_saved {
@@ -24,9 +26,8 @@ static conv_geom conv2d_geom(const agave_tensor *x, const agave_tensor *w, int s
                        pad_left, out_h, out_w};
 }
 
-/* Images [n0, n0+m) of the conv's input: x in place, or under ce concat_elu(x)
- * computed into buf (m, 2C, H, W), so that it is never stored. */
-static const float *conv2d_images(agave_context *ctx, const agave_tensor *x, int n0, int m,
+/* winograd.h: x in place or concat_elu(x) in buf, so that it is never stored. */
+const float *conv2d_images(agave_context *ctx, const agave_tensor *x, int n0, int m,
                                   int ce, float *buf)
 {
     const size_t plane = (size_t)tH(x) * tW(x), x_img = (size_t)tC(x) * plane;
@@ -41,6 +42,8 @@ static agave_status conv2d_forward(agave_context *ctx, const conv_geom *g,
                                    const agave_tensor *x, const agave_tensor *w,
                                    const agave_tensor *bias, int ce, agave_tensor *y)
 {
+    if (winograd_fits(ctx, g))
+        return winograd_forward(ctx, g, x, w, bias, ce, y);
     const int N = tN(x), Cout = tN(w);
     const size_t K = geom_rows(g), P = geom_cols(g), img = (size_t)g->channels * geom_plane(g);
     const block_plan bp = plan_blocks(ctx, N, images_per_block(N, P, K));
@@ -172,6 +175,8 @@ agave_status conv2d_backward(agave_context *ctx, const tape_node *node)
         bias_grad(ctx, y->grad, N, Cout, P, gb);
     if (!gx && !gw)
         return AGAVE_OK;
+    if (winograd_fits(ctx, &g))
+        return winograd_backward(ctx, &g, x, w, y, ce, gx, gw);
     const block_plan bp = plan_blocks(ctx, N, images_per_block(N, P, K));
     const int fold = P < PANEL_COLS;
     const size_t col_n = K * bp.nb * P, dy_n = (size_t)Cout * bp.nb * P, ce_n = img * bp.nb;

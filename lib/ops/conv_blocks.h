@@ -42,7 +42,14 @@
 #define PANEL_COLS 1024
 
 /* Scratch slots (ctx_scratch) of the conv family. */
-enum { SCRATCH_COLS = 0, SCRATCH_OPERAND = 1, SCRATCH_CE = 2, SCRATCH_CHUNKS = 3 };
+enum {
+    SCRATCH_COLS = 0,
+    SCRATCH_OPERAND = 1,
+    SCRATCH_CE = 2,
+    SCRATCH_CHUNKS = 3,
+    SCRATCH_WEIGHTS = 4,       /* Winograd: the transformed weights */
+    SCRATCH_WEIGHT_GRADS = 5,  /* Winograd: their gradient, per thread */
+};
 
 /* Images per block: enough for PANEL_COLS columns, more while the column
  * matrix (rows, nb*P) stays about the size of a core's L2 cache. */
