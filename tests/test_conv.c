@@ -22,21 +22,11 @@
 
 #include "ops/conv.h"
 #include "support/gradcheck.h"
+#include "support/support.h"
 
 #define REL_TOL 1e-5
 
 /* ---- helpers ------------------------------------------------------------------------ */
-
-static agave_tensor *make_tensor(agave_context *ctx, int ndim, int d0, int d1, int d2, int d3)
-{
-    int dims[4] = {d0, d1, d2, d3};
-    agave_tensor *t = NULL;
-    assert_int_equal(agave_tensor_create(ctx, ndim, dims, &t), AGAVE_OK);
-    float *p = agave_tensor_data(t);
-    for (size_t i = 0; i < agave_tensor_numel(t); i++)
-        p[i] = (float)test_uniform(-1, 1);
-    return t;
-}
 
 static void expect_close(const char *label, agave_tensor *out, const double *ref,
                          const double *mag, size_t n)
@@ -56,13 +46,6 @@ static void expect_shape(agave_tensor *t, int d0, int d1, int d2, int d3)
     assert_int_equal(agave_tensor_dim(t, 1), d1);
     assert_int_equal(agave_tensor_dim(t, 2), d2);
     assert_int_equal(agave_tensor_dim(t, 3), d3);
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    assert_non_null(p);
-    return p;
 }
 
 /* ---- conv2d ----------------------------------------------------------------------- */
@@ -131,9 +114,9 @@ static void run_conv_case(const conv_case *k, int threads)
     assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
     assert_int_equal(agave_context_set_threads(ctx, threads), AGAVE_OK);
     test_rng_seed(11);
-    agave_tensor *x = make_tensor(ctx, 4, k->N, k->Cin, k->H, k->W);
-    agave_tensor *w = make_tensor(ctx, 4, k->Cout, k->Cin, k->KH, k->KW);
-    agave_tensor *b = k->bias ? make_tensor(ctx, 1, k->Cout, 1, 1, 1) : NULL;
+    agave_tensor *x = support_uniform_tensor(ctx, 4, k->N, k->Cin, k->H, k->W);
+    agave_tensor *w = support_uniform_tensor(ctx, 4, k->Cout, k->Cin, k->KH, k->KW);
+    agave_tensor *b = k->bias ? support_uniform_tensor(ctx, 1, k->Cout, 1, 1, 1) : NULL;
     int Ho = (k->H + k->pad_top + k->pad_bottom - k->KH) / k->stride + 1;
     int Wo = (k->W + k->pad_left + k->pad_right - k->KW) / k->stride + 1;
     agave_tensor *y = NULL;
@@ -143,7 +126,7 @@ static void run_conv_case(const conv_case *k, int threads)
         fail_msg("%s: %s", k->label, agave_context_last_error(ctx));
     expect_shape(y, k->N, k->Cout, Ho, Wo);
     size_t n = (size_t)k->N * k->Cout * Ho * Wo;
-    double *ref = xcalloc(n, sizeof *ref), *mag = xcalloc(n, sizeof *mag);
+    double *ref = support_calloc(n, sizeof *ref), *mag = support_calloc(n, sizeof *mag);
     ref_conv2d(k, Ho, Wo, agave_tensor_data(x), agave_tensor_data(w),
                b ? agave_tensor_data(b) : NULL, ref, mag);
     expect_close(k->label, y, ref, mag, n);
@@ -205,8 +188,8 @@ static void ref_deconv(const deconv_case *k, const float *x, const float *w, con
     if (FW < k->crop_left + k->out_w)
         FW = k->crop_left + k->out_w;
     size_t plane = (size_t)FH * FW;
-    double *F = xcalloc((size_t)k->N * k->Cout * plane, sizeof *F);
-    double *A = xcalloc((size_t)k->N * k->Cout * plane, sizeof *A);
+    double *F = support_calloc((size_t)k->N * k->Cout * plane, sizeof *F);
+    double *A = support_calloc((size_t)k->N * k->Cout * plane, sizeof *A);
     for (int n = 0; n < k->N; n++)
         for (int c = 0; c < k->Cin; c++)
             for (int i = 0; i < k->H; i++)
@@ -242,9 +225,9 @@ static void run_deconv_case(const deconv_case *k, int threads)
     assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
     assert_int_equal(agave_context_set_threads(ctx, threads), AGAVE_OK);
     test_rng_seed(12);
-    agave_tensor *x = make_tensor(ctx, 4, k->N, k->Cin, k->H, k->W);
-    agave_tensor *w = make_tensor(ctx, 4, k->Cin, k->Cout, k->KH, k->KW);
-    agave_tensor *b = k->bias ? make_tensor(ctx, 1, k->Cout, 1, 1, 1) : NULL;
+    agave_tensor *x = support_uniform_tensor(ctx, 4, k->N, k->Cin, k->H, k->W);
+    agave_tensor *w = support_uniform_tensor(ctx, 4, k->Cin, k->Cout, k->KH, k->KW);
+    agave_tensor *b = k->bias ? support_uniform_tensor(ctx, 1, k->Cout, 1, 1, 1) : NULL;
     agave_tensor *y = NULL;
     agave_status st = agave_conv2d_transpose(ctx, x, w, b, k->stride, k->crop_top, k->crop_left,
                                              k->out_h, k->out_w, &y);
@@ -252,7 +235,7 @@ static void run_deconv_case(const deconv_case *k, int threads)
         fail_msg("%s: %s", k->label, agave_context_last_error(ctx));
     expect_shape(y, k->N, k->Cout, k->out_h, k->out_w);
     size_t n = (size_t)k->N * k->Cout * k->out_h * k->out_w;
-    double *ref = xcalloc(n, sizeof *ref), *mag = xcalloc(n, sizeof *mag);
+    double *ref = support_calloc(n, sizeof *ref), *mag = support_calloc(n, sizeof *mag);
     ref_deconv(k, agave_tensor_data(x), agave_tensor_data(w), b ? agave_tensor_data(b) : NULL,
                ref, mag);
     expect_close(k->label, y, ref, mag, n);
@@ -287,8 +270,8 @@ static void test_conv2d_transpose_pixelcnn_causality(void **state)
     const int H = 4, W = 4;
     for (int right = 0; right < 2; right++) {
         int KW = right ? 2 : 3, crop_left = right ? 0 : (KW - 1) / 2;
-        agave_tensor *x = make_tensor(ctx, 4, 1, 2, H, W);
-        agave_tensor *w = make_tensor(ctx, 4, 2, 3, 2, KW);
+        agave_tensor *x = support_uniform_tensor(ctx, 4, 1, 2, H, W);
+        agave_tensor *w = support_uniform_tensor(ctx, 4, 2, 3, 2, KW);
         agave_tensor *y0 = NULL, *y1 = NULL;
         assert_int_equal(
             agave_conv2d_transpose(ctx, x, w, NULL, 2, 0, crop_left, 2 * H, 2 * W, &y0),
@@ -326,14 +309,14 @@ static void check_nin(int N, int Cin, int H, int W, int Cout, int with_bias, int
     assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
     assert_int_equal(agave_context_set_threads(ctx, threads), AGAVE_OK);
     test_rng_seed(14);
-    agave_tensor *x = make_tensor(ctx, 4, N, Cin, H, W);
-    agave_tensor *w = make_tensor(ctx, 2, Cout, Cin, 1, 1);
-    agave_tensor *b = with_bias ? make_tensor(ctx, 1, Cout, 1, 1, 1) : NULL;
+    agave_tensor *x = support_uniform_tensor(ctx, 4, N, Cin, H, W);
+    agave_tensor *w = support_uniform_tensor(ctx, 2, Cout, Cin, 1, 1);
+    agave_tensor *b = with_bias ? support_uniform_tensor(ctx, 1, Cout, 1, 1, 1) : NULL;
     agave_tensor *y = NULL;
     assert_int_equal(agave_nin(ctx, x, w, b, &y), AGAVE_OK);
     expect_shape(y, N, Cout, H, W);
     size_t P = (size_t)H * W, n = (size_t)N * Cout * P;
-    double *ref = xcalloc(n, sizeof *ref), *mag = xcalloc(n, sizeof *mag);
+    double *ref = support_calloc(n, sizeof *ref), *mag = support_calloc(n, sizeof *mag);
     const float *px = agave_tensor_data(x), *pw = agave_tensor_data(w);
     for (int i = 0; i < N; i++)
         for (int o = 0; o < Cout; o++)
@@ -372,17 +355,17 @@ static void check_dense(int ndim, int N, int d1, int d2, int d3, int M, int with
     agave_context *ctx = NULL;
     assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
     test_rng_seed(15);
-    agave_tensor *x = make_tensor(ctx, ndim, N, d1, d2, d3);
+    agave_tensor *x = support_uniform_tensor(ctx, ndim, N, d1, d2, d3);
     int K = (int)(agave_tensor_numel(x) / (size_t)N);
-    agave_tensor *w = make_tensor(ctx, 2, M, K, 1, 1);
-    agave_tensor *b = with_bias ? make_tensor(ctx, 1, M, 1, 1, 1) : NULL;
+    agave_tensor *w = support_uniform_tensor(ctx, 2, M, K, 1, 1);
+    agave_tensor *b = with_bias ? support_uniform_tensor(ctx, 1, M, 1, 1, 1) : NULL;
     agave_tensor *y = NULL;
     assert_int_equal(agave_dense(ctx, x, w, b, &y), AGAVE_OK);
     assert_int_equal(agave_tensor_ndim(y), 2);
     assert_int_equal(agave_tensor_dim(y, 0), N);
     assert_int_equal(agave_tensor_dim(y, 1), M);
     size_t n = (size_t)N * M;
-    double *ref = xcalloc(n, sizeof *ref), *mag = xcalloc(n, sizeof *mag);
+    double *ref = support_calloc(n, sizeof *ref), *mag = support_calloc(n, sizeof *mag);
     const float *px = agave_tensor_data(x), *pw = agave_tensor_data(w);
     for (int i = 0; i < N; i++)
         for (int m = 0; m < M; m++) {
@@ -414,18 +397,6 @@ static void test_dense_forward(void **state)
 
 /* ---- backward against naive loops, at sizes that split the batch into blocks ---------- */
 
-/* L = sum(y * R) for a fixed random R (N,C,H,W): dL/dy = R. Returns R's data. */
-static const float *loss_against_random(agave_context *ctx, agave_tensor *y, agave_tensor **R)
-{
-    *R = make_tensor(ctx, 4, agave_tensor_dim(y, 0), agave_tensor_dim(y, 1),
-                     agave_tensor_dim(y, 2), agave_tensor_dim(y, 3));
-    agave_tensor *prod = NULL, *L = NULL;
-    assert_int_equal(agave_mul(ctx, y, *R, &prod), AGAVE_OK);
-    assert_int_equal(agave_sum(ctx, prod, &L), AGAVE_OK);
-    assert_int_equal(agave_backward(ctx, L), AGAVE_OK);
-    return agave_tensor_data(*R);
-}
-
 /* One product term t = a*b flows into a gradient: accumulate value and magnitude. */
 static void add_term(double *g, double *mag, size_t i, double a, double b)
 {
@@ -456,9 +427,9 @@ static void test_conv2d_backward_blocks(void **state)
         assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
         assert_int_equal(agave_context_set_threads(ctx, 2), AGAVE_OK);
         test_rng_seed(17);
-        agave_tensor *x = make_tensor(ctx, 4, k->N, k->Cin, k->H, k->W);
-        agave_tensor *w = make_tensor(ctx, 4, k->Cout, k->Cin, k->KH, k->KW);
-        agave_tensor *b = make_tensor(ctx, 1, k->Cout, 1, 1, 1);
+        agave_tensor *x = support_uniform_tensor(ctx, 4, k->N, k->Cin, k->H, k->W);
+        agave_tensor *w = support_uniform_tensor(ctx, 4, k->Cout, k->Cin, k->KH, k->KW);
+        agave_tensor *b = support_uniform_tensor(ctx, 1, k->Cout, 1, 1, 1);
         agave_tensor *y = NULL, *R = NULL;
         assert_int_equal(agave_tensor_set_requires_grad(x, 1), AGAVE_OK);
         assert_int_equal(agave_tensor_set_requires_grad(w, 1), AGAVE_OK);
@@ -467,12 +438,12 @@ static void test_conv2d_backward_blocks(void **state)
                                       k->pad_left, k->pad_right, &y),
                          AGAVE_OK);
         int Ho = agave_tensor_dim(y, 2), Wo = agave_tensor_dim(y, 3);
-        const float *r = loss_against_random(ctx, y, &R);
+        const float *r = support_backward_against_random(ctx, y, &R);
         const float *px = agave_tensor_data(x), *pw = agave_tensor_data(w);
         size_t nx = agave_tensor_numel(x), nw = agave_tensor_numel(w);
-        double *gx = xcalloc(nx, sizeof *gx), *mx = xcalloc(nx, sizeof *mx);
-        double *gw = xcalloc(nw, sizeof *gw), *mw = xcalloc(nw, sizeof *mw);
-        double *gb = xcalloc((size_t)k->Cout, sizeof *gb), *mb = xcalloc((size_t)k->Cout, sizeof *mb);
+        double *gx = support_calloc(nx, sizeof *gx), *mx = support_calloc(nx, sizeof *mx);
+        double *gw = support_calloc(nw, sizeof *gw), *mw = support_calloc(nw, sizeof *mw);
+        double *gb = support_calloc((size_t)k->Cout, sizeof *gb), *mb = support_calloc((size_t)k->Cout, sizeof *mb);
         // every product x*w of the forward sends R to both of its factors
         for (int n = 0; n < k->N; n++)
             for (int o = 0; o < k->Cout; o++)
@@ -519,19 +490,19 @@ static float *weight_grads(int threads, int op)
     assert_int_equal(agave_context_set_threads(ctx, threads), AGAVE_OK);
     test_rng_seed(23);
     // 37 images of 16x20x20: blocks of several images, more blocks than threads
-    agave_tensor *x = make_tensor(ctx, 4, 37, RG_C, 20, 20);
-    agave_tensor *w = op == 0   ? make_tensor(ctx, 4, RG_C, RG_C, 3, 3)
-                      : op == 1 ? make_tensor(ctx, 4, RG_C, RG_C, 2, 3)
-                                : make_tensor(ctx, 2, RG_C, RG_C, 1, 1);
+    agave_tensor *x = support_uniform_tensor(ctx, 4, 37, RG_C, 20, 20);
+    agave_tensor *w = op == 0   ? support_uniform_tensor(ctx, 4, RG_C, RG_C, 3, 3)
+                      : op == 1 ? support_uniform_tensor(ctx, 4, RG_C, RG_C, 2, 3)
+                                : support_uniform_tensor(ctx, 2, RG_C, RG_C, 1, 1);
     agave_tensor *y = NULL, *R = NULL;
     assert_int_equal(agave_tensor_set_requires_grad(w, 1), AGAVE_OK);
     agave_status st = op == 0   ? agave_conv2d(ctx, x, w, NULL, 1, 1, 1, 1, 1, &y)
                       : op == 1 ? agave_conv2d_transpose(ctx, x, w, NULL, 2, 0, 1, 40, 40, &y)
                                 : agave_nin(ctx, x, w, NULL, &y);
     assert_int_equal(st, AGAVE_OK);
-    loss_against_random(ctx, y, &R);
+    support_backward_against_random(ctx, y, &R);
     size_t nw = agave_tensor_numel(w);
-    float *gw = xcalloc(nw, sizeof *gw);
+    float *gw = support_calloc(nw, sizeof *gw);
     memcpy(gw, agave_tensor_grad(w), nw * sizeof *gw);
     agave_tensor_free(x);
     agave_tensor_free(w);
@@ -578,9 +549,9 @@ static void test_conv2d_transpose_backward_blocks(void **state)
         assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
         assert_int_equal(agave_context_set_threads(ctx, 2), AGAVE_OK);
         test_rng_seed(18);
-        agave_tensor *x = make_tensor(ctx, 4, k->N, k->Cin, k->H, k->W);
-        agave_tensor *w = make_tensor(ctx, 4, k->Cin, k->Cout, k->KH, k->KW);
-        agave_tensor *b = make_tensor(ctx, 1, k->Cout, 1, 1, 1);
+        agave_tensor *x = support_uniform_tensor(ctx, 4, k->N, k->Cin, k->H, k->W);
+        agave_tensor *w = support_uniform_tensor(ctx, 4, k->Cin, k->Cout, k->KH, k->KW);
+        agave_tensor *b = support_uniform_tensor(ctx, 1, k->Cout, 1, 1, 1);
         agave_tensor *y = NULL, *R = NULL;
         assert_int_equal(agave_tensor_set_requires_grad(x, 1), AGAVE_OK);
         assert_int_equal(agave_tensor_set_requires_grad(w, 1), AGAVE_OK);
@@ -588,12 +559,12 @@ static void test_conv2d_transpose_backward_blocks(void **state)
         assert_int_equal(agave_conv2d_transpose(ctx, x, w, b, k->stride, k->crop_top,
                                                 k->crop_left, k->out_h, k->out_w, &y),
                          AGAVE_OK);
-        const float *r = loss_against_random(ctx, y, &R);
+        const float *r = support_backward_against_random(ctx, y, &R);
         const float *px = agave_tensor_data(x), *pw = agave_tensor_data(w);
         size_t nx = agave_tensor_numel(x), nw = agave_tensor_numel(w);
-        double *gx = xcalloc(nx, sizeof *gx), *mx = xcalloc(nx, sizeof *mx);
-        double *gw = xcalloc(nw, sizeof *gw), *mw = xcalloc(nw, sizeof *mw);
-        double *gb = xcalloc((size_t)k->Cout, sizeof *gb), *mb = xcalloc((size_t)k->Cout, sizeof *mb);
+        double *gx = support_calloc(nx, sizeof *gx), *mx = support_calloc(nx, sizeof *mx);
+        double *gw = support_calloc(nw, sizeof *gw), *mw = support_calloc(nw, sizeof *mw);
+        double *gb = support_calloc((size_t)k->Cout, sizeof *gb), *mb = support_calloc((size_t)k->Cout, sizeof *mb);
         for (int n = 0; n < k->N; n++)
             for (int o = 0; o < k->Cout; o++)
                 for (int rr = 0; rr < k->out_h; rr++)
@@ -642,20 +613,20 @@ static void test_nin_backward_blocks(void **state)
         assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
         assert_int_equal(agave_context_set_threads(ctx, 2), AGAVE_OK);
         test_rng_seed(19);
-        agave_tensor *x = make_tensor(ctx, 4, N, Cin, shapes[si][2], shapes[si][3]);
-        agave_tensor *w = make_tensor(ctx, 2, Cout, Cin, 1, 1);
-        agave_tensor *b = make_tensor(ctx, 1, Cout, 1, 1, 1);
+        agave_tensor *x = support_uniform_tensor(ctx, 4, N, Cin, shapes[si][2], shapes[si][3]);
+        agave_tensor *w = support_uniform_tensor(ctx, 2, Cout, Cin, 1, 1);
+        agave_tensor *b = support_uniform_tensor(ctx, 1, Cout, 1, 1, 1);
         agave_tensor *y = NULL, *R = NULL;
         assert_int_equal(agave_tensor_set_requires_grad(x, 1), AGAVE_OK);
         assert_int_equal(agave_tensor_set_requires_grad(w, 1), AGAVE_OK);
         assert_int_equal(agave_tensor_set_requires_grad(b, 1), AGAVE_OK);
         assert_int_equal(agave_nin(ctx, x, w, b, &y), AGAVE_OK);
-        const float *r = loss_against_random(ctx, y, &R);
+        const float *r = support_backward_against_random(ctx, y, &R);
         const float *px = agave_tensor_data(x), *pw = agave_tensor_data(w);
         size_t nx = agave_tensor_numel(x), nw = agave_tensor_numel(w);
-        double *gx = xcalloc(nx, sizeof *gx), *mx = xcalloc(nx, sizeof *mx);
-        double *gw = xcalloc(nw, sizeof *gw), *mw = xcalloc(nw, sizeof *mw);
-        double *gb = xcalloc((size_t)Cout, sizeof *gb), *mb = xcalloc((size_t)Cout, sizeof *mb);
+        double *gx = support_calloc(nx, sizeof *gx), *mx = support_calloc(nx, sizeof *mx);
+        double *gw = support_calloc(nw, sizeof *gw), *mw = support_calloc(nw, sizeof *mw);
+        double *gb = support_calloc((size_t)Cout, sizeof *gb), *mb = support_calloc((size_t)Cout, sizeof *mb);
         for (int n = 0; n < N; n++)
             for (int o = 0; o < Cout; o++)
                 for (size_t p = 0; p < P; p++) {
@@ -688,9 +659,9 @@ static void test_conv2d_backward_accumulates(void **state)
     agave_context *ctx = NULL;
     assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
     test_rng_seed(16);
-    agave_tensor *x = make_tensor(ctx, 4, 3, 2, 5, 6);
-    agave_tensor *w = make_tensor(ctx, 4, 4, 2, 2, 3);
-    agave_tensor *b = make_tensor(ctx, 1, 4, 1, 1, 1);
+    agave_tensor *x = support_uniform_tensor(ctx, 4, 3, 2, 5, 6);
+    agave_tensor *w = support_uniform_tensor(ctx, 4, 4, 2, 2, 3);
+    agave_tensor *b = support_uniform_tensor(ctx, 1, 4, 1, 1, 1);
     assert_int_equal(agave_tensor_set_requires_grad(w, 1), AGAVE_OK);
     assert_int_equal(agave_tensor_set_requires_grad(b, 1), AGAVE_OK);
     float first[4 * 2 * 2 * 3], bfirst[4];
@@ -726,19 +697,19 @@ typedef struct err_fixture {
 
 static int err_setup(void **state)
 {
-    err_fixture *f = xcalloc(1, sizeof *f);
+    err_fixture *f = support_calloc(1, sizeof *f);
     assert_int_equal(agave_context_create(&f->ctx, 1), AGAVE_OK);
     assert_int_equal(agave_context_create(&f->other, 1), AGAVE_OK);
-    f->x4 = make_tensor(f->ctx, 4, 2, 3, 5, 5);        // (N,Cin,H,W)
-    f->x3 = make_tensor(f->ctx, 3, 2, 3, 5, 1);        // rank 3
-    f->w4 = make_tensor(f->ctx, 4, 4, 3, 3, 3);        // conv (Cout=4,Cin=3,3,3)
-    f->w_cin2 = make_tensor(f->ctx, 4, 4, 2, 3, 3);    // expects 2 input channels
-    f->w2 = make_tensor(f->ctx, 2, 4, 3, 1, 1);        // nin (Cout=4,Cin=3)
-    f->b4 = make_tensor(f->ctx, 1, 4, 1, 1, 1);
-    f->b5 = make_tensor(f->ctx, 1, 5, 1, 1, 1);
-    f->x_other = make_tensor(f->other, 4, 2, 3, 5, 5);
-    f->w_other = make_tensor(f->other, 4, 4, 3, 3, 3);
-    f->b_other = make_tensor(f->other, 1, 4, 1, 1, 1);
+    f->x4 = support_uniform_tensor(f->ctx, 4, 2, 3, 5, 5);        // (N,Cin,H,W)
+    f->x3 = support_uniform_tensor(f->ctx, 3, 2, 3, 5, 1);        // rank 3
+    f->w4 = support_uniform_tensor(f->ctx, 4, 4, 3, 3, 3);        // conv (Cout=4,Cin=3,3,3)
+    f->w_cin2 = support_uniform_tensor(f->ctx, 4, 4, 2, 3, 3);    // expects 2 input channels
+    f->w2 = support_uniform_tensor(f->ctx, 2, 4, 3, 1, 1);        // nin (Cout=4,Cin=3)
+    f->b4 = support_uniform_tensor(f->ctx, 1, 4, 1, 1, 1);
+    f->b5 = support_uniform_tensor(f->ctx, 1, 5, 1, 1, 1);
+    f->x_other = support_uniform_tensor(f->other, 4, 2, 3, 5, 5);
+    f->w_other = support_uniform_tensor(f->other, 4, 4, 3, 3, 3);
+    f->b_other = support_uniform_tensor(f->other, 1, 4, 1, 1, 1);
     *state = f;
     return 0;
 }
@@ -806,7 +777,7 @@ static void test_conv2d_errors(void **state)
     EXPECT_ERR(agave_conv2d(c, f->x4, f->w4, NULL, 1, -2, 0, 0, 0, &y), AGAVE_ERR_INVALID_ARG,
                "top -2", NULL);
     // a 5x5 image padded to 6x7 cannot hold a 7x7 kernel: w (4,3,7,7)
-    agave_tensor *w7 = make_tensor(c, 4, 4, 3, 7, 7);
+    agave_tensor *w7 = support_uniform_tensor(c, 4, 4, 3, 7, 7);
     EXPECT_ERR(agave_conv2d(c, f->x4, w7, NULL, 1, 1, 0, 1, 1, &y), AGAVE_ERR_SHAPE,
                "(2,3,5,5)", "(4,3,7,7)");
     assert_int_equal(agave_conv2d(c, f->x4, w7, NULL, 1, 1, 1, 1, 1, &y), AGAVE_OK);
@@ -825,8 +796,8 @@ static void test_conv2d_transpose_errors(void **state)
     err_fixture *f = *state;
     agave_context *c = f->ctx;
     // w4 (4,3,3,3) reads here as (Cin=4,Cout=3): x4 with 3 channels does not fit it
-    agave_tensor *w = make_tensor(c, 4, 3, 4, 2, 3);   // (Cin=3,Cout=4,2,3)
-    agave_tensor *w_other = make_tensor(f->other, 4, 3, 4, 2, 3);
+    agave_tensor *w = support_uniform_tensor(c, 4, 3, 4, 2, 3);   // (Cin=3,Cout=4,2,3)
+    agave_tensor *w_other = support_uniform_tensor(f->other, 4, 3, 4, 2, 3);
     agave_tensor *y = NULL;
     assert_int_equal(agave_conv2d_transpose(NULL, f->x4, w, NULL, 2, 0, 1, 10, 10, &y),
                      AGAVE_ERR_NULL);
@@ -870,8 +841,8 @@ static void test_nin_errors(void **state)
 {
     err_fixture *f = *state;
     agave_context *c = f->ctx;
-    agave_tensor *w_cin2 = make_tensor(c, 2, 4, 2, 1, 1);
-    agave_tensor *w_other = make_tensor(f->other, 2, 4, 3, 1, 1);
+    agave_tensor *w_cin2 = support_uniform_tensor(c, 2, 4, 2, 1, 1);
+    agave_tensor *w_other = support_uniform_tensor(f->other, 2, 4, 3, 1, 1);
     agave_tensor *y = NULL;
     assert_int_equal(agave_nin(NULL, f->x4, f->w2, NULL, &y), AGAVE_ERR_NULL);
     expect_error(c, agave_nin(c, f->x4, f->w2, NULL, NULL), AGAVE_ERR_NULL, NULL, "out is NULL",
@@ -896,10 +867,10 @@ static void test_dense_errors(void **state)
 {
     err_fixture *f = *state;
     agave_context *c = f->ctx;
-    agave_tensor *x1 = make_tensor(c, 1, 6, 1, 1, 1);
-    agave_tensor *w75 = make_tensor(c, 2, 4, 75, 1, 1);   // x4 reads as (2,75)
-    agave_tensor *w74 = make_tensor(c, 2, 4, 74, 1, 1);
-    agave_tensor *w_other = make_tensor(f->other, 2, 4, 75, 1, 1);
+    agave_tensor *x1 = support_uniform_tensor(c, 1, 6, 1, 1, 1);
+    agave_tensor *w75 = support_uniform_tensor(c, 2, 4, 75, 1, 1);   // x4 reads as (2,75)
+    agave_tensor *w74 = support_uniform_tensor(c, 2, 4, 74, 1, 1);
+    agave_tensor *w_other = support_uniform_tensor(f->other, 2, 4, 75, 1, 1);
     agave_tensor *y = NULL;
     assert_int_equal(agave_dense(NULL, f->x4, w75, NULL, &y), AGAVE_ERR_NULL);
     expect_error(c, agave_dense(c, f->x4, w75, NULL, NULL), AGAVE_ERR_NULL, NULL, "out is NULL",

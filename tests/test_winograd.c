@@ -29,6 +29,7 @@
 #include "ops/fused.h"
 #include "ops/winograd.h"
 #include "support/gradcheck.h"
+#include "support/support.h"
 
 #define REL_TOL 3e-6
 
@@ -48,24 +49,6 @@ static const wcase cases[] = {
     {"the widest row, 64", 1, 2, 12, 64, 3, 2, 3, 1, 0, 1, 1},
     {"11 images of 16x16: blocks, a partial last one", 11, 8, 16, 16, 6, 2, 3, 1, 0, 1, 1},
 };
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    assert_non_null(p);
-    return p;
-}
-
-static agave_tensor *make_tensor(agave_context *ctx, int ndim, int d0, int d1, int d2, int d3)
-{
-    int dims[4] = {d0, d1, d2, d3};
-    agave_tensor *t = NULL;
-    assert_int_equal(agave_tensor_create(ctx, ndim, dims, &t), AGAVE_OK);
-    float *p = agave_tensor_data(t);
-    for (size_t i = 0; i < agave_tensor_numel(t); i++)
-        p[i] = (float)test_uniform(-1, 1);
-    return t;
-}
 
 static int out_h(const wcase *k) { return k->H + k->pad_top + k->pad_bottom - k->KH + 1; }
 
@@ -95,8 +78,8 @@ static reference reference_of(const wcase *k, const float *x, const float *w, co
     const int Ho = out_h(k), Wo = k->W;
     const size_t ny = (size_t)k->N * k->Cout * Ho * Wo, nx = (size_t)k->N * k->C * k->H * k->W;
     const size_t nw = (size_t)k->Cout * k->C * k->KH * k->KW;
-    reference r = {xcalloc(ny, 8), xcalloc(ny, 8), xcalloc(nx, 8),
-                   xcalloc(nx, 8), xcalloc(nw, 8), xcalloc(nw, 8)};
+    reference r = {support_calloc(ny, 8), support_calloc(ny, 8), support_calloc(nx, 8),
+                   support_calloc(nx, 8), support_calloc(nw, 8), support_calloc(nw, 8)};
     for (int n = 0; n < k->N; n++)
         for (int o = 0; o < k->Cout; o++)
             for (int i = 0; i < Ho; i++)
@@ -127,19 +110,6 @@ static void reference_free(reference *r)
     free(r->y), free(r->my), free(r->gx), free(r->mx), free(r->gw), free(r->mw);
 }
 
-/* L = sum(y * R) back-propagated; returns R's values. */
-static const float *backward_against_random(agave_context *ctx, agave_tensor *y,
-                                            agave_tensor **R)
-{
-    *R = make_tensor(ctx, 4, agave_tensor_dim(y, 0), agave_tensor_dim(y, 1),
-                     agave_tensor_dim(y, 2), agave_tensor_dim(y, 3));
-    agave_tensor *prod = NULL, *L = NULL;
-    assert_int_equal(agave_mul(ctx, y, *R, &prod), AGAVE_OK);
-    assert_int_equal(agave_sum(ctx, prod, &L), AGAVE_OK);
-    assert_int_equal(agave_backward(ctx, L), AGAVE_OK);
-    return agave_tensor_data(*R);
-}
-
 static void run_case(const wcase *k, int threads)
 {
     agave_context *ctx = NULL;
@@ -153,16 +123,16 @@ static void run_case(const wcase *k, int threads)
         fail_msg("%s: does not run by Winograd", k->label);
     }
     test_rng_seed(31);
-    agave_tensor *x = make_tensor(ctx, 4, k->N, k->C, k->H, k->W);
-    agave_tensor *w = make_tensor(ctx, 4, k->Cout, k->C, k->KH, k->KW);
-    agave_tensor *b = make_tensor(ctx, 1, k->Cout, 1, 1, 1);
+    agave_tensor *x = support_uniform_tensor(ctx, 4, k->N, k->C, k->H, k->W);
+    agave_tensor *w = support_uniform_tensor(ctx, 4, k->Cout, k->C, k->KH, k->KW);
+    agave_tensor *b = support_uniform_tensor(ctx, 1, k->Cout, 1, 1, 1);
     agave_tensor *y = NULL, *R = NULL;
     assert_int_equal(agave_tensor_set_requires_grad(x, 1), AGAVE_OK);
     assert_int_equal(agave_tensor_set_requires_grad(w, 1), AGAVE_OK);
     assert_int_equal(agave_conv2d(ctx, x, w, b, 1, k->pad_top, k->pad_bottom, k->pad_left,
                                   k->pad_right, &y),
                      AGAVE_OK);
-    const float *r = backward_against_random(ctx, y, &R);
+    const float *r = support_backward_against_random(ctx, y, &R);
     reference ref = reference_of(k, agave_tensor_data(x), agave_tensor_data(w),
                                  agave_tensor_data(b), r);
     expect_close(k->label, "y", agave_tensor_data(y), ref.y, ref.my, agave_tensor_numel(y));
@@ -253,8 +223,8 @@ static void test_concat_elu_inside(void **state)
         assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
         assert_int_equal(agave_context_set_threads(ctx, 2), AGAVE_OK);
         test_rng_seed(5);
-        agave_tensor *x = make_tensor(ctx, 4, 5, 3, 16, 16);
-        agave_tensor *w = make_tensor(ctx, 4, 4, 6, 2, 3);
+        agave_tensor *x = support_uniform_tensor(ctx, 4, 5, 3, 16, 16);
+        agave_tensor *w = support_uniform_tensor(ctx, 4, 4, 6, 2, 3);
         agave_tensor *y = NULL, *t = NULL, *R = NULL;
         assert_int_equal(agave_tensor_set_requires_grad(x, 1), AGAVE_OK);
         assert_int_equal(agave_tensor_set_requires_grad(w, 1), AGAVE_OK);
@@ -264,11 +234,11 @@ static void test_concat_elu_inside(void **state)
             assert_int_equal(agave_concat_elu(ctx, x, &t), AGAVE_OK);
             assert_int_equal(agave_conv2d(ctx, t, w, NULL, 1, 1, 0, 1, 1, &y), AGAVE_OK);
         }
-        backward_against_random(ctx, y, &R);
+        support_backward_against_random(ctx, y, &R);
         agave_tensor *src[3] = {y, x, w};
         for (int i = 0; i < 3; i++) {
             const size_t n = agave_tensor_numel(src[i]);
-            out[fused][i] = xcalloc(n, sizeof(float));
+            out[fused][i] = support_calloc(n, sizeof(float));
             memcpy(out[fused][i], i ? agave_tensor_grad(src[i]) : agave_tensor_data(src[i]),
                    n * sizeof(float));
         }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gradcheck.h"
 #include "support.h"
 
 agave_config support_tiny_config(int C, int T, int s, int b, agave_mode mode)
@@ -124,4 +125,35 @@ const char *support_path(const char *dir, const char *name)
     char *p = ring[next++ % 8];
     snprintf(p, sizeof ring[0], "%s/%s", dir, name);
     return p;
+}
+
+void *support_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    assert_non_null(p);
+    return p;
+}
+
+agave_tensor *support_uniform_tensor(agave_context *ctx, int ndim, int d0, int d1, int d2,
+                                     int d3)
+{
+    int dims[4] = {d0, d1, d2, d3};
+    agave_tensor *t = NULL;
+    assert_int_equal(agave_tensor_create(ctx, ndim, dims, &t), AGAVE_OK);
+    float *p = agave_tensor_data(t);
+    for (size_t i = 0; i < agave_tensor_numel(t); i++)
+        p[i] = (float)test_uniform(-1, 1);
+    return t;
+}
+
+const float *support_backward_against_random(agave_context *ctx, agave_tensor *y,
+                                             agave_tensor **R)
+{
+    *R = support_uniform_tensor(ctx, 4, agave_tensor_dim(y, 0), agave_tensor_dim(y, 1),
+                                agave_tensor_dim(y, 2), agave_tensor_dim(y, 3));
+    agave_tensor *prod = NULL, *L = NULL;
+    assert_int_equal(agave_mul(ctx, y, *R, &prod), AGAVE_OK);
+    assert_int_equal(agave_sum(ctx, prod, &L), AGAVE_OK);
+    assert_int_equal(agave_backward(ctx, L), AGAVE_OK);
+    return agave_tensor_data(*R);
 }

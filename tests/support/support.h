@@ -30,4 +30,18 @@ int support_tmpdir_remove(const char *dir);
 /* dir + "/" + name in a static ring of 8 buffers (valid for 8 calls). */
 const char *support_path(const char *dir, const char *name);
 
+/* calloc that fails the test when it returns NULL. */
+void *support_calloc(size_t n, size_t size);
+
+/* A new tensor of ndim of the dims d0..d3, every value test_uniform(-1, 1)
+ * (support/gradcheck.h's stream); fails the test on an error. */
+agave_tensor *support_uniform_tensor(agave_context *ctx, int ndim, int d0, int d1, int d2,
+                                     int d3);
+
+/* L = sum(y * R), R a new uniform tensor of y's (4-D) shape, back-propagated:
+ * every input of y that requires a gradient gets dL/dinput, and dL/dy = R.
+ * *R is R (the caller frees it); returns its values. */
+const float *support_backward_against_random(agave_context *ctx, agave_tensor *y,
+                                             agave_tensor **R);
+
 #endif
