@@ -1,4 +1,4 @@
-/* conv2d by Winograd minimal filtering along the rows, F(4, r) (winograd.h).
+/* conv2d by Winograd minimal filtering along the rows, F(4,3) (winograd.h).
  *
  * With a tile d of alpha = 4 + r - 1 inputs of a row, the 4 outputs
  * y_j = sum_k g_k d_{j+k} are y = AT [(G g) . (BT d)]. Over a block of m
@@ -140,9 +140,20 @@ TARGET static void store_columns(float *plane, int W, int r0, int nrows, int c0,
     }
 }
 
-/* The transforms below are written once for any table and inlined for each
- * (INLINE, per_table): with the table a constant, the compiler unrolls the
- * loops over its points and drops the zero coefficients. */
+/* colv[PADC + w] lane l = plane row h0 + l, column w (rows h0 .. h0 + nrows,
+ * columns 0 .. W); every other vector of colv zero. */
+TARGET static void rows_as_columns(const float *plane, int W, int h0, int nrows,
+                                   __m512 colv[NCOLV])
+{
+    for (int i = 0; i < NCOLV; i++)
+        colv[i] = _mm512_setzero_ps();
+    for (int c0 = 0; c0 < W; c0 += 16)
+        load_columns(plane, W, h0, nrows, c0, colv + PADC + c0);
+}
+
+/* The transforms below are written for a table and inlined with it as a
+ * constant (INLINE, the *_of functions): the compiler then unrolls the loops
+ * over its points and drops the zero coefficients. */
 #define INLINE TARGET static inline __attribute__((always_inline))
 
 /* sum_i coef[i * stride] v[i] over n terms, zero coefficients skipped. */
@@ -167,10 +178,7 @@ INLINE void input_plane(const wino_shape *s, const wino_tables *t, const float *
     for (int h0 = 0; h0 < g->in_h; h0 += 16) {
         const int nrows = g->in_h - h0 < 16 ? g->in_h - h0 : 16;
         __m512 colv[NCOLV];
-        for (int i = 0; i < NCOLV; i++)
-            colv[i] = _mm512_setzero_ps();
-        for (int c0 = 0; c0 < g->in_w; c0 += 16)
-            load_columns(plane, g->in_w, h0, nrows, c0, colv + PADC + c0);
+        rows_as_columns(plane, g->in_w, h0, nrows, colv);
         __mmask16 keep[WINO_MAX_KH];   // per kh: lanes whose output row exists
         for (int kh = 0; kh < g->k_h; kh++)
             keep[kh] = lanes_in(nrows, (long)h0 + g->pad_top - kh, 0, g->out_h);
@@ -233,16 +241,14 @@ INLINE void grad_output_plane(const wino_shape *s, const wino_tables *t, const f
     for (int h0 = 0; h0 < g->out_h; h0 += 16) {
         const int nrows = g->out_h - h0 < 16 ? g->out_h - h0 : 16;
         __m512 colv[NCOLV];
-        for (int i = 0; i < NCOLV; i++)
-            colv[i] = _mm512_setzero_ps();
-        for (int c0 = 0; c0 < g->out_w; c0 += 16)
-            load_columns(plane, g->out_w, h0, nrows, c0, colv + c0);
+        rows_as_columns(plane, g->out_w, h0, nrows, colv);
         for (int tw = 0; tw < s->tiles; tw++)
 #pragma GCC unroll 8
             for (int a = 0; a < t->alpha; a++)   // dM_a = sum_j AT[j][a] dy_j
                 _mm512_mask_storeu_ps(
                     dM + a * OC + (size_t)o * s->cols + col_of(s, n, tw, h0), lanes(nrows),
-                    combine(&t->AT[0][a], WINO_ALPHA_MAX, colv + tw * WINO_TILE, WINO_TILE));
+                    combine(&t->AT[0][a], WINO_ALPHA_MAX, colv + PADC + tw * WINO_TILE,
+                            WINO_TILE));
     }
 }
 
