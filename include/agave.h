@@ -995,7 +995,10 @@ AGAVE_API agave_status agave_backward(agave_context *ctx, agave_tensor *scalar);
 /* 2-D convolution (cross-correlation), dilation 1, zero padding.
  * x is (N,Cin,H,W), w is (Cout,Cin,KH,KW), bias is (Cout) or NULL;
  * out is (N,Cout,Ho,Wo) with Ho = (H + pad_top + pad_bottom - KH) / stride + 1,
- * Wo likewise; stride >= 1, paddings >= 0, Ho and Wo >= 1. */
+ * Wo likewise; stride >= 1, paddings >= 0, Ho and Wo >= 1. In fp32 on CPUs
+ * with AVX-512F, a 3-wide kernel at stride 1 with Wo = W (12 <= W <= 64,
+ * Ho >= 12) runs by Winograd minimal filtering, F(4,3): the same function
+ * with half the multiply-adds, rounded differently (docs/performance.md). */
 AGAVE_API agave_status agave_conv2d(agave_context *ctx, agave_tensor *x, agave_tensor *w,
                                     agave_tensor *bias, int stride, int pad_top,
                                     int pad_bottom, int pad_left, int pad_right,
