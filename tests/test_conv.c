@@ -969,6 +969,50 @@ static void test_col2im_matches_scatter(void **state)
     agave_context_free(ctx);
 }
 
+/* The bias gradient: gb[c] += the sum of channel c of g (N,C,P) in double,
+ * position by position in the order n then p, rounded once. The reference
+ * sums exactly so, so the library's result must match it to the bit, for
+ * whole blocks of 16 channels and a remainder, positions in whole vectors of
+ * 16 and a tail, and 1 and 2 threads. Every 16th position holds 2^60 and
+ * the next -2^60: in order they cancel exactly, while an add of a value in
+ * (-1, 1) between them is lost in the 2^60 (its ulp is 256), so another order
+ * gives another sum. */
+static void test_bias_grad_sums_each_channel_in_order(void **state)
+{
+    (void)state;
+    const int N = 3, C = 37;
+    const size_t sizes[] = {50, 16, 7, 1};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (int threads = 1; threads <= 2; threads++) {
+            const size_t P = sizes[si];
+            agave_context *ctx = NULL;
+            assert_int_equal(agave_context_create(&ctx, 7), AGAVE_OK);
+            assert_int_equal(agave_context_set_threads(ctx, threads), AGAVE_OK);
+            test_rng_seed(41);
+            float *g = support_calloc((size_t)N * C * P, sizeof *g);
+            float *gb = support_calloc((size_t)C, sizeof *gb);
+            float *want = support_calloc((size_t)C, sizeof *want);
+            for (size_t i = 0; i < (size_t)N * C * P; i++)
+                g[i] = i % P % 16 == 0 ? 0x1p60f : i % P % 16 == 1 ? -0x1p60f
+                                                                : (float)test_uniform(-1, 1);
+            for (int c = 0; c < C; c++) {
+                gb[c] = (float)test_uniform(-1, 1);
+                double sum = 0.0;
+                for (int n = 0; n < N; n++)
+                    for (size_t p = 0; p < P; p++)
+                        sum += g[((size_t)n * C + c) * P + p];
+                want[c] = gb[c] + (float)sum;
+            }
+            bias_grad(ctx, g, N, C, P, gb);
+            for (int c = 0; c < C; c++)
+                if (memcmp(&gb[c], &want[c], sizeof(float)))
+                    fail_msg("P %zu, %d threads: channel %d: %.9g, in order %.9g", P, threads, c,
+                             (double)gb[c], (double)want[c]);
+            free(g), free(gb), free(want);
+            agave_context_free(ctx);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -983,6 +1027,7 @@ int main(void)
         cmocka_unit_test(test_nin_backward_blocks),
         cmocka_unit_test(test_weight_grad_reproducible_on_threads),
         cmocka_unit_test(test_col2im_matches_scatter),
+        cmocka_unit_test(test_bias_grad_sums_each_channel_in_order),
         cmocka_unit_test_setup_teardown(test_conv2d_errors, err_setup, err_teardown),
         cmocka_unit_test_setup_teardown(test_conv2d_transpose_errors, err_setup, err_teardown),
         cmocka_unit_test_setup_teardown(test_nin_errors, err_setup, err_teardown),

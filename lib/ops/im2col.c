@@ -310,16 +310,77 @@ static inline void channel_sums(const float *g, int N, int C, size_t P, int c0, 
         gb[c0 + j] += (float)acc[j];
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#include "../core/gemm_avx512.h"
+#include "../core/transpose16.h"
+
+/* acc (the 16 channels' sums, 8 in each of lo and hi) += the 16 floats of
+ * v, one per channel, in double. */
+__attribute__((target("avx512f"), always_inline)) static inline void add_position(__m512d *lo,
+                                                                                 __m512d *hi,
+                                                                                 __m512 v)
+{
+    *lo = _mm512_add_pd(*lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+    *hi = _mm512_add_pd(
+        *hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+}
+
+/* channel_sums of 16 channels on AVX-512F: 16 positions of the 16 channels
+ * are loaded and transposed, so that a vector holds one position of every
+ * channel, and added lane by lane in position order: each channel's double
+ * adds are channel_sums' own, in its order, so the bits are too. */
+__attribute__((target("avx512f"))) static void channel_sums16(const float *g, int N, int C,
+                                                              size_t P, int c0, float *gb)
+{
+    __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+    const size_t whole = P / 16 * 16;
+    for (int n = 0; n < N; n++) {
+        const float *base = g + ((size_t)n * C + (size_t)c0) * P;
+        for (size_t p0 = 0; p0 < whole; p0 += 16) {
+            __m512 r[16];   // r[j] = channel j at p0.., then r[q] = position p0 + q
+            for (int j = 0; j < 16; j++)
+                r[j] = _mm512_loadu_ps(base + (size_t)j * P + p0);
+            transpose16(r);
+            for (int q = 0; q < 16; q++)
+                add_position(&lo, &hi, r[q]);
+        }
+        for (size_t p = whole; p < P; p++) {
+            float v[16];
+            for (int j = 0; j < 16; j++)
+                v[j] = base[(size_t)j * P + p];
+            add_position(&lo, &hi, _mm512_loadu_ps(v));
+        }
+    }
+    double sum[16];
+    _mm512_storeu_pd(sum, lo);
+    _mm512_storeu_pd(sum + 8, hi);
+    for (int j = 0; j < 16; j++)
+        gb[c0 + j] += (float)sum[j];
+}
+
+static int wide_sums(size_t P) { return P >= 16 && gemm_avx512_available(0); }
+#else
+static int wide_sums(size_t P) { (void)P; return 0; }
+static void channel_sums16(const float *g, int N, int C, size_t P, int c0, float *gb)
+{
+    (void)g, (void)N, (void)C, (void)P, (void)c0, (void)gb;
+}
+#endif
+
 void bias_grad(agave_context *ctx, const float *g, int N, int C, size_t P, float *gb)
 {
     // g is (N,C,P); one thread owns a block of channels, each summed in a fixed
     // order, so the sums do not depend on the thread count
-    const int blocks = (C + BIAS_CHANNELS - 1) / BIAS_CHANNELS;
+    const int blocks = (C + BIAS_CHANNELS - 1) / BIAS_CHANNELS, wide = wide_sums(P);
 #pragma omp parallel for num_threads(data_threads(ctx)) if ((size_t)N * C * P > PAR_MIN_WORK) \
     schedule(guided)
     for (int b = 0; b < blocks; b++) {
         const int c0 = b * BIAS_CHANNELS, left = C - c0;
-        if (left >= BIAS_CHANNELS)
+        if (left >= BIAS_CHANNELS && wide)
+            channel_sums16(g, N, C, P, c0, gb);
+        else if (left >= BIAS_CHANNELS)
             channel_sums(g, N, C, P, c0, BIAS_CHANNELS, gb);
         else
             channel_sums(g, N, C, P, c0, left, gb);
