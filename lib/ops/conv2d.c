@@ -5,8 +5,8 @@
  *   forward   y = W im2col(x)                         (Cout,K) x (K,cols)
  *   backward  dW += dY im2col(x)^T, dx += col2im(W^T dY)
  * blocked as conv_blocks.h describes. Stride-1 convolutions with a grid as
- * wide as the image and a kernel 2 or 3 wide run by Winograd instead
- * (winograd.h). */
+ * wide as the image and a kernel 3 wide (within winograd.h's size limits)
+ * run by Winograd instead (winograd_fits). */
 #include <string.h>
 
 #include "fused.h"
