@@ -20,6 +20,7 @@
 
 #include <agave.h>
 
+#include "core/core.h"
 #include "support/gradcheck.h"
 
 /* ---- fixtures and helpers ------------------------------------------------------------ */
@@ -630,6 +631,84 @@ static void test_dropout_seeded(void **state)
     assert_true(differ > n / 4);
     free(first);
     agave_tensor_free(x);
+}
+
+/* The mask is the seeded stream's, value by value: xoshiro256** seeded
+ * through splitmix64 (Blackman and Vigna's published algorithms, written out
+ * here), one draw per value, u = ((x >> 40) + 0.5) / 2^24, kept where u >= p;
+ * each call continues the stream where the last left it (value counts that
+ * are not whole bytes or words), on 1 and 2 threads. */
+static uint64_t ref_splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t ref_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t ref_xoshiro(uint64_t s[4])
+{
+    uint64_t result = ref_rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= t;
+    s[3] = ref_rotl(s[3], 45);
+    return result;
+}
+
+static void expect_mask_from_stream(agave_context *ctx, uint64_t s[4], int n, float p)
+{
+    agave_tensor *x = tensor1(ctx, n), *y;
+    for (int i = 0; i < n; i++)   /* x drawn here: the context's stream is the mask's */
+        agave_tensor_data(x)[i] = 1.0f + (float)(i % 1000) / 1000.0f;
+    assert_int_equal(agave_dropout(ctx, x, p, &y), AGAVE_OK);
+    const float scale = 1.0f / (1.0f - p);
+    for (int i = 0; i < n; i++) {
+        float u = ((float)(ref_xoshiro(s) >> 40) + 0.5f) * (1.0f / 16777216.0f);
+        float want = u >= p ? agave_tensor_data(x)[i] * scale : 0.0f;
+        if (memcmp(&agave_tensor_data(y)[i], &want, sizeof want) != 0)
+            fail_msg("dropout p = %g, value %d of %d: %.9g, the stream gives %.9g", (double)p, i, n,
+                     (double)agave_tensor_data(y)[i], (double)want);
+    }
+    agave_tensor_free(x);
+}
+
+static void test_dropout_mask_is_the_seeded_stream(void **state)
+{
+    agave_context *ctx = *state;
+    for (int threads = 1; threads <= 2; threads++) {
+        agave_context_set_threads(ctx, threads);
+        agave_context_seed(ctx, 2026);
+        uint64_t seed = 2026, s[4];
+        for (int i = 0; i < 4; i++)
+            s[i] = ref_splitmix64(&seed);
+        expect_mask_from_stream(ctx, s, 1003, 0.3f);
+        expect_mask_from_stream(ctx, s, 70001, 0.5f);
+        expect_mask_from_stream(ctx, s, 77, 0.1f);
+        expect_mask_from_stream(ctx, s, 100005, 0.7f);
+    }
+}
+
+/* rng_bernoulli_threshold against the float test it replaces, for every one
+ * of the 2^24 values a draw's top bits take: p on the grid's rounding region
+ * (from 2^23 on, k + 0.5 rounds to even), between grid values, at 0, 1 and NaN. */
+static void test_bernoulli_threshold_every_value(void **state)
+{
+    (void)state;
+    const float step = 1.0f / 16777216.0f;
+    float u_top = (8388609.0f + 0.5f) * step;   /* rounds up to 8388610 */
+    const float ps[] = {0.0f, 1e-9f, 0.1f, 0.3f, 0.5f, 0.7f, 0.9f, 0.99999994f, 1.0f,
+                        u_top, nextafterf(u_top, 0.0f), nextafterf(u_top, 1.0f),
+                        (100.0f + 0.5f) * step, NAN};
+    for (size_t t = 0; t < sizeof ps / sizeof ps[0]; t++) {
+        uint32_t threshold = rng_bernoulli_threshold(ps[t]);
+        for (uint32_t k = 0; k < (1u << 24); k++) {
+            int kept = ((float)k + 0.5f) * step >= ps[t];
+            if (kept != (k >= threshold))
+                fail_msg("p = %.9g: top bits %u kept %d by the float test, threshold %u", (double)ps[t],
+                         k, kept, threshold);
+        }
+    }
 }
 
 /* p = 0 copies x and leaves the generator's stream where it was. */
@@ -1290,6 +1369,8 @@ int main(void)
         T(test_avg_pool_forward),
         T(test_dropout_statistics),
         T(test_dropout_seeded),
+        T(test_dropout_mask_is_the_seeded_stream),
+        cmocka_unit_test(test_bernoulli_threshold_every_value),
         T(test_dropout_p0_identity),
         T(test_weight_norm_forward),
         T(test_weight_norm_init),

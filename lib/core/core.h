@@ -39,11 +39,10 @@ typedef struct agave_rng { uint64_t s[4]; } agave_rng;
 
 void rng_seed(agave_rng *r, uint64_t seed);
 uint64_t rng_next(agave_rng *r);
-float rng_uniform(agave_rng *r);            /* in (0, 1), never 0 or 1 */
 double rng_uniform_double(agave_rng *r);    /* in (0, 1) */
 float rng_normal(agave_rng *r);             /* N(0, 1) */
-/* Advances the generator by n draws of rng_next. rng_uniform and
- * rng_uniform_double take one draw each, rng_normal two (RNG_NORMAL_DRAWS). */
+/* Advances the generator by n draws of rng_next. rng_uniform_double takes
+ * one draw, rng_normal two (RNG_NORMAL_DRAWS). */
 #define RNG_NORMAL_DRAWS 2
 void rng_skip(agave_rng *r, uint64_t n);
 
@@ -59,9 +58,14 @@ typedef struct rng_span {
     int64_t first, total;
 } rng_span;
 #define RNG_WHOLE_BATCH ((rng_span){0, 0})
-/* keep[i] = (rng_uniform >= p) for the n * per_item values, in order. */
+/* Bit i of bits (bit i % 8 of byte i / 8) = (u >= p) for the n * per_item
+ * values, one draw x each, in order, u = ((float)(x >> 40) + 0.5f) / 2^24;
+ * bits holds (n * per_item + 7) / 8 bytes, the last one's unused bits zero. */
 void rng_items_bernoulli(agave_rng *r, rng_span span, int n, size_t per_item, float p,
-                         unsigned char *keep);
+                         unsigned char *bits);
+/* The least k in [0, 2^24] with ((float)k + 0.5f) / 2^24 >= p (2^24: none):
+ * a draw x has u >= p exactly when x >> 40 >= it. */
+uint32_t rng_bernoulli_threshold(float p);
 /* out[i] = rng_normal for the n * per_item values, in order. */
 void rng_items_normal(agave_rng *r, rng_span span, int n, size_t per_item, float *out);
 /* Skips the draws of the span's items before the tensor's (draws per item),

@@ -40,10 +40,23 @@ void rng_skip(agave_rng *r, uint64_t n)
         (void)rng_next(r);
 }
 
-float rng_uniform(agave_rng *r)
+/* The uniform of a draw whose top 24 bits are k: shifted by half a step, in
+ * (0, 1] (from 2^23 on the + 0.5f rounds to even, so the top k gives 1).
+ * Never decreases with k. */
+static float uniform_of_bits(uint32_t k) { return ((float)k + 0.5f) * (1.0f / 16777216.0f); }
+
+uint32_t rng_bernoulli_threshold(float p)
 {
-    /* 24 random bits, shifted by half a step: values in (0, 1) exclusive. */
-    return ((float)(rng_next(r) >> 40) + 0.5f) * (1.0f / 16777216.0f);
+    // uniform_of_bits never decreases: {k : u(k) >= p} = [K, 2^24); K is in [lo, hi]
+    uint32_t lo = 0, hi = 1u << 24;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (uniform_of_bits(mid) >= p)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
 }
 
 double rng_uniform_double(agave_rng *r)
@@ -71,12 +84,34 @@ void rng_span_skip_after(agave_rng *r, rng_span span, int n, uint64_t draws_per_
         rng_skip(r, (uint64_t)(span.total - span.first - n) * draws_per_item);
 }
 
-void rng_items_bernoulli(agave_rng *r, rng_span span, int n, size_t per_item, float p,
-                         unsigned char *keep)
+/* Bits [0, count) of word as bytes: bit b to bit b % 8 of byte b / 8. */
+static void store_bits(unsigned char *dst, uint64_t word, size_t count)
 {
+    for (size_t j = 0; j < (count + 7) / 8; j++)
+        dst[j] = (unsigned char)(word >> (8 * j));
+}
+
+/* The next count <= 64 draws' (u >= p) as bits 0.., by rng_bernoulli_threshold's
+ * integer test: the same bits as comparing the uniform, without floats. */
+static uint64_t draw_bits(agave_rng *r, uint64_t threshold, size_t count)
+{
+    uint64_t word = 0;
+    for (size_t b = 0; b < count; b++)
+        word |= (uint64_t)((rng_next(r) >> 40) >= threshold) << b;
+    return word;
+}
+
+void rng_items_bernoulli(agave_rng *r, rng_span span, int n, size_t per_item, float p,
+                         unsigned char *bits)
+{
+    // bits: (n * per_item + 7) / 8 bytes, bit i % 8 of byte i / 8 for value i
     rng_span_skip_before(r, span, per_item);
-    for (size_t i = 0; i < (size_t)n * per_item; i++)
-        keep[i] = rng_uniform(r) >= p;
+    const uint64_t threshold = rng_bernoulli_threshold(p);
+    const size_t total = (size_t)n * per_item;
+    for (size_t i = 0; i < total; i += 64) {
+        size_t count = total - i < 64 ? total - i : 64;
+        store_bits(bits + i / 8, draw_bits(r, threshold, count), count);
+    }
     rng_span_skip_after(r, span, n, per_item);
 }
 

@@ -221,6 +221,17 @@ agave_status concat_elu_backward(agave_context *ctx, const tape_node *node)
 /* concat_elu_bwd with its output recomputed from x (em1 exactly as
  * concat_elu_fwd rounds it) and the gradient first passed back through the
  * dropout mask as dropout_backward would have added it into a zeroed buffer. */
+static inline float concat_elu_dropout_grad(float xi, unsigned keep_pos, unsigned keep_neg,
+                                            float gpos, float gneg, float scale)
+{
+    float e = exp_nonpos(neg_abs(xi)) - 1.0f + 1.0f;
+    float gp = 0.0f + select_f(keep_pos != 0, gpos * scale, 0.0f);
+    float gn = 0.0f + select_f(keep_neg != 0, gneg * scale, 0.0f);
+    float dpos = select_f(xi > 0.0f, gp, gp * e);
+    float dneg = select_f(xi < 0.0f, gn, gn * e);
+    return dpos - dneg;
+}
+
 SIMD_CLONES static void concat_elu_dropout_bwd(const float *restrict x,
                                                const unsigned char *restrict keep,
                                                size_t kpos, size_t kneg,
@@ -228,16 +239,18 @@ SIMD_CLONES static void concat_elu_dropout_bwd(const float *restrict x,
                                                const float *restrict gneg, float scale,
                                                float *restrict gx, size_t n)
 {
+    // 16 values per mask load: a keep_bit per lane would be a gather
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        unsigned mpos = keep_bits16(keep, kpos + i), mneg = keep_bits16(keep, kneg + i);
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) {
-        float xi = x[i];
-        float e = exp_nonpos(neg_abs(xi)) - 1.0f + 1.0f;
-        float gp = 0.0f + select_f(keep_bit(keep, kpos + i) != 0, gpos[i] * scale, 0.0f);
-        float gn = 0.0f + select_f(keep_bit(keep, kneg + i) != 0, gneg[i] * scale, 0.0f);
-        float dpos = select_f(xi > 0.0f, gp, gp * e);
-        float dneg = select_f(xi < 0.0f, gn, gn * e);
-        gx[i] += dpos - dneg;
+        for (size_t j = 0; j < 16; j++)
+            gx[i + j] += concat_elu_dropout_grad(x[i + j], (mpos >> j) & 1u, (mneg >> j) & 1u,
+                                                 gpos[i + j], gneg[i + j], scale);
     }
+    for (; i < n; i++)
+        gx[i] += concat_elu_dropout_grad(x[i], keep_bit(keep, kpos + i), keep_bit(keep, kneg + i),
+                                         gpos[i], gneg[i], scale);
 }
 
 agave_status concat_elu_dropout(agave_context *ctx, agave_tensor *x, float p, rng_span span,

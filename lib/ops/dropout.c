@@ -1,42 +1,75 @@
 /* Inverted dropout: y = x * m / (1 - p), m ~ Bernoulli(1 - p) from the
- * context's generator; the mask is kept in the arena for backward, one bit
- * per value. The
+ * context's generator; the mask is drawn as bits and kept in the arena for
+ * backward, one bit per value. The
  * mask's drawing (dropout_apply) is shared with the fused concat_elu_dropout. */
 #include <math.h>
 #include <string.h>
 
 #include "ops.h"
+#include "../core/simd.h"
 
 #define DROPOUT_PARALLEL_MIN 65536
+#define DROPOUT_BLOCK        16384 /* values per task, a multiple of 16 (whole mask words) */
 
-/* bits = keep[0..n) packed, bit i of the mask = keep[i] != 0. */
-static void pack_bits(const unsigned char *keep, size_t n, unsigned char *bits)
+/* y[i] = bit (first + i) ? y[i] * scale : 0 for i in [0, n). */
+SIMD_CLONES static void mask_scale(float *restrict y, const unsigned char *restrict bits,
+                                   size_t first, float scale, size_t n)
 {
-    memset(bits, 0, (n + 7) / 8);
-    for (size_t i = 0; i < n; i++)
-        bits[i >> 3] |= (unsigned char)((keep[i] != 0) << (i & 7));
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        unsigned m = keep_bits16(bits, first + i);
+#pragma omp simd
+        for (size_t j = 0; j < 16; j++)
+            y[i + j] = (m >> j) & 1u ? y[i + j] * scale : 0.0f;
+    }
+    for (; i < n; i++)
+        y[i] = keep_bit(bits, first + i) ? y[i] * scale : 0.0f;
+}
+
+/* gx[i] += bit (first + i) ? g[i] * scale : 0 for i in [0, n). */
+SIMD_CLONES static void mask_scale_add(float *restrict gx, const float *restrict g,
+                                       const unsigned char *restrict bits, size_t first,
+                                       float scale, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        unsigned m = keep_bits16(bits, first + i);
+#pragma omp simd
+        for (size_t j = 0; j < 16; j++)
+            gx[i + j] += (m >> j) & 1u ? g[i + j] * scale : 0.0f;
+    }
+    for (; i < n; i++)
+        gx[i] += keep_bit(bits, first + i) ? g[i] * scale : 0.0f;
+}
+
+static size_t block_len(size_t n, size_t i0)
+{
+    return n - i0 < DROPOUT_BLOCK ? n - i0 : DROPOUT_BLOCK;
 }
 
 agave_status dropout_apply(agave_context *ctx, rng_span span, float p, int record, float *y,
                            size_t numel, int items, dropout_saved *saved)
 {
-    unsigned char *keep = ctx_scratch(ctx, 0, numel);
-    unsigned char *bits = record ? arena_alloc(&ctx->arena, (numel + 7) / 8) : NULL;
-    if (!keep || (record && !bits))
+    // the draws are one stream, so one thread; scaling by the mask runs on all
+    size_t bytes = (numel + 7) / 8;
+    unsigned char *bits = record ? arena_alloc(&ctx->arena, bytes) : ctx_scratch(ctx, 0, bytes);
+    if (!bits)
         return ctx_error(ctx, AGAVE_ERR_NOMEM, "dropout: cannot allocate a mask of %zu bytes",
-                         numel);
-    rng_items_bernoulli(&ctx->rng, span, items, numel / (size_t)items, p, keep);
-    float scale = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < numel; i++)
-        y[i] = keep[i] ? y[i] * scale : 0.0f;
-    if (bits)
-        pack_bits(keep, numel, bits);
-    saved->keep = bits;
+                         bytes);
+    rng_items_bernoulli(&ctx->rng, span, items, numel / (size_t)items, p, bits);
+    const float scale = 1.0f / (1.0f - p);
+    const long blocks = (long)((numel + DROPOUT_BLOCK - 1) / DROPOUT_BLOCK);
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (numel > DROPOUT_PARALLEL_MIN) schedule(dynamic, 1)
+    for (long b = 0; b < blocks; b++) {
+        size_t i0 = (size_t)b * DROPOUT_BLOCK;
+        mask_scale(y + i0, bits, i0, scale, block_len(numel, i0));
+    }
+    saved->keep = record ? bits : NULL;
     saved->scale = scale;
     return AGAVE_OK;
 }
 
-/* x (any shape) -> y of the same shape. One draw of rng_uniform per element,
+/* x (any shape) -> y of the same shape. One draw of the generator per element,
  * in index order, so the same seed gives the same mask for any thread count;
  * p = 0 copies x and draws nothing, so turning dropout off (evaluation) leaves
  * the generator's stream untouched. */
@@ -81,9 +114,17 @@ agave_status dropout_backward(agave_context *ctx, const tape_node *node)
     const unsigned char *keep = saved->keep;
     const float *g = node->out->grad;
     float scale = saved->scale;
-    long n = (long)node->out->numel;
-#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > DROPOUT_PARALLEL_MIN) schedule(dynamic, 16384)
-    for (long i = 0; i < n; i++)
-        gx[i] += !keep ? g[i] : keep_bit(keep, (size_t)i) ? g[i] * scale : 0.0f;
+    const size_t n = node->out->numel;
+    if (!keep) {   // p = 0: the identity
+        for (size_t i = 0; i < n; i++)
+            gx[i] += g[i];
+        return AGAVE_OK;
+    }
+    const long blocks = (long)((n + DROPOUT_BLOCK - 1) / DROPOUT_BLOCK);
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > DROPOUT_PARALLEL_MIN) schedule(dynamic, 1)
+    for (long b = 0; b < blocks; b++) {
+        size_t i0 = (size_t)b * DROPOUT_BLOCK;
+        mask_scale_add(gx + i0, g + i0, keep, i0, scale, block_len(n, i0));
+    }
     return AGAVE_OK;
 }

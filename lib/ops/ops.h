@@ -28,6 +28,16 @@ static inline unsigned keep_bit(const unsigned char *bits, size_t i)
     return (unsigned)(bits[i >> 3] >> (i & 7)) & 1u;
 }
 
+/* Bits [i, i + 16) of a packed mask that holds at least i + 16 bits, as bits
+ * 0..15: a vector loop's 16 keep_bits from two or three byte loads (the third
+ * byte exists whenever i is not a multiple of 8). */
+static inline unsigned keep_bits16(const unsigned char *bits, size_t i)
+{
+    const unsigned char *b = bits + (i >> 3);
+    unsigned word = b[0] | (unsigned)b[1] << 8 | ((i & 7) ? (unsigned)b[2] << 16 : 0u);
+    return (word >> (i & 7)) & 0xFFFFu;
+}
+
 /* Dropout in place on y's numel values, `items` items on axis 0 sitting at
  * span in their batch's random stream: y[i] = keep[i] ? y[i] / (1 - p) : 0
  * with keep[i] = (u >= p), u uniform, one draw per value in index order. The
