@@ -24,15 +24,11 @@
  * clone rounds exactly like the scalar code: the same inputs give the same
  * bits on any x86-64 machine. */
 
-#define EW_BLOCK        16384 /* floats per task: 64 KiB, stays in L2 */
-#define EW_PARALLEL_MIN 65536 /* below this a parallel region costs more than it saves */
-
 /* ---- driving a kernel over a tensor in blocks --------------------------------------- */
 typedef void (*fwd_kernel)(const float *restrict x, float *restrict y, size_t n);
 typedef void (*bwd_kernel)(const float *restrict x, const float *restrict y,
                            const float *restrict g, float *restrict gx, size_t n);
 
-static size_t block_len(size_t n, size_t i0) { return n - i0 < EW_BLOCK ? n - i0 : EW_BLOCK; }
 
 static void run_forward(agave_context *ctx, fwd_kernel k, const float *x, float *y, size_t n)
 {
@@ -40,7 +36,7 @@ static void run_forward(agave_context *ctx, fwd_kernel k, const float *x, float 
 #pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long b = 0; b < blocks; b++) {
         size_t i0 = (size_t)b * EW_BLOCK;
-        k(x + i0, y + i0, block_len(n, i0));
+        k(x + i0, y + i0, ew_block_len(n, i0));
     }
 }
 
@@ -51,7 +47,7 @@ static void run_backward(agave_context *ctx, bwd_kernel k, const float *x, const
 #pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long b = 0; b < blocks; b++) {
         size_t i0 = (size_t)b * EW_BLOCK;
-        k(x + i0, y + i0, g + i0, gx + i0, block_len(n, i0));
+        k(x + i0, y + i0, g + i0, gx + i0, ew_block_len(n, i0));
     }
 }
 
@@ -179,7 +175,7 @@ static agave_status concat_elu_compute(agave_context *ctx, agave_tensor *x, cons
     for (long t = 0; t < tasks; t++) {
         size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
         float *pos = py + img * 2 * plane + i0;
-        concat_elu_fwd(px + img * plane + i0, pos, pos + plane, block_len(plane, i0));
+        concat_elu_fwd(px + img * plane + i0, pos, pos + plane, ew_block_len(plane, i0));
     }
     *out = y;
     return AGAVE_OK;
@@ -212,7 +208,7 @@ agave_status concat_elu_backward(agave_context *ctx, const tape_node *node)
         size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
         size_t yo = img * 2 * plane + i0, xo = img * plane + i0;
         concat_elu_bwd(x->data + xo, y->data + yo, y->data + yo + plane, y->grad + yo,
-                       y->grad + yo + plane, gx + xo, block_len(plane, i0));
+                       y->grad + yo + plane, gx + xo, ew_block_len(plane, i0));
     }
     return AGAVE_OK;
 }
@@ -298,7 +294,7 @@ agave_status concat_elu_dropout_backward(agave_context *ctx, const tape_node *no
         size_t img = (size_t)t / per_image, i0 = (size_t)t % per_image * EW_BLOCK;
         size_t yo = img * 2 * plane + i0, xo = img * plane + i0;
         concat_elu_dropout_bwd(x->data + xo, keep, yo, yo + plane, y->grad + yo,
-                               y->grad + yo + plane, scale, gx + xo, block_len(plane, i0));
+                               y->grad + yo + plane, scale, gx + xo, ew_block_len(plane, i0));
     }
     return AGAVE_OK;
 }

@@ -8,9 +8,6 @@
 #include "ops.h"
 #include "../core/simd.h"
 
-#define DROPOUT_PARALLEL_MIN 65536
-#define DROPOUT_BLOCK        16384 /* values per task, a multiple of 16 (whole mask words) */
-
 /* y[i] = bit (first + i) ? y[i] * scale : 0 for i in [0, n). */
 SIMD_CLONES static void mask_scale(float *restrict y, const unsigned char *restrict bits,
                                    size_t first, float scale, size_t n)
@@ -42,11 +39,6 @@ SIMD_CLONES static void mask_scale_add(float *restrict gx, const float *restrict
         gx[i] += keep_bit(bits, first + i) ? g[i] * scale : 0.0f;
 }
 
-static size_t block_len(size_t n, size_t i0)
-{
-    return n - i0 < DROPOUT_BLOCK ? n - i0 : DROPOUT_BLOCK;
-}
-
 agave_status dropout_apply(agave_context *ctx, rng_span span, float p, int record, float *y,
                            size_t numel, int items, dropout_saved *saved)
 {
@@ -58,11 +50,11 @@ agave_status dropout_apply(agave_context *ctx, rng_span span, float p, int recor
                          bytes);
     rng_items_bernoulli(&ctx->rng, span, items, numel / (size_t)items, p, bits);
     const float scale = 1.0f / (1.0f - p);
-    const long blocks = (long)((numel + DROPOUT_BLOCK - 1) / DROPOUT_BLOCK);
-#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (numel > DROPOUT_PARALLEL_MIN) schedule(dynamic, 1)
+    const long blocks = (long)((numel + EW_BLOCK - 1) / EW_BLOCK);
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (numel > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long b = 0; b < blocks; b++) {
-        size_t i0 = (size_t)b * DROPOUT_BLOCK;
-        mask_scale(y + i0, bits, i0, scale, block_len(numel, i0));
+        size_t i0 = (size_t)b * EW_BLOCK;
+        mask_scale(y + i0, bits, i0, scale, ew_block_len(numel, i0));
     }
     saved->keep = record ? bits : NULL;
     saved->scale = scale;
@@ -120,11 +112,11 @@ agave_status dropout_backward(agave_context *ctx, const tape_node *node)
             gx[i] += g[i];
         return AGAVE_OK;
     }
-    const long blocks = (long)((n + DROPOUT_BLOCK - 1) / DROPOUT_BLOCK);
-#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > DROPOUT_PARALLEL_MIN) schedule(dynamic, 1)
+    const long blocks = (long)((n + EW_BLOCK - 1) / EW_BLOCK);
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > EW_PARALLEL_MIN) schedule(dynamic, 1)
     for (long b = 0; b < blocks; b++) {
-        size_t i0 = (size_t)b * DROPOUT_BLOCK;
-        mask_scale_add(gx + i0, g + i0, keep, i0, scale, block_len(n, i0));
+        size_t i0 = (size_t)b * EW_BLOCK;
+        mask_scale_add(gx + i0, g + i0, keep, i0, scale, ew_block_len(n, i0));
     }
     return AGAVE_OK;
 }

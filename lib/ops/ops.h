@@ -14,6 +14,17 @@ agave_status check_op_entry(agave_context *ctx, agave_tensor **out, const char *
  * Sets *st to NOMEM if one was needed but could not be made. */
 float *input_grad(const tape_node *node, int i, agave_status *st);
 
+/* Element-wise ops run over a tensor in blocks of EW_BLOCK values, one task
+ * each (a multiple of 16: whole 16-bit mask loads for dropout's masks). */
+#define EW_BLOCK        16384 /* floats per task: 64 KiB, stays in L2 */
+#define EW_PARALLEL_MIN 65536 /* below this a parallel region costs more than it saves */
+
+/* The length of the block at i0 of n values. */
+static inline size_t ew_block_len(size_t n, size_t i0)
+{
+    return n - i0 < EW_BLOCK ? n - i0 : EW_BLOCK;
+}
+
 /* What dropout's backward needs (agave_dropout, concat_elu_dropout). */
 typedef struct dropout_saved {
     const unsigned char *keep;   /* bit i (keep_bit) set where value i passed; NULL: the
