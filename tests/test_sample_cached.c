@@ -239,6 +239,35 @@ static void test_params_match_other_batches(void **state)
     check_whole_image(variants[8], 5, 3, 63);
 }
 
+/* Lanes multiply alike: on 2 threads, the second lane's images, copies of
+ * the first lane's, get the same parameters bit for bit (a lane's own
+ * context multiplies inside the lanes' team; its GEMM buffer is its slot 0,
+ * not the thread's number, which once sent lane 1's products to OpenBLAS). */
+static void test_lanes_multiply_alike(void **state)
+{
+    (void)state;
+    agave_context *ctx;
+    assert_int_equal(agave_context_create(&ctx, 2), AGAVE_OK);
+    assert_int_equal(agave_context_set_threads(ctx, 2), AGAVE_OK);
+    agave_config cfg = tiny(variants[1]);
+    agave_model *m = perturbed_model(ctx, &cfg);
+    const int half = 2, n = 2 * half, plane = cfg.H * cfg.W, P = dmol_param_count(cfg.C, cfg.M);
+    const size_t img = (size_t)cfg.C * plane, fimg = img / ((size_t)cfg.s * cfg.s);
+    uint8_t *x = random_bytes((size_t)n * img, 71);
+    memcpy(x + half * img, x, half * img);
+    float *f = random_f(&cfg, n);
+    memcpy(f + half * fimg, f, half * fimg * sizeof *f);
+    float *cached = cached_params(m, n, f, x, plane - 1, NULL);
+    for (int p = 0; p < plane; p++) {
+        const float *at = cached + (size_t)p * n * P;
+        if (memcmp(at, at + (size_t)half * P, (size_t)half * P * sizeof *at))
+            fail_msg("pixel %d: the lanes' parameters differ", p);
+    }
+    free(cached), free(f), free(x);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
 /* The cached sampler draws the first `last` pixels itself (the rest of the
  * buffer is noise it must never read); its parameters at pixels 0..last
  * against a naive forward of that partially generated image. */
@@ -421,6 +450,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_params_match_on_a_whole_image),
         cmocka_unit_test(test_params_match_other_batches),
+        cmocka_unit_test(test_lanes_multiply_alike),
         cmocka_unit_test(test_params_match_while_sampling),
         cmocka_unit_test(test_comparison_detects_a_different_image),
         cmocka_unit_test(test_same_images_as_naive),

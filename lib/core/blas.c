@@ -84,7 +84,7 @@ agave_status gemm_buffers_reserve(agave_context *ctx, int n)
  * (ctx_region_threads), so no two threads share a buffer. */
 static float *thread_buffer(agave_context *ctx)
 {
-    int t = omp_get_thread_num();
+    int t = ctx_thread_slot(ctx);
     if (t >= ctx->gemm_buf_count)
         return NULL;
     if (!ctx->gemm_buf[t])

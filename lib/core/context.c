@@ -102,3 +102,8 @@ int ctx_region_threads(const agave_context *ctx)
 {
     return omp_in_parallel() ? 1 : ctx->threads;
 }
+
+int ctx_thread_slot(const agave_context *ctx)
+{
+    return omp_get_level() > ctx->team_level ? omp_get_thread_num() : 0;
+}

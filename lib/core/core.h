@@ -126,6 +126,8 @@ struct agave_context {
     scratch_slot scratch[SCRATCH_SLOTS];
     size_t memory_limit;    /* bytes a model on this context may need; 0: none */
     param_pool pool;        /* set by a model under construction, else empty */
+    int team_level;         /* omp_get_level() the context's calls run at: 0, or 1 for a
+                               training replica's or a sampler lane's (ctx_thread_slot) */
     char last_error[AGAVE_ERRMSG_LEN];
 };
 
@@ -242,6 +244,12 @@ void *tape_save(agave_context *ctx, tape_node *node, size_t bytes);
  * they call must then run on their own thread, whatever OMP_NESTED or
  * OMP_MAX_ACTIVE_LEVELS say, or 2 threads would become 4. */
 int ctx_region_threads(const agave_context *ctx);
+/* The calling thread's slot in ctx's per-thread buffers (GEMM work buffers,
+ * thread_scratch pieces): its number in a team the context's own code
+ * started, 0 outside one. A one-thread context that runs inside a team it
+ * did not start (a training replica's, a sampler lane's: team_level 1)
+ * always has slot 0, whatever thread of that team calls it. */
+int ctx_thread_slot(const agave_context *ctx);
 
 /* A buffer of at least `bytes` (64-byte aligned) for slot 0..SCRATCH_SLOTS-1,
  * valid until the next ctx_scratch call on the same slot. Ops use it for data

@@ -1037,6 +1037,8 @@ static agave_status lane_init(cached_sampler *s, lane *l, int cap)
     l->gemm_ctx = s->ctx;
     if (s->lanes_cap > 1 && (agave_context_create(&l->gemm_ctx, 0) != AGAVE_OK || !l->gemm_ctx))
         return ctx_error(s->ctx, AGAVE_ERR_NOMEM, "cached sampler: out of memory (contexts)");
+    if (s->lanes_cap > 1)   /* it multiplies inside the lanes' team: its buffers are slot 0 */
+        l->gemm_ctx->team_level = 1;
     l->n = cap;
     l->mem_floats = lane_place(s, l, NULL);
     l->mem = malloc(l->mem_floats * sizeof(float));

@@ -57,8 +57,8 @@ static agave_status conv2d_forward(agave_context *ctx, const conv_geom *g,
     const float *b = bias ? bias->data : NULL;
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int blk = 0; blk < bp.nblocks; blk++) {
-        float *col = PIECE(col_all, col_n), *ycn = PIECE(ycn_all, ycn_n);
-        float *cebuf = PIECE(ce_all, ce_n);
+        float *col = PIECE(ctx, col_all, col_n), *ycn = PIECE(ctx, ycn_all, ycn_n);
+        float *cebuf = PIECE(ctx, ce_all, ce_n);
         int n0;
         const int m = block_images(&bp, N, blk, &n0);
         float *yb = y->data + (size_t)n0 * Cout * P;   // (m,Cout,P)
@@ -191,8 +191,8 @@ agave_status conv2d_backward(agave_context *ctx, const tape_node *node)
         return AGAVE_ERR_NOMEM;
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int c = 0; c < bp.chunks; c++) {
-        float *col = PIECE(col_all, col_n), *dycn = PIECE(dy_all, dy_n);
-        float *cebuf = PIECE(ce_all, ce_n);
+        float *col = PIECE(ctx, col_all, col_n), *dycn = PIECE(ctx, dy_all, dy_n);
+        float *cebuf = PIECE(ctx, ce_all, ce_n);
         float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
         for (int blk = chunk_first(&bp, c); blk < chunk_first(&bp, c + 1); blk++) {
             int n0;

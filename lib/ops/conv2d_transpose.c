@@ -39,7 +39,7 @@ static agave_status conv2d_transpose_forward(agave_context *ctx, const conv_geom
     fill_bias(ctx, y->data, N, Cout, geom_plane(g), bias ? bias->data : NULL);
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int blk = 0; blk < bp.nblocks; blk++) {
-        float *col = PIECE(col_all, col_n), *xcn = PIECE(x_all, x_n);
+        float *col = PIECE(ctx, col_all, col_n), *xcn = PIECE(ctx, x_all, x_n);
         int n0;
         const int m = block_images(&bp, N, blk, &n0);
         image_cols xb = as_operand(ctx, x->data + (size_t)n0 * Cin * P, m, Cin, P, fold, xcn);
@@ -137,7 +137,7 @@ agave_status conv2d_transpose_backward(agave_context *ctx, const tape_node *node
         return AGAVE_ERR_NOMEM;
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int c = 0; c < bp.chunks; c++) {
-        float *col = PIECE(col_all, col_n), *xcn = PIECE(x_all, x_n);
+        float *col = PIECE(ctx, col_all, col_n), *xcn = PIECE(ctx, x_all, x_n);
         float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
         for (int blk = chunk_first(&bp, c); blk < chunk_first(&bp, c + 1); blk++) {
             int n0;

@@ -383,7 +383,7 @@ agave_status winograd_forward(agave_context *ctx, const conv_geom *g, const agav
     weight_transform(&sb, w->data, U);
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int blk = 0; blk < bp.nblocks; blk++) {
-        float *V = PIECE(V_all, v_n), *M = PIECE(M_all, m_n), *cebuf = PIECE(ce_all, ce_n);
+        float *V = PIECE(ctx, V_all, v_n), *M = PIECE(ctx, M_all, m_n), *cebuf = PIECE(ctx, ce_all, ce_n);
         int n0;
         const int m = block_images(&bp, N, blk, &n0);
         const wino_shape s = shape_of(g, Cout, m);
@@ -451,8 +451,8 @@ agave_status winograd_backward(agave_context *ctx, const conv_geom *g, const aga
         weight_transform(&sb, w->data, U);
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int c = 0; c < bp.chunks; c++) {
-        float *V = PIECE(V_all, v_n), *dM = PIECE(M_all, m_n), *cebuf = PIECE(ce_all, ce_n);
-        float *dU = PIECE(dU_all, du_n);   // one point's at a time
+        float *V = PIECE(ctx, V_all, v_n), *dM = PIECE(ctx, M_all, m_n), *cebuf = PIECE(ctx, ce_all, ce_n);
+        float *dU = PIECE(ctx, dU_all, du_n);   // one point's at a time
         float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
         for (int blk = chunk_first(&bp, c); blk < chunk_first(&bp, c + 1); blk++) {
             int n0;
@@ -503,7 +503,7 @@ agave_status winograd_forward(agave_context *ctx, const conv_geom *g, const agav
                               agave_tensor *y)
 {
     (void)g, (void)x, (void)w, (void)bias, (void)ce, (void)y;
-    return ctx_error(ctx, AGAVE_ERR_INTERNAL, "conv2d: Winograd is x86-64 only");
+    return ctx_error(ctx, AGAVE_ERR_STATE, "conv2d: Winograd is x86-64 only");
 }
 
 agave_status winograd_backward(agave_context *ctx, const conv_geom *g, const agave_tensor *x,
@@ -511,7 +511,7 @@ agave_status winograd_backward(agave_context *ctx, const conv_geom *g, const aga
                                float *gw)
 {
     (void)g, (void)x, (void)w, (void)y, (void)ce, (void)gx, (void)gw;
-    return ctx_error(ctx, AGAVE_ERR_INTERNAL, "conv2d: Winograd is x86-64 only");
+    return ctx_error(ctx, AGAVE_ERR_STATE, "conv2d: Winograd is x86-64 only");
 }
 
 #endif

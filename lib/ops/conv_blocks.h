@@ -112,12 +112,12 @@ image_cols as_operand(agave_context *ctx, const float *src, int m, int C, size_t
 
 /* Scratch slot `slot` with one piece of `floats` per thread of the plan
  * (pieces 64-byte aligned); NULL with the error set on failure. PIECE gives
- * the calling thread's piece (NULL stays NULL). */
+ * the calling thread's piece (ctx_thread_slot; NULL stays NULL). */
 float *thread_scratch(agave_context *ctx, int slot, size_t floats, const block_plan *p,
                       const char *op);
 static inline size_t per_thread(size_t floats) { return (floats + 15) & ~(size_t)15; }
-#define PIECE(base, floats)                                                                \
-    ((base) ? (base) + (size_t)omp_get_thread_num() * per_thread(floats) : NULL)
+#define PIECE(ctx, base, floats)                                                           \
+    ((base) ? (base) + (size_t)ctx_thread_slot(ctx) * per_thread(floats) : NULL)
 
 /* ---- argument checks shared by the family ---- */
 /* t is ndim-D, else SHAPE naming `layout`. */

@@ -26,7 +26,7 @@ static agave_status nin_forward(agave_context *ctx, const agave_tensor *x,
     const float *b = bias ? bias->data : NULL;
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int blk = 0; blk < bp.nblocks; blk++) {
-        float *xcn = PIECE(x_all, x_n), *ycn = PIECE(y_all, y_n);
+        float *xcn = PIECE(ctx, x_all, x_n), *ycn = PIECE(ctx, y_all, y_n);
         int n0;
         const int m = block_images(&bp, N, blk, &n0);
         float *yb = y->data + (size_t)n0 * Cout * P;   // (m,Cout,P)
@@ -110,7 +110,7 @@ agave_status nin_backward(agave_context *ctx, const tape_node *node)
         return AGAVE_ERR_NOMEM;
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int c = 0; c < bp.chunks; c++) {
-        float *xcn = PIECE(x_all, x_n), *dycn = PIECE(dy_all, dy_n);
+        float *xcn = PIECE(ctx, x_all, x_n), *dycn = PIECE(ctx, dy_all, dy_n);
         float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
         for (int blk = chunk_first(&bp, c); blk < chunk_first(&bp, c + 1); blk++) {
             int n0;
@@ -181,7 +181,7 @@ static agave_status nin_add_forward(agave_context *ctx, const agave_tensor *x,
         return AGAVE_ERR_NOMEM;
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int blk = 0; blk < bp.nblocks; blk++) {
-        float *xbuf = PIECE(x_all, x_n), *t = PIECE(t_all, t_n);
+        float *xbuf = PIECE(ctx, x_all, x_n), *t = PIECE(ctx, t_all, t_n);
         int n0;
         const int m = block_images(&bp, N, blk, &n0);
         const size_t off = (size_t)n0 * Cout * P;
@@ -268,7 +268,7 @@ agave_status nin_add_backward(agave_context *ctx, const tape_node *node)
         return AGAVE_ERR_NOMEM;
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int c = 0; c < bp.chunks; c++) {
-        float *xbuf = PIECE(x_all, x_n), *dycn = PIECE(dy_all, dy_n);
+        float *xbuf = PIECE(ctx, x_all, x_n), *dycn = PIECE(ctx, dy_all, dy_n);
         float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
         for (int blk = chunk_first(&bp, c); blk < chunk_first(&bp, c + 1); blk++) {
             int n0;
