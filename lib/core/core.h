@@ -205,6 +205,10 @@ float *tensor_grad_buffer(agave_tensor *t);
  * and sets both to NULL; other tensors are left alone. For tensors nothing
  * will read again before the next reset (tape_backward's release). */
 void tensor_release_buffers(agave_tensor *t);
+/* Gives an arena tensor's data (not its gradient) back and sets it to NULL:
+ * for an op output whose values no later op and no backward reads, only
+ * its gradient (a gated block's conv2 output once nin_h has added to it). */
+void tensor_release_data(agave_tensor *t);
 static inline int tensor_needs_grad(const agave_tensor *t)
 {
     return t && (t->flags & TENSOR_REQUIRES_GRAD);

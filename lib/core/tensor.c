@@ -247,6 +247,14 @@ void tensor_release_buffers(agave_tensor *t)
     t->data = t->grad = NULL;
 }
 
+void tensor_release_data(agave_tensor *t)
+{
+    if (!(t->flags & TENSOR_IN_ARENA) || (t->flags & TENSOR_VIEW))
+        return;
+    arena_recycle(&t->ctx->arena, t->data, t->numel * sizeof(float));
+    t->data = NULL;
+}
+
 agave_status agave_tensor_set_requires_grad(agave_tensor *t, int requires_grad)
 {
     if (!t)

@@ -159,8 +159,11 @@ agave_status gated_forward(agave_layer *l, agave_tensor *x, agave_tensor *a, aga
     else
         TRY(agave_concat_elu(ctx, c1, &c1));
     TRY(linear_forward(l->gated.conv2, c1, &c2));
-    if (h)
+    if (h) {   /* c2 + nin_h(h): conv2's own output is read by nothing after the add */
+        agave_tensor *conv2_out = c2;
         TRY(linear_forward_add(l->gated.nin_h, h, 0, c2, &c2));
+        tensor_release_data(conv2_out);
+    }
     return agave_gate(ctx, x, c2, out);
 }
 
