@@ -22,7 +22,8 @@
  * on 2 threads.
  *
  * usage: train_step [--threads T] [--repeats R] [--cpu-time] [--precision fp32|bf16]
- *                   [--engine auto|openblas|own] [--conv auto|im2col] [config:batch ...]
+ *                   [--engine auto|openblas|own] [--conv auto|im2col]
+ *                   [--steps replicas|ops] [config:batch ...]
  *        default: fashion:16 fashion:32 fashion:64 cifar-small:16 cifar-small:32
  *                 cifar-small:64
  * --cpu-time times the steps by process CPU time instead of wall time: with
@@ -32,7 +33,10 @@
  * too: 1.0.0's fp32 products), for comparisons in the same run; --engine own
  * is the default's kernel (auto, where the CPU has AVX-512F). --conv im2col
  * runs every convolution by im2col, none by Winograd (the A/B for
- * lib/ops/conv2d_winograd.c); the mode column then ends in "-im2col". */
+ * lib/ops/conv2d_winograd.c); the mode column then ends in "-im2col".
+ * --steps ops runs a step on T threads op by op, each op split over the
+ * threads, instead of on replicas (the A/B for lib/model/replicas.c); the
+ * mode column then ends in "-ops". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +52,7 @@ static int use_cpu_time;
 static agave_precision precision = AGAVE_PRECISION_FP32;
 static int engine = GEMM_AUTO;
 static int conv_plain;   /* --conv im2col: no convolution by Winograd */
+static int op_by_op;     /* --steps ops: no replicas */
 
 static double now(void)
 {
@@ -135,6 +140,7 @@ static int run(const char *name, int batch, int threads, int repeats)
         return fprintf(stderr, "train_step: %s\n", agave_context_last_error(ctx)), 2;
     ctx->gemm_engine = engine;
     ctx->conv_plain = conv_plain;
+    ctx->replica_steps_off = op_by_op;
     if (agave_model_create(ctx, &cfg, &m) != AGAVE_OK)
         return fprintf(stderr, "train_step: %s\n", agave_context_last_error(ctx)), 2;
     size_t D = (size_t)cfg.C * cfg.H * cfg.W;
@@ -171,13 +177,14 @@ static int run(const char *name, int batch, int threads, int repeats)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double faults = (double)(ru.ru_minflt - ru0.ru_minflt) / repeats;
+    char mode[32];
+    snprintf(mode, sizeof mode, "%s%s", engine == GEMM_OPENBLAS ? "openblas"
+             : agave_context_precision(ctx) == AGAVE_PRECISION_BF16 ? "bf16"
+             : engine == GEMM_OWN ? (conv_plain ? "fp32own-im2col" : "fp32own")
+             : conv_plain ? "fp32-im2col" : "fp32", op_by_op ? "-ops" : "");
     printf("%-12s batch %3d threads %d %s | %7.1f images/s | %6.3f s/step | fwd %.3f GFLOP/img | "
            "%6.1f GFLOP/s | %.2f of GEMM peak | peak RSS %6.0f MiB | %.0f page faults/step\n",
-           name, batch, threads, engine == GEMM_OPENBLAS ? "openblas"
-           : agave_context_precision(ctx) == AGAVE_PRECISION_BF16 ? "bf16"
-           : engine == GEMM_OWN ? (conv_plain ? "fp32own-im2col" : "fp32own")
-           : conv_plain ? "fp32-im2col" : "fp32",
-           ips, med, fwd / 1e9, gflops, peak > 0 ? gflops / peak : 0, ru.ru_maxrss / 1024.0, faults);
+           name, batch, threads, mode, ips, med, fwd / 1e9, gflops, peak > 0 ? gflops / peak : 0, ru.ru_maxrss / 1024.0, faults);
     free(dt);
     free(x);
     agave_model_free(m);
@@ -214,6 +221,10 @@ int main(int argc, char **argv)
             conv_plain = 1;
         else if (!strcmp(argv[first], "--conv") && !strcmp(argv[first + 1], "auto"))
             conv_plain = 0;
+        else if (!strcmp(argv[first], "--steps") && !strcmp(argv[first + 1], "ops"))
+            op_by_op = 1;
+        else if (!strcmp(argv[first], "--steps") && !strcmp(argv[first + 1], "replicas"))
+            op_by_op = 0;
         else
             return fprintf(stderr, "train_step: unknown option or value %s %s\n", argv[first], argv[first + 1]), 2;
     }

@@ -382,7 +382,13 @@ typedef struct agave_step_stats {
  * gradient is not finite is rejected: parameters, optimiser state and the
  * step count stay untouched, stats->rejected is set and AGAVE_OK is returned
  * (the last-error message says why); after max_bad_steps consecutive rejected
- * steps it returns AGAVE_ERR_NUMERIC with a message saying training should stop. */
+ * steps it returns AGAVE_ERR_NUMERIC with a message saying training should stop.
+ * On a context of T > 1 threads (and n > 1) the batch is cut into min(T, n)
+ * slices, each run on its own thread by a one-thread replica of the model
+ * (made at the first such step: its gradient block and its slice's share of
+ * the step's memory); the gradients are summed in slice order. The result is
+ * the one-thread step's up to the order of float sums, with the same random
+ * numbers for every image (docs/performance.md, "Replicas"). */
 AGAVE_API agave_status agave_model_train_step(agave_model *model, const uint8_t *x, int n,
                                               agave_step_stats *stats);
 

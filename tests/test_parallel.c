@@ -102,6 +102,7 @@ typedef struct group {
     int poison_rank;           /* -1, or the process whose gradient gets a NaN ... */
     int poison_step;           /* ... at this reduction (0-based) */
     int reductions;
+    int threads;               /* each process's context's threads (0: 1) */
 } group;
 
 typedef struct proc {
@@ -142,6 +143,8 @@ static void *proc_run(void *arg)
     proc *p = arg;
     agave_config cfg = tiny_random();
     p->status = agave_context_create(&p->ctx, 7);
+    if (p->status == AGAVE_OK && p->g->threads > 1)
+        p->status = agave_context_set_threads(p->ctx, p->g->threads);
     if (p->status == AGAVE_OK)
         p->status = agave_model_create(p->ctx, &cfg, &p->model);
     /* The whole first batch initialises every process alike. */
@@ -196,12 +199,13 @@ static void run_one(agave_context **ctx, agave_model **m, const uint8_t *batches
 }
 
 /* ---- tests ---------------------------------------------------------------------------- */
-static void test_two_processes_match_one(void **state)
+/* Two processes of `threads` threads each (on 2, each process's step runs
+ * on replicas, lib/model/replicas.c) against one process of one thread. */
+static void two_processes_match_one(int threads)
 {
-    (void)state;
     uint8_t *batches = malloc((size_t)STEPS * 2 * B * D);
     make_images(batches, STEPS * 2 * B, 5);
-    group g = {.poison_rank = -1};
+    group g = {.poison_rank = -1, .threads = threads};
     proc p[2];
     run_two(p, &g, batches);
     agave_context *ctx;
@@ -244,6 +248,7 @@ static void test_two_processes_match_one(void **state)
     assert_true(moved > 10 * PARAM_RTOL);
     assert_int_equal(agave_model_step_count(p[0].model), STEPS);
     assert_int_equal(p[0].calls, STEPS);
+    assert_int_equal(p[0].model->n_replicas, threads - 1);
     free(init), free(ref), free(a), free(b);
     agave_model_free(m0);
     agave_context_free(c0);
@@ -252,6 +257,18 @@ static void test_two_processes_match_one(void **state)
     free_proc(&p[0]);
     free_proc(&p[1]);
     free(batches);
+}
+
+static void test_two_processes_match_one(void **state)
+{
+    (void)state;
+    two_processes_match_one(1);
+}
+
+static void test_two_processes_of_two_threads_match_one(void **state)
+{
+    (void)state;
+    two_processes_match_one(2);
 }
 
 /* A NaN in one process's gradient rejects that step in both, alike; the
@@ -506,6 +523,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_processes_match_one),
+        cmocka_unit_test(test_two_processes_of_two_threads_match_one),
         cmocka_unit_test(test_nan_in_one_process_rejects_in_all),
         cmocka_unit_test(test_identity_reducer_changes_nothing),
         cmocka_unit_test(test_errors),

@@ -173,6 +173,14 @@ void arena_reset(agave_arena *a)
     a->used = 0;
 }
 
+void arena_reserve(agave_arena *a, size_t bytes)
+{
+    if (a->head || bytes == 0)
+        return;
+    a->head = chunk_new(rounded(bytes), NULL);
+    a->reserved = a->head ? rounded(bytes) : 0;
+}
+
 void arena_release(agave_arena *a)
 {
     free_chunks(a->head);

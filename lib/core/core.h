@@ -33,6 +33,10 @@ void arena_reset(agave_arena *a);                 /* coalesces into one chunk */
  * arena_alloc of between half its size and its size may return it. */
 void arena_recycle(agave_arena *a, void *p, size_t bytes);
 void arena_release(agave_arena *a);
+/* An arena without chunks takes one of `bytes` (mapped, untouched): a first
+ * step that needs about that much then does not grow it chunk by chunk, each
+ * chunk's unused tail resident. No-op otherwise, or if it cannot be mapped. */
+void arena_reserve(agave_arena *a, size_t bytes);
 
 /* ---- random generator: xoshiro256** ---------------------------------------- */
 typedef struct agave_rng { uint64_t s[4]; } agave_rng;
@@ -126,6 +130,8 @@ struct agave_context {
     scratch_slot scratch[SCRATCH_SLOTS];
     size_t memory_limit;    /* bytes a model on this context may need; 0: none */
     param_pool pool;        /* set by a model under construction, else empty */
+    int replica_steps_off;  /* 1: a training step on T threads runs op by op, without
+                               replicas (lib/model/replicas.c; benchmarks' A/B, tests) */
     int team_level;         /* omp_get_level() the context's calls run at: 0, or 1 for a
                                training replica's or a sampler lane's (ctx_thread_slot) */
     char last_error[AGAVE_ERRMSG_LEN];

@@ -175,6 +175,7 @@ void agave_model_free(agave_model *m)
 {
     if (!m)
         return;
+    model_replicas_free(m);
     for (int i = 0; i < m->n_layers; i++)
         agave_layer_free(m->layers[i]);
     agave_tensor_free(m->aux_log_scale);
@@ -208,7 +209,7 @@ agave_status (agave_model_get_config)(const agave_model *m, agave_config *cfg)
 }
 
 /* Gated blocks read their dropout from their options at every forward. */
-static void set_dropout(agave_model *m, float p)
+void model_set_dropout(agave_model *m, float p)
 {
     for (int i = 0; i < m->n_layers; i++)
         if (m->layers[i]->kind == AGAVE_LAYER_GATED_RESNET)
@@ -241,7 +242,7 @@ agave_status agave_model_update_config(agave_model *m, const agave_config *calle
         average_free(&m->ema);
     config_copy_keys(&m->cfg, cfg, AGAVE_KEY_TRAINING);
     m->opt->lr = cfg->lr;
-    set_dropout(m, cfg->dropout);
+    model_set_dropout(m, cfg->dropout);
     return AGAVE_OK;
 }
 

@@ -73,6 +73,10 @@ struct agave_model {
     rng_span span;           /* of the forward running now: the slice during a step */
     agave_grad_reduce_fn reduce_fn;
     void *reduce_user;
+    /* Training on several threads (replicas.c): one-thread replicas, made
+     * at the first step that needs them. */
+    agave_model **replicas;
+    int n_replicas;
 };
 
 /* The floats after the gradients in the reducer's buffer: per-process sums
@@ -150,6 +154,24 @@ agave_status model_check_slice(agave_model *m, int n, const char *fn);
  * over the processes. */
 agave_status model_reduce_step(agave_model *m, double sums[REDUCE_EXTRA]);
 
+/* lib/model/step.c. Forward over the model's n images (its batch slice's
+ * place in the random stream when it has one), the objective, its sums
+ * (model_local_sums) and, unless the loss is not finite, backward. */
+agave_status model_forward_backward(agave_model *m, const uint8_t *x, int n,
+                                    double sums[REDUCE_EXTRA], double *loss_value);
+/* lib/model/replicas.c. How many replicas a training step of n images on
+ * m's threads runs on: 1 (none: the step runs op by op on the threads) or
+ * min(threads, n). */
+int model_step_replicas(const agave_model *m, int n);
+/* Forward and backward of n images on R replicas of m, their gradients
+ * summed into m's gradient block, sums and loss over the batch (as
+ * model_forward_backward's for the whole batch), m's random state advanced
+ * past the batch. */
+agave_status model_replicas_forward_backward(agave_model *m, const uint8_t *x, int n, int R,
+                                             double sums[REDUCE_EXTRA], double *loss);
+void model_replicas_free(agave_model *m);
+/* Sets every gated block's dropout to p (lib/model/model.c). */
+void model_set_dropout(agave_model *m, float p);
 /* lib/model/step_stats.c. This process's sums over its n images of the
  * terms t, in the reducer's layout (rounded to floats with a slice or a
  * reducer, as the processes exchange them). */

@@ -65,8 +65,8 @@ static agave_status check_step(agave_model *m, const uint8_t *x, int n)
  * slice), the sums, and backward unless the loss is not finite. Backward
  * gives each activation's memory back once it has been consumed, so the
  * sums are read before it. */
-static agave_status forward_backward(agave_model *m, const uint8_t *x, int n,
-                                     double sums[REDUCE_EXTRA], double *loss_value)
+agave_status model_forward_backward(agave_model *m, const uint8_t *x, int n,
+                                    double sums[REDUCE_EXTRA], double *loss_value)
 {
     agave_context *ctx = m->ctx;
     agave_tape_reset(ctx);
@@ -98,7 +98,10 @@ static agave_status train_step(agave_model *m, const uint8_t *x, int n, agave_st
     if (!m->initialized)
         TRY(agave_model_init(m, x, n));
     double sums[REDUCE_EXTRA], loss;
-    agave_status st = forward_backward(m, x, n, sums, &loss);
+    const int replicas = model_step_replicas(m, n);
+    agave_status st = replicas > 1
+                          ? model_replicas_forward_backward(m, x, n, replicas, sums, &loss)
+                          : model_forward_backward(m, x, n, sums, &loss);
     if (st == AGAVE_OK && m->reduce_fn && (st = model_reduce_step(m, sums)) != AGAVE_OK)
         optim_zero_grads(m->opt);
     if (st != AGAVE_OK) {
