@@ -145,7 +145,9 @@ AGAVE_API int agave_context_threads(const agave_context *ctx);
  * agave_model_train_step refuse a batch that would, all with
  * AGAVE_ERR_LIMIT before allocating anything, the message giving the
  * estimate and the largest batch that fits. The figure compared is
- * agave_config_estimate_bytes. Evaluation sizes its forward passes (how many
+ * agave_config_estimate_bytes, plus on T > 1 threads what each training
+ * replica beyond the first adds (its gradients and normalised weights, about
+ * 10 bytes per parameter: docs/reliability.md). Evaluation sizes its forward passes (how many
  * image x sample rows each takes) to stay within the limit, and within about
  * 256 MiB of activations without one; sampling is not checked (it needs less
  * than a training step at batch 32). */

@@ -451,6 +451,45 @@ static void test_estimate_bounds_measured_peak(void **state)
 /* Under a limit: a model too large even at batch 1 is refused by create, a
  * batch too large by init and train_step, each with AGAVE_ERR_LIMIT before
  * the step allocates anything, and the message names the batch that fits. */
+/* On 2 threads a step of 4 images runs on 2 replicas: the check adds the
+ * second one's gradient block and normalised weights (4 + 1.2 x 4.8 bytes
+ * per parameter). A limit just above the one-thread estimate refuses the
+ * 2-thread step, naming the largest batch that fits (1: one replica), and
+ * passes on 1 thread. */
+static void test_memory_limit_counts_replicas(void **state)
+{
+    (void)state;
+    agave_config cfg;
+    assert_int_equal(agave_config_init(&cfg, "tiny"), AGAVE_OK);
+    size_t at4 = 0, at1 = 0, params = 0;
+    assert_int_equal(agave_config_estimate_bytes(&cfg, 4, &at4), AGAVE_OK);
+    assert_int_equal(agave_config_estimate_bytes(&cfg, 1, &at1), AGAVE_OK);
+    assert_int_equal(agave_config_param_numel(&cfg, &params), AGAVE_OK);
+    agave_context *ctx;
+    agave_model *m;
+    assert_int_equal(agave_context_create(&ctx, 9), AGAVE_OK);
+    assert_int_equal(agave_context_set_threads(ctx, 2), AGAVE_OK);
+    assert_int_equal(agave_context_set_memory_limit(ctx, at4 + 4 * params), AGAVE_OK);
+    assert_int_equal(agave_model_create(ctx, &cfg, &m), AGAVE_OK);
+    uint8_t x[4 * 64];
+    for (size_t i = 0; i < sizeof x; i++)
+        x[i] = (uint8_t)(i * 29);
+    assert_int_equal(agave_model_train_step(m, x, 4, NULL), AGAVE_ERR_LIMIT);
+    assert_non_null(strstr(agave_context_last_error(ctx), "batches up to"));
+    assert_int_equal(agave_model_step_count(m), 0);
+    /* with room for the replica (10 bytes per parameter) it trains */
+    assert_int_equal(agave_context_set_memory_limit(ctx, at4 + 10 * params), AGAVE_OK);
+    assert_int_equal(agave_model_train_step(m, x, 4, NULL), AGAVE_OK);
+    assert_int_equal(agave_model_step_count(m), 1);
+    /* and on one thread the first limit was enough */
+    assert_int_equal(agave_context_set_memory_limit(ctx, at4 + 4 * params), AGAVE_OK);
+    assert_int_equal(agave_context_set_threads(ctx, 1), AGAVE_OK);
+    assert_int_equal(agave_model_train_step(m, x, 4, NULL), AGAVE_OK);
+    assert_int_equal(agave_model_step_count(m), 2);
+    agave_model_free(m);
+    agave_context_free(ctx);
+}
+
 static void test_memory_limit_refuses(void **state)
 {
     (void)state;
@@ -870,6 +909,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_param_bound_is_count),
         cmocka_unit_test(test_estimate_bounds_measured_peak),
         cmocka_unit_test(test_memory_limit_refuses),
+        cmocka_unit_test(test_memory_limit_counts_replicas),
         cmocka_unit_test(test_allocation_failure_is_nomem),
         cmocka_unit_test(test_grid_out_of_memory_is_an_error),
         cmocka_unit_test(test_files_judged_before_reading),

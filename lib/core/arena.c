@@ -144,6 +144,8 @@ void *arena_alloc(agave_arena *a, size_t bytes)
     a->used += need;
     if (a->used > a->peak)
         a->peak = a->used;
+    if (a->used > a->touched)
+        a->touched = a->used;
     return p;
 }
 
@@ -167,10 +169,25 @@ void arena_reset(agave_arena *a)
         free_chunks(a->head);
         a->head = chunk_new(want, NULL);
         a->reserved = a->head ? want : 0;
+        a->touched = 0;
     }
     if (a->head)
         a->head->used = 0;
     a->used = 0;
+}
+
+void arena_trim(agave_arena *a)
+{
+    if (!a->touched)
+        return;   // nothing written since the last trim
+    const uintptr_t page = 4096;
+    for (arena_chunk *c = a->head; c; c = c->prev) {
+        uintptr_t lo = ((uintptr_t)c->data + page - 1) & ~(page - 1);
+        uintptr_t hi = ((uintptr_t)c->data + c->size) & ~(page - 1);
+        if (hi > lo)
+            madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+    a->touched = 0;
 }
 
 void arena_reserve(agave_arena *a, size_t bytes)
@@ -186,5 +203,5 @@ void arena_release(agave_arena *a)
     free_chunks(a->head);
     a->head = NULL;
     a->free = NULL;
-    a->used = a->reserved = 0;
+    a->used = a->reserved = a->touched = 0;
 }

@@ -25,6 +25,7 @@ typedef struct agave_arena {
     size_t used;         /* bytes handed out since the last reset */
     size_t reserved;     /* bytes held in all chunks */
     size_t peak;         /* largest `used` ever seen */
+    size_t touched;      /* largest `used` since the chunk was mapped or trimmed */
 } agave_arena;
 
 void *arena_alloc(agave_arena *a, size_t bytes);  /* 64-byte aligned, NULL on failure */
@@ -37,6 +38,11 @@ void arena_release(agave_arena *a);
  * step that needs about that much then does not grow it chunk by chunk, each
  * chunk's unused tail resident. No-op otherwise, or if it cannot be mapped. */
 void arena_reserve(agave_arena *a, size_t bytes);
+/* Gives the pages of a reset arena back to the system (they read as zero
+ * when next touched), keeping its chunks: after a pass larger than what
+ * the arena serves next (a whole-batch evaluation before a replica's
+ * slice), so that the larger pass does not stay resident. */
+void arena_trim(agave_arena *a);
 
 /* ---- random generator: xoshiro256** ---------------------------------------- */
 typedef struct agave_rng { uint64_t s[4]; } agave_rng;

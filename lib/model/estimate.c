@@ -64,6 +64,15 @@ double config_step_bytes(const agave_config *c, int batch)
     return persistent_bytes(c, params) + arena + scratch_bytes(c, batch);
 }
 
+/* What each training replica adds on T > 1 threads (lib/model/replicas.c):
+ * its gradient block and its arena's weight-normalised weights and their
+ * gradients; its images' activations are the batch's share, already counted. */
+static double replica_bytes(const agave_config *c)
+{
+    double params = (double)config_param_count(c);
+    return 4.0 * params + 1.2 * 4.8 * params;
+}
+
 double config_model_bytes(const agave_config *c)
 {
     return persistent_bytes(c, config_param_count(c));
@@ -77,13 +86,20 @@ double config_forward_bytes_per_image(const agave_config *c)
     return (1.2 * arena_bytes_per_image(c) + scratch_bytes(c, 1)) / 1.5;
 }
 
-/* The largest batch whose step fits in limit (0 if none does). */
-static int largest_batch(const agave_config *c, size_t limit)
+/* A step of batch images on `threads` threads. */
+static double step_bytes_on(const agave_config *c, int batch, int threads)
+{
+    int replicas = (threads < batch ? threads : batch) - 1;
+    return config_step_bytes(c, batch) + (replicas > 0 ? replicas * replica_bytes(c) : 0.0);
+}
+
+/* The largest batch whose step on `threads` fits in limit (0 if none does). */
+static int largest_batch(const agave_config *c, int threads, size_t limit)
 {
     int lo = 0, hi = 1 << 20;
     while (lo < hi) {
         int mid = lo + (hi - lo + 1) / 2;
-        if (config_step_bytes(c, mid) <= (double)limit)
+        if (step_bytes_on(c, mid, threads) <= (double)limit)
             lo = mid;
         else
             hi = mid - 1;
@@ -95,10 +111,10 @@ agave_status model_check_memory(agave_context *ctx, const agave_config *cfg, int
                                 const char *fn)
 {
     size_t limit = ctx->memory_limit;
-    double need = config_step_bytes(cfg, n);
+    double need = step_bytes_on(cfg, n, ctx->threads);
     if (!limit || need <= (double)limit)
         return AGAVE_OK;
-    int fits = largest_batch(cfg, limit);
+    int fits = largest_batch(cfg, ctx->threads, limit);
     if (!fits)
         return ctx_error(ctx, AGAVE_ERR_LIMIT,
                          "%s: this model needs about %.0f MiB for a training step even at batch "

@@ -170,6 +170,9 @@ int model_step_replicas(const agave_model *m, int n);
 agave_status model_replicas_forward_backward(agave_model *m, const uint8_t *x, int n, int R,
                                              double sums[REDUCE_EXTRA], double *loss);
 void model_replicas_free(agave_model *m);
+/* The replicas' arenas' pages back to the system (arena_trim): between
+ * training steps, before work that runs in m's own arena. */
+void model_replicas_trim(agave_model *m);
 /* Sets every gated block's dropout to p (lib/model/model.c). */
 void model_set_dropout(agave_model *m, float p);
 /* lib/model/step_stats.c. This process's sums over its n images of the
@@ -219,7 +222,9 @@ int eval_chunk_rows(const agave_model *m);
 
 /* Puts the chosen weights in place for evaluation or sampling (the
  * averaged parameters when the model has them and the choice is
- * AGAVE_WEIGHTS_AVERAGE, lib/model/weights.c), and the live ones back. */
+ * AGAVE_WEIGHTS_AVERAGE, lib/model/weights.c), and the live ones back.
+ * model_apply_average also gives the training replicas' arena pages back
+ * (model_replicas_trim): evaluation and sampling run in m's own arena. */
 void model_apply_average(agave_model *m);
 void model_restore_params(agave_model *m);
 void model_set_training(agave_model *m, int training);
@@ -240,8 +245,10 @@ double config_model_bytes(const agave_config *c);
 /* Step-arena and scratch bytes per image of a forward pass without the tape
  * (evaluation), including its share of the conv scratch. */
 double config_forward_bytes_per_image(const agave_config *c);
-/* AGAVE_ERR_LIMIT (error set) when a training step of cfg at batch n would
- * exceed ctx's memory limit; fn names the caller in the message. */
+/* AGAVE_ERR_LIMIT (error set) when a training step of cfg at batch n on
+ * ctx's threads (each training replica adds its gradient block and its
+ * arena's normalised weights) would exceed ctx's memory limit; fn names the
+ * caller in the message. */
 agave_status model_check_memory(agave_context *ctx, const agave_config *cfg, int n,
                                 const char *fn);
 

@@ -65,6 +65,12 @@ void model_replicas_free(agave_model *m)
     m->n_replicas = 0;
 }
 
+void model_replicas_trim(agave_model *m)
+{
+    for (int i = 0; i < m->n_replicas; i++)
+        arena_trim(&m->replicas[i]->ctx->arena);
+}
+
 /* At least `count` replicas besides m. */
 static agave_status replicas_reserve(agave_model *m, int count)
 {
@@ -137,17 +143,27 @@ static void add_replica_gradients(agave_model *m, int R)
     }
 }
 
-/* The replicas' share of the step's memory: an arena like the model's,
- * scaled to a slice's images, so that their first step maps one chunk. */
+/* Memory for the step: the replicas' arenas start at the model's arena
+ * size scaled to a slice, so that their first step maps one chunk; and the
+ * model's own arena, which runs slice 0, gives back the pages of a larger
+ * pass (the initialisation's or an evaluation's whole batch) that would
+ * otherwise stay resident beside the replicas'. */
 static void replicas_prepare(agave_model *m, int n, int R)
 {
-    const size_t whole = m->ctx->arena.reserved;
+    agave_arena *own = &m->ctx->arena;
+    const size_t whole = own->reserved;
+    size_t slice_need = 0;
     for (int k = 1; k < R; k++) {
         agave_model *r = runner(m, k);
         replica_sync(m, r);
         const int count = slice_first(n, R, k + 1) - slice_first(n, R, k);
         arena_reserve(&r->ctx->arena, whole / (size_t)n * (size_t)count);
+        const size_t need = r->ctx->arena.peak ? r->ctx->arena.peak : r->ctx->arena.reserved;
+        slice_need = need > slice_need ? need : slice_need;
     }
+    agave_tape_reset(m->ctx);
+    if (own->touched > slice_need + slice_need / 4)
+        arena_trim(own);
 }
 
 agave_status model_replicas_forward_backward(agave_model *m, const uint8_t *x, int n, int R,

@@ -99,6 +99,8 @@ static agave_status train_step(agave_model *m, const uint8_t *x, int n, agave_st
         TRY(agave_model_init(m, x, n));
     double sums[REDUCE_EXTRA], loss;
     const int replicas = model_step_replicas(m, n);
+    if (replicas < 2)
+        model_replicas_trim(m);   // replicas of an earlier step on more threads idle
     agave_status st = replicas > 1
                           ? model_replicas_forward_backward(m, x, n, replicas, sums, &loss)
                           : model_forward_backward(m, x, n, sums, &loss);

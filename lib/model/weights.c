@@ -29,6 +29,7 @@ int agave_model_has_average(const agave_model *m) { return m && m->ema.avg; }
 
 void model_apply_average(agave_model *m)
 {
+    model_replicas_trim(m);   // what runs next works in m's own arena
     if (agave_model_weights(m) == AGAVE_WEIGHTS_AVERAGE)
         average_apply(&m->ema, m->param_block);
 }
