@@ -273,13 +273,20 @@ TARGET_BF16 static void pack_b_bf16(int tb, const float *B, size_t ldb, int kc, 
 
 /* ---- the driver ----------------------------------------------------------------- */
 
-/* C (mr, nr) = tile (+ C): the valid part of an edge tile. */
-static void store_edge(const float *tile, float *C, size_t ldc, int mr, int nr, int accumulate)
+/* C (mr, nr) = tile (+ C): the valid part of an edge tile, 16 columns at a
+ * time under a mask. */
+TARGET_F32 static void store_edge(const float *tile, float *C, size_t ldc, int mr, int nr,
+                                  int accumulate)
 {
     for (int r = 0; r < mr; r++)
-        for (int c = 0; c < nr; c++)
-            C[(size_t)r * ldc + c] =
-                accumulate ? C[(size_t)r * ldc + c] + tile[r * NR + c] : tile[r * NR + c];
+        for (int c = 0; c < nr; c += 16) {
+            const __mmask16 m = lanes(nr - c);
+            float *out = C + (size_t)r * ldc + c;
+            __m512 v = _mm512_load_ps(tile + r * NR + c);
+            if (accumulate)
+                v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), v);
+            _mm512_mask_storeu_ps(out, m, v);
+        }
 }
 
 /* The packed A rows [ic, ic+mc) times columns [jc, jc+nr) of op(B), k block pc. */

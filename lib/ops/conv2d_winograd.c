@@ -9,7 +9,8 @@
  *              M_a = U_a V_a                          alpha GEMMs
  *              y   = AT-transform of M, + bias
  *   backward   dM_a = AT^T-transform of dy            (alpha, Cout, cols)
- *              dW  += G^T (dM_a V_a^T)                alpha GEMMs, point by point
+ *              dW  += G^T (dM_a V_a^T)                alpha GEMMs summed over a chunk's
+ *                                                     blocks, then transformed once
  *              dx  += BT^T-transform of (U_a^T dM_a)  alpha GEMMs
  * Columns run oh fastest, so that 16 output rows of one tile are one vector:
  * a plane is read as 16 rows at a time and transposed into column vectors
@@ -433,12 +434,12 @@ agave_status winograd_backward(agave_context *ctx, const conv_geom *g, const aga
     const size_t P = geom_cols(g), img = (size_t)g->channels * geom_plane(g);
     const size_t x_img = (size_t)tC(x) * geom_plane(g), w_n = (size_t)Cout * sb.R * sb.t->r;
     const size_t v_n = alpha * sb.R * sb.cols, m_n = alpha * (size_t)Cout * sb.cols;
-    const size_t u_n = alpha * (size_t)Cout * sb.R, du_n = (size_t)Cout * sb.R, ce_n = img * bp.nb;
+    const size_t u_n = alpha * (size_t)Cout * sb.R, ce_n = img * bp.nb;
     const char *op = "conv2d backward";
     float *V_all = thread_scratch(ctx, SCRATCH_COLS, v_n, &bp, op);   // V, then dV
     float *M_all = thread_scratch(ctx, SCRATCH_OPERAND, m_n, &bp, op);
     float *ce_all = ce ? thread_scratch(ctx, SCRATCH_CE, ce_n, &bp, op) : NULL;
-    float *dU_all = gw ? thread_scratch(ctx, SCRATCH_WEIGHT_GRADS, du_n, &bp, op) : NULL;
+    float *dU_all = gw ? thread_scratch(ctx, SCRATCH_WEIGHT_GRADS, u_n, &bp, op) : NULL;
     float *U = gx ? ctx_scratch(ctx, SCRATCH_WEIGHTS, u_n * sizeof(float)) : NULL;
     float *part;
     TRY(chunk_parts(ctx, &bp, gw, w_n, op, &part));
@@ -452,20 +453,20 @@ agave_status winograd_backward(agave_context *ctx, const conv_geom *g, const aga
 #pragma omp parallel for num_threads(bp.threads) if (bp.threads > 1) schedule(dynamic, 1)
     for (int c = 0; c < bp.chunks; c++) {
         float *V = PIECE(ctx, V_all, v_n), *dM = PIECE(ctx, M_all, m_n), *cebuf = PIECE(ctx, ce_all, ce_n);
-        float *dU = PIECE(ctx, dU_all, du_n);   // one point's at a time
+        float *dU = PIECE(ctx, dU_all, u_n);   // (alpha, Cout, R), summed over the chunk
         float *gw_sum = gw ? chunk_sum(&bp, c, gw, part, w_n) : NULL;
         for (int blk = chunk_first(&bp, c); blk < chunk_first(&bp, c + 1); blk++) {
             int n0;
             const int m = block_images(&bp, N, blk, &n0);
             const wino_shape s = shape_of(g, Cout, m);
+            const float beta = blk == chunk_first(&bp, c) ? 0.0f : 1.0f;
             grad_output_transform(ctx, &s, y->grad + (size_t)n0 * Cout * P, dM);
-            if (gw) {   // dU_a (Cout, R) = dM_a (Cout, cols) V_a^T; dW += G[a] dU_a
+            if (gw) {   // dU_a (Cout, R) += dM_a (Cout, cols) V_a^T
                 input_transform(ctx, &s, conv2d_images(ctx, x, n0, m, ce, cebuf), V);
-                for (int a = 0; a < alpha; a++) {
+                for (int a = 0; a < alpha; a++)
                     gemm(ctx, 0, 1, Cout, s.R, (int)s.cols, 1.0f, dM + (size_t)a * Cout * s.cols,
-                         (int)s.cols, V + (size_t)a * s.R * s.cols, (int)s.cols, 0.0f, dU, s.R);
-                    weight_grad_transform(&s, a, dU, gw_sum);
-                }
+                         (int)s.cols, V + (size_t)a * s.R * s.cols, (int)s.cols, beta,
+                         dU + (size_t)a * Cout * s.R, s.R);
             }
             if (!gx)
                 continue;
@@ -482,6 +483,8 @@ agave_status winograd_backward(agave_context *ctx, const conv_geom *g, const aga
             concat_elu_grad_into(ctx, x->data + (size_t)n0 * x_img, m, tC(x), geom_plane(g),
                                  cebuf, geom_plane(g), img, gx + (size_t)n0 * x_img);
         }
+        for (int a = 0; gw && a < alpha; a++)   // dW += G[a] dU_a, once per chunk
+            weight_grad_transform(&sb, a, dU + (size_t)a * Cout * sb.R, gw_sum);
     }
     if (gw)
         add_chunk_sums(ctx, &bp, part, w_n, gw);
