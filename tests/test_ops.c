@@ -346,6 +346,46 @@ static void test_sigmoid_forward(void **state)
     agave_tensor_free(s);
 }
 
+/* gate: out = x + a * sigmoid(b), c = (a, b) along channels, against double
+ * precision over b swept through [-120, 120] and the special values (a
+ * sigmoid within 2.4e-7 of its value, plus the rounding of the sum); b = +-1000
+ * and +-inf give exactly x + a and x. */
+static void test_gate_forward(void **state)
+{
+    agave_context *ctx = *state;
+    agave_tensor *bs = sweep(ctx, -120, 120, 4001);
+    const int P = (int)agave_tensor_numel(bs), F = 2;
+    agave_tensor *x, *c, *y;
+    assert_int_equal(agave_tensor_create(ctx, 4, (int[]){1, F, 1, P}, &x), AGAVE_OK);
+    assert_int_equal(agave_tensor_create(ctx, 4, (int[]){1, 2 * F, 1, P}, &c), AGAVE_OK);
+    float *xv = agave_tensor_data(x), *cv = agave_tensor_data(c);
+    for (int f = 0; f < F; f++)
+        for (int i = 0; i < P; i++) {
+            xv[f * P + i] = (float)(0.25 * (i % 7) - 0.5);
+            cv[f * P + i] = (float)(1.5 - 0.5 * (i % 5) + f);       /* a */
+            cv[(F + f) * P + i] = agave_tensor_data(bs)[(i + 97 * f) % P];   /* b */
+        }
+    assert_int_equal(agave_gate(ctx, x, c, &y), AGAVE_OK);
+    const float *out = agave_tensor_data(y);
+    for (int f = 0; f < F; f++)
+        for (int i = 0; i < P; i++) {
+            double a = cv[f * P + i], b = cv[(F + f) * P + i], xi = xv[f * P + i];
+            double ref = xi + a * ref_sigmoid(b);
+            double tol = 2.4e-7 * fabs(a) + 1.2e-7 * (fabs(xi) + fabs(a));
+            if (!(fabs(out[f * P + i] - ref) <= tol))
+                fail_msg("gate: x %g, a %g, b %g gives %.9g, expected %.9g", xi, a, b,
+                         (double)out[f * P + i], ref);
+        }
+    const float big[4] = {1000.0f, -1000.0f, INFINITY, -INFINITY};
+    for (int k = 0; k < 4; k++) {
+        cv[F * P] = big[k];
+        assert_int_equal(agave_gate(ctx, x, c, &y), AGAVE_OK);
+        float want = k % 2 == 0 ? xv[0] + cv[0] : xv[0];
+        assert_true(agave_tensor_data(y)[0] == want);
+    }
+    agave_tensor_free(bs), agave_tensor_free(x), agave_tensor_free(c);
+}
+
 /* concat_elu(x) = (elu(x), elu(-x)) along channels, for 4-D and 2-D x. */
 static void check_concat_elu(agave_context *ctx, agave_tensor *x)
 {
@@ -1358,6 +1398,7 @@ int main(void)
         T(test_logsumexp_forward),
         T(test_logsumexp_closed_forms),
         T(test_elu_forward),
+        T(test_gate_forward),
         T(test_sigmoid_forward),
         T(test_concat_elu_forward),
         T(test_tanh_exp_log_forward),

@@ -81,4 +81,14 @@ static inline float exp_nonpos(float x)
     return p * pow2i(half) * pow2i(ni - half);
 }
 
+/* sigmoid(v) = 1 / (1 + e^-v) through exp_nonpos, so that it vectorises and
+ * never overflows: with e = exp(-|v|) and t = 1 / (1 + e), t for v >= 0 and
+ * e t = e^v / (1 + e^v) below. The gated blocks' sigmoid, in training
+ * (lib/ops/gate.c) and in the cached sampler alike. */
+static inline float sigmoid_nonlibm(float v)
+{
+    float e = exp_nonpos(neg_abs(v)), t = 1.0f / (1.0f + e);
+    return select_f(v >= 0.0f, t, e * t);
+}
+
 #endif

@@ -242,10 +242,8 @@ SIMD_CLONES static void gate_run(const float *restrict x, const float *restrict 
                                  const float *restrict gate, int ch, float *restrict out)
 {
 #pragma omp simd
-    for (int c = 0; c < ch; c++) {
-        float v = gate[c], e = exp_nonpos(-fabsf(v)), t = 1.0f / (1.0f + e);
-        out[c] = x[c] + value[c] * (v >= 0.0f ? t : e * t);
-    }
+    for (int c = 0; c < ch; c++)
+        out[c] = x[c] + value[c] * sigmoid_nonlibm(gate[c]);
 }
 
 /* ---- gathering the GEMM's rows --------------------------------------------------- */
