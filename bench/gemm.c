@@ -11,7 +11,9 @@
  * disturb it little. Shapes (row-major C (M,N) = op(A) (M,K) op(B) (K,N)):
  * a conv's forward (NN: M = Cout, N = columns of a block, K = Cin*KH*KW), its
  * input gradient (TN: M = K of the conv, K = Cout) and its weight gradient
- * (NT: M = Cout, N = K of the conv, K = columns).
+ * (NT: M = Cout, N = K of the conv, K = columns); the Winograd
+ * convolutions' weight gradients, one product per point (NT, K = a block's
+ * 256 columns).
  *
  * usage: gemm [--repeats R]     (make bench builds it with oneDNN and libxsmm
  *                                 when their headers are installed) */
@@ -47,6 +49,10 @@ static const shape shapes[] = {
     {"cifar gated conv2 fwd (-> 2F)", 128, 1024, 768, 0, 0},
     {"cifar conv dx", 768, 1024, 64, 1, 0},
     {"cifar conv dW", 64, 768, 1024, 0, 1},
+    {"fashion Winograd dW (a point, F=32)", 32, 128, 256, 0, 1},
+    {"fashion Winograd dW (gated conv2)", 64, 128, 256, 0, 1},
+    {"cifar Winograd dW (a point, F=64)", 64, 256, 256, 0, 1},
+    {"cifar Winograd dW (gated conv2)", 128, 256, 256, 0, 1},
     {"cifar 8x8 block fwd", 64, 1024, 768, 0, 0},
     {"cifar nin mixture (10M = 100)", 100, 1024, 64, 0, 0},
     {"square 1024", 1024, 1024, 1024, 0, 0},

@@ -208,6 +208,79 @@ static void test_split_same_bits(void **state)
         run_split(GEMM_AUTO, AGAVE_PRECISION_BF16);
 }
 
+/* The fp32 engine's summation order, written out: each element is summed
+ * over blocks of GEMM_KC k, k in order by fused multiply-adds from zero,
+ * each block's sum then added to C (the first block stored as it is when
+ * not accumulating). Every product must give exactly these bits, whichever
+ * operand is transposed, whatever the edges: the blas layer's split into
+ * panels and the golden step's bits rest on it. */
+static float ordered_element(const float *A, size_t lda, int ta, const float *B, size_t ldb,
+                             int tb, int i, int j, int K, int accumulate, float c)
+{
+    for (int pc = 0; pc < K; pc += GEMM_KC) {
+        float s = 0.0f;
+        for (int k = pc; k < K && k < pc + GEMM_KC; k++)
+            s = fmaf((float)at(A, (int)lda, ta, i, k), (float)at(B, (int)ldb, !tb, j, k), s);
+        c = accumulate || pc > 0 ? s + c : s;
+    }
+    return K == 0 && !accumulate ? 0.0f : c;
+}
+
+typedef struct ld_case {
+    int M, N, K, accumulate, pad;   /* pad: extra floats on every leading dimension */
+} ld_case;
+
+static void run_ordered(const ld_case *g, int ta, int tb, float *buf)
+{
+    const size_t lda = (size_t)(ta ? g->M : g->K) + g->pad, ldb = (size_t)(tb ? g->K : g->N) + g->pad;
+    const size_t ldc = (size_t)g->N + g->pad;
+    float *A = random_matrix((size_t)(ta ? g->K : g->M) * lda, 7u + (unsigned)g->M);
+    float *B = random_matrix((size_t)(tb ? g->N : g->K) * ldb, 9u + (unsigned)g->N);
+    float *C = random_matrix((size_t)g->M * ldc, 11u + (unsigned)g->K);
+    float *C0 = malloc((size_t)g->M * ldc * sizeof *C0 + 1);
+    memcpy(C0, C, (size_t)g->M * ldc * sizeof *C0);
+    gemm_avx512(0, ta, tb, g->M, g->N, g->K, A, lda, B, ldb, g->accumulate, C, ldc, buf);
+    for (int i = 0; i < g->M; i++)
+        for (int j = 0; j < (int)ldc; j++) {
+            const float c0 = C0[(size_t)i * ldc + j], got = C[(size_t)i * ldc + j];
+            const float want = j < g->N ? ordered_element(A, lda, ta, B, ldb, tb, i, j, g->K,
+                                                          g->accumulate, c0)
+                                        : c0;   // past N: untouched
+            if (memcmp(&got, &want, sizeof got))
+                fail_msg("M=%d N=%d K=%d ta=%d tb=%d acc=%d pad=%d: C[%d][%d] = %.9g, in the "
+                         "engine's order %.9g",
+                         g->M, g->N, g->K, ta, tb, g->accumulate, g->pad, i, j, (double)got,
+                         (double)want);
+        }
+    free(A), free(B), free(C), free(C0);
+}
+
+/* Every transpose pair on shapes with tiles of 8 x 48 and ragged edges in
+ * both, long and short sides either way, several k blocks, padded leading
+ * dimensions (the columns past N must stay untouched), K = 1 and 0. */
+static void test_engine_order(void **state)
+{
+    (void)state;
+    if (!gemm_avx512_available(0))
+        skip();
+    static const ld_case shapes[] = {
+        {.M = 64, .N = 256, .K = 256},
+        {.M = 32, .N = 130, .K = 450, .accumulate = 1, .pad = 3},
+        {.M = 256, .N = 64, .K = 200, .accumulate = 1},
+        {.M = 131, .N = 50, .K = 31, .pad = 5},
+        {.M = 17, .N = 97, .K = 385, .accumulate = 1, .pad = 1},
+        {.M = 3, .N = 16, .K = 192},
+        {.M = 49, .N = 49, .K = 1},
+        {.M = 5, .N = 7, .K = 0},
+    };
+    float *buf = aligned_alloc(64, gemm_avx512_buffer_floats() * sizeof(float));
+    assert_non_null(buf);
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++)
+        for (int t = 0; t < 4; t++)
+            run_ordered(&shapes[c], t & 1, t >> 1, buf);
+    free(buf);
+}
+
 /* gemm() goes through the engine in the context's precision: a bf16 context
  * gives the bf16 reference's numbers, an fp32 one the fp32 reference's. */
 static void test_gemm_uses_precision(void **state)
@@ -266,6 +339,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_fp32),
         cmocka_unit_test(test_engine_bf16),
+        cmocka_unit_test(test_engine_order),
         cmocka_unit_test(test_bf16_round),
         cmocka_unit_test(test_split_same_bits),
         cmocka_unit_test(test_gemm_uses_precision),

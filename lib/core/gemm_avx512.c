@@ -28,7 +28,7 @@
 
 #define MR 8    /* rows of a C tile */
 #define NR 48   /* columns of a C tile: three zmm */
-#define KC 192  /* k (bf16: k pairs) per block: a B panel of KC x NR floats stays in L1 */
+#define KC GEMM_KC /* k (bf16: k pairs) per block: a B panel of KC x NR floats stays in L1 */
 #define MC 192  /* rows of op(A) packed at once: MC x KC floats stay in L2 */
 
 size_t gemm_avx512_buffer_floats(void)

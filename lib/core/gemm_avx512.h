@@ -8,6 +8,11 @@
 
 #include <stddef.h>
 
+/* k per block of a product: each element of C is summed in blocks of
+ * GEMM_KC k (bf16: k pairs) from zero, each block's sum then added to C
+ * (tests/test_gemm.c's test_engine_order holds the fp32 engine to it). */
+#define GEMM_KC 192
+
 /* Floats of the work buffer gemm_avx512 needs (64-byte aligned). */
 size_t gemm_avx512_buffer_floats(void);
 
