@@ -1,6 +1,7 @@
 /* The context's random generator: xoshiro256** (Blackman & Vigna), seeded
  * through splitmix64 so that any 64-bit seed gives a well-mixed state. */
 #include <math.h>
+#include <string.h>
 
 #include "core.h"
 
@@ -34,10 +35,81 @@ uint64_t rng_next(agave_rng *r)
     return result;
 }
 
+/* ---- jumping ahead --------------------------------------------------------------
+ * The state update is linear over GF(2): s' = T s, and T's characteristic
+ * polynomial P (degree 256) annihilates it, so T^n = (x^n mod P)(T): with
+ * x^n mod P = sum_i c_i x^i, the state n draws on is sum_i c_i T^i s, the XOR
+ * of the states 0..255 draws on whose c_i is 1 (xoshiro's own jump() does
+ * this for fixed n = 2^128). scripts/xoshiro-charpoly.py derives P
+ * (Berlekamp-Massey on a state bit's sequence); tests/test_rng.c checks the
+ * jump against stepping. A replica skipping the other slices' draws costs
+ * 256 draws and a few dozen polynomial products instead of one draw each. */
+
+/* P without its x^256 term: bit i is the coefficient of x^i, word w bits 64w.. */
+static const uint64_t charpoly[4] = {0x9d116f2bb0f0f001ull, 0x0280002bcefd1a5eull,
+                                     0x04b4edcf26259f85ull, 0x0003c03c3f3ecb19ull};
+
+typedef struct poly256 {
+    uint64_t w[4];   /* a polynomial of degree < 256 over GF(2) */
+} poly256;
+
+/* a x mod P. */
+static poly256 times_x(poly256 a)
+{
+    const uint64_t carry = a.w[3] >> 63;
+    for (int i = 3; i > 0; i--)
+        a.w[i] = a.w[i] << 1 | a.w[i - 1] >> 63;
+    a.w[0] <<= 1;
+    for (int i = 0; carry && i < 4; i++)
+        a.w[i] ^= charpoly[i];
+    return a;
+}
+
+/* a b mod P, by Horner over b's coefficients from the top. */
+static poly256 times(poly256 a, poly256 b)
+{
+    poly256 r = {{0, 0, 0, 0}};
+    for (int i = 255; i >= 0; i--) {
+        r = times_x(r);
+        if (b.w[i / 64] >> (i % 64) & 1)
+            for (int j = 0; j < 4; j++)
+                r.w[j] ^= a.w[j];
+    }
+    return r;
+}
+
+/* x^n mod P, by squaring from n's top bit. */
+static poly256 x_to_the(uint64_t n)
+{
+    poly256 r = {{1, 0, 0, 0}};
+    for (int bit = n ? 63 - __builtin_clzll(n) : -1; bit >= 0; bit--) {
+        r = times(r, r);
+        if (n >> bit & 1)
+            r = times_x(r);
+    }
+    return r;
+}
+
+/* Below this many draws stepping is cheaper: a jump costs about as much as
+ * stepping 2^16 draws (docs/performance.md). */
+#define JUMP_MIN 65536
+
 void rng_skip(agave_rng *r, uint64_t n)
 {
-    while (n--)
+    if (n < JUMP_MIN) {
+        while (n--)
+            (void)rng_next(r);
+        return;
+    }
+    const poly256 c = x_to_the(n);
+    uint64_t sum[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 256; i++) {   // sum of c_i T^i s
+        if (c.w[i / 64] >> (i % 64) & 1)
+            for (int j = 0; j < 4; j++)
+                sum[j] ^= r->s[j];
         (void)rng_next(r);
+    }
+    memcpy(r->s, sum, sizeof sum);
 }
 
 /* The uniform of a draw whose top 24 bits are k: shifted by half a step, in
