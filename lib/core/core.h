@@ -140,6 +140,8 @@ struct agave_context {
                                replicas (lib/model/replicas.c; benchmarks' A/B, tests) */
     int team_level;         /* omp_get_level() the context's calls run at: 0, or 1 for a
                                training replica's or a sampler lane's (ctx_thread_slot) */
+    int tape_releasing;     /* 1 while tape_backward gives each node's output back after
+                               its backward: a dead output's gradient may be moved */
     char last_error[AGAVE_ERRMSG_LEN];
 };
 
@@ -213,6 +215,9 @@ agave_status tensor_new_param(agave_context *ctx, int ndim, const int *dims, aga
 void floats_zero(const agave_context *ctx, float *p, size_t n);
 /* Returns t's gradient buffer, making a zeroed one (arena or heap) if missing. */
 float *tensor_grad_buffer(agave_tensor *t);
+/* The same, but a new buffer is not zeroed: *fresh says whether it is new
+ * (the caller then writes every value) or holds gradient already (add). */
+float *tensor_grad_buffer_fresh(agave_tensor *t, int *fresh);
 /* Gives an arena tensor's data and gradient back to the arena (core/arena.c)
  * and sets both to NULL; other tensors are left alone. For tensors nothing
  * will read again before the next reset (tape_backward's release). */

@@ -92,15 +92,19 @@ agave_status tape_backward(agave_context *ctx, agave_tensor *scalar, int release
     if (!g)
         return AGAVE_ERR_NOMEM;
     g[0] += 1.0f;
+    ctx->tape_releasing = release;
     for (size_t i = ctx->n_nodes; i-- > 0;) {
         const tape_node *node = &ctx->nodes[i];
         /* No grad: nothing downstream of this op reached the loss. */
         agave_status st = node->out->grad ? node->op->backward(ctx, node) : AGAVE_OK;
-        if (st != AGAVE_OK)
+        if (st != AGAVE_OK) {
+            ctx->tape_releasing = 0;
             return st;
+        }
         /* Every reader of node->out was recorded after it, and ran already. */
         if (release)
             tensor_release_buffers(node->out);
     }
+    ctx->tape_releasing = 0;
     return AGAVE_OK;
 }

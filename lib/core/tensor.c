@@ -222,6 +222,16 @@ void floats_zero(const agave_context *ctx, float *p, size_t n)
 
 float *tensor_grad_buffer(agave_tensor *t)
 {
+    int fresh;
+    float *g = tensor_grad_buffer_fresh(t, &fresh);
+    if (g && fresh)
+        floats_zero(t->ctx, g, t->numel);
+    return g;
+}
+
+float *tensor_grad_buffer_fresh(agave_tensor *t, int *fresh)
+{
+    *fresh = !t->grad;
     if (t->grad)
         return t->grad;
     size_t bytes = t->numel * sizeof(float);
@@ -233,7 +243,6 @@ float *tensor_grad_buffer(agave_tensor *t)
         ctx_error(t->ctx, AGAVE_ERR_NOMEM, "cannot allocate a gradient of %zu floats", t->numel);
         return NULL;
     }
-    floats_zero(t->ctx, t->grad, t->numel);
     return t->grad;
 }
 

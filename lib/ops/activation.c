@@ -300,21 +300,33 @@ agave_status concat_elu_dropout_backward(agave_context *ctx, const tape_node *no
 }
 
 /* ---- concat_elu inside other ops (ops/fused.h) --------------------------------------- */
+/* d concat_elu / d x at x of the gradients gpos (of elu(x)) and gneg (of
+ * elu(-x)), with elu's output recomputed from x as concat_elu_fwd rounds it. */
+static inline float concat_elu_grad_at(float x, float gpos, float gneg)
+{
+    float e = exp_nonpos(neg_abs(x)) - 1.0f + 1.0f;
+    float dpos = select_f(x > 0.0f, gpos, gpos * e);
+    float dneg = select_f(x < 0.0f, gneg, gneg * e);
+    return dpos - dneg;
+}
+
 /* concat_elu_bwd with the output recomputed from x, rounded as concat_elu_fwd
- * rounds it: the same gradient, bit for bit, without the stored output. */
+ * rounds it: the same gradient, bit for bit, without the stored output.
+ * Added into gx, or stored with fresh. */
 SIMD_CLONES static void concat_elu_bwd_recompute(const float *restrict x,
                                                  const float *restrict gpos,
                                                  const float *restrict gneg, float *restrict gx,
-                                                 size_t n)
+                                                 size_t n, int fresh)
 {
+    if (fresh) {   // (gx is not read: it holds garbage)
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) {
-        float xi = x[i];
-        float e = exp_nonpos(neg_abs(xi)) - 1.0f + 1.0f;
-        float dpos = select_f(xi > 0.0f, gpos[i], gpos[i] * e);
-        float dneg = select_f(xi < 0.0f, gneg[i], gneg[i] * e);
-        gx[i] += dpos - dneg;
+        for (size_t i = 0; i < n; i++)
+            gx[i] = concat_elu_grad_at(x[i], gpos[i], gneg[i]);
+        return;
     }
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+        gx[i] += concat_elu_grad_at(x[i], gpos[i], gneg[i]);
 }
 
 void concat_elu_into(agave_context *ctx, const float *x, int m, int C, size_t P, float *dst,
@@ -332,7 +344,8 @@ void concat_elu_into(agave_context *ctx, const float *x, int m, int C, size_t P,
 }
 
 void concat_elu_grad_into(agave_context *ctx, const float *x, int m, int C, size_t P,
-                          const float *d, size_t row_stride, size_t image_stride, float *gx)
+                          const float *d, size_t row_stride, size_t image_stride, float *gx,
+                          int fresh)
 {
     // d laid out as concat_elu_into's dst; gx is (m,C,P) like x
     const long planes = (long)m * C;
@@ -342,7 +355,7 @@ void concat_elu_grad_into(agave_context *ctx, const float *x, int m, int C, size
         size_t n = (size_t)nc / (size_t)C, c = (size_t)nc % (size_t)C;
         const float *gpos = d + c * row_stride + n * image_stride;
         concat_elu_bwd_recompute(x + (size_t)nc * P, gpos, gpos + (size_t)C * row_stride,
-                                 gx + (size_t)nc * P, P);
+                                 gx + (size_t)nc * P, P, fresh);
     }
 }
 

@@ -39,6 +39,38 @@ float *input_grad(const tape_node *node, int i, agave_status *st)
     return g;
 }
 
+float *input_grad_fresh(const tape_node *node, int i, int *fresh, agave_status *st)
+{
+    agave_tensor *t = node->in[i];
+    *fresh = 0;
+    if (!tensor_needs_grad(t))
+        return NULL;
+    float *g = tensor_grad_buffer_fresh(t, fresh);
+    if (!g)
+        *st = AGAVE_ERR_NOMEM;
+    return g;
+}
+
+/* An arena tensor with buffers of its own (not a view). */
+static int owns_arena_buffers(const agave_tensor *t)
+{
+    return (t->flags & TENSOR_IN_ARENA) && !(t->flags & TENSOR_VIEW);
+}
+
+float *input_grad_or_take(const tape_node *node, int i, agave_status *st)
+{
+    agave_tensor *t = node->in[i], *y = node->out;
+    int takes = tensor_needs_grad(t) && t->ctx->tape_releasing && !t->grad && y->grad &&
+                owns_arena_buffers(t) && owns_arena_buffers(y) && t->numel == y->numel;
+    for (int j = 0; takes && j < TAPE_MAX_INPUTS; j++)
+        takes = j == i || node->in[j] != t;
+    if (!takes)
+        return input_grad(node, i, st);
+    t->grad = y->grad;   // y's gradient is dead after this node: tape_backward releases y
+    y->grad = NULL;
+    return NULL;
+}
+
 /* ---- binary element-wise: a, b, out all of one shape ------------------------- */
 static agave_status binary_op(agave_context *ctx, agave_tensor *a, agave_tensor *b,
                               agave_tensor **out, const op_def *op)

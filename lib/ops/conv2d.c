@@ -154,14 +154,16 @@ agave_status conv2d_ce(agave_context *ctx, agave_tensor *x, agave_tensor *w, aga
     return conv2d_op(ctx, x, w, bias, stride, pad_top, pad_bottom, pad_left, pad_right, 1, out);
 }
 
-/* dbias = sum dY; dW += dY im2col(x)^T; dx += col2im(W^T dY); per block of nb images.
+/* dbias = sum dY; dW += dY im2col(x)^T; dx += col2im(W^T dY) (= when dx is
+ * new); per block of nb images.
  * Under ce, im2col reads concat_elu(x) recomputed into scratch, and col2im
  * scatters into a zeroed scratch block that concat_elu's gradient then adds
  * into dx: the same numbers as conv2d after concat_elu, nothing stored. */
 agave_status conv2d_backward(agave_context *ctx, const tape_node *node)
 {
     agave_status st = AGAVE_OK;
-    float *gx = input_grad(node, 0, &st), *gw = input_grad(node, 1, &st);
+    int fresh;   // gx holds no gradient yet: every image's dx is stored, not added
+    float *gx = input_grad_fresh(node, 0, &fresh, &st), *gw = input_grad(node, 1, &st);
     float *gb = input_grad(node, 2, &st);
     TRY(st);
     const agave_tensor *x = node->in[0], *w = node->in[1], *y = node->out;
@@ -176,7 +178,7 @@ agave_status conv2d_backward(agave_context *ctx, const tape_node *node)
     if (!gx && !gw)
         return AGAVE_OK;
     if (winograd_fits(ctx, &g))
-        return winograd_backward(ctx, &g, x, w, y, ce, gx, gw);
+        return winograd_backward(ctx, &g, x, w, y, ce, gx, fresh, gw);
     const block_plan bp = plan_blocks(ctx, N, images_per_block(N, P, K));
     const int fold = P < PANEL_COLS;
     const size_t col_n = K * bp.nb * P, dy_n = (size_t)Cout * bp.nb * P, ce_n = img * bp.nb;
@@ -209,13 +211,15 @@ agave_status conv2d_backward(agave_context *ctx, const tape_node *node)
             gemm_images(ctx, 1, (int)K, Cout, w->data, (int)K, dy, 0.0f, wide_cols(col, K), m,
                         P);
             if (!ce) {
+                if (fresh)   // col2im adds overlapping windows: from zero
+                    memset(gx + (size_t)n0 * x_img, 0, x_img * (size_t)m * sizeof *gx);
                 col2im_add(ctx, &g, col, m, gx + (size_t)n0 * x_img);
                 continue;
             }
             memset(cebuf, 0, img * (size_t)m * sizeof *cebuf);
             col2im_add(ctx, &g, col, m, cebuf);
             concat_elu_grad_into(ctx, x->data + (size_t)n0 * x_img, m, tC(x), geom_plane(&g),
-                                 cebuf, geom_plane(&g), img, gx + (size_t)n0 * x_img);
+                                 cebuf, geom_plane(&g), img, gx + (size_t)n0 * x_img, fresh);
         }
     }
     if (gw)

@@ -254,9 +254,10 @@ INLINE void grad_output_plane(const wino_shape *s, const wino_tables *t, const f
 }
 
 /* dx plane c of image n += the transposed input transform of dV rows (c, kh):
- * d_i += sum_a BT[a][i] dV_a, summed over kh, then tiles, then i. */
+ * d_i += sum_a BT[a][i] dV_a, summed over kh, then tiles, then i; = (every
+ * value of the plane written) unless accumulate. */
 INLINE void grad_input_plane(const wino_shape *s, const wino_tables *t, const float *dV, int n,
-                             int c, float *plane)
+                             int c, float *plane, int accumulate)
 {
     const conv_geom *g = s->g;
     const size_t RC = (size_t)s->R * s->cols;
@@ -282,7 +283,7 @@ INLINE void grad_input_plane(const wino_shape *s, const wino_tables *t, const fl
             }
         }
         for (int c0 = 0; c0 < g->in_w; c0 += 16)
-            store_columns(plane, g->in_w, h0, nrows, c0, acc + PADC + c0, 0.0f, 1);
+            store_columns(plane, g->in_w, h0, nrows, c0, acc + PADC + c0, 0.0f, accumulate);
     }
 }
 
@@ -305,9 +306,9 @@ TARGET static void grad_output_plane_of(const wino_shape *s, const float *plane,
 }
 
 TARGET static void grad_input_plane_of(const wino_shape *s, const float *dV, int n, int c,
-                                       float *plane)
+                                       float *plane, int accumulate)
 {
-    grad_input_plane(s, &F43, dV, n, c, plane);
+    grad_input_plane(s, &F43, dV, n, c, plane, accumulate);
 }
 
 /* ---- transforms over a block, on the threads the region allows ------------------ */
@@ -412,20 +413,21 @@ static void grad_output_transform(agave_context *ctx, const wino_shape *s, const
         grad_output_plane_of(s, dy + (size_t)no * P, no / s->Cout, no % s->Cout, dM);
 }
 
-/* dx (m, C, in_h, in_w) += the transposed input transform of dV. */
+/* dx (m, C, in_h, in_w) += the transposed input transform of dV (= unless
+ * accumulate). */
 static void grad_input_transform(agave_context *ctx, const wino_shape *s, const float *dV,
-                                 float *dx)
+                                 float *dx, int accumulate)
 {
     const int C = s->g->channels;
     const size_t plane = geom_plane(s->g);
 #pragma omp parallel for num_threads(ctx_region_threads(ctx)) schedule(static)
     for (int nc = 0; nc < s->m * C; nc++)
-        grad_input_plane_of(s, dV, nc / C, nc % C, dx + (size_t)nc * plane);
+        grad_input_plane_of(s, dV, nc / C, nc % C, dx + (size_t)nc * plane, accumulate);
 }
 
 agave_status winograd_backward(agave_context *ctx, const conv_geom *g, const agave_tensor *x,
                                const agave_tensor *w, const agave_tensor *y, int ce, float *gx,
-                               float *gw)
+                               int gx_fresh, float *gw)
 {
     const int N = tN(x), Cout = tN(w);
     const block_plan bp = wino_plan(ctx, g, N, Cout);
@@ -475,13 +477,12 @@ agave_status winograd_backward(agave_context *ctx, const conv_geom *g, const aga
                      dM + (size_t)a * Cout * s.cols, (int)s.cols, 0.0f,
                      V + (size_t)a * s.R * s.cols, (int)s.cols);
             if (!ce) {
-                grad_input_transform(ctx, &s, V, gx + (size_t)n0 * x_img);
+                grad_input_transform(ctx, &s, V, gx + (size_t)n0 * x_img, !gx_fresh);
                 continue;
             }
-            memset(cebuf, 0, img * (size_t)m * sizeof *cebuf);
-            grad_input_transform(ctx, &s, V, cebuf);
+            grad_input_transform(ctx, &s, V, cebuf, 0);
             concat_elu_grad_into(ctx, x->data + (size_t)n0 * x_img, m, tC(x), geom_plane(g),
-                                 cebuf, geom_plane(g), img, gx + (size_t)n0 * x_img);
+                                 cebuf, geom_plane(g), img, gx + (size_t)n0 * x_img, gx_fresh);
         }
         for (int a = 0; gw && a < alpha; a++)   // dW += G[a] dU_a, once per chunk
             weight_grad_transform(&sb, a, dU + (size_t)a * Cout * sb.R, gw_sum);
@@ -511,9 +512,9 @@ agave_status winograd_forward(agave_context *ctx, const conv_geom *g, const agav
 
 agave_status winograd_backward(agave_context *ctx, const conv_geom *g, const agave_tensor *x,
                                const agave_tensor *w, const agave_tensor *y, int ce, float *gx,
-                               float *gw)
+                               int gx_fresh, float *gw)
 {
-    (void)g, (void)x, (void)w, (void)y, (void)ce, (void)gx, (void)gw;
+    (void)g, (void)x, (void)w, (void)y, (void)ce, (void)gx, (void)gx_fresh, (void)gw;
     return ctx_error(ctx, AGAVE_ERR_STATE, "conv2d: Winograd is x86-64 only");
 }
 

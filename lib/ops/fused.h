@@ -38,8 +38,10 @@ agave_status nin_add(agave_context *ctx, agave_tensor *x, agave_tensor *w, agave
  * (m*P, P) the wide layout (2C, m*P). */
 void concat_elu_into(agave_context *ctx, const float *x, int m, int C, size_t P, float *dst,
                      size_t row_stride, size_t image_stride);
-/* gx (m,C,P) += the gradient through concat_elu at x of d, laid out as above. */
+/* gx (m,C,P) += the gradient through concat_elu at x of d, laid out as above;
+ * = with fresh (gx holds no gradient yet). */
 void concat_elu_grad_into(agave_context *ctx, const float *x, int m, int C, size_t P,
-                          const float *d, size_t row_stride, size_t image_stride, float *gx);
+                          const float *d, size_t row_stride, size_t image_stride, float *gx,
+                          int fresh);
 
 #endif

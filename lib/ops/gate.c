@@ -14,11 +14,21 @@ SIMD_CLONES static void gate_fwd(const float *restrict x, const float *restrict 
         y[i] = x[i] + a[i] * sigmoid_nonlibm(b[i]);
 }
 
-/* da += g s, db += g a s (1 - s), s = sigmoid(b), over n values. */
+/* da += g s, db += g a s (1 - s), s = sigmoid(b), over n values; = instead
+ * of += when fresh (the buffers hold no gradient yet). */
 SIMD_CLONES static void gate_bwd(const float *restrict g, const float *restrict a,
                                  const float *restrict b, float *restrict da,
-                                 float *restrict db, size_t n)
+                                 float *restrict db, size_t n, int fresh)
 {
+    if (fresh) {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            float s = sigmoid_nonlibm(b[i]);
+            da[i] = g[i] * s;
+            db[i] = g[i] * a[i] * s * (1.0f - s);
+        }
+        return;
+    }
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float s = sigmoid_nonlibm(b[i]);
@@ -68,18 +78,21 @@ agave_status agave_gate(agave_context *ctx, agave_tensor *x, agave_tensor *c, ag
 agave_status gate_backward(agave_context *ctx, const tape_node *node)
 {
     agave_status st = AGAVE_OK;
-    float *gx = input_grad(node, 0, &st), *gc = input_grad(node, 1, &st);
+    int fresh;
+    const float *gy = node->out->grad;   // (input_grad_or_take may move it to x)
+    float *gx = input_grad_or_take(node, 0, &st), *gc = input_grad_fresh(node, 1, &fresh, &st);
     TRY(st);
-    const agave_tensor *y = node->out, *c = node->in[1];
-    const long N = tN(y);
-    const size_t block = y->numel / (size_t)N;
-#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (y->numel > 65536) schedule(dynamic, 1)
+    const agave_tensor *c = node->in[1];
+    const long N = tN(c);
+    const size_t block = c->numel / (2 * (size_t)N);
+#pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (c->numel > 131072) schedule(dynamic, 1)
     for (long n = 0; n < N; n++) {
-        const float *g = y->grad + n * block, *a = c->data + 2 * n * block;
+        const float *g = gy + n * block, *a = c->data + 2 * n * block;
         if (gx)
             add_into(g, gx + n * block, block);
         if (gc)
-            gate_bwd(g, a, a + block, gc + 2 * n * block, gc + 2 * n * block + block, block);
+            gate_bwd(g, a, a + block, gc + 2 * n * block, gc + 2 * n * block + block, block,
+                     fresh);
     }
     return AGAVE_OK;
 }

@@ -239,13 +239,16 @@ agave_status nin_add(agave_context *ctx, agave_tensor *x, agave_tensor *w, agave
 agave_status nin_add_backward(agave_context *ctx, const tape_node *node)
 {
     agave_status st = AGAVE_OK;
-    float *gx = input_grad(node, 0, &st), *gw = input_grad(node, 1, &st);
-    float *gb = input_grad(node, 2, &st), *gbase = input_grad(node, 3, &st);
+    const float *g = node->out->grad;   // (input_grad_or_take may move it to base)
+    const int ce = ((const nin_add_saved *)node->saved)->ce;
+    int fresh = 0;   // under ce, dx is stored when gx holds no gradient yet
+    float *gx = ce ? input_grad_fresh(node, 0, &fresh, &st) : input_grad(node, 0, &st);
+    float *gw = input_grad(node, 1, &st);
+    float *gb = input_grad(node, 2, &st), *gbase = input_grad_or_take(node, 3, &st);
     TRY(st);
     const agave_tensor *x = node->in[0], *w = node->in[1], *y = node->out;
-    const int ce = ((const nin_add_saved *)node->saved)->ce, N = tN(x), Cx = tC(x), Cin = tC(w), Cout = tN(w);
+    const int N = tN(x), Cx = tC(x), Cin = tC(w), Cout = tN(w);
     const size_t P = (size_t)tH(x) * tW(x);
-    const float *g = y->grad;
     if (gbase) {
         const long n = (long)y->numel;
 #pragma omp parallel for num_threads(ctx_region_threads(ctx)) if (n > 65536) schedule(dynamic, 16384)
@@ -286,7 +289,8 @@ agave_status nin_add_backward(agave_context *ctx, const tape_node *node)
                     fold ? wide_cols(xbuf, (size_t)Cin) : nchw_cols(xbuf, (size_t)Cin);
                 gemm_images(ctx, 1, Cin, Cout, w->data, Cin, dy, 0.0f, dx, m, P);
                 concat_elu_grad_into(ctx, x->data + (size_t)n0 * Cx * P, m, Cx, P, xbuf,
-                                     fold ? (size_t)m * P : P, fold ? P : (size_t)Cin * P, gxb);
+                                     fold ? (size_t)m * P : P, fold ? P : (size_t)Cin * P, gxb,
+                                     fresh);
             } else {   // as nin_backward
                 nin_input_grad(ctx, w->data, Cin, Cout, dy, fold, xbuf, gxb, m, P);
             }

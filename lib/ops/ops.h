@@ -13,6 +13,17 @@ agave_status check_op_entry(agave_context *ctx, agave_tensor **out, const char *
 /* The gradient buffer of input i of node, or NULL if it needs none.
  * Sets *st to NOMEM if one was needed but could not be made. */
 float *input_grad(const tape_node *node, int i, agave_status *st);
+/* The same, but a new buffer is not zeroed and *fresh says so: the op then
+ * writes every value of it instead of adding. */
+float *input_grad_fresh(const tape_node *node, int i, int *fresh, agave_status *st);
+/* For an input whose gradient is the output's gradient g unchanged (out =
+ * in + ...): in a backward that gives each output back after its node
+ * (tape_releasing), when the input has no gradient yet, is an arena tensor
+ * of the output's size and no other input of the node, g's buffer becomes
+ * the input's gradient and NULL is returned (nothing to add; the output's
+ * gradient is NULL from then on, so read g first). Otherwise as input_grad:
+ * the buffer to add g into. */
+float *input_grad_or_take(const tape_node *node, int i, agave_status *st);
 
 /* Element-wise ops run over a tensor in blocks of EW_BLOCK values, one task
  * each (a multiple of 16: whole 16-bit mask loads for dropout's masks). */

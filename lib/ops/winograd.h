@@ -51,9 +51,10 @@ agave_status winograd_forward(agave_context *ctx, const conv_geom *g, const agav
                               agave_tensor *y);
 
 /* The gradients gx (dx, may be NULL) and gw (dW, may be NULL) of that conv
- * from y->grad, added; the bias gradient is the caller's. */
+ * from y->grad, added (dx stored instead when gx_fresh: it holds no gradient
+ * yet); the bias gradient is the caller's. */
 agave_status winograd_backward(agave_context *ctx, const conv_geom *g, const agave_tensor *x,
                                const agave_tensor *w, const agave_tensor *y, int ce, float *gx,
-                               float *gw);
+                               int gx_fresh, float *gw);
 
 #endif
