@@ -135,9 +135,10 @@ static inline __mmask16 lanes(int n)
 
 /* rows [0, nrow) of src (leading dimension ld), w <= 16 floats each, transposed:
  * r[j] lane i = src[i][j]; lanes and vectors beyond the data are zero. */
-TARGET_F32 static void load_transposed(const float *src, size_t ld, int nrow, int w,
-                                       __m512 r[16])
+TARGET_F32 static inline __attribute__((always_inline)) void
+load_transposed(const float *src, size_t ld, int nrow, int w, __m512 r[16])
 {
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i++)
         r[i] = i < nrow ? _mm512_maskz_loadu_ps(lanes(w), src + (size_t)i * ld)
                         : _mm512_setzero_ps();
@@ -181,8 +182,10 @@ TARGET_F32 static void pack_a_f32(int ta, const float *A, size_t lda, int mc, in
             __m512 r[16];
             const int w = kc - k0 < 16 ? kc - k0 : 16;
             load_transposed(A + (size_t)p * lda + k0, lda, mr, w, r);
-            for (int j = 0; j < w; j++)
-                _mm256_store_ps(ap + (size_t)(k0 + j) * MR, _mm512_castps512_ps256(r[j]));
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)   // (unrolled with a test: r stays in registers)
+                if (j < w)
+                    _mm256_store_ps(ap + (size_t)(k0 + j) * MR, _mm512_castps512_ps256(r[j]));
         }
     }
 }
@@ -203,8 +206,10 @@ TARGET_F32 static void pack_b_f32(int tb, const float *B, size_t ldb, int kc, in
             __m512 r[16];
             const int w = kc - k0 < 16 ? kc - k0 : 16;
             load_transposed(B + (size_t)cb * ldb + k0, ldb, nr - cb, w, r);
-            for (int j = 0; j < w; j++)
-                _mm512_store_ps(bp + (size_t)(k0 + j) * NR + cb, r[j]);
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                if (j < w)
+                    _mm512_store_ps(bp + (size_t)(k0 + j) * NR + cb, r[j]);
         }
 }
 
@@ -230,12 +235,15 @@ TARGET_BF16 static void pack_a_bf16(int ta, const float *A, size_t lda, int mc, 
         for (int k0 = 0; k0 < kc; k0 += 32) {
             __m512 r[16];
             const int w = kc - k0 < 32 ? kc - k0 : 32;
+#pragma GCC unroll 16
             for (int i = 0; i < 16; i++)
                 r[i] = i < mr ? row_pairs(A + (size_t)(p + i) * lda + k0, w) : _mm512_setzero_ps();
             transpose16(r);
-            for (int j = 0; j < (w + 1) / 2; j++)
-                _mm256_store_ps((float *)(ap + (size_t)(k0 / 2 + j) * MR),
-                                _mm512_castps512_ps256(r[j]));
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                if (j < (w + 1) / 2)
+                    _mm256_store_ps((float *)(ap + (size_t)(k0 / 2 + j) * MR),
+                                    _mm512_castps512_ps256(r[j]));
         }
     }
 }
@@ -262,12 +270,15 @@ TARGET_BF16 static void pack_b_bf16(int tb, const float *B, size_t ldb, int kc, 
         for (int k0 = 0; k0 < kc; k0 += 32) {
             __m512 r[16];
             const int w = kc - k0 < 32 ? kc - k0 : 32;
+#pragma GCC unroll 16
             for (int i = 0; i < 16; i++)
                 r[i] = cb + i < nr ? row_pairs(B + (size_t)(cb + i) * ldb + k0, w)
                                    : _mm512_setzero_ps();
             transpose16(r);
-            for (int j = 0; j < (w + 1) / 2; j++)
-                _mm512_store_ps((float *)(bp + (size_t)(k0 / 2 + j) * NR + cb), r[j]);
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                if (j < (w + 1) / 2)
+                    _mm512_store_ps((float *)(bp + (size_t)(k0 / 2 + j) * NR + cb), r[j]);
         }
 }
 

@@ -118,10 +118,15 @@ static inline float *at(float *p, long off)
 TARGET static void load_columns(const float *plane, int W, int r0, int nrows, int c0,
                                 __m512 colv[16])
 {
+    __m512 r[16];   // in registers (transpose16.h): colv is the caller's memory
+#pragma GCC unroll 16
     for (int l = 0; l < 16; l++)
-        colv[l] = l < nrows ? _mm512_maskz_loadu_ps(lanes(W - c0), plane + (size_t)(r0 + l) * W + c0)
-                            : _mm512_setzero_ps();
-    transpose16(colv);
+        r[l] = l < nrows ? _mm512_maskz_loadu_ps(lanes(W - c0), plane + (size_t)(r0 + l) * W + c0)
+                         : _mm512_setzero_ps();
+    transpose16(r);
+#pragma GCC unroll 16
+    for (int q = 0; q < 16; q++)
+        colv[q] = r[q];
 }
 
 /* Plane rows r0 + l (l < nrows), columns c0 .. min(c0 + 16, W): = colv's
@@ -130,10 +135,15 @@ TARGET static void store_columns(float *plane, int W, int r0, int nrows, int c0,
                                  const __m512 colv[16], float bias, int accumulate)
 {
     __m512 r[16];
-    memcpy(r, colv, sizeof r);
+#pragma GCC unroll 16
+    for (int q = 0; q < 16; q++)
+        r[q] = colv[q];
     transpose16(r);
     const __mmask16 m = lanes(W - c0);
-    for (int l = 0; l < nrows; l++) {
+#pragma GCC unroll 16
+    for (int l = 0; l < 16; l++) {
+        if (l >= nrows)
+            break;
         float *p = plane + (size_t)(r0 + l) * W + c0;
         __m512 v = accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, p), r[l])
                               : _mm512_add_ps(r[l], _mm512_set1_ps(bias));
