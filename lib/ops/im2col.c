@@ -340,9 +340,11 @@ __attribute__((target("avx512f"))) static void channel_sums16(const float *g, in
         const float *base = g + ((size_t)n * C + (size_t)c0) * P;
         for (size_t p0 = 0; p0 < whole; p0 += 16) {
             __m512 r[16];   // r[j] = channel j at p0.., then r[q] = position p0 + q
-            for (int j = 0; j < 16; j++)
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)   // (unrolled: r stays in registers, transpose16.h)
                 r[j] = _mm512_loadu_ps(base + (size_t)j * P + p0);
             transpose16(r);
+#pragma GCC unroll 16
             for (int q = 0; q < 16; q++)
                 add_position(&lo, &hi, r[q]);
         }
