@@ -30,6 +30,11 @@
 #define NR 48   /* columns of a C tile: three zmm */
 #define KC GEMM_KC /* k (bf16: k pairs) per block: a B panel of KC x NR floats stays in L1 */
 #define MC 192  /* rows of op(A) packed at once: MC x KC floats stay in L2 */
+/* Up to this many rows of op(A) a full panel of an untransposed B is read
+ * in place, not packed: with few tiles of A to use it, copying the panel
+ * cost more than reading it from L2 (docs/performance.md: +31% at 32 rows,
+ * +8% at 128, even at 192 and beyond). */
+#define B_IN_PLACE_ROWS 128
 
 size_t gemm_avx512_buffer_floats(void)
 {
@@ -91,14 +96,16 @@ int gemm_avx512_available(int bf16)
         c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1);                                         \
         c##r##2 = _mm512_fmadd_ps(a, b2, c##r##2);                                         \
     }
-/* ap is (kc, MR), bp is (kc, NR), c is (MR, NR) with leading dimension ldc. */
+/* ap is (kc, MR), bp is (kc, NR) with rows ldbp apart (NR when packed, B's
+ * own leading dimension when read in place), c is (MR, NR) with leading
+ * dimension ldc. */
 TARGET_F32 static void kernel_f32(int kc, const float *restrict ap, const float *restrict bp,
-                                  float *c, size_t ldc, int accumulate)
+                                  size_t ldbp, float *c, size_t ldc, int accumulate)
 {
     ALL_ROWS(TILE_ZERO)
-    for (int k = 0; k < kc; k++, ap += MR, bp += NR) {
-        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
-        __m512 b2 = _mm512_load_ps(bp + 32);
+    for (int k = 0; k < kc; k++, ap += MR, bp += ldbp) {
+        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+        __m512 b2 = _mm512_loadu_ps(bp + 32);
         ALL_ROWS(F32_ROW)
     }
     ALL_ROWS(TILE_STORE)
@@ -300,9 +307,10 @@ TARGET_F32 static void store_edge(const float *tile, float *C, size_t ldc, int m
         }
 }
 
-/* The packed A rows [ic, ic+mc) times columns [jc, jc+nr) of op(B), k block pc. */
+/* The packed A rows [ic, ic+mc) times columns [jc, jc+nr) of op(B), k block
+ * pc, whose rows are ldbp apart in bpk (fp32 only; bf16's are packed). */
 static void tile_row(int bf16, int mc, int nr, int kc, const float *apk, const float *bpk,
-                     float *C, size_t ldc, int accumulate, float *tile)
+                     size_t ldbp, float *C, size_t ldc, int accumulate, float *tile)
 {
     const int steps = bf16 ? (kc + 1) / 2 : kc;   // k, or k pairs
     for (int ir = 0; ir < mc; ir += MR) {
@@ -315,7 +323,7 @@ static void tile_row(int bf16, int mc, int nr, int kc, const float *apk, const f
             kernel_bf16(steps, (const uint32_t *)ap, (const uint32_t *)bpk, out, ld,
                         full && accumulate);
         else
-            kernel_f32(steps, ap, bpk, out, ld, full && accumulate);
+            kernel_f32(steps, ap, bpk, ldbp, out, ld, full && accumulate);
         if (!full)
             store_edge(tile, C + (size_t)ir * ldc, ldc, mr, nr, accumulate);
     }
@@ -343,11 +351,16 @@ void gemm_avx512(int bf16, int trans_a, int trans_b, int M, int N, int K, const 
             for (int jc = 0; jc < N; jc += NR) {
                 const int nr = N - jc < NR ? N - jc : NR;
                 const float *Bb = trans_b ? B + (size_t)jc * ldb + pc : B + (size_t)pc * ldb + jc;
+                float *Cb = C + (size_t)ic * ldc + jc;
+                if (!bf16 && !trans_b && nr == NR && mc <= B_IN_PLACE_ROWS) {
+                    tile_row(0, mc, nr, kc, apk, Bb, ldb, Cb, ldc, acc, tile);
+                    continue;
+                }
                 if (bf16)
                     pack_b_bf16(trans_b, Bb, ldb, kc, nr, (uint32_t *)bpk);
                 else
                     pack_b_f32(trans_b, Bb, ldb, kc, nr, bpk);
-                tile_row(bf16, mc, nr, kc, apk, bpk, C + (size_t)ic * ldc + jc, ldc, acc, tile);
+                tile_row(bf16, mc, nr, kc, apk, bpk, NR, Cb, ldc, acc, tile);
             }
         }
     }
