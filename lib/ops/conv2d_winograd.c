@@ -151,12 +151,24 @@ TARGET static void store_columns(float *plane, int W, int r0, int nrows, int c0,
     }
 }
 
+/* Vectors [0, PADC + used) of a column array for a row of W columns: every
+ * tile's points (up to 4 * tiles + alpha) and every group of 16 columns. */
+static int columns_used(int W)
+{
+    const int tiles_end = (W + WINO_TILE - 1) / WINO_TILE * WINO_TILE + WINO_ALPHA_MAX;
+    const int groups_end = (W + 15) / 16 * 16;
+    return PADC + (tiles_end > groups_end ? tiles_end : groups_end);
+}
+
 /* colv[PADC + w] lane l = plane row h0 + l, column w (rows h0 .. h0 + nrows,
- * columns 0 .. W); every other vector of colv zero. */
+ * columns 0 .. W); every other vector of colv a tile can read zero. */
 TARGET static void rows_as_columns(const float *plane, int W, int h0, int nrows,
                                    __m512 colv[NCOLV])
 {
-    for (int i = 0; i < NCOLV; i++)
+    const int W16 = (W + 15) / 16 * 16, used = columns_used(W);
+    for (int i = 0; i < PADC; i++)   // (only these and the tail: zeroing all 100 was
+        colv[i] = _mm512_setzero_ps();   //  a fifth of the input transform)
+    for (int i = PADC + W16; i < used; i++)
         colv[i] = _mm512_setzero_ps();
     for (int c0 = 0; c0 < W; c0 += 16)
         load_columns(plane, W, h0, nrows, c0, colv + PADC + c0);
@@ -274,7 +286,7 @@ INLINE void grad_input_plane(const wino_shape *s, const wino_tables *t, const fl
     for (int h0 = 0; h0 < g->in_h; h0 += 16) {
         const int nrows = g->in_h - h0 < 16 ? g->in_h - h0 : 16;
         __m512 acc[NCOLV];
-        for (int i = 0; i < NCOLV; i++)
+        for (int i = 0; i < columns_used(g->in_w); i++)
             acc[i] = _mm512_setzero_ps();
         for (int kh = 0; kh < g->k_h; kh++) {
             const long oh0 = (long)h0 + g->pad_top - kh;
