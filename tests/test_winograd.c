@@ -110,6 +110,17 @@ static void reference_free(reference *r)
     free(r->y), free(r->my), free(r->gx), free(r->mx), free(r->gw), free(r->mw);
 }
 
+/* Fills 128 KiB of stack below the caller's frame with NaN: the transforms
+ * keep their column vectors on the stack, so one that reads a vector it did
+ * not zero or write then reads NaN, not the zeros a fresh stack happens to
+ * hold (threads = 1 cases: the other threads' stacks are not reached). */
+static __attribute__((noinline)) void poison_stack(void)
+{
+    volatile float junk[32768];
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
+        junk[i] = NAN;
+}
+
 static void run_case(const wcase *k, int threads)
 {
     agave_context *ctx = NULL;
@@ -129,9 +140,11 @@ static void run_case(const wcase *k, int threads)
     agave_tensor *y = NULL, *R = NULL;
     assert_int_equal(agave_tensor_set_requires_grad(x, 1), AGAVE_OK);
     assert_int_equal(agave_tensor_set_requires_grad(w, 1), AGAVE_OK);
+    poison_stack();
     assert_int_equal(agave_conv2d(ctx, x, w, b, 1, k->pad_top, k->pad_bottom, k->pad_left,
                                   k->pad_right, &y),
                      AGAVE_OK);
+    poison_stack();
     const float *r = support_backward_against_random(ctx, y, &R);
     reference ref = reference_of(k, agave_tensor_data(x), agave_tensor_data(w),
                                  agave_tensor_data(b), r);

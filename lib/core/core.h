@@ -218,6 +218,9 @@ float *tensor_grad_buffer(agave_tensor *t);
 /* The same, but a new buffer is not zeroed: *fresh says whether it is new
  * (the caller then writes every value) or holds gradient already (add). */
 float *tensor_grad_buffer_fresh(agave_tensor *t, int *fresh);
+/* 1 for a tensor whose data and gradient are step-arena buffers of its own
+ * (not a view into another's): what the arena may take back or hand on. */
+int tensor_owns_arena_buffers(const agave_tensor *t);
 /* Gives an arena tensor's data and gradient back to the arena (core/arena.c)
  * and sets both to NULL; other tensors are left alone. For tensors nothing
  * will read again before the next reset (tape_backward's release). */

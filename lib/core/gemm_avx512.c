@@ -32,8 +32,8 @@
 #define MC 192  /* rows of op(A) packed at once: MC x KC floats stay in L2 */
 /* Up to this many rows of op(A) a full panel of an untransposed B is read
  * in place, not packed: with few tiles of A to use it, copying the panel
- * cost more than reading it from L2 (docs/performance.md: +31% at 32 rows,
- * +8% at 128, even at 192 and beyond). */
+ * cost more than reading it from L2; from here on it is even (measured:
+ * docs/performance.md, "Transposes in registers"). */
 #define B_IN_PLACE_ROWS 128
 
 size_t gemm_avx512_buffer_floats(void)

@@ -246,9 +246,14 @@ float *tensor_grad_buffer_fresh(agave_tensor *t, int *fresh)
     return t->grad;
 }
 
+int tensor_owns_arena_buffers(const agave_tensor *t)
+{
+    return (t->flags & TENSOR_IN_ARENA) && !(t->flags & TENSOR_VIEW);
+}
+
 void tensor_release_buffers(agave_tensor *t)
 {
-    if (!(t->flags & TENSOR_IN_ARENA) || (t->flags & TENSOR_VIEW))
+    if (!tensor_owns_arena_buffers(t))
         return;
     size_t bytes = t->numel * sizeof(float);
     arena_recycle(&t->ctx->arena, t->data, bytes);
@@ -258,7 +263,7 @@ void tensor_release_buffers(agave_tensor *t)
 
 void tensor_release_data(agave_tensor *t)
 {
-    if (!(t->flags & TENSOR_IN_ARENA) || (t->flags & TENSOR_VIEW))
+    if (!tensor_owns_arena_buffers(t))
         return;
     arena_recycle(&t->ctx->arena, t->data, t->numel * sizeof(float));
     t->data = NULL;

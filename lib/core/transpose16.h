@@ -9,7 +9,7 @@
 /* r[i] lane j becomes r[j] lane i. Every loop unrolled (here and in the
  * callers' loops over r): a loop left rolled indexes r at run time, which
  * keeps it in memory, and the transpose then costs a store and a load per
- * shuffle (load_transposed was 9% of a fashion step so). */
+ * shuffle (docs/performance.md, "Transposes in registers"). */
 __attribute__((target("avx512f"), always_inline)) static inline void transpose16(__m512 r[16])
 {
     __m512 t[16];

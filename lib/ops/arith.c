@@ -51,17 +51,12 @@ float *input_grad_fresh(const tape_node *node, int i, int *fresh, agave_status *
     return g;
 }
 
-/* An arena tensor with buffers of its own (not a view). */
-static int owns_arena_buffers(const agave_tensor *t)
-{
-    return (t->flags & TENSOR_IN_ARENA) && !(t->flags & TENSOR_VIEW);
-}
-
 float *input_grad_or_take(const tape_node *node, int i, agave_status *st)
 {
     agave_tensor *t = node->in[i], *y = node->out;
     int takes = tensor_needs_grad(t) && t->ctx->tape_releasing && !t->grad && y->grad &&
-                owns_arena_buffers(t) && owns_arena_buffers(y) && t->numel == y->numel;
+                tensor_owns_arena_buffers(t) && tensor_owns_arena_buffers(y) &&
+                t->numel == y->numel;
     for (int j = 0; takes && j < TAPE_MAX_INPUTS; j++)
         takes = j == i || node->in[j] != t;
     if (!takes)

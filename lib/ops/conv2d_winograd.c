@@ -166,8 +166,8 @@ TARGET static void rows_as_columns(const float *plane, int W, int h0, int nrows,
                                    __m512 colv[NCOLV])
 {
     const int W16 = (W + 15) / 16 * 16, used = columns_used(W);
-    for (int i = 0; i < PADC; i++)   // (only these and the tail: zeroing all 100 was
-        colv[i] = _mm512_setzero_ps();   //  a fifth of the input transform)
+    for (int i = 0; i < PADC; i++)   // (only these and the tail: zeroing the whole
+        colv[i] = _mm512_setzero_ps();   //  array cost much of the transform)
     for (int i = PADC + W16; i < used; i++)
         colv[i] = _mm512_setzero_ps();
     for (int c0 = 0; c0 < W; c0 += 16)
